@@ -1,0 +1,115 @@
+"""``anisoscreen`` command line: parses arguments and calls the package; no science here.
+
+User errors (:class:`anisoscreen.errors.AnisoscreenError`) print one red line and exit with
+status 1, without a traceback. Heavy libraries are imported inside commands so that
+``anisoscreen --version`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from anisoscreen import __version__
+from anisoscreen.errors import AnisoscreenError
+
+app = typer.Typer(
+    name="anisoscreen",
+    help="Screen crystals for strongly anisotropic dielectric response.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--store",
+        help="Results store: 'monty' (embedded, default), 'memory', a mongodb:// URI or a "
+        "maggma store YAML/JSON file. Overrides ANISOSCREEN_STORE and the config file.",
+    ),
+]
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder of the embedded store and user models."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"anisoscreen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Screen crystals for strongly anisotropic dielectric response."""
+
+
+def settings_from_options(store: str | None = None, data_dir: Path | None = None, **extra):
+    """Settings with CLI flags taking precedence over environment and config file."""
+    from anisoscreen.settings import get_settings
+
+    return get_settings(store=store, data_dir=data_dir, **extra)
+
+
+@app.command()
+def info(store: StoreOption = None, data_dir: DataDirOption = None) -> None:
+    """Show versions, compute device, store location and counts, and the default model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from anisoscreen.store import ResultsStore
+
+    settings = settings_from_options(store, data_dir)
+    table = Table(title=f"anisoscreen {__version__}", show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    for package in ("torch", "e3nn", "pymatgen", "jobflow", "jobflow-remote", "atomate2", "maggma", "mp-api"):
+        try:
+            table.add_row(package, version(package))
+        except PackageNotFoundError:
+            table.add_row(package, "not installed")
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    table.add_row("device", f"{device} ({torch.get_num_threads()} CPU threads)")
+    with ResultsStore(settings) as results:
+        table.add_row("store", results.location)
+        for name, count in results.counts().items():
+            table.add_row(f"  {name}", str(count))
+    table.add_row("default model", _describe_model(settings))
+    table.add_row("config file", settings.describe()["config_file"])
+    table.add_row("shared data", str(settings.shared))
+    table.add_row("MP API key", settings.describe()["mp_api_key"])
+    console.print(table)
+
+
+def _describe_model(settings) -> str:
+    from anisoscreen.model.checkpoint import resolve_model_path
+
+    try:
+        path = resolve_model_path(settings.model, settings.data_dir)
+    except AnisoscreenError as exc:
+        return f"{settings.model} (missing: {exc})"
+    return f"{settings.model} ({path})"
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user errors into one clear line."""
+    try:
+        app()
+    except AnisoscreenError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""CLI sub-commands by area; each module exposes ``register(app)`` (wired in ``cli.py``)."""

@@ -1,0 +1,158 @@
+"""Model files: a config saved with the weights (one state dict per ensemble member).
+
+A model file is a ``torch.save`` dict::
+
+    {"format": "anisoscreen-model/1", "name": ..., "version": ...,
+     "config": ModelConfig.to_dict(), "state_dicts": [...], "metadata": {...}}
+
+Named models live in ``<repo>/models/<name>/model.pt`` (shipped) or
+``<data_dir>/models/<name>/model.pt`` (trained by the user).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model.network import AnisoNet, ModelConfig
+
+__all__ = [
+    "FORMAT",
+    "LoadedModel",
+    "atomic_torch_save",
+    "load_model",
+    "model_search_paths",
+    "resolve_model_path",
+    "save_model",
+]
+
+FORMAT = "anisoscreen-model/1"
+MODEL_FILENAME = "model.pt"
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def model_search_paths(data_dir: Path | None = None) -> list[Path]:
+    """Folders searched for named models, first match wins."""
+    paths = []
+    if data_dir is not None:
+        paths.append(Path(data_dir) / "models")
+    paths.append(SHIPPED_MODELS)
+    return paths
+
+
+def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -> Path:
+    """Turn a model name or a path into the model file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_file():
+        return candidate
+    if candidate.is_dir() and (candidate / MODEL_FILENAME).is_file():
+        return candidate / MODEL_FILENAME
+    for folder in model_search_paths(data_dir):
+        path = folder / str(name_or_path) / MODEL_FILENAME
+        if path.is_file():
+            return path
+    searched = ", ".join(str(p) for p in model_search_paths(data_dir))
+    raise AnisoscreenError(f"model {name_or_path!r} not found (searched {searched})")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    """An ensemble of one or more networks sharing one config."""
+
+    name: str
+    version: str
+    config: ModelConfig
+    networks: list[AnisoNet]
+    checksum: str
+    path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def elements(self) -> set[int]:
+        return set(self.config.elements)
+
+    def to(self, device: torch.device | str) -> LoadedModel:
+        for net in self.networks:
+            net.to(device)
+        return self
+
+
+def save_model(
+    path: str | Path,
+    config: ModelConfig,
+    state_dicts: list[dict[str, torch.Tensor]],
+    name: str,
+    version: str,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model file atomically (float32 weights)."""
+    payload = {
+        "format": FORMAT,
+        "name": name,
+        "version": version,
+        "config": config.to_dict(),
+        "state_dicts": [{k: v.detach().cpu().float() for k, v in sd.items()} for sd in state_dicts],
+        "metadata": metadata or {},
+    }
+    atomic_torch_save(payload, path)
+    return Path(path)
+
+
+def load_model(
+    name_or_path: str | Path,
+    data_dir: Path | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> LoadedModel:
+    """Load a model file (by name or path) into evaluation-mode networks."""
+    path = resolve_model_path(name_or_path, data_dir)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupted or foreign file
+        raise AnisoscreenError(f"cannot read model file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise AnisoscreenError(f"{path} is not an anisoscreen model file ({FORMAT})")
+    config = ModelConfig.from_dict(payload["config"])
+    networks = []
+    for state in payload["state_dicts"]:
+        net = AnisoNet(config)
+        net.load_state_dict(state)
+        networks.append(net.to(device=device, dtype=dtype).eval())
+    return LoadedModel(
+        name=payload["name"],
+        version=payload["version"],
+        config=config,
+        networks=networks,
+        checksum=_sha256(path),
+        path=path,
+        metadata=payload.get("metadata", {}),
+    )

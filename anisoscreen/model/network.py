@@ -1,0 +1,228 @@
+"""AnisoNet-style equivariant graph network for the dielectric tensor.
+
+Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP):
+
+* node features = ReLU(Embed(mass-weighted one-hot of Z)), node attributes =
+  ReLU(Embed(one-hot of Z)), with the **same** embedding layer;
+* edges within a 5 A periodic cutoff; length -> 15 Gaussians (times a smooth cutoff envelope)
+  -> MLP giving per-edge tensor-product weights; direction -> spherical harmonics up to l_max;
+* ``num_layers`` gated equivariant convolutions (ReLU on scalars, sigmoid scalar gates on
+  l > 0) and a last convolution to the output irreps;
+* mean pooling over atoms -> ``0e+2e`` -> symmetric Cartesian tensor (or, for the
+  "scalar" ablation, ``6x0e`` read as the six independent Cartesian components).
+
+Hidden features keep only natural-parity irreps (0e, 1o, 2e, 3o, ...): every
+input (scalars, spherical harmonics) has natural parity, and the output does too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from e3nn import o3
+from e3nn.math import soft_one_hot_linspace
+from e3nn.nn import FullyConnectedNet
+from pymatgen.core.periodic_table import Element
+from torch import nn
+
+from anisoscreen.model.graph import GraphBatch
+from anisoscreen.model.layers import AttributeLinear, EdgeTensorProduct, Gate
+from anisoscreen.tensor import IRREPS, irreps_to_tensor_torch, tensor_to_irreps_torch
+
+__all__ = ["AnisoNet", "ModelConfig", "NUM_ELEMENTS"]
+
+NUM_ELEMENTS = 118
+_MASS_SCALE = 100.0  # amu; keeps mass-weighted one-hot inputs of order one
+
+# Cartesian (i, j) of the six components of the scalar (6x0e) read-out.
+_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`AnisoNet`; saved with the weights.
+
+    Parameters
+    ----------
+    mul
+        Multiplicity of every hidden irrep (paper: 48).
+    lmax
+        Highest rotational order of hidden features and edge spherical harmonics (paper: 3).
+    num_layers
+        Gated convolutions before the output convolution (paper: 2).
+    embed_dim
+        Width of the shared atom embedding (paper: 48).
+    cutoff
+        Graph cutoff in angstrom (paper: 5).
+    num_basis
+        Gaussians of the radial embedding (paper: 15).
+    radial_hidden
+        Hidden width of the radial MLP.
+    output
+        ``"equivariant"`` (``0e+2e``) or ``"scalar"`` (``6x0e`` ablation).
+    avg_num_neighbors
+        Normalisation of the neighbour sum (set from the training data).
+    target_shift, target_scale
+        The 0e output is ``raw * scale + shift`` and the 2e output ``raw * scale``
+        (set from the training targets so the network starts near the data).
+    elements
+        Atomic numbers seen in training; others are refused at prediction time.
+    """
+
+    mul: int = 48
+    lmax: int = 3
+    num_layers: int = 2
+    embed_dim: int = 48
+    cutoff: float = 5.0
+    num_basis: int = 15
+    radial_hidden: int = 64
+    output: Literal["equivariant", "scalar"] = "equivariant"
+    avg_num_neighbors: float = 30.0
+    target_shift: float = 0.0
+    target_scale: float = 1.0
+    elements: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def irreps_out(self) -> o3.Irreps:
+        return o3.Irreps(IRREPS if self.output == "equivariant" else "6x0e")
+
+
+def _polynomial_envelope(x: torch.Tensor) -> torch.Tensor:
+    """Smooth step from 1 at x=0 to 0 at x=1 (zero first and second derivative at 1)."""
+    x = x.clamp(0.0, 1.0)
+    return 1.0 - 10.0 * x**3 + 15.0 * x**4 - 6.0 * x**5
+
+
+class Convolution(nn.Module):
+    """Equivariant point convolution with an element-dependent self-connection (NequIP style)."""
+
+    def __init__(
+        self,
+        channels_in: dict[int, int],
+        channels_out: dict[int, int],
+        attr_dim: int,
+        lmax_sh: int,
+        num_basis: int,
+        radial_hidden: int,
+        avg_num_neighbors: float,
+    ) -> None:
+        super().__init__()
+        self.linear_in = AttributeLinear(channels_in, channels_in, attr_dim)
+        self.tensor_product = EdgeTensorProduct(channels_in, lmax_sh, sorted(channels_out))
+        self.radial = FullyConnectedNet(
+            [num_basis, radial_hidden, self.tensor_product.weight_numel], torch.nn.functional.silu
+        )
+        self.linear_out = AttributeLinear(self.tensor_product.channels_out, channels_out, attr_dim)
+        self.self_connection = AttributeLinear(channels_in, channels_out, attr_dim)
+        self.norm = 1.0 / math.sqrt(avg_num_neighbors)
+
+    def forward(self, x: dict, species_attr: torch.Tensor, species_index: torch.Tensor, edge: dict):
+        weights = self.radial(edge["radial"]) * edge["envelope"][:, None]
+        h = self.linear_in(x, species_attr, species_index)
+        messages = self.tensor_product(
+            h, edge["sh"], weights * self.norm, edge["src"], edge["dst"], edge["num_nodes"]
+        )
+        out = self.linear_out(messages, species_attr, species_index)
+        for l, value in self.self_connection(x, species_attr, species_index).items():
+            out[l] = out[l] + value if l in out else value
+        return out
+
+
+class AnisoNet(nn.Module):
+    """Equivariant GNN mapping a crystal graph to its 3x3 dielectric tensor."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        masses = torch.zeros(NUM_ELEMENTS + 1)
+        for z in range(1, NUM_ELEMENTS + 1):
+            masses[z] = float(Element.from_Z(z).atomic_mass) / _MASS_SCALE
+        self.register_buffer("masses", masses, persistent=False)
+        self.embedding = nn.Linear(NUM_ELEMENTS, config.embed_dim)
+        # unit-variance embeddings: the equivariant layers are normalised for O(1) inputs
+        nn.init.normal_(self.embedding.weight)
+        nn.init.zeros_(self.embedding.bias)
+
+        mul, lmax = config.mul, config.lmax
+        conv_kwargs = dict(
+            attr_dim=config.embed_dim,
+            lmax_sh=lmax,
+            num_basis=config.num_basis,
+            radial_hidden=config.radial_hidden,
+            avg_num_neighbors=config.avg_num_neighbors,
+        )
+        channels = {0: config.embed_dim}
+        gated_orders = list(range(1, lmax + 1))
+        self.convolutions = nn.ModuleList()
+        self.gates = nn.ModuleList()
+        for _ in range(config.num_layers):
+            # l=0 carries mul scalars plus one gate per gated channel
+            channels_out = {0: mul * (1 + len(gated_orders)), **{l: mul for l in gated_orders}}
+            self.convolutions.append(Convolution(channels, channels_out, **conv_kwargs))
+            self.gates.append(Gate(mul, gated_orders))
+            channels = {l: mul for l in range(lmax + 1)}
+        out_channels = {0: 1, 2: 1} if config.output == "equivariant" else {0: 6}
+        self.output = Convolution(channels, out_channels, **conv_kwargs)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, graph: GraphBatch) -> torch.Tensor:
+        """Predict ``0e+2e`` irreps (shape (num_graphs, 6)) in the e3nn basis."""
+        cfg = self.config
+        dtype = self.embedding.weight.dtype
+        species, species_index = torch.unique(graph.atomic_numbers, return_inverse=True)
+        one_hot = torch.nn.functional.one_hot(species - 1, NUM_ELEMENTS).to(dtype)
+        species_attr = torch.relu(self.embedding(one_hot))
+        species_feat = torch.relu(self.embedding(one_hot * self.masses[species].to(dtype)[:, None]))
+        x = {0: species_feat[species_index][:, :, None]}
+
+        edge_vec = graph.edge_vec.to(dtype)
+        length = edge_vec.norm(dim=1)
+        radial = soft_one_hot_linspace(
+            length, 0.0, cfg.cutoff, cfg.num_basis, basis="gaussian", cutoff=False
+        ).mul(math.sqrt(cfg.num_basis))
+        edge = {
+            "src": graph.edge_src,
+            "dst": graph.edge_dst,
+            "sh": o3.spherical_harmonics(
+                list(range(cfg.lmax + 1)), edge_vec, normalize=True, normalization="component"
+            ),
+            "radial": radial,
+            "envelope": _polynomial_envelope(length / cfg.cutoff),
+            "num_nodes": len(graph.atomic_numbers),
+        }
+        for conv, gate in zip(self.convolutions, self.gates):
+            x = gate(conv(x, species_attr, species_index, edge))
+        out = self.output(x, species_attr, species_index, edge)
+        x = torch.cat([out[l].reshape(len(species_index), -1) for l in sorted(out)], dim=1)
+
+        counts = torch.bincount(graph.batch, minlength=graph.num_graphs).clamp(min=1)
+        pooled = torch.zeros((graph.num_graphs, x.shape[1]), dtype=x.dtype, device=x.device)
+        pooled = pooled.index_add_(0, graph.batch, x) / counts[:, None].to(x.dtype)
+
+        if cfg.output == "scalar":
+            tensor = torch.zeros((graph.num_graphs, 3, 3), dtype=x.dtype, device=x.device)
+            for k, (i, j) in enumerate(_VOIGT):
+                tensor[:, i, j] = pooled[:, k]
+                tensor[:, j, i] = pooled[:, k]
+            pooled = tensor_to_irreps_torch(tensor)
+        shift = torch.zeros(6, dtype=x.dtype, device=x.device)
+        shift[0] = cfg.target_shift
+        return pooled * cfg.target_scale + shift
+
+    def predict_tensor(self, graph: GraphBatch) -> torch.Tensor:
+        """Predict Cartesian 3x3 tensors, shape (num_graphs, 3, 3)."""
+        return irreps_to_tensor_torch(self.forward(graph))

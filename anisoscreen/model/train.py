@@ -1,0 +1,211 @@
+"""Training: AdamW on the MSE of the ``0e+2e`` irreps, exponential LR decay, early stopping.
+
+Every epoch writes a resumable checkpoint (model, optimiser, scheduler, history, best weights)
+atomically, so training can be split into chunks (``time_limit``) and resumed with the same
+result as an uninterrupted run: the batch order of epoch ``k`` depends only on ``(seed, k)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anisoscreen.model.checkpoint import atomic_torch_save
+from anisoscreen.model.dataset import DielectricEntry
+from anisoscreen.model.graph import CrystalGraph, collate, structure_to_graph
+from anisoscreen.model.network import AnisoNet, ModelConfig
+
+__all__ = ["TrainConfig", "TrainState", "fit", "prepare_graphs", "resolve_device", "target_stats"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from anisoscreen.errors import AnisoscreenError
+
+        raise AnisoscreenError("--device cuda requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    Parameters
+    ----------
+    lr
+        AdamW learning rate (paper grid: 0.002-0.005).
+    weight_decay
+        AdamW weight decay.
+    lr_decay
+        Exponential learning-rate factor per epoch (paper: 0.98).
+    batch_size
+        Structures per optimisation step.
+    max_epochs
+        Upper bound on epochs.
+    patience
+        Stop after this many epochs without a better validation loss.
+    seed
+        Seeds weight initialisation and batch order.
+    time_limit
+        Stop (resumably) after this many seconds; ``None`` for no limit.
+    """
+
+    lr: float = 0.003
+    weight_decay: float = 0.01
+    lr_decay: float = 0.98
+    batch_size: int = 12
+    max_epochs: int = 300
+    patience: int = 40
+    seed: int = 0
+    time_limit: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainState:
+    """What a training run has reached (also the content of its checkpoint)."""
+
+    epoch: int = 0
+    best_epoch: int = -1
+    best_val_loss: float = math.inf
+    history: list[dict[str, float]] = field(default_factory=list)
+    finished: bool = False
+    train_seconds: float = 0.0
+
+
+def prepare_graphs(entries: Sequence[DielectricEntry], cutoff: float) -> list[CrystalGraph]:
+    """Graphs of the training structures (isolated atoms allowed: they keep self-connection)."""
+    return [structure_to_graph(e.structure, cutoff, allow_isolated=True) for e in entries]
+
+
+def target_stats(targets: np.ndarray, graphs: Sequence[CrystalGraph]) -> dict[str, float]:
+    """Shift/scale of the irreps targets and the mean neighbour count of the training graphs."""
+    shift = float(targets[:, 0].mean())
+    centred = targets.copy()
+    centred[:, 0] -= shift
+    return {
+        "target_shift": shift,
+        "target_scale": float(np.sqrt(np.mean(centred**2))),
+        "avg_num_neighbors": float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
+    }
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def _loss(model, graphs, targets, device, batch_size=64) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(graphs), batch_size):
+        batch = collate(graphs[start : start + batch_size]).to(device)
+        pred = model(batch)
+        target = torch.as_tensor(targets[start : start + batch_size], dtype=pred.dtype, device=device)
+        total += float(((pred - target) ** 2).sum())
+        count += target.numel()
+    return total / max(count, 1)
+
+
+def fit(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    train: tuple[list[CrystalGraph], np.ndarray],
+    validation: tuple[list[CrystalGraph], np.ndarray],
+    checkpoint: str | Path,
+    device: str = "auto",
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[AnisoNet, TrainState]:
+    """Train one network, resuming from ``checkpoint`` if it exists.
+
+    Returns
+    -------
+    (AnisoNet, TrainState)
+        The network holding the **best** validation weights, and the training state.
+    """
+    checkpoint = Path(checkpoint)
+    dev = resolve_device(device)
+    torch.manual_seed(train_config.seed)
+    model = AnisoNet(model_config).to(dev)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=train_config.lr_decay)
+    state = TrainState()
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=dev, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = TrainState(**saved["state"])
+        best_weights = saved["best_weights"]
+
+    train_graphs, train_targets = train
+    val_graphs, val_targets = validation
+    started = time.perf_counter()
+    while not state.finished and state.epoch < train_config.max_epochs:
+        if train_config.time_limit and time.perf_counter() - started > train_config.time_limit:
+            break
+        epoch_start = time.perf_counter()
+        model.train()
+        running, seen = 0.0, 0
+        for idx in _batches(len(train_graphs), train_config.batch_size, train_config.seed, state.epoch):
+            batch = collate([train_graphs[i] for i in idx]).to(dev)
+            target = torch.as_tensor(train_targets[idx], dtype=torch.float32, device=dev)
+            loss = torch.nn.functional.mse_loss(model(batch), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(loss) * len(idx)
+            seen += len(idx)
+        scheduler.step()
+        val_loss = _loss(model, val_graphs, val_targets, dev)
+        epoch_seconds = time.perf_counter() - epoch_start
+        state.train_seconds += epoch_seconds
+        record = {
+            "epoch": state.epoch,
+            "train_loss": running / max(seen, 1),
+            "val_loss": val_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": epoch_seconds,
+        }
+        state.history.append(record)
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_epoch = val_loss, state.epoch
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state.epoch += 1
+        if state.epoch - state.best_epoch > train_config.patience:
+            state.finished = True
+        if state.epoch >= train_config.max_epochs:
+            state.finished = True
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": asdict(state),
+                "best_weights": best_weights,
+                "model_config": model_config.to_dict(),
+                "train_config": train_config.to_dict(),
+            },
+            checkpoint,
+        )
+        if progress is not None:
+            progress(record)
+    model.load_state_dict(best_weights)
+    return model.eval(), state

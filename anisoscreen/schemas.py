@@ -1,0 +1,243 @@
+"""Pydantic documents stored by anisoscreen (emmet style; monty-serialisable for jobflow).
+
+Field names follow the Materials Project API where a counterpart exists
+(``material_id``, ``formula_pretty``, ``energy_above_hull``, ``band_gap``, ``nsites``,
+``elements``). Tensors are plain 3x3 lists. Each document names the key its store upserts on
+(:attr:`STORE_KEY`), so re-runs never duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymatgen.core import Structure
+
+from anisoscreen import tensor as tmath
+
+__all__ = [
+    "CandidateDoc",
+    "Dimensionality",
+    "PredictionDoc",
+    "ScreeningRunDoc",
+    "ValidationDoc",
+    "ValidationState",
+    "structure_id",
+    "utcnow",
+]
+
+Matrix3 = list[list[float]]
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time."""
+    return datetime.now(timezone.utc)
+
+
+def structure_id(structure: Structure, decimals: int = 3) -> str:
+    """A stable identifier for a structure that has no Materials Project id.
+
+    The hash covers the lattice and the sorted (species, wrapped fractional coordinates),
+    so it does not depend on the order of sites or on float noise below ``10**-decimals``.
+    """
+    lattice = np.round(structure.lattice.matrix, decimals).tolist()
+    sites = sorted(
+        (site.species_string, *np.round(np.mod(site.frac_coords, 1.0), decimals).tolist())
+        for site in structure
+    )
+    payload = json.dumps([lattice, sites], separators=(",", ":"))
+    return "as-" + hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+
+
+def _check_matrix3(value: Any) -> Matrix3 | None:
+    if value is None:
+        return None
+    array = tmath.as_array(value)
+    if array.shape != (3, 3):
+        raise ValueError(f"expected a 3x3 tensor, got shape {array.shape}")
+    return array.tolist()
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(protected_namespaces=(), arbitrary_types_allowed=True)
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("material_id",)
+
+    last_updated: datetime = Field(default_factory=utcnow, description="Time of the last write.")
+
+    def store_dict(self) -> dict[str, Any]:
+        """A JSON/BSON-ready dict (structures as pymatgen dicts) for a maggma store."""
+        return json.loads(self.model_dump_json())
+
+    @classmethod
+    def from_store(cls, doc: dict[str, Any]):
+        """Rebuild a document from a store record (ignores Mongo's ``_id``)."""
+        return cls.model_validate({k: v for k, v in doc.items() if k != "_id"})
+
+
+class CandidateDoc(_Document):
+    """A structure considered by the screening."""
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("material_id",)
+
+    material_id: str = Field(description="MP id, or a structure hash for local structures.")
+    formula_pretty: str = Field(description="Reduced formula.")
+    structure: Structure
+    source: str = Field(description="Where the candidate came from (mp, bundled, a path).")
+    energy_above_hull: float | None = Field(None, description="eV/atom.")
+    band_gap: float | None = Field(None, description="Band gap in eV.")
+    nsites: int
+    elements: list[str]
+    is_stable: bool | None = None
+
+    @classmethod
+    def from_structure(
+        cls, structure: Structure, source: str, material_id: str | None = None, **fields: Any
+    ) -> CandidateDoc:
+        """Build a candidate from a structure, deriving formula, sites and elements."""
+        return cls(
+            material_id=material_id or structure_id(structure),
+            formula_pretty=structure.composition.reduced_formula,
+            structure=structure,
+            source=source,
+            nsites=len(structure),
+            elements=sorted({el.symbol for el in structure.composition.elements}),
+            **fields,
+        )
+
+
+class Dimensionality(int, Enum):
+    """Structural dimensionality of the bonded network (Larsen et al.)."""
+
+    ZERO_D = 0
+    ONE_D = 1
+    TWO_D = 2
+    THREE_D = 3
+
+
+class PredictionDoc(_Document):
+    """A model's prediction of the high-frequency dielectric tensor of one material."""
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("material_id", "model")
+
+    material_id: str
+    formula_pretty: str
+    model: str = Field(description="Model name.")
+    model_version: str
+    model_checksum: str = Field(description="SHA-256 of the checkpoint file.")
+    dielectric_tensor: Matrix3 = Field(description="Predicted eps_inf, 3x3.")
+    eigenvalues: list[float] = Field(description="Ascending eigenvalues.")
+    eps_poly: float = Field(description="Polycrystalline eps_inf (mean eigenvalue).")
+    anisotropy_ratio: float = Field(description="a_r = lambda_max / lambda_min.")
+    dielectric_tensor_std: Matrix3 | None = Field(None, description="Ensemble spread, 3x3.")
+    eps_poly_std: float | None = None
+    anisotropy_ratio_std: float | None = None
+    n_models: int = Field(1, description="Ensemble size.")
+    dimensionality: Dimensionality | None = None
+    crystal_system: str | None = None
+    elements: list[str] = Field(default_factory=list)
+    nsites: int | None = None
+    energy_above_hull: float | None = None
+    band_gap: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    _check_tensor = field_validator("dielectric_tensor", "dielectric_tensor_std", mode="before")(
+        _check_matrix3
+    )
+
+    @classmethod
+    def from_tensor(
+        cls,
+        tensor: Any,
+        *,
+        material_id: str,
+        formula_pretty: str,
+        model: str,
+        model_version: str,
+        model_checksum: str,
+        **fields: Any,
+    ) -> PredictionDoc:
+        """Build a prediction, deriving eigenvalues, eps_poly and a_r from ``tensor``."""
+        summary = tmath.summarize(tensor)
+        return cls(
+            material_id=material_id,
+            formula_pretty=formula_pretty,
+            model=model,
+            model_version=model_version,
+            model_checksum=model_checksum,
+            dielectric_tensor=summary.tensor.tolist(),
+            eigenvalues=summary.eigenvalues.tolist(),
+            eps_poly=summary.eps_poly,
+            anisotropy_ratio=summary.anisotropy_ratio,
+            **fields,
+        )
+
+
+class ValidationState(str, Enum):
+    """Life cycle of a DFT validation of one candidate."""
+
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    FLAGGED = "flagged"
+    FAILED = "failed"
+
+
+class ValidationDoc(_Document):
+    """DFT (DFPT / optics) validation of one candidate."""
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("material_id", "job_uuid")
+
+    material_id: str
+    formula_pretty: str
+    job_uuid: str = Field(description="jobflow uuid of the VASP job.")
+    flow_uuid: str | None = None
+    calc_type: str = Field("dfpt", description="'dfpt' (LEPSILON) or 'optics' (LOPTICS).")
+    state: ValidationState = ValidationState.SUBMITTED
+    flags: list[str] = Field(default_factory=list, description="Why the result is not valid.")
+    epsilon_electronic: Matrix3 | None = Field(None, description="DFPT eps_inf, 3x3.")
+    epsilon_ionic: Matrix3 | None = Field(None, description="DFPT ionic contribution, 3x3.")
+    eigenvalues: list[float] | None = None
+    eps_poly: float | None = None
+    anisotropy_ratio: float | None = Field(None, description="DFT a_r.")
+    optics: dict[str, Any] | None = Field(
+        None, description="Reference to the frequency-dependent dielectric function."
+    )
+    prediction_model: str | None = None
+    predicted_anisotropy_ratio: float | None = None
+    input_settings: dict[str, Any] = Field(default_factory=dict)
+    worker: str | None = None
+    project: str | None = None
+    error: str | None = None
+
+    _check_tensor = field_validator("epsilon_electronic", "epsilon_ionic", mode="before")(
+        _check_matrix3
+    )
+
+
+class ScreeningRunDoc(_Document):
+    """Provenance and bookkeeping of one screening campaign."""
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("run_id",)
+
+    run_id: str
+    source: str
+    criteria: dict[str, Any] = Field(default_factory=dict)
+    n_input: int = 0
+    removed_by: dict[str, int] = Field(
+        default_factory=dict, description="Candidates removed by each criterion, in order."
+    )
+    n_candidates: int = 0
+    n_predicted: int = 0
+    n_reused: int = Field(0, description="Predictions already in the store (not recomputed).")
+    n_failed: int = 0
+    failures: list[dict[str, str]] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
+    model: str | None = None
+    model_version: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

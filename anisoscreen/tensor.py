@@ -1,0 +1,298 @@
+"""Dielectric-tensor mathematics: the one place where tensors change representation.
+
+Documents carry tensors as plain 3x3 lists, computations use numpy and the model uses
+torch. Every conversion between those forms, and between the Cartesian tensor and its
+irreducible representation ``0e+2e``, lives here.
+
+The irreducible basis is e3nn's ``CartesianTensor("ij=ji")``: a symmetric 3x3 tensor
+``T`` maps to a 6-vector ``x = Q : T`` (one ``l=0`` and five ``l=2`` components), where
+``Q`` is the (6, 3, 3) change of basis with orthonormal rows, so ``T = Q^T x``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from anisoscreen.errors import AnisoscreenError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from pymatgen.core import Structure
+
+__all__ = [
+    "IRREPS",
+    "TensorValidationError",
+    "TensorSummary",
+    "anisotropy_ratio",
+    "as_array",
+    "as_list",
+    "change_of_basis",
+    "eigenvalues",
+    "irreps_to_tensor",
+    "irreps_to_tensor_torch",
+    "point_group_violation",
+    "polycrystalline_average",
+    "respects_point_group",
+    "rotate",
+    "summarize",
+    "symmetrize",
+    "tensor_to_irreps",
+    "tensor_to_irreps_torch",
+    "validate_dielectric_tensor",
+]
+
+IRREPS = "0e+2e"
+"""e3nn irreps of a symmetric rank-2 tensor (1 scalar + 5 traceless components)."""
+
+DEFAULT_SYMMETRY_TOL = 1e-3
+"""Relative tolerance for symmetry checks (|T - T^T| / |T|)."""
+
+
+class TensorValidationError(AnisoscreenError, ValueError):
+    """A tensor that cannot be a (high-frequency) dielectric tensor."""
+
+
+@lru_cache(maxsize=1)
+def change_of_basis() -> np.ndarray:
+    """Return e3nn's ``CartesianTensor("ij=ji")`` change of basis in float64.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of shape (6, 3, 3) with orthonormal rows (as 9-vectors).
+    """
+    from e3nn.io import CartesianTensor
+
+    q = CartesianTensor("ij=ji").reduced_tensor_products().change_of_basis
+    q = q.detach().cpu().double().numpy().reshape(6, 9)
+    # e3nn builds Q in float32; a Loewdin orthonormalisation restores float64 accuracy
+    # without changing the basis (the rows are orthonormal up to ~1e-8 already).
+    w, v = np.linalg.eigh(q @ q.T)
+    q = (v @ np.diag(w**-0.5) @ v.T) @ q
+    q[np.abs(q) < 1e-12] = 0.0
+    q.setflags(write=False)
+    return q.reshape(6, 3, 3)
+
+
+def as_array(tensor: Any) -> np.ndarray:
+    """Convert a 3x3 list, numpy array or torch tensor into a float64 numpy array."""
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu().numpy()
+    return np.asarray(tensor, dtype=np.float64)
+
+
+def as_list(tensor: Any, ndigits: int | None = None) -> list[list[float]]:
+    """Convert a tensor into the plain nested list stored in documents."""
+    array = as_array(tensor)
+    if ndigits is not None:
+        array = np.round(array, ndigits)
+    return array.tolist()
+
+
+def symmetrize(tensor: Any) -> np.ndarray:
+    """Return the symmetric part ``(T + T^T) / 2`` (works on stacks of tensors)."""
+    array = as_array(tensor)
+    return 0.5 * (array + np.swapaxes(array, -1, -2))
+
+
+def tensor_to_irreps(tensor: Any) -> np.ndarray:
+    """Project symmetric 3x3 tensor(s) onto the ``0e+2e`` irreps.
+
+    Parameters
+    ----------
+    tensor
+        Array-like of shape (..., 3, 3). The antisymmetric part, if any, is discarded.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of shape (..., 6).
+    """
+    array = as_array(tensor)
+    if array.shape[-2:] != (3, 3):
+        raise TensorValidationError(f"expected a (..., 3, 3) tensor, got shape {array.shape}")
+    return np.einsum("kij,...ij->...k", change_of_basis(), array)
+
+
+def irreps_to_tensor(irreps: Any) -> np.ndarray:
+    """Build symmetric 3x3 tensor(s) from ``0e+2e`` irreps of shape (..., 6)."""
+    array = as_array(irreps)
+    if array.shape[-1] != 6:
+        raise TensorValidationError(f"expected (..., 6) irreps, got shape {array.shape}")
+    return np.einsum("kij,...k->...ij", change_of_basis(), array)
+
+
+def _torch_basis(like: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return torch.as_tensor(change_of_basis(), dtype=like.dtype, device=like.device)
+
+
+def tensor_to_irreps_torch(tensor: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`tensor_to_irreps` (differentiable, any device)."""
+    import torch
+
+    return torch.einsum("kij,...ij->...k", _torch_basis(tensor), tensor)
+
+
+def irreps_to_tensor_torch(irreps: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`irreps_to_tensor` (differentiable, any device)."""
+    import torch
+
+    return torch.einsum("kij,...k->...ij", _torch_basis(irreps), irreps)
+
+
+def eigenvalues(tensor: Any) -> np.ndarray:
+    """Ascending eigenvalues of the symmetric part of tensor(s) (shape (..., 3))."""
+    return np.linalg.eigvalsh(symmetrize(tensor))
+
+
+def polycrystalline_average(tensor: Any) -> np.ndarray | float:
+    """Polycrystalline (orientationally averaged) value: the mean of the eigenvalues.
+
+    Equal to trace / 3.
+    """
+    value = np.trace(symmetrize(tensor), axis1=-2, axis2=-1) / 3.0
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def anisotropy_ratio(tensor: Any) -> np.ndarray | float:
+    """Anisotropy ratio ``a_r = lambda_max / lambda_min`` (1 for an isotropic tensor).
+
+    Raises
+    ------
+    TensorValidationError
+        If the smallest eigenvalue is not positive (the ratio is then meaningless).
+    """
+    eig = eigenvalues(tensor)
+    if np.any(eig[..., 0] <= 0):
+        raise TensorValidationError(
+            "anisotropy ratio needs a positive-definite tensor; smallest eigenvalue "
+            f"{np.min(eig[..., 0]):.4g}"
+        )
+    value = eig[..., -1] / eig[..., 0]
+    return float(value) if np.ndim(value) == 0 else value
+
+
+@dataclass(frozen=True)
+class TensorSummary:
+    """Scalar descriptors of one dielectric tensor."""
+
+    tensor: np.ndarray
+    eigenvalues: np.ndarray
+    eps_poly: float
+    anisotropy_ratio: float
+
+
+def summarize(tensor: Any) -> TensorSummary:
+    """Symmetrise a tensor and compute its eigenvalues, eps_poly and a_r."""
+    sym = symmetrize(tensor)
+    eig = eigenvalues(sym)
+    ratio = float(eig[-1] / eig[0]) if eig[0] > 0 else float("nan")
+    return TensorSummary(sym, eig, float(eig.mean()), ratio)
+
+
+def validate_dielectric_tensor(
+    tensor: Any,
+    *,
+    symmetry_tol: float = DEFAULT_SYMMETRY_TOL,
+    min_eigenvalue: float | None = 1.0,
+    eigen_tol: float = 1e-6,
+) -> np.ndarray:
+    """Check that ``tensor`` can be a dielectric tensor and return it symmetrised.
+
+    Parameters
+    ----------
+    tensor
+        Array-like 3x3 tensor.
+    symmetry_tol
+        Largest allowed ``max|T - T^T| / max|T|``. DFPT outputs are symmetric to
+        about 1e-3 relative (printed with three decimals).
+    min_eigenvalue
+        Lower bound for every eigenvalue (1 for an electronic dielectric tensor,
+        ``None`` for no bound, e.g. for an ionic contribution).
+    eigen_tol
+        Slack on ``min_eigenvalue``.
+
+    Raises
+    ------
+    TensorValidationError
+        With a message that names the first failed check.
+    """
+    try:
+        array = as_array(tensor)
+    except (TypeError, ValueError) as exc:
+        raise TensorValidationError(f"not a numeric 3x3 tensor: {exc}") from exc
+    if array.shape != (3, 3):
+        raise TensorValidationError(f"expected a 3x3 tensor, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise TensorValidationError("tensor has non-finite (NaN or infinite) components")
+    scale = max(float(np.max(np.abs(array))), 1e-12)
+    asym = float(np.max(np.abs(array - array.T))) / scale
+    if asym > symmetry_tol:
+        raise TensorValidationError(
+            f"tensor is not symmetric: max|T - T^T|/max|T| = {asym:.3g} > {symmetry_tol:g}"
+        )
+    sym = symmetrize(array)
+    if min_eigenvalue is not None:
+        lowest = float(eigenvalues(sym)[0])
+        if lowest < min_eigenvalue - eigen_tol:
+            raise TensorValidationError(
+                f"smallest eigenvalue {lowest:.4g} is below {min_eigenvalue:g}; "
+                "an electronic dielectric tensor has all eigenvalues >= 1"
+            )
+    return sym
+
+
+def rotate(tensor: Any, rotation: Any) -> np.ndarray:
+    """Rotate tensor(s): ``R T R^T``."""
+    r = as_array(rotation)
+    return np.einsum("ij,...jk,lk->...il", r, as_array(tensor), r)
+
+
+def _cartesian_point_group_ops(structure: Structure, symprec: float) -> list[np.ndarray]:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    analyzer = SpacegroupAnalyzer(structure, symprec=symprec)
+    return [op.rotation_matrix for op in analyzer.get_point_group_operations(cartesian=True)]
+
+
+def point_group_violation(tensor: Any, structure: Structure, symprec: float = 0.01) -> float:
+    """Largest relative change of ``tensor`` under the point-group operations of ``structure``.
+
+    Neumann's principle: a property tensor is invariant under every operation of the
+    crystal's point group, ``R T R^T = T``. The tensor must be expressed in the
+    structure's Cartesian frame. Returns ``max_R |R T R^T - T| / |T|`` (0 when exact).
+    """
+    array = symmetrize(tensor)
+    norm = max(float(np.linalg.norm(array)), 1e-12)
+    ops = _cartesian_point_group_ops(structure, symprec)
+    return max(float(np.linalg.norm(rotate(array, r) - array)) / norm for r in ops)
+
+
+def respects_point_group(
+    tensor: Any, structure: Structure, tol: float = 1e-3, symprec: float = 0.01
+) -> bool:
+    """Whether ``tensor`` obeys the point-group symmetry of ``structure``.
+
+    Cubic crystals then have isotropic tensors, hexagonal / tetragonal / trigonal ones
+    uniaxial tensors with the unique axis along c, orthorhombic ones principal axes
+    along a, b, c, and monoclinic ones a principal axis along the unique axis.
+    """
+    return point_group_violation(tensor, structure, symprec) <= tol
+
+
+EIGENVALUE_MULTIPLICITY = {
+    "cubic": (3,),
+    "hexagonal": (1, 2),
+    "trigonal": (1, 2),
+    "tetragonal": (1, 2),
+    "orthorhombic": (1, 1, 1),
+    "monoclinic": (1, 1, 1),
+    "triclinic": (1, 1, 1),
+}
+"""Generic eigenvalue degeneracy pattern of a symmetric rank-2 tensor per crystal system."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: no network, a private matplotlib cache, shared data, in-memory stores."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# importing robocrys/matplotlib writes a font cache: keep it out of the user's home
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="anisoscreen-mpl-"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANISOSCREEN_SHARED", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder (``$ANISOSCREEN_SHARED``, default ``../shared``)."""
+    if not (SHARED / "data").is_dir():
+        pytest.fail(f"shared data not found at {SHARED}; set ANISOSCREEN_SHARED")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    """Every test gets its own data dir and config file; MP key never leaks in."""
+    monkeypatch.setenv("ANISOSCREEN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ANISOSCREEN_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("ANISOSCREEN_SHARED", str(SHARED))
+    monkeypatch.delenv("ANISOSCREEN_STORE", raising=False)
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    monkeypatch.delenv("ANISOSCREEN_MP_API_KEY", raising=False)
+
+
+@pytest.fixture
+def memory_settings():
+    """Settings whose stores are in-memory maggma MemoryStores."""
+    from anisoscreen.settings import get_settings
+
+    return get_settings(store="memory")
+
+
+@pytest.fixture
+def memory_results(memory_settings):
+    """A ResultsStore on MemoryStores (closed after the test)."""
+    from anisoscreen.store import ResultsStore
+
+    with ResultsStore(memory_settings) as results:
+        yield results

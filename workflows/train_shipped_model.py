@@ -1,0 +1,66 @@
+"""Train the shipped model (resumable): python workflows/train_shipped_model.py [--time-limit S].
+
+Writes models/<name>/ (model.pt, metrics.json, MODEL_CARD.md, train-seed*.ckpt).
+Re-running resumes where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from anisoscreen.model.network import ModelConfig
+from anisoscreen.model.pipeline import train_model
+from anisoscreen.model.train import TrainConfig
+from anisoscreen.settings import get_settings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", default="anisonet-mp-v1")
+    parser.add_argument("--mul", type=int, default=32)
+    parser.add_argument("--lmax", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--max-epochs", type=int, default=250)
+    parser.add_argument("--patience", type=int, default=40)
+    parser.add_argument("--time-limit", type=float, default=None)
+    parser.add_argument("--max-entries", type=int, default=None)
+    args = parser.parse_args()
+
+    settings = get_settings()
+    data = settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    start = time.time()
+
+    def progress(seed, rec):
+        print(
+            f"seed {seed} epoch {rec['epoch']:4d} train {rec['train_loss']:.4f} "
+            f"val {rec['val_loss']:.4f} lr {rec['lr']:.5f} {rec['seconds']:.1f}s "
+            f"[{time.time() - start:.0f}s]",
+            flush=True,
+        )
+
+    result = train_model(
+        data,
+        f"models/{args.name}",
+        args.name,
+        ModelConfig(mul=args.mul, lmax=args.lmax),
+        TrainConfig(
+            lr=args.lr,
+            batch_size=args.batch_size,
+            max_epochs=args.max_epochs,
+            patience=args.patience,
+            time_limit=args.time_limit,
+        ),
+        seeds=tuple(args.seeds),
+        max_entries=args.max_entries,
+        progress=progress,
+    )
+    print(result, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
