@@ -106,6 +106,16 @@ def _describe_model(settings) -> str:
     return f"{settings.model} ({path})"
 
 
+def _register_commands() -> None:
+    from anisoscreen.commands import model as model_commands
+
+    for module in (model_commands,):
+        module.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one clear line."""
     try:

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
+from monty.json import jsanitize
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymatgen.core import Structure
 
@@ -71,8 +72,8 @@ class _Document(BaseModel):
     last_updated: datetime = Field(default_factory=utcnow, description="Time of the last write.")
 
     def store_dict(self) -> dict[str, Any]:
-        """A JSON/BSON-ready dict (structures as pymatgen dicts) for a maggma store."""
-        return json.loads(self.model_dump_json())
+        """A BSON-ready dict (structures as pymatgen dicts, enums as values) for a maggma store."""
+        return jsanitize(self.model_dump(), strict=True, enum_values=True, allow_bson=True)
 
     @classmethod
     def from_store(cls, doc: dict[str, Any]):
@@ -209,14 +210,45 @@ class ValidationDoc(_Document):
     )
     prediction_model: str | None = None
     predicted_anisotropy_ratio: float | None = None
-    input_settings: dict[str, Any] = Field(default_factory=dict)
+    input_settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Requested input-set settings and the INCAR/KPOINTS/POTCAR actually run.",
+    )
     worker: str | None = None
     project: str | None = None
     error: str | None = None
-
-    _check_tensor = field_validator("epsilon_electronic", "epsilon_ionic", mode="before")(
-        _check_matrix3
+    epsilon_total: Matrix3 | None = Field(
+        None, description="Static dielectric tensor eps_inf + eps_ionic (DFPT only), 3x3."
     )
+    principal_axes: Matrix3 | None = Field(
+        None, description="Rows are the unit principal axes of eps_inf (ascending eigenvalues)."
+    )
+    converged: bool | None = Field(None, description="Whether VASP reported convergence.")
+    vasp_calc_type: str | None = Field(None, description="emmet calc type, e.g. 'GGA DFPT'.")
+    dir_name: str | None = Field(None, description="Directory of the VASP run.")
+    predicted_dielectric_tensor: Matrix3 | None = Field(
+        None, description="The prediction being validated, 3x3."
+    )
+
+    _check_tensor = field_validator(
+        "epsilon_electronic",
+        "epsilon_ionic",
+        "epsilon_total",
+        "predicted_dielectric_tensor",
+        mode="before",
+    )(_check_matrix3)
+
+    @property
+    def is_valid(self) -> bool:
+        """A completed, unflagged result (the only kind compared with predictions)."""
+        return self.state == ValidationState.COMPLETED and not self.flags
+
+    @property
+    def anisotropy_ratio_error(self) -> float | None:
+        """Relative error of the predicted a_r against the DFT a_r, when both exist."""
+        if self.anisotropy_ratio is None or self.predicted_anisotropy_ratio is None:
+            return None
+        return (self.predicted_anisotropy_ratio - self.anisotropy_ratio) / self.anisotropy_ratio
 
 
 class ScreeningRunDoc(_Document):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from maggma.core import Store
-from maggma.stores import MemoryStore, MongoURIStore, MontyStore
+from maggma.stores import MemoryStore, MongoStore, MongoURIStore, MontyStore
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc, ValidationDoc
@@ -83,6 +83,8 @@ def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
     if spec == "memory":
         return MemoryStore(name)
     if spec.startswith(("mongodb://", "mongodb+srv://")):
+        if hasattr(MongoStore, "from_uri"):  # maggma >= 0.77
+            return MongoStore.from_uri(spec, collection_name=name, database=settings.database)
         return MongoURIStore(spec, name, database=settings.database)
     if spec.endswith((".yaml", ".yml", ".json")):
         from monty.json import MontyDecoder

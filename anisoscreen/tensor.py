@@ -126,10 +126,15 @@ def irreps_to_tensor(irreps: Any) -> np.ndarray:
     return np.einsum("kij,...k->...ij", change_of_basis(), array)
 
 
-def _torch_basis(like: torch.Tensor) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def _torch_basis_cached(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     import torch
 
-    return torch.as_tensor(change_of_basis(), dtype=like.dtype, device=like.device)
+    return torch.tensor(np.array(change_of_basis()), dtype=dtype, device=device)
+
+
+def _torch_basis(like: torch.Tensor) -> torch.Tensor:
+    return _torch_basis_cached(like.dtype, like.device)
 
 
 def tensor_to_irreps_torch(tensor: torch.Tensor) -> torch.Tensor:

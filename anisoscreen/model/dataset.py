@@ -103,11 +103,13 @@ def clean_entries(
     seen: set[str] = set()
     kept = []
     for entry in entries:
-        keys = {entry.material_id, structure_id(entry.structure)}
-        if keys & seen:
+        # identical structures are duplicates; a material id alone is not (the MP set holds
+        # two calculations of different polymorph cells under one id for a few materials)
+        key = structure_id(entry.structure)
+        if key in seen:
             removed["duplicate"] += 1
             continue
-        seen |= keys
+        seen.add(key)
         if np.any(np.diag(entry.eps_electronic) < min_diagonal):
             removed["diagonal_below_1"] += 1
             continue

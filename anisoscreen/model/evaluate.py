@@ -73,3 +73,47 @@ def metrics(
             system: _block(predicted[idx], reference[idx]) for system, idx in sorted(groups.items())
         }
     return result
+
+
+def evaluate_model(
+    model: str,
+    data_path,
+    data_dir=None,
+    subset: str = "test",
+    split_seed: int | None = None,
+    device: str = "auto",
+    parity_plot=None,
+) -> dict[str, Any]:
+    """Metrics of a model on one split of a dielectric data set.
+
+    The split is rebuilt from the model's recorded ``split_seed`` (overridable), with the same
+    cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
+    """
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.dataset import clean_entries, load_entries, random_split
+    from anisoscreen.model.graph import structure_to_graph
+    from anisoscreen.model.train import resolve_device
+
+    dev = resolve_device(device)
+    loaded = load_model(model, data_dir, device=dev)
+    seed = split_seed if split_seed is not None else loaded.metadata.get("split_seed", 42)
+    entries, _ = clean_entries(load_entries(data_path))
+    split = random_split(len(entries), seed)
+    if subset not in split:
+        raise AnisoscreenError(f"unknown subset {subset!r}; use train, validation or test")
+    chosen = [entries[i] for i in split[subset]]
+    graphs = [structure_to_graph(e.structure, loaded.config.cutoff, allow_isolated=True) for e in chosen]
+    predicted = tmath.irreps_to_tensor(predict_irreps(loaded.networks, graphs, dev).mean(axis=0))
+    reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
+    result = {
+        "model": f"{loaded.name} {loaded.version}",
+        "subset": subset,
+        "split_seed": seed,
+        "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+    }
+    if parity_plot is not None:
+        from anisoscreen.report.figures import parity_from_arrays
+
+        parity_from_arrays(predicted, reference, parity_plot, label="DFPT (MP)")
+    return result

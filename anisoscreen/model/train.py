@@ -81,6 +81,7 @@ class TrainState:
     best_epoch: int = -1
     best_val_loss: float = math.inf
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
     finished: bool = False
     train_seconds: float = 0.0
 
@@ -152,13 +153,17 @@ def fit(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        state = TrainState(**saved["state"])
+        saved_state = dict(saved["state"])
+        saved_state.setdefault(
+            "stopped_early", saved_state["epoch"] - saved_state["best_epoch"] > train_config.patience
+        )
+        state = TrainState(**saved_state)
         best_weights = saved["best_weights"]
 
     train_graphs, train_targets = train
     val_graphs, val_targets = validation
     started = time.perf_counter()
-    while not state.finished and state.epoch < train_config.max_epochs:
+    while not state.stopped_early and state.epoch < train_config.max_epochs:
         if train_config.time_limit and time.perf_counter() - started > train_config.time_limit:
             break
         epoch_start = time.perf_counter()
@@ -171,7 +176,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss) * len(idx)
+            running += float(loss.detach()) * len(idx)
             seen += len(idx)
         scheduler.step()
         val_loss = _loss(model, val_graphs, val_targets, dev)
@@ -189,10 +194,8 @@ def fit(
             state.best_val_loss, state.best_epoch = val_loss, state.epoch
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         state.epoch += 1
-        if state.epoch - state.best_epoch > train_config.patience:
-            state.finished = True
-        if state.epoch >= train_config.max_epochs:
-            state.finished = True
+        state.stopped_early = state.epoch - state.best_epoch > train_config.patience
+        state.finished = state.stopped_early or state.epoch >= train_config.max_epochs
         atomic_torch_save(
             {
                 "model": model.state_dict(),
@@ -207,5 +210,7 @@ def fit(
         )
         if progress is not None:
             progress(record)
+    # a checkpoint resumed with a different max_epochs is finished by the new bound
+    state.finished = state.stopped_early or state.epoch >= train_config.max_epochs
     model.load_state_dict(best_weights)
     return model.eval(), state

@@ -1,0 +1,184 @@
+"""``predict``, ``train`` and ``evaluate`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anisoscreen.errors import AnisoscreenError
+
+ModelOption = Annotated[
+    Optional[str], typer.Option("--model", help="Model name (under models/) or checkpoint path.")
+]
+DeviceOption = Annotated[
+    Optional[str], typer.Option("--device", help="auto (GPU when available), cpu or cuda.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the model commands to ``app``."""
+    app.command()(predict)
+    app.command()(train)
+    app.command()(evaluate)
+
+
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="CIF/POSCAR/vasprun files, folders, or JSON(.gz) lists.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSON Lines file.")],
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+) -> None:
+    """Predict the high-frequency dielectric tensor of every input structure.
+
+    Writes one JSON object per line; inputs that cannot be predicted get an ``error`` field
+    and make the command exit with status 3 after writing everything else.
+    """
+    from rich.progress import Progress
+
+    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.model.predict import PredictionFailure, Predictor
+    from anisoscreen.structures_io import read_structure_inputs
+
+    settings = settings_from_options(model=model, device=device, batch_size=batch_size)
+    predictor = Predictor.load(settings.model, settings.data_dir, settings.device, settings.batch_size)
+    records = list(read_structure_inputs(inputs))
+    if not records:
+        raise AnisoscreenError("no structures found in the inputs")
+    n_ok = n_failed = 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".partial")
+    with open(tmp, "w") as handle, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("predicting", total=len(records))
+        for result in predictor.predict(records, progress=lambda n: progress.advance(task, n)):
+            if isinstance(result, PredictionFailure):
+                line = result.as_dict()
+                n_failed += 1
+            else:
+                line = prediction_line(result)
+                n_ok += 1
+            handle.write(json.dumps(line) + "\n")
+    tmp.replace(output)
+    console.print(
+        f"{n_ok} predicted, {n_failed} failed with {predictor.model.name} "
+        f"{predictor.model.version} on {predictor.device} -> {output}"
+    )
+    if n_failed:
+        raise typer.Exit(3)
+
+
+def prediction_line(doc) -> dict:
+    """The JSON Lines record of one :class:`PredictionDoc`."""
+    line = {
+        "material_id": doc.material_id,
+        "formula": doc.formula_pretty,
+        "dielectric_tensor": doc.dielectric_tensor,
+        "eigenvalues": doc.eigenvalues,
+        "eps_poly": doc.eps_poly,
+        "anisotropy_ratio": doc.anisotropy_ratio,
+        "model": doc.model,
+        "model_version": doc.model_version,
+    }
+    if doc.n_models > 1:
+        line.update(
+            dielectric_tensor_std=doc.dielectric_tensor_std,
+            eps_poly_std=doc.eps_poly_std,
+            anisotropy_ratio_std=doc.anisotropy_ratio_std,
+            n_models=doc.n_models,
+        )
+    return line
+
+
+def train(
+    name: Annotated[str, typer.Option("--name", help="Model name (folder under --output-dir).")] = "my-anisonet",
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Default: <data_dir>/models.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Training JSON(.gz); default: shared MP set.")] = None,
+    mul: Annotated[int, typer.Option(help="Irrep multiplicity.")] = 32,
+    lmax: Annotated[int, typer.Option(help="Highest rotational order.")] = 2,
+    layers: Annotated[int, typer.Option(help="Gated convolution layers.")] = 2,
+    output_irreps: Annotated[str, typer.Option("--output-kind", help="equivariant (0e+2e) or scalar (6x0e).")] = "equivariant",
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 0.003,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    lr_decay: Annotated[float, typer.Option(help="Exponential LR factor per epoch.")] = 0.98,
+    batch_size: Annotated[int, typer.Option(help="Structures per step.")] = 12,
+    max_epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 200,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
+    seeds: Annotated[list[int], typer.Option("--seed", help="One network per seed (ensemble).")] = [0],
+    split_seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split.")] = 42,
+    time_limit: Annotated[Optional[float], typer.Option(help="Stop resumably after S seconds.")] = None,
+    max_entries: Annotated[Optional[int], typer.Option(help="Use only the first N entries (smoke runs).")] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Train (or resume training) an equivariant dielectric model and write its model card."""
+    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.model.network import ModelConfig
+    from anisoscreen.model.pipeline import train_model
+    from anisoscreen.model.train import TrainConfig
+
+    settings = settings_from_options(device=device)
+    data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    folder = (output_dir or settings.data_dir / "models") / name
+    if output_irreps not in ("equivariant", "scalar"):
+        raise AnisoscreenError("--output-kind must be 'equivariant' or 'scalar'")
+
+    def progress(seed: int, rec: dict) -> None:
+        console.print(
+            f"seed {seed} epoch {rec['epoch']:4d}  train {rec['train_loss']:.4f}  "
+            f"val {rec['val_loss']:.4f}  lr {rec['lr']:.2e}  {rec['seconds']:.1f}s"
+        )
+
+    result = train_model(
+        data,
+        folder,
+        name,
+        ModelConfig(mul=mul, lmax=lmax, num_layers=layers, output=output_irreps),
+        TrainConfig(
+            lr=lr, weight_decay=weight_decay, lr_decay=lr_decay, batch_size=batch_size,
+            max_epochs=max_epochs, patience=patience, time_limit=time_limit,
+        ),
+        seeds=tuple(seeds),
+        split_seed=split_seed,
+        device=settings.device,
+        max_entries=max_entries,
+        progress=progress,
+    )
+    if not result["finished"]:
+        console.print(f"stopped at epoch {result['epoch']} (time limit); run again to resume")
+        return
+    test = result["test"]
+    console.print(
+        f"test: eps_poly MAE {test['eps_poly_mae']:.3f}, a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
+        f"component MAE {test['component_mae']:.3f} -> {folder}"
+    )
+
+
+def evaluate(
+    model: ModelOption = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data JSON(.gz); default: shared MP set.")] = None,
+    split_seed: Annotated[Optional[int], typer.Option(help="Split seed; default: the model's.")] = None,
+    subset: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    device: DeviceOption = None,
+    parity_plot: Annotated[Optional[Path], typer.Option("--parity-plot", help="Write eps_poly / a_r parity plots here.")] = None,
+) -> None:
+    """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components."""
+    from rich.table import Table
+
+    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.model.evaluate import evaluate_model
+
+    settings = settings_from_options(model=model, device=device)
+    data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    result = evaluate_model(settings.model, data, settings.data_dir, subset, split_seed, settings.device, parity_plot)
+    table = Table(title=f"{result['model']} on the {subset} split (n={result['metrics']['n']})")
+    for column in ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
+        table.add_column(column)
+    rows = {"all": result["metrics"], **result["metrics"].get("per_crystal_system", {})}
+    for system, m in rows.items():
+        table.add_row(
+            system, str(m["n"]), f"{m['eps_poly_mae']:.3f}", f"{m['anisotropy_ratio_mae']:.3f}",
+            f"{m['component_mae']:.3f}",
+        )
+    console.print(table)

@@ -1,0 +1,164 @@
+"""Batched inference: structures -> :class:`~anisoscreen.schemas.PredictionDoc`.
+
+Inputs are streamed in chunks of ``batch_size`` so memory stays flat for any number of
+structures. One bad input never stops the batch: it becomes a :class:`PredictionFailure`
+with the reason (unreadable, disordered, isolated atom, element unseen in training).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pymatgen.core import Structure
+
+from anisoscreen import tensor as tmath
+from anisoscreen.model.checkpoint import LoadedModel, load_model
+from anisoscreen.model.graph import CrystalGraph, GraphError, collate, structure_to_graph
+from anisoscreen.model.train import resolve_device
+from anisoscreen.schemas import PredictionDoc
+from anisoscreen.structures_io import StructureRecord
+
+__all__ = ["PredictionFailure", "Predictor", "predict_structures"]
+
+_RECORD_FIELDS = ("energy_above_hull", "band_gap")
+
+
+@dataclass
+class PredictionFailure:
+    """An input the model could not predict, and why."""
+
+    material_id: str
+    formula: str | None
+    error: str
+    source: str = ""
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"material_id": self.material_id, "formula": self.formula, "error": self.error}
+
+
+class Predictor:
+    """A loaded model plus the device and batch size to run it with.
+
+    Parameters
+    ----------
+    model
+        A :class:`LoadedModel` (one network or an ensemble).
+    device
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    batch_size
+        Structures per forward pass.
+    """
+
+    def __init__(self, model: LoadedModel, device: str = "auto", batch_size: int = 64) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.batch_size = batch_size
+        self._known = set(model.config.elements)
+
+    @classmethod
+    def load(cls, name_or_path: str, data_dir=None, device: str = "auto", batch_size: int = 64):
+        """Load a model by name or path and wrap it."""
+        dev = resolve_device(device)
+        return cls(load_model(name_or_path, data_dir, device=dev), device=str(dev), batch_size=batch_size)
+
+    # -- checks -------------------------------------------------------------------------
+    def graph_or_error(self, structure: Structure) -> CrystalGraph | str:
+        """The structure's graph, or a one-line reason why the model cannot take it."""
+        if not structure.is_ordered:
+            return "disordered or partially occupied structure; the model needs ordered sites"
+        if self._known:
+            unseen = sorted(
+                {el.symbol for el in structure.composition.elements if el.Z not in self._known}
+            )
+            if unseen:
+                return f"element(s) not seen in training: {', '.join(unseen)}"
+        try:
+            return structure_to_graph(structure, self.model.config.cutoff)
+        except GraphError as exc:
+            return str(exc)
+
+    # -- inference ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_graphs(self, graphs: list[CrystalGraph]) -> np.ndarray:
+        """Cartesian tensors from every member, shape (members, len(graphs), 3, 3)."""
+        batch = collate(graphs).to(self.device)
+        irreps = torch.stack([net(batch) for net in self.model.networks])
+        return tmath.irreps_to_tensor(irreps.double().cpu().numpy())
+
+    def _document(self, record: StructureRecord, tensors: np.ndarray) -> PredictionDoc:
+        mean = tensors.mean(axis=0)
+        extra = {}
+        if len(tensors) > 1:
+            eig = tmath.eigenvalues(tensors)
+            extra = {
+                "dielectric_tensor_std": tensors.std(axis=0, ddof=1).tolist(),
+                "eps_poly_std": float(eig.mean(axis=1).std(ddof=1)),
+                "anisotropy_ratio_std": float((eig[:, -1] / eig[:, 0]).std(ddof=1)),
+            }
+        structure = record.structure
+        fields = {k: record.fields.get(k) for k in _RECORD_FIELDS if record.fields.get(k) is not None}
+        return PredictionDoc.from_tensor(
+            mean,
+            material_id=record.material_id,
+            formula_pretty=structure.composition.reduced_formula,
+            model=self.model.name,
+            model_version=self.model.version,
+            model_checksum=self.model.checksum,
+            n_models=len(tensors),
+            elements=sorted(el.symbol for el in structure.composition.elements),
+            nsites=len(structure),
+            **fields,
+            **extra,
+        )
+
+    def predict(
+        self,
+        records: Iterable[StructureRecord],
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[PredictionDoc | PredictionFailure]:
+        """Predict every record, in input order, streaming ``batch_size`` at a time."""
+        iterator = iter(records)
+        while chunk := list(itertools.islice(iterator, self.batch_size)):
+            graphs, results = [], []
+            for record in chunk:
+                if record.structure is None:
+                    results.append(PredictionFailure(record.material_id, None, record.error or "no structure", record.source))
+                    continue
+                graph = self.graph_or_error(record.structure)
+                if isinstance(graph, str):
+                    results.append(PredictionFailure(record.material_id, record.formula, graph, record.source))
+                else:
+                    graphs.append(graph)
+                    results.append(record)
+            tensors = self.predict_graphs(graphs) if graphs else None
+            k = 0
+            for item in results:
+                if isinstance(item, PredictionFailure):
+                    yield item
+                else:
+                    yield self._document(item, tensors[:, k])
+                    k += 1
+            if progress is not None:
+                progress(len(chunk))
+
+
+def predict_structures(
+    structures: Iterable[Structure | StructureRecord],
+    model: str = "anisonet-mp-v1",
+    device: str = "auto",
+    batch_size: int = 64,
+) -> list[PredictionDoc | PredictionFailure]:
+    """Python API: predict the dielectric tensors of structures with a named model or path."""
+    from anisoscreen.schemas import structure_id
+
+    records = (
+        s if isinstance(s, StructureRecord) else StructureRecord(structure_id(s), s, "python")
+        for s in structures
+    )
+    predictor = Predictor.load(model, device=device, batch_size=batch_size)
+    return list(predictor.predict(records))
+

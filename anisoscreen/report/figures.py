@@ -1,0 +1,452 @@
+"""Figures of a screening, after Lou & Ganose (2025): Figs. 6, 7 and S3-S5, plus parity plots.
+
+Every function takes :class:`anisoscreen.query.CandidateRow` objects (or plain values) and
+returns a matplotlib ``Figure`` built without pyplot (no global state, Agg rendering), with
+the fixed size of :data:`FIGURE_SIZES` and a constrained layout, so a file saved at ``dpi``
+is exactly ``size * dpi`` pixels. :func:`save_figure` writes PNG, SVG or PDF.
+
+matplotlib is imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.query import CandidateRow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "DEFAULT_DPI",
+    "FIGURE_FORMATS",
+    "FIGURE_KINDS",
+    "FIGURE_SIZES",
+    "make_figure",
+    "plot_ar_by_dimensionality",
+    "plot_ar_histogram",
+    "plot_parity",
+    "plot_periodic_heatmap",
+    "plot_periodic_table",
+    "plot_spectra",
+    "save_figure",
+    "training_anisotropy_ratios",
+]
+
+DEFAULT_DPI = 150
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+FIGURE_KINDS: dict[str, str] = {
+    "dimensionality": "a_r by structural dimensionality (0D-3D) with class means (Fig. 6a)",
+    "histogram": "a_r histogram: training set vs validated candidates (Fig. 6b)",
+    "parity": "predicted vs DFPT eps_poly and a_r of validated candidates",
+    "spectra": "absorption / eps_2 along the principal axes of candidates with optics (Fig. 7)",
+    "periodic-eps": "mean predicted eps_poly per element (Fig. S3)",
+    "periodic-ar": "mean predicted a_r per element (Fig. S4)",
+    "periodic-count": "number of candidates containing each element (Fig. S5)",
+}
+"""Figure kinds of ``anisoscreen plot KIND``."""
+
+FIGURE_SIZES: dict[str, tuple[float, float]] = {
+    "dimensionality": (5.0, 4.0),
+    "histogram": (5.0, 4.0),
+    "parity": (9.0, 4.2),
+    "spectra": (10.0, 6.0),
+    "periodic-eps": (11.0, 6.0),
+    "periodic-ar": (11.0, 6.0),
+    "periodic-count": (11.0, 6.0),
+}
+"""Figure size (inches) of each kind; the PNG is ``size * dpi`` pixels."""
+
+AR_LABEL = r"Anisotropy ratio $a_r$"
+EPS_LABEL = r"$\varepsilon_\infty^\mathrm{poly}$"
+DIM_COLOURS = ("#7f3c8d", "#11a579", "#3969ac", "#f2b701")
+AXIS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c")
+
+
+def _figure(kind: str) -> Figure:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=FIGURE_SIZES[kind], layout="constrained")
+
+
+def _finite(values: Sequence[Any]) -> np.ndarray:
+    array = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    return array[np.isfinite(array)]
+
+
+# -- Fig. 6a ------------------------------------------------------------------------------------
+def plot_ar_by_dimensionality(
+    rows: Sequence[CandidateRow], source: str = "predicted", seed: int = 0
+) -> Figure:
+    """a_r of each material against its structural dimensionality, with class means.
+
+    Parameters
+    ----------
+    rows
+        Candidates; rows without a dimensionality are left out.
+    source
+        ``"predicted"`` (model a_r of every row) or ``"dft"`` (DFPT a_r of validated rows).
+    seed
+        Seed of the horizontal jitter.
+    """
+    if source not in ("predicted", "dft"):
+        raise ValueError(f"source must be 'predicted' or 'dft', got {source!r}")
+    points: dict[int, list[float]] = {d: [] for d in range(4)}
+    for row in rows:
+        value = row.prediction.anisotropy_ratio if source == "predicted" else row.dft_anisotropy_ratio
+        if row.dimensionality is not None and value is not None and math.isfinite(value):
+            points[row.dimensionality].append(value)
+    if not any(points.values()):
+        what = "predicted" if source == "predicted" else "DFPT-validated"
+        raise AnisoscreenError(f"no {what} candidates with a known dimensionality to plot")
+    fig = _figure("dimensionality")
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(seed)
+    for dim, values in points.items():
+        if not values:
+            continue
+        x = dim + rng.uniform(-0.25, 0.25, len(values))
+        ax.scatter(x, values, s=14, alpha=0.6, color=DIM_COLOURS[dim], edgecolors="none")
+        mean = float(np.mean(values))
+        ax.hlines(mean, dim - 0.4, dim + 0.4, colors="k", linestyles="--", linewidth=1.2)
+        ax.annotate(f"{mean:.2f}\n(n={len(values)})", (dim + 0.42, mean), fontsize=7, va="center")
+    ax.set_xticks(range(4), [f"{d}D" for d in range(4)])
+    ax.set_xlim(-0.6, 3.9)
+    ax.set_xlabel("Structural dimensionality")
+    ax.set_ylabel(("Predicted " if source == "predicted" else "DFPT ") + AR_LABEL)
+    ax.set_title("Anisotropy by dimensionality (dashed: class mean)", fontsize=10)
+    return fig
+
+
+# -- Fig. 6b ------------------------------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _load_training_ratios(path: str, mtime: float) -> tuple[float, ...]:
+    from anisoscreen import tensor as tmath
+    from anisoscreen.model.dataset import clean_entries, load_entries
+
+    kept, _ = clean_entries(load_entries(path))
+    tensors = np.stack([entry.eps_electronic for entry in kept])
+    eig = tmath.eigenvalues(tensors)
+    eig = eig[eig[:, 0] > 0]
+    return tuple((eig[:, -1] / eig[:, 0]).tolist())
+
+
+def training_anisotropy_ratios(path: str | Path | None = None, shared: str | Path | None = None) -> np.ndarray:
+    """a_r of the cleaned MP training set (the paper's cleaning via ``model.dataset``).
+
+    Parameters
+    ----------
+    path
+        The ``mp_dielectric_tensors.json(.gz)`` file; default
+        ``<shared>/data/mp_dielectric_tensors.json.gz``.
+    shared
+        Shared data folder (default: ``settings.shared``).
+    """
+    if path is None:
+        if shared is None:
+            from anisoscreen.settings import get_settings
+
+            shared = get_settings().shared
+        path = Path(shared) / "data" / "mp_dielectric_tensors.json.gz"
+    path = Path(path)
+    if not path.is_file():
+        raise AnisoscreenError(f"training data {path} not found (set ANISOSCREEN_SHARED?)")
+    return np.asarray(_load_training_ratios(str(path.resolve()), path.stat().st_mtime))
+
+
+def plot_ar_histogram(
+    candidate_ratios: Sequence[float],
+    training_ratios: Sequence[float],
+    bins: int = 30,
+    density: bool = True,
+) -> Figure:
+    """Histogram of a_r: training set against validated candidates (DFPT a_r)."""
+    candidates = _finite(candidate_ratios)
+    training = _finite(training_ratios)
+    if candidates.size == 0:
+        raise AnisoscreenError("no validated candidates with a DFPT anisotropy ratio to plot")
+    if training.size == 0:
+        raise AnisoscreenError("the training set has no anisotropy ratios to plot")
+    high = max(float(candidates.max()), float(training.max()))
+    edges = np.linspace(1.0, max(high, 1.5), bins + 1)
+    fig = _figure("histogram")
+    ax = fig.add_subplot()
+    ax.hist(training, bins=edges, density=density, alpha=0.55, color="#7f7f7f",
+            label=f"Training set (n={training.size}, mean {training.mean():.2f})")  # fmt: skip
+    ax.hist(candidates, bins=edges, density=density, alpha=0.7, color="#d62728",
+            label=f"Validated candidates (n={candidates.size}, mean {candidates.mean():.2f})")  # fmt: skip
+    ax.set_xlabel(AR_LABEL)
+    ax.set_ylabel("Probability density" if density else "Number of materials")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Anisotropy ratio: training set vs candidates", fontsize=10)
+    return fig
+
+
+# -- parity ---------------------------------------------------------------------------------
+_PARITY = {
+    "eps_poly": (EPS_LABEL, lambda r: r.dft_eps_poly, lambda r: r.prediction.eps_poly),
+    "ar": (r"$a_r$", lambda r: r.dft_anisotropy_ratio, lambda r: r.prediction.anisotropy_ratio),
+}
+
+
+def plot_parity(rows: Sequence[CandidateRow], quantities: Sequence[str] = ("eps_poly", "ar")) -> Figure:
+    """Predicted against DFPT values (one panel per quantity) with the y = x line and MAE."""
+    validated = [row for row in rows if row.validated]
+    if not validated:
+        raise AnisoscreenError("no validated candidates: parity plots need DFPT results")
+    unknown = [q for q in quantities if q not in _PARITY]
+    if unknown or not quantities:
+        raise AnisoscreenError(f"parity quantities must be among {', '.join(_PARITY)}")
+    fig = _figure("parity")
+    axes = fig.subplots(1, len(quantities), squeeze=False)[0]
+    for ax, quantity in zip(axes, quantities, strict=True):
+        label, dft, predicted = _PARITY[quantity]
+        x = np.array([dft(r) for r in validated], dtype=float)
+        y = np.array([predicted(r) for r in validated], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        pad = 0.05 * max(high - low, 0.5)
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], "k--", linewidth=1)
+        ax.scatter(x, y, s=20, alpha=0.75, color="#3969ac", edgecolors="none")
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel(f"DFPT {label}")
+        ax.set_ylabel(f"Predicted {label}")
+        mae = float(np.mean(np.abs(y - x)))
+        ax.text(0.04, 0.96, f"MAE = {mae:.2f}\nn = {x.size}", transform=ax.transAxes, va="top", fontsize=8)
+    fig.suptitle("Predicted vs DFPT (validated candidates)", fontsize=10)
+    return fig
+
+
+# -- Fig. 7 ---------------------------------------------------------------------------------------
+def plot_spectra(
+    rows: Sequence[CandidateRow],
+    quantity: str = "auto",
+    max_materials: int = 6,
+    max_energy: float | None = None,
+) -> Figure:
+    """Absorption coefficient (or eps_2) along the principal axes of each candidate's tensor.
+
+    The frequency-dependent tensor is projected on the eigenvectors of the DFPT eps_inf (of
+    the real part at the lowest energy when there is no DFPT tensor), so each curve is the
+    response polarised along one principal axis.
+
+    Parameters
+    ----------
+    rows
+        Candidates; those without optics data are skipped.
+    quantity
+        ``"absorption"`` (cm^-1, needs ``eps_real``), ``"eps_imag"`` or ``"auto"`` (absorption
+        when every spectrum has a real part).
+    max_materials
+        At most this many panels (the first rows, in the given order).
+    max_energy
+        Upper energy limit (eV) of the plot.
+    """
+    from anisoscreen.report.optics import absorption_coefficient, optics_spectrum, principal_axes, project
+
+    chosen = [row for row in rows if row.optics_validation is not None][:max_materials]
+    if not chosen:
+        raise AnisoscreenError("no candidates with a frequency-dependent dielectric function (optics)")
+    spectra = [optics_spectrum(row.optics_validation) for row in chosen]
+    if quantity == "auto":
+        quantity = "absorption" if all(s.eps_real is not None for s in spectra) else "eps_imag"
+    if quantity not in ("absorption", "eps_imag"):
+        raise AnisoscreenError(f"spectrum quantity must be 'absorption' or 'eps_imag', got {quantity!r}")
+    fig = _figure("spectra")
+    ncols = min(3, len(chosen))
+    nrows = math.ceil(len(chosen) / ncols)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, row, spectrum in zip(axes, chosen, spectra, strict=False):
+        reference = row.dft_tensor
+        if reference is None:
+            base = spectrum.eps_real if spectrum.eps_real is not None else spectrum.eps_imag
+            reference = base[0]
+        eigvals, vectors = principal_axes(reference)
+        imag = project(spectrum.eps_imag, vectors)
+        if quantity == "absorption":
+            if spectrum.eps_real is None:
+                raise AnisoscreenError(f"{row.material_id}: absorption needs eps_real; use eps_imag")
+            values = absorption_coefficient(spectrum.energies, project(spectrum.eps_real, vectors), imag)
+        else:
+            values = imag
+        for k in range(3):
+            ax.plot(spectrum.energies, values[:, k], color=AXIS_COLOURS[k], linewidth=1.3,
+                    label=rf"axis {k + 1} ($\varepsilon_\infty$ = {eigvals[k]:.1f})")  # fmt: skip
+        ax.set_title(f"{_mathtext_formula(row.formula)} ({row.material_id})", fontsize=9)
+        ax.set_xlabel("Photon energy (eV)")
+        ax.set_ylabel(r"Absorption $\alpha$ (cm$^{-1}$)" if quantity == "absorption" else r"$\varepsilon_2$")
+        if quantity == "absorption":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        if max_energy is not None:
+            ax.set_xlim(right=max_energy)
+        ax.set_xlim(left=float(spectrum.energies[0]))
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7, frameon=False)
+    for ax in axes[len(chosen):]:
+        ax.set_visible(False)
+    return fig
+
+
+def _mathtext_formula(formula: str) -> str:
+    import re
+
+    return re.sub(r"(\d+(?:\.\d+)?)", r"$_{\1}$", formula)
+
+
+# -- Figs. S3-S5 ----------------------------------------------------------------------------------
+def plot_periodic_table(
+    values: Mapping[str, float],
+    label: str,
+    title: str = "",
+    vmax: float | None = None,
+    vmin: float | None = None,
+    cmap: str = "viridis",
+    kind: str = "periodic-eps",
+    decimals: int = 2,
+) -> Figure:
+    """A periodic-table heat map of one value per element (grey: no data).
+
+    Parameters
+    ----------
+    values
+        Value per element symbol.
+    label
+        Colour-bar label (with units).
+    vmax, vmin
+        Colour-scale limits; values above ``vmax`` are drawn in the top colour (the
+        paper caps the oxygen count this way).
+    kind
+        Figure kind, for the figure size.
+    decimals
+        Decimals of the value printed under each symbol.
+    """
+    import matplotlib as mpl
+    from matplotlib.patches import Rectangle
+
+    from anisoscreen.report.periodic_table import grid_positions
+
+    if not values:
+        raise AnisoscreenError("no per-element values to plot")
+    data = np.array(list(values.values()), dtype=float)
+    vmin = float(np.min(data)) if vmin is None else vmin
+    vmax = float(np.max(data)) if vmax is None else vmax
+    if vmax <= vmin:
+        vmax = vmin + 1.0
+    norm = mpl.colors.Normalize(vmin=vmin, vmax=vmax, clip=True)
+    colours = mpl.colormaps[cmap]
+    fig = _figure(kind)
+    ax = fig.add_subplot()
+    for symbol, (row, col) in grid_positions().items():
+        value = values.get(symbol)
+        face = "#e6e6e6" if value is None else colours(norm(value))
+        ax.add_patch(Rectangle((col - 0.5, row - 0.5), 0.95, 0.95, facecolor=face, edgecolor="white"))
+        dark = value is not None and sum(colours(norm(value))[:3]) < 1.5
+        ink = "white" if dark else "black"
+        ax.text(col - 0.03, row - 0.12, symbol, ha="center", va="center", fontsize=8, color=ink,
+                fontweight="bold")  # fmt: skip
+        if value is not None:
+            ax.text(col - 0.03, row + 0.22, f"{value:.{decimals}f}", ha="center", va="center",
+                    fontsize=5, color=ink)  # fmt: skip
+    ax.set_xlim(0.4, 18.6)
+    ax.set_ylim(10.1, 0.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap=colours)
+    extend = "max" if float(np.max(data)) > vmax else "neither"
+    fig.colorbar(mappable, ax=ax, label=label, shrink=0.6, extend=extend, pad=0.01)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+def plot_periodic_heatmap(
+    rows: Sequence[CandidateRow], quantity: str = "eps_poly", vmax: float | None = None
+) -> Figure:
+    """Per-element heat map of the mean predicted eps_poly or a_r, or of the candidate count."""
+    from anisoscreen.report.periodic_table import per_element_values
+
+    if not rows:
+        raise AnisoscreenError("no predicted candidates to map on the periodic table")
+    elements = [row.elements for row in rows]
+    if quantity == "eps_poly":
+        values = per_element_values(elements, [r.prediction.eps_poly for r in rows], "mean")
+        return plot_periodic_table(values, f"Mean predicted {EPS_LABEL}", f"Mean predicted {EPS_LABEL} "
+                                   f"per element ({len(rows)} materials)", vmax=vmax, kind="periodic-eps")  # fmt: skip
+    if quantity == "ar":
+        values = per_element_values(elements, [r.prediction.anisotropy_ratio for r in rows], "mean")
+        return plot_periodic_table(values, r"Mean predicted $a_r$", r"Mean predicted $a_r$ per element "
+                                   f"({len(rows)} materials)", vmax=vmax, kind="periodic-ar")  # fmt: skip
+    if quantity == "count":
+        values = per_element_values(elements, None, "count")
+        return plot_periodic_table(values, "Number of candidates", "Candidates containing each element "
+                                   f"({len(rows)} materials)", vmax=vmax, vmin=0.0, kind="periodic-count",
+                                   decimals=0)  # fmt: skip
+    raise AnisoscreenError(f"periodic-table quantity must be eps_poly, ar or count, got {quantity!r}")
+
+
+_PERIODIC = {"periodic-eps": "eps_poly", "periodic-ar": "ar", "periodic-count": "count"}
+
+
+# -- dispatch and output --------------------------------------------------------------------------
+def make_figure(
+    kind: str,
+    rows: Sequence[CandidateRow],
+    *,
+    training_ratios: Sequence[float] | None = None,
+    source: str = "predicted",
+    vmax: float | None = None,
+    quantity: str = "auto",
+    max_materials: int = 6,
+) -> Figure:
+    """Build the figure of ``kind`` (a key of :data:`FIGURE_KINDS`) from rows.
+
+    ``training_ratios`` is read from the shared training data when not given (histogram).
+    """
+    if kind == "dimensionality":
+        return plot_ar_by_dimensionality(rows, source=source)
+    if kind == "histogram":
+        validated = [row.dft_anisotropy_ratio for row in rows if row.validated]
+        if not validated:
+            raise AnisoscreenError("no validated candidates with a DFPT anisotropy ratio to plot")
+        if training_ratios is None:
+            training_ratios = training_anisotropy_ratios()
+        return plot_ar_histogram(validated, training_ratios)
+    if kind == "parity":
+        return plot_parity(rows)
+    if kind == "spectra":
+        return plot_spectra(rows, quantity=quantity, max_materials=max_materials)
+    if kind in _PERIODIC:
+        return plot_periodic_heatmap(rows, _PERIODIC[kind], vmax)
+    raise AnisoscreenError(f"unknown figure kind {kind!r}; choose from {', '.join(FIGURE_KINDS)}")
+
+
+def figure_format(path: str | Path, fmt: str | None = None) -> str:
+    """Output format from ``fmt`` or the file suffix (png, svg, pdf)."""
+    fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
+    if fmt not in FIGURE_FORMATS:
+        raise AnisoscreenError(f"figure format must be one of {', '.join(FIGURE_FORMATS)} (got {fmt or path!s})")
+    return fmt
+
+
+def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int = DEFAULT_DPI) -> Path:
+    """Write ``fig`` to ``path`` as PNG, SVG or PDF (format from the suffix unless ``fmt``)."""
+    path = Path(path)
+    fmt = figure_format(path, fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"Software": None} if fmt == "png" else None
+    fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+    return path

@@ -1,0 +1,153 @@
+"""Smoke training (reduced size), resumable checkpoints, evaluation and `predict`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from typer.testing import CliRunner
+
+from anisoscreen.cli import app
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model.checkpoint import load_model
+from anisoscreen.model.dataset import clean_entries, load_entries, random_split
+from anisoscreen.model.network import ModelConfig
+from anisoscreen.model.pipeline import train_model
+from anisoscreen.model.predict import PredictionFailure, predict_structures
+from anisoscreen.model.train import TrainConfig, fit, prepare_graphs
+
+TINY = ModelConfig(mul=4, lmax=2, radial_hidden=16, embed_dim=8)
+
+
+@pytest.fixture(scope="session")
+def entries(shared_dir):
+    return load_entries(shared_dir / "data" / "mp_dielectric_tensors.json.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(entries, shared_dir, tmp_path_factory):
+    """A model trained for 2 epochs on 100 cleaned entries (the CI smoke training)."""
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    result = train_model(
+        shared_dir / "data" / "mp_dielectric_tensors.json.gz", folder, "tiny", TINY,
+        TrainConfig(max_epochs=2, batch_size=16), max_entries=100, device="cpu",
+    )
+    return folder, result
+
+
+def test_cleaning_matches_the_paper_rules(entries):
+    kept, report = clean_entries(entries)
+    assert report.n_input == 2890
+    assert report.n_output == len(kept) == 2695
+    assert sum(report.removed.values()) == 2890 - 2695
+    assert all(np.diag(e.eps_electronic).min() >= 1 for e in kept)
+    assert all(np.trace(e.eps_electronic) / 3 <= 15 for e in kept)
+
+
+def test_split_is_seeded_and_disjoint():
+    a, b = random_split(2695, 42), random_split(2695, 42)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert [len(a[k]) for k in ("train", "validation", "test")] == [2156, 270, 269]
+    assert not set(a["train"]) & set(a["test"]) and not set(a["validation"]) & set(a["test"])
+    assert not np.array_equal(random_split(2695, 7)["test"], a["test"])
+
+
+def test_smoke_training_writes_model_card_and_metrics(tiny_model):
+    folder, result = tiny_model
+    assert result["finished"]
+    card = (folder / "MODEL_CARD.md").read_text()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "eps_poly MAE" in card and metrics["split_seed"] == 42
+    assert len(metrics["data_sha256"]) == 64
+    test = result["test"]
+    assert test["n"] == 10 and 0 < test["eps_poly_mae"] < 10
+    loaded = load_model(folder / "model.pt")
+    assert loaded.name == "tiny" and len(loaded.networks) == 1 and len(loaded.checksum) == 64
+    assert loaded.config.avg_num_neighbors > 5 and 1 < loaded.config.target_shift < 20
+
+
+def test_resumed_training_equals_uninterrupted(entries, tmp_path):
+    kept, _ = clean_entries(entries[:200])
+    graphs = prepare_graphs(kept[:40], 5.0)
+    targets = np.stack([e.irreps for e in kept[:40]])
+    train, val = (graphs[:30], targets[:30]), (graphs[30:], targets[30:])
+    config = TrainConfig(max_epochs=3, batch_size=10)
+    full, state_full = fit(TINY, config, train, val, tmp_path / "full.ckpt", device="cpu")
+    fit(TINY, TrainConfig(max_epochs=1, batch_size=10), train, val, tmp_path / "part.ckpt", device="cpu")
+    resumed, state = fit(TINY, config, train, val, tmp_path / "part.ckpt", device="cpu")
+    assert state.epoch == state_full.epoch == 3
+    assert [h["val_loss"] for h in state.history] == pytest.approx([h["val_loss"] for h in state_full.history])
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k)
+
+
+def _write_inputs(folder, entries):
+    folder.mkdir()
+    entries[0].structure.to(filename=str(folder / "first.cif"))
+    entries[1].structure.to(filename=str(folder / "POSCAR"))
+    (folder / "broken.cif").write_text("data_nothing\n_cell_length_a 3\n")
+    Structure(Lattice.cubic(4), [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5] * 3]).to(
+        filename=str(folder / "disordered.cif"))
+    Structure(Lattice.cubic(4), ["Og", "O"], [[0, 0, 0], [0.5] * 3]).to(filename=str(folder / "og.cif"))
+    a, b = (str(el) for el in entries[0].structure.composition.elements[:2])  # seen in training
+    Structure(Lattice.cubic(15), [a, b, a], [[0, 0, 0], [0.15, 0, 0], [0.5] * 3]).to(
+        filename=str(folder / "isolated.cif"))
+    records = [{"material_id": "mp-x1", "structure": entries[2].structure.as_dict(), "other": 1},
+               {"structure": entries[3].structure.as_dict()}]
+    (folder / "pool.json").write_text(json.dumps(records))
+
+
+def test_predict_cli_reports_bad_inputs_and_keeps_going(tiny_model, entries, tmp_path):
+    folder, _ = tiny_model
+    inputs = tmp_path / "inputs"
+    _write_inputs(inputs, entries)
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(inputs), "--model", str(folder), "--output", str(out),
+                                      "--device", "cpu", "--batch-size", "3"])
+    assert result.exit_code == 3, result.output
+    lines = {r["material_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(lines) == {"first.cif", "POSCAR", "broken.cif", "disordered.cif", "og.cif",
+                          "isolated.cif", "mp-x1", "pool.json#1"}
+    assert "unreadable" in lines["broken.cif"]["error"]
+    assert "disordered" in lines["disordered.cif"]["error"]
+    assert "not seen in training: Og" in lines["og.cif"]["error"]
+    assert "no neighbour within 5.0" in lines["isolated.cif"]["error"]
+    good = lines["mp-x1"]
+    eps = np.array(good["dielectric_tensor"])
+    np.testing.assert_allclose(eps, eps.T)
+    np.testing.assert_allclose(good["eigenvalues"], np.linalg.eigvalsh(eps), atol=1e-9)
+    assert good["eps_poly"] == pytest.approx(np.trace(eps) / 3)
+    assert good["anisotropy_ratio"] == pytest.approx(good["eigenvalues"][2] / good["eigenvalues"][0])
+    assert good["model"] == "tiny" and good["formula"] == entries[2].structure.composition.reduced_formula
+
+
+def test_python_api_matches_cli_shape_and_ensemble_spread(tiny_model, entries, tmp_path):
+    folder, _ = tiny_model
+    loaded = torch.load(folder / "model.pt", weights_only=True)
+    sd = loaded["state_dicts"][0]
+    perturbed = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in sd.items()}
+    loaded["state_dicts"] = [sd, perturbed]
+    torch.save(loaded, tmp_path / "ens.pt")
+    docs = predict_structures([entries[5].structure, entries[6].structure], model=str(tmp_path / "ens.pt"), device="cpu")
+    assert len(docs) == 2 and not any(isinstance(d, PredictionFailure) for d in docs)
+    single = predict_structures([entries[5].structure], model=str(folder), device="cpu")[0]
+    assert docs[0].n_models == 2 and docs[0].eps_poly_std > 0 and docs[0].anisotropy_ratio_std >= 0
+    assert single.n_models == 1 and single.eps_poly_std is None
+
+
+def test_model_resolution_errors(tmp_path):
+    with pytest.raises(AnisoscreenError, match="not found"):
+        load_model("no-such-model", tmp_path)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(AnisoscreenError, match="cannot read model file"):
+        load_model(tmp_path / "junk.pt")
+
+
+def test_evaluate_cli_on_test_split(tiny_model):
+    folder, result = tiny_model
+    out = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    assert "test split" in out.output

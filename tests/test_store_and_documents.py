@@ -1,0 +1,205 @@
+"""Documents round-trip through stores and jobflow; upserts never duplicate; settings precedence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from jobflow import Flow, job, run_locally
+from maggma.stores import MemoryStore
+from pymatgen.core import Lattice, Structure
+
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.schemas import (
+    CandidateDoc,
+    Dimensionality,
+    PredictionDoc,
+    ScreeningRunDoc,
+    ValidationDoc,
+    structure_id,
+)
+from anisoscreen.settings import get_settings
+from anisoscreen.store import ResultsStore, StoreConfigError, build_job_store, build_store
+
+
+@pytest.fixture
+def aln() -> Structure:
+    return Structure(
+        Lattice.hexagonal(3.11, 4.98), ["Al", "Al", "N", "N"],
+        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.382], [2 / 3, 1 / 3, 0.882]],
+    )
+
+
+def prediction(material_id="mp-661", model="m1", scale=1.0) -> PredictionDoc:
+    return PredictionDoc.from_tensor(
+        np.diag([4.372, 4.372, 4.573]) * scale,
+        material_id=material_id, formula_pretty="AlN", model=model,
+        model_version="1.0", model_checksum="abc", dimensionality=Dimensionality.THREE_D,
+    )
+
+
+def test_prediction_derives_scalars():
+    doc = prediction()
+    assert doc.eigenvalues == pytest.approx([4.372, 4.372, 4.573])
+    assert doc.eps_poly == pytest.approx(4.439)
+    assert doc.anisotropy_ratio == pytest.approx(4.573 / 4.372)
+
+
+def test_tensor_fields_are_validated():
+    with pytest.raises(ValueError, match="3x3"):
+        PredictionDoc(**{**prediction().model_dump(), "dielectric_tensor": [[1, 2], [3, 4]]})
+
+
+def test_candidate_from_structure_and_stable_id(aln):
+    doc = CandidateDoc.from_structure(aln, source="test")
+    assert doc.formula_pretty == "AlN" and doc.nsites == 4 and doc.elements == ["Al", "N"]
+    shuffled = Structure.from_sites(list(reversed(aln.sites)))
+    assert structure_id(shuffled) == doc.material_id
+    moved = aln.copy()
+    moved.translate_sites([0], [0.01, 0, 0])
+    assert structure_id(moved) != doc.material_id
+
+
+def test_round_trip_through_memory_store(memory_results, aln):
+    cand = CandidateDoc.from_structure(aln, source="test", material_id="mp-661", band_gap=4.1)
+    val = ValidationDoc(material_id="mp-661", formula_pretty="AlN", job_uuid="u1",
+                        epsilon_electronic=np.diag([4.372, 4.372, 4.573]).tolist())
+    run = ScreeningRunDoc(run_id="r1", source="bundled", removed_by={"band_gap": 3})
+    assert memory_results.upsert([cand, prediction(), val, run]) == 4
+    back = memory_results.query(CandidateDoc)[0]
+    assert back.structure == aln and back.band_gap == 4.1
+    stored = memory_results.query(PredictionDoc)[0]
+    assert stored.model_dump(exclude={"last_updated", "created_at"}) == prediction().model_dump(
+        exclude={"last_updated", "created_at"}
+    )
+    assert stored.dimensionality is Dimensionality.THREE_D
+    assert memory_results.query(ValidationDoc)[0].epsilon_electronic[2][2] == 4.573
+    assert memory_results.query(ScreeningRunDoc)[0].removed_by == {"band_gap": 3}
+
+
+def test_upsert_is_keyed_on_material_and_model(memory_results):
+    memory_results.upsert([prediction(), prediction(model="m2")])
+    memory_results.upsert([prediction(scale=2.0)])  # same (material_id, model): replaced
+    assert memory_results.count("predictions") == 2
+    docs = {d.model: d for d in memory_results.query(PredictionDoc)}
+    assert docs["m1"].eps_poly == pytest.approx(2 * 4.439)
+    assert docs["m2"].eps_poly == pytest.approx(4.439)
+    assert memory_results.keys(PredictionDoc, "material_id") == {"mp-661"}
+
+
+def test_embedded_store_persists_between_instances(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "d")
+    with ResultsStore(settings) as results:
+        results.upsert([prediction(), prediction("mp-2")])
+    with ResultsStore(settings) as results:
+        assert results.counts()["predictions"] == 2
+        assert results.location.endswith("(embedded montydb)")
+    assert (tmp_path / "d" / "store").is_dir()
+
+
+def test_interrupted_batch_keeps_earlier_writes(memory_results):
+    def docs():
+        yield prediction("mp-1")
+        yield prediction("mp-2")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        memory_results.upsert(docs())
+    assert memory_results.keys(PredictionDoc, "material_id") == {"mp-1", "mp-2"}
+
+
+def test_killed_writer_never_corrupts_embedded_store(tmp_path):
+    """SIGKILL a process mid-way through writing; every stored record stays readable."""
+    data = tmp_path / "d"
+    script = textwrap.dedent(f"""
+        import numpy as np, sys
+        from anisoscreen.settings import get_settings
+        from anisoscreen.store import ResultsStore
+        from anisoscreen.schemas import PredictionDoc
+        results = ResultsStore(get_settings(data_dir={str(data)!r}))
+        for i in range(100000):
+            results.upsert([PredictionDoc.from_tensor(np.eye(3) * (1 + i % 7), material_id=f"mp-{{i}}",
+                formula_pretty="X", model="m", model_version="1", model_checksum="c")])
+            if i == 5:
+                print("writing", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with ResultsStore(get_settings(data_dir=data)) as results:
+        docs = results.query(PredictionDoc)
+        assert len(docs) >= 6
+        assert all(d.eps_poly == pytest.approx(1 + int(d.material_id[3:]) % 7) for d in docs)
+        results.upsert([prediction("mp-0", model="m")])  # still writable; replaces, no duplicate
+        assert results.count("predictions", {"material_id": "mp-0"}) == 1
+
+
+def test_documents_pass_through_jobflow(aln):
+    @job
+    def make_candidate(structure):
+        return CandidateDoc.from_structure(structure, source="jobflow", material_id="mp-661")
+
+    @job
+    def predict_it(candidate):
+        assert isinstance(candidate, CandidateDoc)
+        return prediction(candidate.material_id)
+
+    first = make_candidate(aln)
+    second = predict_it(first.output)
+    store = build_job_store(get_settings(store="memory"))
+    responses = run_locally(Flow([first, second]), store=store, ensure_success=True)
+    out = responses[second.uuid][1].output
+    assert isinstance(out, PredictionDoc)
+    assert out.anisotropy_ratio == pytest.approx(4.573 / 4.372)
+    assert isinstance(responses[first.uuid][1].output.structure, Structure)
+    assert "data" in store.additional_stores
+
+
+def test_store_specs(tmp_path):
+    settings = get_settings(store="memory")
+    assert isinstance(build_store(settings, "predictions"), MemoryStore)
+    uri = build_store(get_settings(store="mongodb://user:pw@db.example:27017"), "predictions")
+    assert uri.collection_name == "predictions" and uri.database == "anisoscreen"
+    assert "db.example" in uri.name
+    spec = tmp_path / "store.yaml"
+    spec.write_text("'@module': maggma.stores.mongolike\n'@class': MemoryStore\ncollection_name: x\n")
+    from_file = build_store(get_settings(store=str(spec), collection_prefix="run1_"), "validations")
+    assert isinstance(from_file, MemoryStore) and from_file.collection_name == "run1_validations"
+    with pytest.raises(StoreConfigError, match="unknown store"):
+        build_store(get_settings(store="redis://x"), "predictions")
+    with pytest.raises(StoreConfigError, match="does not exist"):
+        build_store(get_settings(store=str(tmp_path / "missing.yaml")), "predictions")
+    assert ResultsStore(get_settings(store="mongodb://user:pw@db.example")).location == "mongodb://***@db.example"
+
+
+def test_settings_precedence(tmp_path, monkeypatch):
+    config = tmp_path / "config.yaml"
+    monkeypatch.setenv("ANISOSCREEN_CONFIG", str(config))
+    config.write_text("store: from-yaml.yaml\nbatch_size: 7\nmodel: yaml-model\n")
+    s = get_settings()
+    assert (s.store, s.batch_size, s.model) == ("from-yaml.yaml", 7, "yaml-model")
+    monkeypatch.setenv("ANISOSCREEN_STORE", "memory")
+    monkeypatch.setenv("ANISOSCREEN_BATCH_SIZE", "9")
+    s = get_settings()
+    assert (s.store, s.batch_size, s.model) == ("memory", 9, "yaml-model")
+    s = get_settings(store="monty", batch_size=None)
+    assert (s.store, s.batch_size) == ("monty", 9)
+
+
+def test_api_key_is_secret(monkeypatch):
+    monkeypatch.setenv("MP_API_KEY", "super-secret-key")
+    s = get_settings()
+    assert s.mp_api_key.get_secret_value() == "super-secret-key"
+    assert "super-secret-key" not in repr(s) and "super-secret-key" not in str(s.describe())
+
+
+def test_store_errors_are_user_errors():
+    assert issubclass(StoreConfigError, AnisoscreenError)
