@@ -108,8 +108,9 @@ def _describe_model(settings) -> str:
 
 def _register_commands() -> None:
     from anisoscreen.commands import model as model_commands
+    from anisoscreen.commands import screen as screen_commands
 
-    for module in (model_commands,):
+    for module in (model_commands, screen_commands):
         module.register(app)
 
 
@@ -118,6 +119,9 @@ _register_commands()
 
 def main() -> None:
     """Console entry point: run the app, turning user errors into one clear line."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="jobflow")
     try:
         app()
     except AnisoscreenError as exc:

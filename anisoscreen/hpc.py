@@ -23,6 +23,7 @@ the only project in ``$JFREMOTE_PROJECTS_FOLDER`` (default ``~/.jfremote``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -97,9 +98,15 @@ def queue_store_spec(uri: str, database: str = "anisoscreen_queue") -> dict[str,
     """A jobflow-remote queue store on MongoDB (``mongodb://`` or ``mongodb+srv://``)."""
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise HPCError(f"the queue needs a MongoDB URI (mongodb://...), not {uri!r}")
+    import inspect
+
+    from maggma.stores import MongoStore
+
+    # maggma >= 0.77 merged MongoURIStore (now deprecated) into MongoStore(uri=...)
+    uri_in_mongostore = "uri" in inspect.signature(MongoStore.__init__).parameters
     return {
         "@module": "maggma.stores.mongolike",
-        "@class": "MongoURIStore",
+        "@class": "MongoStore" if uri_in_mongostore else "MongoURIStore",
         "uri": uri,
         "database": database,
         "collection_name": "jobs",
@@ -189,13 +196,25 @@ def project_config(
     if not root.is_absolute():
         raise HPCError(f"work_dir must be an absolute path, not {work_dir!r}")
     workers = {
-        GPU_WORKER: _worker(root / GPU_WORKER,
-                            DEFAULT_GPU_RESOURCES if gpu_resources is None else gpu_resources,
-                            gpu_pre_run, scheduler, host, user, execution_cmd),
-        CPU_WORKER: _worker(root / CPU_WORKER,
-                            DEFAULT_CPU_RESOURCES if cpu_resources is None else cpu_resources,
-                            vasp_pre_run, scheduler, host, user, execution_cmd),
-    }  # fmt: skip
+        GPU_WORKER: _worker(
+            root / GPU_WORKER,
+            DEFAULT_GPU_RESOURCES if gpu_resources is None else gpu_resources,
+            gpu_pre_run,
+            scheduler,
+            host,
+            user,
+            execution_cmd,
+        ),
+        CPU_WORKER: _worker(
+            root / CPU_WORKER,
+            DEFAULT_CPU_RESOURCES if cpu_resources is None else cpu_resources,
+            vasp_pre_run,
+            scheduler,
+            host,
+            user,
+            execution_cmd,
+        ),
+    }
     config: dict[str, Any] = {
         "name": name,
         "workers": workers,
@@ -244,6 +263,7 @@ def write_project_config(
         "# anisoscreen's store. Check resources and pre_run, then: jf project check -e\n"
     )
     target.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    target.chmod(0o600)  # it may hold database passwords
     return target
 
 
@@ -345,7 +365,9 @@ def select_candidates(
         order = [m for m in order if m in best]
     if top_k is not None:
         order = order[:top_k]
-    candidates = {c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": order}})}
+    candidates = {
+        c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": order}})
+    }
     selected = []
     for mid in order:
         if mid not in candidates:
@@ -365,30 +387,38 @@ class SubmitReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _known_validation(results: ResultsStore, material_id: str, calc_types: list[str]) -> str | None:
+def _known_validation(results: ResultsStore, material_id: str, calc_type: str) -> str | None:
     docs = results.query(
         ValidationDoc,
-        {"material_id": material_id, "calc_type": {"$in": calc_types},
-         "state": {"$in": [ValidationState.COMPLETED.value, ValidationState.FLAGGED.value,
-                           ValidationState.SUBMITTED.value]}},
-    )  # fmt: skip
+        {
+            "material_id": material_id,
+            "calc_type": calc_type,
+            "state": {
+                "$in": [
+                    ValidationState.COMPLETED.value,
+                    ValidationState.FLAGGED.value,
+                    ValidationState.SUBMITTED.value,
+                ]
+            },
+        },
+    )
     if not docs:
         return None
     states = sorted({d.state.value for d in docs})
     if states == [ValidationState.SUBMITTED.value]:
-        return "already in flight (a submitted validation is recorded)"
-    return f"already validated ({', '.join(states)})"
+        return f"{calc_type} already in flight (a submitted validation is recorded)"
+    return f"{calc_type} already validated ({', '.join(states)})"
 
 
-def _queued(jc: Any, material_id: str) -> str | None:
-    from anisoscreen.validation.makers import META_MATERIAL
+def _queued(jc: Any, material_id: str, calc_type: str) -> str | None:
+    from anisoscreen.validation.makers import META_CALC, META_MATERIAL
 
-    infos = jc.get_jobs_info(metadata={META_MATERIAL: material_id})
+    infos = jc.get_jobs_info(metadata={META_MATERIAL: material_id, META_CALC: calc_type})
     if not infos:
         return None
     states = sorted({str(i.state.value) for i in infos})
     hint = "; use `anisoscreen rerun`" if set(states) & set(FAILED_STATES) else ""
-    return f"already in the queue (jobs {', '.join(states)}){hint}"
+    return f"{calc_type} already in the queue (jobs {', '.join(states)}){hint}"
 
 
 def _record_jobs(flow: Flow) -> list[Any]:
@@ -413,6 +443,9 @@ def submit_validations(
     dry_run: bool = False,
 ) -> SubmitReport:
     """Submit one validation flow per selected candidate to a jobflow-remote worker.
+
+    A calculation (``dfpt``, ``optics``) already validated or queued for a candidate is not
+    submitted again; with ``optics``, a candidate validated by DFPT only gets the optics part.
 
     Parameters
     ----------
@@ -457,17 +490,34 @@ def submit_validations(
         )
         for candidate, prediction in selected:
             mid = candidate.material_id
-            reason = _known_validation(results, mid, calc_types) or _queued(jc, mid)
-            if reason:
-                report.skipped.append((mid, reason))
+            reasons = {
+                c: _known_validation(results, mid, c) or _queued(jc, mid, c) for c in calc_types
+            }
+            done = [r for r in reasons.values() if r]
+            if done:
+                report.skipped.append((mid, "; ".join(done)))
+            if len(done) == len(calc_types):
                 continue
-            flow = maker.make(candidate.structure, material_id=mid, prediction=prediction)
-            entry: dict[str, Any] = {"material_id": mid, "flow_uuid": flow.uuid, "db_ids": []}
+            flow_maker = dataclasses.replace(
+                maker,
+                dielectric_maker=None if reasons.get("dfpt") else maker.dielectric_maker,
+                optics_maker=None if reasons.get("optics") else maker.optics_maker,
+            )
+            flow = flow_maker.make(candidate.structure, material_id=mid, prediction=prediction)
+            entry: dict[str, Any] = {
+                "material_id": mid,
+                "flow_uuid": flow.uuid,
+                "db_ids": [],
+                "calc_types": [c for c in calc_types if not reasons[c]],
+            }
             if not dry_run:
                 entry["db_ids"] = submit_flow(
-                    flow, worker=worker, project=project_name, resources=resources,
+                    flow,
+                    worker=worker,
+                    project=project_name,
+                    resources=resources,
                     exec_config=exec_config,
-                )  # fmt: skip
+                )
                 results.upsert(
                     _submitted_doc(job, candidate, flow.uuid, worker, project_name)
                     for job in _record_jobs(flow)
@@ -476,8 +526,9 @@ def submit_validations(
     return report
 
 
-def _submitted_doc(record_job: Any, candidate: CandidateDoc, flow_uuid: str, worker: str,
-                   project: str | None) -> ValidationDoc:  # fmt: skip
+def _submitted_doc(
+    record_job: Any, candidate: CandidateDoc, flow_uuid: str, worker: str, project: str | None
+) -> ValidationDoc:
     kw = record_job.function_kwargs
     return ValidationDoc(
         material_id=candidate.material_id,
@@ -503,8 +554,15 @@ def submit_screening(
     resources: dict[str, Any] | None = None,
     exec_config: str | None = None,
 ) -> SubmitReport:
-    """Submit any flow (e.g. the screening flow, to the ``gpu`` worker)."""
+    """Submit any flow (e.g. the screening flow, to the ``gpu`` worker).
+
+    Its jobs are tagged with ``anisoscreen_role = "screening"`` so that ``status`` counts them.
+    """
     from jobflow_remote import submit_flow
+
+    from anisoscreen.validation.makers import META_ROLE
+
+    flow.update_metadata({META_ROLE: "screening"})
 
     with job_controller(project) as jc:
         project_name = _project_name(jc, project)
@@ -591,7 +649,9 @@ class CollectReport:
     pending: int = 0
 
 
-def collect(settings: AnisoscreenSettings | None = None, project: str | None = None) -> CollectReport:
+def collect(
+    settings: AnisoscreenSettings | None = None, project: str | None = None
+) -> CollectReport:
     """Copy finished validations from the JobStore into the results store.
 
     Completed record jobs give their ``ValidationDoc`` (completed or flagged); failed VASP or
@@ -612,13 +672,16 @@ def collect(settings: AnisoscreenSettings | None = None, project: str | None = N
                 continue
             output = jc.get_job_output(job_id=info.uuid, job_index=info.index)
             doc = _to_validation_doc(output)
-            doc = doc.model_copy(update={"worker": doc.worker or info.worker,
-                                         "project": doc.project or project_name})  # fmt: skip
+            doc = doc.model_copy(
+                update={"worker": doc.worker or info.worker, "project": doc.project or project_name}
+            )
             report.collected.append(doc)
         failed = jc.get_jobs_info(
-            custom_query={f"job.metadata.{META_ROLE}": {"$exists": True},
-                          "state": {"$in": list(FAILED_STATES)}},
-        )  # fmt: skip
+            custom_query={
+                f"job.metadata.{META_ROLE}": {"$exists": True},
+                "state": {"$in": list(FAILED_STATES)},
+            },
+        )
         for info in failed:
             meta = info.metadata or {}
             mid, calc = meta.get(META_MATERIAL), meta.get(META_CALC, "dfpt")
@@ -627,18 +690,33 @@ def collect(settings: AnisoscreenSettings | None = None, project: str | None = N
             reason = _reason(info)
             waiting = results.query(
                 ValidationDoc,
-                {"material_id": mid, "calc_type": calc,
-                 "state": {"$in": [ValidationState.SUBMITTED.value, ValidationState.FAILED.value]}},
-            )  # fmt: skip
+                {
+                    "material_id": mid,
+                    "calc_type": calc,
+                    "state": {
+                        "$in": [ValidationState.SUBMITTED.value, ValidationState.FAILED.value]
+                    },
+                },
+            )
             docs = waiting or [
-                ValidationDoc(material_id=mid, formula_pretty="", job_uuid=info.uuid,
-                              calc_type=calc, project=project_name)
-            ]  # fmt: skip
+                ValidationDoc(
+                    material_id=mid,
+                    formula_pretty="",
+                    job_uuid=info.uuid,
+                    calc_type=calc,
+                    project=project_name,
+                )
+            ]
             for doc in docs:
-                report.failed.append(doc.model_copy(update={
-                    "state": ValidationState.FAILED, "error": reason,
-                    "worker": doc.worker or info.worker,
-                }))  # fmt: skip
+                report.failed.append(
+                    doc.model_copy(
+                        update={
+                            "state": ValidationState.FAILED,
+                            "error": reason,
+                            "worker": doc.worker or info.worker,
+                        }
+                    )
+                )
         results.upsert(report.collected)
         results.upsert(report.failed)
     return report
@@ -686,11 +764,15 @@ def rerun_failed(
                 continue
             docs = results.query(
                 ValidationDoc,
-                {"material_id": mid, "calc_type": meta.get(META_CALC, "dfpt"),
-                 "state": ValidationState.FAILED.value},
-            )  # fmt: skip
+                {
+                    "material_id": mid,
+                    "calc_type": meta.get(META_CALC, "dfpt"),
+                    "state": ValidationState.FAILED.value,
+                },
+            )
             results.upsert(
-                d.model_copy(update={"state": ValidationState.SUBMITTED, "error": None}) for d in docs
+                d.model_copy(update={"state": ValidationState.SUBMITTED, "error": None})
+                for d in docs
             )
     return done
 

@@ -33,6 +33,8 @@ class StructureRecord:
     source: str
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    explicit_id: bool = False
+    """True when ``material_id`` came from the data (not from a file name or position)."""
 
     @property
     def formula(self) -> str | None:
@@ -72,6 +74,7 @@ def iter_json_records(path: Path) -> Iterator[StructureRecord]:
         if not isinstance(obj, dict) or "structure" not in obj:
             yield StructureRecord(ident, None, str(path), error="record has no 'structure'")
             continue
+        explicit = bool(obj.get("material_id"))
         ident = str(obj.get("material_id") or ident)
         try:
             structure = Structure.from_dict(obj["structure"])
@@ -79,7 +82,7 @@ def iter_json_records(path: Path) -> Iterator[StructureRecord]:
             yield StructureRecord(ident, None, str(path), error=f"invalid structure: {exc}")
             continue
         fields = {k: v for k, v in obj.items() if k not in ("structure", "material_id")}
-        yield StructureRecord(ident, structure, str(path), fields=fields)
+        yield StructureRecord(ident, structure, str(path), fields=fields, explicit_id=explicit)
 
 
 def _read_file(path: Path) -> Iterator[StructureRecord]:

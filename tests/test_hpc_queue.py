@@ -28,7 +28,7 @@ def cli():
 
     app = typer.Typer()
     register(app)
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "250"})  # no rich line wrapping in assertions
 
     def invoke(*args: str) -> str:
         result = runner.invoke(app, list(args), catch_exceptions=False)
@@ -61,7 +61,7 @@ def test_submit_run_collect_aln(env, cli):
     assert doc.input_settings["requested"]["encut"] == 520
     # in flight: never submitted twice
     out = cli("submit", "--ids", ALN_ID)
-    assert "0 submitted, 1 skipped" in out and "in flight" in out
+    assert "0 submitted, 1 skipped" in out and "dfpt already in flight" in out
 
     env.run_all()
     states = env.job_states()
@@ -71,7 +71,9 @@ def test_submit_run_collect_aln(env, cli):
     assert "1 collected, 0 failed" in out and f"{ALN_ID} dfpt: completed, a_r = 1.0459" in out
     (doc,) = _validations(env, material_id=ALN_ID)
     assert doc.state == ValidationState.COMPLETED and doc.flags == []
-    np.testing.assert_allclose(np.diag(doc.epsilon_electronic), [4.372349, 4.37235, 4.572975], atol=1e-6)
+    np.testing.assert_allclose(
+        np.diag(doc.epsilon_electronic), [4.372349, 4.37235, 4.572975], atol=1e-6
+    )
     assert doc.anisotropy_ratio == pytest.approx(4.57297469 / 4.37234871, rel=1e-6)
     assert doc.predicted_anisotropy_ratio == pytest.approx(4.5 / 4.2)
     assert doc.project == env.project and doc.worker == "vasp"
@@ -80,6 +82,9 @@ def test_submit_run_collect_aln(env, cli):
     assert "0 submitted, 1 skipped" in out and "already validated (completed)" in out
     out = cli("status")
     assert "COMPLETED" in out and "failed jobs" not in out
+    # asking for optics as well submits only the part not done yet
+    out = cli("submit", "--ids", ALN_ID, "--optics", "--dry-run")
+    assert f"would submit {ALN_ID}" in out and "dfpt already validated (completed)" in out
 
 
 def test_failure_status_and_rerun(env, cli):

@@ -36,12 +36,7 @@ ALN_EPS = np.diag([4.37234871, 4.37234994, 4.57297469])
 def mock_vasp(monkeypatch):
     from atomate2.utils.testing.vasp import monkeypatch_vasp
 
-    gen = monkeypatch_vasp(monkeypatch, Path("/"))
-    yield next(gen)
-    try:
-        next(gen)
-    except StopIteration:
-        pass
+    yield from monkeypatch_vasp(monkeypatch, Path("/"))
 
 
 def _run(flow, memory_settings, tmp_path):
@@ -63,9 +58,13 @@ def test_dfpt_validation_flow_aln(mock_vasp, shared_dir, tmp_path, memory_settin
     ref, structure = aln_dfpt_ref(shared_dir, tmp_path / "refs")
     mock_vasp({"mp dielectric": ref}, {"mp dielectric": {"incar_settings": DFPT_CHECKED}})
     prediction = PredictionDoc.from_tensor(
-        np.diag([4.2, 4.2, 4.5]), material_id="mp-661", formula_pretty="AlN",
-        model="anisonet", model_version="1", model_checksum="0" * 64,
-    )  # fmt: skip
+        np.diag([4.2, 4.2, 4.5]),
+        material_id="mp-661",
+        formula_pretty="AlN",
+        model="anisonet",
+        model_version="1",
+        model_checksum="0" * 64,
+    )
     flow = ValidationMaker().make(structure, material_id="mp-661", prediction=prediction)
     job_store, responses = _run(flow, memory_settings, tmp_path)
 
@@ -80,8 +79,12 @@ def test_dfpt_validation_flow_aln(mock_vasp, shared_dir, tmp_path, memory_settin
     assert doc.anisotropy_ratio == pytest.approx(4.57297469 / 4.37234871, rel=1e-6)
     assert doc.anisotropy_ratio == pytest.approx(1.045885, abs=1e-5)
     assert doc.eps_poly == pytest.approx((2 * 4.3723493 + 4.5729747) / 3, rel=1e-6)
-    np.testing.assert_allclose(np.diag(doc.epsilon_ionic), [3.730538, 3.730524, 4.975822], atol=1e-5)
-    np.testing.assert_allclose(np.diag(doc.epsilon_total), [8.102887, 8.102874, 9.548797], atol=1e-5)
+    np.testing.assert_allclose(
+        np.diag(doc.epsilon_ionic), [3.730538, 3.730524, 4.975822], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.diag(doc.epsilon_total), [8.102887, 8.102874, 9.548797], atol=1e-5
+    )
     # the c axis (z) is the principal axis of the largest eigenvalue
     assert abs(doc.principal_axes[2][2]) == pytest.approx(1.0, abs=1e-6)
     # link to the prediction and the inputs requested / actually run
@@ -117,7 +120,9 @@ def test_dfpt_inputs_are_mp_compatible_and_overridable(shared_dir):
     assert list(custom["KPOINTS"].kpts[0]) != [12, 12, 7]
 
 
-def test_optics_validation_flow_cs2sni6(mock_vasp, shared_dir, tmp_path, memory_settings, memory_results):
+def test_optics_validation_flow_cs2sni6(
+    mock_vasp, shared_dir, tmp_path, memory_settings, memory_results
+):
     from anisoscreen.schemas import ValidationDoc, ValidationState
     from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker, collect_from_job_store
 
@@ -125,18 +130,31 @@ def test_optics_validation_flow_cs2sni6(mock_vasp, shared_dir, tmp_path, memory_
     structure = structure_of(vasprun)
     potcars = ["Cs_sv", "Sn_d", "I"]
     outcar = Path(__file__).parent / "fixtures" / "OUTCAR_cs2sni6_stub"
-    static_ref = make_ref_dir(tmp_path / "refs", "static", structure, STATIC_INCAR, potcars,
-                              {"vasprun.xml.gz": vasprun, "OUTCAR": outcar,
-                               "CHGCAR": "fake charge density\n"},
-                              kpoints=CS2SNI6_MESH)
-    optics_ref = make_ref_dir(tmp_path / "refs", "optics", structure, OPTICS_INCAR, potcars,
-                              {"vasprun.xml.gz": vasprun, "OUTCAR": outcar},
-                              kpoints=CS2SNI6_MESH)  # fmt: skip
+    static_ref = make_ref_dir(
+        tmp_path / "refs",
+        "static",
+        structure,
+        STATIC_INCAR,
+        potcars,
+        {"vasprun.xml.gz": vasprun, "OUTCAR": outcar, "CHGCAR": "fake charge density\n"},
+        kpoints=CS2SNI6_MESH,
+    )
+    optics_ref = make_ref_dir(
+        tmp_path / "refs",
+        "optics",
+        structure,
+        OPTICS_INCAR,
+        potcars,
+        {"vasprun.xml.gz": vasprun, "OUTCAR": outcar},
+        kpoints=CS2SNI6_MESH,
+    )
     mock_vasp(
         {"mp optics static": static_ref, "mp optics": optics_ref},
-        {"mp optics static": {"incar_settings": STATIC_CHECKED, "clear_inputs": False},
-         "mp optics": {"incar_settings": OPTICS_CHECKED, "clear_inputs": False}},
-    )  # fmt: skip
+        {
+            "mp optics static": {"incar_settings": STATIC_CHECKED, "clear_inputs": False},
+            "mp optics": {"incar_settings": OPTICS_CHECKED, "clear_inputs": False},
+        },
+    )
     maker = ValidationMaker(dielectric_maker=None, optics_maker=MPOpticsMaker())
     flow = maker.make(structure, material_id="mp-optics")
     job_store, _ = _run(flow, memory_settings, tmp_path)

@@ -27,10 +27,9 @@ def aln_task(tmp_path_factory):
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from atomate2.vasp.jobs.base import get_vasp_task_document
+    from conftest import SHARED
     from pymatgen.io.vasp import Poscar
     from vasp_refs import structure_of
-
-    from conftest import SHARED
 
     vasp = SHARED / "data" / "vasp"
     run = tmp_path_factory.mktemp("aln")
@@ -106,7 +105,11 @@ def test_voigt_order_and_absorption():
     # eps = -1 + 0i: kappa = 1, alpha = 2 E / hbar c
     assert absorption_coefficient(1.0, -1.0, 0.0) == pytest.approx(2 / 1.973269804e-5)
     assert absorption_coefficient(1.0, 4.0, 0.0) == 0.0
-    fdd = {"energy": [0.0, 1.0], "real": [[2, 3, 4, 0, 0, 0]] * 2, "imaginary": [[0] * 6, [0, 0, 1, 0, 0, 0]]}
+    fdd = {
+        "energy": [0.0, 1.0],
+        "real": [[2, 3, 4, 0, 0, 0]] * 2,
+        "imaginary": [[0] * 6, [0, 0, 1, 0, 0, 0]],
+    }
     eps0, optics = optics_from_dielectric(fdd)
     assert np.diag(eps0).tolist() == [2, 3, 4]
     assert np.array(optics["principal_axes"]) == pytest.approx(np.eye(3))

@@ -6,7 +6,7 @@ Only argument parsing and printing; the work is in :mod:`anisoscreen.hpc`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,7 +17,7 @@ from anisoscreen.errors import AnisoscreenError
 __all__ = ["register"]
 
 ProjectOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--project",
         "-p",
@@ -38,27 +38,28 @@ def submit(
         str, typer.Argument(help="'validation' (DFT of stored candidates) or 'screening'.")
     ] = "validation",
     ids: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--ids", help="Material ids (repeat or comma-separate)."),
     ] = None,
     top_k: Annotated[
-        Optional[int], typer.Option("--top-k", min=1, help="The k highest predicted a_r.")
+        int | None, typer.Option("--top-k", min=1, help="The k highest predicted a_r.")
     ] = None,
     ar_min: Annotated[
-        Optional[float], typer.Option("--ar-min", help="Only predicted a_r >= this value.")
+        float | None, typer.Option("--ar-min", help="Only predicted a_r >= this value.")
     ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", help="Use the predictions of this model only.")
+        str | None, typer.Option("--model", help="Use the predictions of this model only.")
     ] = None,
     optics: Annotated[
         bool, typer.Option("--optics", help="Add the LOPTICS optical-spectra calculation.")
     ] = False,
     project: ProjectOption = None,
     worker: Annotated[
-        Optional[str],
-        typer.Option("--worker", "-w", help="Worker (default: 'vasp' for validation, 'gpu' "
-                     "for screening)."),
-    ] = None,  # fmt: skip
+        str | None,
+        typer.Option(
+            "--worker", "-w", help="Worker (default: 'vasp' for validation, 'gpu' for screening)."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be submitted, submit nothing.")
     ] = False,
@@ -79,9 +80,16 @@ def submit(
         if id_list is None and top_k is None and ar_min is None:
             raise AnisoscreenError("choose candidates with --ids, --top-k or --ar-min")
         report = hpc.submit_validations(
-            settings, project=project, worker=worker, ids=id_list, top_k=top_k, ar_min=ar_min,
-            model=model, optics=optics, dry_run=dry_run,
-        )  # fmt: skip
+            settings,
+            project=project,
+            worker=worker,
+            ids=id_list,
+            top_k=top_k,
+            ar_min=ar_min,
+            model=model,
+            optics=optics,
+            dry_run=dry_run,
+        )
     else:
         raise AnisoscreenError(f"unknown target {what!r}: use 'validation' or 'screening'")
     verb = "would submit" if dry_run else "submitted"
@@ -154,7 +162,7 @@ def collect(
 
 def rerun(
     db_ids: Annotated[
-        Optional[list[str]], typer.Argument(help="db ids to rerun (default: every failed job).")
+        list[str] | None, typer.Argument(help="db ids to rerun (default: every failed job).")
     ] = None,
     project: ProjectOption = None,
     store: StoreOption = None,
@@ -164,13 +172,15 @@ def rerun(
     from anisoscreen import hpc
 
     done = hpc.rerun_failed(settings_from_options(store, data_dir), project, db_ids or None)
-    console.print(f"{len(done)} job(s) back in the queue" + (f": {', '.join(done)}" if done else ""))
+    console.print(
+        f"{len(done)} job(s) back in the queue" + (f": {', '.join(done)}" if done else "")
+    )
 
 
 def hpc_config(
     name: Annotated[str, typer.Option("--name", help="Project name.")] = "anisoscreen",
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="File (default: projects folder).")
+        Path | None, typer.Option("--output", "-o", help="File (default: projects folder).")
     ] = None,
     queue_uri: Annotated[
         str, typer.Option("--queue-uri", help="MongoDB URI of jobflow-remote's queue.")
@@ -179,9 +189,9 @@ def hpc_config(
         Path, typer.Option("--work-dir", help="Absolute run folder on the cluster.")
     ] = Path("~/anisoscreen_runs"),
     host: Annotated[
-        Optional[str], typer.Option("--host", help="SSH host of the cluster (omit on the cluster).")
+        str | None, typer.Option("--host", help="SSH host of the cluster (omit on the cluster).")
     ] = None,
-    user: Annotated[Optional[str], typer.Option("--user", help="SSH user.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="SSH user.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
@@ -190,9 +200,15 @@ def hpc_config(
     from anisoscreen import hpc
 
     path = hpc.write_project_config(
-        output, overwrite=force, name=name, settings=settings_from_options(store, data_dir),
-        queue_uri=queue_uri, work_dir=work_dir.expanduser(), host=host, user=user,
-    )  # fmt: skip
+        output,
+        overwrite=force,
+        name=name,
+        settings=settings_from_options(store, data_dir),
+        queue_uri=queue_uri,
+        work_dir=work_dir.expanduser(),
+        host=host,
+        user=user,
+    )
     console.print(f"wrote {path}; edit resources / pre_run, then run `jf project check -e`")
 
 

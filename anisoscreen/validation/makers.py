@@ -195,7 +195,9 @@ class ValidationMaker(Maker):
                 **common,
             )
             record.name = f"{RECORD_JOB_NAME} dfpt"
-            record.update_metadata({META_MATERIAL: material_id, META_ROLE: "record", META_CALC: "dfpt"})
+            record.update_metadata(
+                {META_MATERIAL: material_id, META_ROLE: "record", META_CALC: "dfpt"}
+            )
             jobs += [dfpt, record]
             records.append(record)
         if self.optics_maker is not None:
@@ -203,8 +205,11 @@ class ValidationMaker(Maker):
             optics_flow.update_metadata({META_MATERIAL: material_id, META_CALC: "optics"})
             optics_flow.update_metadata({META_ROLE: "vasp"})
             last = optics_flow.jobs[-1]
-            generator = getattr(getattr(self.optics_maker, "band_structure_maker", None),
-                                "input_set_generator", None)  # fmt: skip
+            generator = getattr(
+                getattr(self.optics_maker, "band_structure_maker", None),
+                "input_set_generator",
+                None,
+            )
             record = validation_record(
                 optics_flow.output,
                 job_uuid=last.uuid,

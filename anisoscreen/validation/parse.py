@@ -38,9 +38,25 @@ HBAR_C_EV_CM = 1.973269804e-5
 """ħc in eV·cm (absorption coefficient α = 2 E κ / ħc in cm⁻¹ for E in eV)."""
 
 INCAR_KEYS = (
-    "ENCUT", "EDIFF", "GGA", "METAGGA", "PREC", "ISMEAR", "SIGMA", "IBRION", "LEPSILON",
-    "LPEAD", "LOPTICS", "NEDOS", "NBANDS", "CSHIFT", "ISPIN", "LDAU", "LASPH", "LUSE_VDW",
-)  # fmt: skip
+    "ENCUT",
+    "EDIFF",
+    "GGA",
+    "METAGGA",
+    "PREC",
+    "ISMEAR",
+    "SIGMA",
+    "IBRION",
+    "LEPSILON",
+    "LPEAD",
+    "LOPTICS",
+    "NEDOS",
+    "NBANDS",
+    "CSHIFT",
+    "ISPIN",
+    "LDAU",
+    "LASPH",
+    "LUSE_VDW",
+)
 """INCAR tags copied into ``ValidationDoc.input_settings['incar']``."""
 
 

@@ -1,0 +1,1 @@
+"""Candidate structures: sources (Materials Project, local files, bundled pool) and filters."""

@@ -1,0 +1,182 @@
+"""Materials Project candidates through mp-api, paged, retried and cached so a fetch resumes.
+
+``MPRester``'s constructor contacts the server, so the network sits behind the small
+:class:`SummarySearcher` interface: :class:`MPResterSearcher` is the real client and tests
+replay recorded responses through the same interface.
+
+A fetch is two steps: the ids matching the criteria (one light query), then the full documents
+in chunks of ``chunk_size`` ids. Each finished step is written to
+``<cache_dir>/<query hash>/`` atomically, so an interrupted fetch resumes from the first
+missing chunk and nothing is fetched twice.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from monty.json import jsanitize
+
+from anisoscreen.errors import AnisoscreenError
+
+__all__ = ["MPCandidateQuery", "MPResterSearcher", "SummarySearcher", "fetch_mp_candidates"]
+
+SUMMARY_FIELDS = [
+    "material_id",
+    "formula_pretty",
+    "nsites",
+    "elements",
+    "energy_above_hull",
+    "band_gap",
+    "is_stable",
+    "structure",
+]
+
+
+class SummarySearcher(Protocol):
+    """Anything with MP's ``materials.summary.search`` signature returning plain dicts."""
+
+    def search(self, **kwargs: Any) -> list[dict[str, Any]]: ...
+
+
+class MPResterSearcher:
+    """The real client: ``mp_api.client.MPRester(api_key).materials.summary.search``."""
+
+    def __init__(self, api_key: str) -> None:
+        if not api_key:
+            raise AnisoscreenError("no Materials Project API key: set MP_API_KEY")
+        self._api_key = api_key
+        self._rester = None
+
+    def search(self, **kwargs: Any) -> list[dict[str, Any]]:
+        if self._rester is None:
+            from mp_api.client import MPRester
+
+            self._rester = MPRester(api_key=self._api_key, mute_progress_bars=True)
+        docs = self._rester.materials.summary.search(**kwargs)
+        return [doc if isinstance(doc, dict) else doc.model_dump() for doc in docs]
+
+
+@dataclass(frozen=True)
+class MPCandidateQuery:
+    """Server-side pre-filter (the exact criteria are re-applied locally)."""
+
+    max_energy_above_hull: float = 0.050
+    min_band_gap: float = 0.5
+    max_sites: int = 40
+    chunk_size: int = 500
+
+    def search_kwargs(self) -> dict[str, Any]:
+        return {
+            "energy_above_hull": (0.0, self.max_energy_above_hull),
+            "band_gap": (self.min_band_gap, 1000.0),
+            "num_sites": (1, self.max_sites - 1),
+        }
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps({k: v for k, v in asdict(self).items() if k != "chunk_size"}, sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
+            handle.write(json.dumps(jsanitize(data, strict=True, enum_values=True)).encode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_json(path: Path) -> Any:
+    with gzip.open(path, "rt") as handle:
+        return json.load(handle)
+
+
+def _with_retry(
+    call: Callable[[], Any], what: str, retries: int, backoff: float, sleep: Callable[[float], None],
+    secret: str | None,
+) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:  # network, server and rate-limit errors alike
+            if attempt == retries:
+                message = str(exc)
+                if secret:
+                    message = message.replace(secret, "***")
+                raise AnisoscreenError(
+                    f"Materials Project request for {what} failed after {retries + 1} attempts: {message}"
+                ) from None
+            sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fetch_mp_candidates(
+    searcher: SummarySearcher,
+    cache_dir: str | Path,
+    query: MPCandidateQuery | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int, int], None] | None = None,
+    secret: str | None = None,
+) -> list[dict[str, Any]]:
+    """Fetch (or resume fetching) MP summary documents of every candidate.
+
+    Parameters
+    ----------
+    searcher
+        The MP client (real or recorded).
+    cache_dir
+        Folder for the resumable cache.
+    query
+        Server-side criteria and chunk size.
+    retries, backoff, sleep
+        Transient failures are retried ``retries`` times, waiting ``backoff * 2**attempt`` s.
+    progress
+        Called with ``(chunks_done, chunks_total)``.
+    secret
+        A string (the API key) that must never appear in error messages.
+    """
+    query = query or MPCandidateQuery()
+    folder = Path(cache_dir) / f"summary-{query.key}"
+    ids_file = folder / "ids.json.gz"
+    if ids_file.is_file():
+        ids = _read_json(ids_file)
+    else:
+        found = _with_retry(
+            lambda: searcher.search(**query.search_kwargs(), fields=["material_id"]),
+            "the candidate ids", retries, backoff, sleep, secret,
+        )
+        ids = sorted({str(doc["material_id"]) for doc in found})
+        _write_json_atomic(ids_file, ids)
+
+    chunks = [ids[i : i + query.chunk_size] for i in range(0, len(ids), query.chunk_size)]
+    documents: list[dict[str, Any]] = []
+    for k, chunk in enumerate(chunks):
+        chunk_file = folder / f"chunk-{k:05d}-{len(chunk)}.json.gz"
+        if chunk_file.is_file():
+            docs = _read_json(chunk_file)
+        else:
+            docs = _with_retry(
+                lambda chunk=chunk: searcher.search(material_ids=chunk, fields=SUMMARY_FIELDS),
+                f"chunk {k + 1}/{len(chunks)}", retries, backoff, sleep, secret,
+            )
+            docs = jsanitize(docs, strict=True, enum_values=True)
+            _write_json_atomic(chunk_file, docs)
+        documents.extend(docs)
+        if progress is not None:
+            progress(k + 1, len(chunks))
+    return documents

@@ -1,0 +1,298 @@
+"""jobflow jobs of the screening campaign.
+
+Jobs write their documents to the **results store** as they go (one upsert per document) and
+return small summaries (ids, counts, timings), so an interrupted campaign resumes with nothing
+lost or duplicated, and nothing large travels through the JobStore. ``store`` arguments are
+settings overrides (``{"store": ..., "data_dir": ...}``) so that a job rebuilds the same
+stores on whatever machine runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jobflow import Response, job
+
+from anisoscreen.candidates.filters import ScreeningCriteria, apply_criteria
+from anisoscreen.schemas import CandidateDoc, Dimensionality, PredictionDoc, ScreeningRunDoc, utcnow
+from anisoscreen.settings import get_settings
+from anisoscreen.store import ResultsStore
+
+__all__ = [
+    "fetch_candidates",
+    "predict_candidates",
+    "rank_candidates",
+    "record_screening_run",
+    "select_for_validation",
+    "set_progress_reporter",
+]
+
+ProgressReporter = Callable[[str, int, int | None], None]
+_reporter: ProgressReporter | None = None
+
+
+def set_progress_reporter(reporter: ProgressReporter | None) -> None:
+    """Install a callback ``(stage, advance, total)`` that in-process runs report progress to."""
+    global _reporter
+    _reporter = reporter
+
+
+def _report(stage: str, advance: int, total: int | None = None) -> None:
+    if _reporter is not None:
+        _reporter(stage, advance, total)
+
+
+def _results(store: dict[str, Any] | None) -> ResultsStore:
+    return ResultsStore(get_settings(**(store or {})))
+
+
+def load_source(source: str, data_dir=None):
+    """Candidates of a source: ``bundled``, ``mp`` or a path (JSON list, file, folder)."""
+    from anisoscreen.candidates import sources
+
+    if source == "bundled":
+        return sources.load_bundled()
+    if source == "mp":
+        from anisoscreen.candidates.mp import MPResterSearcher, fetch_mp_candidates
+
+        settings = get_settings(data_dir=data_dir)
+        key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
+        docs = fetch_mp_candidates(
+            MPResterSearcher(key), settings.data_dir / "cache" / "mp", secret=key,
+            progress=lambda done, total: _report("fetch", 1, total),
+        )
+        return sources.candidates_from_summary_docs(docs, source="mp")
+    return sources.load_local(source)
+
+
+def filter_source(
+    source: str, criteria: ScreeningCriteria | None = None, model: str | None = None, data_dir=None
+):
+    """Load a source and apply the criteria (no store writes).
+
+    Returns ``(criteria, batch, result)``: the effective criteria, the loaded
+    :class:`~anisoscreen.candidates.sources.CandidateBatch` and the
+    :class:`~anisoscreen.candidates.filters.FilterResult`.
+    """
+    criteria = (criteria or ScreeningCriteria()).model_copy()
+    if model is not None and criteria.model_elements is None:
+        criteria.model_elements = _model_elements(model, data_dir)
+    batch = load_source(source, data_dir)
+    return criteria, batch, apply_criteria(batch.candidates, criteria)
+
+
+@job
+def fetch_candidates(
+    source: str,
+    criteria: ScreeningCriteria | None = None,
+    model: str | None = None,
+    store: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load candidates, apply the criteria and upsert the survivors as ``CandidateDoc``s.
+
+    When ``model`` is given, its training elements become the ``unseen_elements`` criterion.
+    """
+    start = time.perf_counter()
+    settings = get_settings(**(store or {}))
+    criteria, batch, result = filter_source(source, criteria, model, settings.data_dir)
+    with ResultsStore(settings) as results:
+        results.upsert(result.kept)
+    return {
+        "material_ids": [doc.material_id for doc in result.kept],
+        "n_input": len(batch.candidates) + len(batch.failures),
+        "removed_by": {"unreadable": len(batch.failures), **result.removed_by},
+        "criteria": {**criteria.model_dump(exclude={"extra_known_ids", "model_elements"}),
+                     "descriptions": result.descriptions},
+        "failures": batch.failures,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _model_elements(model: str, data_dir) -> list[str]:
+    import torch
+    from pymatgen.core import Element
+
+    from anisoscreen.model.checkpoint import resolve_model_path
+
+    payload = torch.load(resolve_model_path(model, data_dir), map_location="cpu", weights_only=True)
+    return [Element.from_Z(z).symbol for z in payload["config"]["elements"]]
+
+
+@job
+def predict_candidates(
+    candidates: dict[str, Any],
+    model: str,
+    device: str = "auto",
+    batch_size: int = 64,
+    store: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Predict every candidate not yet predicted by this exact model (same checksum).
+
+    Predictions are upserted batch by batch, so a killed run loses at most one batch and a
+    re-run predicts only what is missing.
+    """
+    from anisoscreen.model.predict import PredictionFailure, Predictor
+    from anisoscreen.structures_io import StructureRecord
+
+    start = time.perf_counter()
+    settings = get_settings(**(store or {}))
+    predictor = Predictor.load(model, settings.data_dir, device, batch_size)
+    name, checksum = predictor.model.name, predictor.model.checksum
+    ids = list(candidates["material_ids"])
+    failures: list[dict[str, str]] = []
+    n_predicted = 0
+    with ResultsStore(settings) as results:
+        done = results.keys(
+            PredictionDoc, "material_id",
+            {"model": name, "model_checksum": checksum, "material_id": {"$in": ids}},
+        )
+        todo = [i for i in ids if i not in done]
+        _report("predict", len(done), len(ids))
+        for start_idx in range(0, len(todo), batch_size):
+            chunk = todo[start_idx : start_idx + batch_size]
+            docs = results.query(CandidateDoc, {"material_id": {"$in": chunk}})
+            records = [
+                StructureRecord(d.material_id, d.structure, d.source,
+                                fields={"energy_above_hull": d.energy_above_hull, "band_gap": d.band_gap})
+                for d in docs
+            ]
+            batch_docs = []
+            for out in predictor.predict(records):
+                if isinstance(out, PredictionFailure):
+                    failures.append(out.as_dict())
+                else:
+                    batch_docs.append(out)
+            results.upsert(batch_docs)
+            n_predicted += len(batch_docs)
+            _report("predict", len(chunk), len(ids))
+    return {
+        "material_ids": ids,
+        "model": name,
+        "model_version": predictor.model.version,
+        "model_checksum": checksum,
+        "n_predicted": n_predicted,
+        "n_reused": len(done),
+        "failures": failures,
+        "device": str(predictor.device),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@job
+def rank_candidates(
+    predictions: dict[str, Any],
+    processes: int | None = None,
+    store: dict[str, Any] | None = None,
+    top: int = 10,
+) -> dict[str, Any]:
+    """Add dimensionality and crystal system to the predictions that lack them; rank by a_r.
+
+    Descriptors are structural, so they are computed once per material and reused by any
+    model's predictions of it.
+    """
+    from anisoscreen import ranking
+
+    start = time.perf_counter()
+    ids = predictions["material_ids"]
+    with _results(store) as results:
+        docs = results.query(PredictionDoc, {"model": predictions["model"], "material_id": {"$in": ids}})
+        known = {
+            d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
+            for d in results.query(PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}})
+        }
+        missing = [d.material_id for d in docs if d.material_id not in known]
+        structures = {
+            c.material_id: c.structure
+            for c in results.query(CandidateDoc, {"material_id": {"$in": missing}})
+        }
+        _report("rank", len(docs) - len(structures), len(docs))
+        computed = ranking.descriptors(
+            structures, processes, progress=lambda n: _report("rank", n, len(docs))
+        )
+        known.update(computed)
+        for values in known.values():
+            if values["dimensionality"] is not None:
+                values["dimensionality"] = Dimensionality(values["dimensionality"])
+        updated = []
+        for doc in docs:
+            values = known.get(doc.material_id)
+            if values and (doc.dimensionality, doc.crystal_system) != (
+                values["dimensionality"], values["crystal_system"]
+            ):
+                updated.append(doc.model_copy(update={**values, "last_updated": utcnow()}))
+        results.upsert(updated)
+        ranked = sorted(
+            (d.model_copy(update=known.get(d.material_id) or {}) for d in docs),
+            key=lambda d: d.anisotropy_ratio, reverse=True,
+        )
+    return {
+        "model": predictions["model"],
+        "ranking": [
+            {"material_id": d.material_id, "formula": d.formula_pretty,
+             "anisotropy_ratio": d.anisotropy_ratio, "eps_poly": d.eps_poly,
+             "dimensionality": d.dimensionality}
+            for d in ranked
+        ],
+        "n_descriptors_computed": len(computed),
+        "seconds": time.perf_counter() - start,
+        "top": top,
+    }
+
+
+@job
+def select_for_validation(
+    ranking: dict[str, Any],
+    ar_threshold: float | None = 2.5,
+    top_k: int | None = None,
+    validation_maker: Any = None,
+    store: dict[str, Any] | None = None,
+) -> Response:
+    """Append DFT validation flows for the top candidates (a_r above threshold, or top k)."""
+    rows = ranking["ranking"]
+    chosen = rows[:top_k] if top_k is not None else [r for r in rows if r["anisotropy_ratio"] > (ar_threshold or 0)]
+    ids = [r["material_id"] for r in chosen]
+    if not ids or validation_maker is None:
+        return Response(output={"selected": ids})
+    with _results(store) as results:
+        candidates = {c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})}
+    flows = [validation_maker.make(candidates[i].structure, material_id=i) for i in ids if i in candidates]
+    from jobflow import Flow
+
+    return Response(output={"selected": ids}, addition=Flow(flows, name="validation"))
+
+
+@job
+def record_screening_run(
+    run_id: str,
+    source: str,
+    candidates: dict[str, Any],
+    predictions: dict[str, Any],
+    ranking: dict[str, Any],
+    store: dict[str, Any] | None = None,
+) -> ScreeningRunDoc:
+    """Store the campaign's provenance: criteria, counts per filter, timings, model."""
+    doc = ScreeningRunDoc(
+        run_id=run_id,
+        source=source,
+        criteria=candidates["criteria"],
+        n_input=candidates["n_input"],
+        removed_by=candidates["removed_by"],
+        n_candidates=len(candidates["material_ids"]),
+        n_predicted=predictions["n_predicted"],
+        n_reused=predictions["n_reused"],
+        n_failed=len(predictions["failures"]) + len(candidates["failures"]),
+        failures=candidates["failures"] + predictions["failures"],
+        timings={
+            "candidates": candidates["seconds"],
+            "prediction": predictions["seconds"],
+            "ranking": ranking["seconds"],
+        },
+        model=predictions["model"],
+        model_version=predictions["model_version"],
+        finished_at=utcnow(),
+    )
+    with _results(store) as results:
+        results.upsert([doc])
+    return doc
