@@ -206,7 +206,9 @@ class ValidationDoc(_Document):
     eps_poly: float | None = None
     anisotropy_ratio: float | None = Field(None, description="DFT a_r.")
     optics: dict[str, Any] | None = Field(
-        None, description="Reference to the frequency-dependent dielectric function."
+        None,
+        description="LOPTICS dielectric function (layout read by anisoscreen.report.optics) "
+        "and its principal-axis spectra and absorption.",
     )
     prediction_model: str | None = None
     predicted_anisotropy_ratio: float | None = None

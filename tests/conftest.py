@@ -13,6 +13,15 @@ os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="anisoscreen-mpl-"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_config():
+    from anisoscreen.model.network import ModelConfig
+
+    return ModelConfig(mul=4, lmax=2, radial_hidden=16, embed_dim=8)
+
+
+TINY = _tiny_config()
 SHARED = Path(os.environ.get("ANISOSCREEN_SHARED", REPO.parent / "shared")).resolve()
 
 
@@ -50,3 +59,20 @@ def memory_results(memory_settings):
 
     with ResultsStore(memory_settings) as results:
         yield results
+
+
+@pytest.fixture(scope="session")
+def tiny_model(shared_dir, tmp_path_factory):
+    """A model trained for 2 epochs on 100 cleaned entries (the CI smoke training).
+
+    Returns ``(folder, result)``; ``folder`` holds model.pt, metrics.json and MODEL_CARD.md.
+    """
+    from anisoscreen.model.pipeline import train_model
+    from anisoscreen.model.train import TrainConfig
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    result = train_model(
+        shared_dir / "data" / "mp_dielectric_tensors.json.gz", folder, "tiny", TINY,
+        TrainConfig(max_epochs=2, batch_size=16), max_entries=100, device="cpu",
+    )
+    return folder, result

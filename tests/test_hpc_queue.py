@@ -129,3 +129,18 @@ def test_top_k_and_ar_min_selection(env):
         chosen, skipped = select_candidates(results, ids=["mp-unknown", CRASH_ID])
         assert [c.material_id for c, _ in chosen] == [CRASH_ID]
         assert skipped == [("mp-unknown", "no stored candidate (structure) with this id")]
+
+
+def test_submit_screening_flow_to_gpu_worker(env, cli):
+    from anisoscreen.hpc import job_controller, queue_status
+
+    out = cli("submit", "screening", "--validate", "--top-k", "3")
+    assert "1 submitted" in out and "worker gpu" in out
+    with job_controller(env.project) as jc:
+        infos = jc.get_jobs_info()
+    names = {i.name for i in infos}
+    assert {"record run", "select for validation"} <= names
+    assert {i.worker for i in infos} == {"gpu"}
+    assert all(i.metadata.get("anisoscreen_role") == "screening" for i in infos)
+    report = queue_status(env.project)
+    assert report.total == len(infos) and report.counts.get("READY") == 1

@@ -14,28 +14,15 @@ from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.pipeline import train_model
 from anisoscreen.model.predict import PredictionFailure, predict_structures
 from anisoscreen.model.train import TrainConfig, fit, prepare_graphs
 
-TINY = ModelConfig(mul=4, lmax=2, radial_hidden=16, embed_dim=8)
+from conftest import TINY
 
 
 @pytest.fixture(scope="session")
 def entries(shared_dir):
     return load_entries(shared_dir / "data" / "mp_dielectric_tensors.json.gz")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(entries, shared_dir, tmp_path_factory):
-    """A model trained for 2 epochs on 100 cleaned entries (the CI smoke training)."""
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    result = train_model(
-        shared_dir / "data" / "mp_dielectric_tensors.json.gz", folder, "tiny", TINY,
-        TrainConfig(max_epochs=2, batch_size=16), max_entries=100, device="cpu",
-    )
-    return folder, result
 
 
 def test_cleaning_matches_the_paper_rules(entries):

@@ -161,9 +161,11 @@ def test_optics_validation_flow_cs2sni6(
     assert collect_from_job_store(job_store, memory_results) == 1
     (doc,) = memory_results.query(ValidationDoc, {"calc_type": "optics"})
     optics = doc.optics
-    energy = np.array(optics["energy"])
+    energy = np.array(optics["energies"])
     assert len(energy) == 2000 and energy[0] == 0.0
-    eps_real, eps_imag = np.array(optics["eps_real"]), np.array(optics["eps_imag"])
+    eps_real = np.array(optics["principal_eps_real"])
+    eps_imag = np.array(optics["principal_eps_imag"])
+    assert np.array(optics["eps_real"]).shape == (2000, 6)  # VASP's xx yy zz xy yz zx rows
     absorption = np.array(optics["absorption"])
     assert eps_real.shape == eps_imag.shape == absorption.shape == (3, 2000)
     # the omega -> 0 real part of the real LOPTICS run (XX YY ZZ XY YZ ZX = 3.8386 3.9
@@ -184,3 +186,15 @@ def test_optics_validation_flow_cs2sni6(
     assert absorption[0, hi] == pytest.approx(2 * energy[hi] * n_k / 1.973269804e-5, rel=1e-9)
     assert doc.input_settings["requested"]["optics"] is True
     assert doc.input_settings["requested"]["mode"] == "uniform"
+
+    # the report module reads the same record (its own projection and absorption formula)
+    from anisoscreen.report.optics import absorption_coefficient, optics_spectrum, project
+
+    spectrum = optics_spectrum(doc)
+    axes = np.array(optics["principal_axes"]).T
+    along = project(spectrum.eps_real, axes).T
+    np.testing.assert_allclose(along, eps_real, atol=1e-9)
+    alpha = absorption_coefficient(
+        spectrum.energies, along[0], project(spectrum.eps_imag, axes)[:, 0]
+    )
+    np.testing.assert_allclose(alpha, absorption[0], rtol=1e-6, atol=1e-6)

@@ -63,18 +63,28 @@ def submit(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be submitted, submit nothing.")
     ] = False,
+    source: Annotated[
+        str, typer.Option("--source", help="Screening: candidate source (bundled, mp, a path).")
+    ] = "bundled",
+    validate: Annotated[
+        bool,
+        typer.Option("--validate", help="Screening: append DFT validation of the top candidates."),
+    ] = False,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Submit validation flows for stored candidates (or the screening flow) to a worker.
 
     A candidate already validated, or with jobs in the queue, is skipped with the reason.
+    'submit screening' sends the whole campaign (to the 'gpu' worker by default);
+    with --validate it appends validation flows for a_r >= --ar-min (default 2.5) or --top-k.
     """
     from anisoscreen import hpc
 
     settings = settings_from_options(store, data_dir)
     if what == "screening":
-        report = hpc.submit_screening(_screening_flow(settings), project=project, worker=worker)
+        flow = _screening_flow(settings, source, model, store, validate, top_k, ar_min, optics)
+        report = hpc.submit_screening(flow, project=project, worker=worker)
     elif what == "validation":
         id_list = _split_ids(ids)
         if id_list is None and top_k is None and ar_min is None:
@@ -105,14 +115,22 @@ def submit(
     )
 
 
-def _screening_flow(settings):
-    try:
-        from anisoscreen.flows import ScreeningMaker  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise AnisoscreenError(
-            "the screening flow (anisoscreen.flows.ScreeningMaker) is not available"
-        ) from exc
-    return ScreeningMaker().make()
+def _screening_flow(settings, source, model, store, validate, top_k, ar_min, optics):
+    """The screening flow (``anisoscreen.flows.ScreeningMaker``), optionally with validation."""
+    from anisoscreen.flows import ScreeningMaker
+    from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker
+
+    overrides = {"store": store, "database": settings.database} if store else None
+    fields = {"source": source, "model": model or settings.model, "store": overrides}
+    if validate:
+        fields.update(
+            validate=True,
+            top_k=top_k,
+            validation_maker=ValidationMaker(optics_maker=MPOpticsMaker() if optics else None),
+        )
+        if ar_min is not None:
+            fields["ar_threshold"] = ar_min
+    return ScreeningMaker(**fields).make()
 
 
 def status(

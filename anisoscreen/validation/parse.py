@@ -99,7 +99,7 @@ def absorption_coefficient(energy: Any, eps_real: Any, eps_imag: Any) -> np.ndar
 
 
 def optics_from_dielectric(fdd: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """The ω → 0 tensor and the principal-axis spectra of a LOPTICS dielectric function.
+    """The ω → 0 tensor and the optics record of a LOPTICS dielectric function.
 
     Parameters
     ----------
@@ -110,16 +110,19 @@ def optics_from_dielectric(fdd: Any) -> tuple[np.ndarray, dict[str, Any]]:
     Returns
     -------
     tuple
-        ``(eps_zero, optics)``: the real 3x3 tensor at the lowest energy, and a dict with
-        ``energy`` (eV), ``principal_axes`` (rows, ascending ε₁(0)), ``eps_real`` /
-        ``eps_imag`` / ``absorption`` (cm⁻¹), each ``[axis][energy]``.
+        ``(eps_zero, optics)``: the real 3x3 tensor at the lowest energy, and the
+        ``ValidationDoc.optics`` dict. Its layout is the one :mod:`anisoscreen.report.optics`
+        reads: ``energies`` (eV) and ``eps_real`` / ``eps_imag`` as VASP's six components
+        (xx yy zz xy yz zx) per energy; plus ``principal_axes`` (rows, ascending ε₁(0)) and,
+        along them, ``principal_eps_real``, ``principal_eps_imag`` and ``absorption``
+        (cm⁻¹), each ``[axis][energy]``.
     """
     energy = tmath.as_array(_get(fdd, "energy"))
-    real = voigt6_to_tensors(_get(fdd, "real"))
-    imag = voigt6_to_tensors(_get(fdd, "imaginary"))
+    raw_real, raw_imag = _get(fdd, "real"), _get(fdd, "imaginary")
+    real, imag = voigt6_to_tensors(raw_real), voigt6_to_tensors(raw_imag)
     if not (len(energy) == len(real) == len(imag)) or len(energy) == 0:
         raise ValueError("energy, real and imaginary parts differ in length or are empty")
-    order = np.argsort(energy)
+    order = np.argsort(energy, kind="stable")
     energy, real, imag = energy[order], real[order], imag[order]
     eps_zero = real[0]
     _, vectors = np.linalg.eigh(tmath.symmetrize(eps_zero))
@@ -128,12 +131,14 @@ def optics_from_dielectric(fdd: Any) -> tuple[np.ndarray, dict[str, Any]]:
     eps2 = np.einsum("ai,nij,aj->an", axes, imag, axes)
     alpha = absorption_coefficient(energy[None, :], eps1, eps2)
     optics = {
-        "energy": energy.tolist(),
+        "energies": energy.tolist(),
+        "eps_real": tmath.as_array(raw_real)[order].tolist(),
+        "eps_imag": tmath.as_array(raw_imag)[order].tolist(),
         "principal_axes": axes.tolist(),
-        "eps_real": eps1.tolist(),
-        "eps_imag": eps2.tolist(),
+        "principal_eps_real": eps1.tolist(),
+        "principal_eps_imag": eps2.tolist(),
         "absorption": alpha.tolist(),
-        "units": {"energy": "eV", "absorption": "cm^-1"},
+        "units": {"energies": "eV", "absorption": "cm^-1"},
     }
     return eps_zero, optics
 

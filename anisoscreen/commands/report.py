@@ -1,0 +1,194 @@
+"""``anisoscreen table`` and ``anisoscreen plot KIND``: reports on the results store.
+
+Both take the candidate filters of ``anisoscreen query`` (built once in
+:mod:`anisoscreen.query`); the option annotations here are shared with that command.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anisoscreen.errors import AnisoscreenError
+
+__all__ = [
+    "ArMaxOption",
+    "ArMinOption",
+    "DimensionalityOption",
+    "ElementsOption",
+    "ExcludeElementsOption",
+    "LimitOption",
+    "ModelOption",
+    "SortOption",
+    "build_query",
+    "register",
+]
+
+# -- filter options shared with ``query`` -----------------------------------------------------
+ArMinOption = Annotated[Optional[float], typer.Option("--ar-min", help="Smallest predicted a_r.")]
+ArMaxOption = Annotated[Optional[float], typer.Option("--ar-max", help="Largest predicted a_r.")]
+DimensionalityOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--dimensionality", "-d", help="Structural dimensionality 0-3 (repeat or '1,2').")
+]  # fmt: skip
+ElementsOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--elements", "-e", help="Elements that must all be present (repeat or 'Mo,S')."),
+]
+ExcludeElementsOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude-elements", "-x", help="Elements that must be absent (repeat or 'Pb,Cd')."),
+]
+ModelOption = Annotated[
+    Optional[str], typer.Option("--model", help="Only predictions of this model (default: newest).")
+]
+SortOption = Annotated[
+    Optional[str],
+    typer.Option("--sort", help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
+                 "dft_eps_poly, energy_above_hull, band_gap, material_id, formula."),
+]  # fmt: skip
+DescendingOption = Annotated[
+    Optional[bool],
+    typer.Option("--descending/--ascending", help="Sort direction (default: natural for the key)."),
+]
+LimitOption = Annotated[Optional[int], typer.Option("--limit", "-n", help="At most N rows (0: all).")]
+
+
+def build_query(**options):
+    """A :class:`~anisoscreen.query.CandidateQuery` from CLI values (``None``: not given)."""
+    from anisoscreen.query import CandidateQuery
+
+    return CandidateQuery.build(**options)
+
+
+class FigureKind(str, Enum):
+    """Figure kinds of ``anisoscreen plot``."""
+
+    dimensionality = "dimensionality"
+    histogram = "histogram"
+    parity = "parity"
+    spectra = "spectra"
+    periodic_eps = "periodic-eps"
+    periodic_ar = "periodic-ar"
+    periodic_count = "periodic-count"
+
+
+_NEEDS_VALIDATION = {"histogram", "parity", "spectra"}
+
+
+def _empty_message(results, query, validated: bool) -> str:
+    where = results.location
+    n_predictions = results.count("predictions")
+    if n_predictions == 0:
+        return f"no predictions in the store {where}; run the screening (predict) first"
+    what = "validated candidates" if validated else "candidates"
+    hint = "; run the DFT validation first, or add --include-predictions" if validated else ""
+    return f"no {what} in the store {where} match the query ({query.describe()}){hint}"
+
+
+def table(
+    store: Annotated[Optional[str], typer.Option("--store", help="Results store (see 'info').")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of the embedded store.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (format from the suffix).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, markdown, latex or html (default: from --output, else markdown).")] = None,
+    columns: Annotated[Optional[list[str]], typer.Option("--columns", "-c", help="Optional columns: predicted, dimensionality, e_hull, band_gap, eps_poly, all (repeat or comma-separate).")] = None,
+    include_predictions: Annotated[bool, typer.Option("--include-predictions", help="Also list candidates without a completed DFPT validation (marked 'predicted').")] = False,
+    ar_min: ArMinOption = None,
+    ar_max: ArMaxOption = None,
+    dimensionality: DimensionalityOption = None,
+    elements: ElementsOption = None,
+    exclude_elements: ExcludeElementsOption = None,
+    model: ModelOption = None,
+    sort: SortOption = None,
+    descending: DescendingOption = None,
+    limit: LimitOption = None,
+) -> None:  # fmt: skip
+    """Table of candidates (Table S1): DFPT tensor and a_r, sorted by a_r."""
+    from anisoscreen.cli import settings_from_options
+    from anisoscreen.query import find_candidates
+    from anisoscreen.report.tables import format_from_path, parse_columns, render_table
+    from anisoscreen.store import ResultsStore
+
+    extra = parse_columns(columns)
+    fmt = fmt or (format_from_path(output) if output else "markdown")
+    query = build_query(
+        ar_min=ar_min, ar_max=ar_max, dimensionality=dimensionality, elements=elements,
+        exclude_elements=exclude_elements, model=model, sort=sort, descending=descending,
+        limit=limit, validated_only=not include_predictions,
+    )  # fmt: skip
+    settings = settings_from_options(store, data_dir)
+    with ResultsStore(settings) as results:
+        rows = find_candidates(results, query)
+        if not rows:
+            raise AnisoscreenError(_empty_message(results, query, validated=not include_predictions))
+    text = render_table(rows, fmt, extra)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {len(rows)} rows ({fmt}) to {output}", err=True)
+
+
+def plot(
+    kind: Annotated[FigureKind, typer.Argument(help="dimensionality, histogram, parity, spectra, periodic-eps, periodic-ar or periodic-count.", show_default=False)],
+    store: Annotated[Optional[str], typer.Option("--store", help="Results store (see 'info').")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of the embedded store.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file, .png/.svg/.pdf (default: KIND.png).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, svg or pdf (default: from --output).")] = None,
+    dpi: Annotated[int, typer.Option("--dpi", min=10, help="Resolution of PNG output.")] = 150,
+    validated_only: Annotated[bool, typer.Option("--validated-only", help="Only DFPT-validated candidates (dimensionality then shows the DFPT a_r).")] = False,
+    training: Annotated[Optional[Path], typer.Option("--training", help="Training data for 'histogram' (default: $ANISOSCREEN_SHARED/data/mp_dielectric_tensors.json.gz).")] = None,
+    vmax: Annotated[Optional[float], typer.Option("--vmax", help="Cap of the colour scale (periodic-*).")] = None,
+    quantity: Annotated[str, typer.Option("--quantity", help="'spectra': absorption, eps_imag or auto.")] = "auto",
+    max_materials: Annotated[int, typer.Option("--max-materials", min=1, help="'spectra': at most this many panels.")] = 6,
+    ar_min: ArMinOption = None,
+    ar_max: ArMaxOption = None,
+    dimensionality: DimensionalityOption = None,
+    elements: ElementsOption = None,
+    exclude_elements: ExcludeElementsOption = None,
+    model: ModelOption = None,
+    sort: SortOption = None,
+    descending: DescendingOption = None,
+    limit: LimitOption = None,
+) -> None:  # fmt: skip
+    """Draw a figure of the store (Figs. 6, 7, S3-S5 of the reference paper, parity plots)."""
+    from anisoscreen.cli import settings_from_options
+    from anisoscreen.query import find_candidates
+    from anisoscreen.report.figures import figure_format, make_figure, save_figure, training_anisotropy_ratios
+
+    from anisoscreen.store import ResultsStore
+
+    name = kind.value
+    output = output or Path(f"{name}.{fmt or 'png'}")
+    fmt = figure_format(output, fmt)
+    validated = validated_only or name in _NEEDS_VALIDATION
+    query = build_query(
+        ar_min=ar_min, ar_max=ar_max, dimensionality=dimensionality, elements=elements,
+        exclude_elements=exclude_elements, model=model, sort=sort, descending=descending,
+        limit=limit, validated_only=validated,
+    )  # fmt: skip
+    settings = settings_from_options(store, data_dir)
+    with ResultsStore(settings) as results:
+        rows = find_candidates(results, query)
+        if not rows:
+            raise AnisoscreenError(_empty_message(results, query, validated=validated))
+    training_ratios = None
+    if name == "histogram":
+        training_ratios = training_anisotropy_ratios(training, shared=settings.shared)
+    figure = make_figure(
+        name, rows, training_ratios=training_ratios, source="dft" if validated_only else "predicted",
+        vmax=vmax, quantity=quantity, max_materials=max_materials,
+    )  # fmt: skip
+    save_figure(figure, output, fmt, dpi=dpi)
+    typer.echo(f"wrote {name} figure ({len(rows)} candidates) to {output}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``table`` and ``plot`` commands to ``app``."""
+    app.command("table")(table)
+    app.command("plot")(plot)

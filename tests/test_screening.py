@@ -1,0 +1,226 @@
+"""The screening campaign: sources, filters, the MP client, Makers, resumability, CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from jobflow import run_locally
+from pymatgen.core import Lattice, Structure
+from typer.testing import CliRunner
+
+from anisoscreen.candidates.filters import ScreeningCriteria, apply_criteria, known_dielectric_ids
+from anisoscreen.candidates.mp import MPCandidateQuery, fetch_mp_candidates
+from anisoscreen.candidates.sources import candidates_from_summary_docs, load_bundled, load_local
+from anisoscreen.cli import app
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.flows import ScreeningMaker
+from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
+from anisoscreen.settings import get_settings
+from anisoscreen.store import ResultsStore, build_job_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def recorded_docs() -> list[dict]:
+    with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
+        return json.load(handle)
+
+
+class RecordedSearcher:
+    """Replays recorded MP summary documents through the ``search`` interface.
+
+    Implements the server-side range semantics of ``energy_above_hull``, ``band_gap`` and
+    ``num_sites`` and ``material_ids``/``fields`` selection; ``fail_on`` makes chosen calls
+    raise like a dropped connection.
+    """
+
+    def __init__(self, docs, fail_on=(), api_key="sk-secret-123"):
+        self.docs, self.fail_on, self.calls, self.api_key = docs, set(fail_on), [], api_key
+
+    def search(self, **kwargs):
+        self.calls.append(kwargs)
+        if len(self.calls) in self.fail_on:
+            raise ConnectionError(f"HTTPSConnectionPool: read timed out (api_key={self.api_key})")
+        docs = self.docs
+        if "material_ids" in kwargs:
+            docs = [d for d in docs if d["material_id"] in kwargs["material_ids"]]
+        for field, key in (("energy_above_hull", "energy_above_hull"), ("band_gap", "band_gap"), ("nsites", "num_sites")):
+            if key in kwargs:
+                lo, hi = kwargs[key]
+                docs = [d for d in docs if lo <= d[field] <= hi]
+        return [{k: d[k] for k in kwargs["fields"]} for d in docs]
+
+
+def test_criteria_count_removals_in_order():
+    docs = candidates_from_summary_docs(recorded_docs(), "mp").candidates
+    result = apply_criteria(docs, ScreeningCriteria(exclude_known_dielectrics=False))
+    assert result.removed_by == {"energy_above_hull": 1, "noble_gas_or_hydrogen_only": 0, "num_sites": 1, "band_gap": 0}
+    assert len(result.kept) == 14
+    strict = apply_criteria(docs, ScreeningCriteria(min_band_gap=3.0, max_sites=12, model_elements=["O", "Ba"]))
+    assert strict.removed_by["num_sites"] == 8 and strict.removed_by["band_gap"] == 5
+    assert all(set(d.elements) <= {"O", "Ba"} for d in strict.kept)
+
+
+def test_noble_gas_and_known_dielectrics_are_removed():
+    ne = CandidateDoc.from_structure(Structure(Lattice.cubic(4.4), ["Ne"], [[0, 0, 0]]), "t", "mp-111",
+                                     energy_above_hull=0.0, band_gap=11.0)
+    known = next(iter(sorted(known_dielectric_ids())))
+    aln = CandidateDoc.from_structure(Structure(Lattice.cubic(4.4), ["Al", "N"], [[0, 0, 0], [0.5] * 3]), "t",
+                                      known, energy_above_hull=0.0, band_gap=4.0)
+    result = apply_criteria([ne, aln])
+    assert result.removed_by["noble_gas_or_hydrogen_only"] == 1 and result.removed_by["known_dielectric"] == 1
+    assert len(known_dielectric_ids()) == 7180
+
+
+def test_mp_fetch_is_chunked_cached_and_resumes_after_failure(tmp_path):
+    query = MPCandidateQuery(chunk_size=5)
+    failing = RecordedSearcher(recorded_docs(), fail_on={3, 4, 5})
+    with pytest.raises(AnisoscreenError) as err:
+        fetch_mp_candidates(failing, tmp_path, query, retries=2, sleep=lambda s: None, secret="sk-secret-123")
+    assert "chunk 2/3" in str(err.value) and "sk-secret-123" not in str(err.value) and "***" in str(err.value)
+    cached = sorted(p.name for p in (tmp_path / f"summary-{query.key}").iterdir())
+    assert cached == ["chunk-00000-5.json.gz", "ids.json.gz"]
+
+    resumed = RecordedSearcher(recorded_docs())
+    waits = []
+    docs = fetch_mp_candidates(resumed, tmp_path, query, sleep=waits.append)
+    assert len(docs) == 14  # server-side criteria drop the 72-site and the unstable entry
+    ids = sorted(d["material_id"] for d in docs)
+    # the id list and chunk 1 came from the cache: only chunks 2 and 3 were fetched
+    assert [c["material_ids"] for c in resumed.calls] == [ids[5:10], ids[10:]]
+    again = RecordedSearcher(recorded_docs())
+    assert fetch_mp_candidates(again, tmp_path, query) == docs and again.calls == []
+    batch = candidates_from_summary_docs(docs, "mp")
+    assert len(batch.candidates) == 14 and not batch.failures
+
+
+def test_transient_failures_are_retried_with_backoff(tmp_path):
+    flaky = RecordedSearcher(recorded_docs(), fail_on={1, 2})
+    waits = []
+    docs = fetch_mp_candidates(flaky, tmp_path, MPCandidateQuery(), backoff=1.5, sleep=waits.append)
+    assert len(docs) == 14 and waits == [1.5, 3.0]
+
+
+def test_local_sources(tmp_path, shared_dir):
+    bundled = load_bundled()
+    assert len(bundled.candidates) == 300 and bundled.candidates[0].source == "bundled"
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    bundled.candidates[0].structure.to(filename=str(folder / "a.cif"))
+    (folder / "bad.cif").write_text("garbage")
+    batch = load_local(folder)
+    assert len(batch.candidates) == 1 and batch.candidates[0].material_id.startswith("as-")
+    assert batch.failures[0]["material_id"] == "bad.cif"
+    with pytest.raises(AnisoscreenError, match="does not exist"):
+        load_local(tmp_path / "missing")
+
+
+def small_pool(path: Path) -> Path:
+    docs = recorded_docs()
+    docs.append({"material_id": "mp-broken", "structure": {"lattice": "nonsense"}})
+    path.write_text(json.dumps(docs))
+    return path
+
+
+def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
+    folder, _ = tiny_model
+    pool = small_pool(tmp_path / "pool.json")
+    settings = get_settings(data_dir=tmp_path / "d")
+    overrides = {"data_dir": str(tmp_path / "d")}
+    maker = ScreeningMaker(source=str(pool), model=str(folder), device="cpu", batch_size=4, processes=1,
+                           store=overrides, criteria=ScreeningCriteria(exclude_known_dielectrics=False))
+    flow = maker.make("run-1")
+    responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
+    assert len(responses) == len(flow.jobs) == 4
+    with ResultsStore(settings) as results:
+        runs = results.query(ScreeningRunDoc)
+        assert len(runs) == 1
+        run = runs[0]
+        n_candidates = run.n_candidates
+        assert run.n_input == 17 and run.removed_by["unreadable"] == 1
+        assert run.removed_by["num_sites"] == 1 and run.removed_by["energy_above_hull"] == 1
+        assert n_candidates == 14 - run.removed_by["unseen_elements"]
+        preds = results.query(PredictionDoc)
+        assert len(preds) == run.n_predicted == n_candidates
+        assert all(p.dimensionality is not None and p.crystal_system for p in preds)
+        assert all(p.band_gap is not None and p.model == "tiny" for p in preds)
+        assert results.count("candidates") == n_candidates
+    # a second run reuses every prediction and writes no duplicates
+    run_locally(maker.make("run-2"), store=build_job_store(settings), create_folders=False, log=False)
+    with ResultsStore(settings) as results:
+        second = [r for r in results.query(ScreeningRunDoc) if r.run_id == "run-2"][0]
+        assert second.n_predicted == 0 and second.n_reused == n_candidates
+        assert results.count("predictions") == n_candidates
+
+
+def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_path):
+    folder, _ = tiny_model
+    pool = small_pool(tmp_path / "pool.json")
+    data = tmp_path / "d"
+    script = textwrap.dedent(f"""
+        import sys
+        from anisoscreen import jobs
+        from anisoscreen.candidates.filters import ScreeningCriteria
+        from anisoscreen.flows import ScreeningMaker
+        from anisoscreen.settings import get_settings
+        from anisoscreen.store import build_job_store
+        from jobflow import run_locally
+
+        def report(stage, advance, total):
+            if stage == "predict":
+                print("progress", advance, flush=True)
+
+        jobs.set_progress_reporter(report)
+        maker = ScreeningMaker(source={str(pool)!r}, model={str(folder)!r}, device="cpu", batch_size=1,
+                               processes=1, store={{"data_dir": {str(data)!r}}},
+                               criteria=ScreeningCriteria(exclude_known_dielectrics=False))
+        run_locally(maker.make(), store=build_job_store(get_settings(data_dir={str(data)!r})),
+                    create_folders=False, log=False)
+    """)
+    env = {**os.environ, "ANISOSCREEN_DATA_DIR": str(data)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    lines = 0
+    for line in proc.stdout:
+        lines += line.startswith("progress")
+        if lines == 3:  # the initial report plus two stored batches
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    settings = get_settings(data_dir=data)
+    with ResultsStore(settings) as results:
+        partial = results.count("predictions")
+        expected = results.count("candidates")
+    assert 0 < partial < expected
+    maker = ScreeningMaker(source=str(pool), model=str(folder), device="cpu", batch_size=1, processes=1,
+                           store={"data_dir": str(data)}, criteria=ScreeningCriteria(exclude_known_dielectrics=False))
+    run_locally(maker.make(), store=build_job_store(settings), create_folders=False, log=False)
+    with ResultsStore(settings) as results:
+        run = results.query(ScreeningRunDoc)[0]
+        assert run.n_reused == partial and run.n_predicted == expected - partial
+        ids = [p.material_id for p in results.query(PredictionDoc)]
+        assert len(ids) == len(set(ids)) == expected
+
+
+def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
+    folder, _ = tiny_model
+    pool = small_pool(tmp_path / "pool.json")
+    runner = CliRunner()
+    dry = runner.invoke(app, ["run-screen", "--source", str(pool), "--model", str(folder), "--dry-run",
+                              "--data-dir", str(tmp_path / "d")])
+    assert dry.exit_code == 0, dry.output
+    assert "removed by fewer than 40 sites: 1" in dry.output and "nothing written" in dry.output
+    assert not (tmp_path / "d" / "store").exists() or ResultsStore(get_settings(data_dir=tmp_path / "d")).count("predictions") == 0
+    real = runner.invoke(app, ["run-screen", "--source", str(pool), "--model", str(folder), "--device", "cpu",
+                               "--data-dir", str(tmp_path / "d"), "--processes", "1"])
+    assert real.exit_code == 0, real.output
+    assert "top 10 by anisotropy ratio" in real.output and "time per stage" in real.output
+    missing = runner.invoke(app, ["run-screen", "--source", str(tmp_path / "nope.json"), "--model", str(folder)])
+    assert missing.exit_code != 0
