@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from anisoscreen.cli import DataDirOption, StoreOption, settings_from_options
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = [
@@ -91,8 +92,8 @@ def _empty_message(results, query, validated: bool) -> str:
 
 
 def table(
-    store: Annotated[Optional[str], typer.Option("--store", help="Results store (see 'info').")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of the embedded store.")] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (format from the suffix).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, markdown, latex or html (default: from --output, else markdown).")] = None,
     columns: Annotated[Optional[list[str]], typer.Option("--columns", "-c", help="Optional columns: predicted, dimensionality, e_hull, band_gap, eps_poly, all (repeat or comma-separate).")] = None,
@@ -108,7 +109,6 @@ def table(
     limit: LimitOption = None,
 ) -> None:  # fmt: skip
     """Table of candidates (Table S1): DFPT tensor and a_r, sorted by a_r."""
-    from anisoscreen.cli import settings_from_options
     from anisoscreen.query import find_candidates
     from anisoscreen.report.tables import format_from_path, parse_columns, render_table
     from anisoscreen.store import ResultsStore
@@ -136,8 +136,8 @@ def table(
 
 def plot(
     kind: Annotated[FigureKind, typer.Argument(help="dimensionality, histogram, parity, spectra, periodic-eps, periodic-ar or periodic-count.", show_default=False)],
-    store: Annotated[Optional[str], typer.Option("--store", help="Results store (see 'info').")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of the embedded store.")] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file, .png/.svg/.pdf (default: KIND.png).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, svg or pdf (default: from --output).")] = None,
     dpi: Annotated[int, typer.Option("--dpi", min=10, help="Resolution of PNG output.")] = 150,
@@ -157,10 +157,8 @@ def plot(
     limit: LimitOption = None,
 ) -> None:  # fmt: skip
     """Draw a figure of the store (Figs. 6, 7, S3-S5 of the reference paper, parity plots)."""
-    from anisoscreen.cli import settings_from_options
     from anisoscreen.query import find_candidates
     from anisoscreen.report.figures import figure_format, make_figure, save_figure, training_anisotropy_ratios
-
     from anisoscreen.store import ResultsStore
 
     name = kind.value

@@ -17,6 +17,7 @@ STAGES = {"fetch": "fetching from MP", "predict": "predicting", "rank": "dimensi
 def register(app: typer.Typer) -> None:
     """Add the screening commands to ``app``."""
     app.command("run-screen")(run_screen)
+    app.command("query")(query)
 
 
 def store_overrides(settings) -> dict:
@@ -139,3 +140,65 @@ def _summary(console, run_doc, ranking, seconds, settings) -> None:
                     f"{row['eps_poly']:.2f}", "?" if dim is None else f"{int(dim)}D")
     console.print(top)
     console.print(f"results in {settings.store} store; query them with `anisoscreen query`")
+
+
+def query(
+    ar_min: Annotated[Optional[float], typer.Option("--ar-min", help="Minimum predicted a_r.")] = None,
+    ar_max: Annotated[Optional[float], typer.Option("--ar-max", help="Maximum predicted a_r.")] = None,
+    dimensionality: Annotated[Optional[list[str]], typer.Option("--dimensionality", help="0, 1, 2 or 3 (repeatable).")] = None,
+    elements: Annotated[Optional[list[str]], typer.Option("--elements", help="Required elements, e.g. 'Mo,S'.")] = None,
+    exclude_elements: Annotated[Optional[list[str]], typer.Option("--exclude-elements", help="Excluded elements.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Only this model's predictions.")] = None,
+    validated: Annotated[bool, typer.Option("--validated", help="Only DFT-validated candidates.")] = False,
+    sort: Annotated[str, typer.Option("--sort", help="ar, predicted_ar, dft_ar, eps_poly, band_gap, energy_above_hull, material_id, formula.")] = "ar",
+    limit: Annotated[int, typer.Option("--limit", help="Rows to show (0: all).")] = 20,
+    output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    store: Annotated[Optional[str], typer.Option("--store", help="Results store (default: embedded).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of the embedded store.")] = None,
+) -> None:
+    """Query stored candidates: filter by a_r, dimensionality and elements, sort, print."""
+    import csv
+    import json
+    import sys
+
+    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.query import CandidateQuery, find_candidates
+    from anisoscreen.store import ResultsStore
+
+    if output_format not in ("table", "json", "csv"):
+        raise AnisoscreenError("--format must be table, json or csv")
+    request = CandidateQuery.build(
+        ar_min=ar_min, ar_max=ar_max, dimensionality=dimensionality, elements=elements,
+        exclude_elements=exclude_elements, model=model, validated_only=validated, sort=sort, limit=limit,
+    )
+    settings = settings_from_options(store, data_dir)
+    with ResultsStore(settings) as results:
+        rows = find_candidates(results, request)
+    records = [row.summary() for row in rows]
+    if output_format == "json":
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        return
+    if output_format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["material_id"])
+        writer.writeheader()
+        for record in records:
+            writer.writerow({**record, "elements": " ".join(record["elements"])})
+        return
+    if not rows:
+        console.print(f"no candidates match ({request.describe()}) in {settings.store} store")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} candidates ({request.describe()}), sorted by {sort}")
+    for column in ("material_id", "formula", "a_r", "eps_poly", "dim", "E_hull (eV/at)", "gap (eV)", "source"):
+        table.add_column(column, no_wrap=column in ("material_id", "formula"))
+    for row, record in zip(rows, records):
+        dim = record["dimensionality"]
+        table.add_row(
+            record["material_id"], record["formula"], f"{record['anisotropy_ratio']:.2f}",
+            f"{record['eps_poly']:.2f}", "?" if dim is None else f"{dim}D",
+            "" if record["energy_above_hull"] is None else f"{record['energy_above_hull']:.3f}",
+            "" if record["band_gap"] is None else f"{record['band_gap']:.2f}",
+            "DFPT" if row.validated else "predicted",
+        )
+    console.print(table)
