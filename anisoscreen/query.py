@@ -36,9 +36,17 @@ __all__ = [
 ]
 
 SortField = Literal[
-    "ar", "predicted_ar", "dft_ar", "eps_poly", "predicted_eps_poly", "dft_eps_poly",
-    "energy_above_hull", "band_gap", "material_id", "formula",
-]  # fmt: skip
+    "ar",
+    "predicted_ar",
+    "dft_ar",
+    "eps_poly",
+    "predicted_eps_poly",
+    "dft_eps_poly",
+    "energy_above_hull",
+    "band_gap",
+    "material_id",
+    "formula",
+]
 
 SORT_FIELDS: dict[str, str] = {
     "ar": "a_r reported: DFT when validated, else predicted (descending)",
@@ -381,7 +389,10 @@ def join_validations(
     newest: dict[str, PredictionDoc] = {}
     for doc in predictions:
         kept = newest.get(doc.material_id)
-        if kept is None or (doc.created_at, doc.last_updated) > (kept.created_at, kept.last_updated):
+        if kept is None or (doc.created_at, doc.last_updated) > (
+            kept.created_at,
+            kept.last_updated,
+        ):
             newest[doc.material_id] = doc
     return [
         CandidateRow(prediction=doc, validations=_newest_first(by_material.get(mid, [])))
@@ -403,7 +414,9 @@ def sort_rows(rows: list[CandidateRow], field: str, descending: bool) -> list[Ca
     return present + absent
 
 
-def find_candidates(results: ResultsStore, query: CandidateQuery | None = None) -> list[CandidateRow]:
+def find_candidates(
+    results: ResultsStore, query: CandidateQuery | None = None
+) -> list[CandidateRow]:
     """Run ``query`` on a results store and return joined, sorted, truncated rows."""
     query = query or CandidateQuery()
     validations = results.query(ValidationDoc, {"state": ValidationState.COMPLETED.value})

@@ -68,39 +68,114 @@ def _validation(mid, formula, tensor, state=ValidationState.COMPLETED, optics=No
 def small_docs():
     """Seven predictions (four validated, one flagged, two prediction-only) and validations."""
     predictions = [
-        _prediction("mp-1104369", "NaV2O4", [[3.0, 0, 0], [0, 17.0, 0], [0, 0, 19.5]], 2,
-                    ["Na", "O", "V"], 0.0, 0.1),
-        _prediction("mp-2815", "MoS2", [[6.1, 0, 0], [0, 16.0, 0], [0, 0, 16.0]], 2,
-                    ["Mo", "S"], 0.0, 1.23, "hexagonal"),
-        _prediction("mp-1001", "K4Ni3NO6", [[2.5, 0, 0], [0, 4.0, 0.2], [0, 0.2, 7.9]], 1,
-                    ["K", "N", "Ni", "O"], 0.012, 0.7, "monoclinic"),
-        _prediction("mp-1002", "Ba2Cu2O5", [[4.0, 0, 0], [0, 5.5, 0], [0, 0, 7.6]], 3,
-                    ["Ba", "Cu", "O"], 0.03, 0.9),
-        _prediction("mp-1003", "WSe2", [[7.0, 0, 0], [0, 18.9, 0], [0, 0, 18.9]], 2,
-                    ["Se", "W"], 0.0, 1.4, "hexagonal"),
-        _prediction("mp-1004", "Cs3Sb2I9", [[3.5, 0, 0], [0, 3.5, 0], [0, 0, 4.4]], 0,
-                    ["Cs", "I", "Sb"], 0.0, 2.1, "hexagonal"),
-        _prediction("mp-149", "Si", [[11.9, 0, 0], [0, 11.9, 0], [0, 0, 11.9]], None,
-                    ["Si"], 0.0, 0.6, "cubic"),
-    ]  # fmt: skip
+        _prediction(
+            "mp-1104369",
+            "NaV2O4",
+            [[3.0, 0, 0], [0, 17.0, 0], [0, 0, 19.5]],
+            2,
+            ["Na", "O", "V"],
+            0.0,
+            0.1,
+        ),
+        _prediction(
+            "mp-2815",
+            "MoS2",
+            [[6.1, 0, 0], [0, 16.0, 0], [0, 0, 16.0]],
+            2,
+            ["Mo", "S"],
+            0.0,
+            1.23,
+            "hexagonal",
+        ),
+        _prediction(
+            "mp-1001",
+            "K4Ni3NO6",
+            [[2.5, 0, 0], [0, 4.0, 0.2], [0, 0.2, 7.9]],
+            1,
+            ["K", "N", "Ni", "O"],
+            0.012,
+            0.7,
+            "monoclinic",
+        ),
+        _prediction(
+            "mp-1002",
+            "Ba2Cu2O5",
+            [[4.0, 0, 0], [0, 5.5, 0], [0, 0, 7.6]],
+            3,
+            ["Ba", "Cu", "O"],
+            0.03,
+            0.9,
+        ),
+        _prediction(
+            "mp-1003",
+            "WSe2",
+            [[7.0, 0, 0], [0, 18.9, 0], [0, 0, 18.9]],
+            2,
+            ["Se", "W"],
+            0.0,
+            1.4,
+            "hexagonal",
+        ),
+        _prediction(
+            "mp-1004",
+            "Cs3Sb2I9",
+            [[3.5, 0, 0], [0, 3.5, 0], [0, 0, 4.4]],
+            0,
+            ["Cs", "I", "Sb"],
+            0.0,
+            2.1,
+            "hexagonal",
+        ),
+        _prediction(
+            "mp-149",
+            "Si",
+            [[11.9, 0, 0], [0, 11.9, 0], [0, 0, 11.9]],
+            None,
+            ["Si"],
+            0.0,
+            0.6,
+            "cubic",
+        ),
+    ]
     # an older prediction of another model: the newest (above) must win without --model
     predictions.append(
-        _prediction("mp-2815", "MoS2", [[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]], 2, ["Mo", "S"],
-                    0.0, 1.23, model="old-model", created_at=datetime(2024, 1, 1, tzinfo=timezone.utc))
-    )  # fmt: skip
+        _prediction(
+            "mp-2815",
+            "MoS2",
+            [[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]],
+            2,
+            ["Mo", "S"],
+            0.0,
+            1.23,
+            model="old-model",
+            created_at=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        )
+    )
     validations = [
-        _validation("mp-1104369", "NaV2O4", [[2.7, 0, -0.3], [0, 18.4, 0], [-0.3, 0, 20.8]],
-                    optics=optics_payload((1.0, 5.0, 6.0))),
+        _validation(
+            "mp-1104369",
+            "NaV2O4",
+            [[2.7, 0, -0.3], [0, 18.4, 0], [-0.3, 0, 20.8]],
+            optics=optics_payload((1.0, 5.0, 6.0)),
+        ),
         _validation("mp-2815", "MoS2", [[6.4, 0, 0], [0, 15.6, 0], [0, 0, 15.6]]),
-        _validation("mp-1001", "K4Ni3NO6", [[2.6, 0, 0], [0, 4.3, 0.1], [0, 0.1, 7.2]],
-                    optics=optics_payload((1.0, 2.0, 3.0))),
+        _validation(
+            "mp-1001",
+            "K4Ni3NO6",
+            [[2.6, 0, 0], [0, 4.3, 0.1], [0, 0.1, 7.2]],
+            optics=optics_payload((1.0, 2.0, 3.0)),
+        ),
         _validation("mp-1002", "Ba2Cu2O5", [[4.1, 0, 0], [0, 5.8, 0], [0, 0, 8.1]]),
         # a flagged validation does not count
-        _validation("mp-1003", "WSe2", [[1.0, 0, 0], [0, 30.0, 0], [0, 0, 30.0]],
-                    state=ValidationState.FLAGGED),
+        _validation(
+            "mp-1003",
+            "WSe2",
+            [[1.0, 0, 0], [0, 30.0, 0], [0, 0, 30.0]],
+            state=ValidationState.FLAGGED,
+        ),
         # a submitted validation without a result
         _validation("mp-1004", "Cs3Sb2I9", None, state=ValidationState.SUBMITTED),
-    ]  # fmt: skip
+    ]
     return predictions, validations
 
 

@@ -133,8 +133,13 @@ def test_model_resolution_errors(tmp_path):
         load_model(tmp_path / "junk.pt")
 
 
-def test_evaluate_cli_on_test_split(tiny_model):
+def test_evaluate_cli_on_test_split(tiny_model, tmp_path):
     folder, result = tiny_model
-    out = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--device", "cpu"])
+    plot = tmp_path / "parity.png"
+    out = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--device", "cpu", "--data",
+                                   str(tmp_path / "missing.json")])
+    assert out.exit_code != 0
+    out = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--device", "cpu", "--parity-plot", str(plot)])
     assert out.exit_code == 0, out.output
-    assert "test split" in out.output
+    assert "test split" in out.output and "(n=10)" in out.output  # the split it was trained with
+    assert plot.stat().st_size > 10_000

@@ -26,7 +26,11 @@ def test_parse_elements_normalises_and_rejects_unknown():
 
 def test_criteria_from_all_filters():
     query = CandidateQuery(
-        ar_min=2, ar_max=5, dimensionality=["2D", "1"], elements="mo,s", exclude_elements=["Pb"],
+        ar_min=2,
+        ar_max=5,
+        dimensionality=["2D", "1"],
+        elements="mo,s",
+        exclude_elements=["Pb"],
         model="m1",
     )
     assert query.criteria() == {
@@ -61,7 +65,15 @@ def test_build_ignores_unset_values():
 
 def test_default_sort_is_reported_ar_descending_with_newest_prediction(filled):
     rows = find_candidates(filled)
-    assert ids(rows) == ["mp-1104369", "mp-1001", "mp-1003", "mp-2815", "mp-1002", "mp-1004", "mp-149"]
+    assert ids(rows) == [
+        "mp-1104369",
+        "mp-1001",
+        "mp-1003",
+        "mp-2815",
+        "mp-1002",
+        "mp-1004",
+        "mp-149",
+    ]
     mos2 = rows[3]
     assert mos2.model == MODEL  # the newer of the two predictions
     assert mos2.validated and mos2.anisotropy_ratio == pytest.approx(15.6 / 6.4)
@@ -82,7 +94,8 @@ def test_filters_sort_and_limit(filled):
     two_d = find_candidates(filled, CandidateQuery(dimensionality=2, ar_min=2.6))
     assert ids(two_d) == ["mp-1104369", "mp-1003", "mp-2815"]  # filters use the predicted a_r
     assert ids(find_candidates(filled, CandidateQuery(elements="O", exclude_elements="Ba"))) == [
-        "mp-1104369", "mp-1001"
+        "mp-1104369",
+        "mp-1001",
     ]
     by_gap = find_candidates(filled, CandidateQuery(sort="band_gap", limit=2))
     assert ids(by_gap) == ["mp-1004", "mp-1003"]
@@ -120,6 +133,9 @@ def test_monty_store_gives_the_same_rows(tmp_path, filled):
 
     with ResultsStore(get_settings(store="monty", data_dir=tmp_path / "monty")) as monty:
         fill(monty)
-        for query in (CandidateQuery(), CandidateQuery(elements="Mo,S", dimensionality=2, ar_min=1),
-                      CandidateQuery(exclude_elements="O", validated_only=True)):  # fmt: skip
+        for query in (
+            CandidateQuery(),
+            CandidateQuery(elements="Mo,S", dimensionality=2, ar_min=1),
+            CandidateQuery(exclude_elements="O", validated_only=True),
+        ):
             assert ids(find_candidates(monty, query)) == ids(find_candidates(filled, query))

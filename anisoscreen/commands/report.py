@@ -9,15 +9,15 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from anisoscreen.cli import DataDirOption, StoreOption, settings_from_options
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = [
     "ArMaxOption",
+    "DataDirOption",
     "ArMinOption",
     "DimensionalityOption",
     "ElementsOption",
@@ -25,38 +25,60 @@ __all__ = [
     "LimitOption",
     "ModelOption",
     "SortOption",
+    "StoreOption",
     "build_query",
     "register",
 ]
 
+# Same flags as ``cli.StoreOption`` / ``cli.DataDirOption``, defined here (and
+# ``settings_from_options`` imported inside the commands) so that importing this module never
+# imports ``anisoscreen.cli``: cli.py imports the command modules while it is being built.
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Results store: 'monty' (embedded, default), 'memory', a mongodb:// URI or a "
+        "maggma store YAML/JSON file. Overrides ANISOSCREEN_STORE and the config file.",
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Folder of the embedded store and user models."),
+]
+
 # -- filter options shared with ``query`` -----------------------------------------------------
-ArMinOption = Annotated[Optional[float], typer.Option("--ar-min", help="Smallest predicted a_r.")]
-ArMaxOption = Annotated[Optional[float], typer.Option("--ar-max", help="Largest predicted a_r.")]
+ArMinOption = Annotated[float | None, typer.Option("--ar-min", help="Smallest predicted a_r.")]
+ArMaxOption = Annotated[float | None, typer.Option("--ar-max", help="Largest predicted a_r.")]
 DimensionalityOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--dimensionality", "-d", help="Structural dimensionality 0-3 (repeat or '1,2').")
-]  # fmt: skip
+    list[str] | None,
+    typer.Option("--dimensionality", "-d", help="Structural dimensionality 0-3 (repeat or '1,2')."),
+]
 ElementsOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--elements", "-e", help="Elements that must all be present (repeat or 'Mo,S')."),
 ]
 ExcludeElementsOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--exclude-elements", "-x", help="Elements that must be absent (repeat or 'Pb,Cd')."),
+    list[str] | None,
+    typer.Option(
+        "--exclude-elements", "-x", help="Elements that must be absent (repeat or 'Pb,Cd')."
+    ),
 ]
 ModelOption = Annotated[
-    Optional[str], typer.Option("--model", help="Only predictions of this model (default: newest).")
+    str | None, typer.Option("--model", help="Only predictions of this model (default: newest).")
 ]
 SortOption = Annotated[
-    Optional[str],
-    typer.Option("--sort", help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
-                 "dft_eps_poly, energy_above_hull, band_gap, material_id, formula."),
-]  # fmt: skip
+    str | None,
+    typer.Option(
+        "--sort",
+        help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
+        "dft_eps_poly, energy_above_hull, band_gap, material_id, formula.",
+    ),
+]
 DescendingOption = Annotated[
-    Optional[bool],
+    bool | None,
     typer.Option("--descending/--ascending", help="Sort direction (default: natural for the key)."),
 ]
-LimitOption = Annotated[Optional[int], typer.Option("--limit", "-n", help="At most N rows (0: all).")]
+LimitOption = Annotated[int | None, typer.Option("--limit", "-n", help="At most N rows (0: all).")]
 
 
 def build_query(**options):
@@ -78,6 +100,77 @@ class FigureKind(str, Enum):
     periodic_count = "periodic-count"
 
 
+# -- table / plot options -----------------------------------------------------------------------
+TableOutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write to this file (format from the suffix)."),
+]
+TableFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="csv, markdown, latex or html (default: from --output, else markdown).",
+    ),
+]
+ColumnsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--columns",
+        "-c",
+        help="Optional columns: predicted, dimensionality, e_hull, band_gap, eps_poly, all "
+        "(repeat or comma-separate).",
+    ),
+]
+IncludePredictionsOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-predictions",
+        help="Also list candidates without a completed DFPT validation (marked 'predicted').",
+    ),
+]
+KindArgument = Annotated[
+    FigureKind,
+    typer.Argument(
+        help="dimensionality, histogram, parity, spectra, periodic-eps, periodic-ar or "
+        "periodic-count.",
+        show_default=False,
+    ),
+]
+FigureOutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Output file, .png/.svg/.pdf (default: KIND.png)."),
+]
+FigureFormatOption = Annotated[
+    str | None, typer.Option("--format", "-f", help="png, svg or pdf (default: from --output).")
+]
+DpiOption = Annotated[int, typer.Option("--dpi", min=10, help="Resolution of PNG output.")]
+ValidatedOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--validated-only",
+        help="Only DFPT-validated candidates (dimensionality then shows the DFPT a_r).",
+    ),
+]
+TrainingOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--training",
+        help="Training data for 'histogram' "
+        "(default: $ANISOSCREEN_SHARED/data/mp_dielectric_tensors.json.gz).",
+    ),
+]
+VmaxOption = Annotated[
+    float | None, typer.Option("--vmax", help="Cap of the colour scale (periodic-*).")
+]
+QuantityOption = Annotated[
+    str, typer.Option("--quantity", help="'spectra': absorption, eps_imag or auto.")
+]
+MaxMaterialsOption = Annotated[
+    int, typer.Option("--max-materials", min=1, help="'spectra': at most this many panels.")
+]
+
+
 _NEEDS_VALIDATION = {"histogram", "parity", "spectra"}
 
 
@@ -94,10 +187,10 @@ def _empty_message(results, query, validated: bool) -> str:
 def table(
     store: StoreOption = None,
     data_dir: DataDirOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (format from the suffix).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, markdown, latex or html (default: from --output, else markdown).")] = None,
-    columns: Annotated[Optional[list[str]], typer.Option("--columns", "-c", help="Optional columns: predicted, dimensionality, e_hull, band_gap, eps_poly, all (repeat or comma-separate).")] = None,
-    include_predictions: Annotated[bool, typer.Option("--include-predictions", help="Also list candidates without a completed DFPT validation (marked 'predicted').")] = False,
+    output: TableOutputOption = None,
+    fmt: TableFormatOption = None,
+    columns: ColumnsOption = None,
+    include_predictions: IncludePredictionsOption = False,
     ar_min: ArMinOption = None,
     ar_max: ArMaxOption = None,
     dimensionality: DimensionalityOption = None,
@@ -107,8 +200,9 @@ def table(
     sort: SortOption = None,
     descending: DescendingOption = None,
     limit: LimitOption = None,
-) -> None:  # fmt: skip
+) -> None:
     """Table of candidates (Table S1): DFPT tensor and a_r, sorted by a_r."""
+    from anisoscreen.cli import settings_from_options
     from anisoscreen.query import find_candidates
     from anisoscreen.report.tables import format_from_path, parse_columns, render_table
     from anisoscreen.store import ResultsStore
@@ -116,15 +210,24 @@ def table(
     extra = parse_columns(columns)
     fmt = fmt or (format_from_path(output) if output else "markdown")
     query = build_query(
-        ar_min=ar_min, ar_max=ar_max, dimensionality=dimensionality, elements=elements,
-        exclude_elements=exclude_elements, model=model, sort=sort, descending=descending,
-        limit=limit, validated_only=not include_predictions,
-    )  # fmt: skip
+        ar_min=ar_min,
+        ar_max=ar_max,
+        dimensionality=dimensionality,
+        elements=elements,
+        exclude_elements=exclude_elements,
+        model=model,
+        sort=sort,
+        descending=descending,
+        limit=limit,
+        validated_only=not include_predictions,
+    )
     settings = settings_from_options(store, data_dir)
     with ResultsStore(settings) as results:
         rows = find_candidates(results, query)
         if not rows:
-            raise AnisoscreenError(_empty_message(results, query, validated=not include_predictions))
+            raise AnisoscreenError(
+                _empty_message(results, query, validated=not include_predictions)
+            )
     text = render_table(rows, fmt, extra)
     if output is None:
         sys.stdout.write(text)
@@ -135,17 +238,17 @@ def table(
 
 
 def plot(
-    kind: Annotated[FigureKind, typer.Argument(help="dimensionality, histogram, parity, spectra, periodic-eps, periodic-ar or periodic-count.", show_default=False)],
+    kind: KindArgument,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file, .png/.svg/.pdf (default: KIND.png).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, svg or pdf (default: from --output).")] = None,
-    dpi: Annotated[int, typer.Option("--dpi", min=10, help="Resolution of PNG output.")] = 150,
-    validated_only: Annotated[bool, typer.Option("--validated-only", help="Only DFPT-validated candidates (dimensionality then shows the DFPT a_r).")] = False,
-    training: Annotated[Optional[Path], typer.Option("--training", help="Training data for 'histogram' (default: $ANISOSCREEN_SHARED/data/mp_dielectric_tensors.json.gz).")] = None,
-    vmax: Annotated[Optional[float], typer.Option("--vmax", help="Cap of the colour scale (periodic-*).")] = None,
-    quantity: Annotated[str, typer.Option("--quantity", help="'spectra': absorption, eps_imag or auto.")] = "auto",
-    max_materials: Annotated[int, typer.Option("--max-materials", min=1, help="'spectra': at most this many panels.")] = 6,
+    output: FigureOutputOption = None,
+    fmt: FigureFormatOption = None,
+    dpi: DpiOption = 150,
+    validated_only: ValidatedOnlyOption = False,
+    training: TrainingOption = None,
+    vmax: VmaxOption = None,
+    quantity: QuantityOption = "auto",
+    max_materials: MaxMaterialsOption = 6,
     ar_min: ArMinOption = None,
     ar_max: ArMaxOption = None,
     dimensionality: DimensionalityOption = None,
@@ -155,10 +258,16 @@ def plot(
     sort: SortOption = None,
     descending: DescendingOption = None,
     limit: LimitOption = None,
-) -> None:  # fmt: skip
+) -> None:
     """Draw a figure of the store (Figs. 6, 7, S3-S5 of the reference paper, parity plots)."""
+    from anisoscreen.cli import settings_from_options
     from anisoscreen.query import find_candidates
-    from anisoscreen.report.figures import figure_format, make_figure, save_figure, training_anisotropy_ratios
+    from anisoscreen.report.figures import (
+        figure_format,
+        make_figure,
+        save_figure,
+        training_anisotropy_ratios,
+    )
     from anisoscreen.store import ResultsStore
 
     name = kind.value
@@ -166,10 +275,17 @@ def plot(
     fmt = figure_format(output, fmt)
     validated = validated_only or name in _NEEDS_VALIDATION
     query = build_query(
-        ar_min=ar_min, ar_max=ar_max, dimensionality=dimensionality, elements=elements,
-        exclude_elements=exclude_elements, model=model, sort=sort, descending=descending,
-        limit=limit, validated_only=validated,
-    )  # fmt: skip
+        ar_min=ar_min,
+        ar_max=ar_max,
+        dimensionality=dimensionality,
+        elements=elements,
+        exclude_elements=exclude_elements,
+        model=model,
+        sort=sort,
+        descending=descending,
+        limit=limit,
+        validated_only=validated,
+    )
     settings = settings_from_options(store, data_dir)
     with ResultsStore(settings) as results:
         rows = find_candidates(results, query)
@@ -179,9 +295,14 @@ def plot(
     if name == "histogram":
         training_ratios = training_anisotropy_ratios(training, shared=settings.shared)
     figure = make_figure(
-        name, rows, training_ratios=training_ratios, source="dft" if validated_only else "predicted",
-        vmax=vmax, quantity=quantity, max_materials=max_materials,
-    )  # fmt: skip
+        name,
+        rows,
+        training_ratios=training_ratios,
+        source="dft" if validated_only else "predicted",
+        vmax=vmax,
+        quantity=quantity,
+        max_materials=max_materials,
+    )
     save_figure(figure, output, fmt, dpi=dpi)
     typer.echo(f"wrote {name} figure ({len(rows)} candidates) to {output}", err=True)
 

@@ -99,6 +99,8 @@ def evaluate_model(
     loaded = load_model(model, data_dir, device=dev)
     seed = split_seed if split_seed is not None else loaded.metadata.get("split_seed", 42)
     entries, _ = clean_entries(load_entries(data_path))
+    # a model trained on the first n cleaned entries is evaluated on the split of those n
+    entries = entries[: loaded.metadata.get("n_entries") or len(entries)]
     split = random_split(len(entries), seed)
     if subset not in split:
         raise AnisoscreenError(f"unknown subset {subset!r}; use train, validation or test")

@@ -106,6 +106,7 @@ def train_model(
         "data_sha256": file_checksum(data_path),
         "cleaning": {"n_input": report.n_input, "removed": report.removed, "n_output": report.n_output},
         "split_seed": split_seed,
+        "n_entries": len(entries),
         "split_sizes": {k: int(len(v)) for k, v in split.items()},
         "train_config": train_config.to_dict(),
         "seeds": list(seeds),

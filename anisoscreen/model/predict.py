@@ -18,6 +18,7 @@ from pymatgen.core import Structure
 from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.graph import CrystalGraph, GraphError, collate, structure_to_graph
+from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.train import resolve_device
 from anisoscreen.schemas import PredictionDoc
 from anisoscreen.structures_io import StructureRecord
@@ -54,6 +55,7 @@ class Predictor:
     """
 
     def __init__(self, model: LoadedModel, device: str = "auto", batch_size: int = 64) -> None:
+        tune_allocator()
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.batch_size = batch_size

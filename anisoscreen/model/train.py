@@ -21,6 +21,7 @@ from anisoscreen.model.checkpoint import atomic_torch_save
 from anisoscreen.model.dataset import DielectricEntry
 from anisoscreen.model.graph import CrystalGraph, collate, structure_to_graph
 from anisoscreen.model.network import AnisoNet, ModelConfig
+from anisoscreen.model.runtime import tune_allocator
 
 __all__ = ["TrainConfig", "TrainState", "fit", "prepare_graphs", "resolve_device", "target_stats"]
 
@@ -137,6 +138,7 @@ def fit(
     (AnisoNet, TrainState)
         The network holding the **best** validation weights, and the training state.
     """
+    tune_allocator()
     checkpoint = Path(checkpoint)
     dev = resolve_device(device)
     torch.manual_seed(train_config.seed)

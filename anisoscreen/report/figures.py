@@ -104,7 +104,9 @@ def plot_ar_by_dimensionality(
         raise ValueError(f"source must be 'predicted' or 'dft', got {source!r}")
     points: dict[int, list[float]] = {d: [] for d in range(4)}
     for row in rows:
-        value = row.prediction.anisotropy_ratio if source == "predicted" else row.dft_anisotropy_ratio
+        value = (
+            row.prediction.anisotropy_ratio if source == "predicted" else row.dft_anisotropy_ratio
+        )
         if row.dimensionality is not None and value is not None and math.isfinite(value):
             points[row.dimensionality].append(value)
     if not any(points.values()):
@@ -124,7 +126,7 @@ def plot_ar_by_dimensionality(
     ax.set_xticks(range(4), [f"{d}D" for d in range(4)])
     ax.set_xlim(-0.6, 3.9)
     ax.set_xlabel("Structural dimensionality")
-    ax.set_ylabel(("Predicted " if source == "predicted" else "DFPT ") + AR_LABEL)
+    ax.set_ylabel(("Predicted" if source == "predicted" else "DFPT") + " anisotropy ratio $a_r$")
     ax.set_title("Anisotropy by dimensionality (dashed: class mean)", fontsize=10)
     return fig
 
@@ -142,7 +144,9 @@ def _load_training_ratios(path: str, mtime: float) -> tuple[float, ...]:
     return tuple((eig[:, -1] / eig[:, 0]).tolist())
 
 
-def training_anisotropy_ratios(path: str | Path | None = None, shared: str | Path | None = None) -> np.ndarray:
+def training_anisotropy_ratios(
+    path: str | Path | None = None, shared: str | Path | None = None
+) -> np.ndarray:
     """a_r of the cleaned MP training set (the paper's cleaning via ``model.dataset``).
 
     Parameters
@@ -182,10 +186,22 @@ def plot_ar_histogram(
     edges = np.linspace(1.0, max(high, 1.5), bins + 1)
     fig = _figure("histogram")
     ax = fig.add_subplot()
-    ax.hist(training, bins=edges, density=density, alpha=0.55, color="#7f7f7f",
-            label=f"Training set (n={training.size}, mean {training.mean():.2f})")  # fmt: skip
-    ax.hist(candidates, bins=edges, density=density, alpha=0.7, color="#d62728",
-            label=f"Validated candidates (n={candidates.size}, mean {candidates.mean():.2f})")  # fmt: skip
+    ax.hist(
+        training,
+        bins=edges,
+        density=density,
+        alpha=0.55,
+        color="#7f7f7f",
+        label=f"Training set (n={training.size}, mean {training.mean():.2f})",
+    )
+    ax.hist(
+        candidates,
+        bins=edges,
+        density=density,
+        alpha=0.7,
+        color="#d62728",
+        label=f"Validated candidates (n={candidates.size}, mean {candidates.mean():.2f})",
+    )
     ax.set_xlabel(AR_LABEL)
     ax.set_ylabel("Probability density" if density else "Number of materials")
     ax.legend(fontsize=8, frameon=False)
@@ -200,7 +216,9 @@ _PARITY = {
 }
 
 
-def plot_parity(rows: Sequence[CandidateRow], quantities: Sequence[str] = ("eps_poly", "ar")) -> Figure:
+def plot_parity(
+    rows: Sequence[CandidateRow], quantities: Sequence[str] = ("eps_poly", "ar")
+) -> Figure:
     """Predicted against DFPT values (one panel per quantity) with the y = x line and MAE."""
     validated = [row for row in rows if row.validated]
     if not validated:
@@ -208,12 +226,23 @@ def plot_parity(rows: Sequence[CandidateRow], quantities: Sequence[str] = ("eps_
     unknown = [q for q in quantities if q not in _PARITY]
     if unknown or not quantities:
         raise AnisoscreenError(f"parity quantities must be among {', '.join(_PARITY)}")
-    fig = _figure("parity")
-    axes = fig.subplots(1, len(quantities), squeeze=False)[0]
-    for ax, quantity in zip(axes, quantities, strict=True):
+    panels = {}
+    for quantity in quantities:
         label, dft, predicted = _PARITY[quantity]
-        x = np.array([dft(r) for r in validated], dtype=float)
-        y = np.array([predicted(r) for r in validated], dtype=float)
+        panels[label] = (
+            np.array([dft(r) for r in validated], dtype=float),
+            np.array([predicted(r) for r in validated], dtype=float),
+        )
+    return plot_parity_values(panels, "Predicted vs DFPT (validated candidates)")
+
+
+def plot_parity_values(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str, reference: str = "DFPT"
+) -> Figure:
+    """Parity panels from ``{label: (reference values, predicted values)}``."""
+    fig = _figure("parity")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, (x, y)) in zip(axes, panels.items(), strict=True):
         ok = np.isfinite(x) & np.isfinite(y)
         x, y = x[ok], y[ok]
         low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
@@ -223,12 +252,39 @@ def plot_parity(rows: Sequence[CandidateRow], quantities: Sequence[str] = ("eps_
         ax.set_xlim(low - pad, high + pad)
         ax.set_ylim(low - pad, high + pad)
         ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel(f"DFPT {label}")
+        ax.set_xlabel(f"{reference} {label}")
         ax.set_ylabel(f"Predicted {label}")
         mae = float(np.mean(np.abs(y - x)))
-        ax.text(0.04, 0.96, f"MAE = {mae:.2f}\nn = {x.size}", transform=ax.transAxes, va="top", fontsize=8)
-    fig.suptitle("Predicted vs DFPT (validated candidates)", fontsize=10)
+        ax.text(
+            0.04,
+            0.96,
+            f"MAE = {mae:.3f}\nn = {x.size}",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+        )
+    fig.suptitle(title, fontsize=10)
     return fig
+
+
+def parity_from_arrays(
+    predicted: np.ndarray, reference: np.ndarray, path: str | Path, label: str = "DFPT"
+) -> Path:
+    """Write eps_poly and a_r parity plots of predicted vs reference tensors (n, 3, 3)."""
+    from anisoscreen import tensor as tmath
+
+    def ratio(tensors: np.ndarray) -> np.ndarray:  # tolerant of a poor model's eigenvalues
+        eig = tmath.eigenvalues(tensors)
+        return eig[:, -1] / np.clip(eig[:, 0], 1e-6, None)
+
+    panels = {
+        _PARITY["eps_poly"][0]: (
+            tmath.polycrystalline_average(reference),
+            tmath.polycrystalline_average(predicted),
+        ),
+        _PARITY["ar"][0]: (ratio(reference), ratio(predicted)),
+    }
+    return save_figure(plot_parity_values(panels, f"Predicted vs {label}", reference=label), path)
 
 
 # -- Fig. 7 ---------------------------------------------------------------------------------------
@@ -256,16 +312,25 @@ def plot_spectra(
     max_energy
         Upper energy limit (eV) of the plot.
     """
-    from anisoscreen.report.optics import absorption_coefficient, optics_spectrum, principal_axes, project
+    from anisoscreen.report.optics import (
+        absorption_coefficient,
+        optics_spectrum,
+        principal_axes,
+        project,
+    )
 
     chosen = [row for row in rows if row.optics_validation is not None][:max_materials]
     if not chosen:
-        raise AnisoscreenError("no candidates with a frequency-dependent dielectric function (optics)")
+        raise AnisoscreenError(
+            "no candidates with a frequency-dependent dielectric function (optics)"
+        )
     spectra = [optics_spectrum(row.optics_validation) for row in chosen]
     if quantity == "auto":
         quantity = "absorption" if all(s.eps_real is not None for s in spectra) else "eps_imag"
     if quantity not in ("absorption", "eps_imag"):
-        raise AnisoscreenError(f"spectrum quantity must be 'absorption' or 'eps_imag', got {quantity!r}")
+        raise AnisoscreenError(
+            f"spectrum quantity must be 'absorption' or 'eps_imag', got {quantity!r}"
+        )
     fig = _figure("spectra")
     ncols = min(3, len(chosen))
     nrows = math.ceil(len(chosen) / ncols)
@@ -279,16 +344,27 @@ def plot_spectra(
         imag = project(spectrum.eps_imag, vectors)
         if quantity == "absorption":
             if spectrum.eps_real is None:
-                raise AnisoscreenError(f"{row.material_id}: absorption needs eps_real; use eps_imag")
-            values = absorption_coefficient(spectrum.energies, project(spectrum.eps_real, vectors), imag)
+                raise AnisoscreenError(
+                    f"{row.material_id}: absorption needs eps_real; use eps_imag"
+                )
+            values = absorption_coefficient(
+                spectrum.energies, project(spectrum.eps_real, vectors), imag
+            )
         else:
             values = imag
         for k in range(3):
-            ax.plot(spectrum.energies, values[:, k], color=AXIS_COLOURS[k], linewidth=1.3,
-                    label=rf"axis {k + 1} ($\varepsilon_\infty$ = {eigvals[k]:.1f})")  # fmt: skip
+            ax.plot(
+                spectrum.energies,
+                values[:, k],
+                color=AXIS_COLOURS[k],
+                linewidth=1.3,
+                label=rf"axis {k + 1} ($\varepsilon_\infty$ = {eigvals[k]:.1f})",
+            )
         ax.set_title(f"{_mathtext_formula(row.formula)} ({row.material_id})", fontsize=9)
         ax.set_xlabel("Photon energy (eV)")
-        ax.set_ylabel(r"Absorption $\alpha$ (cm$^{-1}$)" if quantity == "absorption" else r"$\varepsilon_2$")
+        ax.set_ylabel(
+            r"Absorption $\alpha$ (cm$^{-1}$)" if quantity == "absorption" else r"$\varepsilon_2$"
+        )
         if quantity == "absorption":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         if max_energy is not None:
@@ -296,7 +372,7 @@ def plot_spectra(
         ax.set_xlim(left=float(spectrum.energies[0]))
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7, frameon=False)
-    for ax in axes[len(chosen):]:
+    for ax in axes[len(chosen) :]:
         ax.set_visible(False)
     return fig
 
@@ -353,14 +429,31 @@ def plot_periodic_table(
     for symbol, (row, col) in grid_positions().items():
         value = values.get(symbol)
         face = "#e6e6e6" if value is None else colours(norm(value))
-        ax.add_patch(Rectangle((col - 0.5, row - 0.5), 0.95, 0.95, facecolor=face, edgecolor="white"))
+        ax.add_patch(
+            Rectangle((col - 0.5, row - 0.5), 0.95, 0.95, facecolor=face, edgecolor="white")
+        )
         dark = value is not None and sum(colours(norm(value))[:3]) < 1.5
         ink = "white" if dark else "black"
-        ax.text(col - 0.03, row - 0.12, symbol, ha="center", va="center", fontsize=8, color=ink,
-                fontweight="bold")  # fmt: skip
+        ax.text(
+            col - 0.03,
+            row - 0.12,
+            symbol,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color=ink,
+            fontweight="bold",
+        )
         if value is not None:
-            ax.text(col - 0.03, row + 0.22, f"{value:.{decimals}f}", ha="center", va="center",
-                    fontsize=5, color=ink)  # fmt: skip
+            ax.text(
+                col - 0.03,
+                row + 0.22,
+                f"{value:.{decimals}f}",
+                ha="center",
+                va="center",
+                fontsize=5,
+                color=ink,
+            )
     ax.set_xlim(0.4, 18.6)
     ax.set_ylim(10.1, 0.4)
     ax.set_aspect("equal")
@@ -384,18 +477,37 @@ def plot_periodic_heatmap(
     elements = [row.elements for row in rows]
     if quantity == "eps_poly":
         values = per_element_values(elements, [r.prediction.eps_poly for r in rows], "mean")
-        return plot_periodic_table(values, f"Mean predicted {EPS_LABEL}", f"Mean predicted {EPS_LABEL} "
-                                   f"per element ({len(rows)} materials)", vmax=vmax, kind="periodic-eps")  # fmt: skip
+        return plot_periodic_table(
+            values,
+            f"Mean predicted {EPS_LABEL}",
+            f"Mean predicted {EPS_LABEL} per element ({len(rows)} materials)",
+            vmax=vmax,
+            kind="periodic-eps",
+        )
     if quantity == "ar":
         values = per_element_values(elements, [r.prediction.anisotropy_ratio for r in rows], "mean")
-        return plot_periodic_table(values, r"Mean predicted $a_r$", r"Mean predicted $a_r$ per element "
-                                   f"({len(rows)} materials)", vmax=vmax, kind="periodic-ar")  # fmt: skip
+        return plot_periodic_table(
+            values,
+            r"Mean predicted $a_r$",
+            r"Mean predicted $a_r$ per element "
+            f"({len(rows)} materials)",
+            vmax=vmax,
+            kind="periodic-ar",
+        )
     if quantity == "count":
         values = per_element_values(elements, None, "count")
-        return plot_periodic_table(values, "Number of candidates", "Candidates containing each element "
-                                   f"({len(rows)} materials)", vmax=vmax, vmin=0.0, kind="periodic-count",
-                                   decimals=0)  # fmt: skip
-    raise AnisoscreenError(f"periodic-table quantity must be eps_poly, ar or count, got {quantity!r}")
+        return plot_periodic_table(
+            values,
+            "Number of candidates",
+            f"Candidates containing each element ({len(rows)} materials)",
+            vmax=vmax,
+            vmin=0.0,
+            kind="periodic-count",
+            decimals=0,
+        )
+    raise AnisoscreenError(
+        f"periodic-table quantity must be eps_poly, ar or count, got {quantity!r}"
+    )
 
 
 _PERIODIC = {"periodic-eps": "eps_poly", "periodic-ar": "ar", "periodic-count": "count"}
@@ -438,11 +550,15 @@ def figure_format(path: str | Path, fmt: str | None = None) -> str:
     """Output format from ``fmt`` or the file suffix (png, svg, pdf)."""
     fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
     if fmt not in FIGURE_FORMATS:
-        raise AnisoscreenError(f"figure format must be one of {', '.join(FIGURE_FORMATS)} (got {fmt or path!s})")
+        raise AnisoscreenError(
+            f"figure format must be one of {', '.join(FIGURE_FORMATS)} (got {fmt or path!s})"
+        )
     return fmt
 
 
-def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int = DEFAULT_DPI) -> Path:
+def save_figure(
+    fig: Figure, path: str | Path, fmt: str | None = None, dpi: int = DEFAULT_DPI
+) -> Path:
     """Write ``fig`` to ``path`` as PNG, SVG or PDF (format from the suffix unless ``fmt``)."""
     path = Path(path)
     fmt = figure_format(path, fmt)

@@ -35,7 +35,11 @@ __all__ = [
 HC_EV_CM = 1.239841984e-4
 """Planck constant times the speed of light, eV cm."""
 
-_ALIASES = {"energies": ("energies", "energy"), "eps_imag": ("eps_imag", "imag"), "eps_real": ("eps_real", "real")}  # fmt: skip
+_ALIASES = {
+    "energies": ("energies", "energy"),
+    "eps_imag": ("eps_imag", "imag"),
+    "eps_real": ("eps_real", "real"),
+}
 
 
 def _as_tensors(value: Any) -> np.ndarray:
@@ -119,7 +123,9 @@ def project(tensors: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return np.einsum("ik,nij,jk->nk", axes, tensors, axes)
 
 
-def absorption_coefficient(energies: np.ndarray, eps_real: np.ndarray, eps_imag: np.ndarray) -> np.ndarray:
+def absorption_coefficient(
+    energies: np.ndarray, eps_real: np.ndarray, eps_imag: np.ndarray
+) -> np.ndarray:
     """Absorption coefficient in cm^-1 from the dielectric function along one direction.
 
     ``alpha = 4 pi kappa E / (h c)`` with the extinction coefficient

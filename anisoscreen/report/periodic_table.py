@@ -40,7 +40,7 @@ def grid_positions(max_z: int = 103) -> dict[str, tuple[float, int]]:
     """Positions of every element up to atomic number ``max_z`` (default: up to Lr)."""
     from pymatgen.core import Element
 
-    return {el.symbol: element_position(el.symbol) for el in Element if el.Z <= max_z}
+    return {el.symbol: element_position(el.symbol) for el in Element if max_z >= el.Z}
 
 
 def per_element_values(element_lists, values=None, reducer: str = "mean") -> dict[str, float]:

@@ -41,8 +41,14 @@ __all__ = [
 TABLE_FORMATS: dict[str, str] = {"csv": ".csv", "markdown": ".md", "latex": ".tex", "html": ".html"}
 """Table formats and their file suffixes."""
 
-_SUFFIXES = {".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".tex": "latex",
-             ".html": "html", ".htm": "html"}  # fmt: skip
+_SUFFIXES = {
+    ".csv": "csv",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".tex": "latex",
+    ".html": "html",
+    ".htm": "html",
+}
 
 OPTIONAL_COLUMNS: dict[str, str] = {
     "predicted": "predicted tensor and a_r next to the DFPT ones",
@@ -88,7 +94,8 @@ def parse_columns(values: Sequence[str] | str | None) -> list[str]:
                 continue
             if token not in OPTIONAL_COLUMNS:
                 raise AnisoscreenError(
-                    f"unknown table column {token!r}; choose from {', '.join(OPTIONAL_COLUMNS)}, all"
+                    f"unknown table column {token!r}; "
+                    f"choose from {', '.join(OPTIONAL_COLUMNS)}, all"
                 )
             names.append(token)
     return [name for name in OPTIONAL_COLUMNS if name in names]
@@ -98,7 +105,9 @@ def _source(row: CandidateRow) -> str:
     return "DFPT" if row.validated else "predicted"
 
 
-def _columns(extra: Sequence[str], with_source: bool, tensor_decimals: int, ratio_decimals: int) -> list[_Column]:
+def _columns(
+    extra: Sequence[str], with_source: bool, tensor_decimals: int, ratio_decimals: int
+) -> list[_Column]:
     cols = [
         _Column("material_id", "Material ID", "Material ID", "text", lambda r: r.material_id),
         _Column("formula", "Formula", "Formula", "formula", lambda r: r.formula),
@@ -106,34 +115,100 @@ def _columns(extra: Sequence[str], with_source: bool, tensor_decimals: int, rati
     if with_source:
         cols.append(_Column("source", "Source", "Source", "text", _source))
     cols += [
-        _Column("eps", "Dielectric Tensor", "Dielectric Tensor", "tensor", lambda r: r.tensor,
-                tensor_decimals, "c"),
-        _Column("anisotropy_ratio", "Anisotropy Ratio", "Anisotropy Ratio", "float",
-                lambda r: r.anisotropy_ratio, ratio_decimals, "r"),
-    ]  # fmt: skip
+        _Column(
+            "eps",
+            "Dielectric Tensor",
+            "Dielectric Tensor",
+            "tensor",
+            lambda r: r.tensor,
+            tensor_decimals,
+            "c",
+        ),
+        _Column(
+            "anisotropy_ratio",
+            "Anisotropy Ratio",
+            "Anisotropy Ratio",
+            "float",
+            lambda r: r.anisotropy_ratio,
+            ratio_decimals,
+            "r",
+        ),
+    ]
     if "predicted" in extra:
         cols += [
-            _Column("predicted_eps", "Predicted Tensor", "Predicted Tensor", "tensor",
-                    lambda r: r.prediction.dielectric_tensor, tensor_decimals, "c"),
-            _Column("predicted_anisotropy_ratio", "Predicted a_r", "Predicted $a_r$", "float",
-                    lambda r: r.prediction.anisotropy_ratio, ratio_decimals, "r"),
-        ]  # fmt: skip
+            _Column(
+                "predicted_eps",
+                "Predicted Tensor",
+                "Predicted Tensor",
+                "tensor",
+                lambda r: r.prediction.dielectric_tensor,
+                tensor_decimals,
+                "c",
+            ),
+            _Column(
+                "predicted_anisotropy_ratio",
+                "Predicted a_r",
+                "Predicted $a_r$",
+                "float",
+                lambda r: r.prediction.anisotropy_ratio,
+                ratio_decimals,
+                "r",
+            ),
+        ]
     if "dimensionality" in extra:
-        cols.append(_Column("dimensionality", "Dimensionality", "Dim.", "dim",
-                            lambda r: r.dimensionality, 0, "c"))  # fmt: skip
+        cols.append(
+            _Column(
+                "dimensionality",
+                "Dimensionality",
+                "Dim.",
+                "dim",
+                lambda r: r.dimensionality,
+                0,
+                "c",
+            )
+        )
     if "e_hull" in extra:
-        cols.append(_Column("energy_above_hull", "E_hull (eV/atom)", r"$E_\mathrm{hull}$ (eV/atom)",
-                            "float", lambda r: r.energy_above_hull, 3, "r"))  # fmt: skip
+        cols.append(
+            _Column(
+                "energy_above_hull",
+                "E_hull (eV/atom)",
+                r"$E_\mathrm{hull}$ (eV/atom)",
+                "float",
+                lambda r: r.energy_above_hull,
+                3,
+                "r",
+            )
+        )
     if "band_gap" in extra:
-        cols.append(_Column("band_gap", "Band Gap (eV)", "Band Gap (eV)", "float",
-                            lambda r: r.band_gap, 2, "r"))  # fmt: skip
+        cols.append(
+            _Column(
+                "band_gap", "Band Gap (eV)", "Band Gap (eV)", "float", lambda r: r.band_gap, 2, "r"
+            )
+        )
     if "eps_poly" in extra:
-        cols.append(_Column("eps_poly", "ε_poly", r"$\varepsilon_\infty^\mathrm{poly}$", "float",
-                            lambda r: r.eps_poly, 2, "r"))  # fmt: skip
+        cols.append(
+            _Column(
+                "eps_poly",
+                "ε_poly",
+                r"$\varepsilon_\infty^\mathrm{poly}$",
+                "float",
+                lambda r: r.eps_poly,
+                2,
+                "r",
+            )
+        )
         if "predicted" in extra:
-            cols.append(_Column("predicted_eps_poly", "Predicted ε_poly",
-                                r"Predicted $\varepsilon_\infty^\mathrm{poly}$", "float",
-                                lambda r: r.prediction.eps_poly, 2, "r"))  # fmt: skip
+            cols.append(
+                _Column(
+                    "predicted_eps_poly",
+                    "Predicted ε_poly",
+                    r"Predicted $\varepsilon_\infty^\mathrm{poly}$",
+                    "float",
+                    lambda r: r.prediction.eps_poly,
+                    2,
+                    "r",
+                )
+            )
     return cols
 
 
@@ -161,7 +236,9 @@ _FORMULA_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
 
 def latex_formula(formula: str) -> str:
     r"""``NaV2O4`` -> ``$\rm NaV_2O_4$`` (multi-digit counts in braces), as in Table S1."""
-    body = _FORMULA_NUMBER.sub(lambda m: "_" + (m.group(1) if len(m.group(1)) == 1 else "{%s}" % m.group(1)), formula)
+    body = _FORMULA_NUMBER.sub(
+        lambda m: "_" + (m.group(1) if len(m.group(1)) == 1 else f"{{{m.group(1)}}}"), formula
+    )
     return rf"$\rm {body}$"
 
 
@@ -199,7 +276,9 @@ def _render_csv(rows: Sequence[CandidateRow], cols: list[_Column]) -> str:
 
 def _cell_text(col: _Column, value: Any, missing: str = "—") -> str:
     if col.kind == "tensor":
-        return "[" + "; ".join(" ".join(line) for line in _tensor_strings(value, col.decimals)) + "]"
+        return (
+            "[" + "; ".join(" ".join(line) for line in _tensor_strings(value, col.decimals)) + "]"
+        )
     if col.kind == "float":
         return _number(value, col.decimals, missing)
     if col.kind == "dim":
@@ -238,8 +317,9 @@ def _latex_escape(text: str) -> str:
     return "".join(specials.get(ch, ch) for ch in text)
 
 
-def _render_latex(rows: Sequence[CandidateRow], cols: list[_Column], caption: str, note: str | None,
-                  label: str) -> str:  # fmt: skip
+def _render_latex(
+    rows: Sequence[CandidateRow], cols: list[_Column], caption: str, note: str | None, label: str
+) -> str:
     lines = [
         "% requires \\usepackage{booktabs} and \\usepackage{amsmath}",
         r"\begin{table}[htbp]",
@@ -272,15 +352,26 @@ def _html_cell(col: _Column, value: Any) -> str:
     return html.escape(_cell_text(col, value))
 
 
-def _render_html(rows: Sequence[CandidateRow], cols: list[_Column], caption: str, note: str | None) -> str:
+def _render_html(
+    rows: Sequence[CandidateRow], cols: list[_Column], caption: str, note: str | None
+) -> str:
     align = {"l": "left", "c": "center", "r": "right"}
     lines = ['<table class="anisoscreen-candidates">', f"<caption>{html.escape(caption)}</caption>"]
     lines.append("<thead>")
-    lines.append("<tr>" + "".join(f'<th style="text-align: {align[c.align]}">{html.escape(c.text)}</th>' for c in cols) + "</tr>")  # fmt: skip
+    lines.append(
+        "<tr>"
+        + "".join(
+            f'<th style="text-align: {align[c.align]}">{html.escape(c.text)}</th>' for c in cols
+        )
+        + "</tr>"
+    )
     lines += ["</thead>", "<tbody>"]
     for row in rows:
         klass = "validated" if row.validated else "predicted"
-        cells = "".join(f'<td style="text-align: {align[c.align]}">{_html_cell(c, c.get(row))}</td>' for c in cols)  # fmt: skip
+        cells = "".join(
+            f'<td style="text-align: {align[c.align]}">{_html_cell(c, c.get(row))}</td>'
+            for c in cols
+        )
         lines.append(f'<tr class="{klass}">{cells}</tr>')
     lines.append("</tbody>")
     if note:
@@ -334,7 +425,9 @@ def render_table(
         raise AnisoscreenError("no candidates to tabulate")
     fmt = fmt.lower()
     if fmt not in TABLE_FORMATS:
-        raise AnisoscreenError(f"unknown table format {fmt!r}; choose from {', '.join(TABLE_FORMATS)}")
+        raise AnisoscreenError(
+            f"unknown table format {fmt!r}; choose from {', '.join(TABLE_FORMATS)}"
+        )
     extra = parse_columns(list(columns))
     mixed = any(not row.validated for row in rows)
     cols = _columns(extra, mixed or fmt == "csv", tensor_decimals, ratio_decimals)
@@ -359,7 +452,9 @@ def format_from_path(path: str | Path) -> str:
     return _SUFFIXES[suffix]
 
 
-def write_table(rows: Sequence[CandidateRow], path: str | Path, fmt: str | None = None, **options: Any) -> Path:
+def write_table(
+    rows: Sequence[CandidateRow], path: str | Path, fmt: str | None = None, **options: Any
+) -> Path:
     """Render rows and write them to ``path`` (format from the suffix unless ``fmt``)."""
     path = Path(path)
     text = render_table(rows, fmt or format_from_path(path), **options)
