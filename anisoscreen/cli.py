@@ -8,14 +8,19 @@ status 1, without a traceback. Heavy libraries are imported inside commands so t
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from anisoscreen import __version__
+from anisoscreen.commands.common import (
+    DataDirOption,
+    StoreOption,
+    console,
+    err_console,
+    settings_from_options,
+)
 from anisoscreen.errors import AnisoscreenError
 
 app = typer.Typer(
@@ -25,21 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-StoreOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--store",
-        help="Results store: 'monty' (embedded, default), 'memory', a mongodb:// URI or a "
-        "maggma store YAML/JSON file. Overrides ANISOSCREEN_STORE and the config file.",
-    ),
-]
-DataDirOption = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", help="Folder of the embedded store and user models."),
-]
 
 
 def _version(value: bool) -> None:
@@ -52,17 +42,12 @@ def _version(value: bool) -> None:
 def main_callback(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Screen crystals for strongly anisotropic dielectric response."""
-
-
-def settings_from_options(store: str | None = None, data_dir: Path | None = None, **extra):
-    """Settings with CLI flags taking precedence over environment and config file."""
-    from anisoscreen.settings import get_settings
-
-    return get_settings(store=store, data_dir=data_dir, **extra)
 
 
 @app.command()
@@ -78,7 +63,16 @@ def info(store: StoreOption = None, data_dir: DataDirOption = None) -> None:
     table = Table(title=f"anisoscreen {__version__}", show_header=False)
     table.add_column("item", style="bold")
     table.add_column("value")
-    for package in ("torch", "e3nn", "pymatgen", "jobflow", "jobflow-remote", "atomate2", "maggma", "mp-api"):
+    for package in (
+        "torch",
+        "e3nn",
+        "pymatgen",
+        "jobflow",
+        "jobflow-remote",
+        "atomate2",
+        "maggma",
+        "mp-api",
+    ):
         try:
             table.add_row(package, version(package))
         except PackageNotFoundError:

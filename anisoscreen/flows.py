@@ -129,18 +129,22 @@ class ScreeningMaker(Maker):
 
     def make(self, run_id: str | None = None) -> Flow:
         run_id = run_id or str(uuid.uuid4())
-        candidates = CandidateMaker(source=self.source, criteria=self.criteria, model=self.model,
-                                    store=self.store).make()
-        predictions = PredictionMaker(model=self.model, device=self.device, batch_size=self.batch_size,
-                                      store=self.store).make(candidates.output)
+        candidates = CandidateMaker(
+            source=self.source, criteria=self.criteria, model=self.model, store=self.store
+        ).make()
+        predictions = PredictionMaker(
+            model=self.model, device=self.device, batch_size=self.batch_size, store=self.store
+        ).make(candidates.output)
         ranking = RankingMaker(processes=self.processes, store=self.store).make(predictions.output)
-        record = record_screening_run(run_id, self.source, candidates.output, predictions.output,
-                                      ranking.output, self.store)
+        record = record_screening_run(
+            run_id, self.source, candidates.output, predictions.output, ranking.output, self.store
+        )
         record.name = "record run"
         jobs = [candidates, predictions, ranking, record]
         if self.validate:
-            select = select_for_validation(ranking.output, self.ar_threshold, self.top_k,
-                                           self.validation_maker, self.store)
+            select = select_for_validation(
+                ranking.output, self.ar_threshold, self.top_k, self.validation_maker, self.store
+            )
             select.name = "select for validation"
             jobs.append(select)
         return Flow(jobs, output=record.output, name=self.name)

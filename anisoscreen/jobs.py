@@ -60,7 +60,9 @@ def load_source(source: str, data_dir=None):
         settings = get_settings(data_dir=data_dir)
         key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
         docs = fetch_mp_candidates(
-            MPResterSearcher(key), settings.data_dir / "cache" / "mp", secret=key,
+            MPResterSearcher(key),
+            settings.data_dir / "cache" / "mp",
+            secret=key,
             progress=lambda done, total: _report("fetch", 1, total),
         )
         return sources.candidates_from_summary_docs(docs, source="mp")
@@ -103,8 +105,10 @@ def fetch_candidates(
         "material_ids": [doc.material_id for doc in result.kept],
         "n_input": len(batch.candidates) + len(batch.failures),
         "removed_by": {"unreadable": len(batch.failures), **result.removed_by},
-        "criteria": {**criteria.model_dump(exclude={"extra_known_ids", "model_elements"}),
-                     "descriptions": result.descriptions},
+        "criteria": {
+            **criteria.model_dump(exclude={"extra_known_ids", "model_elements"}),
+            "descriptions": result.descriptions,
+        },
         "failures": batch.failures,
         "seconds": time.perf_counter() - start,
     }
@@ -145,7 +149,8 @@ def predict_candidates(
     n_predicted = 0
     with ResultsStore(settings) as results:
         done = results.keys(
-            PredictionDoc, "material_id",
+            PredictionDoc,
+            "material_id",
             {"model": name, "model_checksum": checksum, "material_id": {"$in": ids}},
         )
         todo = [i for i in ids if i not in done]
@@ -154,8 +159,12 @@ def predict_candidates(
             chunk = todo[start_idx : start_idx + batch_size]
             docs = results.query(CandidateDoc, {"material_id": {"$in": chunk}})
             records = [
-                StructureRecord(d.material_id, d.structure, d.source,
-                                fields={"energy_above_hull": d.energy_above_hull, "band_gap": d.band_gap})
+                StructureRecord(
+                    d.material_id,
+                    d.structure,
+                    d.source,
+                    fields={"energy_above_hull": d.energy_above_hull, "band_gap": d.band_gap},
+                )
                 for d in docs
             ]
             batch_docs = []
@@ -197,10 +206,14 @@ def rank_candidates(
     start = time.perf_counter()
     ids = predictions["material_ids"]
     with _results(store) as results:
-        docs = results.query(PredictionDoc, {"model": predictions["model"], "material_id": {"$in": ids}})
+        docs = results.query(
+            PredictionDoc, {"model": predictions["model"], "material_id": {"$in": ids}}
+        )
         known = {
             d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
-            for d in results.query(PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}})
+            for d in results.query(
+                PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}}
+            )
         }
         missing = [d.material_id for d in docs if d.material_id not in known]
         structures = {
@@ -219,20 +232,26 @@ def rank_candidates(
         for doc in docs:
             values = known.get(doc.material_id)
             if values and (doc.dimensionality, doc.crystal_system) != (
-                values["dimensionality"], values["crystal_system"]
+                values["dimensionality"],
+                values["crystal_system"],
             ):
                 updated.append(doc.model_copy(update={**values, "last_updated": utcnow()}))
         results.upsert(updated)
         ranked = sorted(
             (d.model_copy(update=known.get(d.material_id) or {}) for d in docs),
-            key=lambda d: d.anisotropy_ratio, reverse=True,
+            key=lambda d: d.anisotropy_ratio,
+            reverse=True,
         )
     return {
         "model": predictions["model"],
         "ranking": [
-            {"material_id": d.material_id, "formula": d.formula_pretty,
-             "anisotropy_ratio": d.anisotropy_ratio, "eps_poly": d.eps_poly,
-             "dimensionality": d.dimensionality}
+            {
+                "material_id": d.material_id,
+                "formula": d.formula_pretty,
+                "anisotropy_ratio": d.anisotropy_ratio,
+                "eps_poly": d.eps_poly,
+                "dimensionality": d.dimensionality,
+            }
             for d in ranked
         ],
         "n_descriptors_computed": len(computed),
@@ -251,13 +270,23 @@ def select_for_validation(
 ) -> Response:
     """Append DFT validation flows for the top candidates (a_r above threshold, or top k)."""
     rows = ranking["ranking"]
-    chosen = rows[:top_k] if top_k is not None else [r for r in rows if r["anisotropy_ratio"] > (ar_threshold or 0)]
+    chosen = (
+        rows[:top_k]
+        if top_k is not None
+        else [r for r in rows if r["anisotropy_ratio"] > (ar_threshold or 0)]
+    )
     ids = [r["material_id"] for r in chosen]
     if not ids or validation_maker is None:
         return Response(output={"selected": ids})
     with _results(store) as results:
-        candidates = {c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})}
-    flows = [validation_maker.make(candidates[i].structure, material_id=i) for i in ids if i in candidates]
+        candidates = {
+            c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})
+        }
+    flows = [
+        validation_maker.make(candidates[i].structure, material_id=i)
+        for i in ids
+        if i in candidates
+    ]
     from jobflow import Flow
 
     return Response(output={"selected": ids}, addition=Flow(flows, name="validation"))

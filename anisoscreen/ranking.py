@@ -46,7 +46,10 @@ def crystal_system(structure: Structure, symprec: float = 0.1) -> str | None:
 
 def _descriptors_of(structure_dict: dict) -> StructureDescriptors:
     structure = Structure.from_dict(structure_dict)
-    return {"dimensionality": dimensionality(structure), "crystal_system": crystal_system(structure)}
+    return {
+        "dimensionality": dimensionality(structure),
+        "crystal_system": crystal_system(structure),
+    }
 
 
 def descriptors(
@@ -54,7 +57,7 @@ def descriptors(
     processes: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, StructureDescriptors]:
-    """Dimensionality and crystal system of every structure, in parallel over ``processes`` cores."""
+    """Dimensionality and crystal system of every structure, in parallel over cores."""
     ids = list(structures)
     processes = processes or os.cpu_count() or 1
     payload = [structures[i].as_dict() for i in ids]
@@ -71,7 +74,7 @@ def descriptors(
                 results.append(result)
                 if progress:
                     progress(1)
-    return dict(zip(ids, results))
+    return dict(zip(ids, results, strict=False))
 
 
 def describe(structure: Structure) -> str:

@@ -192,7 +192,9 @@ class ResultsStore:
     def keys(self, doc_cls: type, field: str, criteria: dict[str, Any] | None = None) -> set:
         """Distinct values of ``field`` (e.g. the material ids already predicted)."""
         store = self.store(self.collection_of(doc_cls))
-        return {r[field] for r in store.query(criteria=criteria or {}, properties=[field]) if field in r}
+        return {
+            r[field] for r in store.query(criteria=criteria or {}, properties=[field]) if field in r
+        }
 
     def count(self, collection: str, criteria: dict[str, Any] | None = None) -> int:
         """Number of documents in ``collection``."""

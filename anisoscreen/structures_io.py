@@ -111,7 +111,8 @@ def read_structure_inputs(inputs: Iterable[str | Path]) -> Iterator[StructureRec
             raise AnisoscreenError(f"input {path} does not exist")
         if path.is_dir():
             files = sorted(
-                p for p in path.rglob("*")
+                p
+                for p in path.rglob("*")
                 if p.is_file() and (is_structure_file(p) or p.name.lower().endswith(_JSON_SUFFIXES))
             )
             for file in files:

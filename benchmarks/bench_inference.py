@@ -47,11 +47,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--naive-n", type=int, default=48, help="structures for the naive loop")
     parser.add_argument("--train-steps", type=int, default=10)
-    parser.add_argument("--memory", action="store_true", help="stream the whole pool, report peak RSS")
+    parser.add_argument(
+        "--memory", action="store_true", help="stream the whole pool, report peak RSS"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     tuned = tune_allocator()
-    result: dict = {"threads": torch.get_num_threads(), "mul": args.mul, "lmax": args.lmax, "allocator_tuned": tuned}
+    result: dict = {
+        "threads": torch.get_num_threads(),
+        "mul": args.mul,
+        "lmax": args.lmax,
+        "allocator_tuned": tuned,
+    }
 
     structures = load_pool(None if args.memory else args.n)
     start = time.perf_counter()
@@ -69,14 +76,18 @@ def main() -> None:
             model(collate(graphs[i : i + args.batch_size]))
         forward = time.perf_counter() - start
     result["forward_structures_per_s"] = len(graphs) / forward
-    result["end_to_end_structures_per_s"] = len(graphs) / (forward + len(graphs) / result["graph_structures_per_s"])
+    result["end_to_end_structures_per_s"] = len(graphs) / (
+        forward + len(graphs) / result["graph_structures_per_s"]
+    )
 
     naive = AnisoNet(ModelConfig(mul=args.mul, lmax=args.lmax)).double()
     start = time.perf_counter()
     for structure in structures[: args.naive_n]:
         naive(collate([structure_to_graph(structure, allow_isolated=True)], torch.float64))
     result["naive_structures_per_s"] = args.naive_n / (time.perf_counter() - start)
-    result["speedup_vs_naive"] = result["end_to_end_structures_per_s"] / result["naive_structures_per_s"]
+    result["speedup_vs_naive"] = (
+        result["end_to_end_structures_per_s"] / result["naive_structures_per_s"]
+    )
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -97,7 +108,10 @@ def main() -> None:
         start = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, len(structures), args.batch_size):
-                chunk = [structure_to_graph(s, allow_isolated=True) for s in structures[i : i + args.batch_size]]
+                chunk = [
+                    structure_to_graph(s, allow_isolated=True)
+                    for s in structures[i : i + args.batch_size]
+                ]
                 model(collate(chunk))
         result["pool_structures"] = len(structures)
         result["pool_seconds"] = time.perf_counter() - start

@@ -72,7 +72,12 @@ def tiny_model(shared_dir, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     result = train_model(
-        shared_dir / "data" / "mp_dielectric_tensors.json.gz", folder, "tiny", TINY,
-        TrainConfig(max_epochs=2, batch_size=16), max_entries=100, device="cpu",
+        shared_dir / "data" / "mp_dielectric_tensors.json.gz",
+        folder,
+        "tiny",
+        TINY,
+        TrainConfig(max_epochs=2, batch_size=16),
+        max_entries=100,
+        device="cpu",
     )
     return folder, result

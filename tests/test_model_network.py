@@ -30,7 +30,9 @@ def triclinic() -> Structure:
 
 def predict(net, structure: Structure) -> np.ndarray:
     with torch.no_grad():
-        return net.predict_tensor(collate([structure_to_graph(structure)], torch.float64))[0].numpy()
+        return net.predict_tensor(collate([structure_to_graph(structure)], torch.float64))[
+            0
+        ].numpy()
 
 
 def rel_err(a, b) -> float:
@@ -47,13 +49,16 @@ def test_output_is_symmetric_and_anisotropic_for_low_symmetry(net, triclinic):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_rotating_the_crystal_rotates_the_tensor(net, triclinic, seed):
     r = Rotation.random(random_state=seed).as_matrix()
-    rotated = Structure(Lattice(triclinic.lattice.matrix @ r.T), triclinic.species, triclinic.frac_coords)
+    rotated = Structure(
+        Lattice(triclinic.lattice.matrix @ r.T), triclinic.species, triclinic.frac_coords
+    )
     assert rel_err(predict(net, rotated), tm.rotate(predict(net, triclinic), r)) < 1e-5
 
 
 def test_cubic_crystal_gives_isotropic_tensor(net):
     perovskite = Structure(
-        Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+        Lattice.cubic(3.9),
+        ["Sr", "Ti", "O", "O", "O"],
         [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
     )
     eps = predict(net, perovskite)
@@ -73,7 +78,9 @@ def test_batched_equals_one_by_one(net, triclinic):
     other = triclinic * (1, 1, 2)
     other.replace_species({"Ga": "Al"})
     with torch.no_grad():
-        batched = net.predict_tensor(collate([structure_to_graph(s) for s in (triclinic, other)], torch.float64))
+        batched = net.predict_tensor(
+            collate([structure_to_graph(s) for s in (triclinic, other)], torch.float64)
+        )
     np.testing.assert_allclose(batched[0].numpy(), predict(net, triclinic), atol=1e-12)
     np.testing.assert_allclose(batched[1].numpy(), predict(net, other), atol=1e-12)
 
@@ -81,9 +88,20 @@ def test_batched_equals_one_by_one(net, triclinic):
 def test_scalar_variant_is_not_constrained_by_symmetry():
     torch.manual_seed(0)
     scalar = AnisoNet(ModelConfig(mul=6, lmax=2, output="scalar", target_shift=8.0)).double().eval()
-    nacl = Structure(Lattice.cubic(5.6), ["Na"] * 4 + ["Cl"] * 4, [
-        [0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
-        [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]])
+    nacl = Structure(
+        Lattice.cubic(5.6),
+        ["Na"] * 4 + ["Cl"] * 4,
+        [
+            [0, 0, 0],
+            [0.5, 0.5, 0],
+            [0.5, 0, 0.5],
+            [0, 0.5, 0.5],
+            [0.5, 0, 0],
+            [0, 0.5, 0],
+            [0, 0, 0.5],
+            [0.5, 0.5, 0.5],
+        ],
+    )
     eps = predict(scalar, nacl)
     np.testing.assert_allclose(eps, eps.T)
     assert np.abs(eps - eps[0, 0] * np.eye(3)).max() > 1e-6  # no built-in isotropy for cubic
@@ -103,10 +121,14 @@ def test_graph_edges_match_brute_force(triclinic):
 
 
 def test_graph_refuses_disorder_and_isolated_atoms():
-    disordered = Structure(Lattice.cubic(4), [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    disordered = Structure(
+        Lattice.cubic(4), [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     with pytest.raises(GraphError, match="disordered"):
         structure_to_graph(disordered)
-    lonely = Structure(Lattice.cubic(12), ["Na", "Cl", "Ar"], [[0, 0, 0], [0.2, 0, 0], [0.5, 0.5, 0.5]])
+    lonely = Structure(
+        Lattice.cubic(12), ["Na", "Cl", "Ar"], [[0, 0, 0], [0.2, 0, 0], [0.5, 0.5, 0.5]]
+    )
     with pytest.raises(GraphError, match=r"site 2 \(Ar\) has no neighbour"):
         structure_to_graph(lonely)
     assert structure_to_graph(lonely, allow_isolated=True).num_nodes == 3

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
@@ -16,8 +17,6 @@ from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.dataset import clean_entries, load_entries, random_split
 from anisoscreen.model.predict import PredictionFailure, predict_structures
 from anisoscreen.model.train import TrainConfig, fit, prepare_graphs
-
-from conftest import TINY
 
 
 @pytest.fixture(scope="session")
@@ -63,11 +62,20 @@ def test_resumed_training_equals_uninterrupted(entries, tmp_path):
     train, val = (graphs[:30], targets[:30]), (graphs[30:], targets[30:])
     config = TrainConfig(max_epochs=3, batch_size=10)
     full, state_full = fit(TINY, config, train, val, tmp_path / "full.ckpt", device="cpu")
-    fit(TINY, TrainConfig(max_epochs=1, batch_size=10), train, val, tmp_path / "part.ckpt", device="cpu")
+    fit(
+        TINY,
+        TrainConfig(max_epochs=1, batch_size=10),
+        train,
+        val,
+        tmp_path / "part.ckpt",
+        device="cpu",
+    )
     resumed, state = fit(TINY, config, train, val, tmp_path / "part.ckpt", device="cpu")
     assert state.epoch == state_full.epoch == 3
-    assert [h["val_loss"] for h in state.history] == pytest.approx([h["val_loss"] for h in state_full.history])
-    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+    assert [h["val_loss"] for h in state.history] == pytest.approx(
+        [h["val_loss"] for h in state_full.history]
+    )
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=False):
         torch.testing.assert_close(v, w, msg=k)
 
 
@@ -77,13 +85,19 @@ def _write_inputs(folder, entries):
     entries[1].structure.to(filename=str(folder / "POSCAR"))
     (folder / "broken.cif").write_text("data_nothing\n_cell_length_a 3\n")
     Structure(Lattice.cubic(4), [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5] * 3]).to(
-        filename=str(folder / "disordered.cif"))
-    Structure(Lattice.cubic(4), ["Og", "O"], [[0, 0, 0], [0.5] * 3]).to(filename=str(folder / "og.cif"))
+        filename=str(folder / "disordered.cif")
+    )
+    Structure(Lattice.cubic(4), ["Og", "O"], [[0, 0, 0], [0.5] * 3]).to(
+        filename=str(folder / "og.cif")
+    )
     a, b = (str(el) for el in entries[0].structure.composition.elements[:2])  # seen in training
     Structure(Lattice.cubic(15), [a, b, a], [[0, 0, 0], [0.15, 0, 0], [0.5] * 3]).to(
-        filename=str(folder / "isolated.cif"))
-    records = [{"material_id": "mp-x1", "structure": entries[2].structure.as_dict(), "other": 1},
-               {"structure": entries[3].structure.as_dict()}]
+        filename=str(folder / "isolated.cif")
+    )
+    records = [
+        {"material_id": "mp-x1", "structure": entries[2].structure.as_dict(), "other": 1},
+        {"structure": entries[3].structure.as_dict()},
+    ]
     (folder / "pool.json").write_text(json.dumps(records))
 
 
@@ -92,12 +106,33 @@ def test_predict_cli_reports_bad_inputs_and_keeps_going(tiny_model, entries, tmp
     inputs = tmp_path / "inputs"
     _write_inputs(inputs, entries)
     out = tmp_path / "pred.jsonl"
-    result = CliRunner().invoke(app, ["predict", str(inputs), "--model", str(folder), "--output", str(out),
-                                      "--device", "cpu", "--batch-size", "3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(inputs),
+            "--model",
+            str(folder),
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "3",
+        ],
+    )
     assert result.exit_code == 3, result.output
     lines = {r["material_id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert set(lines) == {"first.cif", "POSCAR", "broken.cif", "disordered.cif", "og.cif",
-                          "isolated.cif", "mp-x1", "pool.json#1"}
+    assert set(lines) == {
+        "first.cif",
+        "POSCAR",
+        "broken.cif",
+        "disordered.cif",
+        "og.cif",
+        "isolated.cif",
+        "mp-x1",
+        "pool.json#1",
+    }
     assert "unreadable" in lines["broken.cif"]["error"]
     assert "disordered" in lines["disordered.cif"]["error"]
     assert "not seen in training: Og" in lines["og.cif"]["error"]
@@ -107,18 +142,27 @@ def test_predict_cli_reports_bad_inputs_and_keeps_going(tiny_model, entries, tmp
     np.testing.assert_allclose(eps, eps.T)
     np.testing.assert_allclose(good["eigenvalues"], np.linalg.eigvalsh(eps), atol=1e-9)
     assert good["eps_poly"] == pytest.approx(np.trace(eps) / 3)
-    assert good["anisotropy_ratio"] == pytest.approx(good["eigenvalues"][2] / good["eigenvalues"][0])
-    assert good["model"] == "tiny" and good["formula"] == entries[2].structure.composition.reduced_formula
+    assert good["anisotropy_ratio"] == pytest.approx(
+        good["eigenvalues"][2] / good["eigenvalues"][0]
+    )
+    assert (
+        good["model"] == "tiny"
+        and good["formula"] == entries[2].structure.composition.reduced_formula
+    )
 
 
 def test_python_api_matches_cli_shape_and_ensemble_spread(tiny_model, entries, tmp_path):
     folder, _ = tiny_model
     loaded = torch.load(folder / "model.pt", weights_only=True)
     sd = loaded["state_dicts"][0]
-    perturbed = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in sd.items()}
+    perturbed = {
+        k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in sd.items()
+    }
     loaded["state_dicts"] = [sd, perturbed]
     torch.save(loaded, tmp_path / "ens.pt")
-    docs = predict_structures([entries[5].structure, entries[6].structure], model=str(tmp_path / "ens.pt"), device="cpu")
+    docs = predict_structures(
+        [entries[5].structure, entries[6].structure], model=str(tmp_path / "ens.pt"), device="cpu"
+    )
     assert len(docs) == 2 and not any(isinstance(d, PredictionFailure) for d in docs)
     single = predict_structures([entries[5].structure], model=str(folder), device="cpu")[0]
     assert docs[0].n_models == 2 and docs[0].eps_poly_std > 0 and docs[0].anisotropy_ratio_std >= 0
@@ -136,10 +180,22 @@ def test_model_resolution_errors(tmp_path):
 def test_evaluate_cli_on_test_split(tiny_model, tmp_path):
     folder, result = tiny_model
     plot = tmp_path / "parity.png"
-    out = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--device", "cpu", "--data",
-                                   str(tmp_path / "missing.json")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(folder),
+            "--device",
+            "cpu",
+            "--data",
+            str(tmp_path / "missing.json"),
+        ],
+    )
     assert out.exit_code != 0
-    out = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--device", "cpu", "--parity-plot", str(plot)])
+    out = CliRunner().invoke(
+        app, ["evaluate", "--model", str(folder), "--device", "cpu", "--parity-plot", str(plot)]
+    )
     assert out.exit_code == 0, out.output
     assert "test split" in out.output and "(n=10)" in out.output  # the split it was trained with
     assert plot.stat().st_size > 10_000

@@ -52,7 +52,11 @@ class RecordedSearcher:
         docs = self.docs
         if "material_ids" in kwargs:
             docs = [d for d in docs if d["material_id"] in kwargs["material_ids"]]
-        for field, key in (("energy_above_hull", "energy_above_hull"), ("band_gap", "band_gap"), ("nsites", "num_sites")):
+        for field, key in (
+            ("energy_above_hull", "energy_above_hull"),
+            ("band_gap", "band_gap"),
+            ("nsites", "num_sites"),
+        ):
             if key in kwargs:
                 lo, hi = kwargs[key]
                 docs = [d for d in docs if lo <= d[field] <= hi]
@@ -62,21 +66,41 @@ class RecordedSearcher:
 def test_criteria_count_removals_in_order():
     docs = candidates_from_summary_docs(recorded_docs(), "mp").candidates
     result = apply_criteria(docs, ScreeningCriteria(exclude_known_dielectrics=False))
-    assert result.removed_by == {"energy_above_hull": 1, "noble_gas_or_hydrogen_only": 0, "num_sites": 1, "band_gap": 0}
+    assert result.removed_by == {
+        "energy_above_hull": 1,
+        "noble_gas_or_hydrogen_only": 0,
+        "num_sites": 1,
+        "band_gap": 0,
+    }
     assert len(result.kept) == 14
-    strict = apply_criteria(docs, ScreeningCriteria(min_band_gap=3.0, max_sites=12, model_elements=["O", "Ba"]))
+    strict = apply_criteria(
+        docs, ScreeningCriteria(min_band_gap=3.0, max_sites=12, model_elements=["O", "Ba"])
+    )
     assert strict.removed_by["num_sites"] == 8 and strict.removed_by["band_gap"] == 5
     assert all(set(d.elements) <= {"O", "Ba"} for d in strict.kept)
 
 
 def test_noble_gas_and_known_dielectrics_are_removed():
-    ne = CandidateDoc.from_structure(Structure(Lattice.cubic(4.4), ["Ne"], [[0, 0, 0]]), "t", "mp-111",
-                                     energy_above_hull=0.0, band_gap=11.0)
+    ne = CandidateDoc.from_structure(
+        Structure(Lattice.cubic(4.4), ["Ne"], [[0, 0, 0]]),
+        "t",
+        "mp-111",
+        energy_above_hull=0.0,
+        band_gap=11.0,
+    )
     known = next(iter(sorted(known_dielectric_ids())))
-    aln = CandidateDoc.from_structure(Structure(Lattice.cubic(4.4), ["Al", "N"], [[0, 0, 0], [0.5] * 3]), "t",
-                                      known, energy_above_hull=0.0, band_gap=4.0)
+    aln = CandidateDoc.from_structure(
+        Structure(Lattice.cubic(4.4), ["Al", "N"], [[0, 0, 0], [0.5] * 3]),
+        "t",
+        known,
+        energy_above_hull=0.0,
+        band_gap=4.0,
+    )
     result = apply_criteria([ne, aln])
-    assert result.removed_by["noble_gas_or_hydrogen_only"] == 1 and result.removed_by["known_dielectric"] == 1
+    assert (
+        result.removed_by["noble_gas_or_hydrogen_only"] == 1
+        and result.removed_by["known_dielectric"] == 1
+    )
     assert len(known_dielectric_ids()) == 7180
 
 
@@ -84,8 +108,14 @@ def test_mp_fetch_is_chunked_cached_and_resumes_after_failure(tmp_path):
     query = MPCandidateQuery(chunk_size=5)
     failing = RecordedSearcher(recorded_docs(), fail_on={3, 4, 5})
     with pytest.raises(AnisoscreenError) as err:
-        fetch_mp_candidates(failing, tmp_path, query, retries=2, sleep=lambda s: None, secret="sk-secret-123")
-    assert "chunk 2/3" in str(err.value) and "sk-secret-123" not in str(err.value) and "***" in str(err.value)
+        fetch_mp_candidates(
+            failing, tmp_path, query, retries=2, sleep=lambda s: None, secret="sk-secret-123"
+        )
+    assert (
+        "chunk 2/3" in str(err.value)
+        and "sk-secret-123" not in str(err.value)
+        and "***" in str(err.value)
+    )
     cached = sorted(p.name for p in (tmp_path / f"summary-{query.key}").iterdir())
     assert cached == ["chunk-00000-5.json.gz", "ids.json.gz"]
 
@@ -135,8 +165,15 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
     pool = small_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     overrides = {"data_dir": str(tmp_path / "d")}
-    maker = ScreeningMaker(source=str(pool), model=str(folder), device="cpu", batch_size=4, processes=1,
-                           store=overrides, criteria=ScreeningCriteria(exclude_known_dielectrics=False))
+    maker = ScreeningMaker(
+        source=str(pool),
+        model=str(folder),
+        device="cpu",
+        batch_size=4,
+        processes=1,
+        store=overrides,
+        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
+    )
     flow = maker.make("run-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     assert len(responses) == len(flow.jobs) == 4
@@ -154,7 +191,9 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
         assert all(p.band_gap is not None and p.model == "tiny" for p in preds)
         assert results.count("candidates") == n_candidates
     # a second run reuses every prediction and writes no duplicates
-    run_locally(maker.make("run-2"), store=build_job_store(settings), create_folders=False, log=False)
+    run_locally(
+        maker.make("run-2"), store=build_job_store(settings), create_folders=False, log=False
+    )
     with ResultsStore(settings) as results:
         second = [r for r in results.query(ScreeningRunDoc) if r.run_id == "run-2"][0]
         assert second.n_predicted == 0 and second.n_reused == n_candidates
@@ -186,7 +225,9 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
                     create_folders=False, log=False)
     """)
     env = {**os.environ, "ANISOSCREEN_DATA_DIR": str(data)}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
     lines = 0
     for line in proc.stdout:
         lines += line.startswith("progress")
@@ -199,8 +240,15 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
         partial = results.count("predictions")
         expected = results.count("candidates")
     assert 0 < partial < expected
-    maker = ScreeningMaker(source=str(pool), model=str(folder), device="cpu", batch_size=1, processes=1,
-                           store={"data_dir": str(data)}, criteria=ScreeningCriteria(exclude_known_dielectrics=False))
+    maker = ScreeningMaker(
+        source=str(pool),
+        model=str(folder),
+        device="cpu",
+        batch_size=1,
+        processes=1,
+        store={"data_dir": str(data)},
+        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
+    )
     run_locally(maker.make(), store=build_job_store(settings), create_folders=False, log=False)
     with ResultsStore(settings) as results:
         run = results.query(ScreeningRunDoc)[0]
@@ -213,14 +261,44 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
     runner = CliRunner()
-    dry = runner.invoke(app, ["run-screen", "--source", str(pool), "--model", str(folder), "--dry-run",
-                              "--data-dir", str(tmp_path / "d")])
+    dry = runner.invoke(
+        app,
+        [
+            "run-screen",
+            "--source",
+            str(pool),
+            "--model",
+            str(folder),
+            "--dry-run",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+    )
     assert dry.exit_code == 0, dry.output
     assert "removed by fewer than 40 sites: 1" in dry.output and "nothing written" in dry.output
-    assert not (tmp_path / "d" / "store").exists() or ResultsStore(get_settings(data_dir=tmp_path / "d")).count("predictions") == 0
-    real = runner.invoke(app, ["run-screen", "--source", str(pool), "--model", str(folder), "--device", "cpu",
-                               "--data-dir", str(tmp_path / "d"), "--processes", "1"])
+    assert (
+        not (tmp_path / "d" / "store").exists()
+        or ResultsStore(get_settings(data_dir=tmp_path / "d")).count("predictions") == 0
+    )
+    real = runner.invoke(
+        app,
+        [
+            "run-screen",
+            "--source",
+            str(pool),
+            "--model",
+            str(folder),
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--processes",
+            "1",
+        ],
+    )
     assert real.exit_code == 0, real.output
     assert "top 10 by anisotropy ratio" in real.output and "time per stage" in real.output
-    missing = runner.invoke(app, ["run-screen", "--source", str(tmp_path / "nope.json"), "--model", str(folder)])
+    missing = runner.invoke(
+        app, ["run-screen", "--source", str(tmp_path / "nope.json"), "--model", str(folder)]
+    )
     assert missing.exit_code != 0

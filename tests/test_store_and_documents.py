@@ -31,7 +31,8 @@ from anisoscreen.store import ResultsStore, StoreConfigError, build_job_store, b
 @pytest.fixture
 def aln() -> Structure:
     return Structure(
-        Lattice.hexagonal(3.11, 4.98), ["Al", "Al", "N", "N"],
+        Lattice.hexagonal(3.11, 4.98),
+        ["Al", "Al", "N", "N"],
         [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.382], [2 / 3, 1 / 3, 0.882]],
     )
 
@@ -39,8 +40,12 @@ def aln() -> Structure:
 def prediction(material_id="mp-661", model="m1", scale=1.0) -> PredictionDoc:
     return PredictionDoc.from_tensor(
         np.diag([4.372, 4.372, 4.573]) * scale,
-        material_id=material_id, formula_pretty="AlN", model=model,
-        model_version="1.0", model_checksum="abc", dimensionality=Dimensionality.THREE_D,
+        material_id=material_id,
+        formula_pretty="AlN",
+        model=model,
+        model_version="1.0",
+        model_checksum="abc",
+        dimensionality=Dimensionality.THREE_D,
     )
 
 
@@ -68,8 +73,12 @@ def test_candidate_from_structure_and_stable_id(aln):
 
 def test_round_trip_through_memory_store(memory_results, aln):
     cand = CandidateDoc.from_structure(aln, source="test", material_id="mp-661", band_gap=4.1)
-    val = ValidationDoc(material_id="mp-661", formula_pretty="AlN", job_uuid="u1",
-                        epsilon_electronic=np.diag([4.372, 4.372, 4.573]).tolist())
+    val = ValidationDoc(
+        material_id="mp-661",
+        formula_pretty="AlN",
+        job_uuid="u1",
+        epsilon_electronic=np.diag([4.372, 4.372, 4.573]).tolist(),
+    )
     run = ScreeningRunDoc(run_id="r1", source="bundled", removed_by={"band_gap": 3})
     assert memory_results.upsert([cand, prediction(), val, run]) == 4
     back = memory_results.query(CandidateDoc)[0]
@@ -170,14 +179,19 @@ def test_store_specs(tmp_path):
     assert uri.collection_name == "predictions" and uri.database == "anisoscreen"
     assert "db.example" in uri.name
     spec = tmp_path / "store.yaml"
-    spec.write_text("'@module': maggma.stores.mongolike\n'@class': MemoryStore\ncollection_name: x\n")
+    spec.write_text(
+        "'@module': maggma.stores.mongolike\n'@class': MemoryStore\ncollection_name: x\n"
+    )
     from_file = build_store(get_settings(store=str(spec), collection_prefix="run1_"), "validations")
     assert isinstance(from_file, MemoryStore) and from_file.collection_name == "run1_validations"
     with pytest.raises(StoreConfigError, match="unknown store"):
         build_store(get_settings(store="redis://x"), "predictions")
     with pytest.raises(StoreConfigError, match="does not exist"):
         build_store(get_settings(store=str(tmp_path / "missing.yaml")), "predictions")
-    assert ResultsStore(get_settings(store="mongodb://user:pw@db.example")).location == "mongodb://***@db.example"
+    assert (
+        ResultsStore(get_settings(store="mongodb://user:pw@db.example")).location
+        == "mongodb://***@db.example"
+    )
 
 
 def test_settings_precedence(tmp_path, monkeypatch):

@@ -125,13 +125,16 @@ def test_anisotropy_ratio_refuses_non_positive_tensors():
 
 def _hexagonal() -> Structure:
     return Structure(
-        Lattice.hexagonal(3.11, 4.98), ["Al", "Al", "N", "N"],
+        Lattice.hexagonal(3.11, 4.98),
+        ["Al", "Al", "N", "N"],
         [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.382], [2 / 3, 1 / 3, 0.882]],
     )
 
 
 def test_point_group_cubic_requires_isotropy():
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     assert tm.respects_point_group(2.3 * np.eye(3), nacl)
     assert not tm.respects_point_group(np.diag([2.3, 2.3, 2.5]), nacl)
 

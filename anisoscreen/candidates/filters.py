@@ -62,35 +62,53 @@ def _criteria(settings: ScreeningCriteria) -> list[Criterion]:
     out: list[Criterion] = []
     if settings.max_energy_above_hull is not None:
         limit = settings.max_energy_above_hull
-        out.append(Criterion(
-            "energy_above_hull", f"energy above hull < {limit * 1000:g} meV/atom",
-            lambda d: d.energy_above_hull is None or d.energy_above_hull < limit,
-        ))
+        out.append(
+            Criterion(
+                "energy_above_hull",
+                f"energy above hull < {limit * 1000:g} meV/atom",
+                lambda d: d.energy_above_hull is None or d.energy_above_hull < limit,
+            )
+        )
     if settings.exclude_noble_gas_hydrogen_only:
-        out.append(Criterion(
-            "noble_gas_or_hydrogen_only", "not made only of noble gases and/or hydrogen",
-            lambda d: not set(d.elements) <= NOBLE_GASES_AND_H,
-        ))
+        out.append(
+            Criterion(
+                "noble_gas_or_hydrogen_only",
+                "not made only of noble gases and/or hydrogen",
+                lambda d: not set(d.elements) <= NOBLE_GASES_AND_H,
+            )
+        )
     if settings.max_sites is not None:
         max_sites = settings.max_sites
-        out.append(Criterion("num_sites", f"fewer than {max_sites} sites", lambda d: d.nsites < max_sites))
+        out.append(
+            Criterion("num_sites", f"fewer than {max_sites} sites", lambda d: d.nsites < max_sites)
+        )
     if settings.min_band_gap is not None:
         gap = settings.min_band_gap
-        out.append(Criterion(
-            "band_gap", f"band gap > {gap:g} eV", lambda d: d.band_gap is None or d.band_gap > gap
-        ))
+        out.append(
+            Criterion(
+                "band_gap",
+                f"band gap > {gap:g} eV",
+                lambda d: d.band_gap is None or d.band_gap > gap,
+            )
+        )
     if settings.exclude_known_dielectrics:
         known = known_dielectric_ids() | frozenset(settings.extra_known_ids)
-        out.append(Criterion(
-            "known_dielectric", "not already in the MP dielectric data or the training set",
-            lambda d: d.material_id not in known,
-        ))
+        out.append(
+            Criterion(
+                "known_dielectric",
+                "not already in the MP dielectric data or the training set",
+                lambda d: d.material_id not in known,
+            )
+        )
     if settings.model_elements is not None:
         seen = frozenset(settings.model_elements)
-        out.append(Criterion(
-            "unseen_elements", "only elements the model saw in training",
-            lambda d: set(d.elements) <= seen,
-        ))
+        out.append(
+            Criterion(
+                "unseen_elements",
+                "only elements the model saw in training",
+                lambda d: set(d.elements) <= seen,
+            )
+        )
     return out
 
 

@@ -83,7 +83,9 @@ class MPCandidateQuery:
 
     @property
     def key(self) -> str:
-        payload = json.dumps({k: v for k, v in asdict(self).items() if k != "chunk_size"}, sort_keys=True)
+        payload = json.dumps(
+            {k: v for k, v in asdict(self).items() if k != "chunk_size"}, sort_keys=True
+        )
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
@@ -105,7 +107,11 @@ def _read_json(path: Path) -> Any:
 
 
 def _with_retry(
-    call: Callable[[], Any], what: str, retries: int, backoff: float, sleep: Callable[[float], None],
+    call: Callable[[], Any],
+    what: str,
+    retries: int,
+    backoff: float,
+    sleep: Callable[[float], None],
     secret: str | None,
 ) -> Any:
     for attempt in range(retries + 1):
@@ -117,7 +123,8 @@ def _with_retry(
                 if secret:
                     message = message.replace(secret, "***")
                 raise AnisoscreenError(
-                    f"Materials Project request for {what} failed after {retries + 1} attempts: {message}"
+                    f"Materials Project request for {what} failed after {retries + 1} "
+                    f"attempts: {message}"
                 ) from None
             sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -158,7 +165,11 @@ def fetch_mp_candidates(
     else:
         found = _with_retry(
             lambda: searcher.search(**query.search_kwargs(), fields=["material_id"]),
-            "the candidate ids", retries, backoff, sleep, secret,
+            "the candidate ids",
+            retries,
+            backoff,
+            sleep,
+            secret,
         )
         ids = sorted({str(doc["material_id"]) for doc in found})
         _write_json_atomic(ids_file, ids)
@@ -172,7 +183,11 @@ def fetch_mp_candidates(
         else:
             docs = _with_retry(
                 lambda chunk=chunk: searcher.search(material_ids=chunk, fields=SUMMARY_FIELDS),
-                f"chunk {k + 1}/{len(chunks)}", retries, backoff, sleep, secret,
+                f"chunk {k + 1}/{len(chunks)}",
+                retries,
+                backoff,
+                sleep,
+                secret,
             )
             docs = jsanitize(docs, strict=True, enum_values=True)
             _write_json_atomic(chunk_file, docs)

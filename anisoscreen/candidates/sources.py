@@ -30,7 +30,7 @@ class CandidateBatch:
 
 
 def candidates_from_summary_docs(docs: Iterable[dict[str, Any]], source: str) -> CandidateBatch:
-    """Turn MP summary documents (``material_id``, ``structure``, ``energy_above_hull``...) into candidates."""
+    """MP summary documents (``material_id``, ``structure``, ``band_gap``...) as candidates."""
     batch = CandidateBatch()
     for i, doc in enumerate(docs):
         ident = str(doc.get("material_id") or f"{source}#{i}")
@@ -68,7 +68,9 @@ def load_local(path: str | Path) -> CandidateBatch:
     batch = CandidateBatch()
     for record in read_structure_inputs([path]):
         if record.structure is None:
-            batch.failures.append({"material_id": record.material_id, "error": record.error or "unreadable"})
+            batch.failures.append(
+                {"material_id": record.material_id, "error": record.error or "unreadable"}
+            )
             continue
         fields = record.fields
         batch.candidates.append(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from anisoscreen.cli import DataDirOption, StoreOption, console, settings_from_options
+from anisoscreen.commands.common import DataDirOption, StoreOption, console, settings_from_options
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = ["register"]

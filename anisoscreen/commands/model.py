@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from anisoscreen.errors import AnisoscreenError
 
 ModelOption = Annotated[
-    Optional[str], typer.Option("--model", help="Model name (under models/) or checkpoint path.")
+    str | None, typer.Option("--model", help="Model name (under models/) or checkpoint path.")
 ]
 DeviceOption = Annotated[
-    Optional[str], typer.Option("--device", help="auto (GPU when available), cpu or cuda.")
+    str | None, typer.Option("--device", help="auto (GPU when available), cpu or cuda.")
 ]
 
 
@@ -26,11 +26,13 @@ def register(app: typer.Typer) -> None:
 
 
 def predict(
-    inputs: Annotated[list[Path], typer.Argument(help="CIF/POSCAR/vasprun files, folders, or JSON(.gz) lists.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="CIF/POSCAR/vasprun files, folders, or JSON(.gz) lists.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSON Lines file.")],
     model: ModelOption = None,
     device: DeviceOption = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
 ) -> None:
     """Predict the high-frequency dielectric tensor of every input structure.
 
@@ -39,12 +41,14 @@ def predict(
     """
     from rich.progress import Progress
 
-    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.predict import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
     settings = settings_from_options(model=model, device=device, batch_size=batch_size)
-    predictor = Predictor.load(settings.model, settings.data_dir, settings.device, settings.batch_size)
+    predictor = Predictor.load(
+        settings.model, settings.data_dir, settings.device, settings.batch_size
+    )
     records = list(read_structure_inputs(inputs))
     if not records:
         raise AnisoscreenError("no structures found in the inputs")
@@ -93,27 +97,41 @@ def prediction_line(doc) -> dict:
 
 
 def train(
-    name: Annotated[str, typer.Option("--name", help="Model name (folder under --output-dir).")] = "my-anisonet",
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Default: <data_dir>/models.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Training JSON(.gz); default: shared MP set.")] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Model name (folder under --output-dir).")
+    ] = "my-anisonet",
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Default: <data_dir>/models.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Training JSON(.gz); default: shared MP set.")
+    ] = None,
     mul: Annotated[int, typer.Option(help="Irrep multiplicity.")] = 32,
     lmax: Annotated[int, typer.Option(help="Highest rotational order.")] = 2,
     layers: Annotated[int, typer.Option(help="Gated convolution layers.")] = 2,
-    output_irreps: Annotated[str, typer.Option("--output-kind", help="equivariant (0e+2e) or scalar (6x0e).")] = "equivariant",
+    output_irreps: Annotated[
+        str, typer.Option("--output-kind", help="equivariant (0e+2e) or scalar (6x0e).")
+    ] = "equivariant",
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 0.003,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     lr_decay: Annotated[float, typer.Option(help="Exponential LR factor per epoch.")] = 0.98,
     batch_size: Annotated[int, typer.Option(help="Structures per step.")] = 12,
     max_epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 200,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
-    seeds: Annotated[list[int], typer.Option("--seed", help="One network per seed (ensemble).")] = [0],
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seed", help="One network per seed (ensemble).")
+    ] = None,
     split_seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split.")] = 42,
-    time_limit: Annotated[Optional[float], typer.Option(help="Stop resumably after S seconds.")] = None,
-    max_entries: Annotated[Optional[int], typer.Option(help="Use only the first N entries (smoke runs).")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Stop resumably after S seconds.")
+    ] = None,
+    max_entries: Annotated[
+        int | None, typer.Option(help="Use only the first N entries (smoke runs).")
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Train (or resume training) an equivariant dielectric model and write its model card."""
-    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.network import ModelConfig
     from anisoscreen.model.pipeline import train_model
     from anisoscreen.model.train import TrainConfig
@@ -136,10 +154,15 @@ def train(
         name,
         ModelConfig(mul=mul, lmax=lmax, num_layers=layers, output=output_irreps),
         TrainConfig(
-            lr=lr, weight_decay=weight_decay, lr_decay=lr_decay, batch_size=batch_size,
-            max_epochs=max_epochs, patience=patience, time_limit=time_limit,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_decay=lr_decay,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            time_limit=time_limit,
         ),
-        seeds=tuple(seeds),
+        seeds=tuple(seeds or [0]),
         split_seed=split_seed,
         device=settings.device,
         max_entries=max_entries,
@@ -150,35 +173,47 @@ def train(
         return
     test = result["test"]
     console.print(
-        f"test: eps_poly MAE {test['eps_poly_mae']:.3f}, a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
+        f"test: eps_poly MAE {test['eps_poly_mae']:.3f}, "
+        f"a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
         f"component MAE {test['component_mae']:.3f} -> {folder}"
     )
 
 
 def evaluate(
     model: ModelOption = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Data JSON(.gz); default: shared MP set.")] = None,
-    split_seed: Annotated[Optional[int], typer.Option(help="Split seed; default: the model's.")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data JSON(.gz); default: shared MP set.")
+    ] = None,
+    split_seed: Annotated[
+        int | None, typer.Option(help="Split seed; default: the model's.")
+    ] = None,
     subset: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
     device: DeviceOption = None,
-    parity_plot: Annotated[Optional[Path], typer.Option("--parity-plot", help="Write eps_poly / a_r parity plots here.")] = None,
+    parity_plot: Annotated[
+        Path | None, typer.Option("--parity-plot", help="Write eps_poly / a_r parity plots here.")
+    ] = None,
 ) -> None:
     """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components."""
     from rich.table import Table
 
-    from anisoscreen.cli import console, settings_from_options
+    from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.evaluate import evaluate_model
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
-    result = evaluate_model(settings.model, data, settings.data_dir, subset, split_seed, settings.device, parity_plot)
+    result = evaluate_model(
+        settings.model, data, settings.data_dir, subset, split_seed, settings.device, parity_plot
+    )
     table = Table(title=f"{result['model']} on the {subset} split (n={result['metrics']['n']})")
     for column in ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
         table.add_column(column)
     rows = {"all": result["metrics"], **result["metrics"].get("per_crystal_system", {})}
     for system, m in rows.items():
         table.add_row(
-            system, str(m["n"]), f"{m['eps_poly_mae']:.3f}", f"{m['anisotropy_ratio_mae']:.3f}",
+            system,
+            str(m["n"]),
+            f"{m['eps_poly_mae']:.3f}",
+            f"{m['anisotropy_ratio_mae']:.3f}",
             f"{m['component_mae']:.3f}",
         )
     console.print(table)

@@ -13,79 +13,24 @@ from typing import Annotated
 
 import typer
 
+from anisoscreen.commands.common import (
+    ArMaxOption,
+    ArMinOption,
+    DataDirOption,
+    DescendingOption,
+    DimensionalityOption,
+    ElementsOption,
+    ExcludeElementsOption,
+    LimitOption,
+    ModelOption,
+    SortOption,
+    StoreOption,
+    build_query,
+    settings_from_options,
+)
 from anisoscreen.errors import AnisoscreenError
 
-__all__ = [
-    "ArMaxOption",
-    "DataDirOption",
-    "ArMinOption",
-    "DimensionalityOption",
-    "ElementsOption",
-    "ExcludeElementsOption",
-    "LimitOption",
-    "ModelOption",
-    "SortOption",
-    "StoreOption",
-    "build_query",
-    "register",
-]
-
-# Same flags as ``cli.StoreOption`` / ``cli.DataDirOption``, defined here (and
-# ``settings_from_options`` imported inside the commands) so that importing this module never
-# imports ``anisoscreen.cli``: cli.py imports the command modules while it is being built.
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Results store: 'monty' (embedded, default), 'memory', a mongodb:// URI or a "
-        "maggma store YAML/JSON file. Overrides ANISOSCREEN_STORE and the config file.",
-    ),
-]
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Folder of the embedded store and user models."),
-]
-
-# -- filter options shared with ``query`` -----------------------------------------------------
-ArMinOption = Annotated[float | None, typer.Option("--ar-min", help="Smallest predicted a_r.")]
-ArMaxOption = Annotated[float | None, typer.Option("--ar-max", help="Largest predicted a_r.")]
-DimensionalityOption = Annotated[
-    list[str] | None,
-    typer.Option("--dimensionality", "-d", help="Structural dimensionality 0-3 (repeat or '1,2')."),
-]
-ElementsOption = Annotated[
-    list[str] | None,
-    typer.Option("--elements", "-e", help="Elements that must all be present (repeat or 'Mo,S')."),
-]
-ExcludeElementsOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--exclude-elements", "-x", help="Elements that must be absent (repeat or 'Pb,Cd')."
-    ),
-]
-ModelOption = Annotated[
-    str | None, typer.Option("--model", help="Only predictions of this model (default: newest).")
-]
-SortOption = Annotated[
-    str | None,
-    typer.Option(
-        "--sort",
-        help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
-        "dft_eps_poly, energy_above_hull, band_gap, material_id, formula.",
-    ),
-]
-DescendingOption = Annotated[
-    bool | None,
-    typer.Option("--descending/--ascending", help="Sort direction (default: natural for the key)."),
-]
-LimitOption = Annotated[int | None, typer.Option("--limit", "-n", help="At most N rows (0: all).")]
-
-
-def build_query(**options):
-    """A :class:`~anisoscreen.query.CandidateQuery` from CLI values (``None``: not given)."""
-    from anisoscreen.query import CandidateQuery
-
-    return CandidateQuery.build(**options)
+__all__ = ["FigureKind", "register"]
 
 
 class FigureKind(str, Enum):
@@ -202,7 +147,6 @@ def table(
     limit: LimitOption = None,
 ) -> None:
     """Table of candidates (Table S1): DFPT tensor and a_r, sorted by a_r."""
-    from anisoscreen.cli import settings_from_options
     from anisoscreen.query import find_candidates
     from anisoscreen.report.tables import format_from_path, parse_columns, render_table
     from anisoscreen.store import ResultsStore
@@ -260,7 +204,6 @@ def plot(
     limit: LimitOption = None,
 ) -> None:
     """Draw a figure of the store (Figs. 6, 7, S3-S5 of the reference paper, parity plots)."""
-    from anisoscreen.cli import settings_from_options
     from anisoscreen.query import find_candidates
     from anisoscreen.report.figures import (
         figure_format,

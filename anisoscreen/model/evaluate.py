@@ -105,7 +105,9 @@ def evaluate_model(
     if subset not in split:
         raise AnisoscreenError(f"unknown subset {subset!r}; use train, validation or test")
     chosen = [entries[i] for i in split[subset]]
-    graphs = [structure_to_graph(e.structure, loaded.config.cutoff, allow_isolated=True) for e in chosen]
+    graphs = [
+        structure_to_graph(e.structure, loaded.config.cutoff, allow_isolated=True) for e in chosen
+    ]
     predicted = tmath.irreps_to_tensor(predict_irreps(loaded.networks, graphs, dev).mean(axis=0))
     reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
     result = {

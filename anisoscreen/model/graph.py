@@ -68,7 +68,9 @@ def structure_to_graph(
         an atom has no neighbour within ``cutoff``.
     """
     if not structure.is_ordered:
-        raise GraphError("disordered or partially occupied structure; the model needs ordered sites")
+        raise GraphError(
+            "disordered or partially occupied structure; the model needs ordered sites"
+        )
     if len(structure) == 0:
         raise GraphError("structure has no sites")
     centre, neighbour, images, _ = structure.get_neighbor_list(r=cutoff, exclude_self=True)

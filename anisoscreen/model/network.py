@@ -204,7 +204,7 @@ class AnisoNet(nn.Module):
             "envelope": _polynomial_envelope(length / cfg.cutoff),
             "num_nodes": len(graph.atomic_numbers),
         }
-        for conv, gate in zip(self.convolutions, self.gates):
+        for conv, gate in zip(self.convolutions, self.gates, strict=False):
             x = gate(conv(x, species_attr, species_index, edge))
         out = self.output(x, species_attr, species_index, edge)
         x = torch.cat([out[l].reshape(len(species_index), -1) for l in sorted(out)], dim=1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -84,7 +83,9 @@ def train_model(
     systems = crystal_systems(test_structures)
     result = {
         "finished": True,
-        "test": metrics(tmath.irreps_to_tensor(predicted), tmath.irreps_to_tensor(test_targets), systems),
+        "test": metrics(
+            tmath.irreps_to_tensor(predicted), tmath.irreps_to_tensor(test_targets), systems
+        ),
         "members": [
             {
                 "seed": seed,
@@ -93,7 +94,7 @@ def train_model(
                 "best_val_loss": st.best_val_loss,
                 "train_seconds": round(st.train_seconds, 1),
             }
-            for seed, st in zip(seeds, states)
+            for seed, st in zip(seeds, states, strict=False)
         ],
     }
     if len(networks) > 1:
@@ -104,7 +105,11 @@ def train_model(
     metadata = {
         "data_file": Path(data_path).name,
         "data_sha256": file_checksum(data_path),
-        "cleaning": {"n_input": report.n_input, "removed": report.removed, "n_output": report.n_output},
+        "cleaning": {
+            "n_input": report.n_input,
+            "removed": report.removed,
+            "n_output": report.n_output,
+        },
         "split_seed": split_seed,
         "n_entries": len(entries),
         "split_sizes": {k: int(len(v)) for k, v in split.items()},
@@ -152,27 +157,27 @@ AnisoNet-style equivariant graph network (anisoscreen implementation) predicting
 high-frequency dielectric tensor eps_inf of a crystal from its structure.
 
 ## Data
-- File: `{metadata['data_file']}` (sha256 `{metadata['data_sha256'][:16]}...`), Materials
+- File: `{metadata["data_file"]}` (sha256 `{metadata["data_sha256"][:16]}...`), Materials
   Project DFPT (PBE) tensors; Materials Project data are CC BY 4.0 (cite the Materials Project
   and Petousis et al., Sci. Data 4, 160134, 2017).
-- Cleaning: {metadata['cleaning']['n_input']} entries -> {metadata['cleaning']['n_output']}
-  (removed: {metadata['cleaning']['removed']}).
-- Random split, seed {metadata['split_seed']}: {metadata['split_sizes']}.
+- Cleaning: {metadata["cleaning"]["n_input"]} entries -> {metadata["cleaning"]["n_output"]}
+  (removed: {metadata["cleaning"]["removed"]}).
+- Random split, seed {metadata["split_seed"]}: {metadata["split_sizes"]}.
 - Elements seen in training: {len(config.elements)}.
 
 ## Model
 - Config: `{json.dumps(cfg)}`
-- Parameters per member: {metadata['parameters_per_member']:,}; ensemble members (seeds):
-  {metadata['seeds']}.
-- Training: `{json.dumps(metadata['train_config'])}`.
-- Training time: {metadata['train_seconds']:.0f} s on {metadata['hardware']}
-  (trained {metadata['trained_at']}).
+- Parameters per member: {metadata["parameters_per_member"]:,}; ensemble members (seeds):
+  {metadata["seeds"]}.
+- Training: `{json.dumps(metadata["train_config"])}`.
+- Training time: {metadata["train_seconds"]:.0f} s on {metadata["hardware"]}
+  (trained {metadata["trained_at"]}).
 
 ## Test-set metrics (structures never seen in training or model selection)
-- eps_poly MAE: **{test['eps_poly_mae']:.3f}**
-- a_r MAE: **{test['anisotropy_ratio_mae']:.3f}**
-- mean component MAE: **{test['component_mae']:.3f}**
-- n = {test['n']}
+- eps_poly MAE: **{test["eps_poly_mae"]:.3f}**
+- a_r MAE: **{test["anisotropy_ratio_mae"]:.3f}**
+- mean component MAE: **{test["component_mae"]:.3f}**
+- n = {test["n"]}
 
 | crystal system | n | eps_poly MAE | a_r MAE | component MAE |
 | --- | --- | --- | --- | --- |

@@ -65,7 +65,9 @@ class Predictor:
     def load(cls, name_or_path: str, data_dir=None, device: str = "auto", batch_size: int = 64):
         """Load a model by name or path and wrap it."""
         dev = resolve_device(device)
-        return cls(load_model(name_or_path, data_dir, device=dev), device=str(dev), batch_size=batch_size)
+        return cls(
+            load_model(name_or_path, data_dir, device=dev), device=str(dev), batch_size=batch_size
+        )
 
     # -- checks -------------------------------------------------------------------------
     def graph_or_error(self, structure: Structure) -> CrystalGraph | str:
@@ -102,7 +104,9 @@ class Predictor:
                 "anisotropy_ratio_std": float((eig[:, -1] / eig[:, 0]).std(ddof=1)),
             }
         structure = record.structure
-        fields = {k: record.fields.get(k) for k in _RECORD_FIELDS if record.fields.get(k) is not None}
+        fields = {
+            k: record.fields.get(k) for k in _RECORD_FIELDS if record.fields.get(k) is not None
+        }
         return PredictionDoc.from_tensor(
             mean,
             material_id=record.material_id,
@@ -128,11 +132,17 @@ class Predictor:
             graphs, results = [], []
             for record in chunk:
                 if record.structure is None:
-                    results.append(PredictionFailure(record.material_id, None, record.error or "no structure", record.source))
+                    results.append(
+                        PredictionFailure(
+                            record.material_id, None, record.error or "no structure", record.source
+                        )
+                    )
                     continue
                 graph = self.graph_or_error(record.structure)
                 if isinstance(graph, str):
-                    results.append(PredictionFailure(record.material_id, record.formula, graph, record.source))
+                    results.append(
+                        PredictionFailure(record.material_id, record.formula, graph, record.source)
+                    )
                 else:
                     graphs.append(graph)
                     results.append(record)
@@ -163,4 +173,3 @@ def predict_structures(
     )
     predictor = Predictor.load(model, device=device, batch_size=batch_size)
     return list(predictor.predict(records))
-

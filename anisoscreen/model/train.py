@@ -116,7 +116,9 @@ def _loss(model, graphs, targets, device, batch_size=64) -> float:
     for start in range(0, len(graphs), batch_size):
         batch = collate(graphs[start : start + batch_size]).to(device)
         pred = model(batch)
-        target = torch.as_tensor(targets[start : start + batch_size], dtype=pred.dtype, device=device)
+        target = torch.as_tensor(
+            targets[start : start + batch_size], dtype=pred.dtype, device=device
+        )
         total += float(((pred - target) ** 2).sum())
         count += target.numel()
     return total / max(count, 1)
@@ -157,7 +159,8 @@ def fit(
         scheduler.load_state_dict(saved["scheduler"])
         saved_state = dict(saved["state"])
         saved_state.setdefault(
-            "stopped_early", saved_state["epoch"] - saved_state["best_epoch"] > train_config.patience
+            "stopped_early",
+            saved_state["epoch"] - saved_state["best_epoch"] > train_config.patience,
         )
         state = TrainState(**saved_state)
         best_weights = saved["best_weights"]
@@ -171,7 +174,9 @@ def fit(
         epoch_start = time.perf_counter()
         model.train()
         running, seen = 0.0, 0
-        for idx in _batches(len(train_graphs), train_config.batch_size, train_config.seed, state.epoch):
+        for idx in _batches(
+            len(train_graphs), train_config.batch_size, train_config.seed, state.epoch
+        ):
             batch = collate([train_graphs[i] for i in idx]).to(dev)
             target = torch.as_tensor(train_targets[idx], dtype=torch.float32, device=dev)
             loss = torch.nn.functional.mse_loss(model(batch), target)
