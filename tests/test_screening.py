@@ -302,3 +302,46 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
         app, ["run-screen", "--source", str(tmp_path / "nope.json"), "--model", str(folder)]
     )
     assert missing.exit_code != 0
+
+
+def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
+    """The MP dielectric builder on recorded responses, interrupted once and resumed."""
+    from anisoscreen.model.dataset import clean_entries, load_entries
+    from anisoscreen.model.mp_dataset import build_dielectric_dataset
+
+    with gzip.open(shared_dir / "data" / "mp_dielectric_tensors.json.gz", "rt") as handle:
+        source = [r for r in json.load(handle) if r["material_id"]][:7]
+    dielectric_docs = [
+        {"material_id": r["material_id"], "electronic": r["eps_electronic"], "ionic": r["eps_ionic"],
+         "total": r["eps_total"], "e_electronic": 0.0, "n": 0.0} for r in source
+    ]
+    summary_docs = [
+        {"material_id": r["material_id"], "formula_pretty": r["formula"], "nsites": r["nsites"],
+         "band_gap": r["band_gap"], "structure": r["structure"], "energy_above_hull": 0.0}
+        for r in source
+    ]
+
+    class Endpoint(RecordedSearcher):
+        def search(self, **kwargs):
+            self.calls.append(kwargs)
+            if len(self.calls) in self.fail_on:
+                raise ConnectionError("502 Bad Gateway")
+            docs = [d for d in self.docs if d["material_id"] in kwargs.get("material_ids", [d["material_id"]])]
+            return [{k: d[k] for k in kwargs["fields"]} for d in docs]
+
+    out = tmp_path / "mp_dielectric.json.gz"
+    with pytest.raises(AnisoscreenError, match="chunk 2/3"):
+        build_dielectric_dataset(Endpoint(dielectric_docs, fail_on={3}), Endpoint(summary_docs), out,
+                                 tmp_path / "cache", chunk_size=3, retries=0)
+    assert not out.exists()
+    dielectric = Endpoint(dielectric_docs)
+    assert build_dielectric_dataset(dielectric, Endpoint(summary_docs), out, tmp_path / "cache", chunk_size=3) == 7
+    assert len(dielectric.calls) == 2  # the ids and chunk 1 were cached
+    entries = load_entries(out)
+    by_id = {r["material_id"]: r for r in source}
+    for entry in entries:
+        assert entry.eps_electronic.tolist() == by_id[entry.material_id]["eps_electronic"]
+        assert entry.structure == Structure.from_dict(by_id[entry.material_id]["structure"])
+    assert clean_entries(entries)[1].n_input == 7
+    result = CliRunner().invoke(app, ["dataset", "build", "--from-mp", "--output", str(out)])
+    assert isinstance(result.exception, AnisoscreenError) and "MP_API_KEY" in str(result.exception)

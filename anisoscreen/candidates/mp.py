@@ -27,7 +27,14 @@ from monty.json import jsanitize
 
 from anisoscreen.errors import AnisoscreenError
 
-__all__ = ["MPCandidateQuery", "MPResterSearcher", "SummarySearcher", "fetch_mp_candidates"]
+__all__ = [
+    "MPCandidateQuery",
+    "MPResterSearcher",
+    "SummarySearcher",
+    "cached_ids",
+    "fetch_chunked",
+    "fetch_mp_candidates",
+]
 
 SUMMARY_FIELDS = [
     "material_id",
@@ -48,12 +55,21 @@ class SummarySearcher(Protocol):
 
 
 class MPResterSearcher:
-    """The real client: ``mp_api.client.MPRester(api_key).materials.summary.search``."""
+    """The real client: ``MPRester(api_key).materials.<endpoint>.search``.
 
-    def __init__(self, api_key: str) -> None:
+    Parameters
+    ----------
+    api_key
+        Materials Project API key.
+    endpoint
+        ``summary`` (candidates) or ``dielectric`` (training data).
+    """
+
+    def __init__(self, api_key: str, endpoint: str = "summary") -> None:
         if not api_key:
             raise AnisoscreenError("no Materials Project API key: set MP_API_KEY")
         self._api_key = api_key
+        self.endpoint = endpoint
         self._rester = None
 
     def search(self, **kwargs: Any) -> list[dict[str, Any]]:
@@ -61,7 +77,7 @@ class MPResterSearcher:
             from mp_api.client import MPRester
 
             self._rester = MPRester(api_key=self._api_key, mute_progress_bars=True)
-        docs = self._rester.materials.summary.search(**kwargs)
+        docs = getattr(self._rester.materials, self.endpoint).search(**kwargs)
         return [doc if isinstance(doc, dict) else doc.model_dump() for doc in docs]
 
 
@@ -159,22 +175,61 @@ def fetch_mp_candidates(
     """
     query = query or MPCandidateQuery()
     folder = Path(cache_dir) / f"summary-{query.key}"
+    ids = cached_ids(searcher, folder, query.search_kwargs(), retries, backoff, sleep, secret)
+    return fetch_chunked(
+        searcher,
+        ids,
+        SUMMARY_FIELDS,
+        folder,
+        query.chunk_size,
+        retries,
+        backoff,
+        sleep,
+        progress,
+        secret,
+    )
+
+
+def cached_ids(
+    searcher: SummarySearcher,
+    folder: Path,
+    criteria: dict[str, Any],
+    retries: int = 4,
+    backoff: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    secret: str | None = None,
+) -> list[str]:
+    """Sorted material ids matching ``criteria`` (one light query; cached in ``folder``)."""
     ids_file = folder / "ids.json.gz"
     if ids_file.is_file():
-        ids = _read_json(ids_file)
-    else:
-        found = _with_retry(
-            lambda: searcher.search(**query.search_kwargs(), fields=["material_id"]),
-            "the candidate ids",
-            retries,
-            backoff,
-            sleep,
-            secret,
-        )
-        ids = sorted({str(doc["material_id"]) for doc in found})
-        _write_json_atomic(ids_file, ids)
+        return _read_json(ids_file)
+    found = _with_retry(
+        lambda: searcher.search(**criteria, fields=["material_id"]),
+        "the material ids",
+        retries,
+        backoff,
+        sleep,
+        secret,
+    )
+    ids = sorted({str(doc["material_id"]) for doc in found})
+    _write_json_atomic(ids_file, ids)
+    return ids
 
-    chunks = [ids[i : i + query.chunk_size] for i in range(0, len(ids), query.chunk_size)]
+
+def fetch_chunked(
+    searcher: SummarySearcher,
+    ids: list[str],
+    fields: list[str],
+    folder: Path,
+    chunk_size: int = 500,
+    retries: int = 4,
+    backoff: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int, int], None] | None = None,
+    secret: str | None = None,
+) -> list[dict[str, Any]]:
+    """Documents of ``ids`` fetched ``chunk_size`` at a time; each chunk cached in ``folder``."""
+    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
     documents: list[dict[str, Any]] = []
     for k, chunk in enumerate(chunks):
         chunk_file = folder / f"chunk-{k:05d}-{len(chunk)}.json.gz"
@@ -182,7 +237,7 @@ def fetch_mp_candidates(
             docs = _read_json(chunk_file)
         else:
             docs = _with_retry(
-                lambda chunk=chunk: searcher.search(material_ids=chunk, fields=SUMMARY_FIELDS),
+                lambda chunk=chunk: searcher.search(material_ids=chunk, fields=fields),
                 f"chunk {k + 1}/{len(chunks)}",
                 retries,
                 backoff,

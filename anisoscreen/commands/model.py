@@ -18,11 +18,47 @@ DeviceOption = Annotated[
 ]
 
 
+dataset_app = typer.Typer(help="Build training data sets.", no_args_is_help=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add the model commands to ``app``."""
     app.command()(predict)
     app.command()(train)
     app.command()(evaluate)
+    dataset_app.command("build")(dataset_build)
+    app.add_typer(dataset_app, name="dataset")
+
+
+def dataset_build(
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSON.gz file to write.")],
+    from_mp: Annotated[
+        bool, typer.Option("--from-mp", help="Fetch every MP DFPT tensor (needs MP_API_KEY).")
+    ] = False,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1)] = 500,
+) -> None:
+    """Rebuild the full Materials Project dielectric set (tensors + structures) for training.
+
+    Interrupted downloads resume from a cache under the data dir.
+    """
+    from anisoscreen.candidates.mp import MPResterSearcher
+    from anisoscreen.commands.common import console, settings_from_options
+    from anisoscreen.model.mp_dataset import build_dielectric_dataset
+
+    if not from_mp:
+        raise AnisoscreenError("say where the data comes from: --from-mp")
+    settings = settings_from_options()
+    key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
+    count = build_dielectric_dataset(
+        MPResterSearcher(key, "dielectric"),
+        MPResterSearcher(key, "summary"),
+        output,
+        settings.data_dir / "cache" / "mp-dielectric",
+        chunk_size=chunk_size,
+        secret=key,
+        progress=lambda stage, done, total: console.print(f"{stage}: chunk {done}/{total}"),
+    )
+    console.print(f"{count} dielectric records -> {output}")
 
 
 def predict(

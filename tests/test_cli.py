@@ -1,0 +1,46 @@
+"""The console entry point: version, info on the embedded store, one-line user errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from anisoscreen import __version__
+from anisoscreen.schemas import PredictionDoc
+from anisoscreen.settings import get_settings
+from anisoscreen.store import ResultsStore
+
+
+def run_cli(*args: str, env=None) -> subprocess.CompletedProcess:
+    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+
+
+def test_version():
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"anisoscreen {__version__}"
+
+
+def test_info_reports_embedded_store_counts(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "d")
+    with ResultsStore(settings) as results:
+        results.upsert([PredictionDoc.from_tensor(np.eye(3) * 2, material_id="mp-1", formula_pretty="X",
+                                                  model="m", model_version="1", model_checksum="c")])
+    out = run_cli("info", "--data-dir", str(tmp_path / "d"))
+    assert out.returncode == 0, out.stderr
+    assert "embedded montydb" in out.stdout
+    assert any(line.split("│")[1:3] and "predictions" in line and "1" in line for line in out.stdout.splitlines())
+    assert "default model" in out.stdout and "torch" in out.stdout
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    out = run_cli("info", "--store", "redis://nowhere")
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("error: unknown store 'redis://nowhere'")
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    missing = run_cli("predict", str(tmp_path / "nope.cif"), "--output", str(tmp_path / "o.jsonl"),
+                      "--model", str(tmp_path / "no-model"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "not found" in missing.stderr
