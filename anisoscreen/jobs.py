@@ -155,27 +155,35 @@ def predict_candidates(
         )
         todo = [i for i in ids if i not in done]
         _report("predict", len(done), len(ids))
-        for start_idx in range(0, len(todo), batch_size):
-            chunk = todo[start_idx : start_idx + batch_size]
-            docs = results.query(CandidateDoc, {"material_id": {"$in": chunk}})
-            records = [
-                StructureRecord(
-                    d.material_id,
-                    d.structure,
-                    d.source,
-                    fields={"energy_above_hull": d.energy_above_hull, "band_gap": d.band_gap},
-                )
-                for d in docs
-            ]
-            batch_docs = []
-            for out in predictor.predict(records):
-                if isinstance(out, PredictionFailure):
-                    failures.append(out.as_dict())
-                else:
-                    batch_docs.append(out)
+        # one streaming read of the candidates (a query per batch would rescan the store)
+        records = (
+            StructureRecord(
+                d.material_id,
+                d.structure,
+                d.source,
+                fields={"energy_above_hull": d.energy_above_hull, "band_gap": d.band_gap},
+            )
+            for d in map(
+                CandidateDoc.from_store,
+                results.store("candidates").query(criteria={"material_id": {"$in": todo}}),
+            )
+        )
+        batch_docs: list[PredictionDoc] = []
+
+        def flush() -> None:
+            nonlocal n_predicted
             results.upsert(batch_docs)
             n_predicted += len(batch_docs)
-            _report("predict", len(chunk), len(ids))
+            batch_docs.clear()
+
+        for out in predictor.predict(records, progress=lambda n: _report("predict", n, len(ids))):
+            if isinstance(out, PredictionFailure):
+                failures.append(out.as_dict())
+            else:
+                batch_docs.append(out)
+                if len(batch_docs) == batch_size:
+                    flush()
+        flush()
     return {
         "material_ids": ids,
         "model": name,
