@@ -84,14 +84,20 @@ class PredictionMaker(Maker):
 
 @dataclass
 class RankingMaker(Maker):
-    """Dimensionality (CrystalNN + Larsen) and crystal system, in parallel; rank by a_r."""
+    """Dimensionality (CrystalNN + Larsen) and crystal system, in parallel; rank by a_r.
+
+    ``describe_top`` candidates also get robocrys's text description (~2 s each).
+    """
 
     name: str = "rank"
     processes: int | None = None
     store: dict[str, Any] | None = None
+    describe_top: int = 0
 
     def make(self, predictions: Any) -> Job:
-        job = rank_candidates(predictions, self.processes, self.store)
+        job = rank_candidates(
+            predictions, self.processes, self.store, describe_top=self.describe_top
+        )
         job.name = self.name
         return job
 
@@ -102,7 +108,7 @@ class ScreeningMaker(Maker):
 
     Parameters
     ----------
-    source, criteria, model, device, batch_size, processes
+    source, criteria, model, device, batch_size, processes, describe_top
         Passed to the stage makers (see their docs).
     store
         Results-store settings overrides shared by every stage.
@@ -121,6 +127,7 @@ class ScreeningMaker(Maker):
     device: str = "auto"
     batch_size: int = 64
     processes: int | None = None
+    describe_top: int = 0
     store: dict[str, Any] | None = None
     validate: bool = False
     ar_threshold: float | None = 2.5
@@ -135,7 +142,9 @@ class ScreeningMaker(Maker):
         predictions = PredictionMaker(
             model=self.model, device=self.device, batch_size=self.batch_size, store=self.store
         ).make(candidates.output)
-        ranking = RankingMaker(processes=self.processes, store=self.store).make(predictions.output)
+        ranking = RankingMaker(
+            processes=self.processes, store=self.store, describe_top=self.describe_top
+        ).make(predictions.output)
         record = record_screening_run(
             run_id, self.source, candidates.output, predictions.output, ranking.output, self.store
         )

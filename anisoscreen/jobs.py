@@ -203,11 +203,13 @@ def rank_candidates(
     processes: int | None = None,
     store: dict[str, Any] | None = None,
     top: int = 10,
+    describe_top: int = 0,
 ) -> dict[str, Any]:
     """Add dimensionality and crystal system to the predictions that lack them; rank by a_r.
 
     Descriptors are structural, so they are computed once per material and reused by any
-    model's predictions of it.
+    model's predictions of it. The ``describe_top`` highest-a_r candidates also get robocrys's
+    text description (~2 s each).
     """
     from anisoscreen import ranking
 
@@ -250,6 +252,21 @@ def rank_candidates(
             key=lambda d: d.anisotropy_ratio,
             reverse=True,
         )
+        undescribed = [d for d in ranked[:describe_top] if d.description is None]
+        if undescribed:
+            wanted = {d.material_id for d in undescribed}
+            cands = {
+                c.material_id: c.structure
+                for c in results.query(CandidateDoc, {"material_id": {"$in": sorted(wanted)}})
+            }
+            described = []
+            for doc in undescribed:
+                text = ranking.describe(cands[doc.material_id])
+                described.append(
+                    doc.model_copy(update={"description": text, "last_updated": utcnow()})
+                )
+                _report("describe", 1, len(undescribed))
+            results.upsert(described)
     return {
         "model": predictions["model"],
         "ranking": [

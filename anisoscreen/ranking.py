@@ -146,9 +146,14 @@ def descriptors(
     return dict(zip(ids, results, strict=False))
 
 
-def describe(structure: Structure) -> str:
+def describe(structure: Structure) -> str | None:
     """robocrys's condensed text description (slow: use for top candidates only)."""
     from robocrys import StructureCondenser, StructureDescriber
 
-    condensed = StructureCondenser().condense_structure(structure)
-    return StructureDescriber().describe(condensed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            condensed = StructureCondenser().condense_structure(structure)
+            return StructureDescriber().describe(condensed)
+    except Exception:  # robocrys fails on some unusual bonding; the ranking goes on
+        return None

@@ -141,6 +141,7 @@ class PredictionDoc(_Document):
     n_models: int = Field(1, description="Ensemble size.")
     dimensionality: Dimensionality | None = None
     crystal_system: str | None = None
+    description: str | None = Field(None, description="robocrys text (top candidates only).")
     elements: list[str] = Field(default_factory=list)
     nsites: int | None = None
     energy_above_hull: float | None = None

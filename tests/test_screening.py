@@ -294,10 +294,17 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
             str(tmp_path / "d"),
             "--processes",
             "1",
+            "--describe-top",
+            "1",
+            "--include-known",
         ],
     )
     assert real.exit_code == 0, real.output
-    assert "top 10 by anisotropy ratio" in real.output and "time per stage" in real.output
+    assert "top 10 by anisotropy ratio" in real.output and "time per stage" in real.output, real.output
+    with ResultsStore(get_settings(data_dir=tmp_path / "d")) as results:
+        ranked = sorted(results.query(PredictionDoc), key=lambda p: p.anisotropy_ratio, reverse=True)
+    assert ranked[0].description and ranked[0].formula_pretty[:2] in ranked[0].description
+    assert all(p.description is None for p in ranked[1:])
     missing = runner.invoke(
         app, ["run-screen", "--source", str(tmp_path / "nope.json"), "--model", str(folder)]
     )

@@ -84,6 +84,13 @@ def run_screen(
     processes: Annotated[
         int | None, typer.Option("--processes", help="Cores for dimensionality.")
     ] = None,
+    include_known: Annotated[
+        bool,
+        typer.Option("--include-known", help="Keep materials that already have MP DFPT data."),
+    ] = False,
+    describe_top: Annotated[
+        int, typer.Option("--describe-top", help="robocrys descriptions for the top N (~2 s each).")
+    ] = 0,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf, rank by a_r, store everything."""
     from jobflow import run_locally
@@ -98,7 +105,10 @@ def run_screen(
         store, data_dir, model=model, device=device, batch_size=batch_size
     )
     criteria = ScreeningCriteria(
-        max_energy_above_hull=max_hull, min_band_gap=min_gap, max_sites=max_sites
+        max_energy_above_hull=max_hull,
+        min_band_gap=min_gap,
+        max_sites=max_sites,
+        exclude_known_dielectrics=not include_known,
     )
     if dry_run:
         _dry_run(source, criteria, settings, console)
@@ -114,6 +124,7 @@ def run_screen(
         device=settings.device,
         batch_size=settings.batch_size,
         processes=processes,
+        describe_top=describe_top,
         store=store_overrides(settings),
         validate=validate,
         ar_threshold=ar_threshold,
