@@ -55,14 +55,14 @@ def load_source(source: str, data_dir=None):
     if source == "bundled":
         return sources.load_bundled()
     if source == "mp":
-        from anisoscreen.candidates.mp import MPResterSearcher, fetch_mp_candidates
+        from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy, fetch_mp_candidates
 
         settings = get_settings(data_dir=data_dir)
         key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
         docs = fetch_mp_candidates(
             MPResterSearcher(key),
             settings.data_dir / "cache" / "mp",
-            secret=key,
+            retry=RetryPolicy(secret=key),
             progress=lambda done, total: _report("fetch", 1, total),
         )
         return sources.candidates_from_summary_docs(docs, source="mp")

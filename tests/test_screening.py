@@ -17,7 +17,7 @@ from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
 from anisoscreen.candidates.filters import ScreeningCriteria, apply_criteria, known_dielectric_ids
-from anisoscreen.candidates.mp import MPCandidateQuery, fetch_mp_candidates
+from anisoscreen.candidates.mp import MPCandidateQuery, RetryPolicy, fetch_mp_candidates
 from anisoscreen.candidates.sources import candidates_from_summary_docs, load_bundled, load_local
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
@@ -109,7 +109,7 @@ def test_mp_fetch_is_chunked_cached_and_resumes_after_failure(tmp_path):
     failing = RecordedSearcher(recorded_docs(), fail_on={3, 4, 5})
     with pytest.raises(AnisoscreenError) as err:
         fetch_mp_candidates(
-            failing, tmp_path, query, retries=2, sleep=lambda s: None, secret="sk-secret-123"
+            failing, tmp_path, query, RetryPolicy(2, sleep=lambda s: None, secret="sk-secret-123")
         )
     assert (
         "chunk 2/3" in str(err.value)
@@ -121,7 +121,7 @@ def test_mp_fetch_is_chunked_cached_and_resumes_after_failure(tmp_path):
 
     resumed = RecordedSearcher(recorded_docs())
     waits = []
-    docs = fetch_mp_candidates(resumed, tmp_path, query, sleep=waits.append)
+    docs = fetch_mp_candidates(resumed, tmp_path, query, RetryPolicy(sleep=waits.append))
     assert len(docs) == 14  # server-side criteria drop the 72-site and the unstable entry
     ids = sorted(d["material_id"] for d in docs)
     # the id list and chunk 1 came from the cache: only chunks 2 and 3 were fetched
@@ -135,7 +135,7 @@ def test_mp_fetch_is_chunked_cached_and_resumes_after_failure(tmp_path):
 def test_transient_failures_are_retried_with_backoff(tmp_path):
     flaky = RecordedSearcher(recorded_docs(), fail_on={1, 2})
     waits = []
-    docs = fetch_mp_candidates(flaky, tmp_path, MPCandidateQuery(), backoff=1.5, sleep=waits.append)
+    docs = fetch_mp_candidates(flaky, tmp_path, MPCandidateQuery(), RetryPolicy(backoff=1.5, sleep=waits.append))
     assert len(docs) == 14 and waits == [1.5, 3.0]
 
 
@@ -339,7 +339,7 @@ def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
     out = tmp_path / "mp_dielectric.json.gz"
     with pytest.raises(AnisoscreenError, match="chunk 2/3"):
         build_dielectric_dataset(Endpoint(dielectric_docs, fail_on={3}), Endpoint(summary_docs), out,
-                                 tmp_path / "cache", chunk_size=3, retries=0)
+                                 tmp_path / "cache", chunk_size=3, retry=RetryPolicy(0))
     assert not out.exists()
     dielectric = Endpoint(dielectric_docs)
     assert build_dielectric_dataset(dielectric, Endpoint(summary_docs), out, tmp_path / "cache", chunk_size=3) == 7

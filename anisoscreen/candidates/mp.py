@@ -30,6 +30,7 @@ from anisoscreen.errors import AnisoscreenError
 __all__ = [
     "MPCandidateQuery",
     "MPResterSearcher",
+    "RetryPolicy",
     "SummarySearcher",
     "cached_ids",
     "fetch_chunked",
@@ -122,39 +123,51 @@ def _read_json(path: Path) -> Any:
         return json.load(handle)
 
 
-def _with_retry(
-    call: Callable[[], Any],
-    what: str,
-    retries: int,
-    backoff: float,
-    sleep: Callable[[float], None],
-    secret: str | None,
-) -> Any:
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except Exception as exc:  # network, server and rate-limit errors alike
-            if attempt == retries:
-                message = str(exc)
-                if secret:
-                    message = message.replace(secret, "***")
-                raise AnisoscreenError(
-                    f"Materials Project request for {what} failed after {retries + 1} "
-                    f"attempts: {message}"
-                ) from None
-            sleep(backoff * 2**attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient MP failures are retried.
+
+    Parameters
+    ----------
+    retries
+        Extra attempts after the first.
+    backoff
+        Attempt ``k`` waits ``backoff * 2**k`` seconds before the next.
+    sleep
+        The waiting function (replaced in tests).
+    secret
+        A string (the API key) that must never appear in error messages.
+    """
+
+    retries: int = 4
+    backoff: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+    secret: str | None = None
+
+    def call(self, request: Callable[[], Any], what: str) -> Any:
+        """Run ``request``, retrying; raise one clean :class:`AnisoscreenError` at the end."""
+        for attempt in range(self.retries + 1):
+            try:
+                return request()
+            except Exception as exc:  # network, server and rate-limit errors alike
+                if attempt == self.retries:
+                    message = str(exc)
+                    if self.secret:
+                        message = message.replace(self.secret, "***")
+                    raise AnisoscreenError(
+                        f"Materials Project request for {what} failed after "
+                        f"{self.retries + 1} attempts: {message}"
+                    ) from None
+                self.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def fetch_mp_candidates(
     searcher: SummarySearcher,
     cache_dir: str | Path,
     query: MPCandidateQuery | None = None,
-    retries: int = 4,
-    backoff: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy | None = None,
     progress: Callable[[int, int], None] | None = None,
-    secret: str | None = None,
 ) -> list[dict[str, Any]]:
     """Fetch (or resume fetching) MP summary documents of every candidate.
 
@@ -166,50 +179,29 @@ def fetch_mp_candidates(
         Folder for the resumable cache.
     query
         Server-side criteria and chunk size.
-    retries, backoff, sleep
-        Transient failures are retried ``retries`` times, waiting ``backoff * 2**attempt`` s.
+    retry
+        Retry policy for transient failures (and the secret to keep out of errors).
     progress
         Called with ``(chunks_done, chunks_total)``.
-    secret
-        A string (the API key) that must never appear in error messages.
     """
     query = query or MPCandidateQuery()
     folder = Path(cache_dir) / f"summary-{query.key}"
-    ids = cached_ids(searcher, folder, query.search_kwargs(), retries, backoff, sleep, secret)
-    return fetch_chunked(
-        searcher,
-        ids,
-        SUMMARY_FIELDS,
-        folder,
-        query.chunk_size,
-        retries,
-        backoff,
-        sleep,
-        progress,
-        secret,
-    )
+    ids = cached_ids(searcher, folder, query.search_kwargs(), retry)
+    return fetch_chunked(searcher, ids, SUMMARY_FIELDS, folder, query.chunk_size, retry, progress)
 
 
 def cached_ids(
     searcher: SummarySearcher,
     folder: Path,
     criteria: dict[str, Any],
-    retries: int = 4,
-    backoff: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-    secret: str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> list[str]:
     """Sorted material ids matching ``criteria`` (one light query; cached in ``folder``)."""
     ids_file = folder / "ids.json.gz"
     if ids_file.is_file():
         return _read_json(ids_file)
-    found = _with_retry(
-        lambda: searcher.search(**criteria, fields=["material_id"]),
-        "the material ids",
-        retries,
-        backoff,
-        sleep,
-        secret,
+    found = (retry or RetryPolicy()).call(
+        lambda: searcher.search(**criteria, fields=["material_id"]), "the material ids"
     )
     ids = sorted({str(doc["material_id"]) for doc in found})
     _write_json_atomic(ids_file, ids)
@@ -222,13 +214,11 @@ def fetch_chunked(
     fields: list[str],
     folder: Path,
     chunk_size: int = 500,
-    retries: int = 4,
-    backoff: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy | None = None,
     progress: Callable[[int, int], None] | None = None,
-    secret: str | None = None,
 ) -> list[dict[str, Any]]:
     """Documents of ``ids`` fetched ``chunk_size`` at a time; each chunk cached in ``folder``."""
+    retry = retry or RetryPolicy()
     chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
     documents: list[dict[str, Any]] = []
     for k, chunk in enumerate(chunks):
@@ -236,13 +226,9 @@ def fetch_chunked(
         if chunk_file.is_file():
             docs = _read_json(chunk_file)
         else:
-            docs = _with_retry(
+            docs = retry.call(
                 lambda chunk=chunk: searcher.search(material_ids=chunk, fields=fields),
                 f"chunk {k + 1}/{len(chunks)}",
-                retries,
-                backoff,
-                sleep,
-                secret,
             )
             docs = jsanitize(docs, strict=True, enum_values=True)
             _write_json_atomic(chunk_file, docs)

@@ -41,7 +41,7 @@ def dataset_build(
 
     Interrupted downloads resume from a cache under the data dir.
     """
-    from anisoscreen.candidates.mp import MPResterSearcher
+    from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy
     from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.mp_dataset import build_dielectric_dataset
 
@@ -55,7 +55,7 @@ def dataset_build(
         output,
         settings.data_dir / "cache" / "mp-dielectric",
         chunk_size=chunk_size,
-        secret=key,
+        retry=RetryPolicy(secret=key),
         progress=lambda stage, done, total: console.print(f"{stage}: chunk {done}/{total}"),
     )
     console.print(f"{count} dielectric records -> {output}")

@@ -13,13 +13,12 @@ import gzip
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from monty.json import jsanitize
 
-from anisoscreen.candidates.mp import SummarySearcher, cached_ids, fetch_chunked
+from anisoscreen.candidates.mp import RetryPolicy, SummarySearcher, cached_ids, fetch_chunked
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = ["DIELECTRIC_FIELDS", "STRUCTURE_FIELDS", "build_dielectric_dataset"]
@@ -35,11 +34,8 @@ def build_dielectric_dataset(
     output: str | Path,
     cache_dir: str | Path,
     chunk_size: int = 500,
-    retries: int = 4,
-    backoff: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    secret: str | None = None,
 ) -> int:
     """Fetch every MP dielectric tensor with its structure and write a JSON.gz training file.
 
@@ -51,6 +47,8 @@ def build_dielectric_dataset(
         The JSON.gz file to write (atomically).
     cache_dir
         Folder of the resumable chunk cache.
+    retry
+        Retry policy for transient failures (and the API key to keep out of errors).
 
     Returns
     -------
@@ -58,7 +56,7 @@ def build_dielectric_dataset(
         Number of records written.
     """
     cache_dir = Path(cache_dir)
-    ids = cached_ids(dielectric, cache_dir / "dielectric", {}, retries, backoff, sleep, secret)
+    ids = cached_ids(dielectric, cache_dir / "dielectric", {}, retry)
     if not ids:
         raise AnisoscreenError("the Materials Project returned no dielectric materials")
 
@@ -71,11 +69,8 @@ def build_dielectric_dataset(
         DIELECTRIC_FIELDS,
         cache_dir / "dielectric",
         chunk_size,
-        retries,
-        backoff,
-        sleep,
+        retry,
         stage("tensors"),
-        secret,
     )
     structures = fetch_chunked(
         summary,
@@ -83,11 +78,8 @@ def build_dielectric_dataset(
         STRUCTURE_FIELDS,
         cache_dir / "summary",
         chunk_size,
-        retries,
-        backoff,
-        sleep,
+        retry,
         stage("structures"),
-        secret,
     )
     by_id = {doc["material_id"]: doc for doc in structures}
     records = []
