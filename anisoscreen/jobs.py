@@ -79,8 +79,11 @@ def filter_source(
     :class:`~anisoscreen.candidates.filters.FilterResult`.
     """
     criteria = (criteria or ScreeningCriteria()).model_copy()
-    if model is not None and criteria.model_elements is None:
-        criteria.model_elements = _model_elements(model, data_dir)
+    if model is not None:
+        elements, trained_on = _model_knowledge(model, data_dir)
+        if criteria.model_elements is None:
+            criteria.model_elements = elements
+        criteria.extra_known_ids = sorted(set(criteria.extra_known_ids) | set(trained_on))
     batch = load_source(source, data_dir)
     return criteria, batch, apply_criteria(batch.candidates, criteria)
 
@@ -94,7 +97,8 @@ def fetch_candidates(
 ) -> dict[str, Any]:
     """Load candidates, apply the criteria and upsert the survivors as ``CandidateDoc``s.
 
-    When ``model`` is given, its training elements become the ``unseen_elements`` criterion.
+    When ``model`` is given, its training elements become the ``unseen_elements`` criterion
+    and the materials of its data set join the known dielectrics.
     """
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
@@ -114,14 +118,16 @@ def fetch_candidates(
     }
 
 
-def _model_elements(model: str, data_dir) -> list[str]:
+def _model_knowledge(model: str, data_dir) -> tuple[list[str], list[str]]:
+    """Elements a model saw in training and the material ids of its data set."""
     import torch
     from pymatgen.core import Element
 
     from anisoscreen.model.checkpoint import resolve_model_path
 
     payload = torch.load(resolve_model_path(model, data_dir), map_location="cpu", weights_only=True)
-    return [Element.from_Z(z).symbol for z in payload["config"]["elements"]]
+    elements = [Element.from_Z(z).symbol for z in payload["config"]["elements"]]
+    return elements, list(payload.get("metadata", {}).get("material_ids", []))
 
 
 @job

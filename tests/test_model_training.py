@@ -47,6 +47,7 @@ def test_smoke_training_writes_model_card_and_metrics(tiny_model):
     card = (folder / "MODEL_CARD.md").read_text()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert "eps_poly MAE" in card and metrics["split_seed"] == 42
+    assert 80 <= len(metrics["material_ids"]) <= 100 and metrics["n_entries"] == 100
     assert len(metrics["data_sha256"]) == 64
     test = result["test"]
     assert test["n"] == 10 and 0 < test["eps_poly_mae"] < 10

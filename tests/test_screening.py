@@ -352,3 +352,17 @@ def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
     assert clean_entries(entries)[1].n_input == 7
     result = CliRunner().invoke(app, ["dataset", "build", "--from-mp", "--output", str(out)])
     assert isinstance(result.exception, AnisoscreenError) and "MP_API_KEY" in str(result.exception)
+
+
+def test_model_training_set_joins_the_known_materials(tiny_model, tmp_path):
+    from anisoscreen.jobs import filter_source
+
+    folder, _ = tiny_model
+    trained = json.loads((folder / "metrics.json").read_text())["material_ids"]
+    docs = recorded_docs()[:3]
+    docs[0] = {**docs[0], "material_id": trained[0]}
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(docs))
+    criteria, _, result = filter_source(str(pool), ScreeningCriteria(), str(folder))
+    assert set(trained) <= set(criteria.extra_known_ids)
+    assert trained[0] not in {d.material_id for d in result.kept}

@@ -112,6 +112,8 @@ def train_model(
         },
         "split_seed": split_seed,
         "n_entries": len(entries),
+        # every material of the data set (train, validation and test) is already known
+        "material_ids": sorted({e.material_id for e in entries if e.material_id.startswith("mp-")}),
         "split_sizes": {k: int(len(v)) for k, v in split.items()},
         "train_config": train_config.to_dict(),
         "seeds": list(seeds),
