@@ -41,13 +41,15 @@ def test_split_is_seeded_and_disjoint():
     assert not np.array_equal(random_split(2695, 7)["test"], a["test"])
 
 
-def test_smoke_training_writes_model_card_and_metrics(tiny_model):
+def test_smoke_training_writes_model_card_and_metrics(tiny_model, entries):
     folder, result = tiny_model
     assert result["finished"]
     card = (folder / "MODEL_CARD.md").read_text()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert "eps_poly MAE" in card and metrics["split_seed"] == 42
-    assert 80 <= len(metrics["material_ids"]) <= 100 and metrics["n_entries"] == 100
+    kept, _ = clean_entries(entries)
+    expected_ids = {e.material_id for e in kept[:100] if e.material_id.startswith("mp-")}
+    assert set(metrics["material_ids"]) == expected_ids and metrics["n_entries"] == 100
     assert len(metrics["data_sha256"]) == 64
     test = result["test"]
     assert test["n"] == 10 and 0 < test["eps_poly_mae"] < 10
