@@ -30,7 +30,7 @@ from anisoscreen.store import ResultsStore, build_job_store
 def run_once(maker: ScreeningMaker, settings) -> tuple[float, ScreeningRunDoc]:
     start = time.perf_counter()
     flow = maker.make()
-    run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
+    run_locally(flow, store=build_job_store(settings), create_folders=False, ensure_success=True)
     seconds = time.perf_counter() - start
     with ResultsStore(settings) as results:
         runs = sorted(results.query(ScreeningRunDoc), key=lambda r: r.finished_at)
