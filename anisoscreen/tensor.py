@@ -289,15 +289,3 @@ def respects_point_group(
     along a, b, c, and monoclinic ones a principal axis along the unique axis.
     """
     return point_group_violation(tensor, structure, symprec) <= tol
-
-
-EIGENVALUE_MULTIPLICITY = {
-    "cubic": (3,),
-    "hexagonal": (1, 2),
-    "trigonal": (1, 2),
-    "tetragonal": (1, 2),
-    "orthorhombic": (1, 1, 1),
-    "monoclinic": (1, 1, 1),
-    "triclinic": (1, 1, 1),
-}
-"""Generic eigenvalue degeneracy pattern of a symmetric rank-2 tensor per crystal system."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from anisoscreen.model.graph import GraphBatch
 from anisoscreen.model.layers import AttributeLinear, EdgeTensorProduct, Gate
-from anisoscreen.tensor import IRREPS, irreps_to_tensor_torch, tensor_to_irreps_torch
+from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
 
 __all__ = ["AnisoNet", "ModelConfig", "NUM_ELEMENTS"]
 
@@ -92,10 +92,6 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-    @property
-    def irreps_out(self) -> o3.Irreps:
-        return o3.Irreps(IRREPS if self.output == "equivariant" else "6x0e")
 
 
 def _polynomial_envelope(x: torch.Tensor) -> torch.Tensor:
