@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--model", default="anisonet-mp-v1")
     parser.add_argument("--pool", default=None, help="default: the shared oxide pool")
     parser.add_argument("--dimensionality-n", type=int, default=200)
+    parser.add_argument(
+        "--dimensionality-only", action="store_true", help="measure only the dimensionality rate"
+    )
     args = parser.parse_args()
     pool = args.pool or str(get_settings().shared / "data" / "mp_candidates_oxides.json.gz")
     result: dict = {"pool": Path(pool).name}
@@ -51,6 +54,9 @@ def main() -> None:
     start = time.perf_counter()
     ranking.descriptors(sample)
     result["dimensionality_structures_per_s"] = len(sample) / (time.perf_counter() - start)
+    if args.dimensionality_only:
+        print(json.dumps(result, indent=2))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = get_settings(data_dir=tmp)
