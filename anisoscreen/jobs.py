@@ -171,7 +171,7 @@ def predict_candidates(
             )
             for d in map(
                 CandidateDoc.from_store,
-                results.store("candidates").query(criteria={"material_id": {"$in": todo}}),
+                results.records("candidates", {"material_id": {"$in": todo}}),
             )
         )
         batch_docs: list[PredictionDoc] = []

@@ -13,13 +13,22 @@ path to ``.yaml`` / ``.json``
     ``collection_name`` is replaced per collection.
 
 Every write is an upsert on the document's ``STORE_KEY`` (``material_id`` + ``model`` for
-predictions, ``material_id`` + ``job_uuid`` for validations), one document per atomic write,
-so a re-run never duplicates and an interrupted write leaves earlier records intact.
+predictions, ``material_id`` + ``job_uuid`` for validations), so a re-run never duplicates.
+Writes go in chunks of at most ``WRITE_CHUNK`` documents, each chunk one atomic write (a
+bulk write on MongoDB, one SQLite transaction on the embedded store), so an interrupted
+write loses at most the chunk in flight and leaves earlier records intact.
+
+montydb has no indexes: every keyed lookup scans the whole collection, so maggma's
+one-``replace_one``-per-document update is quadratic in the collection size. On the
+embedded store the upsert therefore reads the existing keys (and a fingerprint of each
+document's content) in **one** scan per call, inserts the new documents with ``insert_many``,
+rewrites only documents whose content changed (by ``_id``, no scan) and skips the rest.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +57,9 @@ COLLECTIONS: dict[str, type] = {
     "runs": ScreeningRunDoc,
 }
 """Result collections and the document each one holds."""
+
+WRITE_CHUNK = 500
+"""Most documents written in one atomic write."""
 
 JOB_COLLECTION = "jobs"
 JOB_DATA_COLLECTION = "jobs_data"
@@ -111,6 +123,91 @@ def build_job_store(settings: AnisoscreenSettings | None = None):
     )
 
 
+BOOKKEEPING_FIELDS = frozenset({"_id", "last_updated", "created_at"})
+"""Fields that do not make a document's content differ (timestamps, Mongo's ``_id``)."""
+
+
+def _content(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in BOOKKEEPING_FIELDS}
+
+
+def _matches_in(value: Any, values: set) -> bool:
+    """Mongo's ``$in``: a scalar is one of ``values``; an array shares an element with them."""
+    if isinstance(value, list):
+        return any(_matches_in(v, values) for v in value)
+    try:
+        return value in values
+    except TypeError:  # unhashable (a sub-document) never equals a listed scalar
+        return False
+
+
+def _record_key(record: dict[str, Any], key: list[str]) -> tuple:
+    return tuple(record.get(field) for field in key)
+
+
+def _fingerprint(record: dict[str, Any]) -> bytes:
+    import bson
+
+    return hashlib.blake2b(bson.encode(_content(record)), digest_size=16).digest()
+
+
+class _EmbeddedUpserter:
+    """Upserts into one montydb collection with a single scan per ``upsert`` call.
+
+    The first write reads every stored document once and keeps ``key -> (_id, created_at,
+    content fingerprint)``; later chunks of the same call use and update that index.
+    """
+
+    def __init__(self, store: MontyStore, key: list[str]) -> None:
+        self.collection = store._collection
+        self.key = key
+        self._index: dict[tuple, tuple[Any, Any, bytes]] | None = None
+
+    def _load_index(self) -> dict[tuple, tuple[Any, Any, bytes]]:
+        if self._index is None:
+            self._index = {
+                _record_key(stored, self.key): (
+                    stored["_id"],
+                    stored.get("created_at"),
+                    _fingerprint(stored),
+                )
+                for stored in self.collection.find({})
+            }
+        return self._index
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        index = self._load_index()
+        new, changed = [], []
+        for record in records:
+            record_key = _record_key(record, self.key)
+            fingerprint = _fingerprint(record)
+            stored = index.get(record_key)
+            if stored is None:
+                new.append(record)
+            elif stored[2] != fingerprint:
+                kept = {"_id": stored[0]}
+                if stored[1] is not None and "created_at" in record:
+                    kept["created_at"] = stored[1]
+                changed.append({**record, **kept})
+        if new:
+            self.collection.insert_many(new)
+            for record in new:
+                index[_record_key(record, self.key)] = (
+                    record["_id"],
+                    record.get("created_at"),
+                    _fingerprint(record),
+                )
+        if changed:
+            # replace by _id through montydb's storage layer: one transaction, no scan
+            self.collection._storage.update_many(self.collection, changed)
+            for record in changed:
+                index[_record_key(record, self.key)] = (
+                    record["_id"],
+                    record.get("created_at"),
+                    _fingerprint(record),
+                )
+
+
 class ResultsStore:
     """The result collections of one backend, with typed upserts and queries.
 
@@ -166,17 +263,85 @@ class ResultsStore:
     def upsert(self, docs: Iterable[Any]) -> int:
         """Insert or replace documents on their ``STORE_KEY``; returns how many were written.
 
-        Documents are written one at a time, so an interruption keeps every earlier
-        write intact and a repeated call replaces rather than duplicates.
+        Documents are grouped by collection and written in atomic chunks of ``WRITE_CHUNK``
+        as the iterable yields them; if the iterable raises, the documents it already gave
+        are written before the exception propagates. A repeated call replaces rather than
+        duplicates.
         """
+        pending: dict[str, tuple[list[str], list[dict[str, Any]]]] = {}
+        embedded: dict[str, _EmbeddedUpserter] = {}
         count = 0
-        for doc in docs:
-            collection = self.collection_of(type(doc))
-            self.store(collection).update(doc.store_dict(), key=list(doc.STORE_KEY))
-            count += 1
+
+        def flush(collection: str) -> None:
+            nonlocal count
+            key, records = pending.pop(collection)
+            # one document per key (the last, as with sequential upserts): a bulk write
+            # that is unordered may otherwise apply repeated keys in any order
+            records = list({_record_key(r, key): r for r in records}.values())
+            store = self.store(collection)
+            if isinstance(store, MontyStore):
+                if collection not in embedded:
+                    embedded[collection] = _EmbeddedUpserter(store, key)
+                embedded[collection].write(records)
+            else:
+                store.update(records, key=key)
+            count += len(records)
+
+        try:
+            for doc in docs:
+                collection = self.collection_of(type(doc))
+                key, records = pending.setdefault(collection, (list(doc.STORE_KEY), []))
+                records.append(doc.store_dict())
+                if len(records) >= WRITE_CHUNK:
+                    flush(collection)
+        finally:
+            for collection in list(pending):
+                flush(collection)
         return count
 
     # -- reads ------------------------------------------------------------------------
+    def records(
+        self,
+        collection: str,
+        criteria: dict[str, Any] | None = None,
+        properties: list[str] | None = None,
+        sort: dict[str, int] | None = None,
+        limit: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Raw records of ``collection`` matching a Mongo-style ``criteria``, streamed.
+
+        On the embedded store, top-level ``{"field": {"$in": [...]}}`` conditions are applied
+        here with a set lookup: montydb compares every record against every listed value,
+        which turns a query for a few thousand ids into millions of Python comparisons.
+        """
+        store = self.store(collection)
+        criteria = dict(criteria or {})
+        wanted: dict[str, set] = {}
+        if isinstance(store, MontyStore):
+            for name, condition in list(criteria.items()):
+                if isinstance(condition, dict) and set(condition) == {"$in"}:
+                    values = condition["$in"]
+                    if all(isinstance(v, str | int | float | bool | type(None)) for v in values):
+                        wanted[name] = set(values)
+                        del criteria[name]
+        if any(not values for values in wanted.values()):
+            return  # an empty $in matches nothing: no need to read the collection
+        if properties is not None and wanted:
+            properties = sorted(set(properties) | set(wanted))
+        cursor = store.query(
+            criteria=criteria,
+            properties=properties,
+            sort=sort,
+            limit=0 if wanted else limit,
+        )
+        returned = 0
+        for record in cursor:
+            if all(_matches_in(record.get(name), values) for name, values in wanted.items()):
+                yield record
+                returned += 1
+                if limit and returned >= limit:
+                    return
+
     def query(
         self,
         doc_cls: type[DocT],
@@ -185,16 +350,13 @@ class ResultsStore:
         limit: int = 0,
     ) -> list[DocT]:
         """Documents of ``doc_cls`` matching a Mongo-style ``criteria``."""
-        store = self.store(self.collection_of(doc_cls))
-        records = store.query(criteria=criteria or {}, sort=sort, limit=limit)
+        records = self.records(self.collection_of(doc_cls), criteria, sort=sort, limit=limit)
         return [doc_cls.from_store(record) for record in records]  # type: ignore[attr-defined]
 
     def keys(self, doc_cls: type, field: str, criteria: dict[str, Any] | None = None) -> set:
         """Distinct values of ``field`` (e.g. the material ids already predicted)."""
-        store = self.store(self.collection_of(doc_cls))
-        return {
-            r[field] for r in store.query(criteria=criteria or {}, properties=[field]) if field in r
-        }
+        records = self.records(self.collection_of(doc_cls), criteria, properties=[field])
+        return {r[field] for r in records if field in r}
 
     def count(self, collection: str, criteria: dict[str, Any] | None = None) -> int:
         """Number of documents in ``collection``."""

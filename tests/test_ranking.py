@@ -1,38 +1,19 @@
-"""Dimensionality (CrystalNN + Larsen, symmetry-accelerated) and crystal systems."""
+"""Ranking descriptors: dimensionality and crystal systems, serial and in parallel.
+
+Bond-level agreement with pymatgen is tested in test_bonding.py."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
-from pymatgen.analysis.dimensionality import get_dimensionality_larsen
-from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Lattice, Structure
 
 from anisoscreen import ranking
 from anisoscreen.candidates.sources import load_bundled
 
 
-def bonds(graph) -> list[tuple]:
-    out = []
-    for u, v, data in graph.graph.edges(data=True):
-        image = tuple(data["to_jimage"])
-        out.append((u, v, image) if u <= v else (v, u, tuple(-x for x in image)))
-    return sorted(out)
-
-
 @pytest.fixture(scope="module")
 def sample() -> list[Structure]:
     return [c.structure for c in load_bundled().candidates[:12]]
-
-
-def test_symmetric_bonding_equals_direct_crystalnn(sample):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for structure in sample:
-            direct = CrystalNN().get_bonded_structure(structure)
-            assert bonds(ranking.bonded_structure(structure)) == bonds(direct)
-            assert ranking.dimensionality(structure) == get_dimensionality_larsen(direct)
 
 
 def test_known_dimensionalities():

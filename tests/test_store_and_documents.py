@@ -112,6 +112,66 @@ def test_embedded_store_persists_between_instances(tmp_path):
     assert (tmp_path / "d" / "store").is_dir()
 
 
+def test_embedded_bulk_upsert_inserts_replaces_and_skips_unchanged(tmp_path, monkeypatch):
+    """More documents than one write chunk: new ones inserted, changed ones replaced in place,
+    unchanged ones not rewritten, repeated keys within one call resolved to the last."""
+    import anisoscreen.store as store_module
+
+    monkeypatch.setattr(store_module, "WRITE_CHUNK", 40)
+    settings = get_settings(data_dir=tmp_path / "d")
+    with ResultsStore(settings) as results:
+        assert results.upsert(prediction(f"mp-{i}") for i in range(100)) == 100
+        collection = results.store("predictions")._collection
+        ids_before = {d["material_id"]: d["_id"] for d in collection.find({})}
+
+        rewritten: list[int] = []
+        original = collection._storage.update_many
+
+        def spy(col, docs):
+            rewritten.append(len(docs))
+            return original(col, docs)
+
+        monkeypatch.setattr(collection._storage, "update_many", spy, raising=False)
+        results.upsert([prediction(f"mp-{i}") for i in range(100)])  # identical: no rewrite
+        assert rewritten == []
+        changed = [prediction(f"mp-{i}", scale=2.0) for i in range(0, 100, 10)]
+        results.upsert(changed + [prediction("mp-200"), prediction("mp-200", scale=3.0)])
+        assert sum(rewritten) == 10
+        assert results.count("predictions") == 101
+        docs = {d.material_id: d for d in results.query(PredictionDoc)}
+        assert docs["mp-10"].eps_poly == pytest.approx(2 * 4.439)
+        assert docs["mp-11"].eps_poly == pytest.approx(4.439)
+        assert docs["mp-200"].eps_poly == pytest.approx(3 * 4.439)
+        ids_after = {d["material_id"]: d["_id"] for d in collection.find({})}
+        assert all(ids_after[k] == v for k, v in ids_before.items())  # replaced in place
+
+
+def test_embedded_in_queries_match_mongo_semantics(tmp_path, memory_results):
+    """The embedded store's set-based $in gives what a Mongo-like store gives."""
+    docs = [prediction(f"mp-{i}", model="m1" if i % 3 else "m2") for i in range(30)]
+    for i, doc in enumerate(docs):
+        doc.elements = ["Al", "N"] if i % 2 else ["Ga", "O"]
+    with ResultsStore(get_settings(data_dir=tmp_path / "d")) as embedded:
+        embedded.upsert(docs)
+        memory_results.upsert(docs)
+        queries = [
+            {"material_id": {"$in": [f"mp-{i}" for i in range(0, 30, 4)]}, "model": "m1"},
+            {"elements": {"$in": ["O", "Xe"]}},  # array field: any element listed
+            {"material_id": {"$in": []}},
+            {"material_id": {"$in": ["mp-1", "mp-2"]}, "elements": {"$in": ["N"]}},
+        ]
+        for criteria in queries:
+            got = {d.material_id for d in embedded.query(PredictionDoc, criteria)}
+            expected = {d.material_id for d in memory_results.query(PredictionDoc, criteria)}
+            assert got == expected, criteria
+        assert len(embedded.query(PredictionDoc, {"elements": {"$in": ["O"]}}, limit=4)) == 4
+        top = embedded.query(
+            PredictionDoc, {"material_id": {"$in": ["mp-3", "mp-7", "mp-9"]}}, sort={"material_id": -1}, limit=2
+        )
+        assert [d.material_id for d in top] == ["mp-9", "mp-7"]
+        assert embedded.keys(PredictionDoc, "material_id", {"material_id": {"$in": ["mp-5", "x"]}}) == {"mp-5"}
+
+
 def test_interrupted_batch_keeps_earlier_writes(memory_results):
     def docs():
         yield prediction("mp-1")

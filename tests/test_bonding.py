@@ -1,0 +1,90 @@
+"""Fast CrystalNN bonds and Larsen dimensionality agree with pymatgen's reference code."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from pymatgen.analysis.dimensionality import get_dimensionality_larsen
+from pymatgen.analysis.local_env import CrystalNN
+from pymatgen.core import Lattice, Structure
+from pymatgen.core.local_env import VoronoiNN
+
+from anisoscreen.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
+from anisoscreen.candidates.sources import load_bundled
+
+
+def graph_bonds(graph) -> list[tuple]:
+    out = []
+    for u, v, data in graph.graph.edges(data=True):
+        image = tuple(data["to_jimage"])
+        out.append((u, v, image) if u <= v else (v, u, tuple(-x for x in image)))
+    return sorted(set(out))
+
+
+def canonical(bonds) -> list[tuple]:
+    out = set()
+    for i, j, image in bonds:
+        out.add((i, j, image) if i <= j else (j, i, tuple(-x for x in image)))
+        if i == j:  # a self-bond to an image is the same bond as to the opposite image
+            out.add((i, j, tuple(-x for x in image)))
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[Structure]:
+    # every 10th bundled structure: a spread of chemistries, symmetries and cell sizes
+    return [c.structure for c in load_bundled().candidates[::10]]
+
+
+def test_fast_voronoi_polyhedra_equal_pymatgen(sample):
+    for structure in sample[:8]:
+        for n in range(len(structure)):
+            reference = VoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(structure, n)
+            fast = FastVoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(structure, n)
+            assert list(fast) == list(reference)
+            for key, stats in reference.items():
+                got = fast[key]
+                assert got["site"].index == stats["site"].index
+                assert got["site"].image == stats["site"].image
+                for field in ("solid_angle", "volume", "face_dist", "area"):
+                    assert got[field] == pytest.approx(stats[field], rel=1e-9, abs=1e-12)
+                assert got["n_verts"] == stats["n_verts"]
+
+
+def test_bonds_and_dimensionality_equal_pymatgen(sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for structure in sample:
+            direct = CrystalNN().get_bonded_structure(structure)
+            bonds = crystalnn_bonds(structure)
+            assert canonical(bonds) == canonical(graph_bonds(direct)), structure.formula
+            assert larsen_dimensionality(len(structure), bonds) == get_dimensionality_larsen(direct)
+
+
+def test_the_fast_voronoi_is_only_swapped_in_during_the_call(sample):
+    import pymatgen.core.local_env as local_env
+
+    crystalnn_bonds(sample[0])
+    assert local_env.VoronoiNN is VoronoiNN
+
+
+def test_larsen_dimensionality_of_hand_made_bond_graphs():
+    assert larsen_dimensionality(2, [(0, 1, (0, 0, 0))]) == 0  # a dimer
+    assert larsen_dimensionality(1, [(0, 0, (1, 0, 0))]) == 1  # a chain along a
+    chain_and_layer = [(0, 0, (0, 0, 1)), (1, 1, (1, 0, 0)), (1, 1, (0, 1, 0))]
+    assert larsen_dimensionality(2, chain_and_layer) == 2  # the highest component wins
+    # a zig-zag whose cycle only closes through two bonds
+    assert larsen_dimensionality(2, [(0, 1, (0, 0, 0)), (1, 0, (0, 1, 0))]) == 1
+    framework = [(0, 0, (1, 0, 0)), (0, 0, (0, 1, 0)), (0, 0, (0, 0, 1))]
+    assert larsen_dimensionality(1, framework) == 3
+    assert larsen_dimensionality(3, []) == 0
+
+
+def test_layered_and_framework_crystals():
+    mos2 = Structure.from_spacegroup(
+        "P6_3/mmc", Lattice.hexagonal(3.16, 12.3), ["Mo", "S"], [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]]
+    )
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert larsen_dimensionality(len(mos2), crystalnn_bonds(mos2)) == 2
+    assert larsen_dimensionality(len(nacl), crystalnn_bonds(nacl)) == 3
