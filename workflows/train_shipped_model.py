@@ -21,6 +21,8 @@ def main() -> int:
     parser.add_argument("--name", default="anisonet-mp-v1")
     parser.add_argument("--mul", type=int, default=32)
     parser.add_argument("--lmax", type=int, default=2)
+    parser.add_argument("--atom-features", default=None, help="e.g. chgnet-0.3.0")
+    parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--batch-size", type=int, default=12)
@@ -46,9 +48,10 @@ def main() -> int:
         data,
         f"models/{args.name}",
         args.name,
-        ModelConfig(mul=args.mul, lmax=args.lmax),
+        ModelConfig(mul=args.mul, lmax=args.lmax, atom_features=args.atom_features),
         TrainConfig(
             lr=args.lr,
+            weight_decay=args.weight_decay,
             batch_size=args.batch_size,
             max_epochs=args.max_epochs,
             patience=args.patience,

@@ -148,6 +148,13 @@ def train(
     output_irreps: Annotated[
         str, typer.Option("--output-kind", help="equivariant (0e+2e) or scalar (6x0e).")
     ] = "equivariant",
+    atom_features: Annotated[
+        str | None,
+        typer.Option(
+            "--atom-features",
+            help="Add a pretrained potential's per-atom features to the input (chgnet-0.3.0).",
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 0.003,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     lr_decay: Annotated[float, typer.Option(help="Exponential LR factor per epoch.")] = 0.98,
@@ -188,7 +195,13 @@ def train(
         data,
         folder,
         name,
-        ModelConfig(mul=mul, lmax=lmax, num_layers=layers, output=output_irreps),
+        ModelConfig(
+            mul=mul,
+            lmax=lmax,
+            num_layers=layers,
+            output=output_irreps,
+            atom_features=atom_features,
+        ),
         TrainConfig(
             lr=lr,
             weight_decay=weight_decay,

@@ -90,10 +90,10 @@ def evaluate_model(
     cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
     """
     from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.model.atom_features import data_set_cache
     from anisoscreen.model.checkpoint import load_model
     from anisoscreen.model.dataset import clean_entries, load_entries, random_split
-    from anisoscreen.model.graph import structure_to_graph
-    from anisoscreen.model.train import resolve_device
+    from anisoscreen.model.train import prepare_graphs, resolve_device
 
     dev = resolve_device(device)
     loaded = load_model(model, data_dir, device=dev)
@@ -105,9 +105,13 @@ def evaluate_model(
     if subset not in split:
         raise AnisoscreenError(f"unknown subset {subset!r}; use train, validation or test")
     chosen = [entries[i] for i in split[subset]]
-    graphs = [
-        structure_to_graph(e.structure, loaded.config.cutoff, allow_isolated=True) for e in chosen
-    ]
+    features = loaded.config.atom_features
+    graphs = prepare_graphs(
+        chosen,
+        loaded.config.cutoff,
+        features,
+        data_set_cache(features, data_path) if features else None,
+    )
     predicted = tmath.irreps_to_tensor(predict_irreps(loaded.networks, graphs, dev).mean(axis=0))
     reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
     result = {

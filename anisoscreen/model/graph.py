@@ -40,12 +40,16 @@ class CrystalGraph:
         (E,) int64 indices: messages flow from ``edge_src`` (neighbour) to ``edge_dst`` (centre).
     edge_vec
         (E, 3) float64 vectors from the centre to the neighbour image, in angstrom.
+    atom_features
+        Optional (N, F) float32 invariant per-atom features (e.g. from a pretrained potential,
+        :mod:`anisoscreen.model.atom_features`), for models configured to use them.
     """
 
     atomic_numbers: np.ndarray
     edge_src: np.ndarray
     edge_dst: np.ndarray
     edge_vec: np.ndarray
+    atom_features: np.ndarray | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -103,9 +107,13 @@ class GraphBatch:
     edge_vec: torch.Tensor
     batch: torch.Tensor
     num_graphs: int
+    atom_features: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> GraphBatch:
-        """Move to ``device`` (and cast edge vectors to ``dtype``)."""
+        """Move to ``device`` (and cast edge vectors and atom features to ``dtype``)."""
+        features = self.atom_features
+        if features is not None:
+            features = features.to(device=device, dtype=dtype or features.dtype)
         return GraphBatch(
             self.atomic_numbers.to(device),
             self.edge_src.to(device),
@@ -113,6 +121,7 @@ class GraphBatch:
             self.edge_vec.to(device=device, dtype=dtype or self.edge_vec.dtype),
             self.batch.to(device),
             self.num_graphs,
+            features,
         )
 
 
@@ -123,6 +132,14 @@ def collate(graphs: Sequence[CrystalGraph], dtype: torch.dtype = torch.float32) 
     edge_offsets = np.repeat(offsets, [g.num_edges for g in graphs])
     src = np.concatenate([g.edge_src for g in graphs]) + edge_offsets
     dst = np.concatenate([g.edge_dst for g in graphs]) + edge_offsets
+    with_features = [g.atom_features is not None for g in graphs]
+    if any(with_features) and not all(with_features):
+        raise ValueError("either every graph of a batch has atom features or none has")
+    features = (
+        torch.from_numpy(np.concatenate([g.atom_features for g in graphs])).to(dtype)
+        if graphs and all(with_features)
+        else None
+    )
     return GraphBatch(
         atomic_numbers=torch.from_numpy(np.concatenate([g.atomic_numbers for g in graphs])),
         edge_src=torch.from_numpy(src),
@@ -130,4 +147,5 @@ def collate(graphs: Sequence[CrystalGraph], dtype: torch.dtype = torch.float32) 
         edge_vec=torch.from_numpy(np.concatenate([g.edge_vec for g in graphs])).to(dtype),
         batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), sizes)),
         num_graphs=len(graphs),
+        atom_features=features,
     )

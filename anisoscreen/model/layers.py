@@ -45,8 +45,10 @@ class AttributeLinear(nn.Module):
     """Equivariant linear map whose weights depend on scalar node attributes.
 
     Computes ``out[l][n, w] = sum_{u, v} W_l[u, v, w] x[l][n, u] a[n, v] / sqrt(U V)``,
-    i.e. e3nn's ``FullyConnectedTensorProduct(x, Vx0e)``, but the weight contraction with the
-    attributes is done once per element present (``species_attr``) and gathered per node.
+    i.e. e3nn's ``FullyConnectedTensorProduct(x, Vx0e)``. The attributes are per element, so the
+    weights are contracted once per element present and applied to that element's atoms in one
+    matrix product; the nodes must be ordered by element (``species_counts`` atoms each), which
+    :class:`~anisoscreen.model.network.AnisoNet` arranges once per forward pass.
 
     Parameters
     ----------
@@ -69,12 +71,19 @@ class AttributeLinear(nn.Module):
         self.norm = {l: 1.0 / math.sqrt(channels_in[l] * attr_dim) for l in self.orders}
 
     def forward(
-        self, x: dict[int, torch.Tensor], species_attr: torch.Tensor, species_index: torch.Tensor
+        self, x: dict[int, torch.Tensor], species_attr: torch.Tensor, species_counts: list[int]
     ) -> dict[int, torch.Tensor]:
         out = {}
         for l in self.orders:
             weight = torch.einsum("sv,uvw->suw", species_attr, self.weights[str(l)]) * self.norm[l]
-            out[l] = torch.bmm(weight[species_index].transpose(1, 2), x[l])
+            channels_in, channels_out = weight.shape[1:]
+            pieces = []
+            for s, nodes in enumerate(torch.split(x[l], species_counts)):
+                # (n_s, u, 2l+1) -> (n_s * (2l+1), u) @ (u, w) -> (n_s, w, 2l+1)
+                flat = nodes.transpose(1, 2).reshape(-1, channels_in)
+                product = (flat @ weight[s]).reshape(len(nodes), 2 * l + 1, channels_out)
+                pieces.append(product.transpose(1, 2))
+            out[l] = torch.cat(pieces)
         return out
 
 
@@ -94,10 +103,21 @@ class EdgeTensorProduct(nn.Module):
         Highest order of the edge spherical harmonics.
     l_out
         Output orders to produce.
+    edge_chunk
+        Edges processed at once; bounds the per-edge intermediates (~``edge_chunk * mul *
+        cols`` floats) whatever the batch size. Default: 1024 on CPU (the intermediates stay
+        in cache: ~1.5x faster than one pass at the paper's size), 65536 on GPUs.
     """
 
-    def __init__(self, channels: dict[int, int], lmax_sh: int, l_out: list[int]) -> None:
+    def __init__(
+        self,
+        channels: dict[int, int],
+        lmax_sh: int,
+        l_out: list[int],
+        edge_chunk: int | None = None,
+    ) -> None:
         super().__init__()
+        self.edge_chunk = edge_chunk
         muls = set(channels.values())
         if len(muls) != 1:
             raise ValueError("EdgeTensorProduct needs the same multiplicity for every order")
@@ -143,18 +163,23 @@ class EdgeTensorProduct(nn.Module):
         mul = self.mul
         per_path: dict[int, list[torch.Tensor]] = {l3: [] for l3 in self.l_out}
         start = 0
+        num_edges = edge_sh.shape[0]
+        chunk = self.edge_chunk or (1024 if edge_sh.device.type == "cpu" else 65536)
         for l1 in self.l_in:
             group = self._groups[l1]
             cg = getattr(self, f"cg_{l1}").to(edge_sh.dtype)
-            coupling = torch.einsum("ijk,ej->eik", cg, edge_sh)  # (E, 2l1+1, cols)
-            products = torch.bmm(x[l1].index_select(0, edge_src), coupling)  # (E, mul, cols)
-            weight = edge_weight[:, start : start + mul * len(group)].reshape(-1, len(group), mul)
+            expand = getattr(self, f"expand_{l1}").to(edge_weight.dtype)
+            weights = edge_weight[:, start : start + mul * len(group)]
             start += mul * len(group)
-            # broadcast each path's weight over its 2l3+1 columns (a matmul with a 0/1 matrix)
-            weight = weight.transpose(1, 2) @ getattr(self, f"expand_{l1}").to(weight.dtype)
-            messages = products * weight
-            summed = messages.new_zeros((num_nodes, mul, messages.shape[2]))
-            summed.index_add_(0, edge_dst, messages)
+            summed = x[l1].new_zeros((num_nodes, mul, expand.shape[1]))
+            # edges in chunks: the (edges, mul, cols) intermediates stay cache- and memory-sized
+            for lo in range(0, num_edges, chunk):
+                hi = min(lo + chunk, num_edges)
+                coupling = torch.einsum("ijk,ej->eik", cg, edge_sh[lo:hi])  # (e, 2l1+1, cols)
+                products = torch.bmm(x[l1].index_select(0, edge_src[lo:hi]), coupling)
+                # each path's weight broadcast over its 2l3+1 columns (matmul with a 0/1 matrix)
+                weight = weights[lo:hi].reshape(-1, len(group), mul).transpose(1, 2) @ expand
+                summed.index_add_(0, edge_dst[lo:hi], products * weight)
             col = 0
             for _, _, l3 in group:
                 per_path[l3].append(summed[:, :, col : col + 2 * l3 + 1])

@@ -9,7 +9,10 @@ Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP
 * ``num_layers`` gated equivariant convolutions (ReLU on scalars, sigmoid scalar gates on
   l > 0) and a last convolution to the output irreps;
 * mean pooling over atoms -> ``0e+2e`` -> symmetric Cartesian tensor (or, for the
-  "scalar" ablation, ``6x0e`` read as the six independent Cartesian components).
+  "scalar" ablation, ``6x0e`` read as the six independent Cartesian components);
+* optionally (``atom_features``), invariant per-atom features of a pretrained potential
+  (:mod:`anisoscreen.model.atom_features`), layer-normalised and embedded, are concatenated
+  to the scalar node features; being invariant they keep the network equivariant.
 
 Hidden features keep only natural-parity irreps (0e, 1o, 2e, 3o, ...): every
 input (scalars, spherical harmonics) has natural parity, and the output does too.
@@ -70,6 +73,9 @@ class ModelConfig:
         (set from the training targets so the network starts near the data).
     elements
         Atomic numbers seen in training; others are refused at prediction time.
+    atom_features
+        Name of a pretrained per-atom feature set added to the node input
+        (``"chgnet-0.3.0"``), or ``None`` for the paper's element-only input.
     """
 
     mul: int = 48
@@ -84,6 +90,7 @@ class ModelConfig:
     target_shift: float = 0.0
     target_scale: float = 1.0
     elements: list[int] = field(default_factory=list)
+    atom_features: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,14 +130,14 @@ class Convolution(nn.Module):
         self.self_connection = AttributeLinear(channels_in, channels_out, attr_dim)
         self.norm = 1.0 / math.sqrt(avg_num_neighbors)
 
-    def forward(self, x: dict, species_attr: torch.Tensor, species_index: torch.Tensor, edge: dict):
+    def forward(self, x: dict, species_attr: torch.Tensor, species_counts: list[int], edge: dict):
         weights = self.radial(edge["radial"]) * edge["envelope"][:, None]
-        h = self.linear_in(x, species_attr, species_index)
+        h = self.linear_in(x, species_attr, species_counts)
         messages = self.tensor_product(
             h, edge["sh"], weights * self.norm, edge["src"], edge["dst"], edge["num_nodes"]
         )
-        out = self.linear_out(messages, species_attr, species_index)
-        for l, value in self.self_connection(x, species_attr, species_index).items():
+        out = self.linear_out(messages, species_attr, species_counts)
+        for l, value in self.self_connection(x, species_attr, species_counts).items():
             out[l] = out[l] + value if l in out else value
         return out
 
@@ -159,6 +166,13 @@ class AnisoNet(nn.Module):
             avg_num_neighbors=config.avg_num_neighbors,
         )
         channels = {0: config.embed_dim}
+        if config.atom_features:
+            from anisoscreen.model.atom_features import FEATURE_SETS
+
+            width = FEATURE_SETS[config.atom_features]
+            self.feature_norm = nn.LayerNorm(width)
+            self.feature_embedding = nn.Linear(width, config.embed_dim)
+            channels = {0: 2 * config.embed_dim}
         gated_orders = list(range(1, lmax + 1))
         self.convolutions = nn.ModuleList()
         self.gates = nn.ModuleList()
@@ -180,10 +194,25 @@ class AnisoNet(nn.Module):
         cfg = self.config
         dtype = self.embedding.weight.dtype
         species, species_index = torch.unique(graph.atomic_numbers, return_inverse=True)
+        # work on the atoms ordered by element: per-element weights then apply to contiguous
+        # blocks (see AttributeLinear); mean pooling does not depend on the order
+        order = torch.argsort(species_index, stable=True)
+        position = torch.empty_like(order)
+        position[order] = torch.arange(len(order), device=order.device)
+        species_counts = torch.bincount(species_index, minlength=len(species)).tolist()
+        species_index = species_index[order]
+        batch_index = graph.batch[order]
         one_hot = torch.nn.functional.one_hot(species - 1, NUM_ELEMENTS).to(dtype)
         species_attr = torch.relu(self.embedding(one_hot))
         species_feat = torch.relu(self.embedding(one_hot * self.masses[species].to(dtype)[:, None]))
-        x = {0: species_feat[species_index][:, :, None]}
+        node_scalars = species_feat[species_index]
+        if cfg.atom_features:
+            if graph.atom_features is None:
+                raise ValueError(f"this model needs {cfg.atom_features} atom features")
+            features = graph.atom_features[order].to(dtype)
+            pretrained = self.feature_embedding(self.feature_norm(features))
+            node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
+        x = {0: node_scalars[:, :, None]}
 
         edge_vec = graph.edge_vec.to(dtype)
         length = edge_vec.norm(dim=1)
@@ -191,8 +220,8 @@ class AnisoNet(nn.Module):
             length, 0.0, cfg.cutoff, cfg.num_basis, basis="gaussian", cutoff=False
         ).mul(math.sqrt(cfg.num_basis))
         edge = {
-            "src": graph.edge_src,
-            "dst": graph.edge_dst,
+            "src": position[graph.edge_src],
+            "dst": position[graph.edge_dst],
             "sh": o3.spherical_harmonics(
                 list(range(cfg.lmax + 1)), edge_vec, normalize=True, normalization="component"
             ),
@@ -201,13 +230,13 @@ class AnisoNet(nn.Module):
             "num_nodes": len(graph.atomic_numbers),
         }
         for conv, gate in zip(self.convolutions, self.gates, strict=False):
-            x = gate(conv(x, species_attr, species_index, edge))
-        out = self.output(x, species_attr, species_index, edge)
+            x = gate(conv(x, species_attr, species_counts, edge))
+        out = self.output(x, species_attr, species_counts, edge)
         x = torch.cat([out[l].reshape(len(species_index), -1) for l in sorted(out)], dim=1)
 
-        counts = torch.bincount(graph.batch, minlength=graph.num_graphs).clamp(min=1)
+        counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
         pooled = torch.zeros((graph.num_graphs, x.shape[1]), dtype=x.dtype, device=x.device)
-        pooled = pooled.index_add_(0, graph.batch, x) / counts[:, None].to(x.dtype)
+        pooled = pooled.index_add_(0, batch_index, x) / counts[:, None].to(x.dtype)
 
         if cfg.output == "scalar":
             tensor = torch.zeros((graph.num_graphs, 3, 3), dtype=x.dtype, device=x.device)

@@ -48,7 +48,12 @@ def train_model(
     if max_entries:
         entries = entries[:max_entries]
     split = random_split(len(entries), split_seed)
-    graphs = prepare_graphs(entries, model_config.cutoff)
+    feature_cache = None
+    if model_config.atom_features:
+        from anisoscreen.model.atom_features import data_set_cache
+
+        feature_cache = data_set_cache(model_config.atom_features, data_path)
+    graphs = prepare_graphs(entries, model_config.cutoff, model_config.atom_features, feature_cache)
     targets = np.stack([e.irreps for e in entries])
 
     def subset(key: str):

@@ -60,6 +60,11 @@ class Predictor:
         self.model = model.to(self.device)
         self.batch_size = batch_size
         self._known = set(model.config.elements)
+        self._featurizer = None
+        if model.config.atom_features:
+            from anisoscreen.model.atom_features import AtomFeaturizer
+
+            self._featurizer = AtomFeaturizer(model.config.atom_features, device=self.device)
 
     @classmethod
     def load(cls, name_or_path: str, data_dir=None, device: str = "auto", batch_size: int = 64):
@@ -121,6 +126,22 @@ class Predictor:
             **extra,
         )
 
+    def _add_atom_features(self, graphs: list[CrystalGraph], results: list) -> list[CrystalGraph]:
+        """Attach pretrained atom features; a structure that fails becomes a failure in place."""
+        positions = [i for i, item in enumerate(results) if not isinstance(item, PredictionFailure)]
+        features = self._featurizer.featurize_each([results[i].structure for i in positions])
+        kept = []
+        for graph, position, value in zip(graphs, positions, features, strict=True):
+            if isinstance(value, str):
+                record = results[position]
+                results[position] = PredictionFailure(
+                    record.material_id, record.formula, value, record.source
+                )
+            else:
+                graph.atom_features = value
+                kept.append(graph)
+        return kept
+
     def predict(
         self,
         records: Iterable[StructureRecord],
@@ -146,6 +167,8 @@ class Predictor:
                 else:
                     graphs.append(graph)
                     results.append(record)
+            if self._featurizer is not None and graphs:
+                graphs = self._add_atom_features(graphs, results)
             tensors = self.predict_graphs(graphs) if graphs else None
             k = 0
             for item in results:

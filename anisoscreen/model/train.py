@@ -87,9 +87,29 @@ class TrainState:
     train_seconds: float = 0.0
 
 
-def prepare_graphs(entries: Sequence[DielectricEntry], cutoff: float) -> list[CrystalGraph]:
-    """Graphs of the training structures (isolated atoms allowed: they keep self-connection)."""
-    return [structure_to_graph(e.structure, cutoff, allow_isolated=True) for e in entries]
+def prepare_graphs(
+    entries: Sequence[DielectricEntry],
+    cutoff: float,
+    atom_features: str | None = None,
+    feature_cache: str | Path | None = None,
+) -> list[CrystalGraph]:
+    """Graphs of the training structures (isolated atoms allowed: they keep self-connection).
+
+    With ``atom_features``, each graph also gets that pretrained feature set, computed once
+    and kept in ``feature_cache`` (an ``.npz`` keyed by structure hash).
+    """
+    graphs = [structure_to_graph(e.structure, cutoff, allow_isolated=True) for e in entries]
+    if atom_features:
+        from anisoscreen.model.atom_features import cached_features
+        from anisoscreen.schemas import structure_id
+
+        structures = [e.structure for e in entries]
+        keys = [structure_id(s) for s in structures]
+        for graph, features in zip(
+            graphs, cached_features(structures, keys, atom_features, feature_cache), strict=True
+        ):
+            graph.atom_features = features
+    return graphs
 
 
 def target_stats(targets: np.ndarray, graphs: Sequence[CrystalGraph]) -> dict[str, float]:
