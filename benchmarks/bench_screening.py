@@ -75,7 +75,9 @@ def main() -> None:
             cold_stage_seconds=run.timings,
         )
         repeat, run = run_once(maker, settings)
-        result.update(repeat_seconds=repeat, repeat_reused=run.n_reused, repeat_stage_seconds=run.timings)
+        result.update(
+            repeat_seconds=repeat, repeat_reused=run.n_reused, repeat_stage_seconds=run.timings
+        )
     print(json.dumps(result, indent=2))
 
 
