@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("--lmax", type=int, default=2)
     parser.add_argument("--atom-features", default=None, help="e.g. chgnet-0.3.0")
     parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--lr-decay", type=float, default=0.98)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--batch-size", type=int, default=12)
@@ -52,6 +53,7 @@ def main() -> int:
         TrainConfig(
             lr=args.lr,
             weight_decay=args.weight_decay,
+            lr_decay=args.lr_decay,
             batch_size=args.batch_size,
             max_epochs=args.max_epochs,
             patience=args.patience,
