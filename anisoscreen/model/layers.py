@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from e3nn import o3
 from torch import nn
 
-__all__ = ["AttributeLinear", "EdgeTensorProduct", "Gate", "irrep_paths"]
+__all__ = ["AttributeLinear", "EdgeTensorProduct", "Gate", "irrep_paths", "node_aligned_chunks"]
 
 Features = list[torch.Tensor]
 
@@ -150,6 +151,10 @@ class EdgeTensorProduct(nn.Module):
         """Number of per-edge weights (one per path and channel)."""
         return len(self.paths) * self.mul
 
+    def chunk_size(self, device: torch.device) -> int:
+        """Edges per chunk on ``device``."""
+        return self.edge_chunk or (1024 if device.type == "cpu" else 65536)
+
     def forward(
         self,
         x: dict[int, torch.Tensor],
@@ -158,33 +163,71 @@ class EdgeTensorProduct(nn.Module):
         edge_src: torch.Tensor,
         edge_dst: torch.Tensor,
         num_nodes: int,
+        chunks: list[tuple[int, int, int, int]] | None = None,
     ) -> dict[int, torch.Tensor]:
-        """Return the summed messages per output order, shape (nodes, channels_out[l], 2l+1)."""
+        """Return the summed messages per output order, shape (nodes, channels_out[l], 2l+1).
+
+        ``chunks`` (from :func:`node_aligned_chunks`, edges sorted by ``edge_dst``) lets each
+        chunk of edges sum into its own small block of destination nodes; without it, edges
+        are chunked in order and summed into the full node array.
+        """
         mul = self.mul
         per_path: dict[int, list[torch.Tensor]] = {l3: [] for l3 in self.l_out}
         start = 0
-        num_edges = edge_sh.shape[0]
-        chunk = self.edge_chunk or (1024 if edge_sh.device.type == "cpu" else 65536)
+        if chunks is None:
+            size = self.chunk_size(edge_sh.device)
+            num_edges = edge_sh.shape[0]
+            spans = [
+                (0, num_nodes, lo, min(lo + size, num_edges)) for lo in range(0, num_edges, size)
+            ]
+            aligned = False
+        else:
+            spans, aligned = chunks, True
         for l1 in self.l_in:
             group = self._groups[l1]
             cg = getattr(self, f"cg_{l1}").to(edge_sh.dtype)
             expand = getattr(self, f"expand_{l1}").to(edge_weight.dtype)
             weights = edge_weight[:, start : start + mul * len(group)]
             start += mul * len(group)
-            summed = x[l1].new_zeros((num_nodes, mul, expand.shape[1]))
+            summed = None if aligned else x[l1].new_zeros((num_nodes, mul, expand.shape[1]))
+            blocks = []
             # edges in chunks: the (edges, mul, cols) intermediates stay cache- and memory-sized
-            for lo in range(0, num_edges, chunk):
-                hi = min(lo + chunk, num_edges)
+            for node_lo, node_hi, lo, hi in spans:
                 coupling = torch.einsum("ijk,ej->eik", cg, edge_sh[lo:hi])  # (e, 2l1+1, cols)
                 products = torch.bmm(x[l1].index_select(0, edge_src[lo:hi]), coupling)
                 # each path's weight broadcast over its 2l3+1 columns (matmul with a 0/1 matrix)
                 weight = weights[lo:hi].reshape(-1, len(group), mul).transpose(1, 2) @ expand
-                summed.index_add_(0, edge_dst[lo:hi], products * weight)
+                if aligned:
+                    block = products.new_zeros((node_hi - node_lo, mul, expand.shape[1]))
+                    blocks.append(block.index_add_(0, edge_dst[lo:hi] - node_lo, products * weight))
+                else:
+                    summed.index_add_(0, edge_dst[lo:hi], products * weight)
+            if aligned:
+                summed = torch.cat(blocks) if blocks else x[l1].new_zeros((0, mul, expand.shape[1]))
             col = 0
             for _, _, l3 in group:
                 per_path[l3].append(summed[:, :, col : col + 2 * l3 + 1])
                 col += 2 * l3 + 1
         return {l3: torch.cat(chunks, dim=1) for l3, chunks in per_path.items()}
+
+
+def node_aligned_chunks(
+    edge_dst: torch.Tensor, num_nodes: int, edge_chunk: int
+) -> list[tuple[int, int, int, int]]:
+    """Split edges sorted by destination into ``(node_lo, node_hi, edge_lo, edge_hi)`` spans.
+
+    Spans cover every node exactly once and hold about ``edge_chunk`` edges each, never
+    splitting one node's edges, so each span's messages sum into a separate block of nodes.
+    """
+    counts = torch.bincount(edge_dst, minlength=num_nodes).cpu().numpy()
+    pointer = np.concatenate([[0], np.cumsum(counts)])
+    num_edges = int(pointer[-1])
+    targets = np.arange(edge_chunk, num_edges, edge_chunk)
+    bounds = np.unique(np.concatenate([[0], np.searchsorted(pointer, targets), [num_nodes]]))
+    return [
+        (int(a), int(b), int(pointer[a]), int(pointer[b]))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 class Gate(nn.Module):

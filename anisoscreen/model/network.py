@@ -32,7 +32,12 @@ from pymatgen.core.periodic_table import Element
 from torch import nn
 
 from anisoscreen.model.graph import GraphBatch
-from anisoscreen.model.layers import AttributeLinear, EdgeTensorProduct, Gate
+from anisoscreen.model.layers import (
+    AttributeLinear,
+    EdgeTensorProduct,
+    Gate,
+    node_aligned_chunks,
+)
 from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
 
 __all__ = ["AnisoNet", "ModelConfig", "NUM_ELEMENTS"]
@@ -134,7 +139,13 @@ class Convolution(nn.Module):
         weights = self.radial(edge["radial"]) * edge["envelope"][:, None]
         h = self.linear_in(x, species_attr, species_counts)
         messages = self.tensor_product(
-            h, edge["sh"], weights * self.norm, edge["src"], edge["dst"], edge["num_nodes"]
+            h,
+            edge["sh"],
+            weights * self.norm,
+            edge["src"],
+            edge["dst"],
+            edge["num_nodes"],
+            edge.get("chunks"),
         )
         out = self.linear_out(messages, species_attr, species_counts)
         for l, value in self.self_connection(x, species_attr, species_counts).items():
@@ -214,14 +225,19 @@ class AnisoNet(nn.Module):
             node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
         x = {0: node_scalars[:, :, None]}
 
-        edge_vec = graph.edge_vec.to(dtype)
+        # edges sorted by destination: each chunk of the edge tensor products then sums into
+        # its own block of nodes (see node_aligned_chunks)
+        edge_dst = position[graph.edge_dst]
+        edge_order = torch.argsort(edge_dst, stable=True)
+        edge_dst = edge_dst[edge_order]
+        edge_vec = graph.edge_vec[edge_order].to(dtype)
         length = edge_vec.norm(dim=1)
         radial = soft_one_hot_linspace(
             length, 0.0, cfg.cutoff, cfg.num_basis, basis="gaussian", cutoff=False
         ).mul(math.sqrt(cfg.num_basis))
         edge = {
-            "src": position[graph.edge_src],
-            "dst": position[graph.edge_dst],
+            "src": position[graph.edge_src[edge_order]],
+            "dst": edge_dst,
             "sh": o3.spherical_harmonics(
                 list(range(cfg.lmax + 1)), edge_vec, normalize=True, normalization="component"
             ),
@@ -229,6 +245,8 @@ class AnisoNet(nn.Module):
             "envelope": _polynomial_envelope(length / cfg.cutoff),
             "num_nodes": len(graph.atomic_numbers),
         }
+        edge_chunk = self.output.tensor_product.chunk_size(edge_vec.device)
+        edge["chunks"] = node_aligned_chunks(edge_dst, edge["num_nodes"], edge_chunk)
         for conv, gate in zip(self.convolutions, self.gates, strict=False):
             x = gate(conv(x, species_attr, species_counts, edge))
         out = self.output(x, species_attr, species_counts, edge)
