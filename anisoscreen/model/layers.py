@@ -20,6 +20,7 @@ the same family of functions:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -159,7 +160,7 @@ class EdgeTensorProduct(nn.Module):
         self,
         x: dict[int, torch.Tensor],
         edge_sh: torch.Tensor,
-        edge_weight: torch.Tensor,
+        edge_weight: torch.Tensor | Callable[[int, int], torch.Tensor],
         edge_src: torch.Tensor,
         edge_dst: torch.Tensor,
         num_nodes: int,
@@ -167,13 +168,14 @@ class EdgeTensorProduct(nn.Module):
     ) -> dict[int, torch.Tensor]:
         """Return the summed messages per output order, shape (nodes, channels_out[l], 2l+1).
 
+        ``edge_weight`` is the (edges, weight_numel) tensor, or a function ``(lo, hi)`` giving
+        the rows of edges ``lo:hi``, so that per-edge weights exist one chunk at a time.
         ``chunks`` (from :func:`node_aligned_chunks`, edges sorted by ``edge_dst``) lets each
         chunk of edges sum into its own small block of destination nodes; without it, edges
         are chunked in order and summed into the full node array.
         """
         mul = self.mul
-        per_path: dict[int, list[torch.Tensor]] = {l3: [] for l3 in self.l_out}
-        start = 0
+        dtype = edge_sh.dtype
         if chunks is None:
             size = self.chunk_size(edge_sh.device)
             num_edges = edge_sh.shape[0]
@@ -183,32 +185,49 @@ class EdgeTensorProduct(nn.Module):
             aligned = False
         else:
             spans, aligned = chunks, True
+        # per input order: its paths, coefficient block, 0/1 expansion and weight offset
+        orders, offset = [], 0
         for l1 in self.l_in:
             group = self._groups[l1]
-            cg = getattr(self, f"cg_{l1}").to(edge_sh.dtype)
-            expand = getattr(self, f"expand_{l1}").to(edge_weight.dtype)
-            weights = edge_weight[:, start : start + mul * len(group)]
-            start += mul * len(group)
-            summed = None if aligned else x[l1].new_zeros((num_nodes, mul, expand.shape[1]))
-            blocks = []
-            # edges in chunks: the (edges, mul, cols) intermediates stay cache- and memory-sized
-            for node_lo, node_hi, lo, hi in spans:
+            cg = getattr(self, f"cg_{l1}").to(dtype)
+            expand = getattr(self, f"expand_{l1}").to(dtype)
+            orders.append((l1, group, cg, expand, offset))
+            offset += mul * len(group)
+        blocks: dict[int, list[torch.Tensor]] = {l1: [] for l1 in self.l_in}
+        summed: dict[int, torch.Tensor] = {}
+        if not aligned:
+            summed = {
+                l1: x[l1].new_zeros((num_nodes, mul, expand.shape[1]))
+                for l1, _, _, expand, _ in orders
+            }
+        # edges in chunks: the (edges, mul, cols) intermediates stay cache- and memory-sized
+        for node_lo, node_hi, lo, hi in spans:
+            weights = edge_weight(lo, hi) if callable(edge_weight) else edge_weight[lo:hi]
+            for l1, group, cg, expand, start in orders:
                 coupling = torch.einsum("ijk,ej->eik", cg, edge_sh[lo:hi])  # (e, 2l1+1, cols)
                 products = torch.bmm(x[l1].index_select(0, edge_src[lo:hi]), coupling)
                 # each path's weight broadcast over its 2l3+1 columns (matmul with a 0/1 matrix)
-                weight = weights[lo:hi].reshape(-1, len(group), mul).transpose(1, 2) @ expand
+                weight = weights[:, start : start + mul * len(group)]
+                weight = weight.reshape(-1, len(group), mul).transpose(1, 2) @ expand
                 if aligned:
                     block = products.new_zeros((node_hi - node_lo, mul, expand.shape[1]))
-                    blocks.append(block.index_add_(0, edge_dst[lo:hi] - node_lo, products * weight))
+                    block.index_add_(0, edge_dst[lo:hi] - node_lo, products * weight)
+                    blocks[l1].append(block)
                 else:
-                    summed.index_add_(0, edge_dst[lo:hi], products * weight)
+                    summed[l1].index_add_(0, edge_dst[lo:hi], products * weight)
+        per_path: dict[int, list[torch.Tensor]] = {l3: [] for l3 in self.l_out}
+        for l1, group, _, expand, _ in orders:
             if aligned:
-                summed = torch.cat(blocks) if blocks else x[l1].new_zeros((0, mul, expand.shape[1]))
+                summed[l1] = (
+                    torch.cat(blocks[l1])
+                    if blocks[l1]
+                    else x[l1].new_zeros((0, mul, expand.shape[1]))
+                )
             col = 0
             for _, _, l3 in group:
-                per_path[l3].append(summed[:, :, col : col + 2 * l3 + 1])
+                per_path[l3].append(summed[l1][:, :, col : col + 2 * l3 + 1])
                 col += 2 * l3 + 1
-        return {l3: torch.cat(chunks, dim=1) for l3, chunks in per_path.items()}
+        return {l3: torch.cat(parts, dim=1) for l3, parts in per_path.items()}
 
 
 def node_aligned_chunks(

@@ -136,12 +136,17 @@ class Convolution(nn.Module):
         self.norm = 1.0 / math.sqrt(avg_num_neighbors)
 
     def forward(self, x: dict, species_attr: torch.Tensor, species_counts: list[int], edge: dict):
-        weights = self.radial(edge["radial"]) * edge["envelope"][:, None]
+        def edge_weights(lo: int, hi: int) -> torch.Tensor:
+            # per-edge radial weights, made one chunk of edges at a time (they are the largest
+            # per-edge tensor: paths x mul numbers per edge)
+            envelope = edge["envelope"][lo:hi, None] * self.norm
+            return self.radial(edge["radial"][lo:hi]) * envelope
+
         h = self.linear_in(x, species_attr, species_counts)
         messages = self.tensor_product(
             h,
             edge["sh"],
-            weights * self.norm,
+            edge_weights,
             edge["src"],
             edge["dst"],
             edge["num_nodes"],
