@@ -177,35 +177,29 @@ class _EmbeddedUpserter:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         index = self._load_index()
-        new, changed = [], []
+        new: list[tuple[dict[str, Any], bytes]] = []
+        changed: list[tuple[dict[str, Any], bytes]] = []
         for record in records:
-            record_key = _record_key(record, self.key)
             fingerprint = _fingerprint(record)
-            stored = index.get(record_key)
+            stored = index.get(_record_key(record, self.key))
             if stored is None:
-                new.append(record)
+                new.append((record, fingerprint))
             elif stored[2] != fingerprint:
                 kept = {"_id": stored[0]}
                 if stored[1] is not None and "created_at" in record:
                     kept["created_at"] = stored[1]
-                changed.append({**record, **kept})
+                changed.append(({**record, **kept}, fingerprint))
         if new:
-            self.collection.insert_many(new)
-            for record in new:
-                index[_record_key(record, self.key)] = (
-                    record["_id"],
-                    record.get("created_at"),
-                    _fingerprint(record),
-                )
+            self.collection.insert_many([r for r, _ in new])  # gives each record its _id
         if changed:
             # replace by _id through montydb's storage layer: one transaction, no scan
-            self.collection._storage.update_many(self.collection, changed)
-            for record in changed:
-                index[_record_key(record, self.key)] = (
-                    record["_id"],
-                    record.get("created_at"),
-                    _fingerprint(record),
-                )
+            self.collection._storage.update_many(self.collection, [r for r, _ in changed])
+        for record, fingerprint in new + changed:
+            index[_record_key(record, self.key)] = (
+                record["_id"],
+                record.get("created_at"),
+                fingerprint,
+            )
 
 
 class ResultsStore:
