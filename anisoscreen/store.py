@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import bson
 from maggma.core import Store
 from maggma.stores import MemoryStore, MongoStore, MongoURIStore, MontyStore
 
@@ -146,8 +147,6 @@ def _record_key(record: dict[str, Any], key: list[str]) -> tuple:
 
 
 def _fingerprint(record: dict[str, Any]) -> bytes:
-    import bson
-
     return hashlib.blake2b(bson.encode(_content(record)), digest_size=16).digest()
 
 

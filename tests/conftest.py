@@ -81,3 +81,15 @@ def tiny_model(shared_dir, tmp_path_factory):
         device="cpu",
     )
     return folder, result
+
+
+@pytest.fixture
+def triclinic():
+    """A small triclinic Ga-N-O cell: no symmetry, so every tensor component is free."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(
+        Lattice.from_parameters(4.1, 5.2, 6.3, 81, 95, 103),
+        ["Ga", "N", "O", "O"],
+        [[0, 0, 0], [0.3, 0.2, 0.1], [0.6, 0.7, 0.45], [0.1, 0.55, 0.8]],
+    )

@@ -22,15 +22,6 @@ def featurizer() -> AtomFeaturizer:
     return AtomFeaturizer("chgnet-0.3.0")
 
 
-@pytest.fixture
-def gan() -> Structure:
-    return Structure(
-        Lattice.from_parameters(4.1, 5.2, 6.3, 81, 95, 103),
-        ["Ga", "N", "O", "O"],
-        [[0, 0, 0], [0.3, 0.2, 0.1], [0.6, 0.7, 0.45], [0.1, 0.55, 0.8]],
-    )
-
-
 def rotated(structure: Structure, seed: int) -> Structure:
     r = Rotation.random(random_state=seed).as_matrix()
     return Structure(Lattice(structure.lattice.matrix @ r.T), structure.species, structure.frac_coords)
@@ -40,35 +31,35 @@ def isolated_atom() -> Structure:
     return Structure(Lattice.cubic(12.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
-def test_features_are_per_atom_and_rotation_permutation_invariant(featurizer, gan):
-    base, turned = featurizer([gan, rotated(gan, 0)])
+def test_features_are_per_atom_and_rotation_permutation_invariant(featurizer, triclinic):
+    base, turned = featurizer([triclinic, rotated(triclinic, 0)])
     assert base.shape == (4, 64) and base.dtype == np.float32
     assert np.abs(base).max() > 0.1  # not a zero vector
     np.testing.assert_allclose(turned, base, atol=2e-5)
     order = [2, 0, 3, 1]
-    permuted = Structure.from_sites([gan[i] for i in order])
+    permuted = Structure.from_sites([triclinic[i] for i in order])
     np.testing.assert_allclose(featurizer([permuted])[0], base[order], atol=2e-5)
 
 
-def test_an_unfeaturisable_structure_gives_a_reason(featurizer, gan):
-    results = featurizer.featurize_each([gan, isolated_atom()])
+def test_an_unfeaturisable_structure_gives_a_reason(featurizer, triclinic):
+    results = featurizer.featurize_each([triclinic, isolated_atom()])
     assert isinstance(results[0], np.ndarray)
     assert isinstance(results[1], str) and "chgnet-0.3.0" in results[1]
 
 
-def test_feature_cache_is_reused(gan, tmp_path, monkeypatch):
+def test_feature_cache_is_reused(triclinic, tmp_path, monkeypatch):
     cache = tmp_path / "features.npz"
-    first = cached_features([gan], ["k1"], "chgnet-0.3.0", cache)
+    first = cached_features([triclinic], ["k1"], "chgnet-0.3.0", cache)
     assert cache.is_file()
 
     def refuse(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
     monkeypatch.setattr("anisoscreen.model.atom_features.AtomFeaturizer", refuse)
-    np.testing.assert_array_equal(cached_features([gan], ["k1"], "chgnet-0.3.0", cache)[0], first[0])
+    np.testing.assert_array_equal(cached_features([triclinic], ["k1"], "chgnet-0.3.0", cache)[0], first[0])
 
 
-def test_network_with_atom_features_stays_equivariant(featurizer, gan):
+def test_network_with_atom_features_stays_equivariant(featurizer, triclinic):
     torch.manual_seed(0)
     net = AnisoNet(ModelConfig(mul=4, lmax=2, atom_features="chgnet-0.3.0")).double().eval()
 
@@ -79,15 +70,15 @@ def test_network_with_atom_features_stays_equivariant(featurizer, gan):
             return net.predict_tensor(collate([graph], torch.float64))[0].numpy()
 
     r = Rotation.random(random_state=1).as_matrix()
-    turned = Structure(Lattice(gan.lattice.matrix @ r.T), gan.species, gan.frac_coords)
-    reference = tm.rotate(predict(gan), r)
+    turned = Structure(Lattice(triclinic.lattice.matrix @ r.T), triclinic.species, triclinic.frac_coords)
+    reference = tm.rotate(predict(triclinic), r)
     # float32 CHGNet features bound the agreement, not the network
     assert np.abs(predict(turned) - reference).max() / np.abs(reference).max() < 1e-4
     with pytest.raises(ValueError, match="atom features"):
-        net(collate([structure_to_graph(gan)], torch.float64))
+        net(collate([structure_to_graph(triclinic)], torch.float64))
 
 
-def test_predictor_featurises_and_reports_failures(gan, tmp_path):
+def test_predictor_featurises_and_reports_failures(triclinic, tmp_path):
     torch.manual_seed(0)
     config = ModelConfig(
         mul=4, lmax=1, atom_features="chgnet-0.3.0", elements=[7, 8, 11, 17, 31], target_shift=5.0
@@ -99,9 +90,9 @@ def test_predictor_featurises_and_reports_failures(gan, tmp_path):
     out = list(
         predictor.predict(
             [
-                StructureRecord("ok", gan, "test"),
+                StructureRecord("ok", triclinic, "test"),
                 StructureRecord("sparse", sparse, "test"),
-                StructureRecord("ok-rotated", rotated(gan, 2), "test"),
+                StructureRecord("ok-rotated", rotated(triclinic, 2), "test"),
             ]
         )
     )
@@ -112,6 +103,6 @@ def test_predictor_featurises_and_reports_failures(gan, tmp_path):
     # a structure the graph accepts but the potential refuses is a failure too, in its place
     real = predictor._featurizer.featurize_each
     predictor._featurizer.featurize_each = lambda structures: ["refused"] + real(structures[1:])
-    again = list(predictor.predict([StructureRecord("a", gan, "t"), StructureRecord("b", gan, "t")]))
+    again = list(predictor.predict([StructureRecord("a", triclinic, "t"), StructureRecord("b", triclinic, "t")]))
     assert isinstance(again[0], PredictionFailure) and again[0].error == "refused"
     assert again[1].material_id == "b" and again[1].eps_poly == pytest.approx(out[0].eps_poly)

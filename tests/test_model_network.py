@@ -19,15 +19,6 @@ def net() -> AnisoNet:
     return AnisoNet(ModelConfig(mul=6, lmax=3, target_shift=8.0, target_scale=2.0)).double().eval()
 
 
-@pytest.fixture
-def triclinic() -> Structure:
-    return Structure(
-        Lattice.from_parameters(4.1, 5.2, 6.3, 81, 95, 103),
-        ["Ga", "N", "O", "O"],
-        [[0, 0, 0], [0.3, 0.2, 0.1], [0.6, 0.7, 0.45], [0.1, 0.55, 0.8]],
-    )
-
-
 def predict(net, structure: Structure) -> np.ndarray:
     with torch.no_grad():
         return net.predict_tensor(collate([structure_to_graph(structure)], torch.float64))[

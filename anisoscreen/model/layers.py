@@ -163,28 +163,18 @@ class EdgeTensorProduct(nn.Module):
         edge_weight: torch.Tensor | Callable[[int, int], torch.Tensor],
         edge_src: torch.Tensor,
         edge_dst: torch.Tensor,
-        num_nodes: int,
-        chunks: list[tuple[int, int, int, int]] | None = None,
+        chunks: list[tuple[int, int, int, int]],
     ) -> dict[int, torch.Tensor]:
         """Return the summed messages per output order, shape (nodes, channels_out[l], 2l+1).
 
         ``edge_weight`` is the (edges, weight_numel) tensor, or a function ``(lo, hi)`` giving
         the rows of edges ``lo:hi``, so that per-edge weights exist one chunk at a time.
-        ``chunks`` (from :func:`node_aligned_chunks`, edges sorted by ``edge_dst``) lets each
-        chunk of edges sum into its own small block of destination nodes; without it, edges
-        are chunked in order and summed into the full node array.
+        ``chunks`` come from :func:`node_aligned_chunks` (edges sorted by ``edge_dst``): each
+        chunk of edges sums into its own block of destination nodes, and the blocks together
+        cover every node.
         """
         mul = self.mul
         dtype = edge_sh.dtype
-        if chunks is None:
-            size = self.chunk_size(edge_sh.device)
-            num_edges = edge_sh.shape[0]
-            spans = [
-                (0, num_nodes, lo, min(lo + size, num_edges)) for lo in range(0, num_edges, size)
-            ]
-            aligned = False
-        else:
-            spans, aligned = chunks, True
         # per input order: its paths, coefficient block, 0/1 expansion and weight offset
         orders, offset = [], 0
         for l1 in self.l_in:
@@ -194,14 +184,8 @@ class EdgeTensorProduct(nn.Module):
             orders.append((l1, group, cg, expand, offset))
             offset += mul * len(group)
         blocks: dict[int, list[torch.Tensor]] = {l1: [] for l1 in self.l_in}
-        summed: dict[int, torch.Tensor] = {}
-        if not aligned:
-            summed = {
-                l1: x[l1].new_zeros((num_nodes, mul, expand.shape[1]))
-                for l1, _, _, expand, _ in orders
-            }
         # edges in chunks: the (edges, mul, cols) intermediates stay cache- and memory-sized
-        for node_lo, node_hi, lo, hi in spans:
+        for node_lo, node_hi, lo, hi in chunks:
             weights = edge_weight(lo, hi) if callable(edge_weight) else edge_weight[lo:hi]
             for l1, group, cg, expand, start in orders:
                 coupling = torch.einsum("ijk,ej->eik", cg, edge_sh[lo:hi])  # (e, 2l1+1, cols)
@@ -209,23 +193,15 @@ class EdgeTensorProduct(nn.Module):
                 # each path's weight broadcast over its 2l3+1 columns (matmul with a 0/1 matrix)
                 weight = weights[:, start : start + mul * len(group)]
                 weight = weight.reshape(-1, len(group), mul).transpose(1, 2) @ expand
-                if aligned:
-                    block = products.new_zeros((node_hi - node_lo, mul, expand.shape[1]))
-                    block.index_add_(0, edge_dst[lo:hi] - node_lo, products * weight)
-                    blocks[l1].append(block)
-                else:
-                    summed[l1].index_add_(0, edge_dst[lo:hi], products * weight)
+                block = products.new_zeros((node_hi - node_lo, mul, expand.shape[1]))
+                block.index_add_(0, edge_dst[lo:hi] - node_lo, products * weight)
+                blocks[l1].append(block)
         per_path: dict[int, list[torch.Tensor]] = {l3: [] for l3 in self.l_out}
-        for l1, group, _, expand, _ in orders:
-            if aligned:
-                summed[l1] = (
-                    torch.cat(blocks[l1])
-                    if blocks[l1]
-                    else x[l1].new_zeros((0, mul, expand.shape[1]))
-                )
+        for l1, group, _, _, _ in orders:
+            summed = torch.cat(blocks[l1])
             col = 0
             for _, _, l3 in group:
-                per_path[l3].append(summed[l1][:, :, col : col + 2 * l3 + 1])
+                per_path[l3].append(summed[:, :, col : col + 2 * l3 + 1])
                 col += 2 * l3 + 1
         return {l3: torch.cat(parts, dim=1) for l3, parts in per_path.items()}
 

@@ -149,8 +149,7 @@ class Convolution(nn.Module):
             edge_weights,
             edge["src"],
             edge["dst"],
-            edge["num_nodes"],
-            edge.get("chunks"),
+            edge["chunks"],
         )
         out = self.linear_out(messages, species_attr, species_counts)
         for l, value in self.self_connection(x, species_attr, species_counts).items():
