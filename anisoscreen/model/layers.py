@@ -1,7 +1,8 @@
 """Equivariant building blocks, written for speed on CPU and GPU.
 
 Features are kept as one tensor per rotational order ``l``: ``x[l]`` has shape
-``(nodes, channels_l, 2l + 1)`` in e3nn's real spherical-harmonic basis. All irreps have
+``(nodes, 2l + 1, channels_l)`` in e3nn's real spherical-harmonic basis (channels last, so
+that per-channel weights broadcast over contiguous memory). All irreps have
 natural parity (0e, 1o, 2e, 3o, ...), so only tensor-product paths with ``l1 + l2 + l3``
 even are used.
 
@@ -78,13 +79,11 @@ class AttributeLinear(nn.Module):
         out = {}
         for l in self.orders:
             weight = torch.einsum("sv,uvw->suw", species_attr, self.weights[str(l)]) * self.norm[l]
-            channels_in, channels_out = weight.shape[1:]
-            pieces = []
-            for s, nodes in enumerate(torch.split(x[l], species_counts)):
-                # (n_s, u, 2l+1) -> (n_s * (2l+1), u) @ (u, w) -> (n_s, w, 2l+1)
-                flat = nodes.transpose(1, 2).reshape(-1, channels_in)
-                product = (flat @ weight[s]).reshape(len(nodes), 2 * l + 1, channels_out)
-                pieces.append(product.transpose(1, 2))
+            pieces = [
+                # (n_s, 2l+1, u) @ (u, w) -> (n_s, 2l+1, w)
+                nodes @ weight[s]
+                for s, nodes in enumerate(torch.split(x[l], species_counts))
+            ]
             out[l] = torch.cat(pieces)
         return out
 
@@ -93,7 +92,7 @@ class EdgeTensorProduct(nn.Module):
     """Per-edge ``uvu`` tensor product of neighbour features with spherical harmonics.
 
     For every path ``(l1, l2, l3)`` and channel ``u``:
-    ``m[e, u, :] = w[e, p, u] * C^{l1 l2 l3} : (x[l1][src_e, u, :] (x) Y_l2(r_e))``,
+    ``m[e, :, u] = w[e, p, u] * C^{l1 l2 l3} : (x[l1][src_e, :, u] (x) Y_l2(r_e))``,
     summed into the destination node. ``C`` is e3nn's Wigner 3j symbol scaled by
     ``sqrt(2 l3 + 1)`` (component normalisation).
 
@@ -128,21 +127,33 @@ class EdgeTensorProduct(nn.Module):
         self.l_in = sorted({p[0] for p in self.paths})
         self.l_out = sorted({p[2] for p in self.paths})
         sh_dim = (lmax_sh + 1) ** 2
-        # Per input order: a (2l1+1, sh_dim, sum_p (2l3+1)) coefficient block over its paths.
+        # Per input order l1, its paths into each output order l3 form a "span" of output
+        # columns, laid out component-major: column m * paths + p holds component m of path p,
+        # so a span of the (edges, cols, mul) products reads (edges, 2l3+1, paths * mul), the
+        # layout of the output channels (path-major, then mul), and the per-path weights
+        # (edges, paths * mul) broadcast over the 2l3+1 components.
+        # cg_{l1}: (sh_dim, cols * (2l1+1)) coefficients; spans: (paths, 2l3+1). The weights
+        # are laid out path by path in the order of self.paths, i.e. span by span.
         self._groups: dict[int, list[tuple[int, int, int]]] = {}
+        self._spans: dict[int, list[tuple[int, int]]] = {}
         for l1 in self.l_in:
             group = [p for p in self.paths if p[0] == l1]
             self._groups[l1] = group
             cols = sum(2 * l3 + 1 for _, _, l3 in group)
-            block = torch.zeros(2 * l1 + 1, sh_dim, cols)
-            expand, col = torch.zeros(len(group), cols), 0
-            for k, (_, l2, l3) in enumerate(group):
-                w3j = o3.wigner_3j(l1, l2, l3) * math.sqrt(2 * l3 + 1)
-                block[:, l2 * l2 : (l2 + 1) ** 2, col : col + 2 * l3 + 1] = w3j
-                expand[k, col : col + 2 * l3 + 1] = 1.0
-                col += 2 * l3 + 1
-            self.register_buffer(f"cg_{l1}", block, persistent=False)
-            self.register_buffer(f"expand_{l1}", expand, persistent=False)
+            block = torch.zeros(sh_dim, cols, 2 * l1 + 1, dtype=torch.float64)  # (j, m, i)
+            spans, col = [], 0
+            for l3 in sorted({p[2] for p in group}):
+                members = [p for p in group if p[2] == l3]
+                width = 2 * l3 + 1
+                for k, (_, l2, _) in enumerate(members):
+                    w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * math.sqrt(2 * l3 + 1)
+                    columns = slice(col + k, col + width * len(members), len(members))
+                    block[l2 * l2 : (l2 + 1) ** 2, columns] = w3j.permute(1, 2, 0)
+                spans.append((len(members), width))
+                col += width * len(members)
+            self.register_buffer(f"cg_{l1}", block.reshape(sh_dim, -1), persistent=False)
+            self._spans[l1] = spans
+        self._span_sizes = [p * self.mul for l1 in self.l_in for p, _ in self._spans[l1]]
         self.channels_out = {
             l3: self.mul * sum(1 for p in self.paths if p[2] == l3) for l3 in self.l_out
         }
@@ -165,7 +176,7 @@ class EdgeTensorProduct(nn.Module):
         edge_dst: torch.Tensor,
         chunks: list[tuple[int, int, int, int]],
     ) -> dict[int, torch.Tensor]:
-        """Return the summed messages per output order, shape (nodes, channels_out[l], 2l+1).
+        """Return the summed messages per output order, shape (nodes, 2l+1, channels_out[l]).
 
         ``edge_weight`` is the (edges, weight_numel) tensor, or a function ``(lo, hi)`` giving
         the rows of edges ``lo:hi``, so that per-edge weights exist one chunk at a time.
@@ -175,35 +186,61 @@ class EdgeTensorProduct(nn.Module):
         """
         mul = self.mul
         dtype = edge_sh.dtype
-        # per input order: its paths, coefficient block, 0/1 expansion and weight offset
-        orders, offset = [], 0
-        for l1 in self.l_in:
-            group = self._groups[l1]
-            cg = getattr(self, f"cg_{l1}").to(dtype)
-            expand = getattr(self, f"expand_{l1}").to(dtype)
-            orders.append((l1, group, cg, expand, offset))
-            offset += mul * len(group)
-        blocks: dict[int, list[torch.Tensor]] = {l1: [] for l1 in self.l_in}
-        # edges in chunks: the (edges, mul, cols) intermediates stay cache- and memory-sized
-        for node_lo, node_hi, lo, hi in chunks:
+        # Under autograd, gather the sources of all edges at once and weight out of place:
+        # the gradient of each per-chunk gather or in-place update is a zero-filled copy of
+        # the whole input. Without autograd, gather per chunk and weight in place (less memory).
+        differentiable = torch.is_grad_enabled()
+        if differentiable:
+            sizes = [hi - lo for _, _, lo, hi in chunks]
+            sources = {l1: torch.split(x[l1].index_select(0, edge_src), sizes) for l1 in self.l_in}
+        # per (l1, l3): summed messages of each chunk, (nodes, 2l3+1, paths * mul)
+        blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
+        # edges in chunks: the (edges, cols, mul) intermediates stay cache- and memory-sized
+        for k, (node_lo, node_hi, lo, hi) in enumerate(chunks):
             weights = edge_weight(lo, hi) if callable(edge_weight) else edge_weight[lo:hi]
-            for l1, group, cg, expand, start in orders:
-                coupling = torch.einsum("ijk,ej->eik", cg, edge_sh[lo:hi])  # (e, 2l1+1, cols)
-                products = torch.bmm(x[l1].index_select(0, edge_src[lo:hi]), coupling)
-                # each path's weight broadcast over its 2l3+1 columns (matmul with a 0/1 matrix)
-                weight = weights[:, start : start + mul * len(group)]
-                weight = weight.reshape(-1, len(group), mul).transpose(1, 2) @ expand
-                block = products.new_zeros((node_hi - node_lo, mul, expand.shape[1]))
-                block.index_add_(0, edge_dst[lo:hi] - node_lo, products * weight)
-                blocks[l1].append(block)
-        per_path: dict[int, list[torch.Tensor]] = {l3: [] for l3 in self.l_out}
-        for l1, group, _, _, _ in orders:
-            summed = torch.cat(blocks[l1])
-            col = 0
-            for _, _, l3 in group:
-                per_path[l3].append(summed[:, :, col : col + 2 * l3 + 1])
-                col += 2 * l3 + 1
-        return {l3: torch.cat(parts, dim=1) for l3, parts in per_path.items()}
+            # per span, in order (split, not slices: under autograd each slice's gradient
+            # would be a zero-filled copy of all the weights)
+            span_weights = iter(torch.split(weights, self._span_sizes, dim=1))
+            num, dst = hi - lo, edge_dst[lo:hi] - node_lo
+            for l1 in self.l_in:
+                spans = self._spans[l1]
+                # (e, sh_dim) @ (sh_dim, cols * (2l1+1)) -> (e, cols, 2l1+1), contiguous
+                cg = getattr(self, f"cg_{l1}").to(dtype)
+                coupling = (edge_sh[lo:hi] @ cg).view(num, -1, 2 * l1 + 1)
+                if differentiable:
+                    source = sources[l1][k]
+                else:
+                    source = x[l1].index_select(0, edge_src[lo:hi])  # (e, 2l1+1, mul)
+                # (e, cols, mul); for l1 = 0 an outer product, where broadcasting beats a matmul
+                products = coupling * source if l1 == 0 else torch.bmm(coupling, source)
+                parts = torch.split(products, [p * width for p, width in spans], dim=1)
+                summed = []
+                for part, (paths, width) in zip(parts, spans, strict=True):
+                    part = part.view(num, width, paths * mul)
+                    weight = next(span_weights)[:, None]
+                    if differentiable:
+                        weighted = part * weight
+                        block = weighted.new_zeros((node_hi - node_lo, width, paths * mul))
+                        summed.append(block.index_add_(0, dst, weighted))
+                    else:
+                        part.mul_(weight)
+                if not differentiable:
+                    block = products.new_zeros((node_hi - node_lo, *products.shape[1:]))
+                    block.index_add_(0, dst, products)
+                    parts = torch.split(block, [p * width for p, width in spans], dim=1)
+                    summed = [
+                        part.view(len(block), width, paths * mul)
+                        for part, (paths, width) in zip(parts, spans, strict=True)
+                    ]
+                for (_, width), block_l3 in zip(spans, summed, strict=True):
+                    blocks.setdefault((l1, width // 2), []).append(block_l3)
+        # channels of an output order: its paths one after the other (by l1, then l2), mul each
+        return {
+            l3: torch.cat(
+                [torch.cat(blocks[(l1, l3)]) for l1 in self.l_in if (l1, l3) in blocks], dim=2
+            )
+            for l3 in self.l_out
+        }
 
 
 def node_aligned_chunks(
@@ -237,9 +274,9 @@ class Gate(nn.Module):
         self.gated_orders = gated_orders
 
     def forward(self, x: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        scalars = x[0][:, : self.mul]
-        gates = torch.sigmoid(x[0][:, self.mul :])
+        scalars = x[0][..., : self.mul]
+        gates = torch.sigmoid(x[0][..., self.mul :])  # (nodes, 1, gates)
         out = {0: torch.relu(scalars)}
         for k, l in enumerate(self.gated_orders):
-            out[l] = x[l] * gates[:, k * self.mul : (k + 1) * self.mul]
+            out[l] = x[l] * gates[..., k * self.mul : (k + 1) * self.mul]
         return out

@@ -227,7 +227,7 @@ class AnisoNet(nn.Module):
             features = graph.atom_features[order].to(dtype)
             pretrained = self.feature_embedding(self.feature_norm(features))
             node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
-        x = {0: node_scalars[:, :, None]}
+        x = {0: node_scalars[:, None, :]}
 
         # edges sorted by destination: each chunk of the edge tensor products then sums into
         # its own block of nodes (see node_aligned_chunks)
@@ -254,19 +254,19 @@ class AnisoNet(nn.Module):
         for conv, gate in zip(self.convolutions, self.gates, strict=False):
             x = gate(conv(x, species_attr, species_counts, edge))
         out = self.output(x, species_attr, species_counts, edge)
-        x = torch.cat([out[l].reshape(len(species_index), -1) for l in sorted(out)], dim=1)
+        x = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
 
         counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
         pooled = torch.zeros((graph.num_graphs, x.shape[1]), dtype=x.dtype, device=x.device)
         pooled = pooled.index_add_(0, batch_index, x) / counts[:, None].to(x.dtype)
 
         if cfg.output == "scalar":
-            tensor = torch.zeros((graph.num_graphs, 3, 3), dtype=x.dtype, device=x.device)
+            tensor = pooled.new_zeros((graph.num_graphs, 3, 3))
             for k, (i, j) in enumerate(_VOIGT):
                 tensor[:, i, j] = pooled[:, k]
                 tensor[:, j, i] = pooled[:, k]
             pooled = tensor_to_irreps_torch(tensor)
-        shift = torch.zeros(6, dtype=x.dtype, device=x.device)
+        shift = pooled.new_zeros(6)
         shift[0] = cfg.target_shift
         return pooled * cfg.target_scale + shift
 

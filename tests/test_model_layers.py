@@ -1,0 +1,160 @@
+"""The fast equivariant layers against e3nn's reference operations."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from e3nn import o3
+
+from anisoscreen.model.layers import AttributeLinear, EdgeTensorProduct, node_aligned_chunks
+
+MUL, LMAX, NODES, EDGES = 4, 3, 9, 70
+
+
+@contextlib.contextmanager
+def _float64_default():
+    """e3nn builds its coefficients in the default dtype: make the references exact."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _reference_tensor_product(tp: EdgeTensorProduct) -> o3.TensorProduct:
+    """e3nn's uvu tensor product with one output block per path, in our path order."""
+    irreps_in = o3.Irreps([(MUL, (l, (-1) ** l)) for l in range(LMAX + 1)])
+    irreps_sh = o3.Irreps.spherical_harmonics(LMAX)
+    irreps_out = o3.Irreps([(MUL, (l3, (-1) ** l3)) for _, _, l3 in tp.paths])
+    instructions = [(l1, l2, k, "uvu", True) for k, (l1, l2, _) in enumerate(tp.paths)]
+    with _float64_default():
+        return o3.TensorProduct(
+            irreps_in,
+            irreps_sh,
+            irreps_out,
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
+        )
+
+
+@pytest.fixture
+def edge_problem():
+    generator = torch.Generator().manual_seed(3)
+    x = {
+        l: torch.randn(NODES, 2 * l + 1, MUL, generator=generator, dtype=torch.float64)
+        for l in range(LMAX + 1)
+    }
+    edge_vec = torch.randn(EDGES, 3, generator=generator, dtype=torch.float64)
+    sh = o3.spherical_harmonics(list(range(LMAX + 1)), edge_vec, True, "component")
+    dst = torch.sort(torch.randint(0, NODES, (EDGES,), generator=generator)).values
+    src = torch.randint(0, NODES, (EDGES,), generator=generator)
+    return x, sh, dst, src, generator
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])
+@pytest.mark.parametrize("edge_chunk", [7, 1000])
+def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk):
+    x, sh, dst, src, generator = edge_problem
+    tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, list(range(LMAX + 1)))
+    weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
+    reference = _reference_tensor_product(tp)
+
+    x_flat = torch.cat([x[l].transpose(1, 2).reshape(NODES, -1) for l in sorted(x)], dim=1)
+    per_edge = reference(x_flat[src], sh, weights)
+    expected = torch.zeros(NODES, per_edge.shape[1], dtype=torch.float64).index_add_(
+        0, dst, per_edge
+    )
+
+    leaves = {l: v.clone().requires_grad_(grad) for l, v in x.items()}
+    leaf_weights = weights.clone().requires_grad_(grad)
+    chunks = node_aligned_chunks(dst, NODES, edge_chunk)
+    with torch.set_grad_enabled(grad):
+        out = tp(leaves, sh, leaf_weights, src, dst, chunks)
+
+    # our layout: out[l3] is (nodes, 2l3+1, paths_into_l3 * mul), paths in tp.paths order
+    columns, seen = [], {l3: 0 for l3 in out}
+    for _, _, l3 in tp.paths:
+        block = out[l3][:, :, seen[l3] * MUL : (seen[l3] + 1) * MUL]
+        columns.append(block.transpose(1, 2).reshape(NODES, -1))
+        seen[l3] += 1
+    ours = torch.cat(columns, dim=1)
+    assert ours.shape == expected.shape
+    assert torch.allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+    if grad:  # gradients reach the node features and the weights, and equal e3nn's
+        probe = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+        (ours * probe).sum().backward()
+        x_ref = x_flat.clone().requires_grad_(True)
+        w_ref = weights.clone().requires_grad_(True)
+        per_edge = reference(x_ref[src], sh, w_ref)
+        summed = torch.zeros_like(expected).index_add_(0, dst, per_edge)
+        (summed * probe).sum().backward()
+        assert torch.allclose(leaf_weights.grad, w_ref.grad, rtol=1e-10, atol=1e-12)
+        ours_x_grad = torch.cat(
+            [leaves[l].grad.transpose(1, 2).reshape(NODES, -1) for l in sorted(leaves)], dim=1
+        )
+        assert torch.allclose(ours_x_grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_edge_tensor_product_with_weight_function_matches_tensor(edge_problem):
+    x, sh, dst, src, generator = edge_problem
+    tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
+    weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
+    chunks = node_aligned_chunks(dst, NODES, 16)
+    calls = []
+
+    def weight_rows(lo, hi):
+        calls.append((lo, hi))
+        return weights[lo:hi]
+
+    with torch.no_grad():
+        direct = tp(x, sh, weights, src, dst, chunks)
+        lazy = tp(x, sh, weight_rows, src, dst, chunks)
+    assert sorted(direct) == [0, 2]
+    for l3 in direct:
+        assert torch.equal(direct[l3], lazy[l3])
+    assert calls == [(lo, hi) for _, _, lo, hi in chunks]
+
+
+def test_node_aligned_chunks_cover_every_node_and_edge_once():
+    dst = torch.tensor([0, 0, 0, 2, 2, 3, 5, 5, 5, 5])
+    chunks = node_aligned_chunks(dst, 7, 3)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 7
+    assert chunks[0][2] == 0 and chunks[-1][3] == len(dst)
+    for (_, node_hi, _, edge_hi), (node_lo, _, edge_lo, _) in zip(
+        chunks[:-1], chunks[1:], strict=True
+    ):
+        assert node_hi == node_lo and edge_hi == edge_lo
+    for node_lo, node_hi, lo, hi in chunks:  # no node's edges are split between chunks
+        assert ((dst[lo:hi] >= node_lo) & (dst[lo:hi] < node_hi)).all()
+
+
+def test_attribute_linear_equals_e3nn_tensor_product_with_attributes():
+    generator = torch.Generator().manual_seed(5)
+    channels_in, channels_out, attr_dim = {0: 3, 1: 2, 2: 4}, {0: 5, 2: 2}, 6
+    layer = AttributeLinear(channels_in, channels_out, attr_dim).double()
+    species_attr = torch.rand(2, attr_dim, generator=generator, dtype=torch.float64)
+    counts = [3, 4]
+    x = {
+        l: torch.randn(sum(counts), 2 * l + 1, c, generator=generator, dtype=torch.float64)
+        for l, c in channels_in.items()
+    }
+    out = layer(x, species_attr, counts)
+    assert sorted(out) == [0, 2]  # l = 1 has no output channels
+
+    irreps_in = o3.Irreps([(c, (l, (-1) ** l)) for l, c in channels_in.items()])
+    irreps_out = o3.Irreps([(c, (l, (-1) ** l)) for l, c in channels_out.items()])
+    with _float64_default():
+        reference = o3.FullyConnectedTensorProduct(
+            irreps_in, f"{attr_dim}x0e", irreps_out, internal_weights=False, shared_weights=True
+        )
+    weight = torch.cat([layer.weights[str(l)].detach().flatten() for l in (0, 2)])
+    attrs = species_attr.repeat_interleave(torch.tensor(counts), dim=0)
+    x_flat = torch.cat([x[l].transpose(1, 2).reshape(len(attrs), -1) for l in sorted(x)], dim=1)
+    expected = reference(x_flat, attrs, weight)
+    ours = torch.cat([out[l].transpose(1, 2).reshape(len(attrs), -1) for l in (0, 2)], dim=1)
+    assert torch.allclose(ours, expected, rtol=1e-10, atol=1e-12)
