@@ -211,8 +211,14 @@ class EdgeTensorProduct(nn.Module):
                     source = sources[l1][k]
                 else:
                     source = x[l1].index_select(0, edge_src[lo:hi])  # (e, 2l1+1, mul)
-                # (e, cols, mul); for l1 = 0 an outer product, where broadcasting beats a matmul
-                products = coupling * source if l1 == 0 else torch.bmm(coupling, source)
+                if l1 == 0:
+                    summed = self._scalar_messages(
+                        coupling, source, span_weights, spans, dst, node_hi - node_lo
+                    )
+                    for (_, width), block_l3 in zip(spans, summed, strict=True):
+                        blocks.setdefault((l1, width // 2), []).append(block_l3)
+                    continue
+                products = torch.bmm(coupling, source)  # (e, cols, mul)
                 parts = torch.split(products, [p * width for p, width in spans], dim=1)
                 summed = []
                 for part, (paths, width) in zip(parts, spans, strict=True):
@@ -241,6 +247,30 @@ class EdgeTensorProduct(nn.Module):
             )
             for l3 in self.l_out
         }
+
+    def _scalar_messages(
+        self,
+        coupling: torch.Tensor,
+        source: torch.Tensor,
+        span_weights,
+        spans: list[tuple[int, int]],
+        dst: torch.Tensor,
+        num_nodes: int,
+    ) -> list[torch.Tensor]:
+        """Summed messages of scalar (l1 = 0) sources, one (nodes, 2l3+1, paths * mul) per span.
+
+        With one input component the product is an outer product, so the per-path weights
+        scale the (edges, mul) sources before it rather than the (edges, 2l3+1, mul) result.
+        """
+        num, mul = len(coupling), self.mul
+        parts = torch.split(coupling, [p * width for p, width in spans], dim=1)
+        summed = []
+        for part, (paths, width) in zip(parts, spans, strict=True):
+            weighted_source = next(span_weights).view(num, 1, paths, mul) * source[:, None]
+            messages = part.view(num, width, paths, 1) * weighted_source
+            block = messages.new_zeros((num_nodes, width, paths, mul))
+            summed.append(block.index_add_(0, dst, messages).flatten(2))
+        return summed
 
 
 def node_aligned_chunks(

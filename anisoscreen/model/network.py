@@ -26,8 +26,7 @@ from typing import Any, Literal
 
 import torch
 from e3nn import o3
-from e3nn.math import soft_one_hot_linspace
-from e3nn.nn import FullyConnectedNet
+from e3nn.math import normalize2mom, soft_one_hot_linspace
 from pymatgen.core.periodic_table import Element
 from torch import nn
 
@@ -112,6 +111,38 @@ def _polynomial_envelope(x: torch.Tensor) -> torch.Tensor:
     return 1.0 - 10.0 * x**3 + 15.0 * x**4 - 6.0 * x**5
 
 
+class RadialMLP(nn.Module):
+    """Per-edge tensor-product weights from the radial basis, times a per-edge scale.
+
+    The function of e3nn's ``FullyConnectedNet([num_basis, hidden, out], silu)`` (same
+    parameters ``layer0.weight``, ``layer1.weight`` and initialisation), with the per-edge
+    scale (cutoff envelope and neighbour normalisation) applied to the ``hidden`` activations
+    instead of the ``out`` weights: the output layer is linear, so the result is the same and
+    the largest per-edge tensor is written once.
+    """
+
+    def __init__(self, num_basis: int, hidden: int, out: int) -> None:
+        super().__init__()
+        self.layer0 = _Weight(num_basis, hidden)
+        self.layer1 = _Weight(hidden, out)
+        # second-moment normalisation of silu for unit-normal inputs (e3nn's normalize2mom)
+        self.silu_scale = normalize2mom(torch.nn.functional.silu).cst
+
+    def forward(self, basis: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        w0, w1 = self.layer0.weight, self.layer1.weight
+        hidden = torch.nn.functional.silu(basis @ (w0 / math.sqrt(w0.shape[0])))
+        hidden = hidden * (scale[:, None] * self.silu_scale)
+        return hidden @ (w1 / math.sqrt(w1.shape[0]))
+
+
+class _Weight(nn.Module):
+    """Holds one layer's weight under e3nn's parameter name."""
+
+    def __init__(self, fan_in: int, fan_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(fan_in, fan_out))
+
+
 class Convolution(nn.Module):
     """Equivariant point convolution with an element-dependent self-connection (NequIP style)."""
 
@@ -128,9 +159,7 @@ class Convolution(nn.Module):
         super().__init__()
         self.linear_in = AttributeLinear(channels_in, channels_in, attr_dim)
         self.tensor_product = EdgeTensorProduct(channels_in, lmax_sh, sorted(channels_out))
-        self.radial = FullyConnectedNet(
-            [num_basis, radial_hidden, self.tensor_product.weight_numel], torch.nn.functional.silu
-        )
+        self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel)
         self.linear_out = AttributeLinear(self.tensor_product.channels_out, channels_out, attr_dim)
         self.self_connection = AttributeLinear(channels_in, channels_out, attr_dim)
         self.norm = 1.0 / math.sqrt(avg_num_neighbors)
@@ -139,8 +168,7 @@ class Convolution(nn.Module):
         def edge_weights(lo: int, hi: int) -> torch.Tensor:
             # per-edge radial weights, made one chunk of edges at a time (they are the largest
             # per-edge tensor: paths x mul numbers per edge)
-            envelope = edge["envelope"][lo:hi, None] * self.norm
-            return self.radial(edge["radial"][lo:hi]) * envelope
+            return self.radial(edge["radial"][lo:hi], edge["envelope"][lo:hi] * self.norm)
 
         h = self.linear_in(x, species_attr, species_counts)
         messages = self.tensor_product(
