@@ -202,3 +202,59 @@ def test_evaluate_cli_on_test_split(tiny_model, tmp_path):
     assert out.exit_code == 0, out.output
     assert "test split" in out.output and "(n=10)" in out.output  # the split it was trained with
     assert plot.stat().st_size > 10_000
+
+
+def test_evaluate_selected_members_of_an_ensemble(tiny_model, shared_dir, tmp_path):
+    from anisoscreen.model.evaluate import evaluate_model
+
+    folder, result = tiny_model
+    payload = torch.load(folder / "model.pt", weights_only=True)
+    member = payload["state_dicts"][0]
+    shifted = {
+        k: v + 0.2 * torch.randn_like(v) if v.is_floating_point() else v for k, v in member.items()
+    }
+    payload["state_dicts"] = [member, shifted]
+    torch.save(payload, tmp_path / "pair.pt")
+    data = shared_dir / "data" / "mp_dielectric_tensors.json.gz"
+
+    first = evaluate_model(str(tmp_path / "pair.pt"), data, device="cpu", members=[0])
+    second = evaluate_model(str(tmp_path / "pair.pt"), data, device="cpu", members=[1])
+    both = evaluate_model(str(tmp_path / "pair.pt"), data, device="cpu")
+    # member 0 is the tiny model itself, scored as at the end of its training
+    assert first["members"] == [0] and both["members"] == [0, 1]
+    assert first["metrics"]["eps_poly_mae"] == pytest.approx(result["test"]["eps_poly_mae"])
+    assert second["metrics"]["eps_poly_mae"] != pytest.approx(first["metrics"]["eps_poly_mae"])
+    with pytest.raises(AnisoscreenError, match="not in this 2-member model"):
+        evaluate_model(str(tmp_path / "pair.pt"), data, device="cpu", members=[2])
+
+    out = CliRunner().invoke(
+        app, ["evaluate", "--model", str(tmp_path / "pair.pt"), "--device", "cpu", "--member", "1"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "members [1]" in out.output
+    assert f"{second['metrics']['eps_poly_mae']:.3f}" in out.output
+
+
+def test_model_card_reports_the_readout_ablation(tiny_model, tmp_path):
+    from anisoscreen.model.pipeline import write_model_card
+
+    folder, _ = tiny_model
+    metadata = json.loads((folder / "metrics.json").read_text())
+    scores = {"eps_poly_mae": 0.4, "anisotropy_ratio_mae": 0.1, "component_mae": 0.2, "n": 9}
+    metadata["readout_ablation"] = {
+        "description": "Same training, different read-out.",
+        "rows": [
+            {"label": "equivariant 0e+2e", "validation": scores, "test": scores},
+            {
+                "label": "scalar 6x0e",
+                "validation": {**scores, "eps_poly_mae": 0.55},
+                "test": {**scores, "anisotropy_ratio_mae": 0.25},
+            },
+        ],
+    }
+    loaded = load_model(folder / "model.pt")
+    write_model_card(tmp_path / "card.md", "tiny", "1.0.0", loaded.config, metadata)
+    card = (tmp_path / "card.md").read_text()
+    assert "## Equivariant vs scalar read-out" in card
+    assert "| scalar 6x0e | 0.550 / 0.100 | 0.400 / 0.250 | 0.200 |" in card
+    assert "## Equivariant vs scalar read-out" not in (folder / "MODEL_CARD.md").read_text()

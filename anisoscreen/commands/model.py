@@ -241,6 +241,10 @@ def evaluate(
     parity_plot: Annotated[
         Path | None, typer.Option("--parity-plot", help="Write eps_poly / a_r parity plots here.")
     ] = None,
+    member: Annotated[
+        list[int] | None,
+        typer.Option("--member", help="Evaluate only these ensemble members (0-based)."),
+    ] = None,
 ) -> None:
     """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components."""
     from rich.table import Table
@@ -251,9 +255,19 @@ def evaluate(
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
     result = evaluate_model(
-        settings.model, data, settings.data_dir, subset, split_seed, settings.device, parity_plot
+        settings.model,
+        data,
+        settings.data_dir,
+        subset,
+        split_seed,
+        settings.device,
+        parity_plot,
+        members=member or None,
     )
-    table = Table(title=f"{result['model']} on the {subset} split (n={result['metrics']['n']})")
+    which = f", members {result['members']}" if member else ""
+    table = Table(
+        title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"
+    )
     for column in ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
         table.add_column(column)
     rows = {"all": result["metrics"], **result["metrics"].get("per_crystal_system", {})}

@@ -83,11 +83,13 @@ def evaluate_model(
     split_seed: int | None = None,
     device: str = "auto",
     parity_plot=None,
+    members: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
 
     The split is rebuilt from the model's recorded ``split_seed`` (overridable), with the same
     cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
+    ``members`` evaluates the mean of those ensemble members only (0-based; default: all).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
@@ -97,6 +99,14 @@ def evaluate_model(
 
     dev = resolve_device(device)
     loaded = load_model(model, data_dir, device=dev)
+    networks = loaded.networks
+    if members is not None:
+        unknown = [k for k in members if not 0 <= k < len(networks)]
+        if unknown or not members:
+            raise AnisoscreenError(
+                f"members {list(members)} not in this {len(networks)}-member model"
+            )
+        networks = [networks[k] for k in members]
     seed = split_seed if split_seed is not None else loaded.metadata.get("split_seed", 42)
     entries, _ = clean_entries(load_entries(data_path))
     # a model trained on the first n cleaned entries is evaluated on the split of those n
@@ -112,10 +122,11 @@ def evaluate_model(
         features,
         data_set_cache(features, data_path) if features else None,
     )
-    predicted = tmath.irreps_to_tensor(predict_irreps(loaded.networks, graphs, dev).mean(axis=0))
+    predicted = tmath.irreps_to_tensor(predict_irreps(networks, graphs, dev).mean(axis=0))
     reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
     result = {
         "model": f"{loaded.name} {loaded.version}",
+        "members": list(members) if members is not None else list(range(len(networks))),
         "subset": subset,
         "split_seed": seed,
         "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),

@@ -191,10 +191,30 @@ high-frequency dielectric tensor eps_inf of a crystal from its structure.
 {rows}
 
 Reference (Lou & Ganose 2025, 6,706 entries): eps_poly MAE 0.311, a_r MAE 0.078.
-
+{_readout_ablation_section(metadata.get("readout_ablation"))}
 ## Intended use and limits
 Screening of ordered, stoichiometric crystals with a band gap; a 5 A cutoff cannot see
 separations larger than 5 A (e.g. wide van der Waals gaps). Elements absent from training are
 refused at prediction time.
 """
     path.write_text(text)
+
+
+def _readout_ablation_section(ablation: dict[str, Any] | None) -> str:
+    """Model-card section comparing equivariant and scalar read-outs (if it was run)."""
+    if not ablation:
+        return ""
+    rows = "\n".join(
+        f"| {row['label']} | {row['validation']['eps_poly_mae']:.3f} / "
+        f"{row['validation']['anisotropy_ratio_mae']:.3f} | {row['test']['eps_poly_mae']:.3f} / "
+        f"{row['test']['anisotropy_ratio_mae']:.3f} | {row['test']['component_mae']:.3f} |"
+        for row in ablation["rows"]
+    )
+    return f"""
+## Equivariant vs scalar read-out
+{ablation["description"]}
+
+| read-out | validation eps_poly / a_r MAE | test eps_poly / a_r MAE | test component MAE |
+| --- | --- | --- | --- |
+{rows}
+"""
