@@ -158,3 +158,19 @@ def test_attribute_linear_equals_e3nn_tensor_product_with_attributes():
     expected = reference(x_flat, attrs, weight)
     ours = torch.cat([out[l].transpose(1, 2).reshape(len(attrs), -1) for l in (0, 2)], dim=1)
     assert torch.allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_radial_mlp_equals_e3nn_fully_connected_net_times_scale():
+    from e3nn.nn import FullyConnectedNet
+
+    from anisoscreen.model.network import RadialMLP
+
+    torch.manual_seed(0)
+    ours = RadialMLP(15, 16, 40).double()
+    with _float64_default():
+        reference = FullyConnectedNet([15, 16, 40], torch.nn.functional.silu)
+    reference.load_state_dict(ours.state_dict())  # same parameter names and shapes
+    basis = torch.randn(30, 15, dtype=torch.float64)
+    scale = torch.rand(30, dtype=torch.float64)
+    expected = reference(basis) * scale[:, None]
+    assert torch.allclose(ours(basis, scale), expected, rtol=1e-12, atol=1e-14)

@@ -15,7 +15,8 @@ the same family of functions:
   batch, not of every atom;
 * :class:`EdgeTensorProduct` contracts the Clebsch-Gordan coefficients with the edge's
   spherical harmonics first and then performs one batched matrix product per input order,
-  instead of one outer product per path.
+  instead of one outer product per path; its output columns are laid out so that the per-path
+  weights scale contiguous rows and the sums over edges are already in the output layout.
 """
 
 from __future__ import annotations
@@ -134,11 +135,9 @@ class EdgeTensorProduct(nn.Module):
         # (edges, paths * mul) broadcast over the 2l3+1 components.
         # cg_{l1}: (sh_dim, cols * (2l1+1)) coefficients; spans: (paths, 2l3+1). The weights
         # are laid out path by path in the order of self.paths, i.e. span by span.
-        self._groups: dict[int, list[tuple[int, int, int]]] = {}
         self._spans: dict[int, list[tuple[int, int]]] = {}
         for l1 in self.l_in:
             group = [p for p in self.paths if p[0] == l1]
-            self._groups[l1] = group
             cols = sum(2 * l3 + 1 for _, _, l3 in group)
             block = torch.zeros(sh_dim, cols, 2 * l1 + 1, dtype=torch.float64)  # (j, m, i)
             spans, col = [], 0
