@@ -91,7 +91,12 @@ def main() -> int:
         metadata,
     )
     for row in rows:
-        print(row["label"], {k: row[k] for k in ("validation", "test")}, flush=True)
+        for subset in ("validation", "test"):
+            m = row[subset]
+            print(
+                f"{row['label']}, {subset}: eps_poly MAE {m['eps_poly_mae']:.3f}, "
+                f"a_r MAE {m['anisotropy_ratio_mae']:.3f}, component MAE {m['component_mae']:.3f}"
+            )
     return 0
 
 
