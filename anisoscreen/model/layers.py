@@ -22,7 +22,7 @@ the same family of functions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -183,7 +183,6 @@ class EdgeTensorProduct(nn.Module):
         chunk of edges sums into its own block of destination nodes, and the blocks together
         cover every node.
         """
-        mul = self.mul
         dtype = edge_sh.dtype
         # Under autograd, gather the sources of all edges at once and weight out of place:
         # the gradient of each per-chunk gather or in-place update is a zero-filled copy of
@@ -210,33 +209,8 @@ class EdgeTensorProduct(nn.Module):
                     source = sources[l1][k]
                 else:
                     source = x[l1].index_select(0, edge_src[lo:hi])  # (e, 2l1+1, mul)
-                if l1 == 0:
-                    summed = self._scalar_messages(
-                        coupling, source, span_weights, spans, dst, node_hi - node_lo
-                    )
-                    for (_, width), block_l3 in zip(spans, summed, strict=True):
-                        blocks.setdefault((l1, width // 2), []).append(block_l3)
-                    continue
-                products = torch.bmm(coupling, source)  # (e, cols, mul)
-                parts = torch.split(products, [p * width for p, width in spans], dim=1)
-                summed = []
-                for part, (paths, width) in zip(parts, spans, strict=True):
-                    part = part.view(num, width, paths * mul)
-                    weight = next(span_weights)[:, None]
-                    if differentiable:
-                        weighted = part * weight
-                        block = weighted.new_zeros((node_hi - node_lo, width, paths * mul))
-                        summed.append(block.index_add_(0, dst, weighted))
-                    else:
-                        part.mul_(weight)
-                if not differentiable:
-                    block = products.new_zeros((node_hi - node_lo, *products.shape[1:]))
-                    block.index_add_(0, dst, products)
-                    parts = torch.split(block, [p * width for p, width in spans], dim=1)
-                    summed = [
-                        part.view(len(block), width, paths * mul)
-                        for part, (paths, width) in zip(parts, spans, strict=True)
-                    ]
+                messages = self._scalar_messages if l1 == 0 else self._tensor_messages
+                summed = messages(coupling, source, span_weights, spans, dst, node_hi - node_lo)
                 for (_, width), block_l3 in zip(spans, summed, strict=True):
                     blocks.setdefault((l1, width // 2), []).append(block_l3)
         # channels of an output order: its paths one after the other (by l1, then l2), mul each
@@ -247,11 +221,49 @@ class EdgeTensorProduct(nn.Module):
             for l3 in self.l_out
         }
 
+    def _tensor_messages(
+        self,
+        coupling: torch.Tensor,
+        source: torch.Tensor,
+        span_weights: Iterator[torch.Tensor],
+        spans: list[tuple[int, int]],
+        dst: torch.Tensor,
+        num_nodes: int,
+    ) -> list[torch.Tensor]:
+        """Summed messages of l1 > 0 sources, one (nodes, 2l3+1, paths * mul) per span.
+
+        One batched product gives every path's (edges, cols, mul) products; each span's
+        weights then scale its contiguous columns. Without autograd this happens in place and
+        one scatter sums all spans; under autograd out of place, one scatter per span.
+        """
+        num, mul = len(coupling), self.mul
+        products = torch.bmm(coupling, source)  # (e, cols, mul)
+        sizes = [paths * width for paths, width in spans]
+        parts = [
+            part.view(num, width, paths * mul)
+            for part, (paths, width) in zip(torch.split(products, sizes, dim=1), spans, strict=True)
+        ]
+        if torch.is_grad_enabled():
+            summed = []
+            for part in parts:
+                weighted = part * next(span_weights)[:, None]
+                block = weighted.new_zeros((num_nodes, *weighted.shape[1:]))
+                summed.append(block.index_add_(0, dst, weighted))
+            return summed
+        for part in parts:
+            part.mul_(next(span_weights)[:, None])
+        block = products.new_zeros((num_nodes, *products.shape[1:]))
+        block.index_add_(0, dst, products)
+        return [
+            part.view(num_nodes, width, paths * mul)
+            for part, (paths, width) in zip(torch.split(block, sizes, dim=1), spans, strict=True)
+        ]
+
     def _scalar_messages(
         self,
         coupling: torch.Tensor,
         source: torch.Tensor,
-        span_weights,
+        span_weights: Iterator[torch.Tensor],
         spans: list[tuple[int, int]],
         dst: torch.Tensor,
         num_nodes: int,
