@@ -154,15 +154,21 @@ def test_predict_cli_reports_bad_inputs_and_keeps_going(tiny_model, entries, tmp
     )
 
 
+def _two_member_model(source, target, noise: float) -> None:
+    """Write ``source``'s model with a second member: its weights plus Gaussian ``noise``."""
+    payload = torch.load(source, weights_only=True)
+    member = payload["state_dicts"][0]
+    perturbed = {
+        k: v + noise * torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in member.items()
+    }
+    payload["state_dicts"] = [member, perturbed]
+    torch.save(payload, target)
+
+
 def test_python_api_matches_cli_shape_and_ensemble_spread(tiny_model, entries, tmp_path):
     folder, _ = tiny_model
-    loaded = torch.load(folder / "model.pt", weights_only=True)
-    sd = loaded["state_dicts"][0]
-    perturbed = {
-        k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in sd.items()
-    }
-    loaded["state_dicts"] = [sd, perturbed]
-    torch.save(loaded, tmp_path / "ens.pt")
+    _two_member_model(folder / "model.pt", tmp_path / "ens.pt", noise=0.05)
     docs = predict_structures(
         [entries[5].structure, entries[6].structure], model=str(tmp_path / "ens.pt"), device="cpu"
     )
@@ -208,13 +214,7 @@ def test_evaluate_selected_members_of_an_ensemble(tiny_model, shared_dir, tmp_pa
     from anisoscreen.model.evaluate import evaluate_model
 
     folder, result = tiny_model
-    payload = torch.load(folder / "model.pt", weights_only=True)
-    member = payload["state_dicts"][0]
-    shifted = {
-        k: v + 0.2 * torch.randn_like(v) if v.is_floating_point() else v for k, v in member.items()
-    }
-    payload["state_dicts"] = [member, shifted]
-    torch.save(payload, tmp_path / "pair.pt")
+    _two_member_model(folder / "model.pt", tmp_path / "pair.pt", noise=0.2)
     data = shared_dir / "data" / "mp_dielectric_tensors.json.gz"
 
     first = evaluate_model(str(tmp_path / "pair.pt"), data, device="cpu", members=[0])
