@@ -176,29 +176,26 @@ class _EmbeddedUpserter:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         index = self._load_index()
-        new: list[tuple[dict[str, Any], bytes]] = []
-        changed: list[tuple[dict[str, Any], bytes]] = []
+        new: list[tuple[dict[str, Any], tuple, bytes]] = []
+        changed: list[tuple[dict[str, Any], tuple, bytes]] = []
         for record in records:
             fingerprint = _fingerprint(record)
-            stored = index.get(_record_key(record, self.key))
+            record_key = _record_key(record, self.key)
+            stored = index.get(record_key)
             if stored is None:
-                new.append((record, fingerprint))
+                new.append((record, record_key, fingerprint))
             elif stored[2] != fingerprint:
                 kept = {"_id": stored[0]}
                 if stored[1] is not None and "created_at" in record:
                     kept["created_at"] = stored[1]
-                changed.append(({**record, **kept}, fingerprint))
+                changed.append(({**record, **kept}, record_key, fingerprint))
         if new:
-            self.collection.insert_many([r for r, _ in new])  # gives each record its _id
+            self.collection.insert_many([r for r, _, _ in new])  # gives each record its _id
         if changed:
             # replace by _id through montydb's storage layer: one transaction, no scan
-            self.collection._storage.update_many(self.collection, [r for r, _ in changed])
-        for record, fingerprint in new + changed:
-            index[_record_key(record, self.key)] = (
-                record["_id"],
-                record.get("created_at"),
-                fingerprint,
-            )
+            self.collection._storage.update_many(self.collection, [r for r, _, _ in changed])
+        for record, record_key, fingerprint in new + changed:
+            index[record_key] = (record["_id"], record.get("created_at"), fingerprint)
 
 
 class ResultsStore:
