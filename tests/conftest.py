@@ -44,6 +44,19 @@ def _isolated_settings(tmp_path, monkeypatch):
     monkeypatch.delenv("ANISOSCREEN_MP_API_KEY", raising=False)
 
 
+@pytest.fixture(params=["fused", "torch"])
+def edge_backend(request, monkeypatch):
+    """Run edge tensor products through the fused CPU kernel, or through the PyTorch path."""
+    from anisoscreen.model import fused
+
+    monkeypatch.setenv(fused.DISABLE_ENV, "1" if request.param == "fused" else "0")
+    fused.load_kernel.cache_clear()
+    if request.param == "fused":
+        assert fused.load_kernel() is not None, "the fused kernel did not build"
+    yield request.param
+    fused.load_kernel.cache_clear()
+
+
 @pytest.fixture
 def memory_settings():
     """Settings whose stores are in-memory maggma MemoryStores."""

@@ -42,7 +42,9 @@ def test_fast_voronoi_polyhedra_equal_pymatgen(sample):
         for n in range(len(structure)):
             reference = VoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(structure, n)
             fast = FastVoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(structure, n)
-            assert list(fast) == list(reference)
+            # same facets, keyed by the same neighbour index; their order follows qhull's
+            # ridge order, which depends on the scipy build and last-bit rounding of inputs
+            assert sorted(fast) == sorted(reference)
             for key, stats in reference.items():
                 got = fast[key]
                 assert got["site"].index == stats["site"].index

@@ -8,6 +8,7 @@ import pytest
 import torch
 from e3nn import o3
 
+from anisoscreen.model import fused
 from anisoscreen.model.layers import AttributeLinear, EdgeTensorProduct, node_aligned_chunks
 
 MUL, LMAX, NODES, EDGES = 4, 3, 9, 70
@@ -57,7 +58,7 @@ def edge_problem():
 
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])
 @pytest.mark.parametrize("edge_chunk", [7, 1000])
-def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk):
+def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk, edge_backend):
     x, sh, dst, src, generator = edge_problem
     tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, list(range(LMAX + 1)))
     weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
@@ -100,7 +101,7 @@ def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk):
         assert torch.allclose(ours_x_grad, x_ref.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_edge_tensor_product_with_weight_function_matches_tensor(edge_problem):
+def test_edge_tensor_product_with_weight_function_matches_tensor(edge_problem, edge_backend):
     x, sh, dst, src, generator = edge_problem
     tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
     weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
@@ -118,6 +119,87 @@ def test_edge_tensor_product_with_weight_function_matches_tensor(edge_problem):
     for l3 in direct:
         assert torch.equal(direct[l3], lazy[l3])
     assert calls == [(lo, hi) for _, _, lo, hi in chunks]
+
+
+def _run_edge_product(tp, x, sh, weights, src, dst, chunks):
+    """Outputs and the gradients of a non-linear loss w.r.t. features, weights and sh."""
+    leaves = [*x.values(), weights, sh]
+    out = tp(x, sh, weights, src, dst, chunks)
+    loss = sum((value * torch.sin(value)).sum() for value in out.values())
+    return out, torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mul", [13, 16])  # a partial channel block, and whole blocks only
+def test_fused_kernel_equals_pytorch_path(monkeypatch, dtype, mul):
+    generator = torch.Generator().manual_seed(11)
+    nodes, edges = 12, 150
+    x = {
+        l: torch.randn(nodes, 2 * l + 1, mul, generator=generator, dtype=dtype).requires_grad_()
+        for l in range(LMAX + 1)
+    }
+    vectors = torch.randn(edges, 3, generator=generator, dtype=dtype)
+    sh = o3.spherical_harmonics(list(range(LMAX + 1)), vectors, True, "component")
+    sh.requires_grad_()  # the kernel's coupling gradient is exercised too
+    dst = torch.sort(torch.randint(0, nodes, (edges,), generator=generator)).values
+    dst[dst == 5] = 4  # a node without incoming edges gets zero messages
+    src = torch.randint(0, nodes, (edges,), generator=generator)
+    tp = EdgeTensorProduct({l: mul for l in x}, LMAX, list(range(LMAX + 1)))
+    weights = torch.randn(edges, tp.weight_numel, generator=generator, dtype=dtype)
+    weights.requires_grad_()
+    chunks = node_aligned_chunks(dst, nodes, 40)
+
+    results = {}
+    for enabled in ("1", "0"):
+        monkeypatch.setenv(fused.DISABLE_ENV, enabled)
+        fused.load_kernel.cache_clear()
+        assert fused.kernel_available(sh) == (enabled == "1")
+        results[enabled] = _run_edge_product(tp, x, sh, weights, src, dst, chunks)
+    fused.load_kernel.cache_clear()
+
+    (out_fused, grads_fused), (out_torch, grads_torch) = results["1"], results["0"]
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-11, "atol": 1e-11}
+    assert sorted(out_fused) == sorted(out_torch)
+    for l3 in out_torch:
+        assert out_fused[l3].dtype == dtype
+        torch.testing.assert_close(out_fused[l3], out_torch[l3], **tol)
+        assert torch.count_nonzero(out_fused[l3][5]) == 0
+    for grad_fused, grad_torch in zip(grads_fused, grads_torch, strict=True):
+        torch.testing.assert_close(grad_fused, grad_torch, **tol)
+
+
+def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    compiler = fused._compiler()
+    assert compiler is not None
+    flags = fused._flags()
+    library = fused._build(compiler, flags)
+    assert library.parent == tmp_path / "anisoscreen" / "kernels" and library.exists()
+    built = library.stat().st_mtime_ns
+    assert fused._build(compiler, flags) == library  # cached: not compiled again
+    assert library.stat().st_mtime_ns == built
+    other = fused._build(compiler, [*flags, "-DANISOSCREEN_VARIANT"])
+    assert other != library  # other flags (e.g. another CPU's instruction set), other file
+    assert sorted(p.name for p in library.parent.iterdir()) == sorted([library.name, other.name])
+
+
+def test_without_a_compiler_the_pytorch_path_is_used(edge_problem, monkeypatch):
+    x, sh, dst, src, generator = edge_problem
+    monkeypatch.setenv(fused.DISABLE_ENV, "1")
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    fused.load_kernel.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+            assert fused.load_kernel() is None
+        assert not fused.kernel_available(sh)
+        tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
+        assert tp.chunk_size(sh.device) == 1024
+        weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            out = tp(x, sh, weights, src, dst, node_aligned_chunks(dst, NODES, 16))
+        assert out[0].shape == (NODES, 1, tp.channels_out[0])
+    finally:
+        fused.load_kernel.cache_clear()
 
 
 def test_node_aligned_chunks_cover_every_node_and_edge_once():

@@ -78,7 +78,9 @@ def test_resumed_training_equals_uninterrupted(entries, tmp_path):
     assert [h["val_loss"] for h in state.history] == pytest.approx(
         [h["val_loss"] for h in state_full.history]
     )
-    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=False):
+    for (k, v), (_, w) in zip(
+        full.state_dict().items(), resumed.state_dict().items(), strict=False
+    ):
         torch.testing.assert_close(v, w, msg=k)
 
 
@@ -258,3 +260,49 @@ def test_model_card_reports_the_readout_ablation(tiny_model, tmp_path):
     assert "## Equivariant vs scalar read-out" in card
     assert "| scalar 6x0e | 0.550 / 0.100 | 0.400 / 0.250 | 0.200 |" in card
     assert "## Equivariant vs scalar read-out" not in (folder / "MODEL_CARD.md").read_text()
+
+
+def test_ensemble_improves_needs_both_metrics_no_worse_and_one_better():
+    from anisoscreen.model.pipeline import ensemble_improves
+
+    old = {"eps_poly_mae": 0.40, "anisotropy_ratio_mae": 0.10}
+    assert ensemble_improves(old, {"eps_poly_mae": 0.39, "anisotropy_ratio_mae": 0.10})
+    assert ensemble_improves(old, {"eps_poly_mae": 0.40, "anisotropy_ratio_mae": 0.09})
+    assert not ensemble_improves(old, dict(old))
+    assert not ensemble_improves(old, {"eps_poly_mae": 0.30, "anisotropy_ratio_mae": 0.11})
+
+
+def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_improves(
+    tiny_model, shared_dir, tmp_path
+):
+    import shutil
+
+    from anisoscreen.model.evaluate import evaluate_model
+    from anisoscreen.model.pipeline import ensemble_improves, extend_ensemble
+
+    source, _ = tiny_model
+    folder = tmp_path / "tiny"
+    shutil.copytree(source, folder)
+    data = shared_dir / "data" / "mp_dielectric_tensors.json.gz"
+    with pytest.raises(AnisoscreenError, match="seeds \\[0\\]"):
+        extend_ensemble(folder, data, (0,), "1.1.0", device="cpu")  # seed 0 is a member already
+
+    outcome = extend_ensemble(folder, data, (1,), "1.1.0", device="cpu")
+    assert outcome["finished"]
+    validation = outcome["validation"]
+    assert outcome["kept"] == ensemble_improves(validation["current"], validation["extended"])
+    assert validation["extended"]["n"] == validation["current"]["n"] == 10
+    loaded = load_model(folder / "model.pt")
+    kept = outcome["kept"]
+    assert len(loaded.networks) == (2 if kept else 1)
+    assert loaded.version == ("1.1.0" if kept else "1.0.0")
+    assert loaded.metadata["seeds"] == ([0, 1] if kept else [0])
+    # the numbers reported are those of the model file now in place
+    now = evaluate_model(str(folder / "model.pt"), data, subset="validation", device="cpu")
+    expected = validation["extended" if kept else "current"]
+    assert now["metrics"]["eps_poly_mae"] == pytest.approx(expected["eps_poly_mae"], rel=1e-6)
+    if kept:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert [m["seed"] for m in metrics["metrics"]["members"]] == [0, 1]
+        assert metrics["metrics"]["test"]["eps_poly_mae"] == outcome["test"]["eps_poly_mae"]
+        assert "[0, 1]" in (folder / "MODEL_CARD.md").read_text()

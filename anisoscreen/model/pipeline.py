@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from anisoscreen import tensor as tmath
-from anisoscreen.model.checkpoint import MODEL_FILENAME, save_model
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
 from anisoscreen.model.dataset import clean_entries, file_checksum, load_entries, random_split
 from anisoscreen.model.evaluate import crystal_systems, metrics, predict_irreps
 from anisoscreen.model.network import ModelConfig
 from anisoscreen.model.train import TrainConfig, fit, prepare_graphs, resolve_device, target_stats
 
-__all__ = ["train_model", "write_model_card"]
+__all__ = ["ensemble_improves", "extend_ensemble", "train_model", "write_model_card"]
 
 
 def train_model(
@@ -139,6 +140,94 @@ def train_model(
     (output_dir / "metrics.json").write_text(json.dumps(metadata, indent=2))
     write_model_card(output_dir / "MODEL_CARD.md", name, version, model_config, metadata)
     return result
+
+
+def ensemble_improves(current: dict[str, Any], extended: dict[str, Any]) -> bool:
+    """Whether ``extended``'s eps_poly and a_r MAEs are both no worse and one is better."""
+    keys = ("eps_poly_mae", "anisotropy_ratio_mae")
+    old, new = [current[k] for k in keys], [extended[k] for k in keys]
+    return all(n <= o for n, o in zip(new, old, strict=True)) and new != old
+
+
+def extend_ensemble(
+    model_dir: str | Path,
+    data_path: str | Path,
+    seeds: tuple[int, ...],
+    version: str,
+    device: str = "auto",
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train more members for a model folder and add them where validation says they help.
+
+    The new members are trained exactly as the existing ones (same data, cleaning, split,
+    network and training settings, read from the model's metadata) in
+    ``<model_dir>/extra-members/`` (resumable). The larger ensemble replaces ``model.pt``
+    (with ``version``, metrics, ``metrics.json`` and model card updated) only if its
+    validation MAEs of eps_poly and a_r are both no worse and one is better; test metrics play
+    no part in the decision. Returns the validation metrics of both ensembles, ``kept``, and
+    the new test metrics; or ``{"finished": False, ...}`` if a time limit stopped training.
+    """
+    from anisoscreen.model.evaluate import evaluate_model
+
+    model_dir = Path(model_dir)
+    model_path = model_dir / MODEL_FILENAME
+    current = load_model(model_path)
+    metadata = current.metadata
+    clash = sorted(set(seeds) & set(metadata["seeds"]))
+    if clash or not seeds:
+        raise AnisoscreenError(f"seeds {clash or list(seeds)} cannot be added to {model_path}")
+    work_dir = model_dir / "extra-members"
+    result = train_model(
+        data_path,
+        work_dir,
+        current.name,
+        current.config,
+        TrainConfig(**metadata["train_config"]),
+        seeds=tuple(seeds),
+        split_seed=metadata["split_seed"],
+        device=device,
+        max_entries=metadata["n_entries"],
+        progress=progress,
+        version=version,
+    )
+    if not result.get("finished"):
+        return result
+    extra = load_model(work_dir / MODEL_FILENAME)
+    if extra.config != current.config:  # same data and split give the same statistics
+        raise AnisoscreenError(f"{work_dir} was not trained like {model_path}")
+
+    candidate_path = work_dir / "extended.pt"
+    merged_metadata = {
+        **metadata,
+        "seeds": [*metadata["seeds"], *seeds],
+        "train_seconds": round(metadata["train_seconds"] + extra.metadata["train_seconds"], 1),
+        "trained_at": extra.metadata["trained_at"],
+        "hardware": extra.metadata["hardware"],
+    }
+    states = [net.state_dict() for net in [*current.networks, *extra.networks]]
+    save_model(candidate_path, current.config, states, current.name, version, merged_metadata)
+    validation = {
+        label: evaluate_model(str(path), data_path, subset="validation", device=device)["metrics"]
+        for label, path in (("current", model_path), ("extended", candidate_path))
+    }
+    kept = ensemble_improves(validation["current"], validation["extended"])
+    outcome = {"finished": True, "kept": kept, "validation": validation}
+    if not kept:
+        return outcome
+    test = evaluate_model(str(candidate_path), data_path, subset="test", device=device)["metrics"]
+    merged_metadata["metrics"] = {
+        **metadata["metrics"],
+        "test": test,
+        "validation": validation["extended"],
+        "members": [*metadata["metrics"]["members"], *result["members"]],
+    }
+    save_model(model_path, current.config, states, current.name, version, merged_metadata)
+    (model_dir / "metrics.json").write_text(json.dumps(merged_metadata, indent=2))
+    write_model_card(model_dir / "MODEL_CARD.md", current.name, version, current.config,
+                     merged_metadata)  # fmt: skip
+    candidate_path.unlink()
+    outcome["test"] = test
+    return outcome
 
 
 def _hardware(device: torch.device) -> str:

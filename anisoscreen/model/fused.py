@@ -1,0 +1,297 @@
+"""Fused CPU kernel of the edge tensor product, compiled on first use.
+
+:class:`~anisoscreen.model.layers.EdgeTensorProduct` on CPU spends most of its time writing
+and re-reading a per-edge ``(edges, columns, channels)`` tensor: the product of the gathered
+source features with the Clebsch-Gordan-contracted spherical harmonics, then its weighting by
+the radial weights, then its sum over edges. ``kernels/edge_tp.cpp`` does the gather, the
+product, the weighting and the sum in registers, one destination node and eight channels at a
+time, and has its own backward pass (gradients with respect to features, weights and
+couplings), so it serves training as well as inference.
+
+The source is compiled once per machine with the system C++ compiler (``$CXX``, else ``c++``,
+``g++`` or ``clang++``; about two seconds) into the user cache folder, keyed by a hash of
+the source, the compiler and the instruction set, so a home folder shared by different
+cluster nodes never loads a library built for another CPU. Where no compiler is available, or
+``ANISOSCREEN_FUSED_KERNEL=0`` is set, the layer keeps its pure-PyTorch path, which computes
+the same values (and is the path on GPUs).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+import torch
+
+__all__ = ["FusedPlan", "fused_edge_tensor_product", "kernel_available", "load_kernel"]
+
+SOURCE = Path(__file__).with_name("kernels") / "edge_tp.cpp"
+DISABLE_ENV = "ANISOSCREEN_FUSED_KERNEL"
+_ABI_VERSION = 1
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+_p = ctypes.c_void_p
+_i64 = ctypes.c_int64
+_FORWARD_ARGS = [ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _i64, _p, _p, _i64, _i64, _i64, _p,
+                 ctypes.c_int]  # fmt: skip
+_BACKWARD_ARGS = [ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _i64, _p, _p, _i64, _i64, _p, _p,
+                  _p, _p, ctypes.c_int]  # fmt: skip
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _flags() -> list[str]:
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-Wno-psabi", "-fopenmp"]
+    if platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in (
+        "AVX2",
+        "AVX512",
+    ):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def _cache_dir() -> Path:
+    folder = Path(platformdirs.user_cache_dir("anisoscreen")) / "kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):  # writable?
+            pass
+    except OSError:
+        folder = Path(tempfile.gettempdir()) / f"anisoscreen-kernels-{os.getuid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _build(compiler: str, flags: list[str]) -> Path:
+    """Compile the kernel (once per source, compiler and instruction set) and return its path."""
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(" ".join([compiler, *flags, platform.machine()]).encode())
+    target = _cache_dir() / f"edge_tp-{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    # compile next to the target and rename: concurrent processes never load a partial file
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
+    os.close(handle)
+    try:
+        subprocess.run(
+            [compiler, *flags, str(SOURCE), "-o", partial],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+@lru_cache(maxsize=1)
+def load_kernel() -> ctypes.CDLL | None:
+    """The compiled kernel library, or ``None`` (with one warning) where it cannot be built."""
+    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        warnings.warn(
+            "no C++ compiler found: the edge tensor product uses its slower PyTorch path",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    try:
+        library = ctypes.CDLL(str(_build(compiler, _flags())))
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        warnings.warn(
+            f"the fused edge tensor product could not be built ({detail.strip()[:500]}): "
+            "using the slower PyTorch path",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    if library.edge_tp_abi_version() != _ABI_VERSION:
+        return None
+    for suffix in _SUFFIX.values():
+        forward = getattr(library, f"edge_tp_forward_{suffix}")
+        forward.argtypes, forward.restype = _FORWARD_ARGS, ctypes.c_int
+        backward = getattr(library, f"edge_tp_backward_{suffix}")
+        backward.argtypes, backward.restype = _BACKWARD_ARGS, ctypes.c_int
+    return library
+
+
+def kernel_available(tensor: torch.Tensor) -> bool:
+    """Whether the fused kernel can process ``tensor``'s device and dtype."""
+    return tensor.device.type == "cpu" and tensor.dtype in _SUFFIX and load_kernel() is not None
+
+
+@dataclass(frozen=True)
+class FusedPlan:
+    """Column layout of the edge tensor product, one entry per input order ("group").
+
+    Parameters
+    ----------
+    orders
+        ``2 l1 + 1`` of each group.
+    cols
+        Output columns of each group (its paths' ``2 l3 + 1`` summed).
+    weight_offsets
+        First column of each group's weights in a row of per-edge weights.
+    path_of_col
+        For each group, the path (within the group) of every output column, int32.
+    mul
+        Channels of every order.
+    """
+
+    orders: tuple[int, ...]
+    cols: tuple[int, ...]
+    weight_offsets: tuple[int, ...]
+    path_of_col: tuple[torch.Tensor, ...]
+    mul: int
+
+    @property
+    def weight_numel(self) -> int:
+        """Per-edge weights of all groups (each group's paths times ``mul``)."""
+        return sum(int(p[-1]) + 1 for p in self.path_of_col) * self.mul
+
+    def arrays(self):
+        count = len(self.orders)
+        return (
+            count,
+            (ctypes.c_int64 * count)(*self.orders),
+            (ctypes.c_int64 * count)(*self.cols),
+            (ctypes.c_int64 * count)(*self.weight_offsets),
+            (ctypes.c_void_p * count)(*[p.data_ptr() for p in self.path_of_col]),
+        )
+
+
+def _pointers(tensors) -> ctypes.Array | None:
+    if tensors is None:
+        return None
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+class _FusedEdgeTensorProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, plan, src, dst, num_nodes, weights, *tensors):
+        count = len(plan.orders)
+        couplings, xs = tensors[:count], tensors[count:]
+        # every element is written by the kernel
+        outs = [weights.new_empty((num_nodes, cols, plan.mul)) for cols in plan.cols]
+        status = getattr(load_kernel(), f"edge_tp_forward_{_SUFFIX[weights.dtype]}")(
+            *plan.arrays(),
+            _pointers(couplings),
+            _pointers(xs),
+            weights.data_ptr(),
+            weights.shape[1],
+            src.data_ptr(),
+            dst.data_ptr(),
+            len(src),
+            num_nodes,
+            plan.mul,
+            _pointers(outs),
+            torch.get_num_threads(),
+        )
+        if status:
+            raise RuntimeError("fused edge tensor product: rotational order too large")
+        ctx.plan, ctx.num_nodes = plan, num_nodes
+        ctx.save_for_backward(src, dst, weights, *couplings, *xs)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grad_outs):
+        plan = ctx.plan
+        count = len(plan.orders)
+        src, dst, weights, *rest = ctx.saved_tensors
+        couplings, xs = rest[:count], rest[count:]
+        needs = ctx.needs_input_grad
+        need_w = needs[4]
+        need_c = any(needs[5 : 5 + count])
+        need_x = any(needs[5 + count :])
+        grads = [
+            g.contiguous() if g is not None else weights.new_zeros((ctx.num_nodes, cols, plan.mul))
+            for g, cols in zip(grad_outs, plan.cols, strict=True)
+        ]
+        # the kernel writes every weight gradient (the groups' weights tile each row)
+        grad_w = torch.empty_like(weights) if need_w else None
+        grad_xs = [torch.zeros_like(x) for x in xs] if need_x else None
+        blocks = -(-plan.mul // 8)
+        # per channel block, summed below (threads split channel blocks)
+        partials = [c.new_zeros((blocks, *c.shape)) for c in couplings] if need_c else None
+        status = getattr(load_kernel(), f"edge_tp_backward_{_SUFFIX[weights.dtype]}")(
+            *plan.arrays(),
+            _pointers(couplings),
+            _pointers(xs),
+            weights.data_ptr(),
+            weights.shape[1],
+            src.data_ptr(),
+            dst.data_ptr(),
+            len(src),
+            plan.mul,
+            _pointers(grads),
+            _pointers(grad_xs),
+            grad_w.data_ptr() if grad_w is not None else None,
+            _pointers(partials),
+            torch.get_num_threads(),
+        )
+        if status:
+            raise RuntimeError("fused edge tensor product: rotational order too large")
+        grad_couplings = [p.sum(0) for p in partials] if need_c else [None] * count
+        return (None, None, None, None, grad_w, *grad_couplings, *(grad_xs or [None] * count))
+
+
+def fused_edge_tensor_product(
+    plan: FusedPlan,
+    x: list[torch.Tensor],
+    couplings: list[torch.Tensor],
+    weights: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    num_nodes: int,
+) -> tuple[torch.Tensor, ...]:
+    """Summed messages of one chunk of edges, one ``(num_nodes, cols, mul)`` tensor per group.
+
+    Parameters
+    ----------
+    plan
+        The layout of the product (:class:`FusedPlan`).
+    x
+        Node features per group, ``(all_nodes, 2 l1 + 1, mul)``.
+    couplings
+        Per group, ``(edges, cols, 2 l1 + 1)``: spherical harmonics contracted with the
+        Clebsch-Gordan coefficients.
+    weights
+        Per-edge weights, ``(edges, weight_numel)``.
+    src, dst
+        Source node of each edge (index into ``x``) and destination within this chunk's block
+        of ``num_nodes`` nodes; edges sorted by ``dst``.
+    """
+    dtype = weights.dtype
+    if weights.shape[1] != plan.weight_numel:
+        raise ValueError(f"expected {plan.weight_numel} weights per edge, got {weights.shape[1]}")
+    return _FusedEdgeTensorProduct.apply(
+        plan,
+        src.to(torch.int64).contiguous(),
+        dst.to(torch.int64).contiguous(),
+        num_nodes,
+        weights.contiguous(),
+        *[c.to(dtype).contiguous() for c in couplings],
+        *[t.to(dtype).contiguous() for t in x],
+    )
