@@ -4,10 +4,11 @@
 
 Measures, on the shared 3,688-structure MP oxide pool (cells under 40 sites):
   * graph construction (structures/s),
-  * batched forward pass under ``torch.inference_mode`` (structures/s),
+  * batched forward pass under ``torch.inference_mode`` (structures/s; median of
+    ``--repeats`` runs, each listed),
   * a straightforward one-structure-at-a-time loop (float64, autograd on) for comparison,
   * a training step rate (batch 12, AdamW, after one warm-up step) extrapolated to a
-    2,150-structure epoch,
+    2,150-structure epoch (median of ``--repeats`` runs of ``--train-steps`` steps),
   * peak resident memory of streaming prediction over the whole 3,688-structure pool, in a
     fresh process (``--memory``).
 Weights are random: speed does not depend on their values. Results print as JSON.
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--naive-n", type=int, default=48, help="structures for the naive loop")
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of forward and training (median)"
+    )
+    parser.add_argument(
         "--memory", action="store_true", help="stream the whole pool, report peak RSS"
     )
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -84,11 +88,15 @@ def main() -> None:
     result["parameters"] = model.num_parameters
     with torch.inference_mode():
         model(collate(graphs[: args.batch_size]))  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(graphs), args.batch_size):
-            model(collate(graphs[i : i + args.batch_size]))
-        forward = time.perf_counter() - start
-    result["forward_structures_per_s"] = len(graphs) / forward
+        rates = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for i in range(0, len(graphs), args.batch_size):
+                model(collate(graphs[i : i + args.batch_size]))
+            rates.append(len(graphs) / (time.perf_counter() - start))
+    result["forward_structures_per_s"] = float(np.median(rates))
+    result["forward_structures_per_s_runs"] = [round(r, 1) for r in rates]
+    forward = len(graphs) / result["forward_structures_per_s"]
     result["end_to_end_structures_per_s"] = len(graphs) / (
         forward + len(graphs) / result["graph_structures_per_s"]
     )
@@ -114,12 +122,14 @@ def main() -> None:
         optimizer.step()
 
     train_step(args.train_steps)  # warm-up (allocations, optimizer state), not timed
-    start = time.perf_counter()
-    for step in range(args.train_steps):
-        train_step(step)
-    per_structure = (time.perf_counter() - start) / (12 * args.train_steps)
-    result["train_seconds_per_structure"] = per_structure
-    result["train_epoch_seconds_2150"] = per_structure * 2150
+    epochs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for step in range(args.train_steps):
+            train_step(step)
+        epochs.append((time.perf_counter() - start) / (12 * args.train_steps) * 2150)
+    result["train_epoch_seconds_2150"] = float(np.median(epochs))
+    result["train_epoch_seconds_2150_runs"] = [round(e, 1) for e in epochs]
 
     if args.memory:
         # a fresh interpreter, so the peak is that of streaming prediction alone

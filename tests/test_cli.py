@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -28,11 +29,16 @@ def test_info_reports_embedded_store_counts(tmp_path):
     with ResultsStore(settings) as results:
         results.upsert([PredictionDoc.from_tensor(np.eye(3) * 2, material_id="mp-1", formula_pretty="X",
                                                   model="m", model_version="1", model_checksum="c")])
-    out = run_cli("info", "--data-dir", str(tmp_path / "d"))
+    wide = {**os.environ, "COLUMNS": "250"}  # no wrapped table cells
+    out = run_cli("info", "--data-dir", str(tmp_path / "d"), env=wide)
     assert out.returncode == 0, out.stderr
     assert "embedded montydb" in out.stdout
     assert any(line.split("│")[1:3] and "predictions" in line and "1" in line for line in out.stdout.splitlines())
     assert "default model" in out.stdout and "torch" in out.stdout
+    assert "fused kernel (" in out.stdout and "edge_tp-" in out.stdout  # built on this machine
+    disabled = run_cli("info", "--data-dir", str(tmp_path / "d"),
+                       env={**wide, "ANISOSCREEN_FUSED_KERNEL": "0"})
+    assert "PyTorch path (ANISOSCREEN_FUSED_KERNEL=0)" in disabled.stdout
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path):

@@ -9,7 +9,12 @@ import torch
 from e3nn import o3
 
 from anisoscreen.model import fused
-from anisoscreen.model.layers import AttributeLinear, EdgeTensorProduct, node_aligned_chunks
+from anisoscreen.model.layers import (
+    AttributeLinear,
+    EdgeTensorProduct,
+    IndexedWeights,
+    node_aligned_chunks,
+)
 
 MUL, LMAX, NODES, EDGES = 4, 3, 9, 70
 
@@ -101,24 +106,28 @@ def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk, edge_ba
         assert torch.allclose(ours_x_grad, x_ref.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_edge_tensor_product_with_weight_function_matches_tensor(edge_problem, edge_backend):
+def test_indexed_weights_equal_the_gathered_per_edge_weights(edge_problem, edge_backend):
     x, sh, dst, src, generator = edge_problem
     tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
-    weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
+    table = torch.randn(11, tp.weight_numel, generator=generator, dtype=torch.float64)
+    rows = torch.randint(0, 11, (EDGES,), generator=generator)
     chunks = node_aligned_chunks(dst, NODES, 16)
-    calls = []
-
-    def weight_rows(lo, hi):
-        calls.append((lo, hi))
-        return weights[lo:hi]
-
-    with torch.no_grad():
-        direct = tp(x, sh, weights, src, dst, chunks)
-        lazy = tp(x, sh, weight_rows, src, dst, chunks)
-    assert sorted(direct) == [0, 2]
+    per_edge = table[rows].clone().requires_grad_()
+    leaf_table = table.clone().requires_grad_()
+    direct = tp(x, sh, per_edge, src, dst, chunks)
+    indexed = tp(x, sh, IndexedWeights(leaf_table, rows), src, dst, chunks)
+    assert sorted(direct) == sorted(indexed) == [0, 2]
     for l3 in direct:
-        assert torch.equal(direct[l3], lazy[l3])
-    assert calls == [(lo, hi) for _, _, lo, hi in chunks]
+        torch.testing.assert_close(indexed[l3], direct[l3], rtol=1e-12, atol=1e-12)
+    # a shared row's gradient is the sum over the edges that use it
+    probe = {
+        l3: torch.randn(v.shape, generator=generator, dtype=torch.float64)
+        for l3, v in direct.items()
+    }
+    sum((direct[l3] * probe[l3]).sum() for l3 in direct).backward()
+    sum((indexed[l3] * probe[l3]).sum() for l3 in indexed).backward()
+    expected = torch.zeros_like(table).index_add_(0, rows, per_edge.grad)
+    torch.testing.assert_close(leaf_table.grad, expected, rtol=1e-12, atol=1e-12)
 
 
 def _run_edge_product(tp, x, sh, weights, src, dst, chunks):
@@ -132,6 +141,18 @@ def _run_edge_product(tp, x, sh, weights, src, dst, chunks):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("mul", [13, 16])  # a partial channel block, and whole blocks only
 def test_fused_kernel_equals_pytorch_path(monkeypatch, dtype, mul):
+    _compare_fused_and_pytorch_paths(monkeypatch, dtype, mul)
+
+
+def test_fused_kernel_built_without_openmp_equals_pytorch_path(monkeypatch):
+    flags = fused._flags
+    monkeypatch.setattr(fused, "_flags", lambda openmp=True: flags(openmp=False))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # its std::thread pool, 2 threads
+    _compare_fused_and_pytorch_paths(monkeypatch, torch.float64, 13)
+    assert "-fopenmp" not in fused._flags()
+
+
+def _compare_fused_and_pytorch_paths(monkeypatch, dtype, mul):
     generator = torch.Generator().manual_seed(11)
     nodes, edges = 12, 150
     x = {
@@ -166,6 +187,34 @@ def test_fused_kernel_equals_pytorch_path(monkeypatch, dtype, mul):
         assert torch.count_nonzero(out_fused[l3][5]) == 0
     for grad_fused, grad_torch in zip(grads_fused, grads_torch, strict=True):
         torch.testing.assert_close(grad_fused, grad_torch, **tol)
+
+
+def test_fused_kernel_refuses_inputs_it_would_read_out_of_bounds(edge_problem, monkeypatch):
+    monkeypatch.setenv(fused.DISABLE_ENV, "1")
+    fused.load_kernel.cache_clear()
+    assert fused.load_kernel() is not None
+    x, sh, dst, src, generator = edge_problem
+    tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
+    plan, cgs = tp._fused_plan, [getattr(tp, f"cg_{l}") for l in tp.l_in]
+    couplings = [(sh @ cg).view(EDGES, -1, 2 * l + 1) for l, cg in zip(tp.l_in, cgs, strict=True)]
+    features = [x[l] for l in tp.l_in]
+    weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
+    call = fused.fused_edge_tensor_product
+    with torch.no_grad():
+        assert len(call(plan, features, couplings, weights, src, dst, NODES)) == len(tp.l_in)
+        with pytest.raises(ValueError, match="sorted"):
+            call(plan, features, couplings, weights, src, dst.flip(0), NODES)
+        with pytest.raises(ValueError, match="sorted and within"):
+            call(plan, features, couplings, weights, src, dst, int(dst[-1]))
+        with pytest.raises(ValueError, match="source index"):
+            call(plan, features, couplings, weights, src + NODES, dst, NODES)
+        with pytest.raises(ValueError, match="weights"):
+            call(plan, features, couplings, weights[:, :-1], src, dst, NODES)
+        with pytest.raises(ValueError, match="weight row"):
+            call(plan, features, couplings, weights[:5], src, dst, NODES, torch.arange(EDGES))
+        wrong = [features[0], features[1][:, :2], *features[2:]]  # an l = 1 feature of 2 rows
+        with pytest.raises(ValueError, match="features 1"):
+            call(plan, wrong, couplings, weights, src, dst, NODES)
 
 
 def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkeypatch):

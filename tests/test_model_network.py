@@ -123,3 +123,44 @@ def test_graph_refuses_disorder_and_isolated_atoms():
     with pytest.raises(GraphError, match=r"site 2 \(Ar\) has no neighbour"):
         structure_to_graph(lonely)
     assert structure_to_graph(lonely, allow_isolated=True).num_nodes == 3
+
+
+def test_network_is_the_same_function_through_either_edge_product(triclinic, monkeypatch):
+    from anisoscreen.model import fused
+
+    torch.manual_seed(0)
+    net = AnisoNet(ModelConfig(mul=6, lmax=3, target_scale=2.0)).double()
+    graph = collate([structure_to_graph(triclinic)], torch.float64)
+    results = {}
+    for enabled in ("1", "0"):
+        monkeypatch.setenv(fused.DISABLE_ENV, enabled)
+        fused.load_kernel.cache_clear()
+        net.zero_grad()
+        out = net(graph)
+        (out**2).sum().backward()
+        results[enabled] = (out.detach(), [p.grad.clone() for p in net.parameters()])
+    fused.load_kernel.cache_clear()
+    (out_fused, grads_fused), (out_torch, grads_torch) = results["1"], results["0"]
+    torch.testing.assert_close(out_fused, out_torch, rtol=1e-11, atol=1e-11)
+    for grad_fused, grad_torch in zip(grads_fused, grads_torch, strict=True):
+        torch.testing.assert_close(grad_fused, grad_torch, rtol=1e-10, atol=1e-10)
+
+
+def test_radial_networks_see_each_distinct_edge_length_once(net, triclinic):
+    graph = collate([structure_to_graph(triclinic), structure_to_graph(triclinic)], torch.float64)
+    rows = []
+    hooks = [
+        conv.radial.register_forward_hook(lambda _, inputs, __: rows.append(len(inputs[0])))
+        for conv in [*net.convolutions, net.output]
+    ]
+    try:
+        with torch.no_grad():
+            batched = net(graph)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    distinct = len(torch.unique(graph.edge_vec.norm(dim=1)))
+    # two copies of one crystal: every length occurs at least twice (bond directions, copies)
+    assert rows == [distinct] * 3 and 2 * distinct <= graph.edge_vec.shape[0]
+    single = net(collate([structure_to_graph(triclinic)], torch.float64)).detach()
+    torch.testing.assert_close(batched, single.expand(2, -1), rtol=1e-12, atol=1e-12)

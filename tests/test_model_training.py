@@ -284,6 +284,12 @@ def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_impr
     folder = tmp_path / "tiny"
     shutil.copytree(source, folder)
     data = shared_dir / "data" / "mp_dielectric_tensors.json.gz"
+    # a section written after training (as workflows/readout_ablation.py does) is kept
+    metrics_file = folder / "metrics.json"
+    ablation = {"description": "two read-outs", "rows": []}
+    metrics_file.write_text(
+        json.dumps({**json.loads(metrics_file.read_text()), "readout_ablation": ablation})
+    )
     with pytest.raises(AnisoscreenError, match="seeds \\[0\\]"):
         extend_ensemble(folder, data, (0,), "1.1.0", device="cpu")  # seed 0 is a member already
 
@@ -305,4 +311,6 @@ def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_impr
         metrics = json.loads((folder / "metrics.json").read_text())
         assert [m["seed"] for m in metrics["metrics"]["members"]] == [0, 1]
         assert metrics["metrics"]["test"]["eps_poly_mae"] == outcome["test"]["eps_poly_mae"]
-        assert "[0, 1]" in (folder / "MODEL_CARD.md").read_text()
+        assert metrics["readout_ablation"] == ablation
+        card = (folder / "MODEL_CARD.md").read_text()
+        assert "[0, 1]" in card and "two read-outs" in card

@@ -9,7 +9,7 @@ time, and has its own backward pass (gradients with respect to features, weights
 couplings), so it serves training as well as inference.
 
 The source is compiled once per machine with the system C++ compiler (``$CXX``, else ``c++``,
-``g++`` or ``clang++``; about two seconds) into the user cache folder, keyed by a hash of
+``g++`` or ``clang++``; about ten seconds) into the user cache folder, keyed by a hash of
 the source, the compiler and the instruction set, so a home folder shared by different
 cluster nodes never loads a library built for another CPU. Where no compiler is available, or
 ``ANISOSCREEN_FUSED_KERNEL=0`` is set, the layer keeps its pure-PyTorch path, which computes
@@ -33,19 +33,25 @@ from pathlib import Path
 import platformdirs
 import torch
 
-__all__ = ["FusedPlan", "fused_edge_tensor_product", "kernel_available", "load_kernel"]
+__all__ = [
+    "FusedPlan",
+    "describe",
+    "fused_edge_tensor_product",
+    "kernel_available",
+    "load_kernel",
+]
 
 SOURCE = Path(__file__).with_name("kernels") / "edge_tp.cpp"
 DISABLE_ENV = "ANISOSCREEN_FUSED_KERNEL"
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 _p = ctypes.c_void_p
 _i64 = ctypes.c_int64
-_FORWARD_ARGS = [ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _i64, _p, _p, _i64, _i64, _i64, _p,
-                 ctypes.c_int]  # fmt: skip
-_BACKWARD_ARGS = [ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _i64, _p, _p, _i64, _i64, _p, _p,
-                  _p, _p, ctypes.c_int]  # fmt: skip
+_FORWARD_ARGS = [ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _p, _i64, _p, _p, _i64, _i64, _i64,
+                 _p, ctypes.c_int]  # fmt: skip
+_BACKWARD_ARGS = [ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _p, _i64, _p, _p, _i64, _i64, _p,
+                  _p, _p, _p, ctypes.c_int]  # fmt: skip
 
 
 def _compiler() -> str | None:
@@ -55,8 +61,10 @@ def _compiler() -> str | None:
     return None
 
 
-def _flags() -> list[str]:
-    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-Wno-psabi", "-fopenmp"]
+def _flags(openmp: bool = True) -> list[str]:
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-Wno-psabi"]
+    if openmp:
+        flags.append("-fopenmp")
     if platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in (
         "AVX2",
         "AVX512",
@@ -106,7 +114,7 @@ def _build(compiler: str, flags: list[str]) -> Path:
 @lru_cache(maxsize=1)
 def load_kernel() -> ctypes.CDLL | None:
     """The compiled kernel library, or ``None`` (with one warning) where it cannot be built."""
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if _disabled():
         return None
     compiler = _compiler()
     if compiler is None:
@@ -117,7 +125,11 @@ def load_kernel() -> ctypes.CDLL | None:
         )
         return None
     try:
-        library = ctypes.CDLL(str(_build(compiler, _flags())))
+        try:
+            path = _build(compiler, _flags())
+        except subprocess.CalledProcessError:  # e.g. Apple clang: no OpenMP, use std::thread
+            path = _build(compiler, _flags(openmp=False))
+        library = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", "") or str(error)
         warnings.warn(
@@ -135,6 +147,20 @@ def load_kernel() -> ctypes.CDLL | None:
         backward = getattr(library, f"edge_tp_backward_{suffix}")
         backward.argtypes, backward.restype = _BACKWARD_ARGS, ctypes.c_int
     return library
+
+
+def describe() -> str:
+    """One line for ``anisoscreen info``: which edge tensor product runs on CPU, and why."""
+    if _disabled():
+        return f"PyTorch path ({DISABLE_ENV}=0)"
+    library = load_kernel()
+    if library is None:
+        return "PyTorch path (the fused kernel could not be built: no C++ compiler?)"
+    return f"fused kernel ({library._name})"
+
+
+def _disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off")
 
 
 def kernel_available(tensor: torch.Tensor) -> bool:
@@ -190,7 +216,7 @@ def _pointers(tensors) -> ctypes.Array | None:
 
 class _FusedEdgeTensorProduct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, plan, src, dst, num_nodes, weights, *tensors):
+    def forward(ctx, plan, src, dst, rows, num_nodes, weights, *tensors):
         count = len(plan.orders)
         couplings, xs = tensors[:count], tensors[count:]
         # every element is written by the kernel
@@ -200,6 +226,7 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
             _pointers(couplings),
             _pointers(xs),
             weights.data_ptr(),
+            rows.data_ptr(),
             weights.shape[1],
             src.data_ptr(),
             dst.data_ptr(),
@@ -212,25 +239,25 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
         if status:
             raise RuntimeError("fused edge tensor product: rotational order too large")
         ctx.plan, ctx.num_nodes = plan, num_nodes
-        ctx.save_for_backward(src, dst, weights, *couplings, *xs)
+        ctx.save_for_backward(src, dst, rows, weights, *couplings, *xs)
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grad_outs):
         plan = ctx.plan
         count = len(plan.orders)
-        src, dst, weights, *rest = ctx.saved_tensors
+        src, dst, rows, weights, *rest = ctx.saved_tensors
         couplings, xs = rest[:count], rest[count:]
         needs = ctx.needs_input_grad
-        need_w = needs[4]
-        need_c = any(needs[5 : 5 + count])
-        need_x = any(needs[5 + count :])
+        need_w = needs[5]
+        need_c = any(needs[6 : 6 + count])
+        need_x = any(needs[6 + count :])
         grads = [
             g.contiguous() if g is not None else weights.new_zeros((ctx.num_nodes, cols, plan.mul))
             for g, cols in zip(grad_outs, plan.cols, strict=True)
         ]
-        # the kernel writes every weight gradient (the groups' weights tile each row)
-        grad_w = torch.empty_like(weights) if need_w else None
+        # edges sharing a row of weights add their gradients into it
+        grad_w = torch.zeros_like(weights) if need_w else None
         grad_xs = [torch.zeros_like(x) for x in xs] if need_x else None
         blocks = -(-plan.mul // 8)
         # per channel block, summed below (threads split channel blocks)
@@ -240,6 +267,7 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
             _pointers(couplings),
             _pointers(xs),
             weights.data_ptr(),
+            rows.data_ptr(),
             weights.shape[1],
             src.data_ptr(),
             dst.data_ptr(),
@@ -254,7 +282,8 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
         if status:
             raise RuntimeError("fused edge tensor product: rotational order too large")
         grad_couplings = [p.sum(0) for p in partials] if need_c else [None] * count
-        return (None, None, None, None, grad_w, *grad_couplings, *(grad_xs or [None] * count))
+        grad_xs = grad_xs or [None] * count
+        return (None, None, None, None, None, grad_w, *grad_couplings, *grad_xs)
 
 
 def fused_edge_tensor_product(
@@ -265,6 +294,7 @@ def fused_edge_tensor_product(
     src: torch.Tensor,
     dst: torch.Tensor,
     num_nodes: int,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Summed messages of one chunk of edges, one ``(num_nodes, cols, mul)`` tensor per group.
 
@@ -278,20 +308,50 @@ def fused_edge_tensor_product(
         Per group, ``(edges, cols, 2 l1 + 1)``: spherical harmonics contracted with the
         Clebsch-Gordan coefficients.
     weights
-        Per-edge weights, ``(edges, weight_numel)``.
+        Weight table, ``(rows, weight_numel)``: one row per edge, or with ``rows``, per
+        distinct edge length.
     src, dst
         Source node of each edge (index into ``x``) and destination within this chunk's block
         of ``num_nodes`` nodes; edges sorted by ``dst``.
+    rows
+        Row of ``weights`` of each edge (default: edge ``e`` uses row ``e``).
     """
     dtype = weights.dtype
-    if weights.shape[1] != plan.weight_numel:
-        raise ValueError(f"expected {plan.weight_numel} weights per edge, got {weights.shape[1]}")
+    if rows is None:
+        rows = torch.arange(len(src), device=src.device)
+    _check_inputs(plan, x, couplings, weights, src, dst, num_nodes, rows)
     return _FusedEdgeTensorProduct.apply(
         plan,
         src.to(torch.int64).contiguous(),
         dst.to(torch.int64).contiguous(),
+        rows.to(torch.int64).contiguous(),
         num_nodes,
         weights.contiguous(),
         *[c.to(dtype).contiguous() for c in couplings],
         *[t.to(dtype).contiguous() for t in x],
     )
+
+
+def _check_inputs(plan, x, couplings, weights, src, dst, num_nodes, rows) -> None:
+    """Shapes and index ranges, checked here: the kernel reads raw memory."""
+    num_edges = len(src)
+    if weights.dim() != 2 or weights.shape[1] != plan.weight_numel:
+        raise ValueError(f"weights: expected (*, {plan.weight_numel}), got {weights.shape}")
+    if len(x) != len(plan.orders) or len(couplings) != len(plan.orders):
+        raise ValueError(f"expected {len(plan.orders)} feature and coupling tensors")
+    num_sources = x[0].shape[0]
+    for k, (order, cols) in enumerate(zip(plan.orders, plan.cols, strict=True)):
+        if x[k].shape != (num_sources, order, plan.mul):
+            raise ValueError(f"features {k}: expected (*, {order}, {plan.mul}), got {x[k].shape}")
+        if couplings[k].shape != (num_edges, cols, order):
+            raise ValueError(f"couplings {k}: expected {(num_edges, cols, order)}")
+    if len(dst) != num_edges or len(rows) != num_edges:
+        raise ValueError("src, dst and rows differ in length")
+    if num_edges == 0:
+        return
+    if int(rows.min()) < 0 or int(rows.max()) >= len(weights):
+        raise ValueError("weight row out of range")
+    if int(src.min()) < 0 or int(src.max()) >= num_sources:
+        raise ValueError("source index out of range")
+    if int(dst[0]) < 0 or int(dst[-1]) >= num_nodes or bool((dst[1:] < dst[:-1]).any()):
+        raise ValueError(f"destinations must be sorted and within [0, {num_nodes})")

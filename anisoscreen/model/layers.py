@@ -25,7 +25,8 @@ the same family of functions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,7 +35,14 @@ from torch import nn
 
 from anisoscreen.model import fused
 
-__all__ = ["AttributeLinear", "EdgeTensorProduct", "Gate", "irrep_paths", "node_aligned_chunks"]
+__all__ = [
+    "AttributeLinear",
+    "EdgeTensorProduct",
+    "Gate",
+    "IndexedWeights",
+    "irrep_paths",
+    "node_aligned_chunks",
+]
 
 Features = list[torch.Tensor]
 
@@ -97,6 +105,24 @@ class AttributeLinear(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class IndexedWeights:
+    """Per-edge weights stored once per distinct row: edge ``e`` uses ``table[rows[e]]``.
+
+    The radial weights depend on the edge length only, and a batch of crystals has far fewer
+    distinct lengths than edges (the two directions of a bond, symmetry-equivalent bonds:
+    about one in six on the MP oxide pool in float32), so the network evaluates its radial
+    MLPs once per distinct length.
+    """
+
+    table: torch.Tensor
+    rows: torch.Tensor
+
+    def chunk(self, lo: int, hi: int) -> torch.Tensor:
+        """The weights of edges ``lo:hi``, one row per edge."""
+        return self.table.index_select(0, self.rows[lo:hi])
+
+
 class EdgeTensorProduct(nn.Module):
     """Per-edge ``uvu`` tensor product of neighbour features with spherical harmonics.
 
@@ -114,11 +140,11 @@ class EdgeTensorProduct(nn.Module):
     l_out
         Output orders to produce.
     edge_chunk
-        Edges processed at once; bounds the per-edge intermediates (radial weights and
-        couplings, and on the PyTorch path ~``edge_chunk * mul * cols`` products) whatever the
-        batch size. Default on CPU: 4096 with the fused kernel (:mod:`anisoscreen.model.fused`),
-        else 1024 (the products stay in cache: ~1.5x faster than one pass at the paper's
-        size); 65536 on GPUs.
+        Edges processed at once; bounds the per-edge intermediates (couplings, and on the
+        PyTorch path the gathered weights and ~``edge_chunk * mul * cols`` products) whatever
+        the batch size. Default on CPU: 4096 with the fused kernel
+        (:mod:`anisoscreen.model.fused`), else 1024 (the products stay in cache: ~1.5x faster
+        than one pass at the paper's size); 65536 on GPUs.
     """
 
     def __init__(
@@ -204,18 +230,17 @@ class EdgeTensorProduct(nn.Module):
         self,
         x: dict[int, torch.Tensor],
         edge_sh: torch.Tensor,
-        edge_weight: torch.Tensor | Callable[[int, int], torch.Tensor],
+        edge_weight: torch.Tensor | IndexedWeights,
         edge_src: torch.Tensor,
         edge_dst: torch.Tensor,
         chunks: list[tuple[int, int, int, int]],
     ) -> dict[int, torch.Tensor]:
         """Return the summed messages per output order, shape (nodes, 2l+1, channels_out[l]).
 
-        ``edge_weight`` is the (edges, weight_numel) tensor, or a function ``(lo, hi)`` giving
-        the rows of edges ``lo:hi``, so that per-edge weights exist one chunk at a time.
-        ``chunks`` come from :func:`node_aligned_chunks` (edges sorted by ``edge_dst``): each
-        chunk of edges sums into its own block of destination nodes, and the blocks together
-        cover every node.
+        ``edge_weight`` is the (edges, weight_numel) tensor, or :class:`IndexedWeights` (one
+        row per distinct edge length). ``chunks`` come from :func:`node_aligned_chunks`
+        (edges sorted by ``edge_dst``): each chunk of edges sums into its own block of
+        destination nodes, and the blocks together cover every node.
         """
         dtype = edge_sh.dtype
         if fused.kernel_available(edge_sh):
@@ -231,7 +256,10 @@ class EdgeTensorProduct(nn.Module):
         blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
         # edges in chunks: the (edges, cols, mul) intermediates stay cache- and memory-sized
         for k, (node_lo, node_hi, lo, hi) in enumerate(chunks):
-            weights = edge_weight(lo, hi) if callable(edge_weight) else edge_weight[lo:hi]
+            if isinstance(edge_weight, IndexedWeights):
+                weights = edge_weight.chunk(lo, hi)
+            else:
+                weights = edge_weight[lo:hi]
             # per span, in order (split, not slices: under autograd each slice's gradient
             # would be a zero-filled copy of all the weights)
             span_weights = iter(torch.split(weights, self._span_sizes, dim=1))
@@ -267,8 +295,11 @@ class EdgeTensorProduct(nn.Module):
         sources = [x[l1].to(dtype).contiguous() for l1 in self.l_in]
         cgs = [getattr(self, f"cg_{l1}").to(dtype) for l1 in self.l_in]
         blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
+        indexed = isinstance(edge_weight, IndexedWeights)
+        table = (edge_weight.table if indexed else edge_weight).to(dtype)
         for node_lo, node_hi, lo, hi in chunks:
-            weights = edge_weight(lo, hi) if callable(edge_weight) else edge_weight[lo:hi]
+            # the kernel reads each edge's row of the table itself: no per-edge copy
+            weights, rows = (table, edge_weight.rows[lo:hi]) if indexed else (table[lo:hi], None)
             sh = edge_sh[lo:hi]
             couplings = [
                 (sh @ cg).view(hi - lo, -1, 2 * l1 + 1)
@@ -278,10 +309,11 @@ class EdgeTensorProduct(nn.Module):
                 self._fused_plan,
                 sources,
                 couplings,
-                weights.to(dtype),
+                weights,
                 edge_src[lo:hi],
                 edge_dst[lo:hi] - node_lo,
                 node_hi - node_lo,
+                rows,
             )
             for l1, group in zip(self.l_in, summed, strict=True):
                 spans = self._spans[l1]

@@ -35,6 +35,7 @@ from anisoscreen.model.layers import (
     AttributeLinear,
     EdgeTensorProduct,
     Gate,
+    IndexedWeights,
     node_aligned_chunks,
 )
 from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
@@ -165,16 +166,14 @@ class Convolution(nn.Module):
         self.norm = 1.0 / math.sqrt(avg_num_neighbors)
 
     def forward(self, x: dict, species_attr: torch.Tensor, species_counts: list[int], edge: dict):
-        def edge_weights(lo: int, hi: int) -> torch.Tensor:
-            # per-edge radial weights, made one chunk of edges at a time (they are the largest
-            # per-edge tensor: paths x mul numbers per edge)
-            return self.radial(edge["radial"][lo:hi], edge["envelope"][lo:hi] * self.norm)
-
+        # radial weights (paths x mul numbers, the largest per-edge tensor) once per distinct
+        # edge length, not once per edge
+        table = self.radial(edge["radial"], edge["envelope"] * self.norm)
         h = self.linear_in(x, species_attr, species_counts)
         messages = self.tensor_product(
             h,
             edge["sh"],
-            edge_weights,
+            IndexedWeights(table, edge["length_row"]),
             edge["src"],
             edge["dst"],
             edge["chunks"],
@@ -263,9 +262,11 @@ class AnisoNet(nn.Module):
         edge_order = torch.argsort(edge_dst, stable=True)
         edge_dst = edge_dst[edge_order]
         edge_vec = graph.edge_vec[edge_order].to(dtype)
-        length = edge_vec.norm(dim=1)
+        # the radial network sees each distinct length once (both directions of every bond,
+        # symmetry-equivalent bonds): identical inputs, identical weights
+        lengths, length_row = torch.unique(edge_vec.norm(dim=1), return_inverse=True)
         radial = soft_one_hot_linspace(
-            length, 0.0, cfg.cutoff, cfg.num_basis, basis="gaussian", cutoff=False
+            lengths, 0.0, cfg.cutoff, cfg.num_basis, basis="gaussian", cutoff=False
         ).mul(math.sqrt(cfg.num_basis))
         edge = {
             "src": position[graph.edge_src[edge_order]],
@@ -274,7 +275,8 @@ class AnisoNet(nn.Module):
                 list(range(cfg.lmax + 1)), edge_vec, normalize=True, normalization="component"
             ),
             "radial": radial,
-            "envelope": _polynomial_envelope(length / cfg.cutoff),
+            "envelope": _polynomial_envelope(lengths / cfg.cutoff),
+            "length_row": length_row,
             "num_nodes": len(graph.atomic_numbers),
         }
         edge_chunk = self.output.tensor_product.chunk_size(edge_vec.device)

@@ -172,7 +172,12 @@ def extend_ensemble(
     model_dir = Path(model_dir)
     model_path = model_dir / MODEL_FILENAME
     current = load_model(model_path)
-    metadata = current.metadata
+    metadata = dict(current.metadata)
+    metrics_path = model_dir / "metrics.json"
+    if metrics_path.exists():  # sections added after training (the read-out ablation) live here
+        ablation = json.loads(metrics_path.read_text()).get("readout_ablation")
+        if ablation:
+            metadata["readout_ablation"] = ablation
     clash = sorted(set(seeds) & set(metadata["seeds"]))
     if clash or not seeds:
         raise AnisoscreenError(f"seeds {clash or list(seeds)} cannot be added to {model_path}")
@@ -222,7 +227,7 @@ def extend_ensemble(
         "members": [*metadata["metrics"]["members"], *result["members"]],
     }
     save_model(model_path, current.config, states, current.name, version, merged_metadata)
-    (model_dir / "metrics.json").write_text(json.dumps(merged_metadata, indent=2))
+    metrics_path.write_text(json.dumps(merged_metadata, indent=2))
     write_model_card(model_dir / "MODEL_CARD.md", current.name, version, current.config,
                      merged_metadata)  # fmt: skip
     candidate_path.unlink()

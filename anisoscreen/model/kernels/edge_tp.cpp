@@ -2,13 +2,14 @@
 //
 // For one chunk of edges sorted by destination and every input order ("group") l1:
 //
-//     out[n, c, u] = sum_{e -> n} w[e, path(c), u] * sum_i coupling[e, c, i] * x[src_e, i, u]
+//     out[n, c, u] = sum_{e -> n} w[row_e, path(c), u] * sum_i coupling[e, c, i] * x[src_e, i, u]
 //
 // where coupling[e] = Y(r_e) . C (Clebsch-Gordan coefficients contracted with the edge's
 // spherical harmonics, (cols, 2 l1 + 1)), path(c) the tensor-product path of output column c
-// and w the per-edge radial weights. The gather of the sources, the product, the weighting
-// and the sum over edges happen in registers, so no (edges, cols, channels) intermediate is
-// ever written. The backward pass gives the gradients with respect to x, w and coupling.
+// and w the radial weights, one row per distinct edge length (row_e: the row of edge e).
+// The gather of the sources, the product, the weighting and the sum over edges happen in
+// registers, so no (edges, cols, channels) intermediate is ever written. The backward pass
+// gives the gradients with respect to x, w and coupling.
 //
 // Channels are processed in blocks of kBlock (one AVX2 register of floats); threads split
 // (node, channel block) pairs in the forward pass and channel blocks in the backward pass,
@@ -34,6 +35,7 @@ struct Groups {
   const int32_t* const* path_of_col;
   const void* const* coupling;  // (edges, cols, order)
   const void* const* x;         // (nodes_all, order, mul)
+  const int64_t* w_row;         // per edge, its row of the weight table (edges share rows)
 };
 
 // Splits tasks [0, tasks) into one contiguous range per thread. With OpenMP the threads are
@@ -119,7 +121,7 @@ void forward_node(const Groups& g, int group, const T* weights, int64_t w_stride
     const T* xs = x + src[e] * K * mul + u0;
     for (int i = 0; i < K; ++i) xv[i] = load<T, kFull>(xs + i * mul, nb);
     const T* ce = coupling + e * cols * K;
-    const T* we = weights + e * w_stride + g.w_offset[group] + u0;
+    const T* we = weights + g.w_row[e] * w_stride + g.w_offset[group] + u0;
     for (int64_t c = 0; c < cols; ++c) {
       const T* cc = ce + c * K;
       V s = cc[0] * xv[0];
@@ -189,7 +191,6 @@ inline void backward_edge(const Groups& g, int group, const T* weights, int64_t 
   const int32_t* path = g.path_of_col[group];
   const T* x = static_cast<const T*>(g.x[group]);
   const int64_t w_offset = g.w_offset[group];
-  const int64_t paths = cols > 0 ? path[cols - 1] + 1 : 0;  // the last column is the last path's
   V xv[kMaxOrder], gx[kMaxOrder];
   const T* xs = x + src[e] * K * mul + u0;
   for (int i = 0; i < K; ++i) {
@@ -197,10 +198,10 @@ inline void backward_edge(const Groups& g, int group, const T* weights, int64_t 
     gx[i] = V{};
   }
   const T* ce = static_cast<const T*>(g.coupling[group]) + e * cols * K;
-  const T* we = weights + e * w_stride + w_offset + u0;
-  T* gwe = grad_w ? grad_w + e * w_stride + w_offset + u0 : nullptr;
-  if (gwe)  // each weight sums the columns of its path: start from zero (no separate fill)
-    for (int64_t p = 0; p < paths; ++p) store<T, kFull>(gwe + p * mul, V{}, nb);
+  const T* we = weights + g.w_row[e] * w_stride + w_offset + u0;
+  // rows are shared by edges: gradients accumulate (the caller zeroes grad_w); the thread
+  // owning this channel block handles every edge, so no other thread writes these elements
+  T* gwe = grad_w ? grad_w + g.w_row[e] * w_stride + w_offset + u0 : nullptr;
   T* gce = grad_coupling ? grad_coupling + (block * num_edges + e) * cols * K : nullptr;
   const T* go = grad_out + dst[e] * cols * mul + u0;
   for (int64_t c = 0; c < cols; ++c) {
@@ -287,10 +288,10 @@ extern "C" {
   int edge_tp_forward_##SUFFIX(int count, const int64_t* order, const int64_t* cols,          \
                                const int64_t* w_offset, const int32_t* const* path_of_col,    \
                                const void* const* coupling, const void* const* x,             \
-                               const void* weights, int64_t w_stride, const int64_t* src,     \
+                               const void* weights, const int64_t* w_row, int64_t w_stride, const int64_t* src,     \
                                const int64_t* dst, int64_t num_edges, int64_t num_nodes,      \
                                int64_t mul, void* const* outs, int threads) {                 \
-    const Groups g{count, order, cols, w_offset, path_of_col, coupling, x};                   \
+    const Groups g{count, order, cols, w_offset, path_of_col, coupling, x, w_row};            \
     ANISOSCREEN_CHECK_ORDERS(g)                                                               \
     forward<T>(g, static_cast<const T*>(weights), w_stride, src, dst, num_edges, num_nodes,   \
                mul, outs, threads);                                                           \
@@ -299,11 +300,11 @@ extern "C" {
   int edge_tp_backward_##SUFFIX(int count, const int64_t* order, const int64_t* cols,         \
                                 const int64_t* w_offset, const int32_t* const* path_of_col,   \
                                 const void* const* coupling, const void* const* x,            \
-                                const void* weights, int64_t w_stride, const int64_t* src,    \
+                                const void* weights, const int64_t* w_row, int64_t w_stride, const int64_t* src,    \
                                 const int64_t* dst, int64_t num_edges, int64_t mul,           \
                                 const void* const* grad_outs, void* const* grad_xs,           \
                                 void* grad_w, void* const* grad_couplings, int threads) {     \
-    const Groups g{count, order, cols, w_offset, path_of_col, coupling, x};                   \
+    const Groups g{count, order, cols, w_offset, path_of_col, coupling, x, w_row};            \
     ANISOSCREEN_CHECK_ORDERS(g)                                                               \
     backward<T>(g, static_cast<const T*>(weights), w_stride, src, dst, num_edges, mul,        \
                 grad_outs, grad_xs, static_cast<T*>(grad_w), grad_couplings, threads);        \
@@ -313,6 +314,6 @@ extern "C" {
 ANISOSCREEN_ENTRY(f32, float)
 ANISOSCREEN_ENTRY(f64, double)
 
-int edge_tp_abi_version() { return 1; }
+int edge_tp_abi_version() { return 2; }
 
 }  // extern "C"
