@@ -314,3 +314,12 @@ def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_impr
         assert metrics["readout_ablation"] == ablation
         card = (folder / "MODEL_CARD.md").read_text()
         assert "[0, 1]" in card and "two read-outs" in card
+
+
+def test_epoch_printer_prints_one_line_per_epoch(capsys):
+    from anisoscreen.model.pipeline import epoch_printer
+
+    progress = epoch_printer()
+    progress(3, {"epoch": 7, "train_loss": 0.25, "val_loss": 0.5, "lr": 0.003, "seconds": 31.5})
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("seed 3 epoch    7 train 0.2500 val 0.5000 lr 0.00300 31.5s [")

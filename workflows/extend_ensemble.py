@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from anisoscreen.model.checkpoint import resolve_model_path
-from anisoscreen.model.pipeline import extend_ensemble
+from anisoscreen.model.pipeline import epoch_printer, extend_ensemble
 from anisoscreen.settings import get_settings
 
 
@@ -30,15 +29,6 @@ def main() -> int:
     args = parser.parse_args()
 
     data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    start = time.time()
-
-    def progress(seed, rec):
-        print(
-            f"seed {seed} epoch {rec['epoch']:4d} train {rec['train_loss']:.4f} "
-            f"val {rec['val_loss']:.4f} lr {rec['lr']:.5f} {rec['seconds']:.1f}s "
-            f"[{time.time() - start:.0f}s]",
-            flush=True,
-        )
 
     outcome = extend_ensemble(
         resolve_model_path(args.model).parent,
@@ -46,7 +36,7 @@ def main() -> int:
         tuple(args.seeds),
         args.version,
         device=args.device,
-        progress=progress,
+        progress=epoch_printer(),
     )
     print(json.dumps(outcome, indent=2), flush=True)
     return 0

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.pipeline import train_model
+from anisoscreen.model.pipeline import epoch_printer, train_model
 from anisoscreen.model.train import TrainConfig
 from anisoscreen.settings import get_settings
 
@@ -35,15 +34,6 @@ def main() -> int:
 
     settings = get_settings()
     data = settings.shared / "data" / "mp_dielectric_tensors.json.gz"
-    start = time.time()
-
-    def progress(seed, rec):
-        print(
-            f"seed {seed} epoch {rec['epoch']:4d} train {rec['train_loss']:.4f} "
-            f"val {rec['val_loss']:.4f} lr {rec['lr']:.5f} {rec['seconds']:.1f}s "
-            f"[{time.time() - start:.0f}s]",
-            flush=True,
-        )
 
     result = train_model(
         data,
@@ -61,7 +51,7 @@ def main() -> int:
         ),
         seeds=tuple(args.seeds),
         max_entries=args.max_entries,
-        progress=progress,
+        progress=epoch_printer(),
     )
     print(result, flush=True)
     return 0

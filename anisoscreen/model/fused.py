@@ -44,6 +44,8 @@ __all__ = [
 SOURCE = Path(__file__).with_name("kernels") / "edge_tp.cpp"
 DISABLE_ENV = "ANISOSCREEN_FUSED_KERNEL"
 _ABI_VERSION = 2
+MAX_L = 7
+"""Highest input rotational order the kernel handles (``kMaxOrder = 2 * 7 + 1``)."""
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 _p = ctypes.c_void_p
@@ -214,6 +216,21 @@ def _pointers(tensors) -> ctypes.Array | None:
     return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
 
+def _shared_arguments(plan, couplings, xs, weights, rows, src, dst) -> tuple:
+    """The leading arguments of both kernel entry points, in their order."""
+    return (
+        *plan.arrays(),
+        _pointers(couplings),
+        _pointers(xs),
+        weights.data_ptr(),
+        rows.data_ptr(),
+        weights.shape[1],
+        src.data_ptr(),
+        dst.data_ptr(),
+        len(src),
+    )
+
+
 class _FusedEdgeTensorProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan, src, dst, rows, num_nodes, weights, *tensors):
@@ -221,16 +238,9 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
         couplings, xs = tensors[:count], tensors[count:]
         # every element is written by the kernel
         outs = [weights.new_empty((num_nodes, cols, plan.mul)) for cols in plan.cols]
-        status = getattr(load_kernel(), f"edge_tp_forward_{_SUFFIX[weights.dtype]}")(
-            *plan.arrays(),
-            _pointers(couplings),
-            _pointers(xs),
-            weights.data_ptr(),
-            rows.data_ptr(),
-            weights.shape[1],
-            src.data_ptr(),
-            dst.data_ptr(),
-            len(src),
+        library = load_kernel()
+        status = getattr(library, f"edge_tp_forward_{_SUFFIX[weights.dtype]}")(
+            *_shared_arguments(plan, couplings, xs, weights, rows, src, dst),
             num_nodes,
             plan.mul,
             _pointers(outs),
@@ -238,7 +248,7 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
         )
         if status:
             raise RuntimeError("fused edge tensor product: rotational order too large")
-        ctx.plan, ctx.num_nodes = plan, num_nodes
+        ctx.plan, ctx.num_nodes, ctx.library = plan, num_nodes, library
         ctx.save_for_backward(src, dst, rows, weights, *couplings, *xs)
         return tuple(outs)
 
@@ -262,16 +272,8 @@ class _FusedEdgeTensorProduct(torch.autograd.Function):
         blocks = -(-plan.mul // 8)
         # per channel block, summed below (threads split channel blocks)
         partials = [c.new_zeros((blocks, *c.shape)) for c in couplings] if need_c else None
-        status = getattr(load_kernel(), f"edge_tp_backward_{_SUFFIX[weights.dtype]}")(
-            *plan.arrays(),
-            _pointers(couplings),
-            _pointers(xs),
-            weights.data_ptr(),
-            rows.data_ptr(),
-            weights.shape[1],
-            src.data_ptr(),
-            dst.data_ptr(),
-            len(src),
+        status = getattr(ctx.library, f"edge_tp_backward_{_SUFFIX[weights.dtype]}")(
+            *_shared_arguments(plan, couplings, xs, weights, rows, src, dst),
             plan.mul,
             _pointers(grads),
             _pointers(grad_xs),

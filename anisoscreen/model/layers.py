@@ -243,7 +243,7 @@ class EdgeTensorProduct(nn.Module):
         destination nodes, and the blocks together cover every node.
         """
         dtype = edge_sh.dtype
-        if fused.kernel_available(edge_sh):
+        if fused.kernel_available(edge_sh) and max(self.l_in) <= fused.MAX_L:
             return self._fused_forward(x, edge_sh, edge_weight, edge_src, edge_dst, chunks)
         # Under autograd, gather the sources of all edges at once and weight out of place:
         # the gradient of each per-chunk gather or in-place update is a zero-filled copy of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -21,7 +22,13 @@ from anisoscreen.model.evaluate import crystal_systems, metrics, predict_irreps
 from anisoscreen.model.network import ModelConfig
 from anisoscreen.model.train import TrainConfig, fit, prepare_graphs, resolve_device, target_stats
 
-__all__ = ["ensemble_improves", "extend_ensemble", "train_model", "write_model_card"]
+__all__ = [
+    "ensemble_improves",
+    "epoch_printer",
+    "extend_ensemble",
+    "train_model",
+    "write_model_card",
+]
 
 
 def train_model(
@@ -140,6 +147,21 @@ def train_model(
     (output_dir / "metrics.json").write_text(json.dumps(metadata, indent=2))
     write_model_card(output_dir / "MODEL_CARD.md", name, version, model_config, metadata)
     return result
+
+
+def epoch_printer() -> Callable[[int, dict[str, float]], None]:
+    """A ``progress`` callback printing one line per epoch: seed, losses, lr and times."""
+    start = time.time()
+
+    def progress(seed: int, rec: dict[str, float]) -> None:
+        print(
+            f"seed {seed} epoch {rec['epoch']:4d} train {rec['train_loss']:.4f} "
+            f"val {rec['val_loss']:.4f} lr {rec['lr']:.5f} {rec['seconds']:.1f}s "
+            f"[{time.time() - start:.0f}s]",
+            flush=True,
+        )
+
+    return progress
 
 
 def ensemble_improves(current: dict[str, Any], extended: dict[str, Any]) -> bool:
