@@ -83,6 +83,13 @@ def main() -> None:
     result["graph_structures_per_s"] = len(graphs) / (time.perf_counter() - start)
     result["mean_atoms"] = float(np.mean([g.num_nodes for g in graphs]))
     result["mean_edges"] = float(np.mean([g.num_edges for g in graphs]))
+    # edges whose length occurs for the first time in their batch: the radial MLP rows
+    batches = [
+        collate(graphs[i : i + args.batch_size]) for i in range(0, len(graphs), args.batch_size)
+    ]
+    result["distinct_length_fraction"] = sum(
+        len(torch.unique(b.edge_vec.norm(dim=1))) for b in batches
+    ) / sum(b.edge_vec.shape[0] for b in batches)
 
     model = AnisoNet(ModelConfig(mul=args.mul, lmax=args.lmax)).eval()
     result["parameters"] = model.num_parameters

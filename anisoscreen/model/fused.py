@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import platformdirs
@@ -194,12 +194,14 @@ class FusedPlan:
     path_of_col: tuple[torch.Tensor, ...]
     mul: int
 
-    @property
+    @cached_property
     def weight_numel(self) -> int:
         """Per-edge weights of all groups (each group's paths times ``mul``)."""
         return sum(int(p[-1]) + 1 for p in self.path_of_col) * self.mul
 
-    def arrays(self):
+    @cached_property
+    def arrays(self) -> tuple:
+        """The layout as the kernel's leading ctypes arguments (built once per plan)."""
         count = len(self.orders)
         return (
             count,
@@ -219,7 +221,7 @@ def _pointers(tensors) -> ctypes.Array | None:
 def _shared_arguments(plan, couplings, xs, weights, rows, src, dst) -> tuple:
     """The leading arguments of both kernel entry points, in their order."""
     return (
-        *plan.arrays(),
+        *plan.arrays,
         _pointers(couplings),
         _pointers(xs),
         weights.data_ptr(),

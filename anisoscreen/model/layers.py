@@ -111,7 +111,7 @@ class IndexedWeights:
 
     The radial weights depend on the edge length only, and a batch of crystals has far fewer
     distinct lengths than edges (the two directions of a bond, symmetry-equivalent bonds:
-    about one in six on the MP oxide pool in float32), so the network evaluates its radial
+    about one in seven in a 64-structure batch of the MP oxide pool, float32), so the network evaluates its radial
     MLPs once per distinct length.
     """
 
