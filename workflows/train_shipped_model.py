@@ -21,6 +21,13 @@ def main() -> int:
     parser.add_argument("--mul", type=int, default=32)
     parser.add_argument("--lmax", type=int, default=2)
     parser.add_argument("--atom-features", default=None, help="e.g. chgnet-0.3.0")
+    parser.add_argument(
+        "--readout", default="mean", choices=["mean", "sum_volume", "psd_sum_volume"]
+    )
+    parser.add_argument("--loss", default="mse", choices=["mse", "mse_log_eig"])
+    parser.add_argument("--log-eig-weight", type=float, default=10.0)
+    parser.add_argument("--output-dir", default=None, help="default: models/NAME")
+    parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--lr-decay", type=float, default=0.98)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -37,9 +44,11 @@ def main() -> int:
 
     result = train_model(
         data,
-        f"models/{args.name}",
+        args.output_dir or f"models/{args.name}",
         args.name,
-        ModelConfig(mul=args.mul, lmax=args.lmax, atom_features=args.atom_features),
+        ModelConfig(
+            mul=args.mul, lmax=args.lmax, atom_features=args.atom_features, readout=args.readout
+        ),
         TrainConfig(
             lr=args.lr,
             weight_decay=args.weight_decay,
@@ -48,10 +57,13 @@ def main() -> int:
             max_epochs=args.max_epochs,
             patience=args.patience,
             time_limit=args.time_limit,
+            loss=args.loss,
+            log_eig_weight=args.log_eig_weight,
         ),
         seeds=tuple(args.seeds),
         max_entries=args.max_entries,
         progress=epoch_printer(),
+        version=args.version,
     )
     print(result, flush=True)
     return 0

@@ -40,6 +40,8 @@ class CrystalGraph:
         (E,) int64 indices: messages flow from ``edge_src`` (neighbour) to ``edge_dst`` (centre).
     edge_vec
         (E, 3) float64 vectors from the centre to the neighbour image, in angstrom.
+    volume
+        Cell volume in cubic angstrom (volume-aware read-outs divide by it).
     atom_features
         Optional (N, F) float32 invariant per-atom features (e.g. from a pretrained potential,
         :mod:`anisoscreen.model.atom_features`), for models configured to use them.
@@ -49,6 +51,7 @@ class CrystalGraph:
     edge_src: np.ndarray
     edge_dst: np.ndarray
     edge_vec: np.ndarray
+    volume: float
     atom_features: np.ndarray | None = None
 
     @property
@@ -94,6 +97,7 @@ def structure_to_graph(
         edge_src=neighbour.astype(np.int64),
         edge_dst=centre.astype(np.int64),
         edge_vec=edge_vec,
+        volume=float(structure.volume),
     )
 
 
@@ -107,6 +111,7 @@ class GraphBatch:
     edge_vec: torch.Tensor
     batch: torch.Tensor
     num_graphs: int
+    volume: torch.Tensor
     atom_features: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> GraphBatch:
@@ -121,6 +126,7 @@ class GraphBatch:
             self.edge_vec.to(device=device, dtype=dtype or self.edge_vec.dtype),
             self.batch.to(device),
             self.num_graphs,
+            self.volume.to(device=device, dtype=dtype or self.volume.dtype),
             features,
         )
 
@@ -147,5 +153,6 @@ def collate(graphs: Sequence[CrystalGraph], dtype: torch.dtype = torch.float32) 
         edge_vec=torch.from_numpy(np.concatenate([g.edge_vec for g in graphs])).to(dtype),
         batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), sizes)),
         num_graphs=len(graphs),
+        volume=torch.tensor([g.volume for g in graphs], dtype=dtype),
         atom_features=features,
     )

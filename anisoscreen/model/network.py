@@ -8,8 +8,15 @@ Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP
   -> MLP giving per-edge tensor-product weights; direction -> spherical harmonics up to l_max;
 * ``num_layers`` gated equivariant convolutions (ReLU on scalars, sigmoid scalar gates on
   l > 0) and a last convolution to the output irreps;
-* mean pooling over atoms -> ``0e+2e`` -> symmetric Cartesian tensor (or, for the
-  "scalar" ablation, ``6x0e`` read as the six independent Cartesian components);
+* a read-out from per-atom ``0e+2e`` outputs to the symmetric Cartesian tensor:
+
+  - ``mean`` (v1, the paper's): the mean over atoms is the tensor (or, for the "scalar"
+    ablation, ``6x0e`` read as the six independent Cartesian components);
+  - ``sum_volume``: each atom contributes a polarisability-like ``0e+2e`` tensor, and
+    ``eps = I + (v0 / V) * sum_i alpha_i`` (``v0`` a reference volume per atom), so that
+    pulling layers apart dilutes the response as physics says;
+  - ``psd_sum_volume``: the same with ``alpha_i = exp(M_i)``, the matrix exponential of the
+    atom's ``0e+2e`` output, so every contribution is positive definite and ``eps - I`` is too;
 * optionally (``atom_features``), invariant per-atom features of a pretrained potential
   (:mod:`anisoscreen.model.atom_features`), layer-normalised and embedded, are concatenated
   to the scalar node features; being invariant they keep the network equivariant.
@@ -71,6 +78,11 @@ class ModelConfig:
         Hidden width of the radial MLP.
     output
         ``"equivariant"`` (``0e+2e``) or ``"scalar"`` (``6x0e`` ablation).
+    readout
+        ``"mean"`` (v1), ``"sum_volume"`` or ``"psd_sum_volume"`` (see the module docstring).
+    volume_per_atom
+        Reference volume per atom ``v0`` (cubic angstrom) of the volume-aware read-outs (the
+        training set's mean, so that ``N v0 / V`` is of order one).
     avg_num_neighbors
         Normalisation of the neighbour sum (set from the training data).
     target_shift, target_scale
@@ -91,6 +103,8 @@ class ModelConfig:
     num_basis: int = 15
     radial_hidden: int = 64
     output: Literal["equivariant", "scalar"] = "equivariant"
+    readout: Literal["mean", "sum_volume", "psd_sum_volume"] = "mean"
+    volume_per_atom: float = 1.0
     avg_num_neighbors: float = 30.0
     target_shift: float = 0.0
     target_scale: float = 1.0
@@ -224,8 +238,15 @@ class AnisoNet(nn.Module):
             self.convolutions.append(Convolution(channels, channels_out, **conv_kwargs))
             self.gates.append(Gate(mul, gated_orders))
             channels = {l: mul for l in range(lmax + 1)}
+        if config.readout != "mean" and config.output != "equivariant":
+            raise ValueError(f"the {config.readout} read-out needs the equivariant output")
         out_channels = {0: 1, 2: 1} if config.output == "equivariant" else {0: 6}
         self.output = Convolution(channels, out_channels, **conv_kwargs)
+        self.register_buffer(
+            "identity_irreps",
+            tensor_to_irreps_torch(torch.eye(3, dtype=torch.float64)).float(),
+            persistent=False,
+        )
 
     @property
     def num_parameters(self) -> int:
@@ -287,18 +308,30 @@ class AnisoNet(nn.Module):
         x = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
 
         counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
+        shift = x.new_zeros(6)
+        shift[0] = cfg.target_shift
+        if cfg.readout == "psd_sum_volume":
+            # alpha_i = exp(M_i): positive definite per atom, so their sum is too
+            per_atom = irreps_to_tensor_torch(x * cfg.target_scale + shift)
+            x = torch.linalg.matrix_exp(per_atom).flatten(1)
         pooled = torch.zeros((graph.num_graphs, x.shape[1]), dtype=x.dtype, device=x.device)
         pooled = pooled.index_add_(0, batch_index, x) / counts[:, None].to(x.dtype)
 
-        if cfg.output == "scalar":
-            tensor = pooled.new_zeros((graph.num_graphs, 3, 3))
-            for k, (i, j) in enumerate(_VOIGT):
-                tensor[:, i, j] = pooled[:, k]
-                tensor[:, j, i] = pooled[:, k]
-            pooled = tensor_to_irreps_torch(tensor)
-        shift = pooled.new_zeros(6)
-        shift[0] = cfg.target_shift
-        return pooled * cfg.target_scale + shift
+        if cfg.readout == "mean":
+            if cfg.output == "scalar":
+                tensor = pooled.new_zeros((graph.num_graphs, 3, 3))
+                for k, (i, j) in enumerate(_VOIGT):
+                    tensor[:, i, j] = pooled[:, k]
+                    tensor[:, j, i] = pooled[:, k]
+                pooled = tensor_to_irreps_torch(tensor)
+            return pooled * cfg.target_scale + shift
+        # eps - I = (v0 / V) sum_i alpha_i = (N v0 / V) mean_i alpha_i
+        density = counts.to(x.dtype) * cfg.volume_per_atom / graph.volume.to(x.dtype)
+        if cfg.readout == "psd_sum_volume":
+            susceptibility = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
+        else:
+            susceptibility = pooled * cfg.target_scale + shift
+        return self.identity_irreps.to(x.dtype) + density[:, None] * susceptibility
 
     def predict_tensor(self, graph: GraphBatch) -> torch.Tensor:
         """Predict Cartesian 3x3 tensors, shape (num_graphs, 3, 3)."""

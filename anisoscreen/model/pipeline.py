@@ -70,7 +70,7 @@ def train_model(
 
     train, validation = subset("train"), subset("validation")
     elements = sorted({int(z) for g in train[0] for z in g.atomic_numbers})
-    model_config = replace(model_config, elements=elements, **target_stats(train[1], train[0]))
+    model_config = replace(model_config, elements=elements, **target_stats(train[1], train[0], model_config.readout))
 
     networks, states = [], []
     for seed in seeds:

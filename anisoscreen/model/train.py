@@ -12,18 +12,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import atomic_torch_save
 from anisoscreen.model.dataset import DielectricEntry
 from anisoscreen.model.graph import CrystalGraph, collate, structure_to_graph
 from anisoscreen.model.network import AnisoNet, ModelConfig
 from anisoscreen.model.runtime import tune_allocator
+from anisoscreen.tensor import irreps_to_tensor_torch
 
-__all__ = ["TrainConfig", "TrainState", "fit", "prepare_graphs", "resolve_device", "target_stats"]
+__all__ = ["TrainConfig", "TrainState", "fit", "prepare_graphs", "resolve_device", "target_stats", "training_loss"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -59,6 +61,12 @@ class TrainConfig:
         Seeds weight initialisation and batch order.
     time_limit
         Stop (resumably) after this many seconds; ``None`` for no limit.
+    loss
+        ``"mse"``: mean squared error of the ``0e+2e`` irreps (v1). ``"mse_log_eig"``: that
+        plus ``log_eig_weight`` times the mean squared error of the logarithms of the sorted
+        eigenvalues, which weighs the in-plane/out-of-plane contrast that a_r ranks.
+    log_eig_weight
+        Weight of the log-eigenvalue term.
     """
 
     lr: float = 0.003
@@ -69,6 +77,8 @@ class TrainConfig:
     patience: int = 40
     seed: int = 0
     time_limit: float | None = None
+    loss: Literal["mse", "mse_log_eig"] = "mse"
+    log_eig_weight: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,15 +122,35 @@ def prepare_graphs(
     return graphs
 
 
-def target_stats(targets: np.ndarray, graphs: Sequence[CrystalGraph]) -> dict[str, float]:
-    """Shift/scale of the irreps targets and the mean neighbour count of the training graphs."""
-    shift = float(targets[:, 0].mean())
-    centred = targets.copy()
+def target_stats(
+    targets: np.ndarray, graphs: Sequence[CrystalGraph], readout: str = "mean"
+) -> dict[str, float]:
+    """Output shift/scale for ``readout``, the reference volume and the mean neighbour count.
+
+    For ``mean`` the shift and scale standardise the ``0e+2e`` targets themselves. The
+    volume-aware read-outs standardise what each atom contributes: ``(eps - I) / rho`` with
+    ``rho = N v0 / V`` (``sum_volume``), or the matrix logarithm of it (``psd_sum_volume``,
+    whose atoms contribute ``exp(M_i)``).
+    """
+    volume_per_atom = float(np.mean([g.volume / g.num_nodes for g in graphs]))
+    values = np.array(targets, dtype=float)
+    if readout != "mean":
+        density = np.array([g.num_nodes * volume_per_atom / g.volume for g in graphs])
+        identity = tmath.tensor_to_irreps(np.eye(3))
+        values = (values - identity) / density[:, None]
+        if readout == "psd_sum_volume":
+            # log of the per-atom susceptibility, eigenvalues floored away from zero
+            lam, vec = np.linalg.eigh(tmath.irreps_to_tensor(values))
+            log_tensor = np.einsum("nij,nj,nkj->nik", vec, np.log(np.clip(lam, 1e-2, None)), vec)
+            values = tmath.tensor_to_irreps(log_tensor)
+    shift = float(values[:, 0].mean())
+    centred = values.copy()
     centred[:, 0] -= shift
     return {
         "target_shift": shift,
         "target_scale": float(np.sqrt(np.mean(centred**2))),
         "avg_num_neighbors": float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
+        "volume_per_atom": volume_per_atom,
     }
 
 
@@ -129,8 +159,30 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def training_loss(
+    predicted: torch.Tensor, target: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """The loss of ``config`` between predicted and target ``0e+2e`` irreps, (B, 6) each."""
+    loss = torch.nn.functional.mse_loss(predicted, target)
+    if config.loss == "mse_log_eig":
+        floor = 1e-3
+        lam_pred = torch.linalg.eigvalsh(irreps_to_tensor_torch(predicted)).clamp(min=floor)
+        lam_true = torch.linalg.eigvalsh(irreps_to_tensor_torch(target)).clamp(min=floor)
+        log_error = torch.nn.functional.mse_loss(lam_pred.log(), lam_true.log())
+        loss = loss + config.log_eig_weight * log_error
+    return loss
+
+
 @torch.no_grad()
-def _loss(model, graphs, targets, device, batch_size=64) -> float:
+def _loss(
+    model: AnisoNet,
+    graphs: Sequence[CrystalGraph],
+    targets: np.ndarray,
+    device: torch.device,
+    config: TrainConfig,
+    batch_size: int = 64,
+) -> float:
+    """Mean training loss over a data set (batch-size weighted)."""
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(graphs), batch_size):
@@ -139,8 +191,8 @@ def _loss(model, graphs, targets, device, batch_size=64) -> float:
         target = torch.as_tensor(
             targets[start : start + batch_size], dtype=pred.dtype, device=device
         )
-        total += float(((pred - target) ** 2).sum())
-        count += target.numel()
+        total += float(training_loss(pred, target, config)) * len(target)
+        count += len(target)
     return total / max(count, 1)
 
 
@@ -199,14 +251,14 @@ def fit(
         ):
             batch = collate([train_graphs[i] for i in idx]).to(dev)
             target = torch.as_tensor(train_targets[idx], dtype=torch.float32, device=dev)
-            loss = torch.nn.functional.mse_loss(model(batch), target)
+            loss = training_loss(model(batch), target, train_config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             running += float(loss.detach()) * len(idx)
             seen += len(idx)
         scheduler.step()
-        val_loss = _loss(model, val_graphs, val_targets, dev)
+        val_loss = _loss(model, val_graphs, val_targets, dev, train_config)
         epoch_seconds = time.perf_counter() - epoch_start
         state.train_seconds += epoch_seconds
         record = {
