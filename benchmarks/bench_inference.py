@@ -10,7 +10,12 @@ Measures, on the shared 3,688-structure MP oxide pool (cells under 40 sites):
   * a training step rate (batch 12, AdamW, after one warm-up step) extrapolated to a
     2,150-structure epoch (median of ``--repeats`` runs of ``--train-steps`` steps),
   * peak resident memory of streaming prediction over the whole 3,688-structure pool, in a
-    fresh process (``--memory``).
+    fresh process (``--memory``),
+  * the roofline ratio: achieved GFLOP/s of the forward pass against this machine's measured
+    dense float32 matmul peak (``--roofline``). FLOPs are counted by
+    ``torch.utils.flop_counter`` on the PyTorch path of the edge tensor product (matrix
+    products only; the fused kernel does the same contractions), per structure, and
+    multiplied by the measured forward rate.
 Weights are random: speed does not depend on their values. Results print as JSON.
 ``ANISOSCREEN_FUSED_KERNEL=0`` measures the PyTorch path of the edge tensor product instead of
 the fused CPU kernel.
@@ -22,6 +27,7 @@ import argparse
 import gzip
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -63,6 +69,12 @@ def main() -> None:
         "--memory", action="store_true", help="stream the whole pool, report peak RSS"
     )
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--roofline", action="store_true", help="report GFLOP/s against the matmul peak"
+    )
+    parser.add_argument(
+        "--readout", default="mean", choices=["mean", "sum_volume", "psd_sum_volume"]
+    )
     args = parser.parse_args()
     if args.memory_child:
         print(json.dumps(stream_pool(args.mul, args.lmax, args.batch_size)))
@@ -91,7 +103,8 @@ def main() -> None:
         len(torch.unique(b.edge_vec.norm(dim=1))) for b in batches
     ) / sum(b.edge_vec.shape[0] for b in batches)
 
-    model = AnisoNet(ModelConfig(mul=args.mul, lmax=args.lmax)).eval()
+    config = ModelConfig(mul=args.mul, lmax=args.lmax, readout=args.readout, volume_per_atom=12.0)
+    model = AnisoNet(config).eval()
     result["parameters"] = model.num_parameters
     with torch.inference_mode():
         model(collate(graphs[: args.batch_size]))  # warm-up
@@ -103,6 +116,8 @@ def main() -> None:
             rates.append(len(graphs) / (time.perf_counter() - start))
     result["forward_structures_per_s"] = float(np.median(rates))
     result["forward_structures_per_s_runs"] = [round(r, 1) for r in rates]
+    if args.roofline:
+        result.update(roofline(model, batches, result["forward_structures_per_s"]))
     forward = len(graphs) / result["forward_structures_per_s"]
     result["end_to_end_structures_per_s"] = len(graphs) / (
         forward + len(graphs) / result["graph_structures_per_s"]
@@ -158,6 +173,47 @@ def main() -> None:
         )
         result.update(json.loads(child.stdout))
     print(json.dumps(result, indent=2))
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured dense float32 matrix-product rate of this machine (best of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def roofline(model: AnisoNet, batches: list, structures_per_s: float) -> dict:
+    """GFLOP per structure of the forward pass, achieved GFLOP/s and the ratio to the peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    saved = os.environ.get(fused.DISABLE_ENV)
+    os.environ[fused.DISABLE_ENV] = "0"  # count on the PyTorch path: the same contractions
+    fused.load_kernel.cache_clear()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            for batch in batches[:3]:
+                model(batch)
+    finally:
+        if saved is None:
+            os.environ.pop(fused.DISABLE_ENV)
+        else:
+            os.environ[fused.DISABLE_ENV] = saved
+        fused.load_kernel.cache_clear()
+    per_structure = counter.get_total_flops() / sum(b.num_graphs for b in batches[:3]) / 1e9
+    achieved = per_structure * structures_per_s
+    peak = matmul_peak_gflops()
+    return {
+        "forward_gflop_per_structure": per_structure,
+        "forward_gflops_achieved": achieved,
+        "matmul_peak_gflops": peak,
+        "roofline_ratio": achieved / peak,
+    }
 
 
 def stream_pool(mul: int, lmax: int, batch_size: int) -> dict:

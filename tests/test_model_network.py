@@ -13,10 +13,19 @@ from anisoscreen.model.graph import GraphError, collate, structure_to_graph
 from anisoscreen.model.network import AnisoNet, ModelConfig
 
 
-@pytest.fixture(scope="module")
-def net() -> AnisoNet:
+READOUT_SETTINGS = {
+    "mean": {"target_shift": 8.0, "target_scale": 2.0},
+    "sum_volume": {"target_shift": 8.0, "target_scale": 2.0, "volume_per_atom": 15.0},
+    "psd_sum_volume": {"target_shift": 1.0, "target_scale": 0.5, "volume_per_atom": 15.0},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(READOUT_SETTINGS))
+def net(request) -> AnisoNet:
+    """A random network with each read-out: every symmetry test runs on all of them."""
     torch.manual_seed(3)
-    return AnisoNet(ModelConfig(mul=6, lmax=3, target_shift=8.0, target_scale=2.0)).double().eval()
+    config = ModelConfig(mul=6, lmax=3, readout=request.param, **READOUT_SETTINGS[request.param])
+    return AnisoNet(config).double().eval()
 
 
 def predict(net, structure: Structure) -> np.ndarray:

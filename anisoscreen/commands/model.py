@@ -245,12 +245,20 @@ def evaluate(
         list[int] | None,
         typer.Option("--member", help="Evaluate only these ensemble members (0-based)."),
     ] = None,
+    json_output: Annotated[
+        Path | None, typer.Option("--json", help="Also write the full result as JSON here.")
+    ] = None,
 ) -> None:
-    """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components."""
+    """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components.
+
+    Also prints the error slices: per dimensionality, vacuum-separated layers (empty slab
+    wider than 6 A), the eps_poly > 8 tail, and the ensemble calibration.
+    """
     from rich.table import Table
 
     from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.evaluate import evaluate_model
+    from anisoscreen.ranking import dimensionality
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
@@ -263,20 +271,37 @@ def evaluate(
         settings.device,
         parity_plot,
         members=member or None,
+        dimensionality=dimensionality,
     )
+    if json_output is not None:
+        json_output.write_text(json.dumps(result, indent=1))
     which = f", members {result['members']}" if member else ""
     table = Table(
         title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"
     )
-    for column in ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
+    for column in ("slice", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
         table.add_column(column)
-    rows = {"all": result["metrics"], **result["metrics"].get("per_crystal_system", {})}
-    for system, m in rows.items():
+    slices = result["slices"]
+    rows = {
+        "all": result["metrics"],
+        **result["metrics"].get("per_crystal_system", {}),
+        **slices.get("by_dimensionality", {}),
+        "layered, gap > 6 A": slices["layered_gap"],
+        "eps_poly > 8": slices["eps_poly_tail"],
+    }
+    for label, m in rows.items():
+        if not m.get("n"):
+            continue
         table.add_row(
-            system,
+            label,
             str(m["n"]),
             f"{m['eps_poly_mae']:.3f}",
             f"{m['anisotropy_ratio_mae']:.3f}",
             f"{m['component_mae']:.3f}",
         )
     console.print(table)
+    for quantity, c in (slices.get("calibration") or {}).items():
+        console.print(
+            f"calibration {quantity}: Spearman(spread, |error|) = "
+            f"{c['spearman_spread_vs_error']:.2f}, coverage of +-2 sigma = {c['coverage_2sigma']:.2f}"
+        )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from anisoscreen import tensor as tmath
+from anisoscreen.model.error_slices import error_block, error_slices
 from anisoscreen.model.graph import CrystalGraph, collate
 
 __all__ = ["crystal_systems", "metrics", "predict_irreps"]
@@ -49,28 +50,18 @@ def metrics(
 ) -> dict[str, Any]:
     """MAEs between predicted and reference 3x3 tensors (shape (n, 3, 3)).
 
-    Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae`` and, when
+    Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae``,
+    ``tensor_mae`` (see :func:`~anisoscreen.model.error_slices.error_block`) and, when
     ``systems`` is given, the same per crystal system under ``per_crystal_system``.
     """
 
-    def _block(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-        eig_p, eig_r = tmath.eigenvalues(pred), tmath.eigenvalues(ref)
-        ar_p = eig_p[:, -1] / np.clip(eig_p[:, 0], 1e-6, None)
-        ar_r = eig_r[:, -1] / eig_r[:, 0]
-        return {
-            "n": int(len(pred)),
-            "eps_poly_mae": float(np.mean(np.abs(eig_p.mean(1) - eig_r.mean(1)))),
-            "anisotropy_ratio_mae": float(np.mean(np.abs(ar_p - ar_r))),
-            "component_mae": float(np.mean(np.abs(tmath.symmetrize(pred) - tmath.symmetrize(ref)))),
-        }
-
-    result: dict[str, Any] = _block(predicted, reference)
+    result: dict[str, Any] = error_block(predicted, reference)
     if systems is not None:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, system in enumerate(systems):
             groups[system].append(i)
         result["per_crystal_system"] = {
-            system: _block(predicted[idx], reference[idx]) for system, idx in sorted(groups.items())
+            system: error_block(predicted[idx], reference[idx]) for system, idx in sorted(groups.items())
         }
     return result
 
@@ -84,12 +75,16 @@ def evaluate_model(
     device: str = "auto",
     parity_plot=None,
     members: Sequence[int] | None = None,
+    dimensionality: Callable[[Any], int | None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
 
     The split is rebuilt from the model's recorded ``split_seed`` (overridable), with the same
     cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
     ``members`` evaluates the mean of those ensemble members only (0-based; default: all).
+    The result's ``slices`` (:func:`~anisoscreen.model.error_slices.error_slices`) add the
+    vacuum-separated layers, the high-eps tail, the ensemble calibration and, with a
+    ``dimensionality`` function (structure -> 0-3), errors per dimensionality.
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
@@ -122,14 +117,18 @@ def evaluate_model(
         features,
         data_set_cache(features, data_path) if features else None,
     )
-    predicted = tmath.irreps_to_tensor(predict_irreps(networks, graphs, dev).mean(axis=0))
+    per_member = tmath.irreps_to_tensor(predict_irreps(networks, graphs, dev))
+    predicted = per_member.mean(axis=0)
     reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
+    structures = [e.structure for e in chosen]
+    dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
     result = {
         "model": f"{loaded.name} {loaded.version}",
         "members": list(members) if members is not None else list(range(len(networks))),
         "subset": subset,
         "split_seed": seed,
-        "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+        "metrics": metrics(predicted, reference, crystal_systems(structures)),
+        "slices": error_slices(per_member, reference, structures, dimensionalities),
     }
     if parity_plot is not None:
         from anisoscreen.report.figures import parity_from_arrays

@@ -242,11 +242,6 @@ class AnisoNet(nn.Module):
             raise ValueError(f"the {config.readout} read-out needs the equivariant output")
         out_channels = {0: 1, 2: 1} if config.output == "equivariant" else {0: 6}
         self.output = Convolution(channels, out_channels, **conv_kwargs)
-        self.register_buffer(
-            "identity_irreps",
-            tensor_to_irreps_torch(torch.eye(3, dtype=torch.float64)).float(),
-            persistent=False,
-        )
 
     @property
     def num_parameters(self) -> int:
@@ -331,7 +326,8 @@ class AnisoNet(nn.Module):
             susceptibility = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
         else:
             susceptibility = pooled * cfg.target_scale + shift
-        return self.identity_irreps.to(x.dtype) + density[:, None] * susceptibility
+        identity = tensor_to_irreps_torch(torch.eye(3, dtype=x.dtype, device=x.device))
+        return identity + density[:, None] * susceptibility
 
     def predict_tensor(self, graph: GraphBatch) -> torch.Tensor:
         """Predict Cartesian 3x3 tensors, shape (num_graphs, 3, 3)."""

@@ -1,0 +1,150 @@
+"""Where a model errs: errors by dimensionality, on vacuum-separated layers, on the high-eps
+tail, and how well the ensemble spread tracks the error (calibration).
+
+The overall test MAE hides the crystals an anisotropy screen exists to find: layered crystals
+whose layers sit far apart, and the strongly polarisable tail. These slices make them visible;
+``anisoscreen evaluate`` prints them and the model card records them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+from scipy.stats import spearmanr
+
+from anisoscreen import tensor as tmath
+from anisoscreen.geometry import largest_empty_slab
+
+__all__ = [
+    "LAYER_GAP",
+    "TAIL_EPS_POLY",
+    "calibration",
+    "error_block",
+    "error_slices",
+]
+
+LAYER_GAP = 6.0
+"""Empty-slab width (angstrom) above which a structure counts as vacuum-separated layers."""
+
+TAIL_EPS_POLY = 8.0
+"""Reference eps_poly above which a structure belongs to the high-eps tail."""
+
+
+def _ratio(eigenvalues: np.ndarray) -> np.ndarray:
+    return eigenvalues[..., -1] / np.clip(eigenvalues[..., 0], 1e-6, None)
+
+
+def error_block(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """MAEs of eps_poly, a_r and the tensor, for tensors of shape (n, 3, 3).
+
+    ``component_mae`` averages all nine Cartesian components; ``tensor_mae`` is DTNet's
+    MAE_ten, the mean over the six unique components (xx, yy, zz, yz, xz, xy).
+    """
+    if len(predicted) == 0:
+        return {"n": 0}
+    eig_p, eig_r = tmath.eigenvalues(predicted), tmath.eigenvalues(reference)
+    difference = np.abs(tmath.symmetrize(predicted) - tmath.symmetrize(reference))
+    upper = np.triu_indices(3)
+    return {
+        "n": int(len(predicted)),
+        "eps_poly_mae": float(np.mean(np.abs(eig_p.mean(1) - eig_r.mean(1)))),
+        "anisotropy_ratio_mae": float(np.mean(np.abs(_ratio(eig_p) - _ratio(eig_r)))),
+        "component_mae": float(difference.mean()),
+        "tensor_mae": float(difference[:, upper[0], upper[1]].mean()),
+    }
+
+
+def calibration(
+    members: np.ndarray, reference: np.ndarray
+) -> dict[str, dict[str, float]] | None:
+    """How well the ensemble spread predicts the error of the ensemble mean.
+
+    Parameters
+    ----------
+    members
+        Predicted tensors of every member, shape (n_members, n, 3, 3).
+    reference
+        Reference tensors, shape (n, 3, 3).
+
+    Returns
+    -------
+    dict or None
+        For ``eps_poly`` and ``anisotropy_ratio``: the Spearman correlation of the members'
+        standard deviation with the absolute error of their mean, and the fraction of
+        structures whose error lies within two standard deviations (``coverage_2sigma``;
+        0.95 for a calibrated Gaussian spread). ``None`` for a single network.
+    """
+    if len(members) < 2:
+        return None
+    eig_m, eig_r = tmath.eigenvalues(members), tmath.eigenvalues(reference)
+    quantities = {
+        "eps_poly": (eig_m.mean(-1), eig_r.mean(-1)),
+        "anisotropy_ratio": (_ratio(eig_m), _ratio(eig_r)),
+    }
+    result = {}
+    for name, (per_member, truth) in quantities.items():
+        sigma = per_member.std(axis=0, ddof=1)
+        error = np.abs(per_member.mean(axis=0) - truth)
+        rho = spearmanr(sigma, error).statistic if len(truth) > 2 else float("nan")
+        result[name] = {
+            "spearman_spread_vs_error": float(rho),
+            "coverage_2sigma": float(np.mean(error <= 2.0 * sigma)),
+            "mean_spread": float(sigma.mean()),
+        }
+    return result
+
+
+def error_slices(
+    members: np.ndarray,
+    reference: np.ndarray,
+    structures: Sequence[Structure],
+    dimensionalities: Sequence[int | None] | None = None,
+) -> dict[str, Any]:
+    """Error slices of an ensemble's mean prediction.
+
+    Parameters
+    ----------
+    members
+        Predicted tensors of every member, shape (n_members, n, 3, 3).
+    reference
+        Reference tensors, shape (n, 3, 3).
+    structures
+        The structures, in the same order (for the empty-slab width).
+    dimensionalities
+        Larsen dimensionality (0-3, ``None`` unknown) of each structure, if known.
+
+    Returns
+    -------
+    dict
+        ``layered_gap`` (structures with an empty slab wider than :data:`LAYER_GAP`),
+        ``eps_poly_tail`` (reference eps_poly above :data:`TAIL_EPS_POLY`),
+        ``by_dimensionality`` (when given) and ``calibration``; each slice an
+        :func:`error_block`.
+    """
+    predicted = members.mean(axis=0)
+    gaps = np.array([largest_empty_slab(s)[0] for s in structures])
+    tail = tmath.eigenvalues(reference).mean(-1) > TAIL_EPS_POLY
+    layered = gaps > LAYER_GAP
+    result: dict[str, Any] = {
+        "layered_gap": {
+            **error_block(predicted[layered], reference[layered]),
+            "threshold_angstrom": LAYER_GAP,
+        },
+        "eps_poly_tail": {
+            **error_block(predicted[tail], reference[tail]),
+            "threshold": TAIL_EPS_POLY,
+        },
+        "calibration": calibration(members, reference),
+    }
+    if dimensionalities is not None:
+        labels = np.array(
+            [f"{d}D" if d is not None else "unknown" for d in dimensionalities], dtype=object
+        )
+        result["by_dimensionality"] = {
+            label: error_block(predicted[labels == label], reference[labels == label])
+            for label in sorted(set(labels))
+        }
+    return result
