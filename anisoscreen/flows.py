@@ -71,7 +71,7 @@ class PredictionMaker(Maker):
     """
 
     name: str = "predict"
-    model: str = "anisonet-mp-v1"
+    model: str = "anisonet-mp-v2"
     device: str = "auto"
     batch_size: int = 64
     store: dict[str, Any] | None = None
@@ -123,7 +123,7 @@ class ScreeningMaker(Maker):
     name: str = "anisotropic dielectric screening"
     source: str = "bundled"
     criteria: ScreeningCriteria = field(default_factory=ScreeningCriteria)
-    model: str = "anisonet-mp-v1"
+    model: str = "anisonet-mp-v2"
     device: str = "auto"
     batch_size: int = 64
     processes: int | None = None

@@ -83,7 +83,7 @@ class AnisoscreenSettings(BaseSettings):
     database: str = "anisoscreen"
     collection_prefix: str = ""
     shared: Path = Field(default_factory=_default_shared_dir)
-    model: str = "anisonet-mp-v1"
+    model: str = "anisonet-mp-v2"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     mp_api_key: SecretStr | None = Field(

@@ -183,7 +183,7 @@ class Predictor:
 
 def predict_structures(
     structures: Iterable[Structure | StructureRecord],
-    model: str = "anisonet-mp-v1",
+    model: str = "anisonet-mp-v2",
     device: str = "auto",
     batch_size: int = 64,
 ) -> list[PredictionDoc | PredictionFailure]:
