@@ -16,6 +16,7 @@ from anisoscreen.model.graph import collate, structure_to_graph
 from anisoscreen.model.network import AnisoNet, ModelConfig
 from anisoscreen.settings import get_settings
 
+
 def tensors(networks: list[AnisoNet], structures: list[Structure]) -> np.ndarray:
     """Ensemble-mean tensors, shape (n, 3, 3)."""
     graphs = [structure_to_graph(s, allow_isolated=True) for s in structures]

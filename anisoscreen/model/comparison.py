@@ -140,9 +140,7 @@ def compare_models(
         result[variant.label] = {
             "model": f"{loaded.name} {loaded.version}",
             "members_used": list(variant.members or range(len(loaded.networks))),
-            "ensemble": {
-                s: error_block(per_member[s].mean(axis=0), reference[s]) for s in subsets
-            },
+            "ensemble": {s: error_block(per_member[s].mean(axis=0), reference[s]) for s in subsets},
             "members": [
                 {s: error_block(per_member[s][k], reference[s]) for s in subsets}
                 for k in range(len(networks))
@@ -182,12 +180,12 @@ def summary_rows(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "layered_eps_poly": slices["layered_gap"].get("eps_poly_mae"),
                 "layered_ar": slices["layered_gap"].get("anisotropy_ratio_mae"),
                 "layered_n": slices["layered_gap"]["n"],
-                "twod_eps_poly": slices.get("by_dimensionality", {}).get("2D", {}).get(
-                    "eps_poly_mae"
-                ),
-                "twod_ar": slices.get("by_dimensionality", {}).get("2D", {}).get(
-                    "anisotropy_ratio_mae"
-                ),
+                "twod_eps_poly": slices.get("by_dimensionality", {})
+                .get("2D", {})
+                .get("eps_poly_mae"),
+                "twod_ar": slices.get("by_dimensionality", {})
+                .get("2D", {})
+                .get("anisotropy_ratio_mae"),
                 "tail_eps_poly": slices["eps_poly_tail"].get("eps_poly_mae"),
                 "tail_ar": slices["eps_poly_tail"].get("anisotropy_ratio_mae"),
                 "calibration": slices["calibration"],

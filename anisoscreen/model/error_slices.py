@@ -57,9 +57,7 @@ def error_block(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float
     }
 
 
-def calibration(
-    members: np.ndarray, reference: np.ndarray
-) -> dict[str, dict[str, float]] | None:
+def calibration(members: np.ndarray, reference: np.ndarray) -> dict[str, dict[str, float]] | None:
     """How well the ensemble spread predicts the error of the ensemble mean.
 
     Parameters
