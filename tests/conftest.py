@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_config():
-    from anisoscreen.model.network import ModelConfig
+    from anisoscreen.model.nn.network import ModelConfig
 
     return ModelConfig(mul=4, lmax=2, radial_hidden=16, embed_dim=8)
 
@@ -47,7 +47,7 @@ def _isolated_settings(tmp_path, monkeypatch):
 @pytest.fixture(params=["fused", "torch"])
 def edge_backend(request, monkeypatch):
     """Run edge tensor products through the fused CPU kernel, or through the PyTorch path."""
-    from anisoscreen.model import fused
+    from anisoscreen.model.nn.edge_tp import cpu_fused as fused
 
     monkeypatch.setenv(fused.DISABLE_ENV, "1" if request.param == "fused" else "0")
     fused.load_kernel.cache_clear()
@@ -80,8 +80,8 @@ def tiny_model(shared_dir, tmp_path_factory):
 
     Returns ``(folder, result)``; ``folder`` holds model.pt, metrics.json and MODEL_CARD.md.
     """
-    from anisoscreen.model.pipeline import train_model
-    from anisoscreen.model.train import TrainConfig
+    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.train import TrainConfig
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     result = train_model(

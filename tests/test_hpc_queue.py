@@ -88,7 +88,7 @@ def test_submit_run_collect_aln(env, cli):
 
 
 def test_failure_status_and_rerun(env, cli):
-    from anisoscreen import hpc
+    from anisoscreen.hpc import submit as hpc
     from anisoscreen.schemas import ValidationState
 
     out = cli("submit", "--ids", CRASH_ID)
@@ -118,7 +118,7 @@ def test_failure_status_and_rerun(env, cli):
 
 
 def test_top_k_and_ar_min_selection(env):
-    from anisoscreen.hpc import select_candidates
+    from anisoscreen.hpc.submit import select_candidates
     from anisoscreen.store import ResultsStore
 
     with ResultsStore(env.settings) as results:
@@ -132,7 +132,7 @@ def test_top_k_and_ar_min_selection(env):
 
 
 def test_submit_screening_flow_to_gpu_worker(env, cli):
-    from anisoscreen.hpc import job_controller, queue_status
+    from anisoscreen.hpc.submit import job_controller, queue_status
 
     out = cli("submit", "screening", "--validate", "--top-k", "3")
     assert "1 submitted" in out and "worker gpu" in out

@@ -8,8 +8,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from anisoscreen.model import fused
-from anisoscreen.model.layers import (
+from anisoscreen.model.nn.edge_tp import cpu_fused as fused
+from anisoscreen.model.nn.layers import (
     AttributeLinear,
     EdgeTensorProduct,
     IndexedWeights,
@@ -294,7 +294,7 @@ def test_attribute_linear_equals_e3nn_tensor_product_with_attributes():
 def test_radial_mlp_equals_e3nn_fully_connected_net_times_scale():
     from e3nn.nn import FullyConnectedNet
 
-    from anisoscreen.model.network import RadialMLP
+    from anisoscreen.model.nn.network import RadialMLP
 
     torch.manual_seed(0)
     ours = RadialMLP(15, 16, 40).double()

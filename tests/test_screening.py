@@ -21,7 +21,7 @@ from anisoscreen.candidates.mp import MPCandidateQuery, RetryPolicy, fetch_mp_ca
 from anisoscreen.candidates.sources import candidates_from_summary_docs, load_bundled, load_local
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.flows import ScreeningMaker
+from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
@@ -206,9 +206,9 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
     data = tmp_path / "d"
     script = textwrap.dedent(f"""
         import sys
-        from anisoscreen import jobs
+        from anisoscreen.screening import jobs
         from anisoscreen.candidates.filters import ScreeningCriteria
-        from anisoscreen.flows import ScreeningMaker
+        from anisoscreen.screening.flows import ScreeningMaker
         from anisoscreen.settings import get_settings
         from anisoscreen.store import build_job_store
         from jobflow import run_locally
@@ -313,8 +313,8 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
 
 def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
     """The MP dielectric builder on recorded responses, interrupted once and resumed."""
-    from anisoscreen.model.dataset import clean_entries, load_entries
-    from anisoscreen.model.mp_dataset import build_dielectric_dataset
+    from anisoscreen.model.training.dataset import clean_entries, load_entries
+    from anisoscreen.model.training.mp_dataset import build_dielectric_dataset
 
     with gzip.open(shared_dir / "data" / "mp_dielectric_tensors.json.gz", "rt") as handle:
         source = [r for r in json.load(handle) if r["material_id"]][:7]
@@ -355,7 +355,7 @@ def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
 
 
 def test_model_training_set_joins_the_known_materials(tiny_model, tmp_path):
-    from anisoscreen.jobs import filter_source
+    from anisoscreen.screening.jobs import filter_source
 
     folder, _ = tiny_model
     trained = json.loads((folder / "metrics.json").read_text())["material_ids"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.pipeline import epoch_printer, train_model
-from anisoscreen.model.train import TrainConfig
+from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.training.pipeline import epoch_printer, train_model
+from anisoscreen.model.training.train import TrainConfig
 from anisoscreen.settings import get_settings
 
 

@@ -79,7 +79,7 @@ def submit(
     'submit screening' sends the whole campaign (to the 'gpu' worker by default);
     with --validate it appends validation flows for a_r >= --ar-min (default 2.5) or --top-k.
     """
-    from anisoscreen import hpc
+    from anisoscreen.hpc import submit as hpc
 
     settings = settings_from_options(store, data_dir)
     if what == "screening":
@@ -116,8 +116,8 @@ def submit(
 
 
 def _screening_flow(settings, source, model, store, validate, top_k, ar_min, optics):
-    """The screening flow (``anisoscreen.flows.ScreeningMaker``), optionally with validation."""
-    from anisoscreen.flows import ScreeningMaker
+    """The screening flow (``anisoscreen.screening.flows.ScreeningMaker``), optionally with validation."""
+    from anisoscreen.screening.flows import ScreeningMaker
     from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker
 
     overrides = {"store": store, "database": settings.database} if store else None
@@ -140,7 +140,7 @@ def status(
     ] = False,
 ) -> None:
     """Job counts per state, and the failed jobs with their reason."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc import submit as hpc
 
     report = hpc.queue_status(project, anisoscreen_only=not all_jobs)
     table = Table(title=f"jobs in project {report.project}")
@@ -163,7 +163,7 @@ def collect(
     project: ProjectOption = None, store: StoreOption = None, data_dir: DataDirOption = None
 ) -> None:
     """Pull finished validation outputs (and failures) into the results store."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc import submit as hpc
 
     report = hpc.collect(settings_from_options(store, data_dir), project)
     for doc in report.collected:
@@ -187,7 +187,7 @@ def rerun(
     data_dir: DataDirOption = None,
 ) -> None:
     """Put failed jobs back in the queue (the Runner picks them up again)."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc import submit as hpc
 
     done = hpc.rerun_failed(settings_from_options(store, data_dir), project, db_ids or None)
     console.print(
@@ -215,7 +215,7 @@ def hpc_config(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write a filled-in jobflow-remote project (GPU + VASP workers, anisoscreen's store)."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc import submit as hpc
 
     path = hpc.write_project_config(
         output,

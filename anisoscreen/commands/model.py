@@ -43,7 +43,7 @@ def dataset_build(
     """
     from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.mp_dataset import build_dielectric_dataset
+    from anisoscreen.model.training.mp_dataset import build_dielectric_dataset
 
     if not from_mp:
         raise AnisoscreenError("say where the data comes from: --from-mp")
@@ -78,7 +78,7 @@ def predict(
     from rich.progress import Progress
 
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.predict import PredictionFailure, Predictor
+    from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
     settings = settings_from_options(model=model, device=device, batch_size=batch_size)
@@ -175,9 +175,9 @@ def train(
 ) -> None:
     """Train (or resume training) an equivariant dielectric model and write its model card."""
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.network import ModelConfig
-    from anisoscreen.model.pipeline import train_model
-    from anisoscreen.model.train import TrainConfig
+    from anisoscreen.model.nn.network import ModelConfig
+    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.train import TrainConfig
 
     settings = settings_from_options(device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
@@ -250,7 +250,7 @@ def evaluate(
     from rich.table import Table
 
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.evaluate import evaluate_model
+    from anisoscreen.model.training.evaluate import evaluate_model
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"

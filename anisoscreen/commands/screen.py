@@ -96,9 +96,9 @@ def run_screen(
     from jobflow import run_locally
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from anisoscreen import jobs
+    from anisoscreen.screening import jobs
     from anisoscreen.candidates.filters import ScreeningCriteria
-    from anisoscreen.flows import ScreeningMaker
+    from anisoscreen.screening.flows import ScreeningMaker
     from anisoscreen.store import build_job_store
 
     settings = settings_from_options(
@@ -173,7 +173,7 @@ def _validation_maker():
 
 
 def _dry_run(source, criteria, settings, console) -> None:
-    from anisoscreen.jobs import filter_source
+    from anisoscreen.screening.jobs import filter_source
 
     _, batch, result = filter_source(source, criteria, settings.model, settings.data_dir)
     console.print(

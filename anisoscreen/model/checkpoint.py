@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 
 __all__ = [
     "FORMAT",

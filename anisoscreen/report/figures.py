@@ -135,7 +135,7 @@ def plot_ar_by_dimensionality(
 @lru_cache(maxsize=4)
 def _load_training_ratios(path: str, mtime: float) -> tuple[float, ...]:
     from anisoscreen import tensor as tmath
-    from anisoscreen.model.dataset import clean_entries, load_entries
+    from anisoscreen.model.training.dataset import clean_entries, load_entries
 
     kept, _ = clean_entries(load_entries(path))
     tensors = np.stack([entry.eps_electronic for entry in kept])

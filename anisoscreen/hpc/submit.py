@@ -285,7 +285,7 @@ def job_controller(project: str | None = None) -> Iterator[Any]:
         if jc.auxiliary.find_one({"next_id": {"$exists": True}}) is None:
             raise HPCError(
                 f"the queue database of project {_project_name(jc, project)} is not "
-                "initialised: run `jf admin reset` once (or anisoscreen.hpc.init_queue)"
+                "initialised: run `jf admin reset` once (or anisoscreen.hpc.submit.init_queue)"
             )
         yield jc
     finally:

@@ -1,6 +1,6 @@
 """Fused CPU kernel of the edge tensor product, compiled on first use.
 
-:class:`~anisoscreen.model.layers.EdgeTensorProduct` on CPU spends most of its time writing
+:class:`~anisoscreen.model.nn.layers.EdgeTensorProduct` on CPU spends most of its time writing
 and re-reading a per-edge ``(edges, columns, channels)`` tensor: the product of the gathered
 source features with the Clebsch-Gordan-contracted spherical harmonics, then its weighting by
 the radial weights, then its sum over edges. ``kernels/edge_tp.cpp`` does the gather, the

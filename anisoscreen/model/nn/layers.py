@@ -17,7 +17,7 @@ the same family of functions:
   spherical harmonics first and then performs one batched matrix product per input order,
   instead of one outer product per path; its output columns are laid out so that the per-path
   weights scale contiguous rows and the sums over edges are already in the output layout.
-  On CPU, a fused kernel (:mod:`anisoscreen.model.fused`) gathers, multiplies, weights and
+  On CPU, a fused kernel (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`) gathers, multiplies, weights and
   sums in registers instead, with its own backward pass; the PyTorch path serves GPUs and
   machines without a C++ compiler, and the two agree to rounding (tested).
 """
@@ -33,7 +33,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from anisoscreen.model import fused
+from anisoscreen.model.nn.edge_tp import cpu_fused as fused
 
 __all__ = [
     "AttributeLinear",
@@ -65,7 +65,7 @@ class AttributeLinear(nn.Module):
     i.e. e3nn's ``FullyConnectedTensorProduct(x, Vx0e)``. The attributes are per element, so the
     weights are contracted once per element present and applied to that element's atoms in one
     matrix product; the nodes must be ordered by element (``species_counts`` atoms each), which
-    :class:`~anisoscreen.model.network.AnisoNet` arranges once per forward pass.
+    :class:`~anisoscreen.model.nn.network.AnisoNet` arranges once per forward pass.
 
     Parameters
     ----------
@@ -143,7 +143,7 @@ class EdgeTensorProduct(nn.Module):
         Edges processed at once; bounds the per-edge intermediates (couplings, and on the
         PyTorch path the gathered weights and ~``edge_chunk * mul * cols`` products) whatever
         the batch size. Default on CPU: 4096 with the fused kernel
-        (:mod:`anisoscreen.model.fused`), else 1024 (the products stay in cache: ~1.5x faster
+        (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`), else 1024 (the products stay in cache: ~1.5x faster
         than one pass at the paper's size); 65536 on GPUs.
     """
 
@@ -290,7 +290,7 @@ class EdgeTensorProduct(nn.Module):
         }
 
     def _fused_forward(self, x, edge_sh, edge_weight, edge_src, edge_dst, chunks) -> dict:
-        """:meth:`forward` through the fused CPU kernel (:mod:`anisoscreen.model.fused`)."""
+        """:meth:`forward` through the fused CPU kernel (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`)."""
         dtype = edge_sh.dtype
         sources = [x[l1].to(dtype).contiguous() for l1 in self.l_in]
         cgs = [getattr(self, f"cg_{l1}").to(dtype) for l1 in self.l_in]

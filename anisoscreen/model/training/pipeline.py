@@ -17,10 +17,10 @@ import torch
 from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
-from anisoscreen.model.dataset import clean_entries, file_checksum, load_entries, random_split
-from anisoscreen.model.evaluate import crystal_systems, metrics, predict_irreps
-from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.train import TrainConfig, fit, prepare_graphs, resolve_device, target_stats
+from anisoscreen.model.training.dataset import clean_entries, file_checksum, load_entries, random_split
+from anisoscreen.model.training.evaluate import crystal_systems, metrics, predict_irreps
+from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.training.train import TrainConfig, fit, prepare_graphs, resolve_device, target_stats
 
 __all__ = [
     "ensemble_improves",
@@ -189,7 +189,7 @@ def extend_ensemble(
     no part in the decision. Returns the validation metrics of both ensembles, ``kept``, and
     the new test metrics; or ``{"finished": False, ...}`` if a time limit stopped training.
     """
-    from anisoscreen.model.evaluate import evaluate_model
+    from anisoscreen.model.training.evaluate import evaluate_model
 
     model_dir = Path(model_dir)
     model_path = model_dir / MODEL_FILENAME

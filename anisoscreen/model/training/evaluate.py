@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from anisoscreen import tensor as tmath
-from anisoscreen.model.graph import CrystalGraph, collate
+from anisoscreen.model.nn.graph import CrystalGraph, collate
 
 __all__ = ["crystal_systems", "metrics", "predict_irreps"]
 
@@ -94,8 +94,8 @@ def evaluate_model(
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
     from anisoscreen.model.checkpoint import load_model
-    from anisoscreen.model.dataset import clean_entries, load_entries, random_split
-    from anisoscreen.model.train import prepare_graphs, resolve_device
+    from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+    from anisoscreen.model.training.train import prepare_graphs, resolve_device
 
     dev = resolve_device(device)
     loaded = load_model(model, data_dir, device=dev)

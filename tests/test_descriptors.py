@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from anisoscreen import ranking
+from anisoscreen.screening import descriptors as ranking
 from anisoscreen.candidates.sources import load_bundled
 
 

@@ -37,8 +37,8 @@ from e3nn.math import normalize2mom, soft_one_hot_linspace
 from pymatgen.core.periodic_table import Element
 from torch import nn
 
-from anisoscreen.model.graph import GraphBatch
-from anisoscreen.model.layers import (
+from anisoscreen.model.nn.graph import GraphBatch
+from anisoscreen.model.nn.layers import (
     AttributeLinear,
     EdgeTensorProduct,
     Gate,

@@ -14,7 +14,7 @@ from typing import Any
 from jobflow import Flow, Job, Maker
 
 from anisoscreen.candidates.filters import ScreeningCriteria
-from anisoscreen.jobs import (
+from anisoscreen.screening.jobs import (
     fetch_candidates,
     predict_candidates,
     rank_candidates,

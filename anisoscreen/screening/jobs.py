@@ -143,7 +143,7 @@ def predict_candidates(
     Predictions are upserted batch by batch, so a killed run loses at most one batch and a
     re-run predicts only what is missing.
     """
-    from anisoscreen.model.predict import PredictionFailure, Predictor
+    from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
 
     start = time.perf_counter()
@@ -217,7 +217,7 @@ def rank_candidates(
     model's predictions of it. The ``describe_top`` highest-a_r candidates also get robocrys's
     text description (~2 s each).
     """
-    from anisoscreen import ranking
+    from anisoscreen.screening import descriptors as ranking
 
     start = time.perf_counter()
     ids = predictions["material_ids"]
