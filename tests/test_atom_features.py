@@ -11,9 +11,9 @@ from scipy.spatial.transform import Rotation
 from anisoscreen import tensor as tm
 from anisoscreen.model.atom_features import AtomFeaturizer, cached_features
 from anisoscreen.model.checkpoint import load_model, save_model
+from anisoscreen.model.inference import PredictionFailure, Predictor
 from anisoscreen.model.nn.graph import collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
-from anisoscreen.model.inference import PredictionFailure, Predictor
 from anisoscreen.structures_io import StructureRecord
 
 

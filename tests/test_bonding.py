@@ -10,8 +10,8 @@ from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.local_env import VoronoiNN
 
-from anisoscreen.screening.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 from anisoscreen.candidates.sources import load_bundled
+from anisoscreen.screening.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 
 
 def graph_bonds(graph) -> list[tuple]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from anisoscreen.screening import descriptors as ranking
 from anisoscreen.candidates.sources import load_bundled
+from anisoscreen.screening import descriptors as ranking
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 from anisoscreen.model.inference import PredictionFailure, predict_structures
+from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 from anisoscreen.model.training.train import TrainConfig, fit, prepare_graphs
 
 

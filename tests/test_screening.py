@@ -21,8 +21,8 @@ from anisoscreen.candidates.mp import MPCandidateQuery, RetryPolicy, fetch_mp_ca
 from anisoscreen.candidates.sources import candidates_from_summary_docs, load_bundled, load_local
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
+from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 

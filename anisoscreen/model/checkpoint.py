@@ -127,6 +127,53 @@ def save_model(
     return Path(path)
 
 
+def _read_payload(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checked payload of a model file; with ``mmap`` the weights stay on disk."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # corrupted or foreign file
+        raise AnisoscreenError(f"cannot read model file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise AnisoscreenError(f"{path} is not an anisoscreen model file ({FORMAT})")
+    return payload
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself, without building its networks."""
+
+    name: str
+    version: str
+    config: ModelConfig
+    metadata: dict[str, Any]
+    path: Path
+
+    @property
+    def element_symbols(self) -> list[str]:
+        """Symbols of the elements the model was trained on."""
+        from pymatgen.core import Element
+
+        return [Element.from_Z(z).symbol for z in self.config.elements]
+
+    @property
+    def material_ids(self) -> list[str]:
+        """Material ids of the model's data set (empty when not recorded)."""
+        return list(self.metadata.get("material_ids", []))
+
+
+def read_model_info(name_or_path: str | Path, data_dir: Path | None = None) -> ModelInfo:
+    """Name, version, config and metadata of a model file (weights memory-mapped, not read)."""
+    path = resolve_model_path(name_or_path, data_dir)
+    payload = _read_payload(path, mmap=True)
+    return ModelInfo(
+        name=payload["name"],
+        version=payload["version"],
+        config=ModelConfig.from_dict(payload["config"]),
+        metadata=payload.get("metadata", {}),
+        path=path,
+    )
+
+
 def load_model(
     name_or_path: str | Path,
     data_dir: Path | None = None,
@@ -135,12 +182,7 @@ def load_model(
 ) -> LoadedModel:
     """Load a model file (by name or path) into evaluation-mode networks."""
     path = resolve_model_path(name_or_path, data_dir)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted or foreign file
-        raise AnisoscreenError(f"cannot read model file {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise AnisoscreenError(f"{path} is not an anisoscreen model file ({FORMAT})")
+    payload = _read_payload(path)
     config = ModelConfig.from_dict(payload["config"])
     networks = []
     for state in payload["state_dicts"]:

@@ -11,7 +11,7 @@
    :class:`~anisoscreen.schemas.ValidationDoc` (flagged when untrustworthy).
 
 The ValidationDocs are job outputs in the jobflow ``JobStore``; ``anisoscreen collect``
-(:func:`anisoscreen.hpc.submit.collect`) or :func:`collect_from_job_store` copy them into the results
+(:func:`anisoscreen.hpc.queue.collect`) or :func:`collect_from_job_store` copy them into the results
 store. Every job carries metadata (:data:`META_MATERIAL`, :data:`META_ROLE`,
 :data:`META_CALC`) so that queued and finished validations can be found again.
 """
@@ -236,7 +236,7 @@ def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None =
     """Copy every ValidationDoc in a jobflow ``JobStore`` into a results store.
 
     For runs without jobflow-remote (``run_locally``); with jobflow-remote use
-    :func:`anisoscreen.hpc.submit.collect`. Returns the number of documents upserted.
+    :func:`anisoscreen.hpc.queue.collect`. Returns the number of documents upserted.
     """
     query = {"name": {"$regex": f"^{RECORD_JOB_NAME}"}, **(criteria or {})}
     docs = []

@@ -17,10 +17,21 @@ import torch
 from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
-from anisoscreen.model.training.dataset import clean_entries, file_checksum, load_entries, random_split
-from anisoscreen.model.training.evaluate import crystal_systems, metrics, predict_irreps
 from anisoscreen.model.nn.network import ModelConfig
-from anisoscreen.model.training.train import TrainConfig, fit, prepare_graphs, resolve_device, target_stats
+from anisoscreen.model.training.dataset import (
+    clean_entries,
+    file_checksum,
+    load_entries,
+    random_split,
+)
+from anisoscreen.model.training.evaluate import crystal_systems, metrics, predict_irreps
+from anisoscreen.model.training.train import (
+    TrainConfig,
+    fit,
+    prepare_graphs,
+    resolve_device,
+    target_stats,
+)
 
 __all__ = [
     "ensemble_improves",

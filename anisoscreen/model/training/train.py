@@ -19,10 +19,10 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import atomic_torch_save
-from anisoscreen.model.training.dataset import DielectricEntry
 from anisoscreen.model.nn.graph import CrystalGraph, collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.runtime import tune_allocator
+from anisoscreen.model.training.dataset import DielectricEntry
 from anisoscreen.tensor import irreps_to_tensor_torch
 
 __all__ = ["TrainConfig", "TrainState", "fit", "prepare_graphs", "resolve_device", "target_stats", "training_loss"]
