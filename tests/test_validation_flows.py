@@ -188,7 +188,8 @@ def test_optics_validation_flow_cs2sni6(
     assert doc.input_settings["requested"]["mode"] == "uniform"
 
     # the report module reads the same record (its own projection and absorption formula)
-    from anisoscreen.report.optics import absorption_coefficient, optics_spectrum, project
+    from anisoscreen.report.optics import optics_spectrum, project
+    from anisoscreen.tensor import absorption_coefficient
 
     spectrum = optics_spectrum(doc)
     axes = np.array(optics["principal_axes"]).T

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from anisoscreen.schemas import ValidationDoc, ValidationState
-from anisoscreen.validation.parse import (
-    absorption_coefficient,
-    optics_from_dielectric,
-    validation_doc_from_task,
-    voigt6_to_tensors,
-)
+from anisoscreen.tensor import absorption_coefficient, voigt6_to_tensors
+from anisoscreen.validation.parse import optics_from_dielectric, validation_doc_from_task
 
 ALN_DIAG = [4.37234871, 4.37234994, 4.57297469]
 

@@ -41,14 +41,14 @@ def dataset_build(
 
     Interrupted downloads resume from a cache under the data dir.
     """
-    from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy
+    from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy, api_key
     from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.training.mp_dataset import build_dielectric_dataset
 
     if not from_mp:
         raise AnisoscreenError("say where the data comes from: --from-mp")
     settings = settings_from_options()
-    key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
+    key = api_key(settings)
     count = build_dielectric_dataset(
         MPResterSearcher(key, "dielectric"),
         MPResterSearcher(key, "summary"),
@@ -155,12 +155,16 @@ def train(
             help="Add a pretrained potential's per-atom features to the input (chgnet-0.3.0).",
         ),
     ] = None,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 0.003,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    lr_decay: Annotated[float, typer.Option(help="Exponential LR factor per epoch.")] = 0.98,
-    batch_size: Annotated[int, typer.Option(help="Structures per step.")] = 12,
-    max_epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 200,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate [0.003].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0.01].")] = None,
+    lr_decay: Annotated[
+        float | None, typer.Option(help="Exponential LR factor per epoch [0.98].")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Structures per step [12].")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs [300].")] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Early-stopping patience in epochs [40].")
+    ] = None,
     seeds: Annotated[
         list[int] | None, typer.Option("--seed", help="One network per seed (ensemble).")
     ] = None,
@@ -202,7 +206,7 @@ def train(
             output=output_irreps,
             atom_features=atom_features,
         ),
-        TrainConfig(
+        TrainConfig.with_overrides(
             lr=lr,
             weight_decay=weight_decay,
             lr_decay=lr_decay,
@@ -261,9 +265,14 @@ def evaluate(
         subset,
         split_seed,
         settings.device,
-        parity_plot,
         members=member or None,
     )
+    if parity_plot is not None:
+        from anisoscreen.report.figures import parity_from_arrays
+
+        parity_from_arrays(
+            result["predicted"], result["reference"], parity_plot, label="DFPT (MP)"
+        )
     which = f", members {result['members']}" if member else ""
     table = Table(
         title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"

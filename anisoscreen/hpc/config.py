@@ -18,7 +18,7 @@ import yaml
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.settings import AnisoscreenSettings, get_settings
-from anisoscreen.store import build_job_store
+from anisoscreen.store import build_job_store, mongo_store
 
 __all__ = [
     "CPU_WORKER",
@@ -72,15 +72,10 @@ def queue_store_spec(uri: str, database: str = "anisoscreen_queue") -> dict[str,
     """A jobflow-remote queue store on MongoDB (``mongodb://`` or ``mongodb+srv://``)."""
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise HPCError(f"the queue needs a MongoDB URI (mongodb://...), not {uri!r}")
-    import inspect
-
-    from maggma.stores import MongoStore
-
-    # maggma >= 0.77 merged MongoURIStore (now deprecated) into MongoStore(uri=...)
-    uri_in_mongostore = "uri" in inspect.signature(MongoStore.__init__).parameters
+    store = mongo_store(uri, "jobs", database)
     return {
-        "@module": "maggma.stores.mongolike",
-        "@class": "MongoStore" if uri_in_mongostore else "MongoURIStore",
+        "@module": type(store).__module__,
+        "@class": type(store).__name__,
         "uri": uri,
         "database": database,
         "collection_name": "jobs",

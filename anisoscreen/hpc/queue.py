@@ -57,7 +57,7 @@ class StatusReport:
 
 
 def _failed_job(info: Any) -> FailedJob:
-    from anisoscreen.validation.makers import META_MATERIAL
+    from anisoscreen.validation.metadata import META_MATERIAL
 
     return FailedJob(
         db_id=str(info.db_id),
@@ -72,7 +72,7 @@ def _failed_job(info: Any) -> FailedJob:
 
 def queue_status(project: str | None = None, anisoscreen_only: bool = False) -> StatusReport:
     """Counts per job state and the failed jobs (with their reason) of a project."""
-    from anisoscreen.validation.makers import META_ROLE
+    from anisoscreen.validation.metadata import META_ROLE
 
     query = {f"job.metadata.{META_ROLE}": {"$exists": True}} if anisoscreen_only else None
     with job_controller(project) as jc:
@@ -101,7 +101,7 @@ def collect(
     record jobs turn the matching submitted records into ``FAILED`` ones with the reason.
     Running again is harmless: every write is an upsert on (``material_id``, ``job_uuid``).
     """
-    from anisoscreen.validation.makers import META_CALC, META_MATERIAL, META_ROLE
+    from anisoscreen.validation.metadata import META_CALC, META_MATERIAL, META_ROLE
 
     settings = settings or get_settings()
     report = CollectReport()
@@ -114,7 +114,10 @@ def collect(
                     report.pending += 1
                 continue
             output = jc.get_job_output(job_id=info.uuid, job_index=info.index)
-            doc = _to_validation_doc(output)
+            try:
+                doc = ValidationDoc.from_job_output(output)
+            except TypeError as exc:
+                raise HPCError(f"a validation record job returned {exc}") from exc
             doc = doc.model_copy(
                 update={"worker": doc.worker or info.worker, "project": doc.project or project_name}
             )
@@ -165,14 +168,6 @@ def collect(
     return report
 
 
-def _to_validation_doc(output: Any) -> ValidationDoc:
-    if isinstance(output, ValidationDoc):
-        return output
-    if isinstance(output, dict):
-        return ValidationDoc.from_store({k: v for k, v in output.items() if not k.startswith("@")})
-    raise HPCError(f"a validation record job returned {type(output).__name__}, not a ValidationDoc")
-
-
 def rerun_failed(
     settings: AnisoscreenSettings | None = None,
     project: str | None = None,
@@ -183,7 +178,7 @@ def rerun_failed(
     ``FAILED`` jobs are rerun (their files removed), ``REMOTE_ERROR`` ones retried; their
     validation records go back to ``SUBMITTED``. Returns the db ids handled.
     """
-    from anisoscreen.validation.makers import META_CALC, META_MATERIAL
+    from anisoscreen.validation.metadata import META_CALC, META_MATERIAL
 
     settings = settings or get_settings()
     wanted = {str(i) for i in db_ids} if db_ids is not None else None

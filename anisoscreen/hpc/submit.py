@@ -67,7 +67,7 @@ def _known_validation(results: ResultsStore, material_id: str, calc_type: str) -
 
 
 def _queued(jc: Any, material_id: str, calc_type: str) -> str | None:
-    from anisoscreen.validation.makers import META_CALC, META_MATERIAL
+    from anisoscreen.validation.metadata import META_CALC, META_MATERIAL
 
     infos = jc.get_jobs_info(metadata={META_MATERIAL: material_id, META_CALC: calc_type})
     if not infos:
@@ -78,7 +78,7 @@ def _queued(jc: Any, material_id: str, calc_type: str) -> str | None:
 
 
 def _record_jobs(flow: Flow) -> list[Any]:
-    from anisoscreen.validation.makers import RECORD_JOB_NAME
+    from anisoscreen.validation.metadata import RECORD_JOB_NAME
 
     return [j for j, _ in flow.iterflow() if j.name.startswith(RECORD_JOB_NAME)]
 
@@ -216,7 +216,7 @@ def submit_screening(
     """
     from jobflow_remote import submit_flow
 
-    from anisoscreen.validation.makers import META_ROLE
+    from anisoscreen.validation.metadata import META_ROLE
 
     flow.update_metadata({META_ROLE: "screening"})
 

@@ -312,12 +312,8 @@ def plot_spectra(
     max_energy
         Upper energy limit (eV) of the plot.
     """
-    from anisoscreen.report.optics import (
-        absorption_coefficient,
-        optics_spectrum,
-        principal_axes,
-        project,
-    )
+    from anisoscreen.report.optics import optics_spectrum, principal_axes, project
+    from anisoscreen.tensor import absorption_coefficient
 
     chosen = [row for row in rows if row.optics_validation is not None][:max_materials]
     if not chosen:

@@ -64,10 +64,15 @@ def load_source(source: str, data_dir: Path | str | None = None) -> CandidateBat
     if source == "bundled":
         return sources.load_bundled()
     if source == "mp":
-        from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy, fetch_mp_candidates
+        from anisoscreen.candidates.mp import (
+            MPResterSearcher,
+            RetryPolicy,
+            api_key,
+            fetch_mp_candidates,
+        )
 
         settings = get_settings(data_dir=data_dir)
-        key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
+        key = api_key(settings)
         docs = fetch_mp_candidates(
             MPResterSearcher(key),
             settings.data_dir / "cache" / "mp",

@@ -27,6 +27,7 @@ from atomate2.vasp.jobs.core import DielectricMaker, NonSCFMaker, StaticMaker
 from jobflow import Flow, Maker, job
 
 from anisoscreen.schemas import ValidationDoc, structure_id
+from anisoscreen.validation.metadata import META_CALC, META_MATERIAL, META_ROLE, RECORD_JOB_NAME
 from anisoscreen.validation.parse import validation_doc_from_task
 from anisoscreen.validation.sets import (
     MPDielectricSetGenerator,
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from anisoscreen.schemas import PredictionDoc
 
 __all__ = [
-    "META_CALC",
-    "META_MATERIAL",
-    "META_ROLE",
     "MPDielectricMaker",
     "MPOpticsMaker",
     "ValidationMaker",
@@ -51,13 +49,6 @@ __all__ = [
     "validation_record",
 ]
 
-META_MATERIAL = "anisoscreen_material_id"
-"""Job metadata key: the candidate's ``material_id``."""
-META_ROLE = "anisoscreen_role"
-"""Job metadata key: ``"vasp"`` for VASP jobs, ``"record"`` for :func:`validation_record`."""
-META_CALC = "anisoscreen_calc"
-"""Job metadata key: ``"dfpt"`` or ``"optics"``."""
-RECORD_JOB_NAME = "anisoscreen validation record"
 
 
 @dataclass
@@ -245,16 +236,8 @@ def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None =
             output = record.get("output")
             if output is None:
                 continue
-            docs.append(_as_validation_doc(output))
+            docs.append(ValidationDoc.from_job_output(output))
     return results.upsert(docs)
-
-
-def _as_validation_doc(output: Any) -> ValidationDoc:
-    if isinstance(output, ValidationDoc):
-        return output
-    if isinstance(output, dict):
-        return ValidationDoc.from_store({k: v for k, v in output.items() if not k.startswith("@")})
-    raise TypeError(f"not a ValidationDoc: {type(output).__name__}")
 
 
 class _connected:

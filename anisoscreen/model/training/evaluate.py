@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,12 +78,11 @@ def metrics(
 
 def evaluate_model(
     model: str,
-    data_path,
-    data_dir=None,
+    data_path: str | Path,
+    data_dir: Path | None = None,
     subset: str = "test",
     split_seed: int | None = None,
     device: str = "auto",
-    parity_plot=None,
     members: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
@@ -90,6 +90,12 @@ def evaluate_model(
     The split is rebuilt from the model's recorded ``split_seed`` (overridable), with the same
     cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
     ``members`` evaluates the mean of those ensemble members only (0-based; default: all).
+
+    Returns
+    -------
+    dict
+        ``model``, ``members``, ``subset``, ``split_seed``, ``metrics`` (JSON-ready) and the
+        arrays ``predicted`` and ``reference`` (n, 3, 3) for plots (the CLI draws them).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
@@ -130,9 +136,7 @@ def evaluate_model(
         "subset": subset,
         "split_seed": seed,
         "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+        "predicted": predicted,
+        "reference": reference,
     }
-    if parity_plot is not None:
-        from anisoscreen.report.figures import parity_from_arrays
-
-        parity_from_arrays(predicted, reference, parity_plot, label="DFPT (MP)")
     return result

@@ -81,7 +81,13 @@ class TrainConfig:
     log_eig_weight: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def with_overrides(cls, **values: Any) -> TrainConfig:
+        """The defaults above with the given values (``None``: keep the default)."""
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass
