@@ -5,8 +5,9 @@ A model file is a ``torch.save`` dict::
     {"format": "anisoscreen-model/1", "name": ..., "version": ...,
      "config": ModelConfig.to_dict(), "state_dicts": [...], "metadata": {...}}
 
-Named models live in ``<repo>/models/<name>/model.pt`` (shipped) or
-``<data_dir>/models/<name>/model.pt`` (trained by the user).
+Named models live in ``<data_dir>/models/<name>/model.pt`` (trained by the user) or in the
+shipped ``models/<name>/model.pt``: the repository's top-level ``models/`` folder, which wheels
+and sdists install as the resource package ``anisoscreen_models`` (:func:`shipped_models`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,24 @@ __all__ = [
     "model_search_paths",
     "resolve_model_path",
     "save_model",
+    "shipped_models",
 ]
 
 FORMAT = "anisoscreen-model/1"
 MODEL_FILENAME = "model.pt"
-SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED_PACKAGE = "anisoscreen_models"
+"""The installed name of the repository's ``models/`` folder (see ``setup.py``)."""
+
+
+def shipped_models() -> Path:
+    """Folder of the shipped models: the installed resource package, else the checkout's."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files(SHIPPED_PACKAGE)))
+    except ModuleNotFoundError:  # running from a source checkout that is not installed
+        return Path(__file__).resolve().parents[2] / "models"
+
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -57,7 +71,7 @@ def model_search_paths(data_dir: Path | None = None) -> list[Path]:
     paths = []
     if data_dir is not None:
         paths.append(Path(data_dir) / "models")
-    paths.append(SHIPPED_MODELS)
+    paths.append(shipped_models())
     return paths
 
 

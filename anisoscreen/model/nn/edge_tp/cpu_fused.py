@@ -14,35 +14,54 @@ the source, the compiler and the instruction set, so a home folder shared by dif
 cluster nodes never loads a library built for another CPU. Where no compiler is available, or
 ``ANISOSCREEN_FUSED_KERNEL=0`` is set, the layer keeps its pure-PyTorch path, which computes
 the same values (and is the path on GPUs).
+
+The cache folder (``$ANISOSCREEN_KERNEL_CACHE``, else the user cache, else
+``$TMPDIR/anisoscreen-kernels-<uid>``) is created 0700 and refused when it is a link, is not
+owned by the current user, or is writable by group or others. Each library is loaded only
+when it is owned by the current user, not writable by others, and its SHA-256 matches the one
+recorded when this package built it; anything else in its place is rebuilt, never loaded.
+
+The op is registered with ``torch.library.custom_op`` (``anisoscreen::edge_tp_fused``, with a
+fake kernel and autograd through ``anisoscreen::edge_tp_fused_backward``), so
+``torch.compile`` and ``torch.export`` trace through it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import torch
 
 __all__ = [
+    "CACHE_ENV",
     "FusedPlan",
+    "UnsafeKernelCacheError",
+    "cache_dir",
     "describe",
     "fused_edge_tensor_product",
     "kernel_available",
+    "library_path",
     "load_kernel",
 ]
 
 SOURCE = Path(__file__).with_name("kernels") / "edge_tp.cpp"
 DISABLE_ENV = "ANISOSCREEN_FUSED_KERNEL"
+CACHE_ENV = "ANISOSCREEN_KERNEL_CACHE"
+"""Environment variable naming the kernel cache folder (tests use a temporary one)."""
 _ABI_VERSION = 2
 MAX_L = 7
 """Highest input rotational order the kernel handles (``kMaxOrder = 2 * 7 + 1``)."""
@@ -75,25 +94,101 @@ def _flags(openmp: bool = True) -> list[str]:
     return flags
 
 
-def _cache_dir() -> Path:
-    folder = Path(platformdirs.user_cache_dir("anisoscreen")) / "kernels"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):  # writable?
-            pass
-    except OSError:
-        folder = Path(tempfile.gettempdir()) / f"anisoscreen-kernels-{os.getuid()}"
-        folder.mkdir(parents=True, exist_ok=True)
+class UnsafeKernelCacheError(OSError):
+    """The kernel cache folder or a library in it could have been written by someone else."""
+
+
+def _check_private(path: Path, directory: bool) -> None:
+    """Refuse ``path`` unless it is ours alone: no link, our owner, no group/other write bit."""
+    info = os.lstat(path)
+    kind = "folder" if directory else "file"
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeKernelCacheError(f"kernel cache {kind} {path} is a symbolic link")
+    if directory != stat.S_ISDIR(info.st_mode):
+        raise UnsafeKernelCacheError(f"kernel cache {path} is not a {kind}")
+    if info.st_uid != os.getuid():
+        raise UnsafeKernelCacheError(
+            f"kernel cache {kind} {path} is owned by uid {info.st_uid}, not by this user "
+            f"(uid {os.getuid()})"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeKernelCacheError(
+            f"kernel cache {kind} {path} is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):o})"
+        )
+
+
+def _private_dir(folder: Path) -> Path:
+    """``folder``, created 0700 if missing, checked as :func:`_check_private` and writable."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    _check_private(folder, directory=True)
+    with tempfile.NamedTemporaryFile(dir=folder):  # writable?
+        pass
     return folder
 
 
-def _build(compiler: str, flags: list[str]) -> Path:
-    """Compile the kernel (once per source, compiler and instruction set) and return its path."""
+def cache_dir() -> Path:
+    """The private folder compiled kernels live in (see the module docstring).
+
+    Raises
+    ------
+    UnsafeKernelCacheError
+        When no candidate folder is private to this user.
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        candidates = [Path(override).expanduser()]
+    else:
+        candidates = [
+            Path(platformdirs.user_cache_dir("anisoscreen")) / "kernels",
+            Path(tempfile.gettempdir()) / f"anisoscreen-kernels-{os.getuid()}",
+        ]
+    problems = []
+    for folder in candidates:
+        try:
+            return _private_dir(folder)
+        except OSError as error:
+            problems.append(str(error))
+    raise UnsafeKernelCacheError("no private kernel cache folder: " + "; ".join(problems))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record(library: Path) -> Path:
+    """The file holding the SHA-256 this package recorded when it built ``library``."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _verified(library: Path) -> bool:
+    """Whether ``library`` is ours, private and unchanged since this package built it."""
+    try:
+        _check_private(library, directory=False)
+        _check_private(_record(library), directory=False)
+        return _record(library).read_text().strip() == _sha256(library)
+    except OSError:
+        return False
+
+
+def library_path(compiler: str, flags: list[str]) -> Path:
+    """Where the library for this source, compiler and instruction set lives in the cache."""
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
     key.update(" ".join([compiler, *flags, platform.machine()]).encode())
-    target = _cache_dir() / f"edge_tp-{key.hexdigest()[:16]}.so"
-    if target.exists():
+    return cache_dir() / f"edge_tp-{key.hexdigest()[:16]}.so"
+
+
+def _build(compiler: str, flags: list[str]) -> Path:
+    """Compile the kernel (once per source, compiler and instruction set) and return its path.
+
+    A library found in the cache is reused only when :func:`_verified`; anything else under
+    its name is replaced by a fresh build.
+    """
+    target = library_path(compiler, flags)
+    if _verified(target):
         return target
     # compile next to the target and rename: concurrent processes never load a partial file
     handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
@@ -106,6 +201,12 @@ def _build(compiler: str, flags: list[str]) -> Path:
             text=True,
             timeout=300,
         )
+        os.chmod(partial, 0o700)
+        digest = _sha256(Path(partial))
+        handle, record = tempfile.mkstemp(dir=target.parent, suffix=".sha256.partial")
+        with os.fdopen(handle, "w") as stream:
+            stream.write(digest + "\n")
+        os.replace(record, _record(target))
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -131,6 +232,8 @@ def load_kernel() -> ctypes.CDLL | None:
             path = _build(compiler, _flags())
         except subprocess.CalledProcessError:  # e.g. Apple clang: no OpenMP, use std::thread
             path = _build(compiler, _flags(openmp=False))
+        if not _verified(path):  # checked again right before it is loaded
+            raise UnsafeKernelCacheError(f"{path} does not match the hash recorded when built")
         library = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", "") or str(error)
@@ -233,61 +336,167 @@ def _shared_arguments(plan, couplings, xs, weights, rows, src, dst) -> tuple:
     )
 
 
-class _FusedEdgeTensorProduct(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, plan, src, dst, rows, num_nodes, weights, *tensors):
-        count = len(plan.orders)
-        couplings, xs = tensors[:count], tensors[count:]
-        # every element is written by the kernel
-        outs = [weights.new_empty((num_nodes, cols, plan.mul)) for cols in plan.cols]
-        library = load_kernel()
-        status = getattr(library, f"edge_tp_forward_{_SUFFIX[weights.dtype]}")(
-            *_shared_arguments(plan, couplings, xs, weights, rows, src, dst),
-            num_nodes,
-            plan.mul,
-            _pointers(outs),
-            torch.get_num_threads(),
-        )
-        if status:
-            raise RuntimeError("fused edge tensor product: rotational order too large")
-        ctx.plan, ctx.num_nodes, ctx.library = plan, num_nodes, library
-        ctx.save_for_backward(src, dst, rows, weights, *couplings, *xs)
-        return tuple(outs)
+_PLANS: dict[tuple, FusedPlan] = {}
 
-    @staticmethod
-    def backward(ctx, *grad_outs):
-        plan = ctx.plan
-        count = len(plan.orders)
-        src, dst, rows, weights, *rest = ctx.saved_tensors
-        couplings, xs = rest[:count], rest[count:]
-        needs = ctx.needs_input_grad
-        need_w = needs[5]
-        need_c = any(needs[6 : 6 + count])
-        need_x = any(needs[6 + count :])
-        grads = [
-            g.contiguous() if g is not None else weights.new_zeros((ctx.num_nodes, cols, plan.mul))
-            for g, cols in zip(grad_outs, plan.cols, strict=True)
-        ]
-        # edges sharing a row of weights add their gradients into it
-        grad_w = torch.zeros_like(weights) if need_w else None
-        grad_xs = [torch.zeros_like(x) for x in xs] if need_x else None
-        blocks = -(-plan.mul // 8)
-        # per channel block, summed below (threads split channel blocks)
-        partials = [c.new_zeros((blocks, *c.shape)) for c in couplings] if need_c else None
-        status = getattr(ctx.library, f"edge_tp_backward_{_SUFFIX[weights.dtype]}")(
-            *_shared_arguments(plan, couplings, xs, weights, rows, src, dst),
-            plan.mul,
-            _pointers(grads),
-            _pointers(grad_xs),
-            grad_w.data_ptr() if grad_w is not None else None,
-            _pointers(partials),
-            torch.get_num_threads(),
-        )
-        if status:
-            raise RuntimeError("fused edge tensor product: rotational order too large")
-        grad_couplings = [p.sum(0) for p in partials] if need_c else [None] * count
-        grad_xs = grad_xs or [None] * count
-        return (None, None, None, None, None, grad_w, *grad_couplings, *grad_xs)
+
+def _plan(
+    orders: list[int], cols: list[int], offsets: list[int], path_of_col: list[torch.Tensor], mul: int
+) -> FusedPlan:
+    """The :class:`FusedPlan` of an op call, built (with its ctypes arrays) once per layout.
+
+    The cached plan keeps its ``path_of_col`` tensors alive, so their addresses in the key
+    cannot be reused by other tensors while the entry exists.
+    """
+    key = (tuple(orders), tuple(cols), tuple(offsets), mul, *(p.data_ptr() for p in path_of_col))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        plan = FusedPlan(tuple(orders), tuple(cols), tuple(offsets), tuple(path_of_col), mul)
+        _PLANS[key] = plan
+    return plan
+
+
+@torch.library.custom_op("anisoscreen::edge_tp_fused", mutates_args=())
+def edge_tp_fused(
+    sources: list[torch.Tensor],
+    couplings: list[torch.Tensor],
+    weights: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    rows: torch.Tensor,
+    num_nodes: int,
+    orders: list[int],
+    cols: list[int],
+    offsets: list[int],
+    path_of_col: list[torch.Tensor],
+    mul: int,
+) -> list[torch.Tensor]:
+    """Summed messages per group (see :func:`fused_edge_tensor_product`); inputs are checked."""
+    plan = _plan(orders, cols, offsets, path_of_col, mul)
+    # every element is written by the kernel
+    outs = [weights.new_empty((num_nodes, c, mul)) for c in cols]
+    library = load_kernel()
+    if library is None:
+        raise RuntimeError("the fused edge tensor product kernel is not available")
+    status = getattr(library, f"edge_tp_forward_{_SUFFIX[weights.dtype]}")(
+        *_shared_arguments(plan, couplings, sources, weights, rows, src, dst),
+        num_nodes,
+        mul,
+        _pointers(outs),
+        torch.get_num_threads(),
+    )
+    if status:
+        raise RuntimeError("fused edge tensor product: rotational order too large")
+    return outs
+
+
+@edge_tp_fused.register_fake
+def _(sources, couplings, weights, src, dst, rows, num_nodes, orders, cols, offsets, path_of_col, mul):  # noqa: E501
+    return [weights.new_empty((num_nodes, c, mul)) for c in cols]
+
+
+@torch.library.custom_op("anisoscreen::edge_tp_fused_backward", mutates_args=())
+def edge_tp_fused_backward(
+    grads: list[torch.Tensor],
+    sources: list[torch.Tensor],
+    couplings: list[torch.Tensor],
+    weights: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    rows: torch.Tensor,
+    orders: list[int],
+    cols: list[int],
+    offsets: list[int],
+    path_of_col: list[torch.Tensor],
+    mul: int,
+    need_weights: bool,
+    need_couplings: bool,
+    need_sources: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Gradients of :func:`edge_tp_fused` w.r.t. weights, couplings and sources.
+
+    Those not needed come back empty (shape ``(0,)``).
+    """
+    plan = _plan(orders, cols, offsets, path_of_col, mul)
+    grads = [g.contiguous() for g in grads]
+    # edges sharing a row of weights add their gradients into it
+    grad_w = torch.zeros_like(weights) if need_weights else None
+    grad_xs = [torch.zeros_like(x) for x in sources] if need_sources else None
+    blocks = -(-mul // 8)
+    # per channel block, summed below (threads split channel blocks)
+    partials = [c.new_zeros((blocks, *c.shape)) for c in couplings] if need_couplings else None
+    library = load_kernel()
+    if library is None:
+        raise RuntimeError("the fused edge tensor product kernel is not available")
+    status = getattr(library, f"edge_tp_backward_{_SUFFIX[weights.dtype]}")(
+        *_shared_arguments(plan, couplings, sources, weights, rows, src, dst),
+        mul,
+        _pointers(grads),
+        _pointers(grad_xs),
+        grad_w.data_ptr() if grad_w is not None else None,
+        _pointers(partials),
+        torch.get_num_threads(),
+    )
+    if status:
+        raise RuntimeError("fused edge tensor product: rotational order too large")
+    empty = weights.new_empty((0,))
+    return (
+        grad_w if grad_w is not None else empty,
+        [p.sum(0) for p in partials] if partials is not None else [],
+        grad_xs if grad_xs is not None else [],
+    )
+
+
+@edge_tp_fused_backward.register_fake
+def _(grads, sources, couplings, weights, src, dst, rows, orders, cols, offsets, path_of_col, mul, need_weights, need_couplings, need_sources):  # noqa: E501
+    return (
+        torch.empty_like(weights) if need_weights else weights.new_empty((0,)),
+        [torch.empty_like(c) for c in couplings] if need_couplings else [],
+        [torch.empty_like(x) for x in sources] if need_sources else [],
+    )
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+    sources, couplings, weights, src, dst, rows, num_nodes, orders, cols, offsets, paths, mul = (
+        inputs
+    )
+    ctx.layout = (orders, cols, offsets, mul)
+    ctx.num_nodes = num_nodes
+    ctx.num_paths = len(paths)
+    ctx.count = len(sources)
+    ctx.needs = (
+        weights.requires_grad,
+        any(c.requires_grad for c in couplings),
+        any(x.requires_grad for x in sources),
+    )
+    ctx.save_for_backward(src, dst, rows, weights, *couplings, *sources, *paths)
+
+
+def _backward(ctx: Any, grad_outs: list[torch.Tensor | None]) -> tuple:
+    orders, cols, offsets, mul = ctx.layout
+    count = ctx.count
+    src, dst, rows, weights, *rest = ctx.saved_tensors
+    couplings, sources, paths = rest[:count], rest[count : 2 * count], rest[2 * count :]
+    grads = [
+        g if g is not None else weights.new_zeros((ctx.num_nodes, c, mul))
+        for g, c in zip(grad_outs, cols, strict=True)
+    ]
+    grad_w, grad_c, grad_x = edge_tp_fused_backward(
+        grads, list(sources), list(couplings), weights, src, dst, rows,
+        orders, cols, offsets, list(paths), mul, *ctx.needs,
+    )  # fmt: skip
+    need_w, need_c, need_x = ctx.needs
+    # one entry per input, lists of tensors as lists (structure checked by torch.library)
+    return (
+        list(grad_x) if need_x else [None] * count,
+        list(grad_c) if need_c else [None] * count,
+        grad_w if need_w else None,
+        None, None, None, None, None, None, None, [None] * len(paths), None,
+    )  # fmt: skip
+
+
+edge_tp_fused.register_autograd(_backward, setup_context=_setup_context)
 
 
 def fused_edge_tensor_product(
@@ -324,16 +533,21 @@ def fused_edge_tensor_product(
     if rows is None:
         rows = torch.arange(len(src), device=src.device)
     _check_inputs(plan, x, couplings, weights, src, dst, num_nodes, rows)
-    return _FusedEdgeTensorProduct.apply(
-        plan,
+    outs = edge_tp_fused(
+        [t.to(dtype).contiguous() for t in x],
+        [c.to(dtype).contiguous() for c in couplings],
+        weights.contiguous(),
         src.to(torch.int64).contiguous(),
         dst.to(torch.int64).contiguous(),
         rows.to(torch.int64).contiguous(),
         num_nodes,
-        weights.contiguous(),
-        *[c.to(dtype).contiguous() for c in couplings],
-        *[t.to(dtype).contiguous() for t in x],
+        list(plan.orders),
+        list(plan.cols),
+        list(plan.weight_offsets),
+        list(plan.path_of_col),
+        plan.mul,
     )
+    return tuple(outs)
 
 
 def _check_inputs(plan, x, couplings, weights, src, dst, num_nodes, rows) -> None:
