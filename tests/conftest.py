@@ -10,6 +10,8 @@ import pytest
 
 # importing robocrys/matplotlib writes a font cache: keep it out of the user's home
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="anisoscreen-mpl-"))
+# compiled kernels go to a temporary cache, never the user's
+os.environ.setdefault("ANISOSCREEN_KERNEL_CACHE", tempfile.mkdtemp(prefix="anisoscreen-kernels-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -219,6 +219,7 @@ def test_fused_kernel_refuses_inputs_it_would_read_out_of_bounds(edge_problem, m
 
 def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(fused.CACHE_ENV)
     compiler = fused._compiler()
     assert compiler is not None
     flags = fused._flags()
@@ -229,7 +230,9 @@ def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkey
     assert library.stat().st_mtime_ns == built
     other = fused._build(compiler, [*flags, "-DANISOSCREEN_VARIANT"])
     assert other != library  # other flags (e.g. another CPU's instruction set), other file
-    assert sorted(p.name for p in library.parent.iterdir()) == sorted([library.name, other.name])
+    libraries = sorted(p.name for p in library.parent.glob("*.so"))
+    assert libraries == sorted([library.name, other.name])
+    assert library.parent.stat().st_mode & 0o777 == 0o700  # created private
 
 
 def test_without_a_compiler_the_pytorch_path_is_used(edge_problem, monkeypatch):

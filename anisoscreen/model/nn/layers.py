@@ -34,6 +34,7 @@ from e3nn import o3
 from torch import nn
 
 from anisoscreen.model.nn.edge_tp import cpu_fused as fused
+from anisoscreen.model.nn.edge_tp import select_backend
 
 __all__ = [
     "AttributeLinear",
@@ -243,7 +244,7 @@ class EdgeTensorProduct(nn.Module):
         destination nodes, and the blocks together cover every node.
         """
         dtype = edge_sh.dtype
-        if fused.kernel_available(edge_sh) and max(self.l_in) <= fused.MAX_L:
+        if select_backend(edge_sh, max(self.l_in)) == "cpu_fused":
             return self._fused_forward(x, edge_sh, edge_weight, edge_src, edge_dst, chunks)
         # Under autograd, gather the sources of all edges at once and weight out of place:
         # the gradient of each per-chunk gather or in-place update is a zero-filled copy of
