@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "HBAR_C_EV_CM",
     "IRREPS",
-    "TensorValidationError",
     "TensorSummary",
+    "TensorValidationError",
     "absorption_coefficient",
     "anisotropy_ratio",
     "as_array",

@@ -33,7 +33,7 @@ def _problem(
     dst = torch.sort(torch.randint(0, nodes, (edges,), generator=generator)).values
     src = torch.randint(0, nodes, (edges,), generator=generator)
     l_out = l_out if l_out is not None else list(range(min(lmax, 3) + 1))
-    tp = EdgeTensorProduct({l: mul for l in x}, 2, l_out)
+    tp = EdgeTensorProduct(dict.fromkeys(x, mul), 2, l_out)
     weights = torch.randn(edges, tp.weight_numel, generator=generator, dtype=torch.float64)
     return tp, x, sh, weights, src, dst, node_aligned_chunks(dst, nodes, 16)
 

@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     from anisoscreen.settings import AnisoscreenSettings
 
 __all__ = [
-    "api_key",
     "MPCandidateQuery",
     "MPResterSearcher",
     "RetryPolicy",
     "SummarySearcher",
+    "api_key",
     "cached_ids",
     "fetch_chunked",
     "fetch_mp_candidates",

@@ -270,9 +270,7 @@ def evaluate(
     if parity_plot is not None:
         from anisoscreen.report.figures import parity_from_arrays
 
-        parity_from_arrays(
-            result["predicted"], result["reference"], parity_plot, label="DFPT (MP)"
-        )
+        parity_from_arrays(result["predicted"], result["reference"], parity_plot, label="DFPT (MP)")
     which = f", members {result['members']}" if member else ""
     table = Table(
         title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"

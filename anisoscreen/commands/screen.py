@@ -96,7 +96,7 @@ def run_screen(
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf, rank by a_r, store everything."""
     from jobflow import run_locally
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from anisoscreen.candidates.filters import ScreeningCriteria
     from anisoscreen.screening import jobs
@@ -136,7 +136,7 @@ def run_screen(
         console=console,
         transient=False,
     ) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def report(stage: str, advance: int, total: int | None) -> None:
             if stage not in tasks:

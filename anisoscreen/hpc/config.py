@@ -64,7 +64,7 @@ class HPCError(AnisoscreenError):
 
 # -- project configuration --------------------------------------------------------------
 def job_store_spec(settings: AnisoscreenSettings | None = None) -> dict[str, Any]:
-    """anisoscreen's jobflow ``JobStore`` (with the ``data`` store) as a serialised dict."""
+    """Anisoscreen's jobflow ``JobStore`` (with the ``data`` store) as a serialised dict."""
     return build_job_store(settings or get_settings()).as_dict()
 
 
@@ -278,10 +278,12 @@ def init_queue(project: str | None = None) -> bool:
 
 
 def resolve_project_name(jc: Any, project: str | None) -> str | None:
+    """The name of the job controller's project, else the requested one."""
     return getattr(getattr(jc, "project", None), "name", None) or project
 
 
 def resolve_worker(jc: Any, worker: str | None) -> str:
+    """The requested worker (checked), else the ``vasp`` worker, else the project's first."""
     workers = list(getattr(jc.project, "workers", {}) or {})
     if worker:
         if workers and worker not in workers:
@@ -292,5 +294,3 @@ def resolve_worker(jc: Any, worker: str | None) -> str:
     if not workers:
         raise HPCError("the jobflow-remote project has no workers")
     return workers[0]
-
-

@@ -231,5 +231,3 @@ def submit_screening(
     report = SubmitReport(project=project_name, worker=worker)
     report.submitted.append({"material_id": None, "flow_uuid": flow.uuid, "db_ids": db_ids})
     return report
-
-

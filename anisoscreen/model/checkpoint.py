@@ -28,6 +28,7 @@ __all__ = [
     "FORMAT",
     "LoadedModel",
     "atomic_torch_save",
+    "file_checksum",
     "load_model",
     "model_search_paths",
     "resolve_model_path",
@@ -49,7 +50,6 @@ def shipped_models() -> Path:
         return Path(str(files(SHIPPED_PACKAGE)))
     except ModuleNotFoundError:  # running from a source checkout that is not installed
         return Path(__file__).resolve().parents[2] / "models"
-
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -90,7 +90,8 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
     raise AnisoscreenError(f"model {name_or_path!r} not found (searched {searched})")
 
 
-def _sha256(path: Path) -> str:
+def file_checksum(path: str | Path) -> str:
+    """SHA-256 of a file (model files, data sets), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -208,7 +209,7 @@ def load_model(
         version=payload["version"],
         config=config,
         networks=networks,
-        checksum=_sha256(path),
+        checksum=file_checksum(path),
         path=path,
         metadata=payload.get("metadata", {}),
     )

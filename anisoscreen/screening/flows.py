@@ -197,7 +197,7 @@ class ScreeningMaker(Maker):
             run_id, self.source, candidates.output, predictions.output, ranking.output, self.store
         )
         record.name = "record run"
-        jobs = [candidates, predictions, ranking, record]
+        jobs: list[Job | Flow] = [candidates, predictions, ranking, record]
         output = {
             "candidates": candidates.output,
             "predictions": predictions.output,

@@ -1,10 +1,11 @@
 """jobflow jobs of the screening campaign.
 
 Jobs write their documents to the **results store** as they go (one upsert per document) and
-return small typed summaries (:mod:`anisoscreen.screening.outputs`: ids, counts, timings), so an interrupted campaign resumes with nothing
-lost or duplicated, and nothing large travels through the JobStore. ``store`` arguments are
-settings overrides (``{"store": ..., "data_dir": ...}``) so that a job rebuilds the same
-stores on whatever machine runs it.
+return small typed summaries (:mod:`anisoscreen.screening.outputs`: ids, counts, timings),
+so an interrupted campaign resumes with nothing lost or duplicated, and nothing large
+travels through the JobStore. ``store`` arguments are settings overrides
+(``{"store": ..., "data_dir": ...}``) so that a job rebuilds the same stores on whatever
+machine runs it.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def predict_candidates(
     predictor = Predictor.load(model, settings.data_dir, device, batch_size)
     name, checksum = predictor.model.name, predictor.model.checksum
     ids = list(CandidateStageOutput.model_validate(candidates).material_ids)
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, Any]] = []
     n_predicted = 0
     with ResultsStore(settings) as results:
         done = results.keys(
@@ -233,7 +234,7 @@ def rank_candidates(
         docs = results.query(
             PredictionDoc, {"model": predictions.model, "material_id": {"$in": ids}}
         )
-        known = {
+        known: dict[str, dict[str, Any]] = {
             d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
             for d in results.query(
                 PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}}
@@ -254,12 +255,12 @@ def rank_candidates(
                 values["dimensionality"] = Dimensionality(values["dimensionality"])
         updated = []
         for doc in docs:
-            values = known.get(doc.material_id)
-            if values and (doc.dimensionality, doc.crystal_system) != (
-                values["dimensionality"],
-                values["crystal_system"],
+            found = known.get(doc.material_id)
+            if found and (doc.dimensionality, doc.crystal_system) != (
+                found["dimensionality"],
+                found["crystal_system"],
             ):
-                updated.append(doc.model_copy(update={**values, "last_updated": utcnow()}))
+                updated.append(doc.model_copy(update={**found, "last_updated": utcnow()}))
         results.upsert(updated)
         ranked = sorted(
             (d.model_copy(update=known.get(d.material_id) or {}) for d in docs),

@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class MPDielectricMaker(DielectricMaker):
     """atomate2 ``DielectricMaker`` with Materials-Project-compatible DFPT inputs.
@@ -103,7 +102,7 @@ class MPOpticsMaker(OpticsMaker):
 
 @job(name=RECORD_JOB_NAME)
 def validation_record(task_doc: Any, **kwargs: Any) -> ValidationDoc:
-    """jobflow job: :func:`~anisoscreen.validation.parse.validation_doc_from_task`."""
+    """Jobflow job: :func:`~anisoscreen.validation.parse.validation_doc_from_task`."""
     return validation_doc_from_task(task_doc, **kwargs)
 
 
@@ -231,7 +230,7 @@ def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None =
     """
     query = {"name": {"$regex": f"^{RECORD_JOB_NAME}"}, **(criteria or {})}
     docs = []
-    with _connected(job_store):
+    with _Connected(job_store):
         for record in job_store.query(criteria=query, properties=["output"]):
             output = record.get("output")
             if output is None:
@@ -240,7 +239,7 @@ def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None =
     return results.upsert(docs)
 
 
-class _connected:
+class _Connected:
     def __init__(self, store: Any) -> None:
         self.store = store
 

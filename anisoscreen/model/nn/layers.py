@@ -17,7 +17,8 @@ the same family of functions:
   spherical harmonics first and then performs one batched matrix product per input order,
   instead of one outer product per path; its output columns are laid out so that the per-path
   weights scale contiguous rows and the sums over edges are already in the output layout.
-  On CPU, a fused kernel (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`) gathers, multiplies, weights and
+  On CPU, a fused kernel (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`) gathers, multiplies,
+  weights and
   sums in registers instead, with its own backward pass; the PyTorch path serves GPUs and
   machines without a C++ compiler, and the two agree to rounding (tested).
 """
@@ -112,8 +113,8 @@ class IndexedWeights:
 
     The radial weights depend on the edge length only, and a batch of crystals has far fewer
     distinct lengths than edges (the two directions of a bond, symmetry-equivalent bonds:
-    about one in seven in a 64-structure batch of the MP oxide pool, float32), so the network evaluates its radial
-    MLPs once per distinct length.
+    about one in seven in a 64-structure batch of the MP oxide pool, float32), so the network
+    evaluates its radial MLPs once per distinct length.
     """
 
     table: torch.Tensor
@@ -144,7 +145,8 @@ class EdgeTensorProduct(nn.Module):
         Edges processed at once; bounds the per-edge intermediates (couplings, and on the
         PyTorch path the gathered weights and ~``edge_chunk * mul * cols`` products) whatever
         the batch size. Default on CPU: 4096 with the fused kernel
-        (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`), else 1024 (the products stay in cache: ~1.5x faster
+        (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`), else 1024 (the products stay in cache:
+        ~1.5x faster
         than one pass at the paper's size); 65536 on GPUs.
     """
 
@@ -291,7 +293,7 @@ class EdgeTensorProduct(nn.Module):
         }
 
     def _fused_forward(self, x, edge_sh, edge_weight, edge_src, edge_dst, chunks) -> dict:
-        """:meth:`forward` through the fused CPU kernel (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`)."""
+        """:meth:`forward` through the fused kernel (:mod:`.edge_tp.cpu_fused`)."""
         dtype = edge_sh.dtype
         sources = [x[l1].to(dtype).contiguous() for l1 in self.l_in]
         cgs = [getattr(self, f"cg_{l1}").to(dtype) for l1 in self.l_in]

@@ -36,7 +36,7 @@ def crystal_systems(structures: Sequence[Any], symprec: float = 0.1) -> list[str
     """Crystal system of each structure (pymatgen's SpacegroupAnalyzer)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    systems = []
+    systems: list[str] = []
     for structure in structures:
         try:
             systems.append(SpacegroupAnalyzer(structure, symprec=symprec).get_crystal_system())
@@ -59,7 +59,7 @@ def metrics(
         ar_p = eig_p[:, -1] / np.clip(eig_p[:, 0], 1e-6, None)
         ar_r = eig_r[:, -1] / eig_r[:, 0]
         return {
-            "n": int(len(pred)),
+            "n": len(pred),
             "eps_poly_mae": float(np.mean(np.abs(eig_p.mean(1) - eig_r.mean(1)))),
             "anisotropy_ratio_mae": float(np.mean(np.abs(ar_p - ar_r))),
             "component_mae": float(np.mean(np.abs(tmath.symmetrize(pred) - tmath.symmetrize(ref)))),

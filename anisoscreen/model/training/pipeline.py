@@ -16,11 +16,10 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
+from anisoscreen.model.checkpoint import MODEL_FILENAME, file_checksum, load_model, save_model
 from anisoscreen.model.nn.network import ModelConfig
 from anisoscreen.model.training.dataset import (
     clean_entries,
-    file_checksum,
     load_entries,
     random_split,
 )
@@ -81,7 +80,9 @@ def train_model(
 
     train, validation = subset("train"), subset("validation")
     elements = sorted({int(z) for g in train[0] for z in g.atomic_numbers})
-    model_config = replace(model_config, elements=elements, **target_stats(train[1], train[0], model_config.readout))
+    model_config = replace(
+        model_config, elements=elements, **target_stats(train[1], train[0], model_config.readout)
+    )
 
     networks, states = [], []
     for seed in seeds:
@@ -138,7 +139,7 @@ def train_model(
         "n_entries": len(entries),
         # every material of the data set (train, validation and test) is already known
         "material_ids": sorted({e.material_id for e in entries if e.material_id.startswith("mp-")}),
-        "split_sizes": {k: int(len(v)) for k, v in split.items()},
+        "split_sizes": {k: len(v) for k, v in split.items()},
         "train_config": train_config.to_dict(),
         "seeds": list(seeds),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -25,7 +25,15 @@ from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.training.dataset import DielectricEntry
 from anisoscreen.tensor import irreps_to_tensor_torch
 
-__all__ = ["TrainConfig", "TrainState", "fit", "prepare_graphs", "resolve_device", "target_stats", "training_loss"]
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "fit",
+    "prepare_graphs",
+    "resolve_device",
+    "target_stats",
+    "training_loss",
+]
 
 
 def resolve_device(device: str = "auto") -> torch.device:

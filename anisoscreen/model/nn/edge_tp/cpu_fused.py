@@ -340,7 +340,11 @@ _PLANS: dict[tuple, FusedPlan] = {}
 
 
 def _plan(
-    orders: list[int], cols: list[int], offsets: list[int], path_of_col: list[torch.Tensor], mul: int
+    orders: list[int],
+    cols: list[int],
+    offsets: list[int],
+    path_of_col: list[torch.Tensor],
+    mul: int,
 ) -> FusedPlan:
     """The :class:`FusedPlan` of an op call, built (with its ctypes arrays) once per layout.
 
@@ -392,7 +396,9 @@ def edge_tp_fused(
 
 
 @edge_tp_fused.register_fake
-def _(sources, couplings, weights, src, dst, rows, num_nodes, orders, cols, offsets, path_of_col, mul):  # noqa: E501
+def _(
+    sources, couplings, weights, src, dst, rows, num_nodes, orders, cols, offsets, path_of_col, mul
+):
     return [weights.new_empty((num_nodes, c, mul)) for c in cols]
 
 
@@ -449,7 +455,23 @@ def edge_tp_fused_backward(
 
 
 @edge_tp_fused_backward.register_fake
-def _(grads, sources, couplings, weights, src, dst, rows, orders, cols, offsets, path_of_col, mul, need_weights, need_couplings, need_sources):  # noqa: E501
+def _(
+    grads,
+    sources,
+    couplings,
+    weights,
+    src,
+    dst,
+    rows,
+    orders,
+    cols,
+    offsets,
+    path_of_col,
+    mul,
+    need_weights,
+    need_couplings,
+    need_sources,
+):
     return (
         torch.empty_like(weights) if need_weights else weights.new_empty((0,)),
         [torch.empty_like(c) for c in couplings] if need_couplings else [],
