@@ -154,6 +154,7 @@ def test_a_planted_library_in_a_foreign_or_open_folder_is_never_loaded(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_library_without_our_recorded_hash_is_rebuilt_not_loaded(
     tmp_path, monkeypatch, fused_enabled
 ):

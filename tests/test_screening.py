@@ -162,6 +162,7 @@ def small_pool(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
@@ -202,6 +203,7 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
         assert results.count("predictions") == n_candidates
 
 
+@pytest.mark.slow
 def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
@@ -259,6 +261,7 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
         assert len(ids) == len(set(ids)) == expected
 
 
+@pytest.mark.slow
 def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
