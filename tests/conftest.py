@@ -25,6 +25,21 @@ def _tiny_config():
 
 TINY = _tiny_config()
 SHARED = Path(os.environ.get("ANISOSCREEN_SHARED", REPO.parent / "shared")).resolve()
+TEST_DATA = REPO / "tests" / "data"
+"""Small real data the unit tests need (large data stays in ``$ANISOSCREEN_SHARED``)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_data_intact() -> None:
+    """Every file listed in ``tests/data/SHA256SUMS`` is present with that checksum."""
+    import hashlib
+
+    for line in (TEST_DATA / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        path = TEST_DATA / name
+        assert path.is_file(), f"test data {path} is missing"
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert actual == digest, f"test data {path} changed (sha256 {actual})"
 
 
 @pytest.fixture(scope="session")

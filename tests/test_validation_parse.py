@@ -23,11 +23,11 @@ def aln_task(tmp_path_factory):
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from atomate2.vasp.jobs.base import get_vasp_task_document
-    from conftest import SHARED
+    from conftest import TEST_DATA
     from pymatgen.io.vasp import Poscar
     from vasp_refs import structure_of
 
-    vasp = SHARED / "data" / "vasp"
+    vasp = TEST_DATA / "vasp"
     run = tmp_path_factory.mktemp("aln")
     shutil.copy(vasp / "AlN_dfpt_vasprun.xml.gz", run / "vasprun.xml.gz")
     shutil.copy(vasp / "AlN_dfpt_OUTCAR.gz", run / "OUTCAR.gz")
