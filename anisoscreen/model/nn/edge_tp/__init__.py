@@ -1,7 +1,7 @@
 """The edge tensor product's backends and the one rule that picks one.
 
-``torch_path`` is the reference: the PyTorch implementation inside
-:class:`~anisoscreen.model.nn.layers.EdgeTensorProduct`, which runs on every device and order.
+``torch_path`` is the reference: the PyTorch implementation, which runs on every device,
+dtype and order.
 ``cpu_fused`` is the fused C++ kernel (CPU, float32/float64, input orders up to
 :data:`~anisoscreen.model.nn.edge_tp.cpu_fused.MAX_L`), registered as a ``torch.library``
 custom op. Each backend is tested against the reference (``tests/test_edge_tp_backends.py``).

@@ -52,6 +52,7 @@ __all__ = [
     "UnsafeKernelCacheError",
     "cache_dir",
     "describe",
+    "edge_tensor_product",
     "fused_edge_tensor_product",
     "kernel_available",
     "library_path",
@@ -595,3 +596,47 @@ def _check_inputs(plan, x, couplings, weights, src, dst, num_nodes, rows) -> Non
         raise ValueError("source index out of range")
     if int(dst[0]) < 0 or int(dst[-1]) >= num_nodes or bool((dst[1:] < dst[:-1]).any()):
         raise ValueError(f"destinations must be sorted and within [0, {num_nodes})")
+
+
+def edge_tensor_product(
+    tp: Any,
+    x: dict[int, torch.Tensor],
+    edge_sh: torch.Tensor,
+    edge_weight: Any,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    chunks: list[tuple[int, int, int, int]],
+) -> dict[int, torch.Tensor]:
+    """:meth:`EdgeTensorProduct.forward` through the fused kernel, chunk by chunk."""
+    from anisoscreen.model.nn import layers
+
+    dtype = edge_sh.dtype
+    sources = [x[l1].to(dtype).contiguous() for l1 in tp.l_in]
+    cgs = [getattr(tp, f"cg_{l1}").to(dtype) for l1 in tp.l_in]
+    blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
+    indexed = isinstance(edge_weight, layers.IndexedWeights)
+    table = (edge_weight.table if indexed else edge_weight).to(dtype)
+    for node_lo, node_hi, lo, hi in chunks:
+        # the kernel reads each edge's row of the table itself: no per-edge copy
+        weights, rows = (table, edge_weight.rows[lo:hi]) if indexed else (table[lo:hi], None)
+        sh = edge_sh[lo:hi]
+        couplings = [
+            (sh @ cg).view(hi - lo, -1, 2 * l1 + 1) for l1, cg in zip(tp.l_in, cgs, strict=True)
+        ]
+        summed = fused_edge_tensor_product(
+            tp._fused_plan,
+            sources,
+            couplings,
+            weights,
+            edge_src[lo:hi],
+            edge_dst[lo:hi] - node_lo,
+            node_hi - node_lo,
+            rows,
+        )
+        for l1, group in zip(tp.l_in, summed, strict=True):
+            spans = tp._spans[l1]
+            parts = torch.split(group, [paths * width for paths, width in spans], dim=1)
+            for part, (paths, width) in zip(parts, spans, strict=True):
+                view = part.view(node_hi - node_lo, width, paths * tp.mul)
+                blocks.setdefault((l1, width // 2), []).append(view)
+    return tp._assemble(blocks)
