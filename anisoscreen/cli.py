@@ -79,7 +79,7 @@ def info(store: StoreOption = None, data_dir: DataDirOption = None) -> None:
             table.add_row(package, "not installed")
     device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     table.add_row("device", f"{device} ({torch.get_num_threads()} CPU threads)")
-    from anisoscreen.model import fused
+    from anisoscreen.model.nn.edge_tp import cpu_fused as fused
 
     table.add_row("CPU edge tensor product", fused.describe())
     with ResultsStore(settings) as results:

@@ -15,9 +15,9 @@ from pymatgen.core import Structure
 __all__ = ["LOW_INDEX_PLANES", "largest_empty_slab"]
 
 LOW_INDEX_PLANES: tuple[tuple[int, int, int], ...] = tuple(
-    hkl
-    for hkl in itertools.product((-1, 0, 1), repeat=3)
-    if any(hkl) and next(h for h in hkl if h) > 0  # one of each +/- pair
+    (h, k, l)
+    for h, k, l in itertools.product((-1, 0, 1), repeat=3)
+    if any((h, k, l)) and next(x for x in (h, k, l) if x) > 0  # one of each +/- pair
 )
 """The 13 lattice planes with Miller indices in {-1, 0, 1}."""
 

@@ -282,6 +282,21 @@ class ValidationDoc(_Document):
             return None
         return (self.predicted_anisotropy_ratio - self.anisotropy_ratio) / self.anisotropy_ratio
 
+    @classmethod
+    def from_job_output(cls, output: Any) -> ValidationDoc:
+        """The ``ValidationDoc`` a validation record job returned (object or serialised dict).
+
+        Raises
+        ------
+        TypeError
+            When the output is neither.
+        """
+        if isinstance(output, ValidationDoc):
+            return output
+        if isinstance(output, dict):
+            return cls.from_store({k: v for k, v in output.items() if not k.startswith("@")})
+        raise TypeError(f"{type(output).__name__}, not a ValidationDoc")
+
 
 class ScreeningRunDoc(_Document):
     """Provenance and bookkeeping of one screening campaign."""

@@ -131,3 +131,13 @@ class AnisoscreenSettings(BaseSettings):
 def get_settings(**overrides: Any) -> AnisoscreenSettings:
     """Build settings; ``None`` overrides are ignored so CLI flags left unset fall through."""
     return AnisoscreenSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def store_overrides(settings: AnisoscreenSettings) -> dict[str, Any]:
+    """The settings a job needs to rebuild the same results store (JSON-serialisable)."""
+    return {
+        "store": settings.store,
+        "data_dir": str(settings.data_dir),
+        "database": settings.database,
+        "collection_prefix": settings.collection_prefix,
+    }

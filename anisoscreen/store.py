@@ -48,6 +48,7 @@ __all__ = [
     "StoreConfigError",
     "build_job_store",
     "build_store",
+    "mongo_store",
     "open_results",
 ]
 
@@ -85,6 +86,16 @@ def _load_store_template(path: Path) -> dict[str, Any]:
     return template
 
 
+def mongo_store(uri: str, collection_name: str, database: str) -> Store:
+    """A MongoDB store from a ``mongodb://`` URI, on any supported maggma version.
+
+    maggma >= 0.77 merged ``MongoURIStore`` (now deprecated) into ``MongoStore.from_uri``.
+    """
+    if hasattr(MongoStore, "from_uri"):
+        return MongoStore.from_uri(uri, collection_name=collection_name, database=database)
+    return MongoURIStore(uri, collection_name, database=database)
+
+
 def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
     """Build (but do not connect) the maggma store for one collection."""
     name = settings.collection_prefix + collection
@@ -96,9 +107,7 @@ def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
     if spec == "memory":
         return MemoryStore(name)
     if spec.startswith(("mongodb://", "mongodb+srv://")):
-        if hasattr(MongoStore, "from_uri"):  # maggma >= 0.77
-            return MongoStore.from_uri(spec, collection_name=name, database=settings.database)
-        return MongoURIStore(spec, name, database=settings.database)
+        return mongo_store(spec, name, settings.database)
     if spec.endswith((".yaml", ".yml", ".json")):
         from monty.json import MontyDecoder
 

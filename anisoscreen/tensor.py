@@ -24,9 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
 
 __all__ = [
+    "HBAR_C_EV_CM",
     "IRREPS",
-    "TensorValidationError",
     "TensorSummary",
+    "TensorValidationError",
+    "absorption_coefficient",
     "anisotropy_ratio",
     "as_array",
     "as_list",
@@ -43,7 +45,11 @@ __all__ = [
     "tensor_to_irreps",
     "tensor_to_irreps_torch",
     "validate_dielectric_tensor",
+    "voigt6_to_tensors",
 ]
+
+HBAR_C_EV_CM = 1.973269804e-5
+"""hbar * c in eV cm."""
 
 IRREPS = "0e+2e"
 """e3nn irreps of a symmetric rank-2 tensor (1 scalar + 5 traceless components)."""
@@ -83,6 +89,34 @@ def as_array(tensor: Any) -> np.ndarray:
     if hasattr(tensor, "detach"):
         tensor = tensor.detach().cpu().numpy()
     return np.asarray(tensor, dtype=np.float64)
+
+
+def voigt6_to_tensors(components: Any) -> np.ndarray:
+    """VASP's 6 components (XX, YY, ZZ, XY, YZ, ZX) per energy -> an (n, 3, 3) array."""
+    c = as_array(components)
+    if c.ndim != 2 or c.shape[1] != 6:
+        raise ValueError(f"expected (n, 6) dielectric components, got shape {c.shape}")
+    out = np.empty((c.shape[0], 3, 3))
+    out[:, 0, 0], out[:, 1, 1], out[:, 2, 2] = c[:, 0], c[:, 1], c[:, 2]
+    out[:, 0, 1] = out[:, 1, 0] = c[:, 3]
+    out[:, 1, 2] = out[:, 2, 1] = c[:, 4]
+    out[:, 2, 0] = out[:, 0, 2] = c[:, 5]
+    return out
+
+
+def absorption_coefficient(energy: Any, eps_real: Any, eps_imag: Any) -> np.ndarray:
+    """Absorption coefficient alpha(E) in cm^-1 from eps_1 and eps_2 along one direction.
+
+    ``alpha = 2 E kappa / (hbar c)`` with the extinction coefficient
+    ``kappa = sqrt((|eps| - eps_1) / 2)``. ``energy`` (eV) runs along the first axis of
+    the eps arrays, which may have trailing axes, or broadcasts with them as given.
+    """
+    e1, e2 = np.asarray(eps_real, float), np.asarray(eps_imag, float)
+    kappa = np.sqrt(np.clip((np.hypot(e1, e2) - e1) / 2.0, 0.0, None))
+    energy = np.asarray(energy, float)
+    if energy.ndim == 1 and kappa.ndim > 1 and kappa.shape[0] == energy.shape[0]:
+        energy = energy.reshape((-1,) + (1,) * (kappa.ndim - 1))
+    return 2.0 * energy * kappa / HBAR_C_EV_CM
 
 
 def as_list(tensor: Any, ndigits: int | None = None) -> list[list[float]]:

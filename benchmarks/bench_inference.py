@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from anisoscreen.model import fused
-from anisoscreen.model.graph import collate, structure_to_graph
-from anisoscreen.model.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.edge_tp import cpu_fused as fused
+from anisoscreen.model.nn.graph import collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.settings import get_settings
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from jobflow import run_locally
 
-from anisoscreen import ranking
 from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.candidates.sources import load_local
-from anisoscreen.flows import ScreeningMaker
 from anisoscreen.schemas import ScreeningRunDoc
+from anisoscreen.screening import descriptors as ranking
+from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 

@@ -10,19 +10,36 @@ import pytest
 
 # importing robocrys/matplotlib writes a font cache: keep it out of the user's home
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="anisoscreen-mpl-"))
+# compiled kernels go to a temporary cache, never the user's
+os.environ.setdefault("ANISOSCREEN_KERNEL_CACHE", tempfile.mkdtemp(prefix="anisoscreen-kernels-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_config():
-    from anisoscreen.model.network import ModelConfig
+    from anisoscreen.model.nn.network import ModelConfig
 
     return ModelConfig(mul=4, lmax=2, radial_hidden=16, embed_dim=8)
 
 
 TINY = _tiny_config()
 SHARED = Path(os.environ.get("ANISOSCREEN_SHARED", REPO.parent / "shared")).resolve()
+TEST_DATA = REPO / "tests" / "data"
+"""Small real data the unit tests need (large data stays in ``$ANISOSCREEN_SHARED``)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_data_intact() -> None:
+    """Every file listed in ``tests/data/SHA256SUMS`` is present with that checksum."""
+    import hashlib
+
+    for line in (TEST_DATA / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        path = TEST_DATA / name
+        assert path.is_file(), f"test data {path} is missing"
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert actual == digest, f"test data {path} changed (sha256 {actual})"
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +64,7 @@ def _isolated_settings(tmp_path, monkeypatch):
 @pytest.fixture(params=["fused", "torch"])
 def edge_backend(request, monkeypatch):
     """Run edge tensor products through the fused CPU kernel, or through the PyTorch path."""
-    from anisoscreen.model import fused
+    from anisoscreen.model.nn.edge_tp import cpu_fused as fused
 
     monkeypatch.setenv(fused.DISABLE_ENV, "1" if request.param == "fused" else "0")
     fused.load_kernel.cache_clear()
@@ -80,8 +97,8 @@ def tiny_model(shared_dir, tmp_path_factory):
 
     Returns ``(folder, result)``; ``folder`` holds model.pt, metrics.json and MODEL_CARD.md.
     """
-    from anisoscreen.model.pipeline import train_model
-    from anisoscreen.model.train import TrainConfig
+    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.train import TrainConfig
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     result = train_model(

@@ -11,9 +11,9 @@ from scipy.spatial.transform import Rotation
 from anisoscreen import tensor as tm
 from anisoscreen.model.atom_features import AtomFeaturizer, cached_features
 from anisoscreen.model.checkpoint import load_model, save_model
-from anisoscreen.model.graph import collate, structure_to_graph
-from anisoscreen.model.network import AnisoNet, ModelConfig
-from anisoscreen.model.predict import PredictionFailure, Predictor
+from anisoscreen.model.inference import PredictionFailure, Predictor
+from anisoscreen.model.nn.graph import collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.structures_io import StructureRecord
 
 
@@ -24,7 +24,9 @@ def featurizer() -> AtomFeaturizer:
 
 def rotated(structure: Structure, seed: int) -> Structure:
     r = Rotation.random(random_state=seed).as_matrix()
-    return Structure(Lattice(structure.lattice.matrix @ r.T), structure.species, structure.frac_coords)
+    return Structure(
+        Lattice(structure.lattice.matrix @ r.T), structure.species, structure.frac_coords
+    )
 
 
 def isolated_atom() -> Structure:
@@ -56,7 +58,9 @@ def test_feature_cache_is_reused(triclinic, tmp_path, monkeypatch):
         raise AssertionError("the cache should have been used")
 
     monkeypatch.setattr("anisoscreen.model.atom_features.AtomFeaturizer", refuse)
-    np.testing.assert_array_equal(cached_features([triclinic], ["k1"], "chgnet-0.3.0", cache)[0], first[0])
+    np.testing.assert_array_equal(
+        cached_features([triclinic], ["k1"], "chgnet-0.3.0", cache)[0], first[0]
+    )
 
 
 def test_network_with_atom_features_stays_equivariant(featurizer, triclinic):
@@ -70,7 +74,9 @@ def test_network_with_atom_features_stays_equivariant(featurizer, triclinic):
             return net.predict_tensor(collate([graph], torch.float64))[0].numpy()
 
     r = Rotation.random(random_state=1).as_matrix()
-    turned = Structure(Lattice(triclinic.lattice.matrix @ r.T), triclinic.species, triclinic.frac_coords)
+    turned = Structure(
+        Lattice(triclinic.lattice.matrix @ r.T), triclinic.species, triclinic.frac_coords
+    )
     reference = tm.rotate(predict(triclinic), r)
     # float32 CHGNet features bound the agreement, not the network
     assert np.abs(predict(turned) - reference).max() / np.abs(reference).max() < 1e-4
@@ -103,6 +109,10 @@ def test_predictor_featurises_and_reports_failures(triclinic, tmp_path):
     # a structure the graph accepts but the potential refuses is a failure too, in its place
     real = predictor._featurizer.featurize_each
     predictor._featurizer.featurize_each = lambda structures: ["refused"] + real(structures[1:])
-    again = list(predictor.predict([StructureRecord("a", triclinic, "t"), StructureRecord("b", triclinic, "t")]))
+    again = list(
+        predictor.predict(
+            [StructureRecord("a", triclinic, "t"), StructureRecord("b", triclinic, "t")]
+        )
+    )
     assert isinstance(again[0], PredictionFailure) and again[0].error == "refused"
     assert again[1].material_id == "b" and again[1].eps_poly == pytest.approx(out[0].eps_poly)

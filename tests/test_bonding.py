@@ -10,8 +10,8 @@ from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.local_env import VoronoiNN
 
-from anisoscreen.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 from anisoscreen.candidates.sources import load_bundled
+from anisoscreen.screening.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 
 
 def graph_bonds(graph) -> list[tuple]:
@@ -40,8 +40,12 @@ def sample() -> list[Structure]:
 def test_fast_voronoi_polyhedra_equal_pymatgen(sample):
     for structure in sample[:8]:
         for n in range(len(structure)):
-            reference = VoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(structure, n)
-            fast = FastVoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(structure, n)
+            reference = VoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(
+                structure, n
+            )
+            fast = FastVoronoiNN(weight="solid_angle", cutoff=7.0).get_voronoi_polyhedra(
+                structure, n
+            )
             # same facets, keyed by the same neighbour index; their order follows qhull's
             # ridge order, which depends on the scipy build and last-bit rounding of inputs
             assert sorted(fast) == sorted(reference)
@@ -85,8 +89,13 @@ def test_larsen_dimensionality_of_hand_made_bond_graphs():
 
 def test_layered_and_framework_crystals():
     mos2 = Structure.from_spacegroup(
-        "P6_3/mmc", Lattice.hexagonal(3.16, 12.3), ["Mo", "S"], [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]]
+        "P6_3/mmc",
+        Lattice.hexagonal(3.16, 12.3),
+        ["Mo", "S"],
+        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
     )
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     assert larsen_dimensionality(len(mos2), crystalnn_bonds(mos2)) == 2
     assert larsen_dimensionality(len(nacl), crystalnn_bonds(nacl)) == 3

@@ -16,7 +16,9 @@ from anisoscreen.store import ResultsStore
 
 def run_cli(*args: str, env=None) -> subprocess.CompletedProcess:
     code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_version():
@@ -27,17 +29,31 @@ def test_version():
 def test_info_reports_embedded_store_counts(tmp_path):
     settings = get_settings(data_dir=tmp_path / "d")
     with ResultsStore(settings) as results:
-        results.upsert([PredictionDoc.from_tensor(np.eye(3) * 2, material_id="mp-1", formula_pretty="X",
-                                                  model="m", model_version="1", model_checksum="c")])
+        results.upsert(
+            [
+                PredictionDoc.from_tensor(
+                    np.eye(3) * 2,
+                    material_id="mp-1",
+                    formula_pretty="X",
+                    model="m",
+                    model_version="1",
+                    model_checksum="c",
+                )
+            ]
+        )
     wide = {**os.environ, "COLUMNS": "250"}  # no wrapped table cells
     out = run_cli("info", "--data-dir", str(tmp_path / "d"), env=wide)
     assert out.returncode == 0, out.stderr
     assert "embedded montydb" in out.stdout
-    assert any(line.split("│")[1:3] and "predictions" in line and "1" in line for line in out.stdout.splitlines())
+    assert any(
+        line.split("│")[1:3] and "predictions" in line and "1" in line
+        for line in out.stdout.splitlines()
+    )
     assert "default model" in out.stdout and "torch" in out.stdout
     assert "fused kernel (" in out.stdout and "edge_tp-" in out.stdout  # built on this machine
-    disabled = run_cli("info", "--data-dir", str(tmp_path / "d"),
-                       env={**wide, "ANISOSCREEN_FUSED_KERNEL": "0"})
+    disabled = run_cli(
+        "info", "--data-dir", str(tmp_path / "d"), env={**wide, "ANISOSCREEN_FUSED_KERNEL": "0"}
+    )
     assert "PyTorch path (ANISOSCREEN_FUSED_KERNEL=0)" in disabled.stdout
 
 
@@ -46,7 +62,13 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert out.returncode == 1
     assert out.stderr.strip().startswith("error: unknown store 'redis://nowhere'")
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    missing = run_cli("predict", str(tmp_path / "nope.cif"), "--output", str(tmp_path / "o.jsonl"),
-                      "--model", str(tmp_path / "no-model"))
+    missing = run_cli(
+        "predict",
+        str(tmp_path / "nope.cif"),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+        "--model",
+        str(tmp_path / "no-model"),
+    )
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "not found" in missing.stderr

@@ -40,7 +40,7 @@ def test_repository_template_is_a_valid_project():
 def test_written_project_uses_the_anisoscreen_store(projects, tmp_path):
     from jobflow_remote import ConfigManager
 
-    from anisoscreen.hpc import write_project_config
+    from anisoscreen.hpc.config import write_project_config
     from anisoscreen.settings import get_settings
 
     settings = get_settings()  # the embedded montydb store under the test's data dir
@@ -74,7 +74,7 @@ def test_written_project_uses_the_anisoscreen_store(projects, tmp_path):
 def test_hpc_config_command_and_missing_project(projects, tmp_path):
     from anisoscreen.commands.hpc import register
     from anisoscreen.errors import AnisoscreenError
-    from anisoscreen.hpc import queue_status
+    from anisoscreen.hpc.queue import queue_status
 
     app = typer.Typer()
     register(app)

@@ -88,13 +88,13 @@ def test_submit_run_collect_aln(env, cli):
 
 
 def test_failure_status_and_rerun(env, cli):
-    from anisoscreen import hpc
+    from anisoscreen.hpc.queue import queue_status
     from anisoscreen.schemas import ValidationState
 
     out = cli("submit", "--ids", CRASH_ID)
     assert "1 submitted" in out
     env.run_all()
-    report = hpc.queue_status(env.project)
+    report = queue_status(env.project)
     assert report.counts.get("FAILED") == 1, report.counts
     assert report.counts.get("WAITING") == 1  # the record job never ran
     (failed,) = report.failed
@@ -112,14 +112,14 @@ def test_failure_status_and_rerun(env, cli):
     assert "0 submitted" in out and "anisoscreen rerun" in out
     out = cli("rerun")
     assert "1 job(s) back in the queue" in out
-    assert hpc.queue_status(env.project).counts.get("READY") == 1
+    assert queue_status(env.project).counts.get("READY") == 1
     (doc,) = _validations(env, material_id=CRASH_ID)
     assert doc.state == ValidationState.SUBMITTED and doc.error is None
 
 
 def test_top_k_and_ar_min_selection(env):
-    from anisoscreen.hpc import select_candidates
     from anisoscreen.store import ResultsStore
+    from anisoscreen.validation.select import select_candidates
 
     with ResultsStore(env.settings) as results:
         chosen, skipped = select_candidates(results, top_k=1)
@@ -132,7 +132,8 @@ def test_top_k_and_ar_min_selection(env):
 
 
 def test_submit_screening_flow_to_gpu_worker(env, cli):
-    from anisoscreen.hpc import job_controller, queue_status
+    from anisoscreen.hpc.config import job_controller
+    from anisoscreen.hpc.queue import queue_status
 
     out = cli("submit", "screening", "--validate", "--top-k", "3")
     assert "1 submitted" in out and "worker gpu" in out

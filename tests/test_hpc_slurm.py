@@ -80,7 +80,7 @@ def _slurm_state(slurm: SlurmCluster, job_id: str) -> str:
 
 
 def test_validation_through_sbatch(slurm, env, cli):
-    from anisoscreen.hpc import job_controller
+    from anisoscreen.hpc.config import job_controller
     from anisoscreen.schemas import ValidationDoc, ValidationState
     from anisoscreen.store import ResultsStore
 
@@ -109,7 +109,7 @@ def test_validation_through_sbatch(slurm, env, cli):
 
 
 def test_vasp_failure_through_sbatch(slurm, env, cli):
-    from anisoscreen.hpc import queue_status
+    from anisoscreen.hpc.queue import queue_status
 
     cli("submit", "--ids", CRASH_ID)
     env.run_all(max_seconds=240)

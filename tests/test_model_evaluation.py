@@ -11,11 +11,16 @@ from pymatgen.core import Lattice, Structure
 from anisoscreen import tensor as tm
 from anisoscreen.geometry import largest_empty_slab
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.comparison import ModelVariant, compare_models, mos2_layer, summary_rows
-from anisoscreen.model.error_slices import calibration, error_block, error_slices
-from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.pipeline import train_model
-from anisoscreen.model.train import TrainConfig
+from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.training.comparison import (
+    ModelVariant,
+    compare_models,
+    mos2_layer,
+    summary_rows,
+)
+from anisoscreen.model.training.error_slices import calibration, error_block, error_slices
+from anisoscreen.model.training.pipeline import train_model
+from anisoscreen.model.training.train import TrainConfig
 
 
 def test_empty_slab_sees_the_vacuum_between_layers():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from anisoscreen.model import fused
-from anisoscreen.model.layers import (
+from anisoscreen.model.nn.edge_tp import cpu_fused as fused
+from anisoscreen.model.nn.layers import (
     AttributeLinear,
     EdgeTensorProduct,
     IndexedWeights,
@@ -65,7 +65,7 @@ def edge_problem():
 @pytest.mark.parametrize("edge_chunk", [7, 1000])
 def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk, edge_backend):
     x, sh, dst, src, generator = edge_problem
-    tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, list(range(LMAX + 1)))
+    tp = EdgeTensorProduct(dict.fromkeys(x, MUL), LMAX, list(range(LMAX + 1)))
     weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
     reference = _reference_tensor_product(tp)
 
@@ -82,7 +82,7 @@ def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk, edge_ba
         out = tp(leaves, sh, leaf_weights, src, dst, chunks)
 
     # our layout: out[l3] is (nodes, 2l3+1, paths_into_l3 * mul), paths in tp.paths order
-    columns, seen = [], {l3: 0 for l3 in out}
+    columns, seen = [], dict.fromkeys(out, 0)
     for _, _, l3 in tp.paths:
         block = out[l3][:, :, seen[l3] * MUL : (seen[l3] + 1) * MUL]
         columns.append(block.transpose(1, 2).reshape(NODES, -1))
@@ -108,7 +108,7 @@ def test_edge_tensor_product_equals_e3nn(edge_problem, grad, edge_chunk, edge_ba
 
 def test_indexed_weights_equal_the_gathered_per_edge_weights(edge_problem, edge_backend):
     x, sh, dst, src, generator = edge_problem
-    tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
+    tp = EdgeTensorProduct(dict.fromkeys(x, MUL), LMAX, [0, 2])
     table = torch.randn(11, tp.weight_numel, generator=generator, dtype=torch.float64)
     rows = torch.randint(0, 11, (EDGES,), generator=generator)
     chunks = node_aligned_chunks(dst, NODES, 16)
@@ -165,7 +165,7 @@ def _compare_fused_and_pytorch_paths(monkeypatch, dtype, mul):
     dst = torch.sort(torch.randint(0, nodes, (edges,), generator=generator)).values
     dst[dst == 5] = 4  # a node without incoming edges gets zero messages
     src = torch.randint(0, nodes, (edges,), generator=generator)
-    tp = EdgeTensorProduct({l: mul for l in x}, LMAX, list(range(LMAX + 1)))
+    tp = EdgeTensorProduct(dict.fromkeys(x, mul), LMAX, list(range(LMAX + 1)))
     weights = torch.randn(edges, tp.weight_numel, generator=generator, dtype=dtype)
     weights.requires_grad_()
     chunks = node_aligned_chunks(dst, nodes, 40)
@@ -194,7 +194,7 @@ def test_fused_kernel_refuses_inputs_it_would_read_out_of_bounds(edge_problem, m
     fused.load_kernel.cache_clear()
     assert fused.load_kernel() is not None
     x, sh, dst, src, generator = edge_problem
-    tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
+    tp = EdgeTensorProduct(dict.fromkeys(x, MUL), LMAX, [0, 2])
     plan, cgs = tp._fused_plan, [getattr(tp, f"cg_{l}") for l in tp.l_in]
     couplings = [(sh @ cg).view(EDGES, -1, 2 * l + 1) for l, cg in zip(tp.l_in, cgs, strict=True)]
     features = [x[l] for l in tp.l_in]
@@ -219,6 +219,7 @@ def test_fused_kernel_refuses_inputs_it_would_read_out_of_bounds(edge_problem, m
 
 def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(fused.CACHE_ENV)
     compiler = fused._compiler()
     assert compiler is not None
     flags = fused._flags()
@@ -229,7 +230,9 @@ def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkey
     assert library.stat().st_mtime_ns == built
     other = fused._build(compiler, [*flags, "-DANISOSCREEN_VARIANT"])
     assert other != library  # other flags (e.g. another CPU's instruction set), other file
-    assert sorted(p.name for p in library.parent.iterdir()) == sorted([library.name, other.name])
+    libraries = sorted(p.name for p in library.parent.glob("*.so"))
+    assert libraries == sorted([library.name, other.name])
+    assert library.parent.stat().st_mode & 0o777 == 0o700  # created private
 
 
 def test_without_a_compiler_the_pytorch_path_is_used(edge_problem, monkeypatch):
@@ -241,7 +244,7 @@ def test_without_a_compiler_the_pytorch_path_is_used(edge_problem, monkeypatch):
         with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
             assert fused.load_kernel() is None
         assert not fused.kernel_available(sh)
-        tp = EdgeTensorProduct({l: MUL for l in x}, LMAX, [0, 2])
+        tp = EdgeTensorProduct(dict.fromkeys(x, MUL), LMAX, [0, 2])
         assert tp.chunk_size(sh.device) == 1024
         weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
         with torch.no_grad():
@@ -294,7 +297,7 @@ def test_attribute_linear_equals_e3nn_tensor_product_with_attributes():
 def test_radial_mlp_equals_e3nn_fully_connected_net_times_scale():
     from e3nn.nn import FullyConnectedNet
 
-    from anisoscreen.model.network import RadialMLP
+    from anisoscreen.model.nn.network import RadialMLP
 
     torch.manual_seed(0)
     ours = RadialMLP(15, 16, 40).double()

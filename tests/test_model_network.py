@@ -9,9 +9,8 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from anisoscreen import tensor as tm
-from anisoscreen.model.graph import GraphError, collate, structure_to_graph
-from anisoscreen.model.network import AnisoNet, ModelConfig
-
+from anisoscreen.model.nn.graph import GraphError, collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 
 READOUT_SETTINGS = {
     "mean": {"target_shift": 8.0, "target_scale": 2.0},
@@ -135,7 +134,7 @@ def test_graph_refuses_disorder_and_isolated_atoms():
 
 
 def test_network_is_the_same_function_through_either_edge_product(triclinic, monkeypatch):
-    from anisoscreen.model import fused
+    from anisoscreen.model.nn.edge_tp import cpu_fused as fused
 
     torch.manual_seed(0)
     net = AnisoNet(ModelConfig(mul=6, lmax=3, target_scale=2.0)).double()

@@ -10,10 +10,10 @@ from pymatgen.core import Structure
 
 from anisoscreen import tensor as tm
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.comparison import DILUTION_HEIGHTS as HEIGHTS
-from anisoscreen.model.comparison import mos2_layer
-from anisoscreen.model.graph import collate, structure_to_graph
-from anisoscreen.model.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.graph import collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.model.training.comparison import DILUTION_HEIGHTS as HEIGHTS
+from anisoscreen.model.training.comparison import mos2_layer
 from anisoscreen.settings import get_settings
 
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.predict import PredictionFailure, predict_structures
-from anisoscreen.model.train import TrainConfig, fit, prepare_graphs
+from anisoscreen.model.inference import PredictionFailure, predict_structures
+from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+from anisoscreen.model.training.train import TrainConfig, fit, prepare_graphs
 
 
 @pytest.fixture(scope="session")
@@ -213,7 +213,7 @@ def test_evaluate_cli_on_test_split(tiny_model, tmp_path):
 
 
 def test_evaluate_selected_members_of_an_ensemble(tiny_model, shared_dir, tmp_path):
-    from anisoscreen.model.evaluate import evaluate_model
+    from anisoscreen.model.training.evaluate import evaluate_model
 
     folder, result = tiny_model
     _two_member_model(folder / "model.pt", tmp_path / "pair.pt", noise=0.2)
@@ -238,7 +238,7 @@ def test_evaluate_selected_members_of_an_ensemble(tiny_model, shared_dir, tmp_pa
 
 
 def test_model_card_reports_the_readout_ablation(tiny_model, tmp_path):
-    from anisoscreen.model.pipeline import write_model_card
+    from anisoscreen.model.training.pipeline import write_model_card
 
     folder, _ = tiny_model
     metadata = json.loads((folder / "metrics.json").read_text())
@@ -263,7 +263,7 @@ def test_model_card_reports_the_readout_ablation(tiny_model, tmp_path):
 
 
 def test_ensemble_improves_needs_both_metrics_no_worse_and_one_better():
-    from anisoscreen.model.pipeline import ensemble_improves
+    from anisoscreen.model.training.pipeline import ensemble_improves
 
     old = {"eps_poly_mae": 0.40, "anisotropy_ratio_mae": 0.10}
     assert ensemble_improves(old, {"eps_poly_mae": 0.39, "anisotropy_ratio_mae": 0.10})
@@ -277,8 +277,8 @@ def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_impr
 ):
     import shutil
 
-    from anisoscreen.model.evaluate import evaluate_model
-    from anisoscreen.model.pipeline import ensemble_improves, extend_ensemble
+    from anisoscreen.model.training.evaluate import evaluate_model
+    from anisoscreen.model.training.pipeline import ensemble_improves, extend_ensemble
 
     source, _ = tiny_model
     folder = tmp_path / "tiny"
@@ -317,7 +317,7 @@ def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_impr
 
 
 def test_epoch_printer_prints_one_line_per_epoch(capsys):
-    from anisoscreen.model.pipeline import epoch_printer
+    from anisoscreen.model.training.pipeline import epoch_printer
 
     progress = epoch_printer()
     progress(3, {"epoch": 7, "train_loss": 0.25, "val_loss": 0.5, "lr": 0.003, "seconds": 31.5})

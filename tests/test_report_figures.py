@@ -125,7 +125,7 @@ def test_optics_spectrum_layouts():
 
 
 def test_absorption_coefficient_matches_the_textbook_formula():
-    from anisoscreen.report.optics import absorption_coefficient
+    from anisoscreen.tensor import absorption_coefficient
 
     # n + i kappa = sqrt(eps): eps = (2 + 0.5i)^2 = 3.75 + 2i -> kappa = 0.5
     alpha = absorption_coefficient(np.array([2.0]), np.array([3.75]), np.array([2.0]))

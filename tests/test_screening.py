@@ -21,8 +21,8 @@ from anisoscreen.candidates.mp import MPCandidateQuery, RetryPolicy, fetch_mp_ca
 from anisoscreen.candidates.sources import candidates_from_summary_docs, load_bundled, load_local
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.flows import ScreeningMaker
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
+from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
@@ -135,7 +135,9 @@ def test_mp_fetch_is_chunked_cached_and_resumes_after_failure(tmp_path):
 def test_transient_failures_are_retried_with_backoff(tmp_path):
     flaky = RecordedSearcher(recorded_docs(), fail_on={1, 2})
     waits = []
-    docs = fetch_mp_candidates(flaky, tmp_path, MPCandidateQuery(), RetryPolicy(backoff=1.5, sleep=waits.append))
+    docs = fetch_mp_candidates(
+        flaky, tmp_path, MPCandidateQuery(), RetryPolicy(backoff=1.5, sleep=waits.append)
+    )
     assert len(docs) == 14 and waits == [1.5, 3.0]
 
 
@@ -160,6 +162,7 @@ def small_pool(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
@@ -200,15 +203,16 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
         assert results.count("predictions") == n_candidates
 
 
+@pytest.mark.slow
 def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
     data = tmp_path / "d"
     script = textwrap.dedent(f"""
         import sys
-        from anisoscreen import jobs
+        from anisoscreen.screening import jobs
         from anisoscreen.candidates.filters import ScreeningCriteria
-        from anisoscreen.flows import ScreeningMaker
+        from anisoscreen.screening.flows import ScreeningMaker
         from anisoscreen.settings import get_settings
         from anisoscreen.store import build_job_store
         from jobflow import run_locally
@@ -257,6 +261,7 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
         assert len(ids) == len(set(ids)) == expected
 
 
+@pytest.mark.slow
 def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
@@ -300,9 +305,13 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
         ],
     )
     assert real.exit_code == 0, real.output
-    assert "top 10 by anisotropy ratio" in real.output and "time per stage" in real.output, real.output
+    assert "top 10 by anisotropy ratio" in real.output and "time per stage" in real.output, (
+        real.output
+    )
     with ResultsStore(get_settings(data_dir=tmp_path / "d")) as results:
-        ranked = sorted(results.query(PredictionDoc), key=lambda p: p.anisotropy_ratio, reverse=True)
+        ranked = sorted(
+            results.query(PredictionDoc), key=lambda p: p.anisotropy_ratio, reverse=True
+        )
     assert ranked[0].description and ranked[0].formula_pretty[:2] in ranked[0].description
     assert all(p.description is None for p in ranked[1:])
     missing = runner.invoke(
@@ -313,18 +322,31 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
 
 def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
     """The MP dielectric builder on recorded responses, interrupted once and resumed."""
-    from anisoscreen.model.dataset import clean_entries, load_entries
-    from anisoscreen.model.mp_dataset import build_dielectric_dataset
+    from anisoscreen.model.training.dataset import clean_entries, load_entries
+    from anisoscreen.model.training.mp_dataset import build_dielectric_dataset
 
     with gzip.open(shared_dir / "data" / "mp_dielectric_tensors.json.gz", "rt") as handle:
         source = [r for r in json.load(handle) if r["material_id"]][:7]
     dielectric_docs = [
-        {"material_id": r["material_id"], "electronic": r["eps_electronic"], "ionic": r["eps_ionic"],
-         "total": r["eps_total"], "e_electronic": 0.0, "n": 0.0} for r in source
+        {
+            "material_id": r["material_id"],
+            "electronic": r["eps_electronic"],
+            "ionic": r["eps_ionic"],
+            "total": r["eps_total"],
+            "e_electronic": 0.0,
+            "n": 0.0,
+        }
+        for r in source
     ]
     summary_docs = [
-        {"material_id": r["material_id"], "formula_pretty": r["formula"], "nsites": r["nsites"],
-         "band_gap": r["band_gap"], "structure": r["structure"], "energy_above_hull": 0.0}
+        {
+            "material_id": r["material_id"],
+            "formula_pretty": r["formula"],
+            "nsites": r["nsites"],
+            "band_gap": r["band_gap"],
+            "structure": r["structure"],
+            "energy_above_hull": 0.0,
+        }
         for r in source
     ]
 
@@ -333,16 +355,31 @@ def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
             self.calls.append(kwargs)
             if len(self.calls) in self.fail_on:
                 raise ConnectionError("502 Bad Gateway")
-            docs = [d for d in self.docs if d["material_id"] in kwargs.get("material_ids", [d["material_id"]])]
+            docs = [
+                d
+                for d in self.docs
+                if d["material_id"] in kwargs.get("material_ids", [d["material_id"]])
+            ]
             return [{k: d[k] for k in kwargs["fields"]} for d in docs]
 
     out = tmp_path / "mp_dielectric.json.gz"
     with pytest.raises(AnisoscreenError, match="chunk 2/3"):
-        build_dielectric_dataset(Endpoint(dielectric_docs, fail_on={3}), Endpoint(summary_docs), out,
-                                 tmp_path / "cache", chunk_size=3, retry=RetryPolicy(0))
+        build_dielectric_dataset(
+            Endpoint(dielectric_docs, fail_on={3}),
+            Endpoint(summary_docs),
+            out,
+            tmp_path / "cache",
+            chunk_size=3,
+            retry=RetryPolicy(0),
+        )
     assert not out.exists()
     dielectric = Endpoint(dielectric_docs)
-    assert build_dielectric_dataset(dielectric, Endpoint(summary_docs), out, tmp_path / "cache", chunk_size=3) == 7
+    assert (
+        build_dielectric_dataset(
+            dielectric, Endpoint(summary_docs), out, tmp_path / "cache", chunk_size=3
+        )
+        == 7
+    )
     assert len(dielectric.calls) == 2  # the ids and chunk 1 were cached
     entries = load_entries(out)
     by_id = {r["material_id"]: r for r in source}
@@ -355,7 +392,7 @@ def test_dataset_build_from_recorded_mp_responses(shared_dir, tmp_path):
 
 
 def test_model_training_set_joins_the_known_materials(tiny_model, tmp_path):
-    from anisoscreen.jobs import filter_source
+    from anisoscreen.screening.jobs import filter_source
 
     folder, _ = tiny_model
     trained = json.loads((folder / "metrics.json").read_text())["material_ids"]

@@ -166,10 +166,15 @@ def test_embedded_in_queries_match_mongo_semantics(tmp_path, memory_results):
             assert got == expected, criteria
         assert len(embedded.query(PredictionDoc, {"elements": {"$in": ["O"]}}, limit=4)) == 4
         top = embedded.query(
-            PredictionDoc, {"material_id": {"$in": ["mp-3", "mp-7", "mp-9"]}}, sort={"material_id": -1}, limit=2
+            PredictionDoc,
+            {"material_id": {"$in": ["mp-3", "mp-7", "mp-9"]}},
+            sort={"material_id": -1},
+            limit=2,
         )
         assert [d.material_id for d in top] == ["mp-9", "mp-7"]
-        assert embedded.keys(PredictionDoc, "material_id", {"material_id": {"$in": ["mp-5", "x"]}}) == {"mp-5"}
+        assert embedded.keys(
+            PredictionDoc, "material_id", {"material_id": {"$in": ["mp-5", "x"]}}
+        ) == {"mp-5"}
 
 
 def test_interrupted_batch_keeps_earlier_writes(memory_results):

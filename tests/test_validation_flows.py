@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+TEST_DATA = Path(__file__).parent / "data"
 
 from vasp_refs import (  # noqa: E402
     CS2SNI6_MESH,
@@ -51,11 +52,11 @@ def _run(flow, memory_settings, tmp_path):
     return job_store, responses
 
 
-def test_dfpt_validation_flow_aln(mock_vasp, shared_dir, tmp_path, memory_settings, memory_results):
+def test_dfpt_validation_flow_aln(mock_vasp, tmp_path, memory_settings, memory_results):
     from anisoscreen.schemas import PredictionDoc, ValidationDoc, ValidationState
     from anisoscreen.validation.makers import ValidationMaker, collect_from_job_store
 
-    ref, structure = aln_dfpt_ref(shared_dir, tmp_path / "refs")
+    ref, structure = aln_dfpt_ref(TEST_DATA, tmp_path / "refs")
     mock_vasp({"mp dielectric": ref}, {"mp dielectric": {"incar_settings": DFPT_CHECKED}})
     prediction = PredictionDoc.from_tensor(
         np.diag([4.2, 4.2, 4.5]),
@@ -101,11 +102,11 @@ def test_dfpt_validation_flow_aln(mock_vasp, shared_dir, tmp_path, memory_settin
     assert len(responses) == 2
 
 
-def test_dfpt_inputs_are_mp_compatible_and_overridable(shared_dir):
+def test_dfpt_inputs_are_mp_compatible_and_overridable():
     from anisoscreen.validation.makers import MPDielectricMaker
     from anisoscreen.validation.sets import MPDielectricSetGenerator
 
-    structure = structure_of(shared_dir / "data/vasp/AlN_dfpt_vasprun.xml.gz")
+    structure = structure_of(TEST_DATA / "vasp/AlN_dfpt_vasprun.xml.gz")
     vasp_input = MPDielectricMaker().input_set_generator.get_input_set(structure, potcar_spec=True)
     incar = vasp_input["INCAR"]
     assert incar["ENCUT"] == 520 and incar["EDIFF"] == 1e-5 and incar["LEPSILON"] is True
@@ -188,7 +189,8 @@ def test_optics_validation_flow_cs2sni6(
     assert doc.input_settings["requested"]["mode"] == "uniform"
 
     # the report module reads the same record (its own projection and absorption formula)
-    from anisoscreen.report.optics import absorption_coefficient, optics_spectrum, project
+    from anisoscreen.report.optics import optics_spectrum, project
+    from anisoscreen.tensor import absorption_coefficient
 
     spectrum = optics_spectrum(doc)
     axes = np.array(optics["principal_axes"]).T

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from anisoscreen.schemas import ValidationDoc, ValidationState
-from anisoscreen.validation.parse import (
-    absorption_coefficient,
-    optics_from_dielectric,
-    validation_doc_from_task,
-    voigt6_to_tensors,
-)
+from anisoscreen.tensor import absorption_coefficient, voigt6_to_tensors
+from anisoscreen.validation.parse import optics_from_dielectric, validation_doc_from_task
 
 ALN_DIAG = [4.37234871, 4.37234994, 4.57297469]
 
@@ -27,11 +23,11 @@ def aln_task(tmp_path_factory):
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from atomate2.vasp.jobs.base import get_vasp_task_document
-    from conftest import SHARED
+    from conftest import TEST_DATA
     from pymatgen.io.vasp import Poscar
     from vasp_refs import structure_of
 
-    vasp = SHARED / "data" / "vasp"
+    vasp = TEST_DATA / "vasp"
     run = tmp_path_factory.mktemp("aln")
     shutil.copy(vasp / "AlN_dfpt_vasprun.xml.gz", run / "vasprun.xml.gz")
     shutil.copy(vasp / "AlN_dfpt_OUTCAR.gz", run / "OUTCAR.gz")

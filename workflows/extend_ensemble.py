@@ -16,7 +16,7 @@ import json
 import sys
 
 from anisoscreen.model.checkpoint import resolve_model_path
-from anisoscreen.model.pipeline import epoch_printer, extend_ensemble
+from anisoscreen.model.training.pipeline import epoch_printer, extend_ensemble
 from anisoscreen.settings import get_settings
 
 

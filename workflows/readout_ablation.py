@@ -16,9 +16,9 @@ import sys
 from dataclasses import replace
 
 from anisoscreen.model.checkpoint import load_model, resolve_model_path
-from anisoscreen.model.evaluate import evaluate_model
-from anisoscreen.model.pipeline import train_model, write_model_card
-from anisoscreen.model.train import TrainConfig
+from anisoscreen.model.training.evaluate import evaluate_model
+from anisoscreen.model.training.pipeline import train_model, write_model_card
+from anisoscreen.model.training.train import TrainConfig
 from anisoscreen.settings import get_settings
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.pipeline import epoch_printer, train_model
-from anisoscreen.model.train import TrainConfig
+from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.training.pipeline import epoch_printer, train_model
+from anisoscreen.model.training.train import TrainConfig
 from anisoscreen.settings import get_settings
 
 
@@ -28,13 +28,13 @@ def main() -> int:
     parser.add_argument("--log-eig-weight", type=float, default=10.0)
     parser.add_argument("--output-dir", default=None, help="default: models/NAME")
     parser.add_argument("--version", default="1.0.0")
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--lr-decay", type=float, default=0.98)
+    parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    parser.add_argument("--lr-decay", type=float, default=TrainConfig.lr_decay)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--batch-size", type=int, default=12)
-    parser.add_argument("--max-epochs", type=int, default=250)
-    parser.add_argument("--patience", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--max-epochs", type=int, default=TrainConfig.max_epochs)
+    parser.add_argument("--patience", type=int, default=TrainConfig.patience)
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--max-entries", type=int, default=None)
     args = parser.parse_args()

@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
-from anisoscreen.model.comparison import ModelVariant, compare_models, summary_rows
-from anisoscreen.model.pipeline import write_model_card
-from anisoscreen.ranking import dimensionality
+from anisoscreen.model.training.comparison import ModelVariant, compare_models, summary_rows
+from anisoscreen.model.training.pipeline import write_model_card
+from anisoscreen.screening.descriptors import dimensionality
 from anisoscreen.settings import get_settings
 
 BASELINE = "(a) mean pool (v1 members 0-2)"

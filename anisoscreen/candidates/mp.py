@@ -21,17 +21,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monty.json import jsanitize
 
 from anisoscreen.errors import AnisoscreenError
+
+if TYPE_CHECKING:
+    from anisoscreen.settings import AnisoscreenSettings
 
 __all__ = [
     "MPCandidateQuery",
     "MPResterSearcher",
     "RetryPolicy",
     "SummarySearcher",
+    "api_key",
     "cached_ids",
     "fetch_chunked",
     "fetch_mp_candidates",
@@ -53,6 +57,11 @@ class SummarySearcher(Protocol):
     """Anything with MP's ``materials.summary.search`` signature returning plain dicts."""
 
     def search(self, **kwargs: Any) -> list[dict[str, Any]]: ...
+
+
+def api_key(settings: AnisoscreenSettings) -> str:
+    """The Materials Project API key of ``settings`` (``MP_API_KEY``), or ``""`` when unset."""
+    return settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
 
 
 class MPResterSearcher:

@@ -6,13 +6,18 @@ Only argument parsing and printing; the work is in :mod:`anisoscreen.hpc`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from anisoscreen.commands.common import DataDirOption, StoreOption, console, settings_from_options
 from anisoscreen.errors import AnisoscreenError
+
+if TYPE_CHECKING:
+    from jobflow import Flow
+
+    from anisoscreen.settings import AnisoscreenSettings
 
 __all__ = ["register"]
 
@@ -79,17 +84,17 @@ def submit(
     'submit screening' sends the whole campaign (to the 'gpu' worker by default);
     with --validate it appends validation flows for a_r >= --ar-min (default 2.5) or --top-k.
     """
-    from anisoscreen import hpc
+    from anisoscreen.hpc.submit import submit_screening, submit_validations
 
     settings = settings_from_options(store, data_dir)
     if what == "screening":
-        flow = _screening_flow(settings, source, model, store, validate, top_k, ar_min, optics)
-        report = hpc.submit_screening(flow, project=project, worker=worker)
+        flow = _screening_flow(settings, source, model, validate, top_k, ar_min, optics)
+        report = submit_screening(flow, project=project, worker=worker)
     elif what == "validation":
         id_list = _split_ids(ids)
         if id_list is None and top_k is None and ar_min is None:
             raise AnisoscreenError("choose candidates with --ids, --top-k or --ar-min")
-        report = hpc.submit_validations(
+        report = submit_validations(
             settings,
             project=project,
             worker=worker,
@@ -115,22 +120,27 @@ def submit(
     )
 
 
-def _screening_flow(settings, source, model, store, validate, top_k, ar_min, optics):
-    """The screening flow (``anisoscreen.flows.ScreeningMaker``), optionally with validation."""
-    from anisoscreen.flows import ScreeningMaker
-    from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker
+def _screening_flow(
+    settings: AnisoscreenSettings,
+    source: str,
+    model: str | None,
+    validate: bool,
+    top_k: int | None,
+    ar_min: float | None,
+    optics: bool,
+) -> Flow:
+    """The screening flow of :meth:`ScreeningMaker.from_settings`, optionally with validation."""
+    from anisoscreen.screening.flows import ScreeningMaker
 
-    overrides = {"store": store, "database": settings.database} if store else None
-    fields = {"source": source, "model": model or settings.model, "store": overrides}
-    if validate:
-        fields.update(
-            validate=True,
-            top_k=top_k,
-            validation_maker=ValidationMaker(optics_maker=MPOpticsMaker() if optics else None),
-        )
-        if ar_min is not None:
-            fields["ar_threshold"] = ar_min
-    return ScreeningMaker(**fields).make()
+    return ScreeningMaker.from_settings(
+        settings,
+        optics=optics,
+        source=source,
+        model=model,
+        validate=validate,
+        top_k=top_k if validate else None,
+        ar_threshold=ar_min if validate else None,
+    ).make()
 
 
 def status(
@@ -140,14 +150,15 @@ def status(
     ] = False,
 ) -> None:
     """Job counts per state, and the failed jobs with their reason."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc.config import FAILED_STATES
+    from anisoscreen.hpc.queue import queue_status
 
-    report = hpc.queue_status(project, anisoscreen_only=not all_jobs)
+    report = queue_status(project, anisoscreen_only=not all_jobs)
     table = Table(title=f"jobs in project {report.project}")
     table.add_column("state")
     table.add_column("jobs", justify="right")
     for state, count in report.counts.items():
-        table.add_row(state, str(count), style="red" if state in hpc.FAILED_STATES else None)
+        table.add_row(state, str(count), style="red" if state in FAILED_STATES else None)
     table.add_row("total", str(report.total), style="bold")
     console.print(table)
     if report.failed:
@@ -163,9 +174,9 @@ def collect(
     project: ProjectOption = None, store: StoreOption = None, data_dir: DataDirOption = None
 ) -> None:
     """Pull finished validation outputs (and failures) into the results store."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc.queue import collect as collect_validations
 
-    report = hpc.collect(settings_from_options(store, data_dir), project)
+    report = collect_validations(settings_from_options(store, data_dir), project)
     for doc in report.collected:
         ar = f"{doc.anisotropy_ratio:.4f}" if doc.anisotropy_ratio is not None else "-"
         note = f" flags: {'; '.join(doc.flags)}" if doc.flags else ""
@@ -187,9 +198,9 @@ def rerun(
     data_dir: DataDirOption = None,
 ) -> None:
     """Put failed jobs back in the queue (the Runner picks them up again)."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc.queue import rerun_failed
 
-    done = hpc.rerun_failed(settings_from_options(store, data_dir), project, db_ids or None)
+    done = rerun_failed(settings_from_options(store, data_dir), project, db_ids or None)
     console.print(
         f"{len(done)} job(s) back in the queue" + (f": {', '.join(done)}" if done else "")
     )
@@ -215,9 +226,9 @@ def hpc_config(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write a filled-in jobflow-remote project (GPU + VASP workers, anisoscreen's store)."""
-    from anisoscreen import hpc
+    from anisoscreen.hpc.config import write_project_config
 
-    path = hpc.write_project_config(
+    path = write_project_config(
         output,
         overwrite=force,
         name=name,

@@ -41,14 +41,14 @@ def dataset_build(
 
     Interrupted downloads resume from a cache under the data dir.
     """
-    from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy
+    from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy, api_key
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.mp_dataset import build_dielectric_dataset
+    from anisoscreen.model.training.mp_dataset import build_dielectric_dataset
 
     if not from_mp:
         raise AnisoscreenError("say where the data comes from: --from-mp")
     settings = settings_from_options()
-    key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
+    key = api_key(settings)
     count = build_dielectric_dataset(
         MPResterSearcher(key, "dielectric"),
         MPResterSearcher(key, "summary"),
@@ -78,7 +78,7 @@ def predict(
     from rich.progress import Progress
 
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.predict import PredictionFailure, Predictor
+    from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
     settings = settings_from_options(model=model, device=device, batch_size=batch_size)
@@ -155,12 +155,16 @@ def train(
             help="Add a pretrained potential's per-atom features to the input (chgnet-0.3.0).",
         ),
     ] = None,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 0.003,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    lr_decay: Annotated[float, typer.Option(help="Exponential LR factor per epoch.")] = 0.98,
-    batch_size: Annotated[int, typer.Option(help="Structures per step.")] = 12,
-    max_epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 200,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate [0.003].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0.01].")] = None,
+    lr_decay: Annotated[
+        float | None, typer.Option(help="Exponential LR factor per epoch [0.98].")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Structures per step [12].")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs [300].")] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Early-stopping patience in epochs [40].")
+    ] = None,
     seeds: Annotated[
         list[int] | None, typer.Option("--seed", help="One network per seed (ensemble).")
     ] = None,
@@ -175,9 +179,9 @@ def train(
 ) -> None:
     """Train (or resume training) an equivariant dielectric model and write its model card."""
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.network import ModelConfig
-    from anisoscreen.model.pipeline import train_model
-    from anisoscreen.model.train import TrainConfig
+    from anisoscreen.model.nn.network import ModelConfig
+    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.train import TrainConfig
 
     settings = settings_from_options(device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
@@ -202,7 +206,7 @@ def train(
             output=output_irreps,
             atom_features=atom_features,
         ),
-        TrainConfig(
+        TrainConfig.with_overrides(
             lr=lr,
             weight_decay=weight_decay,
             lr_decay=lr_decay,
@@ -257,8 +261,8 @@ def evaluate(
     from rich.table import Table
 
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.evaluate import evaluate_model
-    from anisoscreen.ranking import dimensionality
+    from anisoscreen.model.training.evaluate import evaluate_model
+    from anisoscreen.screening.descriptors import dimensionality
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
@@ -269,12 +273,16 @@ def evaluate(
         subset,
         split_seed,
         settings.device,
-        parity_plot,
         members=member or None,
         dimensionality=dimensionality,
     )
+    if parity_plot is not None:
+        from anisoscreen.report.figures import parity_from_arrays
+
+        parity_from_arrays(result["predicted"], result["reference"], parity_plot, label="DFPT (MP)")
     if json_output is not None:
-        json_output.write_text(json.dumps(result, indent=1))
+        summary = {k: v for k, v in result.items() if k not in ("predicted", "reference")}
+        json_output.write_text(json.dumps(summary, indent=1))
     which = f", members {result['members']}" if member else ""
     table = Table(
         title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"
@@ -303,5 +311,6 @@ def evaluate(
     for quantity, c in (slices.get("calibration") or {}).items():
         console.print(
             f"calibration {quantity}: Spearman(spread, |error|) = "
-            f"{c['spearman_spread_vs_error']:.2f}, coverage of +-2 sigma = {c['coverage_2sigma']:.2f}"
+            f"{c['spearman_spread_vs_error']:.2f}, "
+            f"coverage of +-2 sigma = {c['coverage_2sigma']:.2f}"
         )

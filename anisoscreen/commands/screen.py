@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from anisoscreen.commands.common import (
     ArMaxOption,
@@ -27,6 +28,12 @@ from anisoscreen.commands.common import (
 )
 from anisoscreen.errors import AnisoscreenError
 
+if TYPE_CHECKING:
+    from anisoscreen.candidates.filters import ScreeningCriteria
+    from anisoscreen.schemas import ScreeningRunDoc
+    from anisoscreen.screening.outputs import RankingStageOutput
+    from anisoscreen.settings import AnisoscreenSettings
+
 STAGES = {"fetch": "fetching from MP", "predict": "predicting", "rank": "dimensionality"}
 
 
@@ -34,16 +41,6 @@ def register(app: typer.Typer) -> None:
     """Add the screening commands to ``app``."""
     app.command("run-screen")(run_screen)
     app.command("query")(query)
-
-
-def store_overrides(settings) -> dict:
-    """The settings a job needs to rebuild the same results store (JSON-serialisable)."""
-    return {
-        "store": settings.store,
-        "data_dir": str(settings.data_dir),
-        "database": settings.database,
-        "collection_prefix": settings.collection_prefix,
-    }
 
 
 def run_screen(
@@ -67,10 +64,15 @@ def run_screen(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
     ar_threshold: Annotated[
-        float, typer.Option("--ar-threshold", help="Validate candidates with a_r above this.")
-    ] = 2.5,
+        float | None,
+        typer.Option(
+            "--ar-threshold",
+            help="Validate candidates with a_r >= this (default 2.5 when --top-k is not given).",
+        ),
+    ] = None,
     top_k: Annotated[
-        int | None, typer.Option("--top-k", help="Validate the k highest-a_r candidates instead.")
+        int | None,
+        typer.Option("--top-k", help="Validate at most the k highest-a_r candidates."),
     ] = None,
     validate: Annotated[
         bool, typer.Option("--validate", help="Append DFT validation flows for the selection.")
@@ -94,11 +96,11 @@ def run_screen(
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf, rank by a_r, store everything."""
     from jobflow import run_locally
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from anisoscreen import jobs
     from anisoscreen.candidates.filters import ScreeningCriteria
-    from anisoscreen.flows import ScreeningMaker
+    from anisoscreen.screening import jobs
+    from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
     from anisoscreen.store import build_job_store
 
     settings = settings_from_options(
@@ -113,23 +115,15 @@ def run_screen(
     if dry_run:
         _dry_run(source, criteria, settings, console)
         return
-    validation_maker = None
-    if validate:
-        validation_maker = _validation_maker()
-
-    maker = ScreeningMaker(
+    maker = ScreeningMaker.from_settings(
+        settings,
         source=source,
         criteria=criteria,
-        model=settings.model,
-        device=settings.device,
-        batch_size=settings.batch_size,
         processes=processes,
         describe_top=describe_top,
-        store=store_overrides(settings),
         validate=validate,
         ar_threshold=ar_threshold,
         top_k=top_k,
-        validation_maker=validation_maker,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)
@@ -142,7 +136,7 @@ def run_screen(
         console=console,
         transient=False,
     ) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def report(stage: str, advance: int, total: int | None) -> None:
             if stage not in tasks:
@@ -156,24 +150,16 @@ def run_screen(
             )
         finally:
             jobs.set_progress_reporter(None)
-    record = responses.get(flow.jobs[3].uuid, {})
-    if not record:
+    outputs = screening_outputs(flow, responses)
+    if outputs is None:
         raise AnisoscreenError("the screening flow failed; see the messages above")
-    run_doc = next(iter(record.values())).output
-    ranking = next(iter(responses[flow.jobs[2].uuid].values())).output
-    _summary(console, run_doc, ranking, time.perf_counter() - start, settings)
+    _summary(console, outputs.run, outputs.ranking, time.perf_counter() - start, settings)
 
 
-def _validation_maker():
-    try:
-        from anisoscreen.validation.makers import ValidationMaker
-    except ImportError as exc:  # pragma: no cover - validation package missing
-        raise AnisoscreenError(f"validation is not available: {exc}") from exc
-    return ValidationMaker()
-
-
-def _dry_run(source, criteria, settings, console) -> None:
-    from anisoscreen.jobs import filter_source
+def _dry_run(
+    source: str, criteria: ScreeningCriteria, settings: AnisoscreenSettings, console: Console
+) -> None:
+    from anisoscreen.screening.jobs import filter_source
 
     _, batch, result = filter_source(source, criteria, settings.model, settings.data_dir)
     console.print(
@@ -189,7 +175,13 @@ def _dry_run(source, criteria, settings, console) -> None:
     )
 
 
-def _summary(console, run_doc, ranking, seconds, settings) -> None:
+def _summary(
+    console: Console,
+    run_doc: ScreeningRunDoc,
+    ranking: RankingStageOutput,
+    seconds: float,
+    settings: AnisoscreenSettings,
+) -> None:
     from rich.table import Table
 
     filters = Table(title=f"screening run {run_doc.run_id[:8]} ({run_doc.source})")
@@ -208,13 +200,13 @@ def _summary(console, run_doc, ranking, seconds, settings) -> None:
     top = Table(title=f"top 10 by anisotropy ratio ({run_doc.model} {run_doc.model_version})")
     for column in ("material_id", "formula", "a_r", "eps_poly", "dim"):
         top.add_column(column)
-    for row in ranking["ranking"][:10]:
-        dim = row["dimensionality"]
+    for row in ranking.ranking[:10]:
+        dim = row.dimensionality
         top.add_row(
-            row["material_id"],
-            row["formula"],
-            f"{row['anisotropy_ratio']:.2f}",
-            f"{row['eps_poly']:.2f}",
+            row.material_id,
+            row.formula,
+            f"{row.anisotropy_ratio:.2f}",
+            f"{row.eps_poly:.2f}",
             "?" if dim is None else f"{int(dim)}D",
         )
     console.print(top)

@@ -1,0 +1,1 @@
+"""The dielectric model: ``nn`` (layers, network), ``training``, ``inference``, ``checkpoint``."""

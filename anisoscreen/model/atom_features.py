@@ -150,7 +150,7 @@ def cached_features(
 
 def data_set_cache(name: str, data_path: str | Path) -> Path:
     """Cache file of feature set ``name`` for one data-set file (by its checksum)."""
-    from anisoscreen.model.dataset import file_checksum
+    from anisoscreen.model.checkpoint import file_checksum
     from anisoscreen.settings import get_settings
 
     digest = file_checksum(data_path)[:16]

@@ -5,8 +5,9 @@ A model file is a ``torch.save`` dict::
     {"format": "anisoscreen-model/1", "name": ..., "version": ...,
      "config": ModelConfig.to_dict(), "state_dicts": [...], "metadata": {...}}
 
-Named models live in ``<repo>/models/<name>/model.pt`` (shipped) or
-``<data_dir>/models/<name>/model.pt`` (trained by the user).
+Named models live in ``<data_dir>/models/<name>/model.pt`` (trained by the user) or in the
+shipped ``models/<name>/model.pt``: the repository's top-level ``models/`` folder, which wheels
+and sdists install as the resource package ``anisoscreen_models`` (:func:`shipped_models`).
 """
 
 from __future__ import annotations
@@ -21,21 +22,34 @@ from typing import Any
 import torch
 
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 
 __all__ = [
     "FORMAT",
     "LoadedModel",
     "atomic_torch_save",
+    "file_checksum",
     "load_model",
     "model_search_paths",
     "resolve_model_path",
     "save_model",
+    "shipped_models",
 ]
 
 FORMAT = "anisoscreen-model/1"
 MODEL_FILENAME = "model.pt"
-SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED_PACKAGE = "anisoscreen_models"
+"""The installed name of the repository's ``models/`` folder (see ``setup.py``)."""
+
+
+def shipped_models() -> Path:
+    """Folder of the shipped models: the installed resource package, else the checkout's."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files(SHIPPED_PACKAGE)))
+    except ModuleNotFoundError:  # running from a source checkout that is not installed
+        return Path(__file__).resolve().parents[2] / "models"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -57,7 +71,7 @@ def model_search_paths(data_dir: Path | None = None) -> list[Path]:
     paths = []
     if data_dir is not None:
         paths.append(Path(data_dir) / "models")
-    paths.append(SHIPPED_MODELS)
+    paths.append(shipped_models())
     return paths
 
 
@@ -76,7 +90,8 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
     raise AnisoscreenError(f"model {name_or_path!r} not found (searched {searched})")
 
 
-def _sha256(path: Path) -> str:
+def file_checksum(path: str | Path) -> str:
+    """SHA-256 of a file (model files, data sets), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -127,6 +142,53 @@ def save_model(
     return Path(path)
 
 
+def _read_payload(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checked payload of a model file; with ``mmap`` the weights stay on disk."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # corrupted or foreign file
+        raise AnisoscreenError(f"cannot read model file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise AnisoscreenError(f"{path} is not an anisoscreen model file ({FORMAT})")
+    return payload
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself, without building its networks."""
+
+    name: str
+    version: str
+    config: ModelConfig
+    metadata: dict[str, Any]
+    path: Path
+
+    @property
+    def element_symbols(self) -> list[str]:
+        """Symbols of the elements the model was trained on."""
+        from pymatgen.core import Element
+
+        return [Element.from_Z(z).symbol for z in self.config.elements]
+
+    @property
+    def material_ids(self) -> list[str]:
+        """Material ids of the model's data set (empty when not recorded)."""
+        return list(self.metadata.get("material_ids", []))
+
+
+def read_model_info(name_or_path: str | Path, data_dir: Path | None = None) -> ModelInfo:
+    """Name, version, config and metadata of a model file (weights memory-mapped, not read)."""
+    path = resolve_model_path(name_or_path, data_dir)
+    payload = _read_payload(path, mmap=True)
+    return ModelInfo(
+        name=payload["name"],
+        version=payload["version"],
+        config=ModelConfig.from_dict(payload["config"]),
+        metadata=payload.get("metadata", {}),
+        path=path,
+    )
+
+
 def load_model(
     name_or_path: str | Path,
     data_dir: Path | None = None,
@@ -135,12 +197,7 @@ def load_model(
 ) -> LoadedModel:
     """Load a model file (by name or path) into evaluation-mode networks."""
     path = resolve_model_path(name_or_path, data_dir)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted or foreign file
-        raise AnisoscreenError(f"cannot read model file {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise AnisoscreenError(f"{path} is not an anisoscreen model file ({FORMAT})")
+    payload = _read_payload(path)
     config = ModelConfig.from_dict(payload["config"])
     networks = []
     for state in payload["state_dicts"]:
@@ -152,7 +209,7 @@ def load_model(
         version=payload["version"],
         config=config,
         networks=networks,
-        checksum=_sha256(path),
+        checksum=file_checksum(path),
         path=path,
         metadata=payload.get("metadata", {}),
     )

@@ -135,7 +135,7 @@ def plot_ar_by_dimensionality(
 @lru_cache(maxsize=4)
 def _load_training_ratios(path: str, mtime: float) -> tuple[float, ...]:
     from anisoscreen import tensor as tmath
-    from anisoscreen.model.dataset import clean_entries, load_entries
+    from anisoscreen.model.training.dataset import clean_entries, load_entries
 
     kept, _ = clean_entries(load_entries(path))
     tensors = np.stack([entry.eps_electronic for entry in kept])
@@ -312,12 +312,8 @@ def plot_spectra(
     max_energy
         Upper energy limit (eV) of the plot.
     """
-    from anisoscreen.report.optics import (
-        absorption_coefficient,
-        optics_spectrum,
-        principal_axes,
-        project,
-    )
+    from anisoscreen.report.optics import optics_spectrum, principal_axes, project
+    from anisoscreen.tensor import absorption_coefficient
 
     chosen = [row for row in rows if row.optics_validation is not None][:max_materials]
     if not chosen:

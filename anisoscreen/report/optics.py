@@ -24,16 +24,11 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = [
-    "HC_EV_CM",
     "OpticsSpectrum",
-    "absorption_coefficient",
     "optics_spectrum",
     "principal_axes",
     "project",
 ]
-
-HC_EV_CM = 1.239841984e-4
-"""Planck constant times the speed of light, eV cm."""
 
 _ALIASES = {
     "energies": ("energies", "energy"),
@@ -48,11 +43,9 @@ def _as_tensors(value: Any) -> np.ndarray:
     if array.ndim == 3 and array.shape[1:] == (3, 3):
         return array
     if array.ndim == 2 and array.shape[1] == 6:
-        xx, yy, zz, xy, yz, xz = array.T
-        return np.stack(
-            [np.stack([xx, xy, xz], -1), np.stack([xy, yy, yz], -1), np.stack([xz, yz, zz], -1)],
-            axis=1,
-        )
+        from anisoscreen import tensor as tmath
+
+        return tmath.voigt6_to_tensors(array)
     if array.ndim == 2 and array.shape[1] == 3:  # diagonal only
         return np.stack([np.diag(row) for row in array])
     raise ValueError(f"expected (n, 6), (n, 3) or (n, 3, 3) per-energy tensors, got {array.shape}")
@@ -121,18 +114,3 @@ def principal_axes(tensor: Any) -> tuple[np.ndarray, np.ndarray]:
 def project(tensors: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Components ``v_k^T T(E) v_k`` of (n, 3, 3) tensors along the columns of ``axes``."""
     return np.einsum("ik,nij,jk->nk", axes, tensors, axes)
-
-
-def absorption_coefficient(
-    energies: np.ndarray, eps_real: np.ndarray, eps_imag: np.ndarray
-) -> np.ndarray:
-    """Absorption coefficient in cm^-1 from the dielectric function along one direction.
-
-    ``alpha = 4 pi kappa E / (h c)`` with the extinction coefficient
-    ``kappa = sqrt((|eps| - eps_1) / 2)``; arrays broadcast over trailing axes.
-    """
-    energies = np.asarray(energies, dtype=float)
-    modulus = np.hypot(eps_real, eps_imag)
-    kappa = np.sqrt(np.clip((modulus - eps_real) / 2.0, 0.0, None))
-    shape = (-1,) + (1,) * (np.ndim(kappa) - 1)
-    return 4.0 * np.pi * kappa * energies.reshape(shape) / HC_EV_CM

@@ -11,7 +11,7 @@
    :class:`~anisoscreen.schemas.ValidationDoc` (flagged when untrustworthy).
 
 The ValidationDocs are job outputs in the jobflow ``JobStore``; ``anisoscreen collect``
-(:func:`anisoscreen.hpc.collect`) or :func:`collect_from_job_store` copy them into the results
+(:func:`anisoscreen.hpc.queue.collect`) or :func:`collect_from_job_store` copy them into the results
 store. Every job carries metadata (:data:`META_MATERIAL`, :data:`META_ROLE`,
 :data:`META_CALC`) so that queued and finished validations can be found again.
 """
@@ -27,6 +27,7 @@ from atomate2.vasp.jobs.core import DielectricMaker, NonSCFMaker, StaticMaker
 from jobflow import Flow, Maker, job
 
 from anisoscreen.schemas import ValidationDoc, structure_id
+from anisoscreen.validation.metadata import META_CALC, META_MATERIAL, META_ROLE, RECORD_JOB_NAME
 from anisoscreen.validation.parse import validation_doc_from_task
 from anisoscreen.validation.sets import (
     MPDielectricSetGenerator,
@@ -41,23 +42,12 @@ if TYPE_CHECKING:
     from anisoscreen.schemas import PredictionDoc
 
 __all__ = [
-    "META_CALC",
-    "META_MATERIAL",
-    "META_ROLE",
     "MPDielectricMaker",
     "MPOpticsMaker",
     "ValidationMaker",
     "collect_from_job_store",
     "validation_record",
 ]
-
-META_MATERIAL = "anisoscreen_material_id"
-"""Job metadata key: the candidate's ``material_id``."""
-META_ROLE = "anisoscreen_role"
-"""Job metadata key: ``"vasp"`` for VASP jobs, ``"record"`` for :func:`validation_record`."""
-META_CALC = "anisoscreen_calc"
-"""Job metadata key: ``"dfpt"`` or ``"optics"``."""
-RECORD_JOB_NAME = "anisoscreen validation record"
 
 
 @dataclass
@@ -112,7 +102,7 @@ class MPOpticsMaker(OpticsMaker):
 
 @job(name=RECORD_JOB_NAME)
 def validation_record(task_doc: Any, **kwargs: Any) -> ValidationDoc:
-    """jobflow job: :func:`~anisoscreen.validation.parse.validation_doc_from_task`."""
+    """Jobflow job: :func:`~anisoscreen.validation.parse.validation_doc_from_task`."""
     return validation_doc_from_task(task_doc, **kwargs)
 
 
@@ -236,28 +226,20 @@ def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None =
     """Copy every ValidationDoc in a jobflow ``JobStore`` into a results store.
 
     For runs without jobflow-remote (``run_locally``); with jobflow-remote use
-    :func:`anisoscreen.hpc.collect`. Returns the number of documents upserted.
+    :func:`anisoscreen.hpc.queue.collect`. Returns the number of documents upserted.
     """
     query = {"name": {"$regex": f"^{RECORD_JOB_NAME}"}, **(criteria or {})}
     docs = []
-    with _connected(job_store):
+    with _Connected(job_store):
         for record in job_store.query(criteria=query, properties=["output"]):
             output = record.get("output")
             if output is None:
                 continue
-            docs.append(_as_validation_doc(output))
+            docs.append(ValidationDoc.from_job_output(output))
     return results.upsert(docs)
 
 
-def _as_validation_doc(output: Any) -> ValidationDoc:
-    if isinstance(output, ValidationDoc):
-        return output
-    if isinstance(output, dict):
-        return ValidationDoc.from_store({k: v for k, v in output.items() if not k.startswith("@")})
-    raise TypeError(f"not a ValidationDoc: {type(output).__name__}")
-
-
-class _connected:
+class _Connected:
     def __init__(self, store: Any) -> None:
         self.store = store
 

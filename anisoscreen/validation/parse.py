@@ -26,16 +26,10 @@ from anisoscreen import tensor as tmath
 from anisoscreen.schemas import ValidationDoc, ValidationState
 
 __all__ = [
-    "HBAR_C_EV_CM",
     "INCAR_KEYS",
-    "absorption_coefficient",
     "optics_from_dielectric",
     "validation_doc_from_task",
-    "voigt6_to_tensors",
 ]
-
-HBAR_C_EV_CM = 1.973269804e-5
-"""ħc in eV·cm (absorption coefficient α = 2 E κ / ħc in cm⁻¹ for E in eV)."""
 
 INCAR_KEYS = (
     "ENCUT",
@@ -75,29 +69,6 @@ def _state_value(value: Any) -> str | None:
     return str(getattr(value, "value", value))
 
 
-def voigt6_to_tensors(components: Any) -> np.ndarray:
-    """VASP's 6 components (XX, YY, ZZ, XY, YZ, ZX) per energy → an (n, 3, 3) array."""
-    c = tmath.as_array(components)
-    if c.ndim != 2 or c.shape[1] != 6:
-        raise ValueError(f"expected (n, 6) dielectric components, got shape {c.shape}")
-    out = np.empty((c.shape[0], 3, 3))
-    out[:, 0, 0], out[:, 1, 1], out[:, 2, 2] = c[:, 0], c[:, 1], c[:, 2]
-    out[:, 0, 1] = out[:, 1, 0] = c[:, 3]
-    out[:, 1, 2] = out[:, 2, 1] = c[:, 4]
-    out[:, 2, 0] = out[:, 0, 2] = c[:, 5]
-    return out
-
-
-def absorption_coefficient(energy: Any, eps_real: Any, eps_imag: Any) -> np.ndarray:
-    """Absorption coefficient α(E) in cm⁻¹ from ε₁ and ε₂ along one direction.
-
-    α = 2 E κ / ħc with the extinction coefficient κ = sqrt((|ε| − ε₁) / 2).
-    """
-    e1, e2 = np.asarray(eps_real, float), np.asarray(eps_imag, float)
-    kappa = np.sqrt(np.clip((np.hypot(e1, e2) - e1) / 2.0, 0.0, None))
-    return 2.0 * np.asarray(energy, float) * kappa / HBAR_C_EV_CM
-
-
 def optics_from_dielectric(fdd: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """The ω → 0 tensor and the optics record of a LOPTICS dielectric function.
 
@@ -119,7 +90,7 @@ def optics_from_dielectric(fdd: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """
     energy = tmath.as_array(_get(fdd, "energy"))
     raw_real, raw_imag = _get(fdd, "real"), _get(fdd, "imaginary")
-    real, imag = voigt6_to_tensors(raw_real), voigt6_to_tensors(raw_imag)
+    real, imag = tmath.voigt6_to_tensors(raw_real), tmath.voigt6_to_tensors(raw_imag)
     if not (len(energy) == len(real) == len(imag)) or len(energy) == 0:
         raise ValueError("energy, real and imaginary parts differ in length or are empty")
     order = np.argsort(energy, kind="stable")
@@ -129,7 +100,7 @@ def optics_from_dielectric(fdd: Any) -> tuple[np.ndarray, dict[str, Any]]:
     axes = vectors.T  # rows, ascending eigenvalue
     eps1 = np.einsum("ai,nij,aj->an", axes, real, axes)
     eps2 = np.einsum("ai,nij,aj->an", axes, imag, axes)
-    alpha = absorption_coefficient(energy[None, :], eps1, eps2)
+    alpha = tmath.absorption_coefficient(energy[None, :], eps1, eps2)
     optics = {
         "energies": energy.tolist(),
         "eps_real": tmath.as_array(raw_real)[order].tolist(),

@@ -16,11 +16,21 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
-from anisoscreen.model.dataset import clean_entries, file_checksum, load_entries, random_split
-from anisoscreen.model.evaluate import crystal_systems, metrics, predict_irreps
-from anisoscreen.model.network import ModelConfig
-from anisoscreen.model.train import TrainConfig, fit, prepare_graphs, resolve_device, target_stats
+from anisoscreen.model.checkpoint import MODEL_FILENAME, file_checksum, load_model, save_model
+from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.training.dataset import (
+    clean_entries,
+    load_entries,
+    random_split,
+)
+from anisoscreen.model.training.evaluate import crystal_systems, metrics, predict_irreps
+from anisoscreen.model.training.train import (
+    TrainConfig,
+    fit,
+    prepare_graphs,
+    resolve_device,
+    target_stats,
+)
 
 __all__ = [
     "ensemble_improves",
@@ -70,7 +80,9 @@ def train_model(
 
     train, validation = subset("train"), subset("validation")
     elements = sorted({int(z) for g in train[0] for z in g.atomic_numbers})
-    model_config = replace(model_config, elements=elements, **target_stats(train[1], train[0], model_config.readout))
+    model_config = replace(
+        model_config, elements=elements, **target_stats(train[1], train[0], model_config.readout)
+    )
 
     networks, states = [], []
     for seed in seeds:
@@ -127,7 +139,7 @@ def train_model(
         "n_entries": len(entries),
         # every material of the data set (train, validation and test) is already known
         "material_ids": sorted({e.material_id for e in entries if e.material_id.startswith("mp-")}),
-        "split_sizes": {k: int(len(v)) for k, v in split.items()},
+        "split_sizes": {k: len(v) for k, v in split.items()},
         "train_config": train_config.to_dict(),
         "seeds": list(seeds),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -189,7 +201,7 @@ def extend_ensemble(
     no part in the decision. Returns the validation metrics of both ensembles, ``kept``, and
     the new test metrics; or ``{"finished": False, ...}`` if a time limit stopped training.
     """
-    from anisoscreen.model.evaluate import evaluate_model
+    from anisoscreen.model.training.evaluate import evaluate_model
 
     model_dir = Path(model_dir)
     model_path = model_dir / MODEL_FILENAME
@@ -333,6 +345,16 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+_STUDY_HEADER = (
+    "| variant | members | validation eps_poly / a_r MAE (ensemble) "
+    "| per member (validation eps_poly / a_r) | test eps_poly / a_r MAE | test MAE_ten |"
+)
+_SLICES_HEADER = (
+    "| variant | 2D | empty slab > 6 A | eps_poly > 8 "
+    "| Spearman(spread, error) eps_poly / a_r; +-2 sigma coverage | dilution eps_zz(40) / ratio |"
+)
+
+
 def _readout_study_section(study: dict[str, Any] | None) -> str:
     """Model-card section of the read-out/loss study (``workflows/v2_study.py``)."""
     if not study:
@@ -356,7 +378,7 @@ def _readout_study_section(study: dict[str, Any] | None) -> str:
 ## Read-out and loss study
 {study["description"]}
 
-| variant | members | validation eps_poly / a_r MAE (ensemble) | per member (validation eps_poly / a_r) | test eps_poly / a_r MAE | test MAE_ten |
+{_STUDY_HEADER}
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
@@ -364,7 +386,7 @@ Error slices on the {study["slice_n"]} validation + test structures (eps_poly / 
 ensemble calibration, and the MoS2-layer dilution series (eps_zz at c = 40 A; in-plane
 (eps - 1) ratio between c = 40 and 20 A, physics 0.5):
 
-| variant | 2D | empty slab > 6 A | eps_poly > 8 | Spearman(spread, error) eps_poly / a_r; +-2 sigma coverage | dilution eps_zz(40) / ratio |
+{_SLICES_HEADER}
 | --- | --- | --- | --- | --- | --- |
 {slices}
 """

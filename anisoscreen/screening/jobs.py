@@ -1,22 +1,32 @@
 """jobflow jobs of the screening campaign.
 
 Jobs write their documents to the **results store** as they go (one upsert per document) and
-return small summaries (ids, counts, timings), so an interrupted campaign resumes with nothing
-lost or duplicated, and nothing large travels through the JobStore. ``store`` arguments are
-settings overrides (``{"store": ..., "data_dir": ...}``) so that a job rebuilds the same
-stores on whatever machine runs it.
+return small typed summaries (:mod:`anisoscreen.screening.outputs`: ids, counts, timings),
+so an interrupted campaign resumes with nothing lost or duplicated, and nothing large
+travels through the JobStore. ``store`` arguments are settings overrides
+(``{"store": ..., "data_dir": ...}``) so that a job rebuilds the same stores on whatever
+machine runs it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jobflow import Response, job
 
-from anisoscreen.candidates.filters import ScreeningCriteria, apply_criteria
+from anisoscreen.candidates.filters import FilterResult, ScreeningCriteria, apply_criteria
+from anisoscreen.candidates.sources import CandidateBatch
 from anisoscreen.schemas import CandidateDoc, Dimensionality, PredictionDoc, ScreeningRunDoc, utcnow
+from anisoscreen.screening.outputs import (
+    CandidateStageOutput,
+    PredictionStageOutput,
+    RankedCandidate,
+    RankingStageOutput,
+    ValidationSelectionOutput,
+)
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 
@@ -48,17 +58,22 @@ def _results(store: dict[str, Any] | None) -> ResultsStore:
     return ResultsStore(get_settings(**(store or {})))
 
 
-def load_source(source: str, data_dir=None):
+def load_source(source: str, data_dir: Path | str | None = None) -> CandidateBatch:
     """Candidates of a source: ``bundled``, ``mp`` or a path (JSON list, file, folder)."""
     from anisoscreen.candidates import sources
 
     if source == "bundled":
         return sources.load_bundled()
     if source == "mp":
-        from anisoscreen.candidates.mp import MPResterSearcher, RetryPolicy, fetch_mp_candidates
+        from anisoscreen.candidates.mp import (
+            MPResterSearcher,
+            RetryPolicy,
+            api_key,
+            fetch_mp_candidates,
+        )
 
         settings = get_settings(data_dir=data_dir)
-        key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else ""
+        key = api_key(settings)
         docs = fetch_mp_candidates(
             MPResterSearcher(key),
             settings.data_dir / "cache" / "mp",
@@ -70,8 +85,11 @@ def load_source(source: str, data_dir=None):
 
 
 def filter_source(
-    source: str, criteria: ScreeningCriteria | None = None, model: str | None = None, data_dir=None
-):
+    source: str,
+    criteria: ScreeningCriteria | None = None,
+    model: str | None = None,
+    data_dir: Path | str | None = None,
+) -> tuple[ScreeningCriteria, CandidateBatch, FilterResult]:
     """Load a source and apply the criteria (no store writes).
 
     Returns ``(criteria, batch, result)``: the effective criteria, the loaded
@@ -80,21 +98,23 @@ def filter_source(
     """
     criteria = (criteria or ScreeningCriteria()).model_copy()
     if model is not None:
-        elements, trained_on = _model_knowledge(model, data_dir)
+        from anisoscreen.model.checkpoint import read_model_info
+
+        info = read_model_info(model, Path(data_dir) if data_dir is not None else None)
         if criteria.model_elements is None:
-            criteria.model_elements = elements
-        criteria.extra_known_ids = sorted(set(criteria.extra_known_ids) | set(trained_on))
+            criteria.model_elements = info.element_symbols
+        criteria.extra_known_ids = sorted(set(criteria.extra_known_ids) | set(info.material_ids))
     batch = load_source(source, data_dir)
     return criteria, batch, apply_criteria(batch.candidates, criteria)
 
 
-@job
+@job(output_schema=CandidateStageOutput)
 def fetch_candidates(
     source: str,
     criteria: ScreeningCriteria | None = None,
     model: str | None = None,
     store: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> CandidateStageOutput:
     """Load candidates, apply the criteria and upsert the survivors as ``CandidateDoc``s.
 
     When ``model`` is given, its training elements become the ``unseen_elements`` criterion
@@ -105,53 +125,41 @@ def fetch_candidates(
     criteria, batch, result = filter_source(source, criteria, model, settings.data_dir)
     with ResultsStore(settings) as results:
         results.upsert(result.kept)
-    return {
-        "material_ids": [doc.material_id for doc in result.kept],
-        "n_input": len(batch.candidates) + len(batch.failures),
-        "removed_by": {"unreadable": len(batch.failures), **result.removed_by},
-        "criteria": {
+    return CandidateStageOutput(
+        material_ids=[doc.material_id for doc in result.kept],
+        n_input=len(batch.candidates) + len(batch.failures),
+        removed_by={"unreadable": len(batch.failures), **result.removed_by},
+        criteria={
             **criteria.model_dump(exclude={"extra_known_ids", "model_elements"}),
             "descriptions": result.descriptions,
         },
-        "failures": batch.failures,
-        "seconds": time.perf_counter() - start,
-    }
+        failures=batch.failures,
+        seconds=time.perf_counter() - start,
+    )
 
 
-def _model_knowledge(model: str, data_dir) -> tuple[list[str], list[str]]:
-    """Elements a model saw in training and the material ids of its data set."""
-    import torch
-    from pymatgen.core import Element
-
-    from anisoscreen.model.checkpoint import resolve_model_path
-
-    payload = torch.load(resolve_model_path(model, data_dir), map_location="cpu", weights_only=True)
-    elements = [Element.from_Z(z).symbol for z in payload["config"]["elements"]]
-    return elements, list(payload.get("metadata", {}).get("material_ids", []))
-
-
-@job
+@job(output_schema=PredictionStageOutput)
 def predict_candidates(
-    candidates: dict[str, Any],
+    candidates: CandidateStageOutput | dict[str, Any],
     model: str,
     device: str = "auto",
     batch_size: int = 64,
     store: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PredictionStageOutput:
     """Predict every candidate not yet predicted by this exact model (same checksum).
 
     Predictions are upserted batch by batch, so a killed run loses at most one batch and a
     re-run predicts only what is missing.
     """
-    from anisoscreen.model.predict import PredictionFailure, Predictor
+    from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
 
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
     predictor = Predictor.load(model, settings.data_dir, device, batch_size)
     name, checksum = predictor.model.name, predictor.model.checksum
-    ids = list(candidates["material_ids"])
-    failures: list[dict[str, str]] = []
+    ids = list(CandidateStageOutput.model_validate(candidates).material_ids)
+    failures: list[dict[str, Any]] = []
     n_predicted = 0
     with ResultsStore(settings) as results:
         done = results.keys(
@@ -190,42 +198,43 @@ def predict_candidates(
                 if len(batch_docs) == batch_size:
                     flush()
         flush()
-    return {
-        "material_ids": ids,
-        "model": name,
-        "model_version": predictor.model.version,
-        "model_checksum": checksum,
-        "n_predicted": n_predicted,
-        "n_reused": len(done),
-        "failures": failures,
-        "device": str(predictor.device),
-        "seconds": time.perf_counter() - start,
-    }
+    return PredictionStageOutput(
+        material_ids=ids,
+        model=name,
+        model_version=predictor.model.version,
+        model_checksum=checksum,
+        n_predicted=n_predicted,
+        n_reused=len(done),
+        failures=failures,
+        device=str(predictor.device),
+        seconds=time.perf_counter() - start,
+    )
 
 
-@job
+@job(output_schema=RankingStageOutput)
 def rank_candidates(
-    predictions: dict[str, Any],
+    predictions: PredictionStageOutput | dict[str, Any],
     processes: int | None = None,
     store: dict[str, Any] | None = None,
     top: int = 10,
     describe_top: int = 0,
-) -> dict[str, Any]:
+) -> RankingStageOutput:
     """Add dimensionality and crystal system to the predictions that lack them; rank by a_r.
 
     Descriptors are structural, so they are computed once per material and reused by any
     model's predictions of it. The ``describe_top`` highest-a_r candidates also get robocrys's
     text description (~2 s each).
     """
-    from anisoscreen import ranking
+    from anisoscreen.screening import descriptors as ranking
 
     start = time.perf_counter()
-    ids = predictions["material_ids"]
+    predictions = PredictionStageOutput.model_validate(predictions)
+    ids = predictions.material_ids
     with _results(store) as results:
         docs = results.query(
-            PredictionDoc, {"model": predictions["model"], "material_id": {"$in": ids}}
+            PredictionDoc, {"model": predictions.model, "material_id": {"$in": ids}}
         )
-        known = {
+        known: dict[str, dict[str, Any]] = {
             d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
             for d in results.query(
                 PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}}
@@ -246,12 +255,12 @@ def rank_candidates(
                 values["dimensionality"] = Dimensionality(values["dimensionality"])
         updated = []
         for doc in docs:
-            values = known.get(doc.material_id)
-            if values and (doc.dimensionality, doc.crystal_system) != (
-                values["dimensionality"],
-                values["crystal_system"],
+            found = known.get(doc.material_id)
+            if found and (doc.dimensionality, doc.crystal_system) != (
+                found["dimensionality"],
+                found["crystal_system"],
             ):
-                updated.append(doc.model_copy(update={**values, "last_updated": utcnow()}))
+                updated.append(doc.model_copy(update={**found, "last_updated": utcnow()}))
         results.upsert(updated)
         ranked = sorted(
             (d.model_copy(update=known.get(d.material_id) or {}) for d in docs),
@@ -273,84 +282,96 @@ def rank_candidates(
                 )
                 _report("describe", 1, len(undescribed))
             results.upsert(described)
-    return {
-        "model": predictions["model"],
-        "ranking": [
-            {
-                "material_id": d.material_id,
-                "formula": d.formula_pretty,
-                "anisotropy_ratio": d.anisotropy_ratio,
-                "eps_poly": d.eps_poly,
-                "dimensionality": d.dimensionality,
-            }
+    return RankingStageOutput(
+        model=predictions.model,
+        ranking=[
+            RankedCandidate(
+                material_id=d.material_id,
+                formula=d.formula_pretty,
+                anisotropy_ratio=d.anisotropy_ratio,
+                eps_poly=d.eps_poly,
+                dimensionality=d.dimensionality,
+            )
             for d in ranked
         ],
-        "n_descriptors_computed": len(computed),
-        "seconds": time.perf_counter() - start,
-        "top": top,
-    }
+        n_descriptors_computed=len(computed),
+        seconds=time.perf_counter() - start,
+        top=top,
+    )
 
 
-@job
+@job(output_schema=ValidationSelectionOutput)
 def select_for_validation(
-    ranking: dict[str, Any],
-    ar_threshold: float | None = 2.5,
+    ranking: RankingStageOutput | dict[str, Any],
+    ar_threshold: float | None = None,
     top_k: int | None = None,
     validation_maker: Any = None,
     store: dict[str, Any] | None = None,
 ) -> Response:
-    """Append DFT validation flows for the top candidates (a_r above threshold, or top k)."""
-    rows = ranking["ranking"]
-    chosen = (
-        rows[:top_k]
-        if top_k is not None
-        else [r for r in rows if r["anisotropy_ratio"] > (ar_threshold or 0)]
-    )
-    ids = [r["material_id"] for r in chosen]
-    if not ids or validation_maker is None:
-        return Response(output={"selected": ids})
-    with _results(store) as results:
-        candidates = {
-            c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})
-        }
-    flows = [
-        validation_maker.make(candidates[i].structure, material_id=i)
-        for i in ids
-        if i in candidates
-    ]
+    """Append DFT validation flows for the candidates :mod:`anisoscreen.validation.select` picks.
+
+    The ranked candidates with a_r >= ``ar_threshold``, highest first, then the first
+    ``top_k`` (with neither given, the reference threshold); each flow gets the prediction.
+    """
     from jobflow import Flow
 
-    return Response(output={"selected": ids}, addition=Flow(flows, name="validation"))
+    from anisoscreen.validation.select import select_candidates, selection_rule
+
+    ranking = RankingStageOutput.model_validate(ranking)
+    top_k, ar_threshold = selection_rule(top_k, ar_threshold)
+    with _results(store) as results:
+        chosen, skipped = select_candidates(
+            results,
+            ids=[row.material_id for row in ranking.ranking],
+            top_k=top_k,
+            ar_min=ar_threshold,
+            model=ranking.model,
+        )
+    output = ValidationSelectionOutput(
+        selected=[candidate.material_id for candidate, _ in chosen], skipped=skipped
+    )
+    if not chosen or validation_maker is None:
+        return Response(output=output)
+    flows = [
+        validation_maker.make(
+            candidate.structure, material_id=candidate.material_id, prediction=prediction
+        )
+        for candidate, prediction in chosen
+    ]
+    return Response(output=output, addition=Flow(flows, name="validation"))
 
 
-@job
+@job(output_schema=ScreeningRunDoc)
 def record_screening_run(
     run_id: str,
     source: str,
-    candidates: dict[str, Any],
-    predictions: dict[str, Any],
-    ranking: dict[str, Any],
+    candidates: CandidateStageOutput | dict[str, Any],
+    predictions: PredictionStageOutput | dict[str, Any],
+    ranking: RankingStageOutput | dict[str, Any],
     store: dict[str, Any] | None = None,
 ) -> ScreeningRunDoc:
     """Store the campaign's provenance: criteria, counts per filter, timings, model."""
+    candidates = CandidateStageOutput.model_validate(candidates)
+    predictions = PredictionStageOutput.model_validate(predictions)
+    ranking = RankingStageOutput.model_validate(ranking)
     doc = ScreeningRunDoc(
         run_id=run_id,
         source=source,
-        criteria=candidates["criteria"],
-        n_input=candidates["n_input"],
-        removed_by=candidates["removed_by"],
-        n_candidates=len(candidates["material_ids"]),
-        n_predicted=predictions["n_predicted"],
-        n_reused=predictions["n_reused"],
-        n_failed=len(predictions["failures"]) + len(candidates["failures"]),
-        failures=candidates["failures"] + predictions["failures"],
+        criteria=candidates.criteria,
+        n_input=candidates.n_input,
+        removed_by=candidates.removed_by,
+        n_candidates=len(candidates.material_ids),
+        n_predicted=predictions.n_predicted,
+        n_reused=predictions.n_reused,
+        n_failed=len(predictions.failures) + len(candidates.failures),
+        failures=candidates.failures + predictions.failures,
         timings={
-            "candidates": candidates["seconds"],
-            "prediction": predictions["seconds"],
-            "ranking": ranking["seconds"],
+            "candidates": candidates.seconds,
+            "prediction": predictions.seconds,
+            "ranking": ranking.seconds,
         },
-        model=predictions["model"],
-        model_version=predictions["model_version"],
+        model=predictions.model,
+        model_version=predictions.model_version,
         finished_at=utcnow(),
     )
     with _results(store) as results:

@@ -17,9 +17,9 @@ from pymatgen.core import Structure
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import LoadedModel, load_model
-from anisoscreen.model.graph import CrystalGraph, GraphError, collate, structure_to_graph
+from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, structure_to_graph
 from anisoscreen.model.runtime import tune_allocator
-from anisoscreen.model.train import resolve_device
+from anisoscreen.model.training.train import resolve_device
 from anisoscreen.schemas import PredictionDoc
 from anisoscreen.structures_io import StructureRecord
 

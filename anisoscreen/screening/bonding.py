@@ -45,8 +45,10 @@ Bond = tuple[int, int, tuple[int, int, int]]
 
 
 def _solid_angle_and_volume(center: np.ndarray, vertices: np.ndarray) -> tuple[float, float]:
-    """Solid angle subtended by a convex facet (fan-triangulated) and the volume of the pyramid
-    it forms with ``center`` (Van Oosterom & Strackee, as pymatgen's ``solid_angle``)."""
+    """Solid angle of a convex facet and the volume of its pyramid with ``center``.
+
+    The facet is fan-triangulated (Van Oosterom & Strackee, as pymatgen's ``solid_angle``).
+    """
     disp = vertices - center
     r = np.linalg.norm(disp, axis=1)
     a, b, c = disp[0], disp[1:-1], disp[2:]

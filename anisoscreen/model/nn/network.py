@@ -37,8 +37,8 @@ from e3nn.math import normalize2mom, soft_one_hot_linspace
 from pymatgen.core.periodic_table import Element
 from torch import nn
 
-from anisoscreen.model.graph import GraphBatch
-from anisoscreen.model.layers import (
+from anisoscreen.model.nn.graph import GraphBatch
+from anisoscreen.model.nn.layers import (
     AttributeLinear,
     EdgeTensorProduct,
     Gate,
@@ -47,7 +47,7 @@ from anisoscreen.model.layers import (
 )
 from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
 
-__all__ = ["AnisoNet", "ModelConfig", "NUM_ELEMENTS"]
+__all__ = ["NUM_ELEMENTS", "AnisoNet", "ModelConfig"]
 
 NUM_ELEMENTS = 118
 _MASS_SCALE = 100.0  # amu; keeps mass-weighted one-hot inputs of order one
@@ -234,10 +234,10 @@ class AnisoNet(nn.Module):
         self.gates = nn.ModuleList()
         for _ in range(config.num_layers):
             # l=0 carries mul scalars plus one gate per gated channel
-            channels_out = {0: mul * (1 + len(gated_orders)), **{l: mul for l in gated_orders}}
+            channels_out = {0: mul * (1 + len(gated_orders)), **dict.fromkeys(gated_orders, mul)}
             self.convolutions.append(Convolution(channels, channels_out, **conv_kwargs))
             self.gates.append(Gate(mul, gated_orders))
-            channels = {l: mul for l in range(lmax + 1)}
+            channels = dict.fromkeys(range(lmax + 1), mul)
         if config.readout != "mean" and config.output != "equivariant":
             raise ValueError(f"the {config.readout} read-out needs the equivariant output")
         out_channels = {0: 1, 2: 1} if config.output == "equivariant" else {0: 6}

@@ -1,5 +1,6 @@
-"""Compare trained models on the same splits: ensembles and single members, error slices, and
-the dilution of a layered crystal.
+"""Compare trained models on the same splits.
+
+Ensembles and single members, error slices, and the dilution of a layered crystal.
 
 Read-out and loss studies train several variants over several seeds; this module evaluates
 them all from one set of graphs (the data set is read and featurised once), so that every
@@ -19,11 +20,12 @@ from pymatgen.core import Lattice, Structure
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import LoadedModel, load_model
-from anisoscreen.model.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.error_slices import error_block, error_slices
-from anisoscreen.model.evaluate import predict_irreps
-from anisoscreen.model.graph import collate, structure_to_graph
-from anisoscreen.model.train import prepare_graphs
+from anisoscreen.model.nn.graph import collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet
+from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+from anisoscreen.model.training.error_slices import error_block, error_slices
+from anisoscreen.model.training.evaluate import predict_irreps
+from anisoscreen.model.training.train import prepare_graphs
 
 __all__ = [
     "DILUTION_HEIGHTS",
@@ -69,7 +71,7 @@ def mos2_layer(c: float) -> Structure:
 
 @torch.inference_mode()
 def dilution_series(
-    networks: Sequence[torch.nn.Module], heights: Sequence[float] = DILUTION_HEIGHTS
+    networks: Sequence[AnisoNet], heights: Sequence[float] = DILUTION_HEIGHTS
 ) -> dict[str, Any]:
     """In-plane and out-of-plane eps of a MoS2 layer at each cell height (ensemble mean).
 
@@ -91,7 +93,7 @@ def dilution_series(
     return result
 
 
-def _members(loaded: LoadedModel, members: Sequence[int] | None) -> list[torch.nn.Module]:
+def _members(loaded: LoadedModel, members: Sequence[int] | None) -> list[AnisoNet]:
     return list(loaded.networks) if members is None else [loaded.networks[k] for k in members]
 
 
@@ -104,8 +106,8 @@ def compare_models(
 ) -> dict[str, Any]:
     """Metrics of every variant's ensemble and of each of its members, on each subset.
 
-    The slices (:func:`~anisoscreen.model.error_slices.error_slices`) and the dilution series
-    are computed for each ensemble on the union of ``subsets`` (all structures that played no
+    The slices (:func:`~anisoscreen.model.training.error_slices.error_slices`) and the dilution
+    series are computed for each ensemble on the union of ``subsets`` (all structures that played no
     part in training).
 
     Returns

@@ -17,7 +17,8 @@ the same family of functions:
   spherical harmonics first and then performs one batched matrix product per input order,
   instead of one outer product per path; its output columns are laid out so that the per-path
   weights scale contiguous rows and the sums over edges are already in the output layout.
-  On CPU, a fused kernel (:mod:`anisoscreen.model.fused`) gathers, multiplies, weights and
+  On CPU, a fused kernel (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`) gathers, multiplies,
+  weights and
   sums in registers instead, with its own backward pass; the PyTorch path serves GPUs and
   machines without a C++ compiler, and the two agree to rounding (tested).
 """
@@ -25,7 +26,6 @@ the same family of functions:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +33,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from anisoscreen.model import fused
+from anisoscreen.model.nn.edge_tp import cpu_fused as fused
+from anisoscreen.model.nn.edge_tp import select_backend, torch_path
 
 __all__ = [
     "AttributeLinear",
@@ -65,7 +66,7 @@ class AttributeLinear(nn.Module):
     i.e. e3nn's ``FullyConnectedTensorProduct(x, Vx0e)``. The attributes are per element, so the
     weights are contracted once per element present and applied to that element's atoms in one
     matrix product; the nodes must be ordered by element (``species_counts`` atoms each), which
-    :class:`~anisoscreen.model.network.AnisoNet` arranges once per forward pass.
+    :class:`~anisoscreen.model.nn.network.AnisoNet` arranges once per forward pass.
 
     Parameters
     ----------
@@ -111,8 +112,8 @@ class IndexedWeights:
 
     The radial weights depend on the edge length only, and a batch of crystals has far fewer
     distinct lengths than edges (the two directions of a bond, symmetry-equivalent bonds:
-    about one in seven in a 64-structure batch of the MP oxide pool, float32), so the network evaluates its radial
-    MLPs once per distinct length.
+    about one in seven in a 64-structure batch of the MP oxide pool, float32), so the network
+    evaluates its radial MLPs once per distinct length.
     """
 
     table: torch.Tensor
@@ -143,7 +144,8 @@ class EdgeTensorProduct(nn.Module):
         Edges processed at once; bounds the per-edge intermediates (couplings, and on the
         PyTorch path the gathered weights and ~``edge_chunk * mul * cols`` products) whatever
         the batch size. Default on CPU: 4096 with the fused kernel
-        (:mod:`anisoscreen.model.fused`), else 1024 (the products stay in cache: ~1.5x faster
+        (:mod:`anisoscreen.model.nn.edge_tp.cpu_fused`), else 1024 (the products stay in cache:
+        ~1.5x faster
         than one pass at the paper's size); 65536 on GPUs.
     """
 
@@ -242,42 +244,9 @@ class EdgeTensorProduct(nn.Module):
         (edges sorted by ``edge_dst``): each chunk of edges sums into its own block of
         destination nodes, and the blocks together cover every node.
         """
-        dtype = edge_sh.dtype
-        if fused.kernel_available(edge_sh) and max(self.l_in) <= fused.MAX_L:
-            return self._fused_forward(x, edge_sh, edge_weight, edge_src, edge_dst, chunks)
-        # Under autograd, gather the sources of all edges at once and weight out of place:
-        # the gradient of each per-chunk gather or in-place update is a zero-filled copy of
-        # the whole input. Without autograd, gather per chunk and weight in place (less memory).
-        differentiable = torch.is_grad_enabled()
-        if differentiable:
-            sizes = [hi - lo for _, _, lo, hi in chunks]
-            sources = {l1: torch.split(x[l1].index_select(0, edge_src), sizes) for l1 in self.l_in}
-        # per (l1, l3): summed messages of each chunk, (nodes, 2l3+1, paths * mul)
-        blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
-        # edges in chunks: the (edges, cols, mul) intermediates stay cache- and memory-sized
-        for k, (node_lo, node_hi, lo, hi) in enumerate(chunks):
-            if isinstance(edge_weight, IndexedWeights):
-                weights = edge_weight.chunk(lo, hi)
-            else:
-                weights = edge_weight[lo:hi]
-            # per span, in order (split, not slices: under autograd each slice's gradient
-            # would be a zero-filled copy of all the weights)
-            span_weights = iter(torch.split(weights, self._span_sizes, dim=1))
-            num, dst = hi - lo, edge_dst[lo:hi] - node_lo
-            for l1 in self.l_in:
-                spans = self._spans[l1]
-                # (e, sh_dim) @ (sh_dim, cols * (2l1+1)) -> (e, cols, 2l1+1), contiguous
-                cg = getattr(self, f"cg_{l1}").to(dtype)
-                coupling = (edge_sh[lo:hi] @ cg).view(num, -1, 2 * l1 + 1)
-                if differentiable:
-                    source = sources[l1][k]
-                else:
-                    source = x[l1].index_select(0, edge_src[lo:hi])  # (e, 2l1+1, mul)
-                messages = self._scalar_messages if l1 == 0 else self._tensor_messages
-                summed = messages(coupling, source, span_weights, spans, dst, node_hi - node_lo)
-                for (_, width), block_l3 in zip(spans, summed, strict=True):
-                    blocks.setdefault((l1, width // 2), []).append(block_l3)
-        return self._assemble(blocks)
+        backend = select_backend(edge_sh, max(self.l_in))
+        path = fused if backend == "cpu_fused" else torch_path
+        return path.edge_tensor_product(self, x, edge_sh, edge_weight, edge_src, edge_dst, chunks)
 
     def _assemble(self, blocks: dict[tuple[int, int], list[torch.Tensor]]) -> dict:
         """Output per order from the per-chunk ``(l1, l3)`` blocks."""
@@ -288,102 +257,6 @@ class EdgeTensorProduct(nn.Module):
             )
             for l3 in self.l_out
         }
-
-    def _fused_forward(self, x, edge_sh, edge_weight, edge_src, edge_dst, chunks) -> dict:
-        """:meth:`forward` through the fused CPU kernel (:mod:`anisoscreen.model.fused`)."""
-        dtype = edge_sh.dtype
-        sources = [x[l1].to(dtype).contiguous() for l1 in self.l_in]
-        cgs = [getattr(self, f"cg_{l1}").to(dtype) for l1 in self.l_in]
-        blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
-        indexed = isinstance(edge_weight, IndexedWeights)
-        table = (edge_weight.table if indexed else edge_weight).to(dtype)
-        for node_lo, node_hi, lo, hi in chunks:
-            # the kernel reads each edge's row of the table itself: no per-edge copy
-            weights, rows = (table, edge_weight.rows[lo:hi]) if indexed else (table[lo:hi], None)
-            sh = edge_sh[lo:hi]
-            couplings = [
-                (sh @ cg).view(hi - lo, -1, 2 * l1 + 1)
-                for l1, cg in zip(self.l_in, cgs, strict=True)
-            ]
-            summed = fused.fused_edge_tensor_product(
-                self._fused_plan,
-                sources,
-                couplings,
-                weights,
-                edge_src[lo:hi],
-                edge_dst[lo:hi] - node_lo,
-                node_hi - node_lo,
-                rows,
-            )
-            for l1, group in zip(self.l_in, summed, strict=True):
-                spans = self._spans[l1]
-                parts = torch.split(group, [paths * width for paths, width in spans], dim=1)
-                for part, (paths, width) in zip(parts, spans, strict=True):
-                    view = part.view(node_hi - node_lo, width, paths * self.mul)
-                    blocks.setdefault((l1, width // 2), []).append(view)
-        return self._assemble(blocks)
-
-    def _tensor_messages(
-        self,
-        coupling: torch.Tensor,
-        source: torch.Tensor,
-        span_weights: Iterator[torch.Tensor],
-        spans: list[tuple[int, int]],
-        dst: torch.Tensor,
-        num_nodes: int,
-    ) -> list[torch.Tensor]:
-        """Summed messages of l1 > 0 sources, one (nodes, 2l3+1, paths * mul) per span.
-
-        One batched product gives every path's (edges, cols, mul) products; each span's
-        weights then scale its contiguous columns. Without autograd this happens in place and
-        one scatter sums all spans; under autograd out of place, one scatter per span.
-        """
-        num, mul = len(coupling), self.mul
-        products = torch.bmm(coupling, source)  # (e, cols, mul)
-        sizes = [paths * width for paths, width in spans]
-        parts = [
-            part.view(num, width, paths * mul)
-            for part, (paths, width) in zip(torch.split(products, sizes, dim=1), spans, strict=True)
-        ]
-        if torch.is_grad_enabled():
-            summed = []
-            for part in parts:
-                weighted = part * next(span_weights)[:, None]
-                block = weighted.new_zeros((num_nodes, *weighted.shape[1:]))
-                summed.append(block.index_add_(0, dst, weighted))
-            return summed
-        for part in parts:
-            part.mul_(next(span_weights)[:, None])
-        block = products.new_zeros((num_nodes, *products.shape[1:]))
-        block.index_add_(0, dst, products)
-        return [
-            part.view(num_nodes, width, paths * mul)
-            for part, (paths, width) in zip(torch.split(block, sizes, dim=1), spans, strict=True)
-        ]
-
-    def _scalar_messages(
-        self,
-        coupling: torch.Tensor,
-        source: torch.Tensor,
-        span_weights: Iterator[torch.Tensor],
-        spans: list[tuple[int, int]],
-        dst: torch.Tensor,
-        num_nodes: int,
-    ) -> list[torch.Tensor]:
-        """Summed messages of scalar (l1 = 0) sources, one (nodes, 2l3+1, paths * mul) per span.
-
-        With one input component the product is an outer product, so the per-path weights
-        scale the (edges, mul) sources before it rather than the (edges, 2l3+1, mul) result.
-        """
-        num, mul = len(coupling), self.mul
-        parts = torch.split(coupling, [p * width for p, width in spans], dim=1)
-        summed = []
-        for part, (paths, width) in zip(parts, spans, strict=True):
-            weighted_source = next(span_weights).view(num, 1, paths, mul) * source[:, None]
-            messages = part.view(num, width, paths, 1) * weighted_source
-            block = messages.new_zeros((num_nodes, width, paths, mul))
-            summed.append(block.index_add_(0, dst, messages).flatten(2))
-        return summed
 
 
 def node_aligned_chunks(

@@ -19,10 +19,10 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import atomic_torch_save
-from anisoscreen.model.dataset import DielectricEntry
-from anisoscreen.model.graph import CrystalGraph, collate, structure_to_graph
-from anisoscreen.model.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.graph import CrystalGraph, collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.runtime import tune_allocator
+from anisoscreen.model.training.dataset import DielectricEntry
 from anisoscreen.tensor import irreps_to_tensor_torch
 
 __all__ = [
@@ -89,7 +89,13 @@ class TrainConfig:
     log_eig_weight: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def with_overrides(cls, **values: Any) -> TrainConfig:
+        """The defaults above with the given values (``None``: keep the default)."""
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Where a model errs: errors by dimensionality, on vacuum-separated layers, on the high-eps
-tail, and how well the ensemble spread tracks the error (calibration).
+"""Where a model errs, and how well its ensemble spread tracks the error.
+
+Errors by dimensionality, on vacuum-separated layers and on the high-eps tail; calibration.
 
 The overall test MAE hides the crystals an anisotropy screen exists to find: layered crystals
 whose layers sit far apart, and the strongly polarisable tail. These slices make them visible;

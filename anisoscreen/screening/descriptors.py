@@ -1,7 +1,8 @@
 """Ranking descriptors: structural dimensionality, crystal system, and the a_r ordering.
 
 Dimensionality follows the reference paper: bonds from CrystalNN, then Larsen et al.'s
-algorithm gives 0D/1D/2D/3D connectivity (:mod:`anisoscreen.bonding` computes both, identical
+algorithm gives 0D/1D/2D/3D connectivity (:mod:`anisoscreen.screening.bonding` computes both,
+identical
 to pymatgen's but ~3x faster). It still costs tens of ms per cell, so it runs in parallel
 over cores. robocrys's full text description (~2 s a structure, plus ~10 s to import) is
 offered only for the top candidates.
@@ -23,7 +24,7 @@ StructureDescriptors = dict[str, object]
 
 def dimensionality(structure: Structure) -> int | None:
     """Larsen dimensionality (0-3) of the CrystalNN-bonded structure; ``None`` if it fails."""
-    from anisoscreen.bonding import crystalnn_bonds, larsen_dimensionality
+    from anisoscreen.screening.bonding import crystalnn_bonds, larsen_dimensionality
 
     try:
         with warnings.catch_warnings():
@@ -77,7 +78,7 @@ def descriptors(
 
 
 def describe(structure: Structure) -> str | None:
-    """robocrys's condensed text description (slow: use for top candidates only)."""
+    """Robocrys's condensed text description (slow: use for top candidates only)."""
     from robocrys import StructureCondenser, StructureDescriber
 
     try:

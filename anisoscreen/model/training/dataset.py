@@ -8,7 +8,6 @@ below 1, drop entries whose polycrystalline eps_inf exceeds 15. The split is a s
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +21,9 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import structure_id
 
 __all__ = [
-    "DielectricEntry",
     "CleaningReport",
+    "DielectricEntry",
     "clean_entries",
-    "file_checksum",
     "load_entries",
     "random_split",
 ]
@@ -55,15 +53,6 @@ class CleaningReport:
     n_input: int = 0
     removed: dict[str, int] = field(default_factory=dict)
     n_output: int = 0
-
-
-def file_checksum(path: str | Path) -> str:
-    """SHA-256 of a file, for model cards and provenance."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _open_json(path: Path):

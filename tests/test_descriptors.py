@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from anisoscreen import ranking
 from anisoscreen.candidates.sources import load_bundled
+from anisoscreen.screening import descriptors as ranking
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,14 @@ def sample() -> list[Structure]:
 
 def test_known_dimensionalities():
     mos2 = Structure.from_spacegroup(
-        "P6_3/mmc", Lattice.hexagonal(3.16, 12.3), ["Mo", "S"], [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]]
+        "P6_3/mmc",
+        Lattice.hexagonal(3.16, 12.3),
+        ["Mo", "S"],
+        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
     )
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     assert ranking.dimensionality(mos2) == 2
     assert ranking.dimensionality(nacl) == 3
     assert ranking.crystal_system(mos2) == "hexagonal" and ranking.crystal_system(nacl) == "cubic"

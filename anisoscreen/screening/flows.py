@@ -2,27 +2,45 @@
 
 ``ScreeningMaker`` chains ``CandidateMaker`` -> ``PredictionMaker`` -> ``RankingMaker`` and a
 job recording the run; with ``validate=True`` a dynamic job appends DFT validation flows for
-the top candidates (a_r above ``ar_threshold``, or the ``top_k`` highest).
+the top candidates (:mod:`anisoscreen.validation.select`). :meth:`ScreeningMaker.from_settings`
+is the one way the CLI, ``submit`` and Python users build a campaign, and
+:func:`screening_outputs` reads a finished run's results by name.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Job, Maker
+from pydantic import BaseModel
 
 from anisoscreen.candidates.filters import ScreeningCriteria
-from anisoscreen.jobs import (
+from anisoscreen.schemas import ScreeningRunDoc
+from anisoscreen.screening.jobs import (
     fetch_candidates,
     predict_candidates,
     rank_candidates,
     record_screening_run,
     select_for_validation,
 )
+from anisoscreen.screening.outputs import RankingStageOutput, ValidationSelectionOutput
 
-__all__ = ["CandidateMaker", "PredictionMaker", "RankingMaker", "ScreeningMaker"]
+if TYPE_CHECKING:
+    from anisoscreen.settings import AnisoscreenSettings
+
+__all__ = [
+    "CandidateMaker",
+    "PredictionMaker",
+    "RankingMaker",
+    "ScreeningMaker",
+    "ScreeningOutputs",
+    "screening_outputs",
+]
+
+OUTPUT_NAMES = ("candidates", "predictions", "ranking", "run", "selection")
+"""Keys of the screening flow's ``output`` (``selection`` only with validation)."""
 
 
 @dataclass
@@ -115,9 +133,13 @@ class ScreeningMaker(Maker):
     validate
         Append validation flows for the selected candidates.
     ar_threshold, top_k
-        Selection for validation: a_r above the threshold (paper: 2.5) or the top k.
+        Selection for validation: a_r >= the threshold, then the top k (neither given: the
+        reference threshold 2.5), see :func:`anisoscreen.validation.select.selection_rule`.
     validation_maker
-        A maker whose ``make(structure, material_id=...)`` returns the validation flow.
+        A maker whose ``make(structure, material_id=..., prediction=...)`` returns the
+        validation flow.
+
+    The flow's ``output`` is a dict of the stage outputs named by :data:`OUTPUT_NAMES`.
     """
 
     name: str = "anisotropic dielectric screening"
@@ -130,9 +152,35 @@ class ScreeningMaker(Maker):
     describe_top: int = 0
     store: dict[str, Any] | None = None
     validate: bool = False
-    ar_threshold: float | None = 2.5
+    ar_threshold: float | None = None
     top_k: int | None = None
     validation_maker: Any = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: AnisoscreenSettings, *, optics: bool = False, **fields: Any
+    ) -> ScreeningMaker:
+        """The campaign for ``settings`` (model, device, batch size, store); ``fields`` override.
+
+        With ``validate=True`` and no ``validation_maker``, the DFPT validation maker is used,
+        plus optics (LOPTICS) with ``optics``.
+        """
+        from anisoscreen.settings import store_overrides
+
+        defaults: dict[str, Any] = {
+            "model": settings.model,
+            "device": settings.device,
+            "batch_size": settings.batch_size,
+            "store": store_overrides(settings),
+        }
+        defaults.update({k: v for k, v in fields.items() if v is not None})
+        if defaults.get("validate") and defaults.get("validation_maker") is None:
+            from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker
+
+            defaults["validation_maker"] = ValidationMaker(
+                optics_maker=MPOpticsMaker() if optics else None
+            )
+        return cls(**defaults)
 
     def make(self, run_id: str | None = None) -> Flow:
         run_id = run_id or str(uuid.uuid4())
@@ -149,11 +197,44 @@ class ScreeningMaker(Maker):
             run_id, self.source, candidates.output, predictions.output, ranking.output, self.store
         )
         record.name = "record run"
-        jobs = [candidates, predictions, ranking, record]
+        jobs: list[Job | Flow] = [candidates, predictions, ranking, record]
+        output = {
+            "candidates": candidates.output,
+            "predictions": predictions.output,
+            "ranking": ranking.output,
+            "run": record.output,
+        }
         if self.validate:
             select = select_for_validation(
                 ranking.output, self.ar_threshold, self.top_k, self.validation_maker, self.store
             )
             select.name = "select for validation"
             jobs.append(select)
-        return Flow(jobs, output=record.output, name=self.name)
+            output["selection"] = select.output
+        return Flow(jobs, output=output, name=self.name)
+
+
+class ScreeningOutputs(BaseModel):
+    """The results of a finished screening flow, by name."""
+
+    run: ScreeningRunDoc
+    ranking: RankingStageOutput
+    selection: ValidationSelectionOutput | None = None
+
+
+def screening_outputs(flow: Flow, responses: dict[str, Any]) -> ScreeningOutputs | None:
+    """Read the named outputs of ``flow`` from ``run_locally``'s responses.
+
+    Returns ``None`` when the run record is missing (the flow did not finish).
+    """
+
+    def output(name: str) -> Any:
+        reference = flow.output.get(name)
+        if reference is None or reference.uuid not in responses:
+            return None
+        return next(iter(responses[reference.uuid].values())).output
+
+    run, ranking = output("run"), output("ranking")
+    if run is None or ranking is None:
+        return None
+    return ScreeningOutputs(run=run, ranking=ranking, selection=output("selection"))

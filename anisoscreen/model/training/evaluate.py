@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from anisoscreen import tensor as tmath
-from anisoscreen.model.error_slices import error_block, error_slices
-from anisoscreen.model.graph import CrystalGraph, collate
+from anisoscreen.model.nn.graph import CrystalGraph, collate
+from anisoscreen.model.training.error_slices import error_block, error_slices
 
 __all__ = ["crystal_systems", "metrics", "predict_irreps"]
 
@@ -36,7 +37,7 @@ def crystal_systems(structures: Sequence[Any], symprec: float = 0.1) -> list[str
     """Crystal system of each structure (pymatgen's SpacegroupAnalyzer)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    systems = []
+    systems: list[str] = []
     for structure in structures:
         try:
             systems.append(SpacegroupAnalyzer(structure, symprec=symprec).get_crystal_system())
@@ -51,29 +52,28 @@ def metrics(
     """MAEs between predicted and reference 3x3 tensors (shape (n, 3, 3)).
 
     Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae``,
-    ``tensor_mae`` (see :func:`~anisoscreen.model.error_slices.error_block`) and, when
+    ``tensor_mae`` (see :func:`~anisoscreen.model.training.error_slices.error_block`) and, when
     ``systems`` is given, the same per crystal system under ``per_crystal_system``.
     """
-
     result: dict[str, Any] = error_block(predicted, reference)
     if systems is not None:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, system in enumerate(systems):
             groups[system].append(i)
         result["per_crystal_system"] = {
-            system: error_block(predicted[idx], reference[idx]) for system, idx in sorted(groups.items())
+            system: error_block(predicted[idx], reference[idx])
+            for system, idx in sorted(groups.items())
         }
     return result
 
 
 def evaluate_model(
     model: str,
-    data_path,
-    data_dir=None,
+    data_path: str | Path,
+    data_dir: Path | None = None,
     subset: str = "test",
     split_seed: int | None = None,
     device: str = "auto",
-    parity_plot=None,
     members: Sequence[int] | None = None,
     dimensionality: Callable[[Any], int | None] | None = None,
 ) -> dict[str, Any]:
@@ -82,15 +82,22 @@ def evaluate_model(
     The split is rebuilt from the model's recorded ``split_seed`` (overridable), with the same
     cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
     ``members`` evaluates the mean of those ensemble members only (0-based; default: all).
-    The result's ``slices`` (:func:`~anisoscreen.model.error_slices.error_slices`) add the
-    vacuum-separated layers, the high-eps tail, the ensemble calibration and, with a
+    The result's ``slices`` (:func:`~anisoscreen.model.training.error_slices.error_slices`) add
+    the vacuum-separated layers, the high-eps tail, the ensemble calibration and, with a
     ``dimensionality`` function (structure -> 0-3), errors per dimensionality.
+
+    Returns
+    -------
+    dict
+        ``model``, ``members``, ``subset``, ``split_seed``, ``metrics`` and ``slices``
+        (JSON-ready) and the arrays ``predicted`` and ``reference`` (n, 3, 3) for plots (the CLI
+        draws them).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
     from anisoscreen.model.checkpoint import load_model
-    from anisoscreen.model.dataset import clean_entries, load_entries, random_split
-    from anisoscreen.model.train import prepare_graphs, resolve_device
+    from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+    from anisoscreen.model.training.train import prepare_graphs, resolve_device
 
     dev = resolve_device(device)
     loaded = load_model(model, data_dir, device=dev)
@@ -129,9 +136,7 @@ def evaluate_model(
         "split_seed": seed,
         "metrics": metrics(predicted, reference, crystal_systems(structures)),
         "slices": error_slices(per_member, reference, structures, dimensionalities),
+        "predicted": predicted,
+        "reference": reference,
     }
-    if parity_plot is not None:
-        from anisoscreen.report.figures import parity_from_arrays
-
-        parity_from_arrays(predicted, reference, parity_plot, label="DFPT (MP)")
     return result

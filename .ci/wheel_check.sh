@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The wheel works on its own: build it, install it into a fresh venv outside the checkout, and
+# run `anisoscreen predict` on a structure file and a bundled `run-screen` from there.
+#
+# WHEEL_CHECK_DEPS_FROM=<site-packages folder> reuses installed dependencies (a .pth file in the
+# fresh venv) instead of downloading them; the wheel itself is always installed fresh.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+python="${PYTHON:-python}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/anisoscreen-wheel.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+"$python" -m pip wheel --no-deps --quiet -w "$work/dist" "$repo"
+"$python" -m venv "$work/venv"
+bin="$work/venv/bin"
+if [ -n "${WHEEL_CHECK_DEPS_FROM:-}" ]; then
+    purelib="$("$bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    echo "$WHEEL_CHECK_DEPS_FROM" > "$purelib/zz_dependencies.pth"
+    "$bin/pip" install --quiet --no-deps --ignore-installed "$work"/dist/anisoscreen-*.whl
+else
+    "$bin/pip" install --quiet torch==2.13.0
+    "$bin/pip" install --quiet "$work"/dist/anisoscreen-*.whl
+fi
+
+cd "$work"  # nothing of the checkout is importable from here
+export ANISOSCREEN_DATA_DIR="$work/data" MPLBACKEND=Agg
+unset PYTHONPATH
+"$bin/python" - "$work" <<'PY'
+import sys
+from pathlib import Path
+
+import anisoscreen
+from anisoscreen.model.checkpoint import resolve_model_path, shipped_models
+
+venv = Path(sys.argv[1]) / "venv"
+assert venv in Path(anisoscreen.__file__).resolve().parents, anisoscreen.__file__
+assert venv in shipped_models().resolve().parents, shipped_models()
+print("default model:", resolve_model_path("anisonet-mp-v1"))
+from anisoscreen.candidates.sources import load_bundled
+
+load_bundled().candidates[0].structure.to(filename="structure.cif")
+PY
+"$bin/anisoscreen" predict structure.cif --output predictions.jsonl
+"$bin/python" - <<'PY'
+import json
+
+(line,) = open("predictions.jsonl").read().splitlines()
+doc = json.loads(line)
+assert "error" not in doc and len(doc["dielectric_tensor"]) == 3, doc
+print("predicted:", doc["formula"], "a_r", round(doc["anisotropy_ratio"], 3))
+PY
+"$bin/anisoscreen" run-screen
+echo "wheel check passed"

@@ -1,0 +1,1 @@
+"""HPC dispatch through jobflow-remote: project ``config``, ``submit`` and the ``queue``."""

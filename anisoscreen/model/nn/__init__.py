@@ -1,0 +1,1 @@
+"""Network building blocks: the periodic graph, equivariant layers, AnisoNet, ``edge_tp``."""

@@ -1,0 +1,1 @@
+"""Training data, training loop, evaluation and the model card pipeline."""

@@ -1,0 +1,1 @@
+"""The screening campaign: jobs, Makers, typed stage outputs, descriptors and bonding."""

@@ -1,0 +1,5 @@
+"""Shipped anisoscreen models, installed as the resource package ``anisoscreen_models``.
+
+Each folder holds ``model.pt`` with its ``MODEL_CARD.md`` and ``metrics.json``;
+:func:`anisoscreen.model.checkpoint.shipped_models` finds them with ``importlib.resources``.
+"""
