@@ -21,6 +21,7 @@ from anisoscreen.model.graph import CrystalGraph, GraphError, collate, structure
 from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.train import resolve_device
 from anisoscreen.schemas import PredictionDoc
+from anisoscreen.structure_checks import structure_error
 from anisoscreen.structures_io import StructureRecord
 
 __all__ = ["PredictionFailure", "Predictor", "predict_structures"]
@@ -77,6 +78,9 @@ class Predictor:
     # -- checks -------------------------------------------------------------------------
     def graph_or_error(self, structure: Structure) -> CrystalGraph | str:
         """The structure's graph, or a one-line reason why the model cannot take it."""
+        problem = structure_error(structure)
+        if problem is not None:
+            return problem
         if not structure.is_ordered:
             return "disordered or partially occupied structure; the model needs ordered sites"
         if self._known:
@@ -89,6 +93,8 @@ class Predictor:
             return structure_to_graph(structure, self.model.config.cutoff)
         except GraphError as exc:
             return str(exc)
+        except Exception as exc:  # one record never stops the batch
+            return f"cannot build the graph: {type(exc).__name__}: {exc}"
 
     # -- inference ----------------------------------------------------------------------
     @torch.inference_mode()
