@@ -9,15 +9,15 @@ failures) and never stops the batch. The rules, in the order they are checked:
    (dense solids have 5–6 Å³ per atom; 1 Å³ per atom gives nonsense such as ε ≈ 386);
 3. **interatomic distance**: no two atoms (periodic images included) closer than
    ``MIN_DISTANCE`` Å (the shortest bond, H–H, is 0.74 Å);
-4. **density**: mass density between ``MIN_DENSITY`` and ``MAX_DENSITY`` g/cm³ (osmium, the
-   densest element, is 22.6 g/cm³; the lightest molecular crystals and frameworks are
-   above 0.02 g/cm³, PBE-relaxed solid H2 included);
-5. **vacuum** (slabs, wires and isolated molecules in a box): along each lattice-plane
+4. **vacuum** (slabs, wires and isolated molecules in a box): along each lattice-plane
    normal, the widest empty gap between consecutive atomic planes must be under
    ``MAX_VACUUM_GAP`` Å. Layered crystals have gaps of about 3–4 Å; a larger gap is vacuum
    that someone put there, and ε∞ of such a cell depends on its arbitrary thickness, so it
    is an **error**, not a warning. (Isolated atoms with no neighbour within the model's
    cutoff are reported by the graph builder.)
+5. **density**: mass density between ``MIN_DENSITY`` and ``MAX_DENSITY`` g/cm³ (osmium, the
+   densest element, is 22.6 g/cm³; the lightest molecular crystals and frameworks are
+   above 0.02 g/cm³, PBE-relaxed solid H2 included).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def _vacuum(structure: Structure) -> StructureProblem | None:
     )
 
 
-_CHECKS = (_finite, _volume, _distance, _density, _vacuum)
+_CHECKS = (_finite, _volume, _distance, _vacuum, _density)
 
 
 def check_structure(structure: Structure) -> list[StructureProblem]:
