@@ -59,6 +59,7 @@ from anisoscreen.store_lock import StoreLock
 
 __all__ = [
     "COLLECTIONS",
+    "EmbeddedStore",
     "ResultsStore",
     "StoreConfigError",
     "build_job_store",
@@ -106,6 +107,20 @@ def _load_store_template(path: Path) -> dict[str, Any]:
     return template
 
 
+class EmbeddedStore(MontyStore):
+    """montydb store whose ``connect`` holds the store lock.
+
+    montydb rewrites its storage configuration file on every connect; a process that reads it
+    at that moment finds it empty and fails ("Empty module name"). Connecting under the same
+    lock as the writers makes concurrent processes safe.
+    """
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Connect while holding the embedded store's lock."""
+        with StoreLock(self.database_path).hold():
+            super().connect(force_reset=force_reset)
+
+
 def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
     """Build (but do not connect) the maggma store for one collection."""
     name = settings.collection_prefix + collection
@@ -119,7 +134,7 @@ def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
                 f"cannot create the embedded store folder {path}: {exc.strerror}; "
                 "choose another --data-dir (ANISOSCREEN_DATA_DIR)"
             ) from exc
-        return MontyStore(name, database_path=str(path), database_name=settings.database)
+        return EmbeddedStore(name, database_path=str(path), database_name=settings.database)
     if spec == "memory":
         return MemoryStore(name)
     if spec.startswith(("mongodb://", "mongodb+srv://")):
