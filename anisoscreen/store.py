@@ -291,9 +291,9 @@ class ResultsStore:
                 store.connect()
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"cannot open the embedded store {self.location}: {exc}") from exc
-            if not isinstance(store, MemoryStore):  # MontyStore is a MemoryStore too
-                ping_mongo(store, self.settings.server_timeout)
-            ensure_unique_index(store, COLLECTIONS[collection].STORE_KEY)
+            if isinstance(store, MongoStore) and not isinstance(store, MemoryStore):
+                ping_mongo(store, self.settings.server_timeout)  # (MontyStore is a MemoryStore)
+            ensure_unique_index(store, COLLECTIONS[collection].STORE_KEY)  # type: ignore[attr-defined]
             self._connected.add(collection)
         return self._stores[collection]
 
