@@ -1,12 +1,15 @@
 """``anisoscreen`` command line: parses arguments and calls the package; no science here.
 
 User errors (:class:`anisoscreen.errors.AnisoscreenError`) print one red line and exit with
-status 1, without a traceback. Heavy libraries are imported inside commands so that
+their class's status (:class:`anisoscreen.errors.ExitCode`, listed in ``--help``); other
+exceptions are reported as one line too, exit status 70. ``--debug`` or ``ANISOSCREEN_DEBUG=1``
+adds the traceback. Heavy libraries are imported inside commands so that
 ``anisoscreen --version`` stays instant.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -21,11 +24,14 @@ from anisoscreen.commands.common import (
     err_console,
     settings_from_options,
 )
-from anisoscreen.errors import AnisoscreenError
+from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning, ExitCode, exit_code_help
+
+DEBUG_ENV = "ANISOSCREEN_DEBUG"
 
 app = typer.Typer(
     name="anisoscreen",
     help="Screen crystals for strongly anisotropic dielectric response.",
+    epilog=exit_code_help(),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -46,8 +52,22 @@ def main_callback(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="YAML config file (overrides ANISOSCREEN_CONFIG)."),
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help=f"Show tracebacks of errors (or set {DEBUG_ENV}=1)."),
+    ] = False,
 ) -> None:
     """Screen crystals for strongly anisotropic dielectric response."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    if config is not None:
+        from anisoscreen.settings import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = config
 
 
 @app.command()
@@ -116,13 +136,60 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings about the user's input as one ``warning:`` line; others as Python prints them."""
+    if issubclass(category, AnisoscreenWarning) and not _debug():
+        err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = __import__("warnings").showwarning
+
+
 def main() -> None:
-    """Console entry point: run the app, turning user errors into one clear line."""
+    """Console entry point: every failure ends as one line and a documented exit status."""
     import warnings
 
+    from typer.exceptions import TyperException
+
     warnings.filterwarnings("ignore", category=FutureWarning, module="jobflow")
+    warnings.showwarning = _show_warning
     try:
-        app()
+        status = app(standalone_mode=False)
+    except typer.Exit as exc:
+        status = exc.exit_code
+    except TyperException as exc:  # a command line that does not parse
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err_console.print(f"error: {_one_line(exc)}", highlight=False, soft_wrap=True)
+        status = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; what was stored before stays stored", highlight=False)
+        status = ExitCode.INTERRUPTED
     except AnisoscreenError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        if _debug():
+            err_console.print_exception()
+        err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
+        status = exc.exit_code
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        if _debug():
+            err_console.print_exception()
+        err_console.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} "
+            f"(a bug; rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        status = ExitCode.INTERNAL
+    sys.exit(int(status or 0))

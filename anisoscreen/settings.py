@@ -9,6 +9,11 @@ Values are resolved in this order (first wins):
 
 The Materials Project API key is read from ``MP_API_KEY`` (or ``ANISOSCREEN_MP_API_KEY``) and
 kept as a secret: it never appears in ``repr``, logs, errors or the store.
+
+Every fault is a one-line :class:`~anisoscreen.errors.ConfigError` naming the key and where the
+value came from: a YAML file that does not parse or is not a mapping, an unknown key in it, a
+value of the wrong type, and a ``$ANISOSCREEN_CONFIG`` (or ``--config``) path that does not
+exist. Only the implicit default file may be absent.
 """
 
 from __future__ import annotations
@@ -18,22 +23,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
+
+from anisoscreen.errors import ConfigError
 
 __all__ = ["AnisoscreenSettings", "default_config_file", "get_settings"]
 
 APP_NAME = "anisoscreen"
+CONFIG_ENV = "ANISOSCREEN_CONFIG"
 
 
 def default_config_file() -> Path:
     """The YAML configuration file: ``$ANISOSCREEN_CONFIG`` or the user config directory."""
-    env = os.environ.get("ANISOSCREEN_CONFIG")
+    env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
@@ -45,6 +52,64 @@ def _default_shared_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return Path.cwd().parent / "shared"
+
+
+def read_config_file(path: Path | None = None) -> dict[str, Any]:
+    """The YAML configuration as a dict, checked: one-line :class:`ConfigError` on any fault.
+
+    Parameters
+    ----------
+    path
+        The file; default :func:`default_config_file`. A missing file is an error only when
+        it was given explicitly (``$ANISOSCREEN_CONFIG``, ``--config`` or ``path``).
+    """
+    import yaml
+
+    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
+    path = path or default_config_file()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(
+                f"config file {path} does not exist; create it, or unset {CONFIG_ENV} "
+                "to use the defaults"
+            )
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(
+            f"config file {path} is not valid YAML ({problem}{where}); fix it, or point "
+            f"{CONFIG_ENV} at another file"
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must be a mapping of settings (key: value), "
+            f"not a {type(data).__name__}"
+        )
+    known = set(AnisoscreenSettings.model_fields)
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"config file {path}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
+            )
+    return data
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The YAML configuration file as a settings source (checked by :func:`read_config_file`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config_file()
 
 
 class AnisoscreenSettings(BaseSettings):
@@ -70,6 +135,8 @@ class AnisoscreenSettings(BaseSettings):
         ``auto`` (GPU when there is one), ``cpu`` or ``cuda``.
     batch_size
         Structures per inference batch.
+    server_timeout
+        Seconds to wait for a MongoDB server before reporting it unreachable.
     mp_api_key
         Materials Project API key.
     """
@@ -86,6 +153,7 @@ class AnisoscreenSettings(BaseSettings):
     model: str = "anisonet-mp-v2"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)
+    server_timeout: float = Field(default=5.0, gt=0)
     mp_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ANISOSCREEN_MP_API_KEY", "MP_API_KEY")
     )
@@ -105,8 +173,7 @@ class AnisoscreenSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Precedence: arguments > environment > YAML config file > defaults."""
-        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=default_config_file())
-        return (init_settings, env_settings, yaml_source)
+        return (init_settings, env_settings, ConfigFileSource(settings_cls))
 
     @property
     def embedded_store_path(self) -> Path:
@@ -123,14 +190,39 @@ class AnisoscreenSettings(BaseSettings):
             "model": self.model,
             "device": self.device,
             "batch_size": self.batch_size,
+            "server_timeout": self.server_timeout,
             "mp_api_key": "set" if self.mp_api_key else "not set",
             "config_file": str(default_config_file()),
         }
 
 
 def get_settings(**overrides: Any) -> AnisoscreenSettings:
-    """Build settings; ``None`` overrides are ignored so CLI flags left unset fall through."""
-    return AnisoscreenSettings(**{k: v for k, v in overrides.items() if v is not None})
+    """Build settings; ``None`` overrides are ignored so CLI flags left unset fall through.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the first invalid key and where its value came from.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return AnisoscreenSettings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe_invalid(exc, given)) from None
+
+
+def _describe_invalid(exc: ValidationError, given: dict[str, Any]) -> str:
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else "?"
+    env = f"ANISOSCREEN_{key.upper()}"
+    if key in given:
+        where = f"the --{key.replace('_', '-')} option"
+    elif env in os.environ:
+        where = f"the environment variable {env}"
+    else:
+        where = f"the config file {default_config_file()}"
+    value = "***" if key == "mp_api_key" else repr(error.get("input"))
+    return f"invalid setting {key!r} = {value} from {where}: {error['msg']}"
 
 
 def store_overrides(settings: AnisoscreenSettings) -> dict[str, Any]:

@@ -23,12 +23,20 @@ one-``replace_one``-per-document update is quadratic in the collection size. On 
 embedded store the upsert therefore reads the existing keys (and a fingerprint of each
 document's content) in **one** scan per call, inserts the new documents with ``insert_many``,
 rewrites only documents whose content changed (by ``_id``, no scan) and skips the rest.
+
+Concurrent writers: on the embedded store every read-modify-write chunk runs under a file lock
+next to the montydb folder (:class:`~anisoscreen.store_lock.StoreLock`); on MongoDB the package
+creates a unique index on each collection's store key, so the server itself refuses a second
+copy. Connecting checks the store first (:mod:`anisoscreen.store_health`): an unreachable
+MongoDB fails after ``server_timeout`` seconds and a corrupt embedded file is named with a
+recovery hint, each as one line.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,12 +46,20 @@ import bson
 from maggma.core import Store
 from maggma.stores import MemoryStore, MongoStore, MongoURIStore, MontyStore
 
-from anisoscreen.errors import AnisoscreenError
+from anisoscreen.errors import ConfigError, StoreError
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc, ValidationDoc
 from anisoscreen.settings import AnisoscreenSettings, get_settings
+from anisoscreen.store_health import (
+    check_embedded_file,
+    embedded_collection_file,
+    ensure_unique_index,
+    ping_mongo,
+)
+from anisoscreen.store_lock import StoreLock
 
 __all__ = [
     "COLLECTIONS",
+    "EmbeddedStore",
     "ResultsStore",
     "StoreConfigError",
     "build_job_store",
@@ -69,7 +85,7 @@ JOB_DATA_COLLECTION = "jobs_data"
 DocT = TypeVar("DocT")
 
 
-class StoreConfigError(AnisoscreenError, ValueError):
+class StoreConfigError(ConfigError):
     """The store specification cannot be turned into a maggma store."""
 
 
@@ -78,7 +94,13 @@ def _load_store_template(path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise StoreConfigError(f"store file {path} does not exist")
-    template = loadfn(path, cls=None)
+    try:
+        template = loadfn(path, cls=None)
+    except Exception as exc:  # YAML/JSON parser errors of many types
+        reason = " ".join(str(exc).split())[:200]
+        raise StoreConfigError(
+            f"store file {path} cannot be parsed ({type(exc).__name__}: {reason})"
+        ) from exc
     if not isinstance(template, dict) or "@class" not in template:
         raise StoreConfigError(
             f"{path} must hold one serialised maggma store with '@module' and '@class' keys"
@@ -86,14 +108,38 @@ def _load_store_template(path: Path) -> dict[str, Any]:
     return template
 
 
-def mongo_store(uri: str, collection_name: str, database: str) -> Store:
+def mongo_store(
+    uri: str, collection_name: str, database: str, server_timeout: float = 5.0
+) -> Store:
     """A MongoDB store from a ``mongodb://`` URI, on any supported maggma version.
 
-    maggma >= 0.77 merged ``MongoURIStore`` (now deprecated) into ``MongoStore.from_uri``.
+    maggma >= 0.77 merged ``MongoURIStore`` (now deprecated) into ``MongoStore.from_uri``. An
+    unreachable server fails after ``server_timeout`` seconds instead of pymongo's 30.
     """
+    timeout_ms = int(server_timeout * 1000)
+    client_kwargs = {"serverSelectionTimeoutMS": timeout_ms, "connectTimeoutMS": timeout_ms}
     if hasattr(MongoStore, "from_uri"):
-        return MongoStore.from_uri(uri, collection_name=collection_name, database=database)
-    return MongoURIStore(uri, collection_name, database=database)
+        return MongoStore.from_uri(
+            uri,
+            collection_name=collection_name,
+            database=database,
+            mongoclient_kwargs=client_kwargs,
+        )
+    return MongoURIStore(uri, collection_name, database=database, mongoclient_kwargs=client_kwargs)
+
+
+class EmbeddedStore(MontyStore):
+    """montydb store whose ``connect`` holds the store lock.
+
+    montydb rewrites its storage configuration file on every connect; a process that reads it
+    at that moment finds it empty and fails ("Empty module name"). Connecting under the same
+    lock as the writers makes concurrent processes safe.
+    """
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Connect while holding the embedded store's lock."""
+        with StoreLock(self.database_path).hold():
+            super().connect(force_reset=force_reset)
 
 
 def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
@@ -102,12 +148,18 @@ def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
     spec = settings.store.strip()
     if spec == "monty":
         path = settings.embedded_store_path
-        path.mkdir(parents=True, exist_ok=True)
-        return MontyStore(name, database_path=str(path), database_name=settings.database)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the embedded store folder {path}: {exc.strerror}; "
+                "choose another --data-dir (ANISOSCREEN_DATA_DIR)"
+            ) from exc
+        return EmbeddedStore(name, database_path=str(path), database_name=settings.database)
     if spec == "memory":
         return MemoryStore(name)
     if spec.startswith(("mongodb://", "mongodb+srv://")):
-        return mongo_store(spec, name, settings.database)
+        return mongo_store(spec, name, settings.database, settings.server_timeout)
     if spec.endswith((".yaml", ".yml", ".json")):
         from monty.json import MontyDecoder
 
@@ -169,10 +221,12 @@ class _EmbeddedUpserter:
     def __init__(self, store: MontyStore, key: list[str]) -> None:
         self.collection = store._collection
         self.key = key
+        self.lock = StoreLock(store.database_path)
         self._index: dict[tuple, tuple[Any, Any, bytes]] | None = None
+        self._generation = -1
 
-    def _load_index(self) -> dict[tuple, tuple[Any, Any, bytes]]:
-        if self._index is None:
+    def _load_index(self, generation: int) -> dict[tuple, tuple[Any, Any, bytes]]:
+        if self._index is None or generation != self._generation:  # another process wrote
             self._index = {
                 _record_key(stored, self.key): (
                     stored["_id"],
@@ -184,7 +238,12 @@ class _EmbeddedUpserter:
         return self._index
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        index = self._load_index()
+        """Upsert ``records`` as one locked read-modify-write."""
+        with self.lock.hold() as generation:
+            self._write(records, self._load_index(generation))
+            self._generation = self.lock.advance()
+
+    def _write(self, records: list[dict[str, Any]], index: dict) -> None:
         new: list[tuple[dict[str, Any], tuple, bytes]] = []
         changed: list[tuple[dict[str, Any], tuple, bytes]] = []
         for record in records:
@@ -235,9 +294,34 @@ class ResultsStore:
         if collection not in self._stores:
             self._stores[collection] = build_store(self.settings, collection)
         if collection not in self._connected:
-            self._stores[collection].connect()
+            store = self._stores[collection]
+            if isinstance(store, MontyStore):
+                check_embedded_file(embedded_collection_file(store))
+            try:
+                store.connect()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"cannot open the embedded store {self.location}: {exc}") from exc
+            if isinstance(store, MongoStore) and not isinstance(store, MemoryStore):
+                ping_mongo(store, self.settings.server_timeout)  # (MontyStore is a MemoryStore)
+            ensure_unique_index(store, COLLECTIONS[collection].STORE_KEY)  # type: ignore[attr-defined]
             self._connected.add(collection)
         return self._stores[collection]
+
+    def check(self) -> None:
+        """Connect every collection now, so an unusable store fails before any work starts.
+
+        Raises
+        ------
+        StoreError
+            The store is unreachable or corrupt (one line with what to do).
+        """
+        for collection in COLLECTIONS:
+            self.store(collection)
+        if self.settings.store.strip() == "monty":
+            folder = self.settings.embedded_store_path / self.settings.database
+            for name in (JOB_COLLECTION, JOB_DATA_COLLECTION):
+                prefixed = self.settings.collection_prefix + name
+                check_embedded_file(folder / f"{prefixed}.collection")
 
     @staticmethod
     def collection_of(doc_cls: type) -> str:

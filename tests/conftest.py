@@ -54,7 +54,9 @@ def shared_dir() -> Path:
 def _isolated_settings(tmp_path, monkeypatch):
     """Every test gets its own data dir and config file; MP key never leaks in."""
     monkeypatch.setenv("ANISOSCREEN_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ANISOSCREEN_CONFIG", str(tmp_path / "config.yaml"))
+    config = tmp_path / "config.yaml"
+    config.touch()  # an explicitly named config file must exist
+    monkeypatch.setenv("ANISOSCREEN_CONFIG", str(config))
     monkeypatch.setenv("ANISOSCREEN_SHARED", str(SHARED))
     monkeypatch.delenv("ANISOSCREEN_STORE", raising=False)
     monkeypatch.delenv("MP_API_KEY", raising=False)

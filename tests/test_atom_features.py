@@ -103,7 +103,7 @@ def test_predictor_featurises_and_reports_failures(triclinic, tmp_path):
         )
     )
     assert [o.material_id for o in out] == ["ok", "sparse", "ok-rotated"]
-    assert isinstance(out[1], PredictionFailure) and "no neighbour" in out[1].error
+    assert isinstance(out[1], PredictionFailure) and "isolated molecule or cluster" in out[1].error
     assert out[0].eps_poly == pytest.approx(out[2].eps_poly, rel=1e-4)
 
     # a structure the graph accepts but the potential refuses is a failure too, in its place

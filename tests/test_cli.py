@@ -59,7 +59,7 @@ def test_info_reports_embedded_store_counts(tmp_path):
 
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     out = run_cli("info", "--store", "redis://nowhere")
-    assert out.returncode == 1
+    assert out.returncode == 4  # a configuration error (ExitCode.CONFIG)
     assert out.stderr.strip().startswith("error: unknown store 'redis://nowhere'")
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     missing = run_cli(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from maggma.stores import MontyStore
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def test_written_project_uses_the_anisoscreen_store(projects, tmp_path):
     assert project.workers["vasp"].work_dir == tmp_path / "runs" / "vasp"
     assert "module load vasp" in project.workers["vasp"].pre_run
     jobstore = project.get_jobstore()
-    assert type(jobstore.docs_store).__name__ == "MontyStore"
+    assert isinstance(jobstore.docs_store, MontyStore)  # EmbeddedStore: locked connect
     assert jobstore.docs_store.database_path == str(settings.embedded_store_path)
     assert jobstore.additional_stores["data"].collection_name == "jobs_data"
     assert project.get_queue_store().database == "anisoscreen_queue"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from monty.json import jsanitize
 
-from anisoscreen.errors import AnisoscreenError
+from anisoscreen.errors import SourceError
 
 if TYPE_CHECKING:
     from anisoscreen.settings import AnisoscreenSettings
@@ -77,7 +77,7 @@ class MPResterSearcher:
 
     def __init__(self, api_key: str, endpoint: str = "summary") -> None:
         if not api_key:
-            raise AnisoscreenError("no Materials Project API key: set MP_API_KEY")
+            raise SourceError("no Materials Project API key: set MP_API_KEY")
         self._api_key = api_key
         self.endpoint = endpoint
         self._rester = None
@@ -154,7 +154,7 @@ class RetryPolicy:
     secret: str | None = None
 
     def call(self, request: Callable[[], Any], what: str) -> Any:
-        """Run ``request``, retrying; raise one clean :class:`AnisoscreenError` at the end."""
+        """Run ``request``, retrying; raise one clean :class:`SourceError` at the end."""
         for attempt in range(self.retries + 1):
             try:
                 return request()
@@ -163,9 +163,10 @@ class RetryPolicy:
                     message = str(exc)
                     if self.secret:
                         message = message.replace(self.secret, "***")
-                    raise AnisoscreenError(
+                    raise SourceError(
                         f"Materials Project request for {what} failed after "
-                        f"{self.retries + 1} attempts: {message}"
+                        f"{self.retries + 1} attempts ({message}); check the network and "
+                        "MP_API_KEY, then re-run: finished chunks are cached"
                     ) from None
                 self.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover

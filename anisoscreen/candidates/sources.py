@@ -1,9 +1,16 @@
-"""Where candidates come from: MP summary documents, local files and the bundled demo pool."""
+"""Where candidates come from: MP summary documents, local files and the bundled demo pool.
+
+Every structure is checked (:mod:`anisoscreen.structure_checks`) as it is read: one that is
+not a plausible bulk crystal becomes a per-record failure with the reason, and the rest of the
+source goes on. Repeated material ids are reported once as a warning; the last record of each
+id is kept (as a sequence of upserts would keep it).
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -12,8 +19,9 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from anisoscreen.errors import AnisoscreenError
+from anisoscreen.errors import AnisoscreenWarning, SourceError
 from anisoscreen.schemas import CandidateDoc
+from anisoscreen.structure_checks import structure_error
 from anisoscreen.structures_io import read_structure_inputs
 
 __all__ = ["CandidateBatch", "candidates_from_summary_docs", "load_bundled", "load_local"]
@@ -28,6 +36,37 @@ class CandidateBatch:
     candidates: list[CandidateDoc] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
 
+    def add(self, ident: str, structure: Structure, source: str, **fields: Any) -> None:
+        """Check ``structure`` and add it as a candidate, or as a failure with the reason."""
+        problem = structure_error(structure)
+        if problem is None:
+            try:
+                doc = CandidateDoc.from_structure(structure, source=source, **fields)
+            except Exception as exc:  # one record never stops the source
+                problem = f"invalid candidate: {type(exc).__name__}: {exc}"
+        if problem is not None:
+            self.failures.append({"material_id": ident, "error": problem})
+            return
+        self.candidates.append(doc)
+
+    def drop_duplicate_ids(self, source: str) -> None:
+        """Keep the last candidate of each material id; warn once if there were repeats."""
+        last = {doc.material_id: doc for doc in self.candidates}
+        if len(last) == len(self.candidates):
+            return
+        counts: dict[str, int] = {}
+        for doc in self.candidates:
+            counts[doc.material_id] = counts.get(doc.material_id, 0) + 1
+        repeated = [ident for ident, n in counts.items() if n > 1]
+        shown = ", ".join(repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        warnings.warn(
+            f"{source}: {len(repeated)} material id(s) appear more than once ({shown}); "
+            "the last record of each is used",
+            AnisoscreenWarning,
+            stacklevel=2,
+        )
+        self.candidates = list(last.values())
+
 
 def candidates_from_summary_docs(docs: Iterable[dict[str, Any]], source: str) -> CandidateBatch:
     """MP summary documents (``material_id``, ``structure``, ``band_gap``...) as candidates."""
@@ -41,16 +80,16 @@ def candidates_from_summary_docs(docs: Iterable[dict[str, Any]], source: str) ->
         except Exception as exc:  # missing or malformed structure
             batch.failures.append({"material_id": ident, "error": f"invalid structure: {exc}"})
             continue
-        batch.candidates.append(
-            CandidateDoc.from_structure(
-                structure,
-                source=source,
-                material_id=doc.get("material_id"),
-                energy_above_hull=doc.get("energy_above_hull"),
-                band_gap=doc.get("band_gap"),
-                is_stable=doc.get("is_stable"),
-            )
+        batch.add(
+            ident,
+            structure,
+            source,
+            material_id=doc.get("material_id"),
+            energy_above_hull=doc.get("energy_above_hull"),
+            band_gap=doc.get("band_gap"),
+            is_stable=doc.get("is_stable"),
         )
+    batch.drop_duplicate_ids(source)
     return batch
 
 
@@ -64,7 +103,10 @@ def load_local(path: str | Path) -> CandidateBatch:
     """Candidates from a JSON(.gz) list of MP-summary-like documents, structure files or folders."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise AnisoscreenError(f"candidate source {path} does not exist")
+        raise SourceError(
+            f"candidate source {path} does not exist; give --source bundled, mp, or an "
+            "existing JSON(.gz) file, structure file or folder"
+        )
     batch = CandidateBatch()
     for record in read_structure_inputs([path]):
         if record.structure is None:
@@ -73,15 +115,15 @@ def load_local(path: str | Path) -> CandidateBatch:
             )
             continue
         fields = record.fields
-        batch.candidates.append(
-            CandidateDoc.from_structure(
-                record.structure,
-                source=record.source,
-                # an id from the data, else a stable structure hash (file names can collide)
-                material_id=record.material_id if record.explicit_id else None,
-                energy_above_hull=fields.get("energy_above_hull"),
-                band_gap=fields.get("band_gap"),
-                is_stable=fields.get("is_stable"),
-            )
+        batch.add(
+            record.material_id,
+            record.structure,
+            record.source,
+            # an id from the data, else a stable structure hash (file names can collide)
+            material_id=record.material_id if record.explicit_id else None,
+            energy_above_hull=fields.get("energy_above_hull"),
+            band_gap=fields.get("band_gap"),
+            is_stable=fields.get("is_stable"),
         )
+    batch.drop_duplicate_ids(str(path))
     return batch

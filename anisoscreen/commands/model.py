@@ -91,16 +91,21 @@ def predict(
     n_ok = n_failed = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
-    with open(tmp, "w") as handle, Progress(console=console, transient=True) as progress:
-        task = progress.add_task("predicting", total=len(records))
-        for result in predictor.predict(records, progress=lambda n: progress.advance(task, n)):
-            if isinstance(result, PredictionFailure):
-                line = result.as_dict()
-                n_failed += 1
-            else:
-                line = prediction_line(result)
-                n_ok += 1
-            handle.write(json.dumps(line) + "\n")
+    try:
+        with open(tmp, "w") as handle, Progress(console=console, transient=True) as progress:
+            task = progress.add_task("predicting", total=len(records))
+            for result in predictor.predict(records, progress=lambda n: progress.advance(task, n)):
+                if isinstance(result, PredictionFailure):
+                    line = result.as_dict()
+                    n_failed += 1
+                else:
+                    line = prediction_line(result)
+                    n_ok += 1
+                handle.write(json.dumps(line) + "\n")
+    except BaseException:
+        if n_ok + n_failed == 0:  # nothing worth keeping: leave no empty .partial behind
+            tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(output)
     console.print(
         f"{n_ok} predicted, {n_failed} failed with {predictor.model.name} "

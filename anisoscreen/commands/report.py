@@ -119,13 +119,17 @@ MaxMaterialsOption = Annotated[
 _NEEDS_VALIDATION = {"histogram", "parity", "spectra"}
 
 
-def _empty_message(results, query, validated: bool) -> str:
+def _empty_message(results, query, validated: bool, can_include_predictions: bool) -> str:
     where = results.location
     n_predictions = results.count("predictions")
     if n_predictions == 0:
-        return f"no predictions in the store {where}; run the screening (predict) first"
+        return f"no predictions in the store {where}; run the screening (run-screen) first"
     what = "validated candidates" if validated else "candidates"
-    hint = "; run the DFT validation first, or add --include-predictions" if validated else ""
+    hint = ""
+    if validated:
+        hint = "; run the DFT validation first (anisoscreen submit, then anisoscreen collect)"
+        if can_include_predictions:
+            hint += ", or add --include-predictions"
     return f"no {what} in the store {where} match the query ({query.describe()}){hint}"
 
 
@@ -170,7 +174,9 @@ def table(
         rows = find_candidates(results, query)
         if not rows:
             raise AnisoscreenError(
-                _empty_message(results, query, validated=not include_predictions)
+                _empty_message(
+                    results, query, validated=not include_predictions, can_include_predictions=True
+                )
             )
     text = render_table(rows, fmt, extra)
     if output is None:
@@ -233,7 +239,9 @@ def plot(
     with ResultsStore(settings) as results:
         rows = find_candidates(results, query)
         if not rows:
-            raise AnisoscreenError(_empty_message(results, query, validated=validated))
+            raise AnisoscreenError(
+                _empty_message(results, query, validated=validated, can_include_predictions=False)
+            )
     training_ratios = None
     if name == "histogram":
         training_ratios = training_anisotropy_ratios(training, shared=settings.shared)

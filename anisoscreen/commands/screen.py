@@ -75,7 +75,12 @@ def run_screen(
         typer.Option("--top-k", help="Validate at most the k highest-a_r candidates."),
     ] = None,
     validate: Annotated[
-        bool, typer.Option("--validate", help="Append DFT validation flows for the selection.")
+        bool,
+        typer.Option(
+            "--validate",
+            help="Select candidates for DFT validation and say how to submit them (a local "
+            "run cannot run VASP; `anisoscreen submit` sends them to a cluster).",
+        ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Load and filter only; write nothing.")
@@ -95,13 +100,13 @@ def run_screen(
     ] = 0,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf, rank by a_r, store everything."""
-    from jobflow import run_locally
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from anisoscreen.candidates.filters import ScreeningCriteria
     from anisoscreen.screening import jobs
+    from anisoscreen.screening.flow_runner import run_flow_locally
     from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
-    from anisoscreen.store import build_job_store
+    from anisoscreen.store import ResultsStore, build_job_store
 
     settings = settings_from_options(
         store, data_dir, model=model, device=device, batch_size=batch_size
@@ -115,13 +120,15 @@ def run_screen(
     if dry_run:
         _dry_run(source, criteria, settings, console)
         return
+    with ResultsStore(settings) as results:
+        results.check()  # an unreachable or corrupt store fails now, in one line
+
     maker = ScreeningMaker.from_settings(
         settings,
         source=source,
         criteria=criteria,
         processes=processes,
         describe_top=describe_top,
-        validate=validate,
         ar_threshold=ar_threshold,
         top_k=top_k,
     )
@@ -145,15 +152,69 @@ def run_screen(
 
         jobs.set_progress_reporter(report)
         try:
-            responses = run_locally(
-                flow, store=build_job_store(settings), create_folders=False, log=False
-            )
+            responses = run_flow_locally(flow, build_job_store(settings))
         finally:
             jobs.set_progress_reporter(None)
     outputs = screening_outputs(flow, responses)
     if outputs is None:
         raise AnisoscreenError("the screening flow failed; see the messages above")
     _summary(console, outputs.run, outputs.ranking, time.perf_counter() - start, settings)
+    if validate:
+        _explain_validation(settings, outputs.ranking, ar_threshold, top_k)
+    if outputs.run.failures:
+        _list_failures(outputs.run)
+
+
+def _explain_validation(
+    settings: AnisoscreenSettings,
+    ranking: RankingStageOutput,
+    ar_threshold: float | None,
+    top_k: int | None,
+) -> None:
+    """A local run cannot run VASP: say what the selection rule picks and how to submit it."""
+    from anisoscreen.store import ResultsStore
+    from anisoscreen.validation.select import select_candidates, selection_rule
+
+    top_k, ar_threshold = selection_rule(top_k, ar_threshold)
+    with ResultsStore(settings) as results:
+        chosen, _ = select_candidates(
+            results,
+            ids=[row.material_id for row in ranking.ranking],
+            top_k=top_k,
+            ar_min=ar_threshold,
+            model=ranking.model,
+        )
+    selected = [candidate.material_id for candidate, _ in chosen]
+    rules = ([f"a_r >= {ar_threshold:g}"] if ar_threshold is not None else []) + (
+        [f"top {top_k}"] if top_k is not None else []
+    )
+    options = (f" --ar-min {ar_threshold:g}" if ar_threshold is not None else "") + (
+        f" --top-k {top_k}" if top_k is not None else ""
+    )
+    shown = ", ".join(selected[:10]) + (", ..." if len(selected) > 10 else "")
+    console.print(
+        f"--validate: {len(selected)} candidates selected for DFT validation "
+        f"({', '.join(rules)})"
+        + (f": {shown}" if selected else "")
+        + ". Nothing was submitted: a local run cannot run VASP. Configure a cluster with "
+        f"`anisoscreen hpc-config`, then submit them with `anisoscreen submit{options}`",
+        highlight=False,
+    )
+
+
+def _list_failures(run_doc: ScreeningRunDoc) -> None:
+    """Print the run's failed records and end with the failed-records exit code."""
+    from anisoscreen.errors import FailedRecordsError
+
+    console.print(f"[bold]{len(run_doc.failures)} failed records[/bold]:")
+    for failure in run_doc.failures[:20]:
+        console.print(f"  {failure['material_id']}: {failure['error']}", highlight=False)
+    if len(run_doc.failures) > 20:
+        console.print(f"  ... and {len(run_doc.failures) - 20} more")
+    raise FailedRecordsError(
+        f"{len(run_doc.failures)} of {run_doc.n_input} records failed (listed above; "
+        f"`anisoscreen query --failed` lists them again); everything else is stored"
+    )
 
 
 def _dry_run(
@@ -213,6 +274,37 @@ def _summary(
     console.print(f"results in {settings.store} store; query them with `anisoscreen query`")
 
 
+def _print_failed(settings, output_format: str) -> None:
+    """The failures recorded by the latest screening run (``query --failed``)."""
+    import json
+    import sys
+
+    from anisoscreen.schemas import ScreeningRunDoc
+    from anisoscreen.store import ResultsStore
+
+    with ResultsStore(settings) as results:
+        latest = results.query(ScreeningRunDoc, sort={"finished_at": -1}, limit=1)
+    if not latest:
+        raise AnisoscreenError(f"no screening run in the {settings.store} store; run run-screen")
+    run = latest[0]
+    if output_format == "json":
+        sys.stdout.write(json.dumps(run.failures, indent=2) + "\n")
+        return
+    if output_format == "csv":
+        sys.stdout.write("material_id,error\n")
+        for failure in run.failures:
+            error = failure["error"].replace('"', '""')
+            sys.stdout.write(f'{failure["material_id"]},"{error}"\n')
+        return
+    when = f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else "unfinished"
+    console.print(
+        f"run {run.run_id[:8]} ({run.source}, {when}): {len(run.failures)} failed records",
+        highlight=False,
+    )
+    for failure in run.failures:
+        console.print(f"  {failure['material_id']}: {failure['error']}", highlight=False)
+
+
 def query(
     ar_min: ArMinOption = None,
     ar_max: ArMaxOption = None,
@@ -229,6 +321,10 @@ def query(
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="table, json or csv.")
     ] = "table",
+    failed: Annotated[
+        bool,
+        typer.Option("--failed", help="List the failed records of the latest screening run."),
+    ] = False,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -255,6 +351,9 @@ def query(
         limit=limit,
     )
     settings = settings_from_options(store, data_dir)
+    if failed:
+        _print_failed(settings, output_format)
+        return
     with ResultsStore(settings) as results:
         rows = find_candidates(results, request)
     records = [row.summary() for row in rows]

@@ -8,6 +8,7 @@ with the reason (unreadable, disordered, isolated atom, element unseen in traini
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -21,7 +22,10 @@ from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, struct
 from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.training.train import resolve_device
 from anisoscreen.schemas import PredictionDoc
+from anisoscreen.structure_checks import structure_error, structure_warnings
 from anisoscreen.structures_io import StructureRecord
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PredictionFailure", "Predictor", "predict_structures"]
 
@@ -77,6 +81,11 @@ class Predictor:
     # -- checks -------------------------------------------------------------------------
     def graph_or_error(self, structure: Structure) -> CrystalGraph | str:
         """The structure's graph, or a one-line reason why the model cannot take it."""
+        problem = structure_error(structure)
+        if problem is not None:
+            return problem
+        for warning in structure_warnings(structure):  # a slab or wire in a box: predicted
+            logger.warning("%s: %s", structure.composition.reduced_formula, warning)
         if not structure.is_ordered:
             return "disordered or partially occupied structure; the model needs ordered sites"
         if self._known:
@@ -89,6 +98,8 @@ class Predictor:
             return structure_to_graph(structure, self.model.config.cutoff)
         except GraphError as exc:
             return str(exc)
+        except Exception as exc:  # one record never stops the batch
+            return f"cannot build the graph: {type(exc).__name__}: {exc}"
 
     # -- inference ----------------------------------------------------------------------
     @torch.inference_mode()

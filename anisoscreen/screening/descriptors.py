@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 
 from pymatgen.core import Structure
 
-__all__ = ["StructureDescriptors", "crystal_system", "describe", "descriptors", "dimensionality"]
+from anisoscreen.worker_lifetime import pool_initializer_args
+
+__all__ = [
+    "StructureDescriptors",
+    "crystal_system",
+    "describe",
+    "descriptors",
+    "dimensionality",
+    "iter_descriptors",
+]
 
 StructureDescriptors = dict[str, object]
 
@@ -52,29 +61,38 @@ def _descriptors_of(structure_dict: dict) -> StructureDescriptors:
     }
 
 
+def iter_descriptors(
+    structures: Mapping[str, Structure],
+    processes: int | None = None,
+) -> Iterator[tuple[str, StructureDescriptors]]:
+    """``(material_id, descriptors)`` of every structure, in order, as each is computed.
+
+    Runs in parallel over cores; the workers die with this process (no orphan survives a
+    killed CLI), and a consumer can store results as they come, so a kill keeps them.
+    """
+    ids = list(structures)
+    processes = processes or os.cpu_count() or 1
+    if processes == 1 or len(ids) < 8:
+        for material_id in ids:
+            yield material_id, _descriptors_of(structures[material_id].as_dict())
+        return
+    payload = (structures[i].as_dict() for i in ids)
+    with ProcessPoolExecutor(processes, **pool_initializer_args()) as pool:
+        yield from zip(ids, pool.map(_descriptors_of, payload, chunksize=4), strict=True)
+
+
 def descriptors(
     structures: Mapping[str, Structure],
     processes: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, StructureDescriptors]:
     """Dimensionality and crystal system of every structure, in parallel over cores."""
-    ids = list(structures)
-    processes = processes or os.cpu_count() or 1
-    payload = [structures[i].as_dict() for i in ids]
-    if processes == 1 or len(ids) < 8:
-        results = []
-        for item in payload:
-            results.append(_descriptors_of(item))
-            if progress:
-                progress(1)
-    else:
-        results = []
-        with ProcessPoolExecutor(processes) as pool:
-            for result in pool.map(_descriptors_of, payload, chunksize=4):
-                results.append(result)
-                if progress:
-                    progress(1)
-    return dict(zip(ids, results, strict=False))
+    results = {}
+    for material_id, values in iter_descriptors(structures, processes):
+        results[material_id] = values
+        if progress:
+            progress(1)
+    return results
 
 
 def describe(structure: Structure) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jobflow import Response, job
 
@@ -211,6 +211,20 @@ def predict_candidates(
     )
 
 
+RANK_CHUNK = 16
+"""Ranked predictions stored per write while descriptors are computed."""
+
+
+def _with_descriptors(doc: PredictionDoc, values: dict[str, Any] | None) -> PredictionDoc | None:
+    """``doc`` with new dimensionality and crystal system, or ``None`` if nothing changes."""
+    if not values or (doc.dimensionality, doc.crystal_system) == (
+        values["dimensionality"],
+        values["crystal_system"],
+    ):
+        return None
+    return doc.model_copy(update={**values, "last_updated": utcnow()})
+
+
 @job(output_schema=RankingStageOutput)
 def rank_candidates(
     predictions: PredictionStageOutput | dict[str, Any],
@@ -246,22 +260,26 @@ def rank_candidates(
             for c in results.query(CandidateDoc, {"material_id": {"$in": missing}})
         }
         _report("rank", len(docs) - len(structures), len(docs))
-        computed = ranking.descriptors(
-            structures, processes, progress=lambda n: _report("rank", n, len(docs))
-        )
-        known.update(computed)
         for values in known.values():
             if values["dimensionality"] is not None:
                 values["dimensionality"] = Dimensionality(values["dimensionality"])
-        updated = []
-        for doc in docs:
-            found = known.get(doc.material_id)
-            if found and (doc.dimensionality, doc.crystal_system) != (
-                found["dimensionality"],
-                found["crystal_system"],
-            ):
-                updated.append(doc.model_copy(update={**found, "last_updated": utcnow()}))
-        results.upsert(updated)
+        by_id = {d.material_id: d for d in docs}
+        updated = [_with_descriptors(d, known.get(d.material_id)) for d in docs]
+        results.upsert(d for d in updated if d is not None)  # reused descriptors
+        computed: dict[str, dict[str, Any]] = {}
+        chunk: list[PredictionDoc] = []
+        for material_id, values in ranking.iter_descriptors(structures, processes):
+            if values["dimensionality"] is not None:
+                values["dimensionality"] = Dimensionality(cast(int, values["dimensionality"]))
+            computed[material_id] = known[material_id] = values
+            doc = _with_descriptors(by_id[material_id], values)
+            if doc is not None:
+                chunk.append(doc)
+            _report("rank", 1, len(docs))
+            if len(chunk) >= RANK_CHUNK:  # stored as it goes: a killed run keeps these
+                results.upsert(chunk)
+                chunk.clear()
+        results.upsert(chunk)
         ranked = sorted(
             (d.model_copy(update=known.get(d.material_id) or {}) for d in docs),
             key=lambda d: d.anisotropy_ratio,

@@ -111,6 +111,39 @@ class TrainState:
     train_seconds: float = 0.0
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "state", "best_weights")
+"""What a training checkpoint holds (besides the configs)."""
+
+
+def load_training_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint with ``weights_only=True``: tensors and plain data only.
+
+    A file in the output folder is never unpickled as arbitrary Python objects, so a
+    checkpoint planted or replaced by someone else cannot run code.
+
+    Raises
+    ------
+    AnisoscreenError
+        The file is not a training checkpoint written by anisoscreen.
+    """
+    from anisoscreen.errors import AnisoscreenError
+
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # UnpicklingError for foreign objects, others for garbage
+        reason = " ".join(str(exc).split())[:160]
+        raise AnisoscreenError(
+            f"refusing to resume from {path}: not a training checkpoint of plain tensors and "
+            f"data ({type(exc).__name__}: {reason}); move it away or use another --output-dir"
+        ) from exc
+    if not isinstance(saved, dict) or not all(key in saved for key in CHECKPOINT_KEYS):
+        raise AnisoscreenError(
+            f"refusing to resume from {path}: it lacks the keys of a training checkpoint "
+            f"({', '.join(CHECKPOINT_KEYS)}); move it away or use another --output-dir"
+        )
+    return saved
+
+
 def prepare_graphs(
     entries: Sequence[DielectricEntry],
     cutoff: float,
@@ -239,7 +272,7 @@ def fit(
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=dev, weights_only=False)
+        saved = load_training_checkpoint(checkpoint, dev)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
