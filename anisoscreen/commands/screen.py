@@ -27,7 +27,7 @@ from anisoscreen.commands.common import (
 )
 from anisoscreen.errors import AnisoscreenError
 
-STAGES = {"fetch": "fetching from MP", "predict": "predicting", "rank": "dimensionality"}
+STAGES = {"fetch": "fetching pages", "predict": "predicting", "rank": "dimensionality"}
 
 
 def register(app: typer.Typer) -> None:
@@ -51,8 +51,8 @@ def run_screen(
         str,
         typer.Option(
             "--source",
-            help="bundled (default), mp, or a path: a JSON(.gz) list of MP-like docs, "
-            "a structure file or a folder.",
+            help="bundled (default), mp, optimade:URL, optimade:NAME (alexandria, oqmd, ...), "
+            "or a path: a JSON(.gz) list of MP-like docs, a structure file or a folder.",
         ),
     ] = "bundled",
     store: Annotated[
