@@ -387,15 +387,20 @@ def _site_operations(structure: Structure, symprec: float, dataset=None):
             exact[k] = bool(np.all(distance.min(axis=1) <= symprec))
         return exact[k]
 
+    rotations = np.asarray(dataset.rotations)
+    translations = np.asarray(dataset.translations)
     ops = []
     for j, i in enumerate(dataset.equivalent_atoms):
         if i == j:
             ops.append((j, None, None))
             continue
-        for k, (rot, trans) in enumerate(zip(dataset.rotations, dataset.translations, strict=True)):
-            delta = rot @ frac[i] + trans - frac[j]
-            if np.allclose(delta, np.round(delta), atol=symprec) and is_symmetry(k, rot, trans):
-                ops.append((int(i), rot, trans - np.round(delta)))
+        delta = rotations @ frac[i] + translations - frac[j]
+        nearest = np.round(delta)
+        # np.allclose(delta, nearest, atol=symprec) for every operation at once
+        close = np.all(np.abs(delta - nearest) <= symprec + 1e-5 * np.abs(nearest), axis=1)
+        for k in np.nonzero(close)[0]:
+            if is_symmetry(int(k), rotations[k], translations[k]):
+                ops.append((int(i), rotations[k], translations[k] - nearest[k]))
                 break
         else:  # no operation found within tolerance: compute this site directly
             ops.append((j, None, None))
