@@ -1,16 +1,24 @@
 """Fast CrystalNN bonding and Larsen dimensionality for screening-sized pools.
 
 pymatgen's ``CrystalNN`` spends most of its time in ``VoronoiNN.get_voronoi_polyhedra``: for
-every site it builds ~100 ``PeriodicNeighbor`` objects, tessellates them and then walks
-*every* ridge of the tessellation in Python to find the few facets of the central cell. Three
-changes, none of which alters the bonds, make the whole descriptor ~3x faster:
+every site it builds ~100 ``PeriodicNeighbor`` objects, tessellates all points within 7 Å and
+then walks *every* ridge of the tessellation in Python to find the few facets of the central
+cell; CrystalNN then weighs each neighbour through Python dicts. These changes, none of which
+alters the bonds, make the whole descriptor ~3x faster per CPU second than the previous
+release (itself ~3x faster than pymatgen):
 
-* :class:`FastVoronoiNN` produces the same polyhedra from the same points in the same order,
-  but selects the central cell's ridges with numpy and builds sites only for its facets.
-  ``CrystalNN`` constructs its ``VoronoiNN`` internally, so :func:`crystalnn_bonds` swaps the
-  class in for the duration of the call.
+* The central Voronoi cell is tessellated from the points within 4.5 Å first. A point farther
+  than twice the cell's farthest vertex cannot cut the cell, so when every vertex lies within
+  half the radius used the cell is exactly the cell among all points (else the radius grows,
+  up to all points): ~30 instead of ~110 points per tessellation.
+* Solid angles and pyramid volumes of all facets are computed as arrays (pymatgen's formulas),
+  and :class:`FastCrystalNN` runs CrystalNN's weighting (porous adjustment, electronegativity,
+  distance taper, rounding, semicircle scores) on arrays of the facets.
+  :class:`FastVoronoiNN` keeps pymatgen's ``VoronoiNN`` interface on the same machinery.
 * Only symmetry-distinct sites are evaluated; the neighbours of an equivalent site are the
   images of its representative's neighbours under the space-group operation relating them.
+  A dataset computed elsewhere (the crystal system's, at 0.1 Å) can be reused: an operation
+  is used only if it maps the whole structure onto itself within 0.01 Å.
 * :func:`larsen_dimensionality` computes Larsen et al.'s (Phys. Rev. Mater. 3, 034003, 2019)
   dimensionality directly from the bond list: per connected component, the rank of the lattice
   translations that map the component onto itself (its cycle vectors), in O(bonds).
@@ -36,6 +44,7 @@ from scipy.spatial import Voronoi
 
 __all__ = [
     "Bond",
+    "FastCrystalNN",
     "FastVoronoiNN",
     "crystalnn_bonds",
     "larsen_dimensionality",
