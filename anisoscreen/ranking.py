@@ -4,8 +4,8 @@ Dimensionality follows the reference paper: bonds from CrystalNN, then Larsen et
 algorithm gives 0D/1D/2D/3D connectivity (:mod:`anisoscreen.bonding` computes both, identical
 to pymatgen's but ~10x faster). spglib runs once per structure: its 0.1 Å dataset gives the
 crystal system and the symmetry operations the bonding reuses. It still costs ~20 ms per
-cell, so it runs in parallel over cores. robocrys's full text description (~2 s a structure, plus ~10 s to import) is
-offered only for the top candidates.
+cell, so it runs in parallel over cores. robocrys's full text description (~2 s a structure,
+plus ~10 s to import) is offered only for the top candidates.
 """
 
 from __future__ import annotations
