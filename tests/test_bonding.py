@@ -99,3 +99,48 @@ def test_layered_and_framework_crystals():
     )
     assert larsen_dimensionality(len(mos2), crystalnn_bonds(mos2)) == 2
     assert larsen_dimensionality(len(nacl), crystalnn_bonds(nacl)) == 3
+
+
+def test_bonds_from_the_crystal_system_dataset_equal_pymatgen(sample):
+    """Ranking reuses spglib's 0.1 Å dataset; operations inexact at 0.01 Å must not be used."""
+    import numpy as np
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for structure in sample[:12]:
+            # a near-symmetric copy: symmetric at 0.1 Å, not at 0.01 Å
+            shaken = structure.copy()
+            for i, shift in enumerate(rng.normal(0, 0.02, (len(shaken), 3))):
+                shaken.translate_sites([i], shift, frac_coords=False, to_unit_cell=False)
+            for s in (structure, shaken):
+                dataset = SpacegroupAnalyzer(s, symprec=0.1).get_symmetry_dataset()
+                direct = CrystalNN().get_bonded_structure(s)
+                bonds = crystalnn_bonds(s, dataset=dataset)
+                assert canonical(bonds) == canonical(graph_bonds(direct)), s.formula
+                assert larsen_dimensionality(len(s), bonds) == get_dimensionality_larsen(direct)
+
+
+def test_descriptors_use_one_spglib_run_and_match_the_separate_functions(sample, monkeypatch):
+    import spglib
+    from pymatgen.symmetry.analyzer import _get_symmetry_dataset
+
+    from anisoscreen.screening import descriptors as ranking
+
+    structures = {str(i): s for i, s in enumerate(sample[:6])}
+    separate = {
+        k: {
+            "dimensionality": ranking.dimensionality(s),
+            "crystal_system": ranking.crystal_system(s),
+        }
+        for k, s in structures.items()
+    }
+    _get_symmetry_dataset.cache_clear()  # pymatgen caches datasets per cell and tolerance
+    calls = []
+    original = spglib.get_symmetry_dataset
+    monkeypatch.setattr(
+        spglib, "get_symmetry_dataset", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    assert ranking.descriptors(structures, processes=1) == separate
+    assert len(calls) == len(structures)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from anisoscreen.screening.outputs import RankingStageOutput
     from anisoscreen.settings import AnisoscreenSettings
 
-STAGES = {"fetch": "fetching from MP", "predict": "predicting", "rank": "dimensionality"}
+STAGES = {"fetch": "fetching pages", "predict": "predicting", "rank": "dimensionality"}
 
 
 def register(app: typer.Typer) -> None:
@@ -48,8 +48,8 @@ def run_screen(
         str,
         typer.Option(
             "--source",
-            help="bundled (default), mp, or a path: a JSON(.gz) list of MP-like docs, "
-            "a structure file or a folder.",
+            help="bundled (default), mp, optimade:URL, optimade:NAME (alexandria, oqmd, ...), "
+            "or a path: a JSON(.gz) list of MP-like docs, a structure file or a folder.",
         ),
     ] = "bundled",
     store: Annotated[

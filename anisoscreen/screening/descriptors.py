@@ -2,10 +2,10 @@
 
 Dimensionality follows the reference paper: bonds from CrystalNN, then Larsen et al.'s
 algorithm gives 0D/1D/2D/3D connectivity (:mod:`anisoscreen.screening.bonding` computes both,
-identical
-to pymatgen's but ~3x faster). It still costs tens of ms per cell, so it runs in parallel
-over cores. robocrys's full text description (~2 s a structure, plus ~10 s to import) is
-offered only for the top candidates.
+identical to pymatgen's but ~10x faster). spglib runs once per structure: its 0.1 Å
+dataset gives the crystal system and the symmetry operations the bonding reuses. It still
+costs ~20 ms per cell, so it runs in parallel over cores. robocrys's full text description
+(~2 s a structure, plus ~10 s to import) is offered only for the top candidates.
 """
 
 from __future__ import annotations
@@ -31,33 +31,54 @@ __all__ = [
 StructureDescriptors = dict[str, object]
 
 
-def dimensionality(structure: Structure) -> int | None:
-    """Larsen dimensionality (0-3) of the CrystalNN-bonded structure; ``None`` if it fails."""
+def dimensionality(structure: Structure, dataset=None) -> int | None:
+    """Larsen dimensionality (0-3) of the CrystalNN-bonded structure; ``None`` if it fails.
+
+    ``dataset``: the structure's spglib dataset, when already computed (see
+    :func:`~anisoscreen.screening.bonding.crystalnn_bonds`).
+    """
     from anisoscreen.screening.bonding import crystalnn_bonds, larsen_dimensionality
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return larsen_dimensionality(len(structure), crystalnn_bonds(structure))
+            return larsen_dimensionality(
+                len(structure), crystalnn_bonds(structure, dataset=dataset)
+            )
     except Exception:  # CrystalNN can fail on exotic coordination; report unknown
         return None
 
 
 def crystal_system(structure: Structure, symprec: float = 0.1) -> str | None:
     """Crystal system from spglib (``None`` if symmetry detection fails)."""
+    return _crystal_system_of(_analyzer(structure, symprec))
+
+
+def _crystal_system_of(analyzer) -> str | None:
+    try:
+        return analyzer.get_crystal_system() if analyzer is not None else None
+    except Exception:
+        return None
+
+
+def _analyzer(structure: Structure, symprec: float):
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
-        return SpacegroupAnalyzer(structure, symprec=symprec).get_crystal_system()
+        return SpacegroupAnalyzer(structure, symprec=symprec)
     except Exception:
         return None
 
 
 def _descriptors_of(structure_dict: dict) -> StructureDescriptors:
+    """Dimensionality and crystal system from one spglib run (the crystal system's, 0.1 Å)."""
     structure = Structure.from_dict(structure_dict)
+    analyzer = _analyzer(structure, 0.1)
+    if analyzer is None:
+        return {"dimensionality": dimensionality(structure), "crystal_system": None}
     return {
-        "dimensionality": dimensionality(structure),
-        "crystal_system": crystal_system(structure),
+        "dimensionality": dimensionality(structure, analyzer.get_symmetry_dataset()),
+        "crystal_system": _crystal_system_of(analyzer),
     }
 
 

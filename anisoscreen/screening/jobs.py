@@ -58,9 +58,24 @@ def _results(store: dict[str, Any] | None) -> ResultsStore:
     return ResultsStore(get_settings(**(store or {})))
 
 
-def load_source(source: str, data_dir: Path | str | None = None) -> CandidateBatch:
-    """Candidates of a source: ``bundled``, ``mp`` or a path (JSON list, file, folder)."""
-    from anisoscreen.candidates import sources
+def load_source(
+    source: str,
+    data_dir: Path | str | None = None,
+    criteria: ScreeningCriteria | None = None,
+) -> CandidateBatch:
+    """Candidates of a source: ``bundled``, ``mp``, ``optimade:URL|NAME`` or a path.
+
+    ``criteria`` are pushed to the server where the source can filter (OPTIMADE).
+    """
+    from anisoscreen.candidates import optimade, sources
+
+    if optimade.is_optimade_source(source):
+        fetch = optimade.OptimadeFetch(
+            source,
+            get_settings(data_dir=data_dir).data_dir / "cache" / "optimade",
+            optimade.OptimadeQuery.from_criteria(criteria),
+        )
+        return fetch.load(progress=lambda done, total: _report("fetch", 1, total))
 
     if source == "bundled":
         return sources.load_bundled()
@@ -104,7 +119,7 @@ def filter_source(
         if criteria.model_elements is None:
             criteria.model_elements = info.element_symbols
         criteria.extra_known_ids = sorted(set(criteria.extra_known_ids) | set(info.material_ids))
-    batch = load_source(source, data_dir)
+    batch = load_source(source, data_dir, criteria)
     return criteria, batch, apply_criteria(batch.candidates, criteria)
 
 
