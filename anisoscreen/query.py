@@ -46,6 +46,7 @@ SortField = Literal[
     "band_gap",
     "material_id",
     "formula",
+    "ar_spread",
 ]
 
 SORT_FIELDS: dict[str, str] = {
@@ -59,6 +60,7 @@ SORT_FIELDS: dict[str, str] = {
     "band_gap": "band gap (descending)",
     "material_id": "material id (ascending)",
     "formula": "reduced formula (ascending)",
+    "ar_spread": "ensemble spread (std) of the predicted a_r (descending)",
 }
 """Sort keys understood by :class:`CandidateQuery` and their default direction."""
 
@@ -366,6 +368,7 @@ class CandidateRow(BaseModel):
             "band_gap": lambda: self.band_gap,
             "material_id": lambda: self.material_id,
             "formula": lambda: self.formula,
+            "ar_spread": lambda: self.prediction.anisotropy_ratio_std,
         }
         return getters[field]()
 
