@@ -35,7 +35,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 def _number(value: Any, decimals: int = 2) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    return f"{value:.{decimals}f}"
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.lstrip("-0.") == "" and text.startswith("-") else text  # no "-0.000"
 
 
 def _dimensionality(value: int | None) -> str:

@@ -4,7 +4,7 @@
   var cif = document.getElementById("structure-cif");
   if (!element || !cif || typeof $3Dmol === "undefined") { return; }
   var viewer = $3Dmol.createViewer(element, { backgroundColor: "white" });
-  var model = viewer.addModel(cif.textContent, "cif", { doAssembly: true, duplicateAssemblyAtoms: true });
+  var model = viewer.addModel(JSON.parse(cif.textContent), "cif");
   viewer.setStyle({}, { sphere: { scale: 0.3, colorscheme: "Jmol" }, stick: { radius: 0.12, colorscheme: "Jmol" } });
   viewer.addUnitCell(model, { box: { color: "#555" } });
   viewer.zoomTo();
