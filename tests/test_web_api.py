@@ -13,27 +13,45 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from pymatgen.core import Lattice, Structure
+from report_data import MODEL, fill, small_docs
 
 from anisoscreen.query import CandidateQuery, find_candidates
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
 from anisoscreen.web import create_app
-from report_data import MODEL, fill, small_docs
 
 
 def mos2() -> Structure:
     lattice = Lattice.hexagonal(3.19, 14.88)
-    coords = [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75], [1 / 3, 2 / 3, 0.621], [2 / 3, 1 / 3, 0.121],
-              [1 / 3, 2 / 3, 0.879], [2 / 3, 1 / 3, 0.379]]
+    coords = [
+        [1 / 3, 2 / 3, 0.25],
+        [2 / 3, 1 / 3, 0.75],
+        [1 / 3, 2 / 3, 0.621],
+        [2 / 3, 1 / 3, 0.121],
+        [1 / 3, 2 / 3, 0.879],
+        [2 / 3, 1 / 3, 0.379],
+    ]
     return Structure(lattice, ["Mo", "Mo", "S", "S", "S", "S"], coords)
 
 
 @pytest.fixture
 def store(memory_results):
     fill(memory_results)
-    memory_results.upsert([CandidateDoc.from_structure(mos2(), source="test", material_id="mp-2815")])
-    memory_results.upsert([ScreeningRunDoc(run_id="run-1", source="bundled", n_input=300,
-                                           removed_by={"energy_above_hull": 4, "band_gap": 2},
-                                           n_candidates=294, n_predicted=7, model=MODEL)])
+    memory_results.upsert(
+        [CandidateDoc.from_structure(mos2(), source="test", material_id="mp-2815")]
+    )
+    memory_results.upsert(
+        [
+            ScreeningRunDoc(
+                run_id="run-1",
+                source="bundled",
+                n_input=300,
+                removed_by={"energy_above_hull": 4, "band_gap": 2},
+                n_candidates=294,
+                n_predicted=7,
+                model=MODEL,
+            )
+        ]
+    )
     return memory_results
 
 
@@ -87,7 +105,9 @@ def test_filters_and_sorts_are_those_of_query(client, store, params, fields):
     response = client.get(f"/api/candidates?{params}")
     assert response.status_code == 200, response.text
     expected = find_candidates(store, CandidateQuery(**fields))
-    assert ids(response) == [row.material_id for row in expected][:50 if "limit" not in params else 5]
+    assert (
+        ids(response) == [row.material_id for row in expected][: 50 if "limit" not in params else 5]
+    )
     assert response.json()["meta"]["total"] == len(expected)
 
 
@@ -105,8 +125,12 @@ def test_pagination_walks_the_whole_list(client):
     pages = []
     for skip in range(0, 7, 3):
         response = client.get(f"/api/candidates?sort=material_id&skip={skip}&limit=3")
-        assert response.json()["meta"] == {"total": 7, "skip": skip, "limit": 3,
-                                           "query": "no filters"}
+        assert response.json()["meta"] == {
+            "total": 7,
+            "skip": skip,
+            "limit": 3,
+            "query": "no filters",
+        }
         pages += ids(response)
     assert pages == full == sorted(full)
     assert client.get("/api/candidates?skip=100").json()["data"] == []
@@ -126,7 +150,11 @@ def test_pagination_walks_the_whole_list(client):
         ("elements=O&exclude_elements=O", None, "both required and excluded: O"),
         ("sort=%24where", "sort", "Input should be"),
         ("validated_only=maybe", "validated_only", "valid boolean"),
-        ("anisotropy_ratio%5B%24gt%5D=1", "anisotropy_ratio[$gt]", "Extra inputs are not permitted"),
+        (
+            "anisotropy_ratio%5B%24gt%5D=1",
+            "anisotropy_ratio[$gt]",
+            "Extra inputs are not permitted",
+        ),
         ("criteria=%7B%7D", "criteria", "Extra inputs are not permitted"),
     ],
 )
@@ -141,7 +169,10 @@ def test_bad_parameters_are_422_with_a_clear_message(client, params, where, mess
 
 def test_material_joins_candidate_predictions_and_validations(client):
     body = client.get("/api/materials/mp-2815").json()
-    assert body["candidate"]["formula_pretty"] == "MoS2" and len(body["candidate"]["structure"]["sites"]) == 6
+    assert (
+        body["candidate"]["formula_pretty"] == "MoS2"
+        and len(body["candidate"]["structure"]["sites"]) == 6
+    )
     assert [p["model"] for p in body["predictions"]] == [MODEL, "old-model"]
     assert len(body["validations"]) == 1
     card = body["card"]

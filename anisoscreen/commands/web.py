@@ -29,7 +29,9 @@ __all__ = ["register"]
 def serve(
     host: Annotated[
         str,
-        typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
+        typer.Option(
+            "--host", help="Interface to bind; 0.0.0.0 exposes the server to the network."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     refresh: Annotated[

@@ -85,7 +85,8 @@ def material_card(row: CandidateRow) -> MaterialCard:
         predicted_std=prediction.dielectric_tensor_std,
         anisotropy_ratio_std=prediction.anisotropy_ratio_std,
         eps_poly_std=prediction.eps_poly_std,
-        dft=None if dfpt is None or dfpt.epsilon_electronic is None
+        dft=None
+        if dfpt is None or dfpt.epsilon_electronic is None
         else TensorView.of(dfpt.epsilon_electronic),
         dft_job_uuid=None if dfpt is None else dfpt.job_uuid,
         dimensionality=row.dimensionality,

@@ -110,9 +110,7 @@ def material_response(view: ResultsView, material_id: str) -> MaterialResponse:
     if not predictions and not validations and candidate is None:
         raise HTTPException(status_code=404, detail=f"no material {material_id!r} in the store")
     rows = [
-        row
-        for row in snapshot.candidate_rows(CandidateQuery())
-        if row.material_id == material_id
+        row for row in snapshot.candidate_rows(CandidateQuery()) if row.material_id == material_id
     ]
     return MaterialResponse.of(
         material_id,
@@ -140,7 +138,9 @@ def structure_text(view: ResultsView, material_id: str, fmt: StructureFormat) ->
         return str(CifWriter(candidate.structure))
     from pymatgen.io.vasp import Poscar
 
-    return Poscar(candidate.structure, comment=f"{material_id} {candidate.formula_pretty}").get_str()
+    return Poscar(
+        candidate.structure, comment=f"{material_id} {candidate.formula_pretty}"
+    ).get_str()
 
 
 @router.get(

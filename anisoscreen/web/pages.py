@@ -19,7 +19,12 @@ from pydantic import ValidationError
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.query import SORT_FIELDS, CandidateQuery
 from anisoscreen.report.cards import CandidateRecord
-from anisoscreen.report.overview import OVERVIEW_FIGURES, OverviewFigure, overview_figure, run_counts
+from anisoscreen.report.overview import (
+    OVERVIEW_FIGURES,
+    OverviewFigure,
+    overview_figure,
+    run_counts,
+)
 from anisoscreen.web.api import MaterialId, StructureFormat, material_response, structure_text
 from anisoscreen.web.models import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CandidateParams
 from anisoscreen.web.snapshot import ResultsView
@@ -92,11 +97,8 @@ def _candidates_page(request: Request, heading: str | None = None) -> HTMLRespon
 
     sort_urls = {}
     for key in SORT_FIELDS:
-        descending = (
-            not query.is_descending
-            if key == query.sort
-            else CandidateQuery(sort=key).is_descending  # type: ignore[arg-type]
-        )
+        natural = CandidateQuery.model_validate({"sort": key}).is_descending
+        descending = not query.is_descending if key == query.sort else natural
         sort_urls[key] = url(sort=key, descending=str(descending).lower(), skip=0)
     pages = max(1, math.ceil(len(rows) / params.limit))
     page = params.skip // params.limit + 1

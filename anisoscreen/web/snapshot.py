@@ -109,7 +109,9 @@ class Snapshot:
             }
         else:
             stats = {}
-        dims = Counter("unknown" if r.dimensionality is None else f"{r.dimensionality}D" for r in rows)
+        dims = Counter(
+            "unknown" if r.dimensionality is None else f"{r.dimensionality}D" for r in rows
+        )
         return {
             "counts": {
                 "candidates": self.n_candidates,
