@@ -101,6 +101,7 @@ def browser():
 
     options = Options()
     options.binary_location = CHROMIUM
+    options.page_load_strategy = "eager"  # figures may take a while: tests wait for what they need
     for argument in (
         "--headless=new",
         "--no-sandbox",
@@ -143,6 +144,17 @@ def _wait(driver, condition, timeout: float = 60):
     return WebDriverWait(driver, timeout).until(condition)
 
 
+def _wait_for_page(driver, url_part: str) -> None:
+    """Wait until the browser shows a parsed page whose URL contains ``url_part``."""
+    _wait(
+        driver,
+        lambda d: (
+            url_part in d.current_url
+            and d.execute_script("return document.readyState") != "loading"
+        ),
+    )
+
+
 def test_candidates_page_filter_sort_and_material(server, browser):
     from selenium.webdriver.common.by import By
 
@@ -165,7 +177,7 @@ def test_candidates_page_filter_sort_and_material(server, browser):
     field.clear()
     field.send_keys(str(threshold))
     browser.find_element(By.ID, "apply").click()
-    _wait(browser, lambda d: "ar_min=" in d.current_url)
+    _wait_for_page(browser, "ar_min=")
     assert "ar_max=" not in browser.current_url  # empty fields stay out of the URL
     rows = _rows(browser)
     assert [r["id"] for r in rows] == [r["material_id"] for r in expected]
@@ -175,7 +187,7 @@ def test_candidates_page_filter_sort_and_material(server, browser):
 
     # sort by formula by clicking the column header (server-side, filter kept)
     browser.find_element(By.CSS_SELECTOR, 'th[data-sort="formula"] a').click()
-    _wait(browser, lambda d: "sort=formula" in d.current_url)
+    _wait_for_page(browser, "sort=formula")
     rows = _rows(browser)
     formulas = [r["formula"] for r in rows]
     assert formulas == sorted(formulas) and len(rows) == len(expected)
@@ -185,7 +197,7 @@ def test_candidates_page_filter_sort_and_material(server, browser):
     # open the first material
     first = rows[0]["id"]
     browser.find_element(By.CSS_SELECTOR, f'a[href="/materials/{first}"]').click()
-    _wait(browser, lambda d: d.current_url.endswith(f"/materials/{first}"))
+    _wait_for_page(browser, f"/materials/{first}")
     _wait(browser, lambda d: d.find_element(By.ID, "viewer").get_attribute("data-ready") == "true")
     canvas = browser.find_element(By.CSS_SELECTOR, "#viewer canvas")
     assert canvas.size["width"] > 200 and canvas.size["height"] > 200
@@ -218,7 +230,7 @@ def test_overview_page_draws_figures(server, browser):
         lambda d: d.execute_script(
             "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
         ),
-        timeout=240,
+        timeout=600,  # drawn on first request: seconds on an idle machine, minutes on a busy one
     )
     widths = browser.execute_script(
         "return Array.from(document.querySelectorAll('#figure-dimensionality img, "

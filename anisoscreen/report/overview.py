@@ -69,9 +69,13 @@ class RunCounts(BaseModel):
 
 def render_figure(fig: Any, fmt: str = "svg", dpi: int = OVERVIEW_DPI) -> str:
     """A matplotlib figure as SVG markup (for inline use) or as base64-encoded PNG."""
+    import matplotlib
+
     buffer = io.BytesIO()
     if fmt == "svg":
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        # text as <text> elements, not glyph paths: several times smaller and faster
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            fig.savefig(buffer, format="svg", metadata={"Date": None})
         text = buffer.getvalue().decode("utf-8")
         return text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
     if fmt == "png":
