@@ -120,8 +120,8 @@ class CandidateQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    ar_min: float | None = Field(None, ge=0)
-    ar_max: float | None = Field(None, ge=0)
+    ar_min: float | None = Field(default=None, ge=0)
+    ar_max: float | None = Field(default=None, ge=0)
     dimensionality: list[int] = Field(default_factory=list)
     elements: list[str] = Field(default_factory=list)
     exclude_elements: list[str] = Field(default_factory=list)
@@ -129,7 +129,7 @@ class CandidateQuery(BaseModel):
     validated_only: bool = False
     sort: SortField = "ar"
     descending: bool | None = None
-    limit: int = Field(0, ge=0)
+    limit: int = Field(default=0, ge=0)
 
     @field_validator("elements", "exclude_elements", mode="before")
     @classmethod

@@ -112,7 +112,7 @@ class CandidateRecord(BaseModel):
     eps_poly: float = Field(description="DFT eps_poly when validated, else predicted.")
     predicted_anisotropy_ratio: float
     predicted_eps_poly: float
-    anisotropy_ratio_std: float | None = Field(None, description="Ensemble spread of a_r.")
+    anisotropy_ratio_std: float | None = Field(default=None, description="Ensemble spread of a_r.")
     eps_poly_std: float | None = None
     dft_anisotropy_ratio: float | None = None
     dft_eps_poly: float | None = None

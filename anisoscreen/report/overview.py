@@ -48,7 +48,7 @@ class OverviewFigure(BaseModel):
     title: str
     fmt: str
     content: str | None = None
-    url: str | None = Field(None, description="Where a page loads the figure from instead.")
+    url: str | None = Field(default=None, description="Where a page loads the figure from instead.")
     missing: str | None = None
 
 

@@ -50,9 +50,9 @@ class PageParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    skip: int = Field(0, ge=0, le=10_000_000, description="Records to skip.")
+    skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
     limit: int = Field(
-        DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
+        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
     )
 
 
@@ -64,9 +64,9 @@ class CandidateParams(CandidateQuery):
     values (``elements=Mo,S``, ``dimensionality=1,2``).
     """
 
-    skip: int = Field(0, ge=0, le=10_000_000, description="Records to skip.")
+    skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
     limit: int = Field(  # type: ignore[assignment]
-        DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
+        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
     )
 
     def query(self) -> CandidateQuery:
@@ -77,7 +77,7 @@ class CandidateParams(CandidateQuery):
 class ValidationParams(PageParams):
     """Filters of the validations endpoint."""
 
-    material_id: str | None = Field(None, max_length=64)
+    material_id: str | None = Field(default=None, max_length=64)
     state: ValidationState | None = None
 
 
@@ -87,7 +87,7 @@ class Meta(BaseModel):
     total: int = Field(description="Records matching the filters.")
     skip: int
     limit: int
-    query: str | None = Field(None, description="The active filters, in words.")
+    query: str | None = Field(default=None, description="The active filters, in words.")
 
 
 class Page(BaseModel, Generic[T]):
@@ -103,8 +103,12 @@ class MaterialResponse(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     material_id: str
-    card: MaterialCard | None = Field(None, description="Display values of the newest prediction.")
-    candidate: dict[str, Any] | None = Field(None, description="The CandidateDoc (structure).")
+    card: MaterialCard | None = Field(
+        default=None, description="Display values of the newest prediction."
+    )
+    candidate: dict[str, Any] | None = Field(
+        default=None, description="The CandidateDoc (structure)."
+    )
     predictions: list[dict[str, Any]]
     validations: list[dict[str, Any]]
 
