@@ -46,6 +46,7 @@ SortField = Literal[
     "band_gap",
     "material_id",
     "formula",
+    "ar_spread",
 ]
 
 SORT_FIELDS: dict[str, str] = {
@@ -59,6 +60,7 @@ SORT_FIELDS: dict[str, str] = {
     "band_gap": "band gap (descending)",
     "material_id": "material id (ascending)",
     "formula": "reduced formula (ascending)",
+    "ar_spread": "ensemble spread (std) of the predicted a_r (descending)",
 }
 """Sort keys understood by :class:`CandidateQuery` and their default direction."""
 
@@ -118,8 +120,8 @@ class CandidateQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    ar_min: float | None = Field(None, ge=0)
-    ar_max: float | None = Field(None, ge=0)
+    ar_min: float | None = Field(default=None, ge=0)
+    ar_max: float | None = Field(default=None, ge=0)
     dimensionality: list[int] = Field(default_factory=list)
     elements: list[str] = Field(default_factory=list)
     exclude_elements: list[str] = Field(default_factory=list)
@@ -127,7 +129,7 @@ class CandidateQuery(BaseModel):
     validated_only: bool = False
     sort: SortField = "ar"
     descending: bool | None = None
-    limit: int = Field(0, ge=0)
+    limit: int = Field(default=0, ge=0)
 
     @field_validator("elements", "exclude_elements", mode="before")
     @classmethod
@@ -366,6 +368,7 @@ class CandidateRow(BaseModel):
             "band_gap": lambda: self.band_gap,
             "material_id": lambda: self.material_id,
             "formula": lambda: self.formula,
+            "ar_spread": lambda: self.prediction.anisotropy_ratio_std,
         }
         return getters[field]()
 

@@ -78,7 +78,7 @@ SortOption = Annotated[
     typer.Option(
         "--sort",
         help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
-        "dft_eps_poly, energy_above_hull, band_gap, material_id, formula.",
+        "dft_eps_poly, energy_above_hull, band_gap, material_id, formula, ar_spread.",
     ),
 ]
 DescendingOption = Annotated[

@@ -1,0 +1,202 @@
+"""REST resources under ``/api``: candidates, predictions, materials, validations, runs, summary.
+
+Read-only ``GET`` endpoints only. Query parameters are pydantic models
+(:mod:`anisoscreen.web.models`), so a bad value is a 422 naming the parameter, and an
+unknown parameter is a 422 too. List responses are ``{"data": [...], "meta": {...}}``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from anisoscreen.query import CandidateQuery
+from anisoscreen.schemas import ScreeningRunDoc
+from anisoscreen.web.models import (
+    CandidateParams,
+    CandidateRecord,
+    MaterialResponse,
+    Meta,
+    Page,
+    PageParams,
+    Summary,
+    ValidationParams,
+)
+from anisoscreen.web.snapshot import ResultsView
+
+__all__ = ["MaterialId", "StructureFormat", "router", "structure_text"]
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+MaterialId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="MP id (mp-...) or structure hash (as-...).",
+    ),
+]
+
+
+class StructureFormat(str, Enum):
+    """Structure download formats."""
+
+    cif = "cif"
+    poscar = "poscar"
+
+
+def get_view(request: Request) -> ResultsView:
+    """The app's :class:`ResultsView` (a FastAPI dependency)."""
+    return request.app.state.view
+
+
+View = Annotated[ResultsView, Depends(get_view)]
+
+
+@router.get("/candidates", response_model=Page[CandidateRecord], summary="Ranked candidates")
+def candidates(params: Annotated[CandidateParams, Query()], view: View) -> Page[CandidateRecord]:
+    """Candidates with the filters and sort keys of ``anisoscreen query``, one page at a time.
+
+    One row per material: its newest prediction (or that of ``model``) joined with its
+    completed DFPT validation; ``anisotropy_ratio`` is the DFT value when validated.
+    """
+    query = params.query()
+    rows = view.snapshot().candidate_rows(query)
+    page = rows[params.skip : params.skip + params.limit]
+    return Page[CandidateRecord](
+        data=[CandidateRecord.of(row) for row in page],
+        meta=Meta(total=len(rows), skip=params.skip, limit=params.limit, query=query.describe()),
+    )
+
+
+@router.get("/predictions", summary="Predictions of every model")
+def predictions(params: Annotated[CandidateParams, Query()], view: View) -> Page[dict]:
+    """Prediction documents matching the candidate filters (every model, unjoined).
+
+    Sorted by predicted a_r (or ``sort=material_id``/``formula``); ``validated_only`` keeps
+    materials with a completed DFPT tensor.
+    """
+    query = params.query()
+    snapshot = view.snapshot()
+    ids = None
+    if query.validated_only:
+        ids = {v.material_id for v in snapshot.completed if v.epsilon_electronic is not None}
+    docs = snapshot.matching(query.criteria(ids))
+    keys = {
+        "material_id": lambda d: d.material_id,
+        "formula": lambda d: d.formula_pretty,
+        "eps_poly": lambda d: d.eps_poly,
+        "predicted_eps_poly": lambda d: d.eps_poly,
+    }
+    key = keys.get(query.sort, lambda d: d.anisotropy_ratio)
+    docs = sorted(docs, key=key, reverse=query.is_descending)
+    page = docs[params.skip : params.skip + params.limit]
+    return Page[dict](
+        data=[doc.store_dict() for doc in page],
+        meta=Meta(total=len(docs), skip=params.skip, limit=params.limit, query=query.describe()),
+    )
+
+
+def material_response(view: ResultsView, material_id: str) -> MaterialResponse:
+    """Everything about one material; 404 when the store knows nothing of it."""
+    snapshot = view.snapshot()
+    predictions = [doc for doc in snapshot.predictions if doc.material_id == material_id]
+    validations = [doc for doc in snapshot.validations if doc.material_id == material_id]
+    candidate = view.candidate(material_id)
+    if not predictions and not validations and candidate is None:
+        raise HTTPException(status_code=404, detail=f"no material {material_id!r} in the store")
+    rows = [
+        row for row in snapshot.candidate_rows(CandidateQuery()) if row.material_id == material_id
+    ]
+    return MaterialResponse.of(
+        material_id,
+        rows[0] if rows else None,
+        candidate,
+        sorted(predictions, key=lambda d: d.created_at, reverse=True),
+        sorted(validations, key=lambda d: d.last_updated, reverse=True),
+    )
+
+
+@router.get("/materials/{material_id}", response_model=MaterialResponse, summary="One material")
+def material(material_id: MaterialId, view: View) -> MaterialResponse:
+    """Candidate (structure), predictions of every model and validations of one material."""
+    return material_response(view, material_id)
+
+
+def structure_text(view: ResultsView, material_id: str, fmt: StructureFormat) -> str:
+    """The stored structure of a material as CIF or POSCAR text (404 when none)."""
+    candidate = view.candidate(material_id)
+    if candidate is None:
+        raise HTTPException(status_code=404, detail=f"no structure for {material_id!r}")
+    if fmt is StructureFormat.cif:
+        from pymatgen.io.cif import CifWriter
+
+        return str(CifWriter(candidate.structure))
+    from pymatgen.io.vasp import Poscar
+
+    return Poscar(
+        candidate.structure, comment=f"{material_id} {candidate.formula_pretty}"
+    ).get_str()
+
+
+@router.get(
+    "/materials/{material_id}/structure",
+    response_class=PlainTextResponse,
+    summary="Structure file",
+)
+def structure(
+    material_id: MaterialId,
+    view: View,
+    fmt: Annotated[StructureFormat, Query(alias="format")] = StructureFormat.cif,
+) -> PlainTextResponse:
+    """Download the structure as CIF (default) or POSCAR."""
+    text = structure_text(view, material_id, fmt)
+    name = f"{material_id}.cif" if fmt is StructureFormat.cif else f"{material_id}.POSCAR"
+    return PlainTextResponse(
+        text, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@router.get("/validations", summary="DFT validations")
+def validations(params: Annotated[ValidationParams, Query()], view: View) -> Page[dict]:
+    """Validation documents (every state), newest first, optionally of one material or state."""
+    docs = view.snapshot().validations
+    if params.material_id is not None:
+        docs = [doc for doc in docs if doc.material_id == params.material_id]
+    if params.state is not None:
+        docs = [doc for doc in docs if doc.state == params.state]
+    docs = sorted(docs, key=lambda d: d.last_updated, reverse=True)
+    page = docs[params.skip : params.skip + params.limit]
+    return Page[dict](
+        data=[doc.store_dict() for doc in page],
+        meta=Meta(total=len(docs), skip=params.skip, limit=params.limit),
+    )
+
+
+@router.get("/runs", response_model=Page[ScreeningRunDoc], summary="Screening runs")
+def runs(params: Annotated[PageParams, Query()], view: View) -> Page[ScreeningRunDoc]:
+    """Screening runs (campaigns), newest first, with their counts per filter and timings."""
+    docs = sorted(view.snapshot().runs, key=lambda d: d.started_at, reverse=True)
+    return Page[ScreeningRunDoc](
+        data=docs[params.skip : params.skip + params.limit],
+        meta=Meta(total=len(docs), skip=params.skip, limit=params.limit),
+    )
+
+
+@router.get("/campaigns", response_model=Page[ScreeningRunDoc], summary="Campaigns")
+def campaigns(params: Annotated[PageParams, Query()], view: View) -> Page[ScreeningRunDoc]:
+    """Campaigns: each screening run of the store is one campaign (same as ``/api/runs``)."""
+    return runs(params, view)
+
+
+@router.get("/summary", response_model=Summary, summary="Store statistics")
+def summary(view: View) -> Summary:
+    """Counts per collection, state, model, dimensionality; a_r statistics; runs."""
+    from anisoscreen.report.overview import run_counts
+
+    snapshot = view.snapshot()
+    return Summary(**snapshot.summary_values(), runs=run_counts(snapshot.runs))

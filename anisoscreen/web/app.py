@@ -1,0 +1,113 @@
+"""The results browser: a read-only FastAPI app of REST resources and server-rendered pages.
+
+:func:`create_app` builds it over one results store; :func:`serve` runs it with uvicorn
+(bound to 127.0.0.1 unless told otherwise). ``maggma.api`` (``API``, ``ReadOnlyResource``)
+is deprecated in the installed maggma (0.77: "migrate to emmet-api"), so the resources are
+plain FastAPI routes with pydantic query and response models in the same style: validated
+query operators, a ``data``/``meta`` envelope, OpenAPI docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from anisoscreen import __version__
+from anisoscreen.settings import AnisoscreenSettings
+from anisoscreen.store import ResultsStore
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "create_app", "serve"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+HERE = Path(__file__).parent
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _training_ratios(settings: AnisoscreenSettings) -> Callable[[], Sequence[float] | None]:
+    @lru_cache(maxsize=1)
+    def load() -> Sequence[float] | None:
+        from anisoscreen.errors import AnisoscreenError
+        from anisoscreen.report.figures import training_anisotropy_ratios
+
+        try:
+            return training_anisotropy_ratios(shared=settings.shared).tolist()
+        except AnisoscreenError:
+            return None
+
+    return load
+
+
+def create_app(
+    settings: AnisoscreenSettings,
+    *,
+    results: ResultsStore | None = None,
+    refresh_s: float = 30.0,
+) -> FastAPI:
+    """Build the app over the store of ``settings`` (or an open ``results`` store).
+
+    Parameters
+    ----------
+    settings
+        Where the store lives (and the shared data, for the training-set histogram).
+    results
+        An already open store to serve (tests, in-memory stores); not closed by the app.
+    refresh_s
+        Seconds after which the in-memory snapshot of the store is read again.
+    """
+    from anisoscreen.report.html import template_environment
+    from anisoscreen.web import api, pages
+    from anisoscreen.web.snapshot import ResultsView
+
+    owned = results is None
+    store = results if results is not None else ResultsStore(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if owned:
+            store.close()
+
+    app = FastAPI(
+        title="anisoscreen results API",
+        version=__version__,
+        description="Read-only access to screened candidates, predictions, DFT validations "
+        "and screening runs. List endpoints return `{data, meta}`; page sizes are capped at "
+        "500; every parameter is validated.",
+        lifespan=lifespan,
+    )
+    app.state.view = ResultsView(store, refresh_s=refresh_s)
+    app.state.templates = template_environment(HERE / "templates")
+    app.state.training_ratios = _training_ratios(settings)
+
+    @app.middleware("http")
+    async def read_only(request: Request, call_next):
+        if request.method not in READ_METHODS:
+            return JSONResponse(
+                {"detail": "this server is read-only"}, status_code=405, headers={"Allow": "GET"}
+            )
+        return await call_next(request)
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app
+
+
+def serve(
+    settings: AnisoscreenSettings,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    refresh_s: float = 30.0,
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(settings, refresh_s=refresh_s)
+    uvicorn.run(app, host=host, port=port, log_level="info")
