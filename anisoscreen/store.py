@@ -39,7 +39,13 @@ from maggma.core import Store
 from maggma.stores import MemoryStore, MongoStore, MongoURIStore, MontyStore
 
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc, ValidationDoc
+from anisoscreen.schemas import (
+    CampaignDoc,
+    CandidateDoc,
+    PredictionDoc,
+    ScreeningRunDoc,
+    ValidationDoc,
+)
 from anisoscreen.settings import AnisoscreenSettings, get_settings
 
 __all__ = [
@@ -56,6 +62,7 @@ COLLECTIONS: dict[str, type] = {
     "predictions": PredictionDoc,
     "validations": ValidationDoc,
     "runs": ScreeningRunDoc,
+    "campaigns": CampaignDoc,
 }
 """Result collections and the document each one holds."""
 
