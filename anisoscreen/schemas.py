@@ -333,7 +333,7 @@ class CampaignRound(BaseModel):
     """
 
     index: int
-    model: str = Field(description="Model (name) whose predictions chose the picks.")
+    model: str = Field(description="Stored name of the model whose predictions chose the picks.")
     stage: str = "selected"
     picks: list[CampaignPick] = Field(default_factory=list)
     new_model: str | None = Field(None, description="The version fine-tuned on this round.")

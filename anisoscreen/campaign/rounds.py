@@ -19,6 +19,7 @@ The state is a :class:`~anisoscreen.schemas.CampaignDoc` in the results store (u
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +79,8 @@ def _pool(doc: CampaignDoc, results: ResultsStore) -> list[CandidateDoc]:
 
 
 def _values_file(settings: AnisoscreenSettings, doc: CampaignDoc, model: str) -> Path:
-    return settings.data_dir / "campaigns" / doc.name / f"values-{Path(model).name}.npz"
+    key = hashlib.sha256(model.encode()).hexdigest()[:16]
+    return settings.data_dir / "campaigns" / doc.name / f"values-{key}.npz"
 
 
 def _member_values(
@@ -86,25 +88,19 @@ def _member_values(
     pool: list[CandidateDoc],
     settings: AnisoscreenSettings,
     results: ResultsStore,
-) -> tuple[list[str], np.ndarray, dict[str, PredictionDoc]]:
+) -> tuple[list[str], np.ndarray, str]:
     """Member objective values of the pool under the current model (cached per version).
 
-    Predicting also writes the pool's PredictionDocs of that model version.
+    Predicting also writes the pool's PredictionDocs of that model version. Returns the
+    predicted material ids, the values ``(members, ids)`` and the model's stored name.
     """
     from anisoscreen.model.predict import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
 
     path = _values_file(settings, doc, doc.current_model)
-    predictions = {
-        p.material_id: p
-        for p in results.query(
-            PredictionDoc, {"material_id": {"$in": [c.material_id for c in pool]}}
-        )
-    }
     if path.is_file():
         cached = np.load(path)
-        ids = [str(i) for i in cached["material_ids"]]
-        return ids, cached["values"], predictions
+        return [str(i) for i in cached["material_ids"]], cached["values"], str(cached["model"])
     predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
     ids, graphs, docs = [], [], []
     records = [StructureRecord(c.material_id, c.structure, c.source) for c in pool]
@@ -120,9 +116,8 @@ def _member_values(
         values[:, start : start + len(chunk[0])] = objective_values(chunk, doc.objective)
     results.upsert(docs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, material_ids=np.array(ids), values=values)
-    predictions.update({d.material_id: d for d in docs})
-    return ids, values, predictions
+    np.savez(path, material_ids=np.array(ids), values=values, model=predictor.model.name)
+    return ids, values, predictor.model.name
 
 
 def start_campaign(doc: CampaignDoc, settings: AnisoscreenSettings) -> int:
@@ -144,7 +139,7 @@ def _select(
     if remaining <= 0:
         return None
     pool = _pool(doc, results)
-    ids, values, predictions = _member_values(doc, pool, settings, results)
+    ids, values, model_name = _member_values(doc, pool, settings, results)
     by_id = {c.material_id: c for c in pool}
     picked = doc.picked_ids
     available = np.array([i not in picked for i in ids])
@@ -167,7 +162,7 @@ def _select(
         )
         for i in indices
     ]
-    return CampaignRound(index=len(doc.rounds), model=doc.current_model, picks=picks)
+    return CampaignRound(index=len(doc.rounds), model=model_name, picks=picks)
 
 
 def _in_queue(jc: Any, flow_uuid: str) -> bool:
@@ -200,7 +195,7 @@ def _submit(
             PredictionDoc,
             {
                 "material_id": {"$in": [p.material_id for p in current.picks]},
-                "model": Path(current.model).name,
+                "model": current.model,
             },
         )
     }
