@@ -174,8 +174,8 @@ def simulate(
     kappa: KappaOption = 1.5,
     group_by: GroupByOption = "prototype",
     max_per_group: MaxPerGroupOption = 3,
-    epochs: EpochsOption = 3,
-    replay: ReplayOption = 200,
+    epochs: EpochsOption = 2,
+    replay: ReplayOption = 50,
     model: ModelOption = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Figure of hits against DFT calculations.")
