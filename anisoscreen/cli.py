@@ -124,13 +124,21 @@ def _describe_model(settings) -> str:
 
 
 def _register_commands() -> None:
+    from anisoscreen.commands import campaign as campaign_commands
     from anisoscreen.commands import hpc as hpc_commands
     from anisoscreen.commands import model as model_commands
     from anisoscreen.commands import report as report_commands
     from anisoscreen.commands import screen as screen_commands
     from anisoscreen.commands import web as web_commands
 
-    for module in (model_commands, screen_commands, hpc_commands, report_commands, web_commands):
+    for module in (
+        model_commands,
+        screen_commands,
+        hpc_commands,
+        report_commands,
+        web_commands,
+        campaign_commands,
+    ):
         module.register(app)
 
 

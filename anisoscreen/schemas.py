@@ -320,3 +320,72 @@ class ScreeningRunDoc(_Document):
     model_version: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class CampaignPick(BaseModel):
+    """One candidate picked in a campaign round, and what became of it.
+
+    ``state`` goes ``selected`` -> ``prepared`` (its flow built and recorded, not yet
+    submitted) -> ``submitted`` -> ``completed`` / ``failed``.
+    """
+
+    material_id: str
+    formula_pretty: str = ""
+    predicted: float = Field(description="Ensemble-mean objective when picked.")
+    spread: float | None = Field(None, description="Ensemble standard deviation when picked.")
+    score: float | None = Field(None, description="Acquisition score, where it has one.")
+    state: str = "selected"
+    flow_uuid: str | None = None
+    job_uuids: list[str] = Field(default_factory=list, description="Record-job VASP uuids.")
+    observed: float | None = Field(None, description="DFT objective once collected.")
+    error: str | None = None
+
+
+class CampaignRound(BaseModel):
+    """One round: the model that ranked, the picks, the model trained on the results.
+
+    ``stage`` goes ``selected`` -> ``submitted`` -> ``collected`` -> ``trained`` -> ``done``.
+    """
+
+    index: int
+    model: str = Field(description="Stored name of the model whose predictions chose the picks.")
+    stage: str = "selected"
+    picks: list[CampaignPick] = Field(default_factory=list)
+    new_model: str | None = Field(None, description="The version fine-tuned on this round.")
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class CampaignDoc(_Document):
+    """A closed-loop discovery campaign: its settings, rounds and current model."""
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("name",)
+
+    name: str
+    source: str | None = Field(None, description="Candidate source of the pool (None: all).")
+    objective: str = "ar"
+    strategy: str = "ucb"
+    kappa: float = 1.5
+    batch_size: int = 20
+    budget: int = Field(100, description="Most DFT validations over the whole campaign.")
+    group_by: str = "prototype"
+    max_per_group: int = 3
+    seed: int = 0
+    base_model: str
+    current_model: str
+    local: bool = False
+    project: str | None = None
+    worker: str | None = None
+    finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig fields.")
+    rounds: list[CampaignRound] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def n_picked(self) -> int:
+        """Validations spent so far (every pick, whatever its outcome)."""
+        return sum(len(r.picks) for r in self.rounds)
+
+    @property
+    def picked_ids(self) -> set[str]:
+        """Material ids picked in any round."""
+        return {p.material_id for r in self.rounds for p in r.picks}

@@ -47,7 +47,13 @@ from maggma.core import Store
 from maggma.stores import MemoryStore, MongoStore, MongoURIStore, MontyStore
 
 from anisoscreen.errors import ConfigError, StoreError
-from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc, ValidationDoc
+from anisoscreen.schemas import (
+    CampaignDoc,
+    CandidateDoc,
+    PredictionDoc,
+    ScreeningRunDoc,
+    ValidationDoc,
+)
 from anisoscreen.settings import AnisoscreenSettings, get_settings
 from anisoscreen.store_health import (
     check_embedded_file,
@@ -73,6 +79,7 @@ COLLECTIONS: dict[str, type] = {
     "predictions": PredictionDoc,
     "validations": ValidationDoc,
     "runs": ScreeningRunDoc,
+    "campaigns": CampaignDoc,
 }
 """Result collections and the document each one holds."""
 

@@ -125,3 +125,26 @@ def triclinic():
         ["Ga", "N", "O", "O"],
         [[0, 0, 0], [0.3, 0.2, 0.1], [0.6, 0.7, 0.45], [0.1, 0.55, 0.8]],
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(shared_dir, tmp_path_factory):
+    """A three-member tiny ensemble, one epoch on 300 cleaned entries (campaign tests).
+
+    Returns the folder holding its model.pt (its metadata names the data, split and seeds).
+    """
+    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.train import TrainConfig
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-ensemble"
+    train_model(
+        shared_dir / "data" / "mp_dielectric_tensors.json.gz",
+        folder,
+        "tiny-ensemble",
+        TINY,
+        TrainConfig(max_epochs=1, batch_size=16),
+        seeds=(0, 1, 2),
+        max_entries=300,
+        device="cpu",
+    )
+    return folder

@@ -30,7 +30,13 @@ from anisoscreen.validation.select import select_candidates
 if TYPE_CHECKING:
     from jobflow import Flow
 
-__all__ = ["SubmitReport", "submit_screening", "submit_validations"]
+__all__ = [
+    "SubmitReport",
+    "record_jobs",
+    "submit_screening",
+    "submit_validations",
+    "submitted_validation_doc",
+]
 
 
 @dataclass
@@ -77,7 +83,8 @@ def _queued(jc: Any, material_id: str, calc_type: str) -> str | None:
     return f"{calc_type} already in the queue (jobs {', '.join(states)}){hint}"
 
 
-def _record_jobs(flow: Flow) -> list[Any]:
+def record_jobs(flow: Flow) -> list[Any]:
+    """The validation flow's record jobs (one per calculation), which carry its metadata."""
     from anisoscreen.validation.metadata import RECORD_JOB_NAME
 
     return [j for j, _ in flow.iterflow() if j.name.startswith(RECORD_JOB_NAME)]
@@ -175,16 +182,17 @@ def submit_validations(
                     exec_config=exec_config,
                 )
                 results.upsert(
-                    _submitted_doc(job, candidate, flow.uuid, worker, project_name)
-                    for job in _record_jobs(flow)
+                    submitted_validation_doc(job, candidate, flow.uuid, worker, project_name)
+                    for job in record_jobs(flow)
                 )
             report.submitted.append(entry)
     return report
 
 
-def _submitted_doc(
+def submitted_validation_doc(
     record_job: Any, candidate: CandidateDoc, flow_uuid: str, worker: str, project: str | None
 ) -> ValidationDoc:
+    """The ``submitted`` ValidationDoc stored for one record job when its flow is submitted."""
     kw = record_job.function_kwargs
     return ValidationDoc(
         material_id=candidate.material_id,

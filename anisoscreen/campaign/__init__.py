@@ -1,0 +1,11 @@
+"""Closed-loop discovery campaigns: acquisition, DFT in the loop, fine-tuning on DFT labels.
+
+- :mod:`~anisoscreen.campaign.acquisition`: strategies choosing the next batch from ensemble
+  predictions, with a diversity guard.
+- :mod:`~anisoscreen.campaign.objective`: the quantity a campaign maximises (a_r, eps_poly).
+- :mod:`~anisoscreen.campaign.finetune`: ValidationDocs -> labelled entries; warm-start
+  fine-tuning of every ensemble member, saved as a new model version.
+- :mod:`~anisoscreen.campaign.rounds`: one resumable round (select, submit, collect, fine-tune,
+  re-predict) on a :class:`~anisoscreen.schemas.CampaignDoc`.
+- :mod:`~anisoscreen.campaign.simulate`: the same loop offline against an oracle file.
+"""

@@ -1,0 +1,43 @@
+"""The quantity a campaign maximises, computed from dielectric tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from anisoscreen import tensor as tmath
+from anisoscreen.errors import AnisoscreenError
+
+__all__ = ["OBJECTIVES", "objective_values"]
+
+
+def _anisotropy_ratio(tensors: np.ndarray) -> np.ndarray:
+    eig = tmath.eigenvalues(tensors)
+    return eig[..., -1] / np.clip(eig[..., 0], 1e-6, None)
+
+
+def _eps_poly(tensors: np.ndarray) -> np.ndarray:
+    return tmath.eigenvalues(tensors).mean(axis=-1)
+
+
+OBJECTIVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "ar": _anisotropy_ratio,
+    "eps-poly": _eps_poly,
+}
+"""Objective name -> function of 3x3 tensors (any leading shape) to values."""
+
+
+def objective_values(tensors: np.ndarray, objective: str) -> np.ndarray:
+    """Values of ``objective`` for tensors of shape ``(..., 3, 3)``.
+
+    Parameters
+    ----------
+    tensors
+        Symmetric dielectric tensors.
+    objective
+        ``"ar"`` (anisotropy ratio, largest over smallest eigenvalue) or ``"eps-poly"``.
+    """
+    if objective not in OBJECTIVES:
+        raise AnisoscreenError(f"unknown objective {objective!r}; choose from {sorted(OBJECTIVES)}")
+    return OBJECTIVES[objective](np.asarray(tensors, dtype=float))

@@ -1,0 +1,383 @@
+"""One campaign round, resumable at any point: select, submit, collect, fine-tune, re-predict.
+
+The state is a :class:`~anisoscreen.schemas.CampaignDoc` in the results store (upsert key
+``name``), written after every transition:
+
+1. **select**: the strategy picks a batch from the current model's member predictions; the
+   round and its picks are stored (``selected``).
+2. **submit**: for each pick the validation flow is built and its flow and job uuids are
+   stored (``prepared``) *before* the flow goes to jobflow-remote (or runs in this process
+   with ``local``); then the pick is marked ``submitted``. A ``prepared`` pick found on
+   resume is looked up in the queue by its flow uuid, so nothing is submitted twice.
+3. **collect**: finished validations are copied into the store (:func:`anisoscreen.hpc.queue.
+   collect`) and matched to the picks by job uuid; without all of them the step returns.
+4. **train**: the ensemble is fine-tuned on every valid DFT label of the campaign and saved
+   as model ``campaign-<name>-r<k>`` (kept if it already exists).
+5. **predict**: the pool is re-predicted with the new version (PredictionDocs keyed by
+   ``(material_id, model)``, so every version keeps its own), which becomes current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anisoscreen.campaign.acquisition import DiversityGuard, group_labels, make_strategy
+from anisoscreen.campaign.finetune import (
+    FinetuneConfig,
+    finetune_model,
+    labels_from_validations,
+    replay_sample,
+    training_entries,
+)
+from anisoscreen.campaign.objective import objective_values
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.schemas import (
+    CampaignDoc,
+    CampaignPick,
+    CampaignRound,
+    CandidateDoc,
+    PredictionDoc,
+    ValidationDoc,
+    ValidationState,
+    utcnow,
+)
+from anisoscreen.settings import AnisoscreenSettings
+from anisoscreen.store import ResultsStore
+
+__all__ = ["load_campaign", "start_campaign", "step_campaign"]
+
+Progress = Callable[[str], None]
+_FINISHED = {ValidationState.COMPLETED.value, ValidationState.FLAGGED.value}
+
+
+def load_campaign(name: str, settings: AnisoscreenSettings) -> CampaignDoc:
+    """The stored campaign ``name``."""
+    with ResultsStore(settings) as results:
+        docs = results.query(CampaignDoc, {"name": name})
+    if not docs:
+        raise AnisoscreenError(f"no campaign {name!r} in {settings.store}")
+    return docs[0]
+
+
+def _save(doc: CampaignDoc, results: ResultsStore) -> None:
+    doc.last_updated = utcnow()
+    results.upsert([doc])
+
+
+def _pool(doc: CampaignDoc, results: ResultsStore) -> list[CandidateDoc]:
+    criteria = {"source": doc.source} if doc.source else {}
+    pool = sorted(results.query(CandidateDoc, criteria), key=lambda c: c.material_id)
+    if not pool:
+        raise AnisoscreenError(f"campaign {doc.name}: no stored candidates (source {doc.source})")
+    return pool
+
+
+def _values_file(settings: AnisoscreenSettings, doc: CampaignDoc, model: str) -> Path:
+    key = hashlib.sha256(model.encode()).hexdigest()[:16]
+    return settings.data_dir / "campaigns" / doc.name / f"values-{key}.npz"
+
+
+def _member_values(
+    doc: CampaignDoc,
+    pool: list[CandidateDoc],
+    settings: AnisoscreenSettings,
+    results: ResultsStore,
+) -> tuple[list[str], np.ndarray, str]:
+    """Member objective values of the pool under the current model (cached per version).
+
+    Predicting also writes the pool's PredictionDocs of that model version. Returns the
+    predicted material ids, the values ``(members, ids)`` and the model's stored name.
+    """
+    from anisoscreen.model.inference import PredictionFailure, Predictor
+    from anisoscreen.structures_io import StructureRecord
+
+    path = _values_file(settings, doc, doc.current_model)
+    if path.is_file():
+        cached = np.load(path)
+        return [str(i) for i in cached["material_ids"]], cached["values"], str(cached["model"])
+    predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
+    ids, graphs, docs = [], [], []
+    records = [StructureRecord(c.material_id, c.structure, c.source) for c in pool]
+    for record, prediction in zip(records, predictor.predict(records), strict=True):
+        if isinstance(prediction, PredictionFailure):
+            continue
+        ids.append(record.material_id)
+        graphs.append(predictor.graph_or_error(record.structure))
+        docs.append(prediction)
+    values = np.zeros((len(predictor.model.networks), len(ids)))
+    for start in range(0, len(graphs), predictor.batch_size):
+        chunk = predictor.predict_graphs(graphs[start : start + predictor.batch_size])
+        values[:, start : start + len(chunk[0])] = objective_values(chunk, doc.objective)
+    results.upsert(docs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, material_ids=np.array(ids), values=values, model=predictor.model.name)
+    return ids, values, predictor.model.name
+
+
+def start_campaign(doc: CampaignDoc, settings: AnisoscreenSettings) -> int:
+    """Store a new campaign and predict its pool; returns the number of predicted candidates."""
+    make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
+    with ResultsStore(settings) as results:
+        if results.query(CampaignDoc, {"name": doc.name}):
+            raise AnisoscreenError(f"campaign {doc.name!r} exists; use `campaign step`")
+        pool = _pool(doc, results)
+        ids, _, _ = _member_values(doc, pool, settings, results)
+        _save(doc, results)
+    return len(ids)
+
+
+def _select(
+    doc: CampaignDoc, settings: AnisoscreenSettings, results: ResultsStore
+) -> CampaignRound | None:
+    remaining = doc.budget - doc.n_picked
+    if remaining <= 0:
+        return None
+    pool = _pool(doc, results)
+    ids, values, model_name = _member_values(doc, pool, settings, results)
+    by_id = {c.material_id: c for c in pool}
+    picked = doc.picked_ids
+    available = np.array([i not in picked for i in ids])
+    strategy = make_strategy(doc.strategy, doc.kappa)
+    guard = DiversityGuard(
+        group_labels([by_id[i].structure for i in ids], doc.group_by), doc.max_per_group
+    )
+    rng = np.random.default_rng([doc.seed, len(doc.rounds)])
+    indices = strategy.select(values, available, min(doc.batch_size, remaining), rng, guard)
+    if not indices:
+        return None
+    mean = values.mean(axis=0)
+    spread = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(ids))
+    picks = [
+        CampaignPick(
+            material_id=ids[i],
+            formula_pretty=by_id[ids[i]].formula_pretty,
+            predicted=float(mean[i]),
+            spread=float(spread[i]),
+        )
+        for i in indices
+    ]
+    return CampaignRound(index=len(doc.rounds), model=model_name, picks=picks)
+
+
+def _in_queue(jc: Any, flow_uuid: str | None) -> bool:
+    return flow_uuid is not None and bool(jc.get_flows_info(flow_ids=[flow_uuid]))
+
+
+def _submit(
+    doc: CampaignDoc,
+    current: CampaignRound,
+    settings: AnisoscreenSettings,
+    results: ResultsStore,
+    say: Progress,
+) -> None:
+    """Record each pick's flow, then submit it; resumes ``prepared`` picks without resubmitting."""
+    from contextlib import nullcontext
+
+    from anisoscreen.hpc.config import job_controller, resolve_project_name
+    from anisoscreen.hpc.submit import record_jobs, submitted_validation_doc
+    from anisoscreen.validation.makers import ValidationMaker
+
+    maker = ValidationMaker()
+    candidates = {
+        c.material_id: c
+        for c in results.query(
+            CandidateDoc, {"material_id": {"$in": [p.material_id for p in current.picks]}}
+        )
+    }
+    predictions = {
+        p.material_id: p
+        for p in results.query(
+            PredictionDoc,
+            {
+                "material_id": {"$in": [p.material_id for p in current.picks]},
+                "model": current.model,
+            },
+        )
+    }
+    with nullcontext(None) if doc.local else job_controller(doc.project) as jc:
+        project = None if doc.local else resolve_project_name(jc, doc.project)
+        worker = "local" if doc.local else (doc.worker or "vasp")
+        for pick in current.picks:
+            if pick.state == "prepared" and not doc.local and _in_queue(jc, pick.flow_uuid):
+                pick.state = "submitted"  # the submission went through before an interruption
+                _save(doc, results)
+                continue
+            if pick.state not in ("selected", "prepared"):
+                continue
+            candidate = candidates[pick.material_id]
+            flow = maker.make(
+                candidate.structure,
+                material_id=pick.material_id,
+                prediction=predictions.get(pick.material_id),
+            )
+            records = record_jobs(flow)
+            pick.flow_uuid = flow.uuid
+            pick.job_uuids = [job.function_kwargs["job_uuid"] for job in records]
+            pick.state = "prepared"
+            _save(doc, results)  # recorded before it is submitted
+            if doc.local:
+                _run_local(flow, settings, results)
+            else:
+                from jobflow_remote import submit_flow
+
+                submit_flow(flow, worker=worker, project=project)
+                results.upsert(
+                    submitted_validation_doc(job, candidate, flow.uuid, worker, project)
+                    for job in records
+                )
+            pick.state = "submitted"
+            _save(doc, results)
+            say(f"submitted {pick.material_id} (flow {flow.uuid})")
+
+
+def _run_local(flow: Any, settings: AnisoscreenSettings, results: ResultsStore) -> None:
+    from jobflow import run_locally
+
+    from anisoscreen.store import build_job_store
+    from anisoscreen.validation.makers import collect_from_job_store
+
+    job_store = build_job_store(settings)
+    run_locally(flow, store=job_store, ensure_success=False, log=False)
+    collect_from_job_store(job_store, results)
+
+
+def _collect(
+    doc: CampaignDoc, current: CampaignRound, settings: AnisoscreenSettings, results: ResultsStore
+) -> int:
+    """Match stored ValidationDocs to the picks; returns how many are still pending."""
+    if not doc.local:
+        from anisoscreen.hpc.queue import collect
+
+        collect(settings, doc.project)
+    pending = 0
+    for pick in current.picks:
+        if pick.state in ("completed", "failed"):
+            continue
+        docs = [
+            d
+            for d in results.query(ValidationDoc, {"material_id": pick.material_id})
+            if d.job_uuid in pick.job_uuids and d.calc_type == "dfpt"
+        ]
+        finished = [d for d in docs if d.state.value in _FINISHED]
+        failed = [d for d in docs if d.state == ValidationState.FAILED]
+        if finished:
+            best = finished[0]
+            pick.state = "completed" if best.is_valid else "failed"
+            pick.error = "; ".join(best.flags) or None
+            if best.is_valid and best.epsilon_electronic is not None:
+                pick.observed = float(
+                    objective_values(np.asarray(best.epsilon_electronic), doc.objective)
+                )
+        elif failed:
+            pick.state, pick.error = "failed", failed[0].error
+        else:
+            pending += 1
+    return pending
+
+
+def _train(
+    doc: CampaignDoc, current: CampaignRound, settings: AnisoscreenSettings, results: ResultsStore,
+    say: Progress,
+) -> str | None:  # fmt: skip
+    """Fine-tune the current model on every valid label of the campaign (or keep it)."""
+    from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model
+
+    if not doc.finetune:
+        return None
+    picked = sorted(doc.picked_ids)
+    validations = results.query(ValidationDoc, {"material_id": {"$in": picked}})
+    structures = {
+        c.material_id: c.structure
+        for c in results.query(CandidateDoc, {"material_id": {"$in": picked}})
+    }
+    labels = labels_from_validations(validations, structures)
+    if not labels:
+        say("no valid DFT labels yet: the model is kept")
+        return None
+    name = f"campaign-{doc.name}-r{current.index + 1}"
+    folder = settings.data_dir / "models" / name
+    if not (folder / MODEL_FILENAME).is_file():
+        model = load_model(doc.current_model, settings.data_dir)
+        config = FinetuneConfig(**{**doc.finetune, "seed": doc.seed * 100 + current.index})
+        replay = replay_sample(
+            training_entries(model.metadata, settings.shared),
+            config.replay,
+            config.seed,
+            set(picked),
+        )
+        finetune_model(model, labels, replay, config, folder, name, f"r{current.index + 1}", say)
+    say(f"fine-tuned {name} on {len(labels)} DFT labels")
+    return name
+
+
+def step_campaign(
+    name: str,
+    settings: AnisoscreenSettings,
+    wait: float = 0.0,
+    poll: float = 10.0,
+    progress: Progress | None = None,
+) -> str:
+    """Advance campaign ``name`` as far as it can go; returns a one-line outcome.
+
+    Parameters
+    ----------
+    name
+        The campaign.
+    settings
+        Stores, data folder, shared data.
+    wait
+        Seconds to wait for pending validations before returning (0: return at once).
+    poll
+        Seconds between collection attempts while waiting.
+    progress
+        Called with one line per event.
+    """
+    say = progress or (lambda line: None)
+    doc = load_campaign(name, settings)
+    with ResultsStore(settings) as results:
+        current = doc.rounds[-1] if doc.rounds and doc.rounds[-1].stage != "done" else None
+        if current is None:
+            current = _select(doc, settings, results)
+            if current is None:
+                return f"campaign {name}: budget spent ({doc.n_picked}/{doc.budget})"
+            doc.rounds.append(current)
+            _save(doc, results)
+            say(f"round {current.index}: picked {', '.join(p.material_id for p in current.picks)}")
+        if current.stage == "selected":
+            _submit(doc, current, settings, results, say)
+            current.stage = "submitted"
+            _save(doc, results)
+        if current.stage == "submitted":
+            deadline = time.monotonic() + wait
+            pending = _collect(doc, current, settings, results)
+            while pending and time.monotonic() < deadline:
+                time.sleep(poll)
+                pending = _collect(doc, current, settings, results)
+            _save(doc, results)
+            if pending:
+                return f"round {current.index}: waiting for {pending} validation(s)"
+            current.stage = "collected"
+            _save(doc, results)
+        if current.stage == "collected":
+            current.new_model = _train(doc, current, settings, results, say)
+            current.stage = "trained"
+            _save(doc, results)
+        if current.stage == "trained":
+            if current.new_model:
+                doc.current_model = current.new_model
+                pool = _pool(doc, results)
+                _member_values(doc, pool, settings, results)
+            current.stage, current.finished_at = "done", utcnow()
+            _save(doc, results)
+    found = [p.observed for p in current.picks if p.observed is not None]
+    best = f", best {doc.objective} {max(found):.3f}" if found else ""
+    return (
+        f"round {current.index} done: {len(found)}/{len(current.picks)} labelled{best}; "
+        f"model {doc.current_model}"
+    )

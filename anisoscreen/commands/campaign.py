@@ -1,0 +1,226 @@
+"""``anisoscreen campaign start|step|status|simulate``: closed-loop discovery campaigns.
+
+Only argument parsing and printing; the work is in :mod:`anisoscreen.campaign`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from anisoscreen.commands.common import DataDirOption, StoreOption, console, settings_from_options
+
+__all__ = ["register"]
+
+campaign_app = typer.Typer(
+    help="Closed-loop discovery: pick by uncertainty, validate by DFT, fine-tune, repeat.",
+    no_args_is_help=True,
+)
+
+StrategyOption = Annotated[
+    str,
+    typer.Option("--strategy", help="greedy, ucb, exploration, random or thompson."),
+]
+ObjectiveOption = Annotated[str, typer.Option("--objective", help="ar or eps-poly.")]
+KappaOption = Annotated[float, typer.Option("--kappa", help="UCB: mean + kappa * sigma.")]
+GroupByOption = Annotated[
+    str,
+    typer.Option("--group-by", help="Diversity guard groups: prototype, composition or none."),
+]
+MaxPerGroupOption = Annotated[
+    int, typer.Option("--max-per-group", min=0, help="Most picks per group per batch (0: off).")
+]
+EpochsOption = Annotated[
+    int, typer.Option("--epochs", min=0, help="Fine-tuning epochs per member (0: no fine-tune).")
+]
+ReplayOption = Annotated[
+    int, typer.Option("--replay", min=0, help="Old training entries replayed when fine-tuning.")
+]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="Starting model (default: the settings' model).")
+]
+
+
+def start(
+    name: Annotated[str, typer.Argument(help="Campaign name (its key in the store).")],
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Pool: stored candidates of this source (default: all)."),
+    ] = None,
+    objective: ObjectiveOption = "ar",
+    strategy: StrategyOption = "ucb",
+    kappa: KappaOption = 1.5,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 20,
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Most DFT validations.")] = 100,
+    group_by: GroupByOption = "prototype",
+    max_per_group: MaxPerGroupOption = 3,
+    epochs: EpochsOption = 3,
+    replay: ReplayOption = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    model: ModelOption = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run validations in this process, not a queue.")
+    ] = False,
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a campaign and predict its pool with the starting model."""
+    from anisoscreen.campaign.finetune import FinetuneConfig
+    from anisoscreen.campaign.rounds import start_campaign
+    from anisoscreen.schemas import CampaignDoc
+
+    settings = settings_from_options(store, data_dir)
+    doc = CampaignDoc(
+        name=name,
+        source=source,
+        objective=objective,
+        strategy=strategy,
+        kappa=kappa,
+        batch_size=batch_size,
+        budget=budget,
+        group_by=group_by,
+        max_per_group=max_per_group,
+        seed=seed,
+        base_model=model or settings.model,
+        current_model=model or settings.model,
+        local=local,
+        project=project,
+        worker=worker,
+        finetune=FinetuneConfig(epochs=max(epochs, 1), replay=replay, seed=seed).to_dict()
+        if epochs
+        else {},
+    )
+    pool = start_campaign(doc, settings)
+    console.print(f"campaign {name}: {pool} candidates predicted with {doc.current_model}")
+
+
+def step(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=0, help="Seconds to wait for the validations (0: return)."),
+    ] = 0.0,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Advance one round: select, submit, collect, fine-tune, re-predict (resumable)."""
+    from anisoscreen.campaign.rounds import step_campaign
+
+    settings = settings_from_options(store, data_dir)
+    outcome = step_campaign(name, settings, wait=wait, progress=console.print)
+    console.print(outcome)
+
+
+def status(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Rounds, picks, job states, model versions and the best found so far."""
+    from anisoscreen.campaign.rounds import load_campaign
+
+    settings = settings_from_options(store, data_dir)
+    doc = load_campaign(name, settings)
+    console.print(
+        f"campaign {doc.name}: {doc.strategy} on {doc.objective}, {doc.n_picked}/{doc.budget} "
+        f"validations, model {doc.current_model}"
+    )
+    table = Table("round", "stage", "model", "picks", "states", "best DFT", "new model")
+    best = None
+    for r in doc.rounds:
+        observed = [p.observed for p in r.picks if p.observed is not None]
+        states: dict[str, int] = {}
+        for p in r.picks:
+            states[p.state] = states.get(p.state, 0) + 1
+        if observed:
+            best = max([*observed, *([best] if best is not None else [])])
+        table.add_row(
+            str(r.index),
+            r.stage,
+            r.model,
+            ", ".join(p.material_id for p in r.picks),
+            ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+            f"{max(observed):.3f}" if observed else "-",
+            r.new_model or "-",
+        )
+    console.print(table)
+    console.print(
+        f"best {doc.objective} found: {best:.3f}" if best is not None else "no labels yet"
+    )
+
+
+def simulate(
+    labels: Annotated[
+        Path,
+        typer.Option(
+            "--labels", help="Oracle JSON: [{material_id, structure, dielectric_tensor}]."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report JSON to write.")],
+    strategy: StrategyOption = "ucb",
+    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, help="A hit is a pick in the true top-k.")
+    ] = 10,
+    objective: ObjectiveOption = "ar",
+    kappa: KappaOption = 1.5,
+    group_by: GroupByOption = "prototype",
+    max_per_group: MaxPerGroupOption = 3,
+    epochs: EpochsOption = 2,
+    replay: ReplayOption = 50,
+    model: ModelOption = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Figure of hits against DFT calculations.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run the loop offline against an oracle file: labels revealed only when picked."""
+    from anisoscreen.campaign.finetune import FinetuneConfig
+    from anisoscreen.campaign.simulate import SimulationConfig, load_oracle
+    from anisoscreen.campaign.simulate import simulate as run_simulation
+
+    settings = settings_from_options(None, data_dir)
+    config = SimulationConfig(
+        strategy=strategy,
+        rounds=rounds,
+        batch_size=batch_size,
+        seed=seed,
+        top_k=top_k,
+        objective=objective,
+        kappa=kappa,
+        group_by=group_by,
+        max_per_group=max_per_group,
+        model=model or settings.model,
+        finetune=FinetuneConfig(epochs=epochs, replay=replay) if epochs else None,
+    )
+    report = run_simulation(
+        load_oracle(labels), config, settings.shared, settings.data_dir, progress=console.print
+    )
+    output.write_text(json.dumps(report, indent=2))
+    if plot is not None:
+        from anisoscreen.report.campaign import plot_hits
+
+        plot_hits([report], plot)
+    console.print(
+        f"{strategy}: {report['total_hits']} hits of the true top-{report['top_k']} in "
+        f"{len(report['rounds'])} rounds of {batch_size} (pool {report['pool_size']}), best "
+        f"{objective} {report['best']:.3f} of {report['best_possible']:.3f}, "
+        f"{report['seconds']:.0f} s -> {output}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``campaign start|step|status|simulate`` to ``app``."""
+    campaign_app.command()(start)
+    campaign_app.command()(step)
+    campaign_app.command()(status)
+    campaign_app.command()(simulate)
+    app.add_typer(campaign_app, name="campaign")

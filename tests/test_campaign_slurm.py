@@ -1,0 +1,62 @@
+"""One campaign round through a real single-node SLURM: ``campaign step`` submits through
+jobflow-remote, ``sbatch`` runs the mocked VASP (real AlN outputs), the next step collects,
+fine-tunes on the DFT label and re-predicts the pool.
+
+Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hpc_env import make_hpc_env  # noqa: E402
+from slurm_cluster import SlurmCluster, missing_requirements  # noqa: E402
+from test_campaign_rounds import cli, run_round, start_args  # noqa: E402
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+
+_REASON = missing_requirements()
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if _REASON:
+        pytest.skip(_REASON)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        cluster.stop()
+        pytest.skip(f"could not start a private SLURM cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+def test_campaign_round_through_sbatch(slurm, tmp_path, monkeypatch, shared_dir, tiny_ensemble):
+    from anisoscreen.hpc.config import job_controller
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    env = make_hpc_env(
+        tmp_path,
+        monkeypatch,
+        shared_dir,
+        scheduler="slurm",
+        cpu_resources={"nodes": 1, "ntasks": 1, "time": "00:10:00"},
+    )
+    cli(*start_args("slurm", tiny_ensemble, env.project))
+    out = cli("campaign", "step", "slurm")
+    assert out.count("submitted ") == 2 and "waiting for 2 validation(s)" in out
+    run_round(env, "slurm")
+    with job_controller(env.project) as jc:
+        infos = jc.get_jobs_info()
+    # every job that ran (AlN's VASP and record jobs, the crashed VASP job) went through sbatch;
+    # the crashed material's record job never runs
+    ran = [i for i in infos if i.state.value in ("COMPLETED", "FAILED")]
+    assert len(ran) == 3
+    assert all(i.remote.process_id and i.remote.process_id.isdigit() for i in ran)
