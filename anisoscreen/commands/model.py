@@ -175,15 +175,34 @@ def train(
     max_entries: Annotated[
         int | None, typer.Option(help="Use only the first N entries (smoke runs).")
     ] = None,
+    target: Annotated[
+        str,
+        typer.Option(help="Tensor to learn: electronic (eps_inf), ionic (eps0) or total."),
+    ] = "electronic",
+    readout: Annotated[
+        str | None,
+        typer.Option(
+            help="mean, sum_volume, psd_sum_volume, psd_square_volume or psd_outer_volume; "
+            "default per target (mean for electronic, psd_square_volume for ionic and total)."
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="mse, mse_log_eig or huber_log1p_eig; default per target (mse for "
+            "electronic, huber_log1p_eig for ionic and total)."
+        ),
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Train (or resume training) an equivariant dielectric model and write its model card."""
     from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.nn.network import ModelConfig
-    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.pipeline import target_recipe, train_model
     from anisoscreen.model.training.train import TrainConfig
 
     settings = settings_from_options(device=device)
+    recipe = target_recipe(target, readout=readout, loss=loss)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
     folder = (output_dir or settings.data_dir / "models") / name
     if output_irreps not in ("equivariant", "scalar"):
@@ -205,8 +224,11 @@ def train(
             num_layers=layers,
             output=output_irreps,
             atom_features=atom_features,
+            readout=recipe["readout"],
+            target=target,
         ),
         TrainConfig.with_overrides(
+            loss=recipe["loss"],
             lr=lr,
             weight_decay=weight_decay,
             lr_decay=lr_decay,
@@ -226,9 +248,9 @@ def train(
         return
     test = result["test"]
     console.print(
-        f"test: eps_poly MAE {test['eps_poly_mae']:.3f}, "
+        f"test ({target}): eps_poly MAE {test['eps_poly_mae']:.3f}, "
         f"a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
-        f"component MAE {test['component_mae']:.3f} -> {folder}"
+        f"component MAE {test['component_mae']:.3f}, MAE_ten {test['tensor_mae']:.3f} -> {folder}"
     )
 
 
@@ -245,12 +267,19 @@ def evaluate(
     parity_plot: Annotated[
         Path | None, typer.Option("--parity-plot", help="Write eps_poly / a_r parity plots here.")
     ] = None,
+    log_scale: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-scale/--linear-scale",
+            help="Log-log parity axes; default: log for ionic and total models.",
+        ),
+    ] = None,
     member: Annotated[
         list[int] | None,
         typer.Option("--member", help="Evaluate only these ensemble members (0-based)."),
     ] = None,
 ) -> None:
-    """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components."""
+    """Evaluate a model on a split of the data: MAE of eps_poly, a_r, components and MAE_ten."""
     from rich.table import Table
 
     from anisoscreen.commands.common import console, settings_from_options
@@ -271,13 +300,19 @@ def evaluate(
         from anisoscreen.report.figures import parity_from_arrays
 
         parity_from_arrays(
-            result["predicted"], result["reference"], parity_plot, label="DFPT (MP)"
+            result["predicted"],
+            result["reference"],
+            parity_plot,
+            label=f"DFPT (MP) eps_{result['target']}",
+            log_scale=result["target"] != "electronic" if log_scale is None else log_scale,
         )
     which = f", members {result['members']}" if member else ""
     table = Table(
-        title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"
+        title=f"{result['model']} ({result['target']}){which} on the {subset} split "
+        f"(n={result['metrics']['n']})"
     )
-    for column in ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
+    columns = ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE", "MAE_ten")
+    for column in columns:
         table.add_column(column)
     rows = {"all": result["metrics"], **result["metrics"].get("per_crystal_system", {})}
     for system, m in rows.items():
@@ -287,5 +322,6 @@ def evaluate(
             f"{m['eps_poly_mae']:.3f}",
             f"{m['anisotropy_ratio_mae']:.3f}",
             f"{m['component_mae']:.3f}",
+            f"{m['tensor_mae']:.3f}",
         )
     console.print(table)

@@ -237,20 +237,35 @@ def plot_parity(
 
 
 def plot_parity_values(
-    panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str, reference: str = "DFPT"
+    panels: dict[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    reference: str = "DFPT",
+    log_scale: bool = False,
 ) -> Figure:
-    """Parity panels from ``{label: (reference values, predicted values)}``."""
+    """Parity panels from ``{label: (reference values, predicted values)}``.
+
+    ``log_scale`` draws log-log axes (for heavy-tailed ionic and static tensors); only
+    points positive on both axes are drawn there, and the MAE is over those points.
+    """
     fig = _figure("parity")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, (x, y)) in zip(axes, panels.items(), strict=True):
         ok = np.isfinite(x) & np.isfinite(y)
+        if log_scale:
+            ok &= (x > 0) & (y > 0)
         x, y = x[ok], y[ok]
         low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-        pad = 0.05 * max(high - low, 0.5)
-        ax.plot([low - pad, high + pad], [low - pad, high + pad], "k--", linewidth=1)
+        if log_scale:
+            low, high = low / 1.2, high * 1.2
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:
+            pad = 0.05 * max(high - low, 0.5)
+            low, high = low - pad, high + pad
+        ax.plot([low, high], [low, high], "k--", linewidth=1)
         ax.scatter(x, y, s=20, alpha=0.75, color="#3969ac", edgecolors="none")
-        ax.set_xlim(low - pad, high + pad)
-        ax.set_ylim(low - pad, high + pad)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel(f"{reference} {label}")
         ax.set_ylabel(f"Predicted {label}")
@@ -268,7 +283,11 @@ def plot_parity_values(
 
 
 def parity_from_arrays(
-    predicted: np.ndarray, reference: np.ndarray, path: str | Path, label: str = "DFPT"
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    path: str | Path,
+    label: str = "DFPT",
+    log_scale: bool = False,
 ) -> Path:
     """Write eps_poly and a_r parity plots of predicted vs reference tensors (n, 3, 3)."""
     from anisoscreen import tensor as tmath
@@ -284,7 +303,8 @@ def parity_from_arrays(
         ),
         _PARITY["ar"][0]: (ratio(reference), ratio(predicted)),
     }
-    return save_figure(plot_parity_values(panels, f"Predicted vs {label}", reference=label), path)
+    figure = plot_parity_values(panels, f"Predicted vs {label}", reference=label, log_scale=log_scale)
+    return save_figure(figure, path)
 
 
 # -- Fig. 7 ---------------------------------------------------------------------------------------

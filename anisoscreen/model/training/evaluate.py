@@ -1,4 +1,8 @@
-"""Test-set metrics: MAE of eps_poly, of a_r and of the tensor components, per crystal system."""
+"""Test-set metrics: MAE of eps_poly, of a_r and of the tensor components, per crystal system.
+
+``tensor_mae`` is DTNet's MAE_ten (Mao, Li & Tan 2024, eq. 3): the mean absolute error over
+the six unique components (xx, yy, zz, yz, xz, xy); ``component_mae`` averages all nine.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,15 @@ import torch
 from anisoscreen import tensor as tmath
 from anisoscreen.model.nn.graph import CrystalGraph, collate
 
-__all__ = ["crystal_systems", "metrics", "predict_irreps"]
+__all__ = ["crystal_systems", "evaluate_model", "metrics", "predict_irreps", "tensor_mae"]
+
+_UPPER = np.triu_indices(3)
+
+
+def tensor_mae(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """DTNet's MAE_ten: mean absolute error over the 6 unique components of (n, 3, 3) tensors."""
+    difference = np.abs(tmath.symmetrize(predicted) - tmath.symmetrize(reference))
+    return float(difference[:, _UPPER[0], _UPPER[1]].mean())
 
 
 @torch.inference_mode()
@@ -50,19 +62,22 @@ def metrics(
 ) -> dict[str, Any]:
     """MAEs between predicted and reference 3x3 tensors (shape (n, 3, 3)).
 
-    Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae`` and, when
-    ``systems`` is given, the same per crystal system under ``per_crystal_system``.
+    Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae``,
+    ``tensor_mae`` (MAE_ten) and, when ``systems`` is given, the same per crystal system under
+    ``per_crystal_system``. a_r divides by the smallest eigenvalue floored at 1e-6 (ionic
+    tensors can have a zero eigenvalue).
     """
 
     def _block(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         eig_p, eig_r = tmath.eigenvalues(pred), tmath.eigenvalues(ref)
         ar_p = eig_p[:, -1] / np.clip(eig_p[:, 0], 1e-6, None)
-        ar_r = eig_r[:, -1] / eig_r[:, 0]
+        ar_r = eig_r[:, -1] / np.clip(eig_r[:, 0], 1e-6, None)
         return {
             "n": int(len(pred)),
             "eps_poly_mae": float(np.mean(np.abs(eig_p.mean(1) - eig_r.mean(1)))),
             "anisotropy_ratio_mae": float(np.mean(np.abs(ar_p - ar_r))),
             "component_mae": float(np.mean(np.abs(tmath.symmetrize(pred) - tmath.symmetrize(ref)))),
+            "tensor_mae": tensor_mae(pred, ref),
         }
 
     result: dict[str, Any] = _block(predicted, reference)
@@ -91,10 +106,15 @@ def evaluate_model(
     cleaning as training, so ``subset="test"`` evaluates structures the model never saw.
     ``members`` evaluates the mean of those ensemble members only (0-based; default: all).
 
+    The reference is the tensor the model predicts (``config.target``: electronic, ionic or
+    total); the test subset is the same for every target (see
+    :func:`~anisoscreen.model.training.dataset.target_cleaning`).
+
     Returns
     -------
     dict
-        ``model``, ``members``, ``subset``, ``split_seed``, ``metrics`` (JSON-ready) and the
+        ``model``, ``target``, ``members``, ``subset``, ``split_seed``, ``metrics`` (JSON-ready)
+        and the
         arrays ``predicted`` and ``reference`` (n, 3, 3) for plots (the CLI draws them).
     """
     from anisoscreen.errors import AnisoscreenError
@@ -129,9 +149,10 @@ def evaluate_model(
         data_set_cache(features, data_path) if features else None,
     )
     predicted = tmath.irreps_to_tensor(predict_irreps(networks, graphs, dev).mean(axis=0))
-    reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
+    reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
     result = {
         "model": f"{loaded.name} {loaded.version}",
+        "target": loaded.config.target,
         "members": list(members) if members is not None else list(range(len(networks))),
         "subset": subset,
         "split_seed": seed,
