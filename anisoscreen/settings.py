@@ -66,6 +66,9 @@ class AnisoscreenSettings(BaseSettings):
         The shared data folder (training data, candidate pool, VASP outputs).
     model
         Default model: a name under the package's ``models/`` folder or a checkpoint path.
+    ionic_model
+        Optional ionic (eps0) model of the model set; with it, predictions and screening
+        also report eps_ionic and eps_total = eps_inf + eps_ionic. ``None``: electronic only.
     device
         ``auto`` (GPU when there is one), ``cpu`` or ``cuda``.
     batch_size
@@ -84,6 +87,7 @@ class AnisoscreenSettings(BaseSettings):
     collection_prefix: str = ""
     shared: Path = Field(default_factory=_default_shared_dir)
     model: str = "anisonet-mp-v1"
+    ionic_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     mp_api_key: SecretStr | None = Field(
@@ -121,6 +125,7 @@ class AnisoscreenSettings(BaseSettings):
             "database": self.database,
             "shared": str(self.shared),
             "model": self.model,
+            "ionic_model": self.ionic_model,
             "device": self.device,
             "batch_size": self.batch_size,
             "mp_api_key": "set" if self.mp_api_key else "not set",

@@ -69,8 +69,16 @@ def predict(
     model: ModelOption = None,
     device: DeviceOption = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    ionic_model: Annotated[
+        str | None,
+        typer.Option(
+            "--ionic-model",
+            help="Ionic model of the model set: adds eps_ionic and eps_total (= eps_inf + "
+            "eps_ionic) to every line. Default: the ionic_model setting (none).",
+        ),
+    ] = None,
 ) -> None:
-    """Predict the high-frequency dielectric tensor of every input structure.
+    """Predict the high-frequency (and, with an ionic model, static) dielectric tensors.
 
     Writes one JSON object per line; inputs that cannot be predicted get an ``error`` field
     and make the command exit with status 3 after writing everything else.
@@ -81,9 +89,15 @@ def predict(
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
-    settings = settings_from_options(model=model, device=device, batch_size=batch_size)
+    settings = settings_from_options(
+        model=model, device=device, batch_size=batch_size, ionic_model=ionic_model
+    )
     predictor = Predictor.load(
-        settings.model, settings.data_dir, settings.device, settings.batch_size
+        settings.model,
+        settings.data_dir,
+        settings.device,
+        settings.batch_size,
+        settings.ionic_model,
     )
     records = list(read_structure_inputs(inputs))
     if not records:
@@ -111,7 +125,13 @@ def predict(
 
 
 def prediction_line(doc) -> dict:
-    """The JSON Lines record of one :class:`PredictionDoc`."""
+    """The JSON Lines record of one :class:`PredictionDoc`.
+
+    The flat fields are eps_inf, as always. With an ionic model the line adds
+    ``eps_electronic``, ``eps_ionic`` and ``eps_total`` blocks (tensor, eigenvalues, eps_poly,
+    a_r and ensemble spread each), ``ionic_model`` and, where the band gap is known,
+    ``figure_of_merit``.
+    """
     line = {
         "material_id": doc.material_id,
         "formula": doc.formula_pretty,
@@ -129,6 +149,16 @@ def prediction_line(doc) -> dict:
             anisotropy_ratio_std=doc.anisotropy_ratio_std,
             n_models=doc.n_models,
         )
+    if doc.eps_total is not None and doc.eps_ionic is not None:
+        line.update(
+            eps_electronic=doc.eps_electronic.model_dump(exclude_none=True),
+            eps_ionic=doc.eps_ionic.model_dump(exclude_none=True),
+            eps_total=doc.eps_total.model_dump(exclude_none=True),
+            ionic_model=doc.ionic_model,
+            ionic_model_version=doc.ionic_model_version,
+        )
+        if doc.figure_of_merit is not None:
+            line["figure_of_merit"] = doc.figure_of_merit
     return line
 
 

@@ -93,8 +93,21 @@ def run_screen(
     describe_top: Annotated[
         int, typer.Option("--describe-top", help="robocrys descriptions for the top N (~2 s each).")
     ] = 0,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="Rank by ar (a_r of eps_inf), ar-total (a_r of eps_inf + eps0), eps-total "
+            "(eps_poly of the static tensor) or fom (E_g x eps_poly(total)); all but ar need "
+            "an ionic model.",
+        ),
+    ] = "ar",
+    ionic_model: Annotated[
+        str | None,
+        typer.Option("--ionic-model", help="Ionic model of the model set (name or path)."),
+    ] = None,
 ) -> None:
-    """Screen a pool of structures: filter, predict eps_inf, rank by a_r, store everything."""
+    """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
     from jobflow import run_locally
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -104,7 +117,7 @@ def run_screen(
     from anisoscreen.store import build_job_store
 
     settings = settings_from_options(
-        store, data_dir, model=model, device=device, batch_size=batch_size
+        store, data_dir, model=model, device=device, batch_size=batch_size, ionic_model=ionic_model
     )
     criteria = ScreeningCriteria(
         max_energy_above_hull=max_hull,
@@ -124,6 +137,7 @@ def run_screen(
         validate=validate,
         ar_threshold=ar_threshold,
         top_k=top_k,
+        objective=objective,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)
@@ -197,18 +211,42 @@ def _summary(
     console.print(filters)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in run_doc.timings.items())
     console.print(f"time per stage: {timings}; total {seconds:.1f} s")
-    top = Table(title=f"top 10 by anisotropy ratio ({run_doc.model} {run_doc.model_version})")
-    for column in ("material_id", "formula", "a_r", "eps_poly", "dim"):
+    titles = {
+        "ar": "anisotropy ratio",
+        "ar-total": "a_r of the static tensor",
+        "eps-total": "static eps_poly",
+        "fom": "FOM = E_g x eps_poly(total)",
+    }
+    top = Table(
+        title=f"top 10 by {titles.get(ranking.objective, ranking.objective)} "
+        f"({run_doc.model} {run_doc.model_version})"
+    )
+    with_total = ranking.objective != "ar"
+    columns = ["material_id", "formula", "a_r", "eps_poly", "dim"]
+    if with_total:
+        columns += ["a_r total", "eps_poly total", "FOM"]
+    for column in columns:
         top.add_column(column)
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     for row in ranking.ranking[:10]:
         dim = row.dimensionality
-        top.add_row(
+        cells = [
             row.material_id,
             row.formula,
             f"{row.anisotropy_ratio:.2f}",
             f"{row.eps_poly:.2f}",
             "?" if dim is None else f"{int(dim)}D",
-        )
+        ]
+        if with_total:
+            cells += [
+                number(row.eps_total_anisotropy_ratio),
+                number(row.eps_total_poly),
+                number(row.figure_of_merit),
+            ]
+        top.add_row(*cells)
     console.print(top)
     console.print(f"results in {settings.store} store; query them with `anisoscreen query`")
 
