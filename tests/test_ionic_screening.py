@@ -18,7 +18,7 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import save_model
 from anisoscreen.model.inference import Predictor, predict_structures
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
-from anisoscreen.schemas import PredictionDoc, ScreeningRunDoc
+from anisoscreen.schemas import PredictionDoc, ScreeningRunDoc, ValidationDoc, ValidationState
 from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.screening.objectives import objective_value
 from anisoscreen.settings import get_settings
@@ -111,8 +111,11 @@ def test_objective_needs_an_ionic_model():
         ScreeningMaker(objective="kappa", ionic_model="x")
 
 
-def test_fom_screening_ranks_by_fom_and_is_idempotent(model_set, tmp_path):
+@pytest.fixture(scope="module")
+def fom_screening(model_set, tmp_path_factory):
+    """``run-screen --objective fom`` (as a flow) twice on the recorded pool."""
     electronic, ionic = model_set
+    tmp_path = tmp_path_factory.mktemp("fom")
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(pool_docs()))
     settings = get_settings(data_dir=tmp_path / "d")
@@ -130,21 +133,76 @@ def test_fom_screening_ranks_by_fom_and_is_idempotent(model_set, tmp_path):
     flow = maker.make("fom-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     ranking = responses[flow.jobs[2].uuid][1].output
+    run_locally(maker.make("fom-2"), store=build_job_store(settings), create_folders=False,
+                log=False)  # fmt: skip
+    return tmp_path / "d", ranking
+
+
+def test_fom_screening_ranks_by_fom_and_is_idempotent(fom_screening):
+    data_dir, ranking = fom_screening
+    settings = get_settings(data_dir=data_dir)
     values = [row.objective_value for row in ranking.ranking]
     assert ranking.objective == "fom" and len(values) > 5
     assert values == sorted(values, reverse=True) and None not in values
     with ResultsStore(settings) as results:
         preds = {p.material_id: p for p in results.query(PredictionDoc)}
+        second = [r for r in results.query(ScreeningRunDoc) if r.run_id == "fom-2"][0]
+        assert results.count("predictions") == len(preds) == len(values)
+    assert second.n_predicted == 0 and second.n_reused == len(preds)
     for row in ranking.ranking:
         doc = preds[row.material_id]
         assert row.figure_of_merit == doc.figure_of_merit == objective_value(doc, "fom")
         assert row.figure_of_merit == pytest.approx(doc.band_gap * doc.eps_total.eps_poly)
-    run_locally(maker.make("fom-2"), store=build_job_store(settings), create_folders=False,
-                log=False)  # fmt: skip
-    with ResultsStore(settings) as results:
-        second = [r for r in results.query(ScreeningRunDoc) if r.run_id == "fom-2"][0]
-        assert second.n_predicted == 0 and second.n_reused == len(preds)
-        assert results.count("predictions") == len(preds)
+
+
+def test_query_table_and_plot_show_the_static_columns(fom_screening, tmp_path):
+    data_dir, ranking = fom_screening
+    runner = CliRunner()
+    cutoff = ranking.ranking[2].figure_of_merit
+    out = runner.invoke(
+        app, ["query", "--data-dir", str(data_dir), "--sort", "fom", "--fom-min", str(cutoff),
+              "-f", "json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    records = json.loads(out.output)
+    assert [r["material_id"] for r in records] == [r.material_id for r in ranking.ranking[:3]]
+    assert all(r["predicted_eps_total"] > r["predicted_eps_poly"] for r in records)
+    # a DFPT validation with ionic and total tensors shows beside the predictions
+    top = ranking.ranking[0].material_id
+    ionic = [[5.0, 0.0, 0.0], [0.0, 6.0, 0.0], [0.0, 0.0, 7.0]]
+    electronic = [[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 5.0]]
+    with ResultsStore(get_settings(data_dir=data_dir)) as results:
+        results.upsert(
+            [
+                ValidationDoc(
+                    material_id=top,
+                    formula_pretty=ranking.ranking[0].formula,
+                    job_uuid="dfpt-1",
+                    state=ValidationState.COMPLETED,
+                    epsilon_electronic=electronic,
+                    epsilon_ionic=ionic,
+                    eps_poly=13 / 3,
+                    anisotropy_ratio=1.25,
+                )
+            ]
+        )
+    table = runner.invoke(
+        app, ["table", "--data-dir", str(data_dir), "-c", "static,fom", "-f", "csv"]
+    )
+    assert table.exit_code == 0, table.output
+    header, row = table.output.splitlines()[:2]
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    assert cells["material_id"] == top
+    assert float(cells["dft_eps_ionic_zz"]) == 7.0 and float(cells["dft_eps_total_zz"]) == 12.0
+    assert float(cells["predicted_eps_total_xx"]) > float(cells["predicted_eps_ionic_xx"])
+    assert float(cells["figure_of_merit"]) == pytest.approx(ranking.ranking[0].figure_of_merit,
+                                                            abs=0.01)  # fmt: skip
+    figure = tmp_path / "kappa.png"
+    drawn = runner.invoke(
+        app, ["plot", "high-kappa", "--data-dir", str(data_dir), "-o", str(figure)]
+    )
+    assert drawn.exit_code == 0, drawn.output
+    assert figure.stat().st_size > 10_000
 
 
 def test_adding_an_ionic_model_repredicts_electronic_only_results(model_set, tmp_path):

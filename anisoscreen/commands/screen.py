@@ -17,7 +17,9 @@ from anisoscreen.commands.common import (
     DescendingOption,
     DimensionalityOption,
     ElementsOption,
+    EpsTotalMinOption,
     ExcludeElementsOption,
+    FomMinOption,
     LimitOption,
     ModelOption,
     SortOption,
@@ -257,6 +259,8 @@ def query(
     dimensionality: DimensionalityOption = None,
     elements: ElementsOption = None,
     exclude_elements: ExcludeElementsOption = None,
+    eps_total_min: EpsTotalMinOption = None,
+    fom_min: FomMinOption = None,
     model: ModelOption = None,
     validated: Annotated[
         bool, typer.Option("--validated", help="Only DFT-validated candidates.")
@@ -286,6 +290,8 @@ def query(
         dimensionality=dimensionality,
         elements=elements,
         exclude_elements=exclude_elements,
+        eps_total_min=eps_total_min,
+        fom_min=fom_min,
         model=model,
         validated_only=validated,
         sort=sort,
@@ -313,6 +319,9 @@ def query(
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} candidates ({request.describe()}), sorted by {request.sort}")
+    # the static-tensor columns appear when any row was predicted with an ionic model
+    with_static = any(record["predicted_eps_total"] is not None for record in records)
+    static_columns = ["eps_ionic", "eps_total", "a_r total", "FOM"] if with_static else []
     for column in (
         "material_id",
         "formula",
@@ -321,11 +330,26 @@ def query(
         "dim",
         "E_hull (eV/at)",
         "gap (eV)",
+        *static_columns,
         "source",
     ):
         table.add_column(column, no_wrap=column in ("material_id", "formula"))
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}"
+
     for row, record in zip(rows, records, strict=False):
         dim = record["dimensionality"]
+        static = (
+            [
+                number(record["predicted_eps_ionic"]),
+                number(record["predicted_eps_total"]),
+                number(record["predicted_ar_total"]),
+                number(record["figure_of_merit"]),
+            ]
+            if with_static
+            else []
+        )
         table.add_row(
             record["material_id"],
             record["formula"],
@@ -334,6 +358,7 @@ def query(
             "?" if dim is None else f"{dim}D",
             "" if record["energy_above_hull"] is None else f"{record['energy_above_hull']:.3f}",
             "" if record["band_gap"] is None else f"{record['band_gap']:.2f}",
+            *static,
             "DFPT" if row.validated else "predicted",
         )
     console.print(table)
