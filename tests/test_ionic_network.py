@@ -14,7 +14,6 @@ from anisoscreen.model.nn.graph import collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.training.train import TrainConfig, target_stats, training_loss
 
-
 READOUTS = ["psd_square_volume", "psd_outer_volume"]
 
 
@@ -43,9 +42,7 @@ def predict(net: AnisoNet, structure: Structure) -> np.ndarray:
 def random_structure(seed: int) -> Structure:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 7))
-    lattice = Lattice.from_parameters(
-        *rng.uniform(3.5, 6.5, 3), *rng.uniform(70, 110, 3)
-    )
+    lattice = Lattice.from_parameters(*rng.uniform(3.5, 6.5, 3), *rng.uniform(70, 110, 3))
     species = list(rng.choice(["O", "Ti", "Ba", "N", "Ga", "F", "Li"], size=n))
     return Structure(lattice, species, rng.uniform(0, 1, (n, 3)))
 

@@ -54,7 +54,9 @@ def test_target_cleaning_drops_only_the_heavy_tail_and_keeps_the_test_split(clea
     keep, removed = target_cleaning(cleaned, "ionic")
     assert removed == {"no_ionic": 0, "ionic_not_psd": 0, "ionic_eps_poly_above_100": 8}
     assert keep.sum() == 2687
-    assert all(np.trace(e.tensor("ionic")) / 3 > 100 for e, k in zip(cleaned, keep) if not k)
+    assert all(
+        np.trace(e.tensor("ionic")) / 3 > 100 for e, k in zip(cleaned, keep, strict=True) if not k
+    )
     assert target_cleaning(cleaned, "electronic")[1] == {}
     # the rule is applied to train + validation only: seed-42 split removes 6 there
     split = random_split(len(cleaned), 42)

@@ -279,7 +279,5 @@ def predict_structures(
         s if isinstance(s, StructureRecord) else StructureRecord(structure_id(s), s, "python")
         for s in structures
     )
-    predictor = Predictor.load(
-        model, device=device, batch_size=batch_size, ionic_model=ionic_model
-    )
+    predictor = Predictor.load(model, device=device, batch_size=batch_size, ionic_model=ionic_model)
     return list(predictor.predict(records))

@@ -342,7 +342,9 @@ def parity_from_arrays(
         ),
         _PARITY["ar"][0]: (ratio(reference), ratio(predicted)),
     }
-    figure = plot_parity_values(panels, f"Predicted vs {label}", reference=label, log_scale=log_scale)
+    figure = plot_parity_values(
+        panels, f"Predicted vs {label}", reference=label, log_scale=log_scale
+    )
     return save_figure(figure, path)
 
 

@@ -274,6 +274,7 @@ def rank_candidates(
             ):
                 updated.append(doc.model_copy(update={**values, "last_updated": utcnow()}))
         results.upsert(updated)
+
         def rank_key(doc: PredictionDoc) -> tuple[bool, float]:
             value = objective_value(doc, objective)
             return (value is not None, value if value is not None else 0.0)

@@ -117,6 +117,7 @@ def load_entries(path: str | Path) -> list[DielectricEntry]:
         raise AnisoscreenError(f"dielectric data set {path} not found (set ANISOSCREEN_SHARED?)")
     records = _open_json(path)
     entries = []
+
     def optional(record: dict, key: str) -> np.ndarray | None:
         value = record.get(key)
         return None if value is None else np.asarray(value, dtype=float)

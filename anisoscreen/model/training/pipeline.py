@@ -108,7 +108,8 @@ def train_model(
     trainable, target_removed = target_cleaning(
         [entries[i] for i in np.concatenate([split["train"], split["validation"]])], target
     )
-    kept = dict(zip(np.concatenate([split["train"], split["validation"]]).tolist(), trainable))
+    trainable_ids = np.concatenate([split["train"], split["validation"]]).tolist()
+    kept = dict(zip(trainable_ids, trainable.tolist(), strict=True))
 
     def subset(key: str):
         idx = [i for i in split[key] if kept.get(int(i), True)]
