@@ -104,3 +104,37 @@ def evaluate_data():
     from conftest import SHARED
 
     return SHARED / "data" / "mp_dielectric_tensors.json.gz"
+
+
+def test_model_set_evaluation_sums_the_two_models_against_dfpt_total(
+    tiny_model, ionic_model, tmp_path
+):
+    from anisoscreen.model.training.evaluate import evaluate_model_set
+
+    electronic_folder, _ = tiny_model
+    ionic_folder, _ = ionic_model
+    results = evaluate_model_set(
+        str(electronic_folder), str(ionic_folder), evaluate_data(), device="cpu"
+    )
+    total = results["total"]
+    np.testing.assert_array_equal(
+        total["predicted"], results["electronic"]["predicted"] + results["ionic"]["predicted"]
+    )
+    np.testing.assert_allclose(
+        total["reference"],
+        results["electronic"]["reference"] + results["ionic"]["reference"],
+        atol=1e-12,
+    )
+    assert total["metrics"]["n"] == 10 and total["metrics"]["tensor_mae"] > 0
+    assert set(total["metrics"]["per_crystal_system"]) <= {
+        "cubic", "hexagonal", "monoclinic", "orthorhombic", "tetragonal", "triclinic", "trigonal"
+    }  # fmt: skip
+    plot = tmp_path / "set.png"
+    out = CliRunner().invoke(
+        app,
+        ["evaluate", "--model", str(electronic_folder), "--ionic-model", str(ionic_folder),
+         "--device", "cpu", "--parity-plot", str(plot)],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "(total)" in out.output and "(ionic)" in out.output and "(electronic)" in out.output
+    assert all((tmp_path / f"set-{k}.png").stat().st_size > 10_000 for k in results)

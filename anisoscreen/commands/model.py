@@ -308,38 +308,63 @@ def evaluate(
         list[int] | None,
         typer.Option("--member", help="Evaluate only these ensemble members (0-based)."),
     ] = None,
+    ionic_model: Annotated[
+        str | None,
+        typer.Option(
+            "--ionic-model",
+            help="Evaluate the model set: --model (electronic), this ionic model and their "
+            "sum against DFPT eps_total (MAE_ten for all three).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model on a split of the data: MAE of eps_poly, a_r, components and MAE_ten."""
-    from rich.table import Table
-
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.training.evaluate import evaluate_model
+    from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
-    result = evaluate_model(
-        settings.model,
-        data,
-        settings.data_dir,
-        subset,
-        split_seed,
-        settings.device,
-        members=member or None,
-    )
-    if parity_plot is not None:
-        from anisoscreen.report.figures import parity_from_arrays
-
-        parity_from_arrays(
-            result["predicted"],
-            result["reference"],
-            parity_plot,
-            label=f"DFPT (MP) eps_{result['target']}",
-            log_scale=result["target"] != "electronic" if log_scale is None else log_scale,
+    if ionic_model:
+        if split_seed is not None or member:
+            raise AnisoscreenError("--split-seed and --member apply to a single model")
+        results = evaluate_model_set(
+            settings.model, ionic_model, data, settings.data_dir, subset, settings.device
         )
-    which = f", members {result['members']}" if member else ""
+    else:
+        results = {
+            "model": evaluate_model(
+                settings.model,
+                data,
+                settings.data_dir,
+                subset,
+                split_seed,
+                settings.device,
+                members=member or None,
+            )
+        }
+    for key, result in results.items():
+        if parity_plot is not None:
+            from anisoscreen.report.figures import parity_from_arrays
+
+            path = parity_plot
+            if len(results) > 1:
+                path = parity_plot.with_name(f"{parity_plot.stem}-{key}{parity_plot.suffix}")
+            parity_from_arrays(
+                result["predicted"],
+                result["reference"],
+                path,
+                label=f"DFPT (MP) eps_{result['target']}",
+                log_scale=result["target"] != "electronic" if log_scale is None else log_scale,
+            )
+        which = f", members {result['members']}" if member else ""
+        _print_metrics(console, result, f"{which} on the {subset} split")
+
+
+def _print_metrics(console, result: dict, where: str) -> None:
+    """One evaluation result as a table: all structures, then per crystal system."""
+    from rich.table import Table
+
     table = Table(
-        title=f"{result['model']} ({result['target']}){which} on the {subset} split "
-        f"(n={result['metrics']['n']})"
+        title=f"{result['model']} ({result['target']}){where} (n={result['metrics']['n']})"
     )
     columns = ("crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE", "MAE_ten")
     for column in columns:

@@ -17,7 +17,14 @@ import torch
 from anisoscreen import tensor as tmath
 from anisoscreen.model.nn.graph import CrystalGraph, collate
 
-__all__ = ["crystal_systems", "evaluate_model", "metrics", "predict_irreps", "tensor_mae"]
+__all__ = [
+    "crystal_systems",
+    "evaluate_model",
+    "evaluate_model_set",
+    "metrics",
+    "predict_irreps",
+    "tensor_mae",
+]
 
 _UPPER = np.triu_indices(3)
 
@@ -161,3 +168,60 @@ def evaluate_model(
         "reference": reference,
     }
     return result
+
+
+def evaluate_model_set(
+    electronic: str,
+    ionic: str,
+    data_path: str | Path,
+    data_dir: Path | None = None,
+    subset: str = "test",
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Metrics of a model set for eps_inf, eps0 and the static eps_total = eps_inf + eps0.
+
+    Both models must have been trained on the same entries and split (they share the test
+    structures); the total is the sum of the two ensemble means, compared with DFPT's
+    eps_total.
+
+    Returns
+    -------
+    dict
+        ``{"electronic": ..., "ionic": ..., "total": ...}`` results of :func:`evaluate_model`
+        shape (the total's ``model`` names both).
+    """
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+
+    results = {
+        "electronic": evaluate_model(electronic, data_path, data_dir, subset, device=device),
+        "ionic": evaluate_model(ionic, data_path, data_dir, subset, device=device),
+    }
+    if results["electronic"]["target"] != "electronic" or results["ionic"]["target"] != "ionic":
+        raise AnisoscreenError("a model set needs an electronic and an ionic model")
+    if results["electronic"]["reference"].shape != results["ionic"]["reference"].shape or (
+        results["electronic"]["split_seed"] != results["ionic"]["split_seed"]
+    ):
+        raise AnisoscreenError("the two models were not trained on the same split")
+    seed = results["electronic"]["split_seed"]
+    entries, _ = clean_entries(load_entries(data_path))
+    n = len(results["electronic"]["reference"])
+    chosen_all = random_split(len(entries), seed)[subset]
+    predicted = results["electronic"]["predicted"] + results["ionic"]["predicted"]
+    if len(chosen_all) != n:  # trained on the first n_entries only: rebuild that split
+        from anisoscreen.model.checkpoint import load_model
+
+        n_entries = load_model(electronic, data_dir).metadata.get("n_entries") or len(entries)
+        chosen_all = random_split(n_entries, seed)[subset]
+    chosen = [entries[i] for i in chosen_all]
+    reference = np.stack([e.tensor("total") for e in chosen])
+    results["total"] = {
+        "model": f"{results['electronic']['model']} + {results['ionic']['model']}",
+        "target": "total",
+        "subset": subset,
+        "split_seed": seed,
+        "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+        "predicted": predicted,
+        "reference": reference,
+    }
+    return results
