@@ -109,6 +109,9 @@ def test_objective_needs_an_ionic_model():
         ScreeningMaker(objective="fom")
     with pytest.raises(AnisoscreenError, match="unknown objective"):
         ScreeningMaker(objective="kappa", ionic_model="x")
+    with pytest.raises(AnisoscreenError, match="top_k"):
+        ScreeningMaker(objective="fom", ionic_model="x", validate=True)
+    assert ScreeningMaker(objective="fom", ionic_model="x", validate=True, top_k=3).top_k == 3
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,23 @@
 Writes models/<name>/ (model.pt, metrics.json, MODEL_CARD.md, train-seed*.ckpt).
 Re-running resumes where the last run stopped. ``--target ionic`` (or ``total``) trains the
 ionic (static) tensor with that target's read-out and loss unless given
-(:data:`anisoscreen.model.training.pipeline.TARGET_RECIPES`).
+(:data:`anisoscreen.model.training.pipeline.TARGET_RECIPES`: ``psd_square_volume`` and
+``huber_log1p_eig``).
+
+The ionic ensemble (3 seeds, 30 epochs, the electronic members' size), one process per seed
+writing resumable ``train-seed<k>.ckpt`` files into one folder, then one call that finds all
+three finished and writes the 3-member model::
+
+    for s in 0 1 2; do OMP_NUM_THREADS=1 nohup python workflows/train_shipped_model.py \
+        --name anisonet-mp-ionic-v1 --target ionic --mul 32 --lmax 2 --max-epochs 30 \
+        --patience 30 --seeds $s --output-dir runs/ionic-study/psd-square \
+        > runs/ionic-study/psd-square-seed$s.log 2>&1 & done; wait
+    python workflows/train_shipped_model.py --name anisonet-mp-ionic-v1 --target ionic \
+        --mul 32 --lmax 2 --max-epochs 30 --patience 30 --seeds 0 1 2 \
+        --output-dir runs/ionic-study/psd-square
+
+The plain ``0e+2e`` head for comparison: the same with ``--readout sum_volume`` (no identity
+for the ionic target) and ``--output-dir runs/ionic-study/plain-head``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from jobflow import Flow, Job, Maker
 from pydantic import BaseModel
 
 from anisoscreen.candidates.filters import ScreeningCriteria
+from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import ScreeningRunDoc
 from anisoscreen.screening.jobs import (
     fetch_candidates,
@@ -175,6 +176,11 @@ class ScreeningMaker(Maker):
         from anisoscreen.screening.objectives import check_objective
 
         check_objective(self.objective, self.ionic_model)
+        if self.validate and self.objective != "ar" and self.top_k is None:
+            raise AnisoscreenError(
+                f"with objective {self.objective!r}, choose the candidates to validate with "
+                "top_k (--top-k); the a_r threshold alone would ignore the objective"
+            )
 
     @classmethod
     def from_settings(
