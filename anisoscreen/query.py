@@ -47,6 +47,12 @@ SortField = Literal[
     "material_id",
     "formula",
     "ar_spread",
+    "predicted_eps_ionic",
+    "predicted_eps_total",
+    "predicted_ar_total",
+    "fom",
+    "dft_eps_ionic",
+    "dft_eps_total",
 ]
 
 SORT_FIELDS: dict[str, str] = {
@@ -61,6 +67,12 @@ SORT_FIELDS: dict[str, str] = {
     "material_id": "material id (ascending)",
     "formula": "reduced formula (ascending)",
     "ar_spread": "ensemble spread (std) of the predicted a_r (descending)",
+    "predicted_eps_ionic": "predicted ionic eps_poly (descending; needs an ionic model)",
+    "predicted_eps_total": "predicted static eps_poly, eps_inf + eps0 (descending)",
+    "predicted_ar_total": "predicted a_r of the static tensor (descending)",
+    "fom": "high-kappa FOM = E_g x predicted static eps_poly (descending)",
+    "dft_eps_ionic": "DFPT ionic eps_poly, unvalidated rows last (descending)",
+    "dft_eps_total": "DFPT static eps_poly, unvalidated rows last (descending)",
 }
 """Sort keys understood by :class:`CandidateQuery` and their default direction."""
 
@@ -106,6 +118,10 @@ class CandidateQuery(BaseModel):
         Every one of these elements must be present.
     exclude_elements
         None of these elements may be present.
+    eps_total_min
+        Smallest predicted static eps_poly (needs predictions with an ionic model).
+    fom_min
+        Smallest high-kappa figure of merit E_g x eps_poly(total).
     model
         Only predictions of this model (default: the newest prediction of each material).
     validated_only
@@ -125,6 +141,8 @@ class CandidateQuery(BaseModel):
     dimensionality: list[int] = Field(default_factory=list)
     elements: list[str] = Field(default_factory=list)
     exclude_elements: list[str] = Field(default_factory=list)
+    eps_total_min: float | None = None
+    fom_min: float | None = None
     model: str | None = None
     validated_only: bool = False
     sort: SortField = "ar"
@@ -212,6 +230,10 @@ class CandidateQuery(BaseModel):
             elements["$nin"] = list(self.exclude_elements)
         if elements:
             criteria["elements"] = elements
+        if self.eps_total_min is not None:
+            criteria["eps_total.eps_poly"] = {"$gte": self.eps_total_min}
+        if self.fom_min is not None:
+            criteria["figure_of_merit"] = {"$gte": self.fom_min}
         if self.model:
             criteria["model"] = self.model
         if material_ids is not None:
@@ -231,6 +253,10 @@ class CandidateQuery(BaseModel):
             parts.append("with " + ",".join(self.elements))
         if self.exclude_elements:
             parts.append("without " + ",".join(self.exclude_elements))
+        if self.eps_total_min is not None:
+            parts.append(f"eps_total >= {self.eps_total_min:g}")
+        if self.fom_min is not None:
+            parts.append(f"FOM >= {self.fom_min:g}")
         if self.model:
             parts.append(f"model {self.model}")
         if self.validated_only:
@@ -302,6 +328,56 @@ class CandidateRow(BaseModel):
 
         return float(tmath.polycrystalline_average(doc.epsilon_electronic))
 
+    @property
+    def dft_ionic_tensor(self) -> list[list[float]] | None:
+        """DFPT ionic tensor of the newest completed DFPT validation."""
+        doc = self.dfpt
+        return doc.epsilon_ionic if doc else None
+
+    @property
+    def dft_total_tensor(self) -> list[list[float]] | None:
+        """DFPT static tensor (eps_inf + ionic) of the newest completed DFPT validation."""
+        doc = self.dfpt
+        if doc is None:
+            return None
+        if doc.epsilon_total is not None:
+            return doc.epsilon_total
+        if doc.epsilon_ionic is None or doc.epsilon_electronic is None:
+            return None
+        import numpy as np
+
+        return (np.array(doc.epsilon_electronic) + np.array(doc.epsilon_ionic)).tolist()
+
+    @property
+    def dft_eps_ionic(self) -> float | None:
+        tensor = self.dft_ionic_tensor
+        return None if tensor is None else _poly(tensor)
+
+    @property
+    def dft_eps_total(self) -> float | None:
+        tensor = self.dft_total_tensor
+        return None if tensor is None else _poly(tensor)
+
+    # -- the static tensor (with an ionic model) ------------------------------------------
+    @property
+    def predicted_eps_ionic(self) -> float | None:
+        ionic = self.prediction.eps_ionic
+        return None if ionic is None else ionic.eps_poly
+
+    @property
+    def predicted_eps_total(self) -> float | None:
+        total = self.prediction.eps_total
+        return None if total is None else total.eps_poly
+
+    @property
+    def predicted_ar_total(self) -> float | None:
+        total = self.prediction.eps_total
+        return None if total is None else total.anisotropy_ratio
+
+    @property
+    def figure_of_merit(self) -> float | None:
+        return self.prediction.figure_of_merit
+
     # -- reported values: DFT when validated, else predicted -----------------------------
     @property
     def tensor(self) -> list[list[float]]:
@@ -353,6 +429,12 @@ class CandidateRow(BaseModel):
             "band_gap": self.band_gap,
             "crystal_system": self.prediction.crystal_system,
             "elements": self.elements,
+            "predicted_eps_ionic": self.predicted_eps_ionic,
+            "predicted_eps_total": self.predicted_eps_total,
+            "predicted_ar_total": self.predicted_ar_total,
+            "figure_of_merit": self.figure_of_merit,
+            "dft_eps_ionic": self.dft_eps_ionic,
+            "dft_eps_total": self.dft_eps_total,
         }
 
     def sort_value(self, field: str) -> Any:
@@ -369,8 +451,20 @@ class CandidateRow(BaseModel):
             "material_id": lambda: self.material_id,
             "formula": lambda: self.formula,
             "ar_spread": lambda: self.prediction.anisotropy_ratio_std,
+            "predicted_eps_ionic": lambda: self.predicted_eps_ionic,
+            "predicted_eps_total": lambda: self.predicted_eps_total,
+            "predicted_ar_total": lambda: self.predicted_ar_total,
+            "fom": lambda: self.figure_of_merit,
+            "dft_eps_ionic": lambda: self.dft_eps_ionic,
+            "dft_eps_total": lambda: self.dft_eps_total,
         }
         return getters[field]()
+
+
+def _poly(tensor: list[list[float]]) -> float:
+    from anisoscreen import tensor as tmath
+
+    return float(tmath.polycrystalline_average(tensor))
 
 
 def _newest_first(docs: Iterable[Any]) -> list[Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "Dimensionality",
     "PredictionDoc",
     "ScreeningRunDoc",
+    "TensorPrediction",
     "ValidationDoc",
     "ValidationState",
     "structure_id",
@@ -150,8 +151,54 @@ class Dimensionality(int, Enum):
     THREE_D = 3
 
 
+class TensorPrediction(BaseModel):
+    """One predicted dielectric tensor (ionic or static) with its descriptors and spread."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    tensor: Matrix3 = Field(description="Ensemble-mean tensor, 3x3.")
+    eigenvalues: list[float] = Field(description="Ascending eigenvalues.")
+    eps_poly: float = Field(description="Polycrystalline average (mean eigenvalue).")
+    anisotropy_ratio: float | None = Field(
+        None, description="lambda_max / lambda_min; None when lambda_min <= 0."
+    )
+    tensor_std: Matrix3 | None = Field(None, description="Ensemble spread, 3x3.")
+    eps_poly_std: float | None = None
+    anisotropy_ratio_std: float | None = None
+
+    _check_tensor = field_validator("tensor", "tensor_std", mode="before")(_check_matrix3)
+
+    @classmethod
+    def from_members(cls, mean: Any, members: np.ndarray | None = None) -> TensorPrediction:
+        """Descriptors of ``mean`` and, from member tensors (m, 3, 3) when m > 1, the spread."""
+        summary = tmath.summarize(mean)
+        ratio = summary.anisotropy_ratio
+        fields: dict[str, Any] = {}
+        if members is not None and len(members) > 1:
+            eig = tmath.eigenvalues(members)
+            fields = {
+                "tensor_std": members.std(axis=0, ddof=1).tolist(),
+                "eps_poly_std": float(eig.mean(axis=1).std(ddof=1)),
+            }
+            if np.all(eig[:, 0] > 0):
+                fields["anisotropy_ratio_std"] = float((eig[:, -1] / eig[:, 0]).std(ddof=1))
+        return cls(
+            tensor=summary.tensor.tolist(),
+            eigenvalues=summary.eigenvalues.tolist(),
+            eps_poly=summary.eps_poly,
+            anisotropy_ratio=None if not np.isfinite(ratio) else ratio,
+            **fields,
+        )
+
+
 class PredictionDoc(_Document):
-    """A model's prediction of the high-frequency dielectric tensor of one material."""
+    """A model's prediction of the high-frequency dielectric tensor of one material.
+
+    The flat fields (``dielectric_tensor``, ``eps_poly``, ``anisotropy_ratio``...) are the
+    electronic eps_inf, as always. When the model set includes an ionic model, ``eps_ionic``
+    and ``eps_total`` (= eps_inf + eps_ionic exactly) hold the ionic and static tensors, and
+    ``figure_of_merit`` is ``band_gap * eps_total.eps_poly`` (Yim et al.'s leakage proxy).
+    """
 
     STORE_KEY: ClassVar[tuple[str, ...]] = ("material_id", "model")
 
@@ -176,10 +223,33 @@ class PredictionDoc(_Document):
     energy_above_hull: float | None = None
     band_gap: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    eps_ionic: TensorPrediction | None = Field(None, description="Predicted ionic eps0.")
+    eps_total: TensorPrediction | None = Field(
+        None, description="Predicted static tensor, eps_inf + eps_ionic."
+    )
+    ionic_model: str | None = Field(None, description="Name of the ionic model of the set.")
+    ionic_model_version: str | None = None
+    ionic_model_checksum: str | None = Field(None, description="SHA-256 of the ionic model.")
+    figure_of_merit: float | None = Field(
+        None, description="band_gap (eV) x eps_total.eps_poly, the high-kappa FOM."
+    )
 
     _check_tensor = field_validator("dielectric_tensor", "dielectric_tensor_std", mode="before")(
         _check_matrix3
     )
+
+    @property
+    def eps_electronic(self) -> TensorPrediction:
+        """The electronic prediction in the same shape as ``eps_ionic`` / ``eps_total``."""
+        return TensorPrediction(
+            tensor=self.dielectric_tensor,
+            eigenvalues=self.eigenvalues,
+            eps_poly=self.eps_poly,
+            anisotropy_ratio=self.anisotropy_ratio,
+            tensor_std=self.dielectric_tensor_std,
+            eps_poly_std=self.eps_poly_std,
+            anisotropy_ratio_std=self.anisotropy_ratio_std,
+        )
 
     @classmethod
     def from_tensor(

@@ -131,6 +131,9 @@ class AnisoscreenSettings(BaseSettings):
         The shared data folder (training data, candidate pool, VASP outputs).
     model
         Default model: a name under the package's ``models/`` folder or a checkpoint path.
+    ionic_model
+        Optional ionic (eps0) model of the model set; with it, predictions and screening
+        also report eps_ionic and eps_total = eps_inf + eps_ionic. ``None``: electronic only.
     device
         ``auto`` (GPU when there is one), ``cpu`` or ``cuda``.
     batch_size
@@ -151,6 +154,7 @@ class AnisoscreenSettings(BaseSettings):
     collection_prefix: str = ""
     shared: Path = Field(default_factory=_default_shared_dir)
     model: str = "anisonet-mp-v2"
+    ionic_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     server_timeout: float = Field(default=5.0, gt=0)
@@ -188,6 +192,7 @@ class AnisoscreenSettings(BaseSettings):
             "database": self.database,
             "shared": str(self.shared),
             "model": self.model,
+            "ionic_model": self.ionic_model,
             "device": self.device,
             "batch_size": self.batch_size,
             "server_timeout": self.server_timeout,

@@ -27,8 +27,26 @@ def png_size(path):
         return image.size
 
 
+def with_static_tensors(rows):
+    """The rows as if predicted with an ionic model (eps0 = eps_inf, so eps_total = 2 eps_inf)."""
+    from anisoscreen.schemas import TensorPrediction
+
+    static = []
+    for row in rows:
+        eps = row.prediction.eps_electronic
+        total = TensorPrediction.from_members([[2 * v for v in line] for line in eps.tensor])
+        fom = None if row.band_gap is None else row.band_gap * total.eps_poly
+        update = {"eps_ionic": eps, "eps_total": total, "figure_of_merit": fom}
+        static.append(
+            row.model_copy(update={"prediction": row.prediction.model_copy(update=update)})
+        )
+    return static
+
+
 @pytest.mark.parametrize("kind", list(FIGURE_KINDS))
 def test_each_figure_renders_a_png_of_the_expected_size(rows, tmp_path, kind):
+    if kind == "high-kappa":  # needs predictions of a model set with an ionic model
+        rows = with_static_tensors(rows)
     fig = make_figure(kind, rows, training_ratios=TRAINING)
     path = save_figure(fig, tmp_path / f"{kind}.png", dpi=100)
     width, height = FIGURE_SIZES[kind]
@@ -41,6 +59,20 @@ def test_vector_formats_are_written(rows, tmp_path, fmt, magic):
     path = save_figure(make_figure("parity", rows), tmp_path / f"parity.{fmt}")
     data = path.read_bytes()
     assert data.startswith(magic) and len(data) > 5_000
+
+
+def test_high_kappa_needs_static_predictions_and_labels_the_best_fom(rows):
+    from anisoscreen.errors import AnisoscreenError
+
+    with pytest.raises(AnisoscreenError, match="ionic model"):
+        make_figure("high-kappa", rows)
+    static = with_static_tensors(rows)
+    fig = make_figure("high-kappa", static)
+    best = max(
+        (r for r in static if r.figure_of_merit is not None), key=lambda r: r.figure_of_merit
+    )
+    assert best.formula in [t.get_text() for t in fig.axes[0].texts]
+    assert fig.axes[0].get_yscale() == "log"
 
 
 def test_figure_text_has_labels_and_units(rows):

@@ -1,7 +1,25 @@
 """Train the shipped model (resumable): python workflows/train_shipped_model.py [--time-limit S].
 
 Writes models/<name>/ (model.pt, metrics.json, MODEL_CARD.md, train-seed*.ckpt).
-Re-running resumes where the last run stopped.
+Re-running resumes where the last run stopped. ``--target ionic`` (or ``total``) trains the
+ionic (static) tensor with that target's read-out and loss unless given
+(:data:`anisoscreen.model.training.pipeline.TARGET_RECIPES`: ``psd_square_volume`` and
+``huber_log1p_eig``).
+
+The ionic ensemble (3 seeds, 30 epochs, the electronic members' size), one process per seed
+writing resumable ``train-seed<k>.ckpt`` files into one folder, then one call that finds all
+three finished and writes the 3-member model::
+
+    for s in 0 1 2; do OMP_NUM_THREADS=1 nohup python workflows/train_shipped_model.py \
+        --name anisonet-mp-ionic-v1 --target ionic --mul 32 --lmax 2 --max-epochs 30 \
+        --patience 30 --seeds $s --output-dir runs/ionic-study/psd-square \
+        > runs/ionic-study/psd-square-seed$s.log 2>&1 & done; wait
+    python workflows/train_shipped_model.py --name anisonet-mp-ionic-v1 --target ionic \
+        --mul 32 --lmax 2 --max-epochs 30 --patience 30 --seeds 0 1 2 \
+        --output-dir runs/ionic-study/psd-square
+
+The plain ``0e+2e`` head for comparison: the same with ``--readout sum_volume`` (no identity
+for the ionic target) and ``--output-dir runs/ionic-study/plain-head``.
 """
 
 from __future__ import annotations
@@ -10,7 +28,7 @@ import argparse
 import sys
 
 from anisoscreen.model.nn.network import ModelConfig
-from anisoscreen.model.training.pipeline import epoch_printer, train_model
+from anisoscreen.model.training.pipeline import epoch_printer, target_recipe, train_model
 from anisoscreen.model.training.train import TrainConfig
 from anisoscreen.settings import get_settings
 
@@ -21,10 +39,21 @@ def main() -> int:
     parser.add_argument("--mul", type=int, default=32)
     parser.add_argument("--lmax", type=int, default=2)
     parser.add_argument("--atom-features", default=None, help="e.g. chgnet-0.3.0")
+    parser.add_argument("--target", default="electronic", choices=["electronic", "ionic", "total"])
     parser.add_argument(
-        "--readout", default="mean", choices=["mean", "sum_volume", "psd_sum_volume"]
+        "--readout",
+        default=None,
+        choices=["mean", "sum_volume", "psd_sum_volume", "psd_square_volume", "psd_outer_volume"],
+        help="default per target: mean (electronic), psd_square_volume (ionic, total)",
     )
-    parser.add_argument("--loss", default="mse", choices=["mse", "mse_log_eig"])
+    parser.add_argument("--outer-channels", type=int, default=4)
+    parser.add_argument(
+        "--loss",
+        default=None,
+        choices=["mse", "mse_log_eig", "huber_log1p_eig"],
+        help="default per target: mse (electronic), huber_log1p_eig (ionic, total)",
+    )
+    parser.add_argument("--huber-delta", type=float, default=1.0)
     parser.add_argument("--log-eig-weight", type=float, default=10.0)
     parser.add_argument("--output-dir", default=None, help="default: models/NAME")
     parser.add_argument("--version", default="1.0.0")
@@ -41,13 +70,19 @@ def main() -> int:
 
     settings = get_settings()
     data = settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    recipe = target_recipe(args.target, readout=args.readout, loss=args.loss)
 
     result = train_model(
         data,
         args.output_dir or f"models/{args.name}",
         args.name,
         ModelConfig(
-            mul=args.mul, lmax=args.lmax, atom_features=args.atom_features, readout=args.readout
+            mul=args.mul,
+            lmax=args.lmax,
+            atom_features=args.atom_features,
+            readout=recipe["readout"],
+            outer_channels=args.outer_channels,
+            target=args.target,
         ),
         TrainConfig(
             lr=args.lr,
@@ -57,8 +92,9 @@ def main() -> int:
             max_epochs=args.max_epochs,
             patience=args.patience,
             time_limit=args.time_limit,
-            loss=args.loss,
+            loss=recipe["loss"],
             log_eig_weight=args.log_eig_weight,
+            huber_delta=args.huber_delta,
         ),
         seeds=tuple(args.seeds),
         max_entries=args.max_entries,

@@ -157,7 +157,7 @@ class SimulationConfig:
     kappa: float = 1.5
     group_by: str = "prototype"
     max_per_group: int = 3
-    model: str = "anisonet-mp-v1"
+    model: str = "anisonet-mp-v2"
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 

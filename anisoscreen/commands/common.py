@@ -18,7 +18,9 @@ __all__ = [
     "DescendingOption",
     "DimensionalityOption",
     "ElementsOption",
+    "EpsTotalMinOption",
     "ExcludeElementsOption",
+    "FomMinOption",
     "LimitOption",
     "ModelOption",
     "SortOption",
@@ -70,6 +72,14 @@ ExcludeElementsOption = Annotated[
         "--exclude-elements", "-x", help="Elements that must be absent (repeat or 'Pb,Cd')."
     ),
 ]
+EpsTotalMinOption = Annotated[
+    float | None,
+    typer.Option("--eps-total-min", help="Smallest predicted static eps_poly (ionic model)."),
+]
+FomMinOption = Annotated[
+    float | None,
+    typer.Option("--fom-min", help="Smallest FOM = E_g x predicted static eps_poly (eV)."),
+]
 ModelOption = Annotated[
     str | None, typer.Option("--model", help="Only predictions of this model (default: newest).")
 ]
@@ -78,7 +88,9 @@ SortOption = Annotated[
     typer.Option(
         "--sort",
         help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
-        "dft_eps_poly, energy_above_hull, band_gap, material_id, formula, ar_spread.",
+        "dft_eps_poly, energy_above_hull, band_gap, material_id, formula, "
+        "predicted_eps_ionic, predicted_eps_total, predicted_ar_total, fom, dft_eps_ionic, "
+        "dft_eps_total, ar_spread.",
     ),
 ]
 DescendingOption = Annotated[

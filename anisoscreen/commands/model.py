@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from anisoscreen.errors import AnisoscreenError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 ModelOption = Annotated[
     str | None, typer.Option("--model", help="Model name (under models/) or checkpoint path.")
@@ -69,8 +72,16 @@ def predict(
     model: ModelOption = None,
     device: DeviceOption = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    ionic_model: Annotated[
+        str | None,
+        typer.Option(
+            "--ionic-model",
+            help="Ionic model of the model set: adds eps_ionic and eps_total (= eps_inf + "
+            "eps_ionic) to every line. Default: the ionic_model setting (none).",
+        ),
+    ] = None,
 ) -> None:
-    """Predict the high-frequency dielectric tensor of every input structure.
+    """Predict the high-frequency (and, with an ionic model, static) dielectric tensors.
 
     Writes one JSON object per line; inputs that cannot be predicted get an ``error`` field
     and make the command exit with status 3 after writing everything else.
@@ -81,9 +92,15 @@ def predict(
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
-    settings = settings_from_options(model=model, device=device, batch_size=batch_size)
+    settings = settings_from_options(
+        model=model, device=device, batch_size=batch_size, ionic_model=ionic_model
+    )
     predictor = Predictor.load(
-        settings.model, settings.data_dir, settings.device, settings.batch_size
+        settings.model,
+        settings.data_dir,
+        settings.device,
+        settings.batch_size,
+        settings.ionic_model,
     )
     records = list(read_structure_inputs(inputs))
     if not records:
@@ -116,7 +133,13 @@ def predict(
 
 
 def prediction_line(doc) -> dict:
-    """The JSON Lines record of one :class:`PredictionDoc`."""
+    """The JSON Lines record of one :class:`PredictionDoc`.
+
+    The flat fields are eps_inf, as always. With an ionic model the line adds
+    ``eps_electronic``, ``eps_ionic`` and ``eps_total`` blocks (tensor, eigenvalues, eps_poly,
+    a_r and ensemble spread each), ``ionic_model`` and, where the band gap is known,
+    ``figure_of_merit``.
+    """
     line = {
         "material_id": doc.material_id,
         "formula": doc.formula_pretty,
@@ -134,6 +157,16 @@ def prediction_line(doc) -> dict:
             anisotropy_ratio_std=doc.anisotropy_ratio_std,
             n_models=doc.n_models,
         )
+    if doc.eps_total is not None and doc.eps_ionic is not None:
+        line.update(
+            eps_electronic=doc.eps_electronic.model_dump(exclude_none=True),
+            eps_ionic=doc.eps_ionic.model_dump(exclude_none=True),
+            eps_total=doc.eps_total.model_dump(exclude_none=True),
+            ionic_model=doc.ionic_model,
+            ionic_model_version=doc.ionic_model_version,
+        )
+        if doc.figure_of_merit is not None:
+            line["figure_of_merit"] = doc.figure_of_merit
     return line
 
 
@@ -180,15 +213,34 @@ def train(
     max_entries: Annotated[
         int | None, typer.Option(help="Use only the first N entries (smoke runs).")
     ] = None,
+    target: Annotated[
+        str,
+        typer.Option(help="Tensor to learn: electronic (eps_inf), ionic (eps0) or total."),
+    ] = "electronic",
+    readout: Annotated[
+        str | None,
+        typer.Option(
+            help="mean, sum_volume, psd_sum_volume, psd_square_volume or psd_outer_volume; "
+            "default per target (mean for electronic, psd_square_volume for ionic and total)."
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="mse, mse_log_eig or huber_log1p_eig; default per target (mse for "
+            "electronic, huber_log1p_eig for ionic and total)."
+        ),
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Train (or resume training) an equivariant dielectric model and write its model card."""
     from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.model.nn.network import ModelConfig
-    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.pipeline import target_recipe, train_model
     from anisoscreen.model.training.train import TrainConfig
 
     settings = settings_from_options(device=device)
+    recipe = target_recipe(target, readout=readout, loss=loss)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
     folder = (output_dir or settings.data_dir / "models") / name
     if output_irreps not in ("equivariant", "scalar"):
@@ -210,8 +262,11 @@ def train(
             num_layers=layers,
             output=output_irreps,
             atom_features=atom_features,
+            readout=recipe["readout"],
+            target=target,
         ),
         TrainConfig.with_overrides(
+            loss=recipe["loss"],
             lr=lr,
             weight_decay=weight_decay,
             lr_decay=lr_decay,
@@ -231,9 +286,9 @@ def train(
         return
     test = result["test"]
     console.print(
-        f"test: eps_poly MAE {test['eps_poly_mae']:.3f}, "
+        f"test ({target}): eps_poly MAE {test['eps_poly_mae']:.3f}, "
         f"a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
-        f"component MAE {test['component_mae']:.3f} -> {folder}"
+        f"component MAE {test['component_mae']:.3f}, MAE_ten {test['tensor_mae']:.3f} -> {folder}"
     )
 
 
@@ -250,6 +305,13 @@ def evaluate(
     parity_plot: Annotated[
         Path | None, typer.Option("--parity-plot", help="Write eps_poly / a_r parity plots here.")
     ] = None,
+    log_scale: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-scale/--linear-scale",
+            help="Log-log parity axes; default: log for ionic and total models.",
+        ),
+    ] = None,
     member: Annotated[
         list[int] | None,
         typer.Option("--member", help="Evaluate only these ensemble members (0-based)."),
@@ -257,51 +319,89 @@ def evaluate(
     json_output: Annotated[
         Path | None, typer.Option("--json", help="Also write the full result as JSON here.")
     ] = None,
+    ionic_model: Annotated[
+        str | None,
+        typer.Option(
+            "--ionic-model",
+            help="Evaluate the model set: --model (electronic), this ionic model and their "
+            "sum against DFPT eps_total (MAE_ten for all three).",
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a model on a split of the data: MAE of eps_poly, a_r and components.
+    """Evaluate a model on a split of the data: MAE of eps_poly, a_r, components and MAE_ten.
 
-    Also prints the error slices: per dimensionality, vacuum-separated layers (empty slab
-    wider than 6 A), the eps_poly > 8 tail, and the ensemble calibration.
+    A single model also gets the error slices: per dimensionality, vacuum-separated layers
+    (empty slab wider than 6 A), the eps_poly > 8 tail, and the ensemble calibration.
     """
-    from rich.table import Table
-
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.training.evaluate import evaluate_model
+    from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
     from anisoscreen.screening.descriptors import dimensionality
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
-    result = evaluate_model(
-        settings.model,
-        data,
-        settings.data_dir,
-        subset,
-        split_seed,
-        settings.device,
-        members=member or None,
-        dimensionality=dimensionality,
-    )
-    if parity_plot is not None:
-        from anisoscreen.report.figures import parity_from_arrays
+    if ionic_model:
+        if split_seed is not None or member:
+            raise AnisoscreenError("--split-seed and --member apply to a single model")
+        results = evaluate_model_set(
+            settings.model, ionic_model, data, settings.data_dir, subset, settings.device
+        )
+    else:
+        results = {
+            "model": evaluate_model(
+                settings.model,
+                data,
+                settings.data_dir,
+                subset,
+                split_seed,
+                settings.device,
+                members=member or None,
+                dimensionality=dimensionality,
+            )
+        }
+    for key, result in results.items():
+        if parity_plot is not None:
+            from anisoscreen.report.figures import parity_from_arrays
 
-        parity_from_arrays(result["predicted"], result["reference"], parity_plot, label="DFPT (MP)")
+            path = parity_plot
+            if len(results) > 1:
+                path = parity_plot.with_name(f"{parity_plot.stem}-{key}{parity_plot.suffix}")
+            parity_from_arrays(
+                result["predicted"],
+                result["reference"],
+                path,
+                label=f"DFPT (MP) eps_{result['target']}",
+                log_scale=result["target"] != "electronic" if log_scale is None else log_scale,
+            )
+        which = f", members {result['members']}" if member else ""
+        _print_metrics(console, result, f"{which} on the {subset} split")
     if json_output is not None:
-        summary = {k: v for k, v in result.items() if k not in ("predicted", "reference")}
-        json_output.write_text(json.dumps(summary, indent=1))
-    which = f", members {result['members']}" if member else ""
+        summary = {
+            key: {k: v for k, v in result.items() if k not in ("predicted", "reference")}
+            for key, result in results.items()
+        }
+        json_output.write_text(
+            json.dumps(summary["model"] if not ionic_model else summary, indent=1)
+        )
+
+
+def _print_metrics(console: Console, result: dict[str, Any], where: str) -> None:
+    """One evaluation result as a table: all, per crystal system, then the error slices."""
+    from rich.table import Table
+
     table = Table(
-        title=f"{result['model']}{which} on the {subset} split (n={result['metrics']['n']})"
+        title=f"{result['model']} ({result['target']}){where} (n={result['metrics']['n']})"
     )
-    for column in ("slice", "n", "eps_poly MAE", "a_r MAE", "component MAE"):
+    for column in ("slice", "n", "eps_poly MAE", "a_r MAE", "component MAE", "MAE_ten"):
         table.add_column(column)
-    slices = result["slices"]
+    slices = result.get("slices") or {}
     rows = {
         "all": result["metrics"],
         **result["metrics"].get("per_crystal_system", {}),
         **slices.get("by_dimensionality", {}),
-        "layered, gap > 6 A": slices["layered_gap"],
-        "eps_poly > 8": slices["eps_poly_tail"],
     }
+    if slices:
+        rows["layered, gap > 6 A"] = slices["layered_gap"]
+        rows["eps_poly > 8"] = slices["eps_poly_tail"]
     for label, m in rows.items():
         if not m.get("n"):
             continue
@@ -311,6 +411,7 @@ def evaluate(
             f"{m['eps_poly_mae']:.3f}",
             f"{m['anisotropy_ratio_mae']:.3f}",
             f"{m['component_mae']:.3f}",
+            f"{m['tensor_mae']:.3f}",
         )
     console.print(table)
     for quantity, c in (slices.get("calibration") or {}).items():

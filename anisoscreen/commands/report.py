@@ -20,7 +20,9 @@ from anisoscreen.commands.common import (
     DescendingOption,
     DimensionalityOption,
     ElementsOption,
+    EpsTotalMinOption,
     ExcludeElementsOption,
+    FomMinOption,
     LimitOption,
     ModelOption,
     SortOption,
@@ -43,6 +45,7 @@ class FigureKind(str, Enum):
     periodic_eps = "periodic-eps"
     periodic_ar = "periodic-ar"
     periodic_count = "periodic-count"
+    high_kappa = "high-kappa"
 
 
 # -- table / plot options -----------------------------------------------------------------------
@@ -77,8 +80,8 @@ IncludePredictionsOption = Annotated[
 KindArgument = Annotated[
     FigureKind,
     typer.Argument(
-        help="dimensionality, histogram, parity, spectra, periodic-eps, periodic-ar or "
-        "periodic-count.",
+        help="dimensionality, histogram, parity, spectra, periodic-eps, periodic-ar, "
+        "periodic-count or high-kappa.",
         show_default=False,
     ),
 ]
@@ -145,6 +148,8 @@ def table(
     dimensionality: DimensionalityOption = None,
     elements: ElementsOption = None,
     exclude_elements: ExcludeElementsOption = None,
+    eps_total_min: EpsTotalMinOption = None,
+    fom_min: FomMinOption = None,
     model: ModelOption = None,
     sort: SortOption = None,
     descending: DescendingOption = None,
@@ -163,6 +168,8 @@ def table(
         dimensionality=dimensionality,
         elements=elements,
         exclude_elements=exclude_elements,
+        eps_total_min=eps_total_min,
+        fom_min=fom_min,
         model=model,
         sort=sort,
         descending=descending,
@@ -204,6 +211,8 @@ def plot(
     dimensionality: DimensionalityOption = None,
     elements: ElementsOption = None,
     exclude_elements: ExcludeElementsOption = None,
+    eps_total_min: EpsTotalMinOption = None,
+    fom_min: FomMinOption = None,
     model: ModelOption = None,
     sort: SortOption = None,
     descending: DescendingOption = None,
@@ -229,6 +238,8 @@ def plot(
         dimensionality=dimensionality,
         elements=elements,
         exclude_elements=exclude_elements,
+        eps_total_min=eps_total_min,
+        fom_min=fom_min,
         model=model,
         sort=sort,
         descending=descending,

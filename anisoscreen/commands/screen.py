@@ -17,7 +17,9 @@ from anisoscreen.commands.common import (
     DescendingOption,
     DimensionalityOption,
     ElementsOption,
+    EpsTotalMinOption,
     ExcludeElementsOption,
+    FomMinOption,
     LimitOption,
     ModelOption,
     SortOption,
@@ -98,8 +100,21 @@ def run_screen(
     describe_top: Annotated[
         int, typer.Option("--describe-top", help="robocrys descriptions for the top N (~2 s each).")
     ] = 0,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="Rank by ar (a_r of eps_inf), ar-total (a_r of eps_inf + eps0), eps-total "
+            "(eps_poly of the static tensor) or fom (E_g x eps_poly(total)); all but ar need "
+            "an ionic model.",
+        ),
+    ] = "ar",
+    ionic_model: Annotated[
+        str | None,
+        typer.Option("--ionic-model", help="Ionic model of the model set (name or path)."),
+    ] = None,
 ) -> None:
-    """Screen a pool of structures: filter, predict eps_inf, rank by a_r, store everything."""
+    """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from anisoscreen.candidates.filters import ScreeningCriteria
@@ -109,7 +124,7 @@ def run_screen(
     from anisoscreen.store import ResultsStore, build_job_store
 
     settings = settings_from_options(
-        store, data_dir, model=model, device=device, batch_size=batch_size
+        store, data_dir, model=model, device=device, batch_size=batch_size, ionic_model=ionic_model
     )
     criteria = ScreeningCriteria(
         max_energy_above_hull=max_hull,
@@ -131,6 +146,7 @@ def run_screen(
         describe_top=describe_top,
         ar_threshold=ar_threshold,
         top_k=top_k,
+        objective=objective,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)
@@ -258,18 +274,42 @@ def _summary(
     console.print(filters)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in run_doc.timings.items())
     console.print(f"time per stage: {timings}; total {seconds:.1f} s")
-    top = Table(title=f"top 10 by anisotropy ratio ({run_doc.model} {run_doc.model_version})")
-    for column in ("material_id", "formula", "a_r", "eps_poly", "dim"):
+    titles = {
+        "ar": "anisotropy ratio",
+        "ar-total": "a_r of the static tensor",
+        "eps-total": "static eps_poly",
+        "fom": "FOM = E_g x eps_poly(total)",
+    }
+    top = Table(
+        title=f"top 10 by {titles.get(ranking.objective, ranking.objective)} "
+        f"({run_doc.model} {run_doc.model_version})"
+    )
+    with_total = ranking.objective != "ar"
+    columns = ["material_id", "formula", "a_r", "eps_poly", "dim"]
+    if with_total:
+        columns += ["a_r total", "eps_poly total", "FOM"]
+    for column in columns:
         top.add_column(column)
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     for row in ranking.ranking[:10]:
         dim = row.dimensionality
-        top.add_row(
+        cells = [
             row.material_id,
             row.formula,
             f"{row.anisotropy_ratio:.2f}",
             f"{row.eps_poly:.2f}",
             "?" if dim is None else f"{int(dim)}D",
-        )
+        ]
+        if with_total:
+            cells += [
+                number(row.eps_total_anisotropy_ratio),
+                number(row.eps_total_poly),
+                number(row.figure_of_merit),
+            ]
+        top.add_row(*cells)
     console.print(top)
     console.print(f"results in {settings.store} store; query them with `anisoscreen query`")
 
@@ -311,6 +351,8 @@ def query(
     dimensionality: DimensionalityOption = None,
     elements: ElementsOption = None,
     exclude_elements: ExcludeElementsOption = None,
+    eps_total_min: EpsTotalMinOption = None,
+    fom_min: FomMinOption = None,
     model: ModelOption = None,
     validated: Annotated[
         bool, typer.Option("--validated", help="Only DFT-validated candidates.")
@@ -344,6 +386,8 @@ def query(
         dimensionality=dimensionality,
         elements=elements,
         exclude_elements=exclude_elements,
+        eps_total_min=eps_total_min,
+        fom_min=fom_min,
         model=model,
         validated_only=validated,
         sort=sort,
@@ -374,6 +418,9 @@ def query(
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} candidates ({request.describe()}), sorted by {request.sort}")
+    # the static-tensor columns appear when any row was predicted with an ionic model
+    with_static = any(record["predicted_eps_total"] is not None for record in records)
+    static_columns = ["eps_ionic", "eps_total", "a_r total", "FOM"] if with_static else []
     for column in (
         "material_id",
         "formula",
@@ -382,11 +429,26 @@ def query(
         "dim",
         "E_hull (eV/at)",
         "gap (eV)",
+        *static_columns,
         "source",
     ):
         table.add_column(column, no_wrap=column in ("material_id", "formula"))
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}"
+
     for row, record in zip(rows, records, strict=False):
         dim = record["dimensionality"]
+        static = (
+            [
+                number(record["predicted_eps_ionic"]),
+                number(record["predicted_eps_total"]),
+                number(record["predicted_ar_total"]),
+                number(record["figure_of_merit"]),
+            ]
+            if with_static
+            else []
+        )
         table.add_row(
             record["material_id"],
             record["formula"],
@@ -395,6 +457,7 @@ def query(
             "?" if dim is None else f"{dim}D",
             "" if record["energy_above_hull"] is None else f"{record['energy_above_hull']:.3f}",
             "" if record["band_gap"] is None else f"{record['band_gap']:.2f}",
+            *static,
             "DFPT" if row.validated else "predicted",
         )
     console.print(table)

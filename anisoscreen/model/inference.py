@@ -3,6 +3,11 @@
 Inputs are streamed in chunks of ``batch_size`` so memory stays flat for any number of
 structures. One bad input never stops the batch: it becomes a :class:`PredictionFailure`
 with the reason (unreadable, disordered, isolated atom, element unseen in training).
+
+A predictor holds a *model set*: the electronic model and, optionally, an ionic model. With
+an ionic model every document also gets ``eps_ionic`` and ``eps_total = eps_inf + eps_ionic``
+(the sum of the two ensemble means, exactly); the spread of the total is that of the sums
+of every electronic member with every ionic member.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import torch
 from pymatgen.core import Structure
 
 from anisoscreen import tensor as tmath
+from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, structure_to_graph
 from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.training.train import resolve_device
-from anisoscreen.schemas import PredictionDoc
+from anisoscreen.schemas import PredictionDoc, TensorPrediction
 from anisoscreen.structure_checks import structure_error, structure_warnings
 from anisoscreen.structures_io import StructureRecord
 
@@ -56,14 +62,44 @@ class Predictor:
         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     batch_size
         Structures per forward pass.
+    ionic
+        Optional ionic model of the set (``config.target == "ionic"``), with the same graph
+        cutoff and atom features as ``model``.
     """
 
-    def __init__(self, model: LoadedModel, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: str = "auto",
+        batch_size: int = 64,
+        ionic: LoadedModel | None = None,
+    ) -> None:
         tune_allocator()
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.batch_size = batch_size
+        if model.config.target != "electronic":
+            raise AnisoscreenError(
+                f"{model.name} predicts the {model.config.target} tensor; the model set's "
+                "first model must be electronic (set ionic_model for the ionic one)"
+            )
+        self.ionic = ionic.to(self.device) if ionic is not None else None
+        if ionic is not None:
+            if ionic.config.target != "ionic":
+                raise AnisoscreenError(f"{ionic.name} is not an ionic model")
+            mismatch = [
+                key
+                for key in ("cutoff", "atom_features")
+                if getattr(ionic.config, key) != getattr(model.config, key)
+            ]
+            if mismatch:
+                raise AnisoscreenError(
+                    f"{ionic.name} and {model.name} differ in {', '.join(mismatch)}; a model "
+                    "set shares one graph"
+                )
         self._known = set(model.config.elements)
+        if ionic is not None and ionic.config.elements:
+            self._known &= set(ionic.config.elements)
         self._featurizer = None
         if model.config.atom_features:
             from anisoscreen.model.atom_features import AtomFeaturizer
@@ -71,11 +107,22 @@ class Predictor:
             self._featurizer = AtomFeaturizer(model.config.atom_features, device=self.device)
 
     @classmethod
-    def load(cls, name_or_path: str, data_dir=None, device: str = "auto", batch_size: int = 64):
-        """Load a model by name or path and wrap it."""
+    def load(
+        cls,
+        name_or_path: str,
+        data_dir=None,
+        device: str = "auto",
+        batch_size: int = 64,
+        ionic_model: str | None = None,
+    ):
+        """Load a model (and optionally the ionic model of the set) by name or path."""
         dev = resolve_device(device)
+        ionic = load_model(ionic_model, data_dir, device=dev) if ionic_model else None
         return cls(
-            load_model(name_or_path, data_dir, device=dev), device=str(dev), batch_size=batch_size
+            load_model(name_or_path, data_dir, device=dev),
+            device=str(dev),
+            batch_size=batch_size,
+            ionic=ionic,
         )
 
     # -- checks -------------------------------------------------------------------------
@@ -103,13 +150,38 @@ class Predictor:
 
     # -- inference ----------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_graphs(self, graphs: list[CrystalGraph]) -> np.ndarray:
+    def predict_graphs(
+        self, graphs: list[CrystalGraph], model: LoadedModel | None = None
+    ) -> np.ndarray:
         """Cartesian tensors from every member, shape (members, len(graphs), 3, 3)."""
         batch = collate(graphs).to(self.device)
-        irreps = torch.stack([net(batch) for net in self.model.networks])
+        networks = (model or self.model).networks
+        irreps = torch.stack([net(batch) for net in networks])
         return tmath.irreps_to_tensor(irreps.double().cpu().numpy())
 
-    def _document(self, record: StructureRecord, tensors: np.ndarray) -> PredictionDoc:
+    def _ionic_fields(
+        self, record: StructureRecord, electronic: np.ndarray, ionic: np.ndarray
+    ) -> dict:
+        """eps_ionic, eps_total = eps_inf + eps_ionic and the FOM of one structure."""
+        assert self.ionic is not None
+        mean_total = tmath.symmetrize(electronic.mean(axis=0)) + tmath.symmetrize(
+            ionic.mean(axis=0)
+        )
+        pairs = (electronic[:, None] + ionic[None, :]).reshape(-1, 3, 3)
+        total = TensorPrediction.from_members(mean_total, pairs)
+        gap = record.fields.get("band_gap")
+        return {
+            "eps_ionic": TensorPrediction.from_members(ionic.mean(axis=0), ionic),
+            "eps_total": total,
+            "ionic_model": self.ionic.name,
+            "ionic_model_version": self.ionic.version,
+            "ionic_model_checksum": self.ionic.checksum,
+            "figure_of_merit": None if gap is None else float(gap) * total.eps_poly,
+        }
+
+    def _document(
+        self, record: StructureRecord, tensors: np.ndarray, ionic: np.ndarray | None = None
+    ) -> PredictionDoc:
         mean = tensors.mean(axis=0)
         extra = {}
         if len(tensors) > 1:
@@ -135,6 +207,7 @@ class Predictor:
             nsites=len(structure),
             **fields,
             **extra,
+            **(self._ionic_fields(record, tensors, ionic) if ionic is not None else {}),
         )
 
     def _add_atom_features(self, graphs: list[CrystalGraph], results: list) -> list[CrystalGraph]:
@@ -181,12 +254,20 @@ class Predictor:
             if self._featurizer is not None and graphs:
                 graphs = self._add_atom_features(graphs, results)
             tensors = self.predict_graphs(graphs) if graphs else None
+            ionic = (
+                self.predict_graphs(graphs, self.ionic)
+                if graphs and self.ionic is not None
+                else None
+            )
             k = 0
             for item in results:
                 if isinstance(item, PredictionFailure):
                     yield item
                 else:
-                    yield self._document(item, tensors[:, k])
+                    assert tensors is not None
+                    yield self._document(
+                        item, tensors[:, k], None if ionic is None else ionic[:, k]
+                    )
                     k += 1
             if progress is not None:
                 progress(len(chunk))
@@ -197,13 +278,17 @@ def predict_structures(
     model: str = "anisonet-mp-v2",
     device: str = "auto",
     batch_size: int = 64,
+    ionic_model: str | None = None,
 ) -> list[PredictionDoc | PredictionFailure]:
-    """Python API: predict the dielectric tensors of structures with a named model or path."""
+    """Python API: predict the dielectric tensors of structures with a named model or path.
+
+    With ``ionic_model`` the documents also hold ``eps_ionic`` and ``eps_total``.
+    """
     from anisoscreen.schemas import structure_id
 
     records = (
         s if isinstance(s, StructureRecord) else StructureRecord(structure_id(s), s, "python")
         for s in structures
     )
-    predictor = Predictor.load(model, device=device, batch_size=batch_size)
+    predictor = Predictor.load(model, device=device, batch_size=batch_size, ionic_model=ionic_model)
     return list(predictor.predict(records))

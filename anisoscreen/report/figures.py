@@ -32,6 +32,7 @@ __all__ = [
     "make_figure",
     "plot_ar_by_dimensionality",
     "plot_ar_histogram",
+    "plot_high_kappa",
     "plot_parity",
     "plot_periodic_heatmap",
     "plot_periodic_table",
@@ -51,6 +52,7 @@ FIGURE_KINDS: dict[str, str] = {
     "periodic-eps": "mean predicted eps_poly per element (Fig. S3)",
     "periodic-ar": "mean predicted a_r per element (Fig. S4)",
     "periodic-count": "number of candidates containing each element (Fig. S5)",
+    "high-kappa": "predicted static eps_poly vs band gap with FOM = E_g x eps_poly contours",
 }
 """Figure kinds of ``anisoscreen plot KIND``."""
 
@@ -62,6 +64,7 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {
     "periodic-eps": (11.0, 6.0),
     "periodic-ar": (11.0, 6.0),
     "periodic-count": (11.0, 6.0),
+    "high-kappa": (5.5, 4.2),
 }
 """Figure size (inches) of each kind; the PNG is ``size * dpi`` pixels."""
 
@@ -83,6 +86,42 @@ def _figure(kind: str) -> Figure:
 def _finite(values: Sequence[Any]) -> np.ndarray:
     array = np.asarray([np.nan if v is None else v for v in values], dtype=float)
     return array[np.isfinite(array)]
+
+
+# -- high-kappa map ------------------------------------------------------------------------------
+def plot_high_kappa(rows: Sequence[CandidateRow], label_top: int = 5) -> Figure:
+    """Predicted static eps_poly (log) against the band gap, with FOM contours.
+
+    Needs predictions made with an ionic model; the ``label_top`` highest-FOM candidates
+    are labelled with their formula.
+    """
+    points = [
+        (row.band_gap, row.predicted_eps_total, row.figure_of_merit, row.formula)
+        for row in rows
+        if row.band_gap is not None and row.predicted_eps_total is not None
+    ]
+    if not points:
+        raise AnisoscreenError(
+            "no candidates with a predicted static tensor and a band gap; screen with an "
+            "ionic model (--ionic-model)"
+        )
+    gap = np.array([p[0] for p in points])
+    eps = np.array([p[1] for p in points])
+    fig = _figure("high-kappa")
+    ax = fig.add_subplot()
+    ax.scatter(gap, eps, s=14, alpha=0.7, color="#3969ac", edgecolors="none")
+    ax.set_yscale("log")
+    x = np.linspace(max(gap.min(), 0.05), gap.max() * 1.05 + 0.1, 200)
+    fom_values = np.array([p[2] for p in points if p[2] is not None])
+    for level in np.quantile(fom_values, [0.5, 0.9, 0.99]) if fom_values.size else []:
+        ax.plot(x, level / x, "--", color="0.6", linewidth=0.8)
+        ax.annotate(f"FOM {level:.0f}", (x[-1], level / x[-1]), fontsize=7, color="0.4")
+    for g, e, _, formula in sorted(points, key=lambda p: p[2] or 0.0, reverse=True)[:label_top]:
+        ax.annotate(formula, (g, e), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_ylim(max(eps.min() / 1.5, 1.0), eps.max() * 1.5)
+    ax.set_xlabel("Band gap $E_g$ (eV)")
+    ax.set_ylabel(r"Predicted $\varepsilon^\mathrm{poly}$ (static)")
+    return fig
 
 
 # -- Fig. 6a ------------------------------------------------------------------------------------
@@ -237,20 +276,35 @@ def plot_parity(
 
 
 def plot_parity_values(
-    panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str, reference: str = "DFPT"
+    panels: dict[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    reference: str = "DFPT",
+    log_scale: bool = False,
 ) -> Figure:
-    """Parity panels from ``{label: (reference values, predicted values)}``."""
+    """Parity panels from ``{label: (reference values, predicted values)}``.
+
+    ``log_scale`` draws log-log axes (for heavy-tailed ionic and static tensors); only
+    points positive on both axes are drawn there, and the MAE is over those points.
+    """
     fig = _figure("parity")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, (x, y)) in zip(axes, panels.items(), strict=True):
         ok = np.isfinite(x) & np.isfinite(y)
+        if log_scale:
+            ok &= (x > 0) & (y > 0)
         x, y = x[ok], y[ok]
         low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-        pad = 0.05 * max(high - low, 0.5)
-        ax.plot([low - pad, high + pad], [low - pad, high + pad], "k--", linewidth=1)
+        if log_scale:
+            low, high = low / 1.2, high * 1.2
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:
+            pad = 0.05 * max(high - low, 0.5)
+            low, high = low - pad, high + pad
+        ax.plot([low, high], [low, high], "k--", linewidth=1)
         ax.scatter(x, y, s=20, alpha=0.75, color="#3969ac", edgecolors="none")
-        ax.set_xlim(low - pad, high + pad)
-        ax.set_ylim(low - pad, high + pad)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel(f"{reference} {label}")
         ax.set_ylabel(f"Predicted {label}")
@@ -268,7 +322,11 @@ def plot_parity_values(
 
 
 def parity_from_arrays(
-    predicted: np.ndarray, reference: np.ndarray, path: str | Path, label: str = "DFPT"
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    path: str | Path,
+    label: str = "DFPT",
+    log_scale: bool = False,
 ) -> Path:
     """Write eps_poly and a_r parity plots of predicted vs reference tensors (n, 3, 3)."""
     from anisoscreen import tensor as tmath
@@ -284,7 +342,10 @@ def parity_from_arrays(
         ),
         _PARITY["ar"][0]: (ratio(reference), ratio(predicted)),
     }
-    return save_figure(plot_parity_values(panels, f"Predicted vs {label}", reference=label), path)
+    figure = plot_parity_values(
+        panels, f"Predicted vs {label}", reference=label, log_scale=log_scale
+    )
+    return save_figure(figure, path)
 
 
 # -- Fig. 7 ---------------------------------------------------------------------------------------
@@ -539,6 +600,8 @@ def make_figure(
         return plot_spectra(rows, quantity=quantity, max_materials=max_materials)
     if kind in _PERIODIC:
         return plot_periodic_heatmap(rows, _PERIODIC[kind], vmax)
+    if kind == "high-kappa":
+        return plot_high_kappa(rows)
     raise AnisoscreenError(f"unknown figure kind {kind!r}; choose from {', '.join(FIGURE_KINDS)}")
 
 

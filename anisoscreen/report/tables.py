@@ -56,6 +56,8 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "e_hull": "energy above hull (eV/atom)",
     "band_gap": "band gap (eV)",
     "eps_poly": "polycrystalline eps_inf (DFPT when validated; predicted too with 'predicted')",
+    "static": "DFPT ionic and static (total) tensors beside the predicted ones (ionic model)",
+    "fom": "predicted static eps_poly and the high-kappa FOM = E_g x eps_poly(total)",
 }
 """Optional columns, in the order they are added."""
 
@@ -209,6 +211,39 @@ def _columns(
                     "r",
                 )
             )
+    if "static" in extra:
+        for key, text, latex, getter in (
+            ("dft_eps_ionic", "DFPT Ionic Tensor", r"DFPT $\varepsilon^0$",
+             lambda r: r.dft_ionic_tensor),
+            ("predicted_eps_ionic", "Predicted Ionic Tensor", r"Predicted $\varepsilon^0$",
+             lambda r: r.prediction.eps_ionic.tensor if r.prediction.eps_ionic else None),
+            ("dft_eps_total", "DFPT Static Tensor", r"DFPT $\varepsilon$",
+             lambda r: r.dft_total_tensor),
+            ("predicted_eps_total", "Predicted Static Tensor", r"Predicted $\varepsilon$",
+             lambda r: r.prediction.eps_total.tensor if r.prediction.eps_total else None),
+        ):  # fmt: skip
+            cols.append(_Column(key, text, latex, "tensor", getter, tensor_decimals, "c"))
+    if "fom" in extra:
+        cols += [
+            _Column(
+                "predicted_eps_total_poly",
+                "Predicted ε_poly (static)",
+                r"Predicted $\varepsilon^\mathrm{poly}$",
+                "float",
+                lambda r: r.predicted_eps_total,
+                2,
+                "r",
+            ),
+            _Column(
+                "figure_of_merit",
+                "FOM (eV)",
+                r"FOM (eV)",
+                "float",
+                lambda r: r.figure_of_merit,
+                2,
+                "r",
+            ),
+        ]
     return cols
 
 
@@ -223,6 +258,8 @@ def _number(value: float | None, decimals: int, missing: str) -> str:
 
 
 def _tensor_strings(tensor: Any, decimals: int) -> list[list[str]]:
+    if tensor is None:  # e.g. no ionic tensor for this row
+        return [["", "", ""] for _ in range(3)]
     array = np.asarray(tensor, dtype=float).reshape(3, 3)
     return [[_number(v, decimals, "") for v in line] for line in array]
 
@@ -275,6 +312,8 @@ def _render_csv(rows: Sequence[CandidateRow], cols: list[_Column]) -> str:
 
 
 def _cell_text(col: _Column, value: Any, missing: str = "—") -> str:
+    if col.kind == "tensor" and value is None:
+        return missing
     if col.kind == "tensor":
         return (
             "[" + "; ".join(" ".join(line) for line in _tensor_strings(value, col.decimals)) + "]"
@@ -300,6 +339,8 @@ def _render_markdown(rows: Sequence[CandidateRow], cols: list[_Column], note: st
 
 
 def _latex_cell(col: _Column, value: Any) -> str:
+    if col.kind == "tensor" and value is None:
+        return "--"
     if col.kind == "tensor":
         body = r" \\ ".join(" & ".join(line) for line in _tensor_strings(value, col.decimals))
         return rf"$\begin{{bmatrix}} {body} \end{{bmatrix}}$"
@@ -341,6 +382,8 @@ def _render_latex(
 
 
 def _html_cell(col: _Column, value: Any) -> str:
+    if col.kind == "tensor" and value is None:
+        return "—"
     if col.kind == "tensor":
         body = "".join(
             "<tr>" + "".join(f"<td>{v}</td>" for v in line) + "</tr>"

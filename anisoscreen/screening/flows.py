@@ -17,6 +17,7 @@ from jobflow import Flow, Job, Maker
 from pydantic import BaseModel
 
 from anisoscreen.candidates.filters import ScreeningCriteria
+from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import ScreeningRunDoc
 from anisoscreen.screening.jobs import (
     fetch_candidates,
@@ -86,6 +87,8 @@ class PredictionMaker(Maker):
         ``auto``, ``cpu`` or ``cuda``.
     batch_size
         Structures per forward pass.
+    ionic_model
+        Optional ionic model of the set (adds eps_ionic, eps_total and the FOM).
     """
 
     name: str = "predict"
@@ -93,28 +96,38 @@ class PredictionMaker(Maker):
     device: str = "auto"
     batch_size: int = 64
     store: dict[str, Any] | None = None
+    ionic_model: str | None = None
 
     def make(self, candidates: Any) -> Job:
-        job = predict_candidates(candidates, self.model, self.device, self.batch_size, self.store)
+        job = predict_candidates(
+            candidates, self.model, self.device, self.batch_size, self.store, self.ionic_model
+        )
         job.name = self.name
         return job
 
 
 @dataclass
 class RankingMaker(Maker):
-    """Dimensionality (CrystalNN + Larsen) and crystal system, in parallel; rank by a_r.
+    """Dimensionality (CrystalNN + Larsen) and crystal system, in parallel; rank.
 
-    ``describe_top`` candidates also get robocrys's text description (~2 s each).
+    ``objective`` (ar, ar-total, eps-total or fom; see
+    :mod:`anisoscreen.screening.objectives`) is what ranks. ``describe_top`` candidates also
+    get robocrys's text description (~2 s each).
     """
 
     name: str = "rank"
     processes: int | None = None
     store: dict[str, Any] | None = None
     describe_top: int = 0
+    objective: str = "ar"
 
     def make(self, predictions: Any) -> Job:
         job = rank_candidates(
-            predictions, self.processes, self.store, describe_top=self.describe_top
+            predictions,
+            self.processes,
+            self.store,
+            describe_top=self.describe_top,
+            objective=self.objective,
         )
         job.name = self.name
         return job
@@ -126,8 +139,9 @@ class ScreeningMaker(Maker):
 
     Parameters
     ----------
-    source, criteria, model, device, batch_size, processes, describe_top
-        Passed to the stage makers (see their docs).
+    source, criteria, model, device, batch_size, processes, describe_top, ionic_model, objective
+        Passed to the stage makers (see their docs); an objective other than ``ar`` needs
+        ``ionic_model``.
     store
         Results-store settings overrides shared by every stage.
     validate
@@ -155,6 +169,18 @@ class ScreeningMaker(Maker):
     ar_threshold: float | None = None
     top_k: int | None = None
     validation_maker: Any = None
+    ionic_model: str | None = None
+    objective: str = "ar"
+
+    def __post_init__(self) -> None:
+        from anisoscreen.screening.objectives import check_objective
+
+        check_objective(self.objective, self.ionic_model)
+        if self.validate and self.objective != "ar" and self.top_k is None:
+            raise AnisoscreenError(
+                f"with objective {self.objective!r}, choose the candidates to validate with "
+                "top_k (--top-k); the a_r threshold alone would ignore the objective"
+            )
 
     @classmethod
     def from_settings(
@@ -169,6 +195,7 @@ class ScreeningMaker(Maker):
 
         defaults: dict[str, Any] = {
             "model": settings.model,
+            "ionic_model": settings.ionic_model,
             "device": settings.device,
             "batch_size": settings.batch_size,
             "store": store_overrides(settings),
@@ -188,10 +215,17 @@ class ScreeningMaker(Maker):
             source=self.source, criteria=self.criteria, model=self.model, store=self.store
         ).make()
         predictions = PredictionMaker(
-            model=self.model, device=self.device, batch_size=self.batch_size, store=self.store
+            model=self.model,
+            device=self.device,
+            batch_size=self.batch_size,
+            store=self.store,
+            ionic_model=self.ionic_model,
         ).make(candidates.output)
         ranking = RankingMaker(
-            processes=self.processes, store=self.store, describe_top=self.describe_top
+            processes=self.processes,
+            store=self.store,
+            describe_top=self.describe_top,
+            objective=self.objective,
         ).make(predictions.output)
         record = record_screening_run(
             run_id, self.source, candidates.output, predictions.output, ranking.output, self.store

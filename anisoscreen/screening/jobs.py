@@ -160,19 +160,23 @@ def predict_candidates(
     device: str = "auto",
     batch_size: int = 64,
     store: dict[str, Any] | None = None,
+    ionic_model: str | None = None,
 ) -> PredictionStageOutput:
-    """Predict every candidate not yet predicted by this exact model (same checksum).
+    """Predict every candidate not yet predicted by this exact model set (same checksums).
 
     Predictions are upserted batch by batch, so a killed run loses at most one batch and a
-    re-run predicts only what is missing.
+    re-run predicts only what is missing. With ``ionic_model`` the documents also hold
+    eps_ionic, eps_total and the figure of merit; adding an ionic model to a set re-predicts
+    the materials predicted without it.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
 
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
-    predictor = Predictor.load(model, settings.data_dir, device, batch_size)
+    predictor = Predictor.load(model, settings.data_dir, device, batch_size, ionic_model)
     name, checksum = predictor.model.name, predictor.model.checksum
+    ionic_checksum = predictor.ionic.checksum if predictor.ionic is not None else None
     ids = list(CandidateStageOutput.model_validate(candidates).material_ids)
     failures: list[dict[str, Any]] = []
     n_predicted = 0
@@ -180,7 +184,12 @@ def predict_candidates(
         done = results.keys(
             PredictionDoc,
             "material_id",
-            {"model": name, "model_checksum": checksum, "material_id": {"$in": ids}},
+            {
+                "model": name,
+                "model_checksum": checksum,
+                "ionic_model_checksum": ionic_checksum,
+                "material_id": {"$in": ids},
+            },
         )
         todo = [i for i in ids if i not in done]
         _report("predict", len(done), len(ids))
@@ -221,6 +230,7 @@ def predict_candidates(
         n_predicted=n_predicted,
         n_reused=len(done),
         failures=failures,
+        ionic_model=predictor.ionic.name if predictor.ionic is not None else None,
         device=str(predictor.device),
         seconds=time.perf_counter() - start,
     )
@@ -247,14 +257,17 @@ def rank_candidates(
     store: dict[str, Any] | None = None,
     top: int = 10,
     describe_top: int = 0,
+    objective: str = "ar",
 ) -> RankingStageOutput:
-    """Add dimensionality and crystal system to the predictions that lack them; rank by a_r.
+    """Add dimensionality and crystal system to the predictions that lack them; rank them.
 
     Descriptors are structural, so they are computed once per material and reused by any
-    model's predictions of it. The ``describe_top`` highest-a_r candidates also get robocrys's
-    text description (~2 s each).
+    model's predictions of it. ``objective`` (:mod:`anisoscreen.screening.objectives`) is
+    what ranks: a_r by default; candidates without a value rank last. The ``describe_top``
+    best candidates also get robocrys's text description (~2 s each).
     """
     from anisoscreen.screening import descriptors as ranking
+    from anisoscreen.screening.objectives import objective_value
 
     start = time.perf_counter()
     predictions = PredictionStageOutput.model_validate(predictions)
@@ -295,9 +308,14 @@ def rank_candidates(
                 results.upsert(chunk)
                 chunk.clear()
         results.upsert(chunk)
+
+        def rank_key(doc: PredictionDoc) -> tuple[bool, float]:
+            value = objective_value(doc, objective)
+            return (value is not None, value if value is not None else 0.0)
+
         ranked = sorted(
             (d.model_copy(update=known.get(d.material_id) or {}) for d in docs),
-            key=lambda d: d.anisotropy_ratio,
+            key=rank_key,
             reverse=True,
         )
         undescribed = [d for d in ranked[:describe_top] if d.description is None]
@@ -317,6 +335,7 @@ def rank_candidates(
             results.upsert(described)
     return RankingStageOutput(
         model=predictions.model,
+        objective=objective,
         ranking=[
             RankedCandidate(
                 material_id=d.material_id,
@@ -324,6 +343,10 @@ def rank_candidates(
                 anisotropy_ratio=d.anisotropy_ratio,
                 eps_poly=d.eps_poly,
                 dimensionality=d.dimensionality,
+                objective_value=objective_value(d, objective),
+                eps_total_poly=d.eps_total.eps_poly if d.eps_total else None,
+                eps_total_anisotropy_ratio=d.eps_total.anisotropy_ratio if d.eps_total else None,
+                figure_of_merit=d.figure_of_merit,
             )
             for d in ranked
         ],

@@ -43,6 +43,7 @@ class PredictionStageOutput(BaseModel):
     n_predicted: int = Field(description="Predictions written by this run.")
     n_reused: int = Field(description="Predictions of the same model already in the store.")
     failures: list[dict[str, Any]] = Field(default_factory=list, description="Per-record errors.")
+    ionic_model: str | None = Field(None, description="Ionic model of the set, if any.")
     device: str = Field(description="Device the model ran on.")
     seconds: float = Field(description="Wall time of the stage.")
 
@@ -55,13 +56,18 @@ class RankedCandidate(BaseModel):
     anisotropy_ratio: float
     eps_poly: float
     dimensionality: Dimensionality | None = None
+    objective_value: float | None = Field(None, description="What the ranking sorted by.")
+    eps_total_poly: float | None = Field(None, description="eps_poly of eps_inf + eps0.")
+    eps_total_anisotropy_ratio: float | None = Field(None, description="a_r of eps_inf + eps0.")
+    figure_of_merit: float | None = Field(None, description="E_g x eps_poly(total).")
 
 
 class RankingStageOutput(BaseModel):
-    """Predictions of one model ranked by anisotropy ratio, highest first."""
+    """Predictions of one model ranked by the objective (a_r by default), highest first."""
 
     model: str = Field(description="Model whose predictions were ranked.")
-    ranking: list[RankedCandidate] = Field(description="Rows, highest a_r first.")
+    objective: str = Field("ar", description="ar, ar-total, eps-total or fom.")
+    ranking: list[RankedCandidate] = Field(description="Rows, best objective value first.")
     n_descriptors_computed: int = Field(description="Materials whose descriptors were computed.")
     seconds: float = Field(description="Wall time of the stage.")
     top: int = Field(default=10, description="Rows a summary shows.")

@@ -17,6 +17,18 @@ Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP
     pulling layers apart dilutes the response as physics says;
   - ``psd_sum_volume``: the same with ``alpha_i = exp(M_i)``, the matrix exponential of the
     atom's ``0e+2e`` output, so every contribution is positive definite and ``eps - I`` is too;
+  - ``psd_square_volume`` (made for the ionic tensor, eps0 = (4 pi / V) sum_m (Z* e_m)(Z* e_m)^T
+    / omega_m^2): the output convolution gives ``k x (0e+2e)`` symmetric matrices ``M_ic``
+    per atom (Born-charge-like) and ``eps0 = (v0 / V) sum_i sum_c M_ic M_ic^T``, positive
+    semi-definite and extensive by construction;
+  - ``psd_outer_volume``: the same with ``k x 1o`` vectors, ``eps0 = (v0 / V) sum_i sum_c
+    u_ic u_ic^T``. An equivariant vector vanishes on a site with inversion (or any non-polar)
+    symmetry, so this read-out predicts eps0 = 0 for rock salt or cubic perovskites; it is
+    kept for comparison, and ``psd_square_volume`` (a rank-2 feature survives every site
+    symmetry, as Z* does) is the default for ionic models;
+* ``target`` says which tensor the network predicts: ``electronic`` (eps_inf), ``ionic``
+  (eps0) or ``total`` (eps_inf + eps0). The volume-aware read-outs add the identity for
+  ``electronic`` and ``total`` (the vacuum response) and nothing for ``ionic``;
 * optionally (``atom_features``), invariant per-atom features of a pretrained potential
   (:mod:`anisoscreen.model.atom_features`), layer-normalised and embedded, are concatenated
   to the scalar node features; being invariant they keep the network equivariant.
@@ -79,7 +91,14 @@ class ModelConfig:
     output
         ``"equivariant"`` (``0e+2e``) or ``"scalar"`` (``6x0e`` ablation).
     readout
-        ``"mean"`` (v1), ``"sum_volume"`` or ``"psd_sum_volume"`` (see the module docstring).
+        ``"mean"`` (v1), ``"sum_volume"``, ``"psd_sum_volume"``, ``"psd_square_volume"`` or
+        ``"psd_outer_volume"`` (see the module docstring).
+    outer_channels
+        Number ``k`` of per-atom matrices (``psd_square_volume``) or ``1o`` vectors
+        (``psd_outer_volume``).
+    target
+        The tensor predicted: ``"electronic"`` (eps_inf; v1/v2 model files, which lack the
+        field, load as this), ``"ionic"`` or ``"total"``.
     volume_per_atom
         Reference volume per atom ``v0`` (cubic angstrom) of the volume-aware read-outs (the
         training set's mean, so that ``N v0 / V`` is of order one).
@@ -103,13 +122,22 @@ class ModelConfig:
     num_basis: int = 15
     radial_hidden: int = 64
     output: Literal["equivariant", "scalar"] = "equivariant"
-    readout: Literal["mean", "sum_volume", "psd_sum_volume"] = "mean"
+    readout: Literal[
+        "mean", "sum_volume", "psd_sum_volume", "psd_square_volume", "psd_outer_volume"
+    ] = "mean"
     volume_per_atom: float = 1.0
     avg_num_neighbors: float = 30.0
     target_shift: float = 0.0
     target_scale: float = 1.0
     elements: list[int] = field(default_factory=list)
     atom_features: str | None = None
+    outer_channels: int = 4
+    target: Literal["electronic", "ionic", "total"] = "electronic"
+
+    @property
+    def has_identity(self) -> bool:
+        """Whether the volume-aware read-outs add the identity (not for the ionic tensor)."""
+        return self.target != "ionic"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -240,7 +268,14 @@ class AnisoNet(nn.Module):
             channels = dict.fromkeys(range(lmax + 1), mul)
         if config.readout != "mean" and config.output != "equivariant":
             raise ValueError(f"the {config.readout} read-out needs the equivariant output")
-        out_channels = {0: 1, 2: 1} if config.output == "equivariant" else {0: 6}
+        if config.readout == "psd_outer_volume":
+            out_channels = {1: config.outer_channels}
+        elif config.readout == "psd_square_volume":
+            out_channels = {0: config.outer_channels, 2: config.outer_channels}
+        elif config.output == "equivariant":
+            out_channels = {0: 1, 2: 1}
+        else:
+            out_channels = {0: 6}
         self.output = Convolution(channels, out_channels, **conv_kwargs)
 
     @property
@@ -300,9 +335,30 @@ class AnisoNet(nn.Module):
         for conv, gate in zip(self.convolutions, self.gates, strict=False):
             x = gate(conv(x, species_attr, species_counts, edge))
         out = self.output(x, species_attr, species_counts, edge)
+        counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
+        density = counts.to(dtype) * cfg.volume_per_atom / graph.volume.to(dtype)
+        # I for eps_inf and eps_total, 0 for the ionic eps0 (built in the working precision)
+        identity = tensor_to_irreps_torch(torch.eye(3, dtype=dtype, device=density.device))
+        baseline = identity * float(cfg.has_identity)
+        if cfg.readout in ("psd_outer_volume", "psd_square_volume"):
+            root_scale = math.sqrt(max(cfg.target_scale, 0.0))
+            if cfg.readout == "psd_outer_volume":
+                # u_ic: (nodes, 3, k) Cartesian 1o vectors (e3nn's l=1 basis is x, y, z)
+                vectors = out[1] * root_scale
+                outer = torch.einsum("nik,njk->nij", vectors, vectors).flatten(1)
+            else:
+                # M_ic: (nodes, k, 3, 3) symmetric matrices from the k 0e+2e channels
+                matrices = irreps_to_tensor_torch(
+                    torch.cat([out[0], out[2]], dim=1).transpose(1, 2) * root_scale
+                )
+                outer = torch.einsum("nkij,nklj->nil", matrices, matrices).flatten(1)
+            # a sum of u u^T (or M M^T) is positive semi-definite, and so is its sum over atoms
+            pooled = torch.zeros((graph.num_graphs, 9), dtype=outer.dtype, device=outer.device)
+            pooled = pooled.index_add_(0, batch_index, outer) / counts[:, None].to(outer.dtype)
+            ionic = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
+            return baseline + density[:, None] * ionic
         x = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
 
-        counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
         shift = x.new_zeros(6)
         shift[0] = cfg.target_shift
         if cfg.readout == "psd_sum_volume":
@@ -320,14 +376,12 @@ class AnisoNet(nn.Module):
                     tensor[:, j, i] = pooled[:, k]
                 pooled = tensor_to_irreps_torch(tensor)
             return pooled * cfg.target_scale + shift
-        # eps - I = (v0 / V) sum_i alpha_i = (N v0 / V) mean_i alpha_i
-        density = counts.to(x.dtype) * cfg.volume_per_atom / graph.volume.to(x.dtype)
+        # eps - I = (v0 / V) sum_i alpha_i = (N v0 / V) mean_i alpha_i (no I for eps0)
         if cfg.readout == "psd_sum_volume":
             susceptibility = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
         else:
             susceptibility = pooled * cfg.target_scale + shift
-        identity = tensor_to_irreps_torch(torch.eye(3, dtype=x.dtype, device=x.device))
-        return identity + density[:, None] * susceptibility
+        return baseline + density[:, None] * susceptibility
 
     def predict_tensor(self, graph: GraphBatch) -> torch.Tensor:
         """Predict Cartesian 3x3 tensors, shape (num_graphs, 3, 3)."""

@@ -3,6 +3,15 @@
 Cleaning follows Lou & Ganose (2025): drop duplicates, drop tensors with any diagonal element
 below 1, drop entries whose polycrystalline eps_inf exceeds 15. The split is a seeded random
 80/10/10 permutation, so it is reproducible from ``(n, seed)`` alone.
+
+Every entry carries three targets (:data:`TARGETS`): ``electronic`` (eps_inf), ``ionic``
+(eps0, the lattice contribution) and ``total`` (eps_inf + eps0). The ionic and total targets
+are heavy-tailed (eps0 in the hundreds near ferroelectric instabilities), so
+:func:`target_cleaning` removes, from the **training and validation** subsets only, entries
+whose ionic tensor is not positive semi-definite (eigenvalue below ``-MAX_IONIC_NEGATIVE``;
+DFPT noise) or whose ionic eps_poly exceeds ``MAX_IONIC_EPS_POLY`` (soft-mode outliers).
+The split itself is made on the shared cleaned set, so the three targets share one test set
+and eps_total = eps_inf + eps0 can be checked against DFPT on the same structures.
 """
 
 from __future__ import annotations
@@ -21,29 +30,58 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import structure_id
 
 __all__ = [
+    "MAX_IONIC_EPS_POLY",
+    "TARGETS",
     "CleaningReport",
     "DielectricEntry",
     "clean_entries",
     "load_entries",
     "random_split",
+    "target_cleaning",
 ]
 
 MAX_EPS_POLY = 15.0
 MIN_DIAGONAL = 1.0
+TARGETS = ("electronic", "ionic", "total")
+MAX_IONIC_EPS_POLY = 100.0
+MAX_IONIC_NEGATIVE = 1e-3
 
 
 @dataclass
 class DielectricEntry:
-    """One training example: a structure and its high-frequency dielectric tensor."""
+    """One training example: a structure and its DFPT dielectric tensors.
+
+    ``eps_ionic`` / ``eps_total`` are ``None`` where the record lacks them; ``born`` holds the
+    per-site Born effective charges (n_sites, 3, 3) where present.
+    """
 
     material_id: str
     formula: str
     structure: Structure
     eps_electronic: np.ndarray
+    eps_ionic: np.ndarray | None = None
+    eps_total: np.ndarray | None = None
+    born: np.ndarray | None = None
+    band_gap: float | None = None
 
     @property
     def irreps(self) -> np.ndarray:
         return tmath.tensor_to_irreps(tmath.symmetrize(self.eps_electronic))
+
+    def tensor(self, target: str = "electronic") -> np.ndarray:
+        """The symmetrised 3x3 tensor of ``target`` (one of :data:`TARGETS`)."""
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; use one of {TARGETS}")
+        value = getattr(self, f"eps_{target}")
+        if value is None and target == "total" and self.eps_ionic is not None:
+            value = self.eps_electronic + self.eps_ionic
+        if value is None:
+            raise AnisoscreenError(f"{self.material_id} has no eps_{target}")
+        return tmath.symmetrize(value)
+
+    def target_irreps(self, target: str = "electronic") -> np.ndarray:
+        """The ``0e+2e`` irreps of ``target``'s tensor."""
+        return tmath.tensor_to_irreps(self.tensor(target))
 
 
 @dataclass
@@ -68,6 +106,11 @@ def load_entries(path: str | Path) -> list[DielectricEntry]:
         raise AnisoscreenError(f"dielectric data set {path} not found (set ANISOSCREEN_SHARED?)")
     records = _open_json(path)
     entries = []
+
+    def optional(record: dict, key: str) -> np.ndarray | None:
+        value = record.get(key)
+        return None if value is None else np.asarray(value, dtype=float)
+
     for record in records:
         structure = Structure.from_dict(record["structure"])
         entries.append(
@@ -76,6 +119,10 @@ def load_entries(path: str | Path) -> list[DielectricEntry]:
                 formula=record.get("formula") or structure.composition.reduced_formula,
                 structure=structure,
                 eps_electronic=np.asarray(record["eps_electronic"], dtype=float),
+                eps_ionic=optional(record, "eps_ionic"),
+                eps_total=optional(record, "eps_total"),
+                born=optional(record, "born"),
+                band_gap=record.get("band_gap"),
             )
         )
     return entries
@@ -109,6 +156,47 @@ def clean_entries(
     report.removed = removed
     report.n_output = len(kept)
     return kept, report
+
+
+def target_cleaning(
+    entries: Sequence[DielectricEntry],
+    target: str,
+    max_ionic_eps_poly: float = MAX_IONIC_EPS_POLY,
+    max_ionic_negative: float = MAX_IONIC_NEGATIVE,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Which entries may train a ``target`` model, and how many each rule removed.
+
+    ``electronic`` keeps everything. ``ionic`` and ``total`` drop entries without an ionic
+    tensor (``no_ionic``), with an ionic eigenvalue below ``-max_ionic_negative``
+    (``ionic_not_psd``) or with an ionic eps_poly above ``max_ionic_eps_poly``
+    (``ionic_eps_poly_above_<bound>``), in that order.
+
+    Returns
+    -------
+    (np.ndarray, dict)
+        A boolean mask over ``entries`` and the removal counts.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; use one of {TARGETS}")
+    keep = np.ones(len(entries), dtype=bool)
+    if target == "electronic":
+        return keep, {}
+    bound_rule = f"ionic_eps_poly_above_{max_ionic_eps_poly:g}"
+    removed = {"no_ionic": 0, "ionic_not_psd": 0, bound_rule: 0}
+    for i, entry in enumerate(entries):
+        if entry.eps_ionic is None:
+            rule = "no_ionic"
+        else:
+            ionic = tmath.symmetrize(entry.eps_ionic)
+            if np.linalg.eigvalsh(ionic)[0] < -max_ionic_negative:
+                rule = "ionic_not_psd"
+            elif np.trace(ionic) / 3.0 > max_ionic_eps_poly:
+                rule = bound_rule
+            else:
+                continue
+        keep[i] = False
+        removed[rule] += 1
+    return keep, removed
 
 
 def random_split(

@@ -1,4 +1,8 @@
-"""Test-set metrics: MAE of eps_poly, of a_r and of the tensor components, per crystal system."""
+"""Test-set metrics: MAE of eps_poly, of a_r and of the tensor components, per crystal system.
+
+``tensor_mae`` is DTNet's MAE_ten (Mao, Li & Tan 2024, eq. 3): the mean absolute error over
+the six unique components (xx, yy, zz, yz, xz, xy); ``component_mae`` averages all nine.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,16 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.nn.graph import CrystalGraph, collate
-from anisoscreen.model.training.error_slices import error_block, error_slices
+from anisoscreen.model.training.error_slices import error_block, error_slices, tensor_mae
 
-__all__ = ["crystal_systems", "metrics", "predict_irreps"]
+__all__ = [
+    "crystal_systems",
+    "evaluate_model",
+    "evaluate_model_set",
+    "metrics",
+    "predict_irreps",
+    "tensor_mae",
+]
 
 
 @torch.inference_mode()
@@ -52,8 +63,10 @@ def metrics(
     """MAEs between predicted and reference 3x3 tensors (shape (n, 3, 3)).
 
     Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae``,
-    ``tensor_mae`` (see :func:`~anisoscreen.model.training.error_slices.error_block`) and, when
-    ``systems`` is given, the same per crystal system under ``per_crystal_system``.
+    ``tensor_mae`` (see :func:`~anisoscreen.model.training.error_slices.error_block`; a_r
+    divides by the smallest eigenvalue floored at 1e-6, as ionic tensors can have a zero
+    eigenvalue) and, when ``systems`` is given, the same per crystal system under
+    ``per_crystal_system``.
     """
     result: dict[str, Any] = error_block(predicted, reference)
     if systems is not None:
@@ -86,12 +99,16 @@ def evaluate_model(
     the vacuum-separated layers, the high-eps tail, the ensemble calibration and, with a
     ``dimensionality`` function (structure -> 0-3), errors per dimensionality.
 
+    The reference is the tensor the model predicts (``config.target``: electronic, ionic or
+    total); the test subset is the same for every target (see
+    :func:`~anisoscreen.model.training.dataset.target_cleaning`).
+
     Returns
     -------
     dict
-        ``model``, ``members``, ``subset``, ``split_seed``, ``metrics`` and ``slices``
-        (JSON-ready) and the arrays ``predicted`` and ``reference`` (n, 3, 3) for plots (the CLI
-        draws them).
+        ``model``, ``target``, ``members``, ``subset``, ``split_seed``, ``metrics`` and
+        ``slices`` (JSON-ready) and the arrays ``predicted`` and ``reference`` (n, 3, 3) for
+        plots (the CLI draws them).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
@@ -126,11 +143,12 @@ def evaluate_model(
     )
     per_member = tmath.irreps_to_tensor(predict_irreps(networks, graphs, dev))
     predicted = per_member.mean(axis=0)
-    reference = np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen])
+    reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
     structures = [e.structure for e in chosen]
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
     result = {
         "model": f"{loaded.name} {loaded.version}",
+        "target": loaded.config.target,
         "members": list(members) if members is not None else list(range(len(networks))),
         "subset": subset,
         "split_seed": seed,
@@ -140,3 +158,60 @@ def evaluate_model(
         "reference": reference,
     }
     return result
+
+
+def evaluate_model_set(
+    electronic: str,
+    ionic: str,
+    data_path: str | Path,
+    data_dir: Path | None = None,
+    subset: str = "test",
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Metrics of a model set for eps_inf, eps0 and the static eps_total = eps_inf + eps0.
+
+    Both models must have been trained on the same entries and split (they share the test
+    structures); the total is the sum of the two ensemble means, compared with DFPT's
+    eps_total.
+
+    Returns
+    -------
+    dict
+        ``{"electronic": ..., "ionic": ..., "total": ...}`` results of :func:`evaluate_model`
+        shape (the total's ``model`` names both).
+    """
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+
+    results = {
+        "electronic": evaluate_model(electronic, data_path, data_dir, subset, device=device),
+        "ionic": evaluate_model(ionic, data_path, data_dir, subset, device=device),
+    }
+    if results["electronic"]["target"] != "electronic" or results["ionic"]["target"] != "ionic":
+        raise AnisoscreenError("a model set needs an electronic and an ionic model")
+    if results["electronic"]["reference"].shape != results["ionic"]["reference"].shape or (
+        results["electronic"]["split_seed"] != results["ionic"]["split_seed"]
+    ):
+        raise AnisoscreenError("the two models were not trained on the same split")
+    seed = results["electronic"]["split_seed"]
+    entries, _ = clean_entries(load_entries(data_path))
+    n = len(results["electronic"]["reference"])
+    chosen_all = random_split(len(entries), seed)[subset]
+    predicted = results["electronic"]["predicted"] + results["ionic"]["predicted"]
+    if len(chosen_all) != n:  # trained on the first n_entries only: rebuild that split
+        from anisoscreen.model.checkpoint import load_model
+
+        n_entries = load_model(electronic, data_dir).metadata.get("n_entries") or len(entries)
+        chosen_all = random_split(n_entries, seed)[subset]
+    chosen = [entries[i] for i in chosen_all]
+    reference = np.stack([e.tensor("total") for e in chosen])
+    results["total"] = {
+        "model": f"{results['electronic']['model']} + {results['ionic']['model']}",
+        "target": "total",
+        "subset": subset,
+        "split_seed": seed,
+        "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+        "predicted": predicted,
+        "reference": reference,
+    }
+    return results

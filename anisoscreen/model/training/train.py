@@ -73,8 +73,15 @@ class TrainConfig:
         ``"mse"``: mean squared error of the ``0e+2e`` irreps (v1). ``"mse_log_eig"``: that
         plus ``log_eig_weight`` times the mean squared error of the logarithms of the sorted
         eigenvalues, which weighs the in-plane/out-of-plane contrast that a_r ranks.
+        ``"huber_log1p_eig"`` (for the heavy-tailed ionic and total tensors): the Huber loss
+        (``huber_delta``) of the irreps, linear beyond ``delta`` so a few soft-mode tensors in
+        the hundreds do not dominate, plus ``log_eig_weight`` times the mean squared error of
+        ``log(1 + lambda)`` of the sorted eigenvalues (relative errors; ``1 +`` keeps the many
+        near-zero ionic eigenvalues finite).
     log_eig_weight
         Weight of the log-eigenvalue term.
+    huber_delta
+        Where the Huber loss turns from quadratic to linear.
     """
 
     lr: float = 0.003
@@ -85,8 +92,9 @@ class TrainConfig:
     patience: int = 40
     seed: int = 0
     time_limit: float | None = None
-    loss: Literal["mse", "mse_log_eig"] = "mse"
+    loss: Literal["mse", "mse_log_eig", "huber_log1p_eig"] = "mse"
     log_eig_weight: float = 10.0
+    huber_delta: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -170,21 +178,35 @@ def prepare_graphs(
 
 
 def target_stats(
-    targets: np.ndarray, graphs: Sequence[CrystalGraph], readout: str = "mean"
+    targets: np.ndarray,
+    graphs: Sequence[CrystalGraph],
+    readout: str = "mean",
+    target: str = "electronic",
+    outer_channels: int = 4,
 ) -> dict[str, float]:
     """Output shift/scale for ``readout``, the reference volume and the mean neighbour count.
 
     For ``mean`` the shift and scale standardise the ``0e+2e`` targets themselves. The
     volume-aware read-outs standardise what each atom contributes: ``(eps - I) / rho`` with
-    ``rho = N v0 / V`` (``sum_volume``), or the matrix logarithm of it (``psd_sum_volume``,
-    whose atoms contribute ``exp(M_i)``).
+    ``rho = N v0 / V`` (``sum_volume``; no ``I`` for the ionic target), or the matrix
+    logarithm of it (``psd_sum_volume``, whose atoms contribute ``exp(M_i)``). For
+    ``psd_square_volume`` / ``psd_outer_volume`` the scale is the mean per-atom eps_poly over
+    ``outer_channels``, so ``k`` unit-sized matrices or vectors per atom start near the data.
     """
     volume_per_atom = float(np.mean([g.volume / g.num_nodes for g in graphs]))
     values = np.array(targets, dtype=float)
     if readout != "mean":
         density = np.array([g.num_nodes * volume_per_atom / g.volume for g in graphs])
-        identity = tmath.tensor_to_irreps(np.eye(3))
+        identity = tmath.tensor_to_irreps(np.eye(3)) * float(target != "ionic")
         values = (values - identity) / density[:, None]
+        if readout in ("psd_outer_volume", "psd_square_volume"):
+            per_atom_poly = np.trace(tmath.irreps_to_tensor(values), axis1=1, axis2=2) / 3.0
+            return {
+                "target_shift": 0.0,
+                "target_scale": max(float(per_atom_poly.mean()) / outer_channels, 1e-6),
+                "avg_num_neighbors": float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
+                "volume_per_atom": volume_per_atom,
+            }
         if readout == "psd_sum_volume":
             # log of the per-atom susceptibility, eigenvalues floored away from zero
             lam, vec = np.linalg.eigh(tmath.irreps_to_tensor(values))
@@ -216,6 +238,13 @@ def training_loss(
         lam_pred = torch.linalg.eigvalsh(irreps_to_tensor_torch(predicted)).clamp(min=floor)
         lam_true = torch.linalg.eigvalsh(irreps_to_tensor_torch(target)).clamp(min=floor)
         log_error = torch.nn.functional.mse_loss(lam_pred.log(), lam_true.log())
+        loss = loss + config.log_eig_weight * log_error
+    elif config.loss == "huber_log1p_eig":
+        loss = torch.nn.functional.huber_loss(predicted, target, delta=config.huber_delta)
+        # eigenvalues of a non-PSD head may dip below zero: keep log1p finite there
+        lam_pred = torch.linalg.eigvalsh(irreps_to_tensor_torch(predicted)).clamp(min=-0.9)
+        lam_true = torch.linalg.eigvalsh(irreps_to_tensor_torch(target)).clamp(min=-0.9)
+        log_error = torch.nn.functional.mse_loss(lam_pred.log1p(), lam_true.log1p())
         loss = loss + config.log_eig_weight * log_error
     return loss
 

@@ -1,0 +1,141 @@
+"""Ionic and total targets: data, cleaning, smoke training through the CLI, evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from anisoscreen.cli import app
+from anisoscreen.model.checkpoint import load_model
+from anisoscreen.model.training.dataset import (
+    clean_entries,
+    load_entries,
+    random_split,
+    target_cleaning,
+)
+from anisoscreen.model.training.error_slices import tensor_mae
+from anisoscreen.model.training.evaluate import evaluate_model, metrics
+
+
+@pytest.fixture(scope="module")
+def cleaned(shared_dir):
+    entries, _ = clean_entries(load_entries(shared_dir / "data" / "mp_dielectric_tensors.json.gz"))
+    return entries
+
+
+@pytest.fixture(scope="module")
+def ionic_model(shared_dir, tmp_path_factory):
+    """``anisoscreen train --target ionic`` on 100 entries for 2 epochs (the CI smoke run)."""
+    folder = tmp_path_factory.mktemp("ionic-models")
+    args = ["train", "--target", "ionic", "--name", "tiny-ionic", "--output-dir", str(folder)]
+    args += ["--mul", "4", "--lmax", "1", "--max-entries", "100", "--max-epochs", "2"]
+    args += ["--batch-size", "16", "--device", "cpu"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    return folder / "tiny-ionic", out.output
+
+
+def test_entries_carry_all_three_tensors_and_total_is_their_sum(cleaned):
+    assert len(cleaned) == 2695
+    assert all(e.eps_ionic is not None and e.eps_total is not None for e in cleaned)
+    worst = max(
+        np.abs(e.tensor("total") - e.tensor("electronic") - e.tensor("ionic")).max()
+        for e in cleaned
+    )
+    assert worst < 1e-12
+    assert sum(e.born is not None for e in cleaned) == 1996
+    with_born = next(e for e in cleaned if e.born is not None)
+    assert with_born.born.shape == (len(with_born.structure), 3, 3)
+
+
+def test_target_cleaning_drops_only_the_heavy_tail_and_keeps_the_test_split(cleaned):
+    keep, removed = target_cleaning(cleaned, "ionic")
+    assert removed == {"no_ionic": 0, "ionic_not_psd": 0, "ionic_eps_poly_above_100": 8}
+    assert keep.sum() == 2687
+    assert all(
+        np.trace(e.tensor("ionic")) / 3 > 100 for e, k in zip(cleaned, keep, strict=True) if not k
+    )
+    assert target_cleaning(cleaned, "electronic")[1] == {}
+    # the rule is applied to train + validation only: seed-42 split removes 6 there
+    split = random_split(len(cleaned), 42)
+    trainable = [cleaned[i] for i in np.concatenate([split["train"], split["validation"]])]
+    assert target_cleaning(trainable, "ionic")[1]["ionic_eps_poly_above_100"] == 6
+
+
+def test_tensor_mae_is_the_mean_over_six_unique_components():
+    reference = np.zeros((1, 3, 3))
+    predicted = np.array([[[1.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]])
+    assert tensor_mae(predicted, reference) == pytest.approx((1 + 2 + 3) / 6)
+    assert metrics(predicted, reference)["component_mae"] == pytest.approx((1 + 4 + 3) / 9)
+
+
+def test_cli_trains_an_ionic_model_that_records_its_target(ionic_model):
+    folder, output = ionic_model
+    loaded = load_model(folder / "model.pt")
+    assert loaded.config.target == "ionic" and loaded.config.readout == "psd_square_volume"
+    info = json.loads((folder / "metrics.json").read_text())
+    assert info["target"] == "ionic" and info["train_config"]["loss"] == "huber_log1p_eig"
+    test = info["metrics"]["test"]
+    assert test["n"] == 10 and 0 < test["tensor_mae"] < 100
+    assert "MAE_ten" in output and "ionic" in (folder / "MODEL_CARD.md").read_text()
+
+
+def test_evaluate_compares_with_the_ionic_reference_and_draws_log_parity(ionic_model, tmp_path):
+    folder, _ = ionic_model
+    result = evaluate_model(str(folder), evaluate_data(), device="cpu")
+    assert result["target"] == "ionic"
+    entries, _ = clean_entries(load_entries(evaluate_data()))
+    test_entries = [entries[:100][i] for i in random_split(100, 42)["test"]]
+    expected = np.stack([e.tensor("ionic") for e in test_entries])
+    np.testing.assert_allclose(result["reference"], expected)
+    assert np.linalg.eigvalsh(result["predicted"]).min() >= -1e-6  # PSD by construction
+    plot = tmp_path / "parity.png"
+    out = CliRunner().invoke(
+        app, ["evaluate", "--model", str(folder), "--device", "cpu", "--parity-plot", str(plot)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "MAE_ten" in out.output and "(ionic)" in out.output
+    assert plot.stat().st_size > 10_000
+
+
+def evaluate_data():
+    from conftest import SHARED
+
+    return SHARED / "data" / "mp_dielectric_tensors.json.gz"
+
+
+def test_model_set_evaluation_sums_the_two_models_against_dfpt_total(
+    tiny_model, ionic_model, tmp_path
+):
+    from anisoscreen.model.training.evaluate import evaluate_model_set
+
+    electronic_folder, _ = tiny_model
+    ionic_folder, _ = ionic_model
+    results = evaluate_model_set(
+        str(electronic_folder), str(ionic_folder), evaluate_data(), device="cpu"
+    )
+    total = results["total"]
+    np.testing.assert_array_equal(
+        total["predicted"], results["electronic"]["predicted"] + results["ionic"]["predicted"]
+    )
+    np.testing.assert_allclose(
+        total["reference"],
+        results["electronic"]["reference"] + results["ionic"]["reference"],
+        atol=1e-12,
+    )
+    assert total["metrics"]["n"] == 10 and total["metrics"]["tensor_mae"] > 0
+    assert set(total["metrics"]["per_crystal_system"]) <= {
+        "cubic", "hexagonal", "monoclinic", "orthorhombic", "tetragonal", "triclinic", "trigonal"
+    }  # fmt: skip
+    plot = tmp_path / "set.png"
+    out = CliRunner().invoke(
+        app,
+        ["evaluate", "--model", str(electronic_folder), "--ionic-model", str(ionic_folder),
+         "--device", "cpu", "--parity-plot", str(plot)],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "(total)" in out.output and "(ionic)" in out.output and "(electronic)" in out.output
+    assert all((tmp_path / f"set-{k}.png").stat().st_size > 10_000 for k in results)
