@@ -164,7 +164,10 @@ def irreps_to_tensor(irreps: Any) -> np.ndarray:
 def _torch_basis_cached(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     import torch
 
-    return torch.tensor(np.array(change_of_basis()), dtype=dtype, device=device)
+    # a normal tensor even when first asked for under torch.inference_mode(): the cached basis
+    # is later used in training, where an inference tensor cannot be saved for backward
+    with torch.inference_mode(False):
+        return torch.tensor(np.array(change_of_basis()), dtype=dtype, device=device)
 
 
 def _torch_basis(like: torch.Tensor) -> torch.Tensor:

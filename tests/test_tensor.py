@@ -148,3 +148,16 @@ def test_point_group_hexagonal_requires_uniaxial_along_c():
     rotated = Structure(Lattice(aln.lattice.matrix @ r.T), aln.species, aln.frac_coords)
     assert tm.respects_point_group(tm.rotate(np.diag([4.372, 4.372, 4.573]), r), rotated)
     assert tm.point_group_violation(np.diag([4.372, 4.372, 4.573]), rotated) > 1e-2
+
+
+def test_torch_basis_first_built_under_inference_mode_still_trains():
+    """Evaluation before training (any order of tests or calls) must not poison the cache."""
+    import torch
+
+    tm._torch_basis_cached.cache_clear()
+    with torch.inference_mode():
+        tm.tensor_to_irreps_torch(torch.eye(3, dtype=torch.float64))
+    x = torch.eye(3, dtype=torch.float64, requires_grad=True)
+    tm.irreps_to_tensor_torch(tm.tensor_to_irreps_torch(2.0 * x)).sum().backward()
+    # d sum(sym(2x)) / dx = 2 everywhere
+    np.testing.assert_allclose(x.grad.numpy(), np.full((3, 3), 2.0), atol=1e-12)

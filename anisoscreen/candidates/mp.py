@@ -12,11 +12,8 @@ missing chunk and nothing is fetched twice.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from monty.json import jsanitize
 
+from anisoscreen.candidates.json_cache import read_json_gz, write_json_gz_atomic
 from anisoscreen.errors import SourceError
 
 if TYPE_CHECKING:
@@ -115,23 +113,6 @@ class MPCandidateQuery:
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
-            handle.write(json.dumps(jsanitize(data, strict=True, enum_values=True)).encode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_json(path: Path) -> Any:
-    with gzip.open(path, "rt") as handle:
-        return json.load(handle)
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """How transient MP failures are retried.
@@ -209,12 +190,12 @@ def cached_ids(
     """Sorted material ids matching ``criteria`` (one light query; cached in ``folder``)."""
     ids_file = folder / "ids.json.gz"
     if ids_file.is_file():
-        return _read_json(ids_file)
+        return read_json_gz(ids_file)
     found = (retry or RetryPolicy()).call(
         lambda: searcher.search(**criteria, fields=["material_id"]), "the material ids"
     )
     ids = sorted({str(doc["material_id"]) for doc in found})
-    _write_json_atomic(ids_file, ids)
+    write_json_gz_atomic(ids_file, ids)
     return ids
 
 
@@ -234,14 +215,14 @@ def fetch_chunked(
     for k, chunk in enumerate(chunks):
         chunk_file = folder / f"chunk-{k:05d}-{len(chunk)}.json.gz"
         if chunk_file.is_file():
-            docs = _read_json(chunk_file)
+            docs = read_json_gz(chunk_file)
         else:
             docs = retry.call(
                 lambda chunk=chunk: searcher.search(material_ids=chunk, fields=fields),
                 f"chunk {k + 1}/{len(chunks)}",
             )
             docs = jsanitize(docs, strict=True, enum_values=True)
-            _write_json_atomic(chunk_file, docs)
+            write_json_gz_atomic(chunk_file, docs)
         documents.extend(docs)
         if progress is not None:
             progress(k + 1, len(chunks))

@@ -48,7 +48,6 @@ back, never fetched again, and entries are de-duplicated by id. Transient HTTP f
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -62,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from anisoscreen.candidates.json_cache import read_json_gz, write_json_gz_atomic
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import CandidateDoc
 
@@ -380,23 +380,6 @@ def _error_detail(response: Any) -> str:
         return f"HTTP {response.status_code}"
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
-            handle.write(json.dumps(data).encode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_json(path: Path) -> Any:
-    with gzip.open(path, "rt") as handle:
-        return json.load(handle)
-
-
 @dataclass
 class OptimadePage:
     """One page of a fetch: its candidates and the entries that could not become one."""
@@ -520,7 +503,7 @@ class OptimadeFetch:
         seen: set[str] = set()
         for number in range(state["pages"]):
             yield self._page(
-                number, _read_json(folder / f"page-{number:06d}.json.gz"), fields, seen, True
+                number, read_json_gz(folder / f"page-{number:06d}.json.gz"), fields, seen, True
             )
             if progress:
                 progress(number + 1, _page_total(state))
@@ -537,7 +520,7 @@ class OptimadeFetch:
                 continue
             entries = body.get("data") or []
             number = state["pages"]
-            _write_json_atomic(folder / f"page-{number:06d}.json.gz", entries)
+            write_json_gz_atomic(folder / f"page-{number:06d}.json.gz", entries)
             meta = body.get("meta") or {}
             next_link = (body.get("links") or {}).get("next")
             if isinstance(next_link, dict):

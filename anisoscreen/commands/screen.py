@@ -188,19 +188,16 @@ def _explain_validation(
     top_k: int | None,
 ) -> None:
     """A local run cannot run VASP: say what the selection rule picks and how to submit it."""
-    from anisoscreen.store import ResultsStore
-    from anisoscreen.validation.select import select_candidates, selection_rule
+    from anisoscreen.screening.jobs import select_for_validation
+    from anisoscreen.settings import store_overrides
+    from anisoscreen.validation.select import selection_rule
 
+    # the screening flow's own selection job, run here without a validation maker
+    response = select_for_validation.original(  # type: ignore[attr-defined]
+        ranking, ar_threshold, top_k, store=store_overrides(settings)
+    )
+    selected = response.output.selected
     top_k, ar_threshold = selection_rule(top_k, ar_threshold)
-    with ResultsStore(settings) as results:
-        chosen, _ = select_candidates(
-            results,
-            ids=[row.material_id for row in ranking.ranking],
-            top_k=top_k,
-            ar_min=ar_threshold,
-            model=ranking.model,
-        )
-    selected = [candidate.material_id for candidate, _ in chosen]
     rules = ([f"a_r >= {ar_threshold:g}"] if ar_threshold is not None else []) + (
         [f"top {top_k}"] if top_k is not None else []
     )
