@@ -41,6 +41,8 @@ def test_shard_ids_cover_every_id_once_in_order():
 def test_shard_size_option_is_checked():
     result = CliRunner().invoke(app, ["run-screen", "--shard-size", "0"])
     assert result.exit_code == 2 and "--shard-size" in result.output
+    result = CliRunner().invoke(app, ["submit", "screening", "--shard-size", "0"])
+    assert result.exit_code == 2 and "--shard-size" in result.output
 
 
 def _run(folder: Path, pool: Path, data: Path, shard_size: int | None, run_id: str):
@@ -110,3 +112,43 @@ def test_sharded_and_single_job_runs_agree(tiny_model, tmp_path):
     _, _, again, rerun = _run(folder, pool, tmp_path / "sharded", shard_size, "again")
     assert (rerun.n_predicted, rerun.n_reused) == (0, n)
     assert again.keys() == preds.keys()
+
+
+@pytest.mark.slow
+def test_run_screen_shard_size_option(tiny_model, tmp_path):
+    folder, _ = tiny_model
+    pool = small_pool(tmp_path / "pool.json")
+    data = tmp_path / "d"
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app,
+        [
+            "run-screen",
+            "--source",
+            str(pool),
+            "--model",
+            str(folder),
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data),
+            "--processes",
+            "1",
+            "--include-known",
+            "--shard-size",
+            "2",
+        ],
+    )
+    assert "top 10 by anisotropy ratio" in result.output, result.output
+    settings = get_settings(data_dir=data)
+    with ResultsStore(settings) as results:
+        (run,) = results.query(ScreeningRunDoc)
+        n = results.count("predictions")
+    assert n == run.n_candidates == run.n_predicted
+    # the progress bar counts every shard against the stage's total
+    (line,) = [line for line in result.output.splitlines() if "predicting" in line]
+    assert f" {n}/{n} " in line
+    job_store = build_job_store(settings)
+    job_store.connect()
+    names = [d["name"] for d in job_store.query({}, properties=["name"])]
+    job_store.close()
+    assert sum(name.startswith("predict shard") for name in names) == math.ceil(n / 2)

@@ -189,6 +189,8 @@ def predict_candidates(
     name, checksum = predictor.model.name, predictor.model.checksum
     ionic_checksum = predictor.ionic.checksum if predictor.ionic is not None else None
     ids = _candidate_ids(candidates)
+    # a shard advances the progress of the whole stage, whose total predict_in_shards set
+    total = len(ids) if isinstance(candidates, CandidateStageOutput | dict) else None
     failures: list[dict[str, Any]] = []
     n_predicted = 0
     with ResultsStore(settings) as results:
@@ -203,7 +205,7 @@ def predict_candidates(
             },
         )
         todo = [i for i in ids if i not in done]
-        _report("predict", len(done), len(ids))
+        _report("predict", len(done), total)
         # one streaming read of the candidates (a query per batch would rescan the store)
         records = (
             StructureRecord(
@@ -225,7 +227,7 @@ def predict_candidates(
             n_predicted += len(batch_docs)
             batch_docs.clear()
 
-        for out in predictor.predict(records, progress=lambda n: _report("predict", n, len(ids))):
+        for out in predictor.predict(records, progress=lambda n: _report("predict", n, total)):
             if isinstance(out, PredictionFailure):
                 failures.append(out.as_dict())
             else:
@@ -283,7 +285,9 @@ def predict_in_shards(
     """
     from jobflow import CURRENT_JOB
 
-    shards = shard_ids(_candidate_ids(candidates), shard_size)
+    ids = _candidate_ids(candidates)
+    shards = shard_ids(ids, shard_size)
+    _report("predict", 0, len(ids))
     current = CURRENT_JOB.job
     metadata = dict(current.metadata) if current is not None else {}
     jobs: list[Any] = []
