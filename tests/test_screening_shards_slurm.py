@@ -101,6 +101,7 @@ def _predictions(data: Path) -> dict:
 def test_sharded_screening_through_sbatch(slurm, tmp_path, monkeypatch, shared_dir, tiny_model):
     from anisoscreen.commands.hpc import register
     from anisoscreen.hpc.config import job_controller
+    from anisoscreen.hpc.queue import queue_status
     from anisoscreen.hpc.submit import submit_screening
     from anisoscreen.screening.flow_runner import run_flow_locally
     from anisoscreen.screening.flows import screening_outputs
@@ -194,6 +195,10 @@ def test_sharded_screening_through_sbatch(slurm, tmp_path, monkeypatch, shared_d
         merge = next(i for i in infos if i.name == "merge prediction shards")
         merged = jc.get_job_output(job_id=merge.uuid, job_index=merge.index)
     assert merged["n_predicted"] == n and merged["n_reused"] == 0
+    # candidates, the sharding job and its merge (one uuid, indexes 1 and 2), n shards, rank,
+    # record: all tagged as screening jobs, so `anisoscreen status` counts the shards too
+    assert len(infos) == n + 5
+    assert queue_status(env.project, anisoscreen_only=True).counts == {"COMPLETED": n + 5}
     assert sorted(merged["material_ids"]) == sorted(
         r.material_id for r in reference.ranking.ranking
     )
