@@ -291,8 +291,8 @@ def predict_in_shards(
     current = CURRENT_JOB.job
     metadata = dict(current.metadata) if current is not None else {}
     jobs: list[Any] = []
-    for index, ids in enumerate(shards, start=1):
-        shard = predict_candidates(ids, model, device, batch_size, store, ionic_model)
+    for index, members in enumerate(shards, start=1):
+        shard = predict_candidates(members, model, device, batch_size, store, ionic_model)
         shard.name = f"predict shard {index}/{len(shards)}"
         shard.metadata = {**metadata, SHARD_METADATA: f"{index}/{len(shards)}"}
         jobs.append(shard)
