@@ -75,6 +75,14 @@ def submit(
         bool,
         typer.Option("--validate", help="Screening: append DFT validation of the top candidates."),
     ] = False,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            min=1,
+            help="Screening: candidates per prediction job (shards run in parallel).",
+        ),
+    ] = None,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -88,7 +96,7 @@ def submit(
 
     settings = settings_from_options(store, data_dir)
     if what == "screening":
-        flow = _screening_flow(settings, source, model, validate, top_k, ar_min, optics)
+        flow = _screening_flow(settings, source, model, validate, top_k, ar_min, optics, shard_size)
         report = submit_screening(flow, project=project, worker=worker)
     elif what == "validation":
         id_list = _split_ids(ids)
@@ -128,6 +136,7 @@ def _screening_flow(
     top_k: int | None,
     ar_min: float | None,
     optics: bool,
+    shard_size: int | None = None,
 ) -> Flow:
     """The screening flow of :meth:`ScreeningMaker.from_settings`, optionally with validation."""
     from anisoscreen.screening.flows import ScreeningMaker
@@ -140,6 +149,7 @@ def _screening_flow(
         validate=validate,
         top_k=top_k if validate else None,
         ar_threshold=ar_min if validate else None,
+        shard_size=shard_size,
     ).make()
 
 

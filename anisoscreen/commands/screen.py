@@ -113,6 +113,14 @@ def run_screen(
         str | None,
         typer.Option("--ionic-model", help="Ionic model of the model set (name or path)."),
     ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            min=1,
+            help="Candidates per prediction job (default: one job); each shard is its own job.",
+        ),
+    ] = None,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -147,6 +155,7 @@ def run_screen(
         ar_threshold=ar_threshold,
         top_k=top_k,
         objective=objective,
+        shard_size=shard_size,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)

@@ -22,6 +22,7 @@ from anisoscreen.schemas import ScreeningRunDoc
 from anisoscreen.screening.jobs import (
     fetch_candidates,
     predict_candidates,
+    predict_in_shards,
     rank_candidates,
     record_screening_run,
     select_for_validation,
@@ -89,6 +90,11 @@ class PredictionMaker(Maker):
         Structures per forward pass.
     ionic_model
         Optional ionic model of the set (adds eps_ionic, eps_total and the FOM).
+    shard_size
+        Candidates per prediction job. ``None``: one job for all of them; else a dynamic job
+        replaced by one job per shard of this many candidates and a job merging their outputs
+        (:func:`~anisoscreen.screening.jobs.predict_in_shards`), which jobflow-remote can run
+        in parallel. Either way the job's output is one ``PredictionStageOutput``.
     """
 
     name: str = "predict"
@@ -97,11 +103,27 @@ class PredictionMaker(Maker):
     batch_size: int = 64
     store: dict[str, Any] | None = None
     ionic_model: str | None = None
+    shard_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.shard_size is not None and self.shard_size < 1:
+            raise AnisoscreenError(f"shard_size must be at least 1, not {self.shard_size}")
 
     def make(self, candidates: Any) -> Job:
-        job = predict_candidates(
-            candidates, self.model, self.device, self.batch_size, self.store, self.ionic_model
-        )
+        if self.shard_size is None:
+            job = predict_candidates(
+                candidates, self.model, self.device, self.batch_size, self.store, self.ionic_model
+            )
+        else:
+            job = predict_in_shards(
+                candidates,
+                self.shard_size,
+                self.model,
+                self.device,
+                self.batch_size,
+                self.store,
+                self.ionic_model,
+            )
         job.name = self.name
         return job
 
@@ -142,6 +164,8 @@ class ScreeningMaker(Maker):
     source, criteria, model, device, batch_size, processes, describe_top, ionic_model, objective
         Passed to the stage makers (see their docs); an objective other than ``ar`` needs
         ``ionic_model``.
+    shard_size
+        Candidates per prediction job (``None``: one job), see :class:`PredictionMaker`.
     store
         Results-store settings overrides shared by every stage.
     validate
@@ -171,10 +195,13 @@ class ScreeningMaker(Maker):
     validation_maker: Any = None
     ionic_model: str | None = None
     objective: str = "ar"
+    shard_size: int | None = None
 
     def __post_init__(self) -> None:
         from anisoscreen.screening.objectives import check_objective
 
+        if self.shard_size is not None and self.shard_size < 1:
+            raise AnisoscreenError(f"shard_size must be at least 1, not {self.shard_size}")
         check_objective(self.objective, self.ionic_model)
         if self.validate and self.objective != "ar" and self.top_k is None:
             raise AnisoscreenError(
@@ -220,6 +247,7 @@ class ScreeningMaker(Maker):
             batch_size=self.batch_size,
             store=self.store,
             ionic_model=self.ionic_model,
+            shard_size=self.shard_size,
         ).make(candidates.output)
         ranking = RankingMaker(
             processes=self.processes,

@@ -10,12 +10,13 @@ machine runs it.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from jobflow import Response, job
+from jobflow import Flow, Response, job
 
 from anisoscreen.candidates.filters import FilterResult, ScreeningCriteria, apply_criteria
 from anisoscreen.candidates.sources import CandidateBatch
@@ -32,7 +33,9 @@ from anisoscreen.store import ResultsStore
 
 __all__ = [
     "fetch_candidates",
+    "merge_predictions",
     "predict_candidates",
+    "predict_in_shards",
     "rank_candidates",
     "record_screening_run",
     "select_for_validation",
@@ -153,9 +156,16 @@ def fetch_candidates(
     )
 
 
+def _candidate_ids(candidates: CandidateStageOutput | dict[str, Any] | Sequence[str]) -> list[str]:
+    """The material ids of a candidate-stage output (or of a plain list of ids, one shard)."""
+    if isinstance(candidates, CandidateStageOutput | dict):
+        return list(CandidateStageOutput.model_validate(candidates).material_ids)
+    return list(candidates)
+
+
 @job(output_schema=PredictionStageOutput)
 def predict_candidates(
-    candidates: CandidateStageOutput | dict[str, Any],
+    candidates: CandidateStageOutput | dict[str, Any] | Sequence[str],
     model: str,
     device: str = "auto",
     batch_size: int = 64,
@@ -167,7 +177,8 @@ def predict_candidates(
     Predictions are upserted batch by batch, so a killed run loses at most one batch and a
     re-run predicts only what is missing. With ``ionic_model`` the documents also hold
     eps_ionic, eps_total and the figure of merit; adding an ionic model to a set re-predicts
-    the materials predicted without it.
+    the materials predicted without it. ``candidates`` may also be a list of ids: one shard
+    of :func:`predict_in_shards`.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -177,7 +188,9 @@ def predict_candidates(
     predictor = Predictor.load(model, settings.data_dir, device, batch_size, ionic_model)
     name, checksum = predictor.model.name, predictor.model.checksum
     ionic_checksum = predictor.ionic.checksum if predictor.ionic is not None else None
-    ids = list(CandidateStageOutput.model_validate(candidates).material_ids)
+    ids = _candidate_ids(candidates)
+    # a shard advances the progress of the whole stage, whose total predict_in_shards set
+    total = len(ids) if isinstance(candidates, CandidateStageOutput | dict) else None
     failures: list[dict[str, Any]] = []
     n_predicted = 0
     with ResultsStore(settings) as results:
@@ -192,7 +205,7 @@ def predict_candidates(
             },
         )
         todo = [i for i in ids if i not in done]
-        _report("predict", len(done), len(ids))
+        _report("predict", len(done), total)
         # one streaming read of the candidates (a query per batch would rescan the store)
         records = (
             StructureRecord(
@@ -214,7 +227,7 @@ def predict_candidates(
             n_predicted += len(batch_docs)
             batch_docs.clear()
 
-        for out in predictor.predict(records, progress=lambda n: _report("predict", n, len(ids))):
+        for out in predictor.predict(records, progress=lambda n: _report("predict", n, total)):
             if isinstance(out, PredictionFailure):
                 failures.append(out.as_dict())
             else:
@@ -233,6 +246,95 @@ def predict_candidates(
         ionic_model=predictor.ionic.name if predictor.ionic is not None else None,
         device=str(predictor.device),
         seconds=time.perf_counter() - start,
+    )
+
+
+def shard_ids(ids: Sequence[str], shard_size: int) -> list[list[str]]:
+    """``ids`` cut into consecutive shards of ``shard_size`` (the last may be shorter).
+
+    No ids give one empty shard, so that the stage still reports its model.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, not {shard_size}")
+    n_shards = max(1, math.ceil(len(ids) / shard_size))
+    return [list(ids[i * shard_size : (i + 1) * shard_size]) for i in range(n_shards)]
+
+
+SHARD_METADATA = "anisoscreen_shard"
+"""Metadata key of a prediction shard job: ``"<index>/<count>"`` (index from 1)."""
+
+
+@job(output_schema=PredictionStageOutput)
+def predict_in_shards(
+    candidates: CandidateStageOutput | dict[str, Any],
+    shard_size: int,
+    model: str,
+    device: str = "auto",
+    batch_size: int = 64,
+    store: dict[str, Any] | None = None,
+    ionic_model: str | None = None,
+) -> Response:
+    """Replace itself by one :func:`predict_candidates` job per shard of ``shard_size`` ids.
+
+    A dynamic job (``Response(replace=...)``): the shards are independent jobs that a
+    jobflow-remote worker runs in parallel, each upserting its own predictions, and a
+    :func:`merge_predictions` job joins their outputs into the one
+    :class:`~anisoscreen.screening.outputs.PredictionStageOutput` that this job's output
+    reference resolves to, so ranking waits for every shard. A failed shard can be rerun
+    alone; a shard whose predictions are stored already reuses them.
+    """
+    from jobflow import CURRENT_JOB
+
+    ids = _candidate_ids(candidates)
+    shards = shard_ids(ids, shard_size)
+    _report("predict", 0, len(ids))
+    current = CURRENT_JOB.job
+    metadata = dict(current.metadata) if current is not None else {}
+    jobs: list[Any] = []
+    for index, members in enumerate(shards, start=1):
+        shard = predict_candidates(members, model, device, batch_size, store, ionic_model)
+        shard.name = f"predict shard {index}/{len(shards)}"
+        shard.metadata = {**metadata, SHARD_METADATA: f"{index}/{len(shards)}"}
+        jobs.append(shard)
+    merge = merge_predictions([shard.output for shard in jobs])
+    merge.name = "merge prediction shards"
+    merge.metadata = metadata
+    if current is not None:
+        # the merge job takes this job's place (its uuid, the next index), as jobflow does
+        # for a single replacing job, so references to this job's output read the merged
+        # output; a replacing Flow with an output would add an unvalidated store_inputs job
+        merge.set_uuid(current.uuid)
+        merge.index = current.index + 1
+    return Response(replace=Flow([*jobs, merge], name="predict shards"))
+
+
+@job(output_schema=PredictionStageOutput)
+def merge_predictions(
+    shards: Sequence[PredictionStageOutput | dict[str, Any]],
+) -> PredictionStageOutput:
+    """The union of the shards' outputs, in shard order (counts, failures and times summed).
+
+    ``seconds`` is the sum of the shards' wall times (the compute spent, not the elapsed time
+    when shards ran in parallel).
+    """
+    outputs = [PredictionStageOutput.model_validate(s) for s in shards]
+    if not outputs:
+        raise ValueError("no prediction shards to merge")
+    first = outputs[0]
+    different = [o for o in outputs if o.model_checksum != first.model_checksum]
+    if different:
+        raise ValueError(
+            f"prediction shards used different models: {first.model_checksum[:12]} and "
+            f"{different[0].model_checksum[:12]}"
+        )
+    return first.model_copy(
+        update={
+            "material_ids": [i for o in outputs for i in o.material_ids],
+            "n_predicted": sum(o.n_predicted for o in outputs),
+            "n_reused": sum(o.n_reused for o in outputs),
+            "failures": [f for o in outputs for f in o.failures],
+            "seconds": sum(o.seconds for o in outputs),
+        }
     )
 
 
