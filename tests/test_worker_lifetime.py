@@ -28,9 +28,13 @@ RANKER = textwrap.dedent(
     """
     import sys
     from anisoscreen.screening.jobs import rank_candidates
+    from anisoscreen.screening.outputs import PredictionStageOutput
     ids = sys.argv[2].split(",")
-    rank_candidates.original({"material_ids": ids, "model": "m"}, processes=2,
-                             store={"data_dir": sys.argv[1]})
+    predictions = PredictionStageOutput(
+        material_ids=ids, model="m", model_version="1", model_checksum="c",
+        n_predicted=len(ids), n_reused=0, device="cpu", seconds=0.0,
+    )
+    rank_candidates.original(predictions, processes=2, store={"data_dir": sys.argv[1]})
     print("finished")
     """
 )
@@ -87,7 +91,9 @@ def test_killed_ranking_leaves_no_worker_and_keeps_stored_chunks(tmp_path):
         if stored >= RANK_CHUNK and len(workers) >= 2:
             break
         time.sleep(0.2)
-    assert ranker.poll() is None, "the ranking finished before it could be killed"
+    assert ranker.poll() is None, (
+        "the ranking finished before it could be killed: " + ranker.stderr.read().decode()[-2000:]
+    )
     assert len(workers) >= 2, "no worker processes seen"
     os.kill(ranker.pid, signal.SIGKILL)
     ranker.wait(timeout=30)
