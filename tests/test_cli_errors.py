@@ -52,6 +52,21 @@ def test_a_failing_job_reaches_the_caller_with_its_cause():
     assert info.value.exit_code == ExitCode.STAGE
 
 
+def test_the_failing_stage_is_named_even_when_logging_was_configured_away():
+    """uvicorn/jobflow-remote style ``dictConfig(disable_existing_loggers=True)``."""
+    import logging.config
+
+    logging.getLogger("jobflow.core.job")  # exists before the reconfiguration
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": True})
+    try:
+        step = divide(0)
+        step.name = "divide stage"
+        with pytest.raises(StageError, match="'divide stage' stage failed"):
+            run_flow_locally(Flow([step]), JobStore(MemoryStore()))
+    finally:
+        logging.getLogger("jobflow.core.job").disabled = False
+
+
 def test_run_screen_names_a_missing_source(tmp_path):
     missing = tmp_path / "no-such-pool.json"
     out = run_cli("run-screen", "--source", str(missing), "--data-dir", str(tmp_path / "d"))

@@ -47,9 +47,17 @@ def run_flow_locally(flow: Any, store: Any) -> dict[str, dict[int, Any]]:
 
     job_logger = logging.getLogger("jobflow.core.job")
     current = _CurrentJob()
-    level = job_logger.level
+    level, disabled, disabled_below = (
+        job_logger.level,
+        job_logger.disabled,
+        logging.root.manager.disable,
+    )
     job_logger.addHandler(current)
     job_logger.setLevel(logging.INFO)
+    # another library's logging.config (``disable_existing_loggers``) or ``logging.disable``
+    # must not hide which job is running
+    job_logger.disabled = False
+    logging.disable(logging.NOTSET)
     try:
         return run_locally(
             flow, store=store, create_folders=False, log=False, raise_immediately=True
@@ -65,3 +73,5 @@ def run_flow_locally(flow: Any, store: Any) -> dict[str, dict[int, Any]]:
     finally:
         job_logger.removeHandler(current)
         job_logger.setLevel(level)
+        job_logger.disabled = disabled
+        logging.disable(disabled_below)
