@@ -35,7 +35,12 @@ from anisoscreen.model.checkpoint import resolve_model_path, shipped_models
 venv = Path(sys.argv[1]) / "venv"
 assert venv in Path(anisoscreen.__file__).resolve().parents, anisoscreen.__file__
 assert venv in shipped_models().resolve().parents, shipped_models()
-print("default model:", resolve_model_path("anisonet-mp-v1"))
+from anisoscreen.settings import get_settings
+
+default = get_settings().model
+print("default model:", resolve_model_path(default))
+for name in ("anisonet-mp-v1", "anisonet-mp-v2"):  # every shipped model installs
+    assert venv in resolve_model_path(name).resolve().parents, name
 from anisoscreen.candidates.sources import load_bundled
 
 load_bundled().candidates[0].structure.to(filename="structure.cif")
