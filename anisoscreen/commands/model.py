@@ -190,7 +190,10 @@ def train(
         str | None,
         typer.Option(
             "--atom-features",
-            help="Add a pretrained potential's per-atom features to the input (chgnet-0.3.0).",
+            help=(
+                "Add a pretrained potential's per-atom features to the input: chgnet-0.3.0 "
+                "(invariant) or sevennet-0 (equivariant l = 0, 1, 2)."
+            ),
         ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="AdamW learning rate [0.003].")] = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,12 @@ __all__ = [
     "AtomFeaturizer",
     "cached_features",
     "data_set_cache",
+    "featurizer_for",
 ]
 
-FEATURE_SETS: dict[str, int] = {"chgnet-0.3.0": 64}
-"""Known feature sets and their width per atom."""
+FEATURE_SETS: dict[str, int] = {"chgnet-0.3.0": 64, "sevennet-0": 480}
+"""Known feature sets and their width per atom (``sevennet-0``: equivariant ``0e + 1 + 2``
+features, :mod:`anisoscreen.model.pretrained_features`)."""
 
 
 class AtomFeatureError(AnisoscreenError):
@@ -53,7 +55,7 @@ class AtomFeaturizer:
     def __init__(
         self, name: str = "chgnet-0.3.0", device: str | torch.device = "cpu", batch_size: int = 32
     ) -> None:
-        if name not in FEATURE_SETS:
+        if name not in FEATURE_SETS or not name.startswith("chgnet-"):
             raise AnisoscreenError(
                 f"unknown atom feature set {name!r}; known: {', '.join(FEATURE_SETS)}"
             )
@@ -103,8 +105,15 @@ class AtomFeaturizer:
             features.extend(self._forward(self._graphs(chunk)))
         return features
 
-    def featurize_each(self, structures: Sequence[Structure]) -> list[np.ndarray | str]:
-        """Like calling the featurizer, but a failing structure gives its reason, not an error."""
+    def featurize_each(
+        self, structures: Sequence[Structure], graphs: Sequence[object] | None = None
+    ) -> list[np.ndarray | str]:
+        """Like calling the featurizer, but a failing structure gives its reason, not an error.
+
+        ``graphs`` (the model's graphs) is accepted for the interface of
+        :class:`~anisoscreen.model.pretrained_features.SevenNetFeaturizer` and not used:
+        CHGNet builds its own graphs.
+        """
         try:
             return list(self(structures))
         except AtomFeatureError:
@@ -137,7 +146,7 @@ def cached_features(
             cached = {k: data[k] for k in data.files}
     missing = [i for i, key in enumerate(keys) if key not in cached]
     if missing:
-        featurizer = AtomFeaturizer(name, device=device)
+        featurizer = featurizer_for(name, device)
         for i, features in zip(missing, featurizer([structures[i] for i in missing]), strict=True):
             cached[keys[i]] = features
         if path is not None:
@@ -146,6 +155,20 @@ def cached_features(
             np.savez(partial, **cached)
             partial.replace(path)  # atomic: a crash never leaves a truncated cache
     return [cached[key] for key in keys]
+
+
+def featurizer_for(
+    name: str, device: str | torch.device = "cpu"
+) -> Callable[[Sequence[Structure]], list[np.ndarray]]:
+    """The featurizer of feature set ``name`` (CHGNet invariant or SevenNet equivariant)."""
+    from anisoscreen.model.pretrained_features import (
+        EQUIVARIANT_FEATURE_SETS,
+        SevenNetFeaturizer,
+    )
+
+    if name in EQUIVARIANT_FEATURE_SETS:
+        return SevenNetFeaturizer(name, device=device)
+    return AtomFeaturizer(name, device=device)
 
 
 def data_set_cache(name: str, data_path: str | Path) -> Path:

@@ -102,9 +102,9 @@ class Predictor:
             self._known &= set(ionic.config.elements)
         self._featurizer = None
         if model.config.atom_features:
-            from anisoscreen.model.atom_features import AtomFeaturizer
+            from anisoscreen.model.atom_features import featurizer_for
 
-            self._featurizer = AtomFeaturizer(model.config.atom_features, device=self.device)
+            self._featurizer = featurizer_for(model.config.atom_features, device=self.device)
 
     @classmethod
     def load(
@@ -213,7 +213,12 @@ class Predictor:
     def _add_atom_features(self, graphs: list[CrystalGraph], results: list) -> list[CrystalGraph]:
         """Attach pretrained atom features; a structure that fails becomes a failure in place."""
         positions = [i for i, item in enumerate(results) if not isinstance(item, PredictionFailure)]
-        features = self._featurizer.featurize_each([results[i].structure for i in positions])
+        # a potential with the model's cutoff reuses the model's graphs (one neighbour search)
+        structures = [results[i].structure for i in positions]
+        if getattr(self._featurizer, "cutoff", None) == self.model.config.cutoff:
+            features = self._featurizer.featurize_each(structures, graphs)
+        else:
+            features = self._featurizer.featurize_each(structures)
         kept = []
         for graph, position, value in zip(graphs, positions, features, strict=True):
             if isinstance(value, str):

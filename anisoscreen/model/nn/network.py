@@ -31,7 +31,13 @@ Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP
   ``electronic`` and ``total`` (the vacuum response) and nothing for ``ionic``;
 * optionally (``atom_features``), invariant per-atom features of a pretrained potential
   (:mod:`anisoscreen.model.atom_features`), layer-normalised and embedded, are concatenated
-  to the scalar node features; being invariant they keep the network equivariant.
+  to the scalar node features; being invariant they keep the network equivariant. With an
+  equivariant feature set (``sevennet-0``, :mod:`anisoscreen.model.pretrained_features`) the
+  ``0e`` part is used so, and each ``l = 1, 2`` part, RMS-normalised per atom and mixed by a
+  channel-linear map, is added to the node features of that order after the first gated
+  convolution (where every order has ``mul`` channels, so the edge tensor products keep one
+  multiplicity); exactly equivariant under rotations (SevenNet-0 has no parity, so not under
+  inversion).
 
 Hidden features keep only natural-parity irreps (0e, 1o, 2e, 3o, ...): every
 input (scalars, spherical harmonics) has natural parity, and the output does too.
@@ -57,6 +63,7 @@ from anisoscreen.model.nn.layers import (
     IndexedWeights,
     node_aligned_chunks,
 )
+from anisoscreen.model.pretrained_features import split_orders
 from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
 
 __all__ = ["NUM_ELEMENTS", "AnisoNet", "ModelConfig"]
@@ -250,13 +257,30 @@ class AnisoNet(nn.Module):
             avg_num_neighbors=config.avg_num_neighbors,
         )
         channels = {0: config.embed_dim}
+        # channels per l > 0 of equivariant pretrained features, mapped into the first layer
+        self.feature_orders: dict[int, int] = {}
         if config.atom_features:
             from anisoscreen.model.atom_features import FEATURE_SETS
+            from anisoscreen.model.pretrained_features import (
+                EQUIVARIANT_FEATURE_SETS,
+                feature_orders,
+            )
 
             width = FEATURE_SETS[config.atom_features]
+            channels = {0: 2 * config.embed_dim}
+            if config.atom_features in EQUIVARIANT_FEATURE_SETS:
+                self.feature_orders = feature_orders(config.atom_features)
+                width = self.feature_orders[0]
+                higher = [l for l in self.feature_orders if 0 < l <= lmax]
+                if config.num_layers < 1:
+                    raise ValueError("equivariant atom features need at least one gated layer")
+                # one channel-mixing matrix per l: equivariant, as it never mixes the m index;
+                # added to the first gated layer's output (mul channels of every order)
+                self.feature_linears = nn.ParameterDict(
+                    {str(l): nn.Parameter(torch.randn(self.feature_orders[l], mul)) for l in higher}
+                )
             self.feature_norm = nn.LayerNorm(width)
             self.feature_embedding = nn.Linear(width, config.embed_dim)
-            channels = {0: 2 * config.embed_dim}
         gated_orders = list(range(1, lmax + 1))
         self.convolutions = nn.ModuleList()
         self.gates = nn.ModuleList()
@@ -299,10 +323,15 @@ class AnisoNet(nn.Module):
         species_attr = torch.relu(self.embedding(one_hot))
         species_feat = torch.relu(self.embedding(one_hot * self.masses[species].to(dtype)[:, None]))
         node_scalars = species_feat[species_index]
+        higher: dict[int, torch.Tensor] = {}
         if cfg.atom_features:
             if graph.atom_features is None:
                 raise ValueError(f"this model needs {cfg.atom_features} atom features")
             features = graph.atom_features[order].to(dtype)
+            if self.feature_orders:
+                blocks = split_orders(features, self.feature_orders)
+                features = blocks[0][:, 0, :]
+                higher = self._equivariant_inputs(blocks)
             pretrained = self.feature_embedding(self.feature_norm(features))
             node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
         x = {0: node_scalars[:, None, :]}
@@ -332,8 +361,11 @@ class AnisoNet(nn.Module):
         }
         edge_chunk = self.output.tensor_product.chunk_size(edge_vec.device)
         edge["chunks"] = node_aligned_chunks(edge_dst, edge["num_nodes"], edge_chunk)
-        for conv, gate in zip(self.convolutions, self.gates, strict=False):
+        for layer, (conv, gate) in enumerate(zip(self.convolutions, self.gates, strict=False)):
             x = gate(conv(x, species_attr, species_counts, edge))
+            if layer == 0:
+                for l, value in higher.items():
+                    x[l] = x[l] + value
         out = self.output(x, species_attr, species_counts, edge)
         counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
         density = counts.to(dtype) * cfg.volume_per_atom / graph.volume.to(dtype)
@@ -382,6 +414,20 @@ class AnisoNet(nn.Module):
         else:
             susceptibility = pooled * cfg.target_scale + shift
         return baseline + density[:, None] * susceptibility
+
+    def _equivariant_inputs(self, blocks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Node inputs of order l > 0 from pretrained ``(N, 2l+1, c_l)`` feature blocks.
+
+        Each block is divided by its per-atom RMS (``sqrt(mean |v|^2 + 1)``: a rotation
+        invariant, so the map stays equivariant; the ``+ 1`` keeps the noise of blocks that
+        vanish by site symmetry from being blown up), then its channels are mixed linearly.
+        """
+        out = {}
+        for key, weight in self.feature_linears.items():
+            block = blocks[int(key)]
+            rms = block.pow(2).mean(dim=(1, 2), keepdim=True).add(1.0).sqrt()
+            out[int(key)] = (block / rms) @ weight / math.sqrt(weight.shape[0])
+        return out
 
     def predict_tensor(self, graph: GraphBatch) -> torch.Tensor:
         """Predict Cartesian 3x3 tensors, shape (num_graphs, 3, 3)."""

@@ -19,6 +19,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from anisoscreen import tensor as tmath
+from anisoscreen.model.atom_features import data_set_cache, featurizer_for
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.nn.graph import collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet
@@ -78,7 +79,12 @@ def dilution_series(
     Returns the two components per height and the in-plane ``(eps - 1)`` ratio between
     40 and 20 A (physics: 0.5, since eps - 1 falls like 1/c).
     """
-    graphs = [structure_to_graph(mos2_layer(c), allow_isolated=True) for c in heights]
+    structures = [mos2_layer(c) for c in heights]
+    graphs = [structure_to_graph(s, allow_isolated=True) for s in structures]
+    features = networks[0].config.atom_features
+    if features:  # a model on pretrained features gets them for the layers too
+        for graph, value in zip(graphs, featurizer_for(features)(structures), strict=True):
+            graph.atom_features = value
     batch = collate(graphs)
     eps = np.mean([net.predict_tensor(batch).double().cpu().numpy() for net in networks], axis=0)
     in_plane, out_of_plane = eps[:, 0, 0], eps[:, 2, 2]
@@ -126,16 +132,20 @@ def compare_models(
         subset: np.stack([tmath.symmetrize(e.eps_electronic) for e in chosen[subset]])
         for subset in subsets
     }
-    graph_cache: dict[float, dict[str, list[Any]]] = {}
+    graph_cache: dict[tuple[float, str | None], dict[str, list[Any]]] = {}
     result: dict[str, Any] = {}
     for variant in variants:
         loaded = load_model(variant.path)
-        cutoff = loaded.config.cutoff
-        if cutoff not in graph_cache:
-            graph_cache[cutoff] = {s: prepare_graphs(chosen[s], cutoff) for s in subsets}
+        # graphs per cutoff and pretrained feature set (read from the data set's feature cache)
+        key = (loaded.config.cutoff, loaded.config.atom_features)
+        if key not in graph_cache:
+            cache = data_set_cache(key[1], data_path) if key[1] else None
+            graph_cache[key] = {
+                s: prepare_graphs(chosen[s], key[0], key[1], cache) for s in subsets
+            }
         networks = _members(loaded, variant.members)
         per_member = {
-            subset: tmath.irreps_to_tensor(predict_irreps(networks, graph_cache[cutoff][subset]))
+            subset: tmath.irreps_to_tensor(predict_irreps(networks, graph_cache[key][subset]))
             for subset in subsets
         }
         all_members = np.concatenate([per_member[s] for s in subsets], axis=1)
