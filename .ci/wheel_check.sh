@@ -39,7 +39,7 @@ from anisoscreen.settings import get_settings
 
 default = get_settings().model
 print("default model:", resolve_model_path(default))
-for name in ("anisonet-mp-v1", "anisonet-mp-v2", "anisonet-mp-v2-sevennet"):  # all install
+for name in ("anisonet-mp-v1", "anisonet-mp-v2", "anisonet-mp-v2-sevennet", "anisonet-mp-ionic-v1"):
     assert venv in resolve_model_path(name).resolve().parents, name
 from anisoscreen.candidates.sources import load_bundled
 

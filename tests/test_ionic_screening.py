@@ -105,8 +105,10 @@ def test_model_set_refuses_swapped_targets(model_set):
 
 
 def test_objective_needs_an_ionic_model():
-    with pytest.raises(AnisoscreenError, match="ionic_model"):
-        ScreeningMaker(objective="fom")
+    # a static-tensor objective without one uses the shipped ionic model; a_r needs none
+    assert ScreeningMaker(objective="fom").ionic_model == "anisonet-mp-ionic-v1"
+    assert ScreeningMaker(objective="fom", ionic_model="x").ionic_model == "x"
+    assert ScreeningMaker(objective="ar").ionic_model is None
     with pytest.raises(AnisoscreenError, match="unknown objective"):
         ScreeningMaker(objective="kappa", ionic_model="x")
     with pytest.raises(AnisoscreenError, match="top_k"):

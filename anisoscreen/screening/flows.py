@@ -162,8 +162,9 @@ class ScreeningMaker(Maker):
     Parameters
     ----------
     source, criteria, model, device, batch_size, processes, describe_top, ionic_model, objective
-        Passed to the stage makers (see their docs); an objective other than ``ar`` needs
-        ``ionic_model``.
+        Passed to the stage makers (see their docs); an objective other than ``ar`` needs an
+        ionic model: without ``ionic_model`` the shipped one
+        (:data:`~anisoscreen.screening.objectives.SHIPPED_IONIC_MODEL`) is used.
     shard_size
         Candidates per prediction job (``None``: one job), see :class:`PredictionMaker`.
     store
@@ -198,8 +199,9 @@ class ScreeningMaker(Maker):
     shard_size: int | None = None
 
     def __post_init__(self) -> None:
-        from anisoscreen.screening.objectives import check_objective
+        from anisoscreen.screening.objectives import check_objective, ionic_model_for
 
+        self.ionic_model = ionic_model_for(self.objective, self.ionic_model)
         if self.shard_size is not None and self.shard_size < 1:
             raise AnisoscreenError(f"shard_size must be at least 1, not {self.shard_size}")
         check_objective(self.objective, self.ionic_model)

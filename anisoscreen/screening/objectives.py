@@ -14,7 +14,17 @@ from __future__ import annotations
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import PredictionDoc
 
-__all__ = ["OBJECTIVES", "check_objective", "needs_ionic", "objective_value"]
+__all__ = [
+    "OBJECTIVES",
+    "SHIPPED_IONIC_MODEL",
+    "check_objective",
+    "ionic_model_for",
+    "needs_ionic",
+    "objective_value",
+]
+
+SHIPPED_IONIC_MODEL = "anisonet-mp-ionic-v1"
+"""The shipped ionic model, used when an objective needs the static tensor and none is set."""
 
 OBJECTIVES = ("ar", "ar-total", "eps-total", "fom")
 
@@ -22,6 +32,16 @@ OBJECTIVES = ("ar", "ar-total", "eps-total", "fom")
 def needs_ionic(objective: str) -> bool:
     """Whether ``objective`` needs the ionic model's predictions."""
     return objective != "ar"
+
+
+def ionic_model_for(objective: str, ionic_model: str | None) -> str | None:
+    """The ionic model of a screen: the one given, else the shipped one if ``objective`` needs it.
+
+    ``None`` when neither applies (the a_r objective needs no ionic model).
+    """
+    if ionic_model or not needs_ionic(objective):
+        return ionic_model
+    return SHIPPED_IONIC_MODEL
 
 
 def check_objective(objective: str, ionic_model: str | None) -> None:
