@@ -105,8 +105,8 @@ def run_screen(
         typer.Option(
             "--objective",
             help="Rank by ar (a_r of eps_inf), ar-total (a_r of eps_inf + eps0), eps-total "
-            "(eps_poly of the static tensor) or fom (E_g x eps_poly(total)); all but ar need "
-            "an ionic model.",
+            "(eps_poly of the static tensor) or fom (E_g x eps_poly(total)); all but ar use "
+            "an ionic model (--ionic-model, else the shipped anisonet-mp-ionic-v1).",
         ),
     ] = "ar",
     ionic_model: Annotated[
