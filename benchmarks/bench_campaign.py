@@ -1,6 +1,6 @@
 """Simulated discovery campaigns on structures the shipped model never trained on.
 
-    python benchmarks/bench_campaign.py [--model anisonet-mp-v1] [--rounds 5] [--batch-size 10]
+    python benchmarks/bench_campaign.py [--model anisonet-mp-v2] [--rounds 5] [--batch-size 10]
         [--seeds 0 1 2] [--strategies ucb greedy random] [--pool-size N] [--output DIR]
 
 The pool is the validation and test splits (seed 42) of the cleaned shared data set, i.e.
