@@ -28,7 +28,7 @@ from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, struct
 from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.training.train import resolve_device
 from anisoscreen.schemas import PredictionDoc, TensorPrediction
-from anisoscreen.structure_checks import structure_error, structure_warnings
+from anisoscreen.structure_checks import check_structure
 from anisoscreen.structures_io import StructureRecord
 
 logger = logging.getLogger(__name__)
@@ -128,11 +128,12 @@ class Predictor:
     # -- checks -------------------------------------------------------------------------
     def graph_or_error(self, structure: Structure) -> CrystalGraph | str:
         """The structure's graph, or a one-line reason why the model cannot take it."""
-        problem = structure_error(structure)
-        if problem is not None:
-            return problem
-        for warning in structure_warnings(structure):  # a slab or wire in a box: predicted
-            logger.warning("%s: %s", structure.composition.reduced_formula, warning)
+        problems = check_structure(structure)  # once: the checks cost O(atoms^2)
+        errors = [p.message for p in problems if p.severity == "error"]
+        if errors:
+            return "; ".join(errors)
+        for p in problems:  # warnings (a slab or wire in a box) are predicted
+            logger.warning("%s: %s", structure.composition.reduced_formula, p.message)
         if not structure.is_ordered:
             return "disordered or partially occupied structure; the model needs ordered sites"
         if self._known:
