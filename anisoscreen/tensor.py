@@ -33,6 +33,7 @@ __all__ = [
     "as_array",
     "as_list",
     "change_of_basis",
+    "eigenvalue_ratio",
     "eigenvalues",
     "irreps_to_tensor",
     "irreps_to_tensor_torch",
@@ -202,21 +203,45 @@ def polycrystalline_average(tensor: Any) -> np.ndarray | float:
     return float(value) if np.ndim(value) == 0 else value
 
 
-def anisotropy_ratio(tensor: Any) -> np.ndarray | float:
-    """Anisotropy ratio ``a_r = lambda_max / lambda_min`` (1 for an isotropic tensor).
+def eigenvalue_ratio(eigenvalues: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """``lambda_max / lambda_min`` from eigenvalues sorted ascending along the last axis.
+
+    Parameters
+    ----------
+    eigenvalues
+        Ascending eigenvalues, shape ``(..., 3)``.
+    floor
+        Clip the smallest eigenvalue at this positive value instead of raising: for scoring
+        predictions (an ionic tensor may be singular), never for reporting a material's a_r.
 
     Raises
     ------
     TensorValidationError
-        If the smallest eigenvalue is not positive (the ratio is then meaningless).
+        If ``floor`` is ``None`` and a smallest eigenvalue is not positive.
     """
-    eig = eigenvalues(tensor)
-    if np.any(eig[..., 0] <= 0):
+    smallest = eigenvalues[..., 0]
+    if floor is not None:
+        smallest = np.clip(smallest, floor, None)
+    elif np.any(smallest <= 0):
         raise TensorValidationError(
             "anisotropy ratio needs a positive-definite tensor; smallest eigenvalue "
-            f"{np.min(eig[..., 0]):.4g}"
+            f"{np.min(smallest):.4g}"
         )
-    value = eig[..., -1] / eig[..., 0]
+    return np.asarray(eigenvalues[..., -1] / smallest)
+
+
+def anisotropy_ratio(tensor: Any, floor: float | None = None) -> np.ndarray | float:
+    """Anisotropy ratio ``a_r = lambda_max / lambda_min`` (1 for an isotropic tensor).
+
+    ``floor`` is passed to :func:`eigenvalue_ratio`.
+
+    Raises
+    ------
+    TensorValidationError
+        If ``floor`` is ``None`` and the smallest eigenvalue is not positive (the ratio is
+        then meaningless).
+    """
+    value = eigenvalue_ratio(eigenvalues(tensor), floor)
     return float(value) if np.ndim(value) == 0 else value
 
 

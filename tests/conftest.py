@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -148,3 +149,25 @@ def tiny_ensemble(shared_dir, tmp_path_factory):
         device="cpu",
     )
     return folder
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A private SLURM cluster (``tests/fixtures/slurm_cluster.py``) for one test module.
+
+    Skips with the reason where slurmctld/slurmd/munge are not installed or do not start.
+    """
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from slurm_cluster import SlurmCluster, missing_requirements
+
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        cluster.stop()
+        pytest.skip(f"could not start a private SLURM cluster: {exc}")
+    yield cluster
+    cluster.stop()

@@ -19,25 +19,9 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 from hpc_env import ALN_ID, CRASH_ID, make_hpc_env  # noqa: E402
-from slurm_cluster import SlurmCluster, missing_requirements  # noqa: E402
+from slurm_cluster import SlurmCluster  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
-
-_REASON = missing_requirements()
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    if _REASON:
-        pytest.skip(_REASON)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        cluster.start()
-    except RuntimeError as exc:
-        cluster.stop()
-        pytest.skip(f"could not start a private SLURM cluster: {exc}")
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

@@ -22,12 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hpc_env import make_hpc_env  # noqa: E402
-from slurm_cluster import SlurmCluster, missing_requirements  # noqa: E402
+from slurm_cluster import SlurmCluster  # noqa: E402
 from test_screening import small_pool  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
-
-_REASON = missing_requirements()
 
 # The gpu worker's pre_run: the first attempt of shard 1 ends before the job starts, as on a
 # node whose environment is broken (the batch script exits 1, no output is written); any
@@ -36,20 +34,6 @@ FAIL_SHARD_1_ONCE = (
     'if grep -Eq \'"anisoscreen_shard": *"1/\' jfremote_in.json && [ ! -e {marker} ]; then '
     "touch {marker}; echo 'simulated node failure before the job started' >&2; exit 1; fi"
 )
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    if _REASON:
-        pytest.skip(_REASON)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        cluster.start()
-    except RuntimeError as exc:
-        cluster.stop()
-        pytest.skip(f"could not start a private SLURM cluster: {exc}")
-    yield cluster
-    cluster.stop()
 
 
 def _slurm_job(slurm: SlurmCluster, job_id: str) -> dict[str, str]:

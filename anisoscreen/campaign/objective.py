@@ -13,8 +13,7 @@ __all__ = ["OBJECTIVES", "objective_values"]
 
 
 def _anisotropy_ratio(tensors: np.ndarray) -> np.ndarray:
-    eig = tmath.eigenvalues(tensors)
-    return eig[..., -1] / np.clip(eig[..., 0], 1e-6, None)
+    return np.asarray(tmath.anisotropy_ratio(tensors, floor=1e-6))
 
 
 def _eps_poly(tensors: np.ndarray) -> np.ndarray:

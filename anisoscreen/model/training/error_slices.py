@@ -34,8 +34,12 @@ TAIL_EPS_POLY = 8.0
 """Reference eps_poly above which a structure belongs to the high-eps tail."""
 
 
+RATIO_FLOOR = 1e-6
+"""Smallest eigenvalue allowed in a_r errors, so a singular predicted tensor still scores."""
+
+
 def _ratio(eigenvalues: np.ndarray) -> np.ndarray:
-    return eigenvalues[..., -1] / np.clip(eigenvalues[..., 0], 1e-6, None)
+    return tmath.eigenvalue_ratio(eigenvalues, floor=RATIO_FLOOR)
 
 
 def tensor_mae(predicted: np.ndarray, reference: np.ndarray) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -324,10 +324,19 @@ def write_model_card(
 ) -> None:
     """A human-readable model card (Markdown) next to the weights."""
     test = metadata["metrics"]["test"]
-    rows = "\n".join(
-        f"| {system} | {m['n']} | {m['eps_poly_mae']:.3f} | {m['anisotropy_ratio_mae']:.3f} | "
-        f"{m['component_mae']:.3f} | {m.get('tensor_mae', float('nan')):.3f} |"
-        for system, m in test.get("per_crystal_system", {}).items()
+    per_system = _markdown_table(
+        ["crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE", "MAE_ten"],
+        (
+            [
+                system,
+                str(m["n"]),
+                f"{m['eps_poly_mae']:.3f}",
+                f"{m['anisotropy_ratio_mae']:.3f}",
+                f"{m['component_mae']:.3f}",
+                f"{m.get('tensor_mae', float('nan')):.3f}",
+            ]
+            for system, m in test.get("per_crystal_system", {}).items()
+        ),
     )
     cfg = {k: v for k, v in config.to_dict().items() if k != "elements"}
     tensor_name = {
@@ -370,9 +379,7 @@ AnisoNet-style equivariant graph network (anisoscreen implementation) predicting
 - MAE_ten (DTNet eq. 3, 6 unique components): **{test.get("tensor_mae", float("nan")):.3f}**
 - n = {test["n"]}
 
-| crystal system | n | eps_poly MAE | a_r MAE | component MAE | MAE_ten |
-| --- | --- | --- | --- | --- | --- |
-{rows}
+{per_system}
 
 Reference (Lou & Ganose 2025, 6,706 entries): eps_poly MAE 0.311, a_r MAE 0.078 (eps_inf).
 DTNet (Mao, Li & Tan 2024, ~6,650 entries) MAE_ten: electronic 0.368, ionic 1.677,
@@ -403,49 +410,79 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-_STUDY_HEADER = (
-    "| variant | members | validation eps_poly / a_r MAE (ensemble) "
-    "| per member (validation eps_poly / a_r) | test eps_poly / a_r MAE | test MAE_ten |"
-)
-_SLICES_HEADER = (
-    "| variant | 2D | empty slab > 6 A | eps_poly > 8 "
-    "| Spearman(spread, error) eps_poly / a_r; +-2 sigma coverage | dilution eps_zz(40) / ratio |"
-)
+def _pair(first: float | None, second: float | None) -> str:
+    """``"first / second"``, each to three decimals (eps_poly / a_r cells)."""
+    return f"{_fmt(first)} / {_fmt(second)}"
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table with ``header`` and one line per row of cell strings."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_STUDY_HEADER = [
+    "variant",
+    "members",
+    "validation eps_poly / a_r MAE (ensemble)",
+    "per member (validation eps_poly / a_r)",
+    "test eps_poly / a_r MAE",
+    "test MAE_ten",
+]
+_SLICES_HEADER = [
+    "variant",
+    "2D",
+    "empty slab > 6 A",
+    "eps_poly > 8",
+    "Spearman(spread, error) eps_poly / a_r; +-2 sigma coverage",
+    "dilution eps_zz(40) / ratio",
+]
 
 
 def _readout_study_section(study: dict[str, Any] | None) -> str:
     """Model-card section of the read-out/loss study (``workflows/v2_study.py``)."""
     if not study:
         return ""
-    rows = "\n".join(
-        f"| {r['label']} | {r['members']} | {_fmt(r['val_eps_poly'])} / {_fmt(r['val_ar'])} | "
-        f"{', '.join(f'{v:.3f}' for v in r['member_val_eps_poly'])} / "
-        f"{', '.join(f'{v:.3f}' for v in r['member_val_ar'])} | "
-        f"{_fmt(r['test_eps_poly'])} / {_fmt(r['test_ar'])} | {_fmt(r['test_tensor_mae'])} |"
-        for r in study["rows"]
+    rows = _markdown_table(
+        _STUDY_HEADER,
+        (
+            [
+                r["label"],
+                str(r["members"]),
+                _pair(r["val_eps_poly"], r["val_ar"]),
+                f"{', '.join(f'{v:.3f}' for v in r['member_val_eps_poly'])} / "
+                f"{', '.join(f'{v:.3f}' for v in r['member_val_ar'])}",
+                _pair(r["test_eps_poly"], r["test_ar"]),
+                _fmt(r["test_tensor_mae"]),
+            ]
+            for r in study["rows"]
+        ),
     )
-    slices = "\n".join(
-        f"| {r['label']} | {_fmt(r['twod_eps_poly'])} / {_fmt(r['twod_ar'])} | "
-        f"{_fmt(r['layered_eps_poly'])} / {_fmt(r['layered_ar'])} (n={r['layered_n']}) | "
-        f"{_fmt(r['tail_eps_poly'])} / {_fmt(r['tail_ar'])} | "
-        f"{_calibration_cell(r['calibration'])} | {r['dilution_eps_zz_40']:.2f} / "
-        f"{_fmt(r['dilution_ratio'])} |"
-        for r in study["rows"]
+    slices = _markdown_table(
+        _SLICES_HEADER,
+        (
+            [
+                r["label"],
+                _pair(r["twod_eps_poly"], r["twod_ar"]),
+                f"{_pair(r['layered_eps_poly'], r['layered_ar'])} (n={r['layered_n']})",
+                _pair(r["tail_eps_poly"], r["tail_ar"]),
+                _calibration_cell(r["calibration"]),
+                f"{r['dilution_eps_zz_40']:.2f} / {_fmt(r['dilution_ratio'])}",
+            ]
+            for r in study["rows"]
+        ),
     )
     return f"""
 ## Read-out and loss study
 {study["description"]}
 
-{_STUDY_HEADER}
-| --- | --- | --- | --- | --- | --- |
 {rows}
 
 Error slices on the {study["slice_n"]} validation + test structures (eps_poly / a_r MAE),
 ensemble calibration, and the MoS2-layer dilution series (eps_zz at c = 40 A; in-plane
 (eps - 1) ratio between c = 40 and 20 A, physics 0.5):
 
-{_SLICES_HEADER}
-| --- | --- | --- | --- | --- | --- |
 {slices}
 """
 
@@ -464,17 +501,26 @@ def _readout_ablation_section(ablation: dict[str, Any] | None) -> str:
     """Model-card section comparing equivariant and scalar read-outs (if it was run)."""
     if not ablation:
         return ""
-    rows = "\n".join(
-        f"| {row['label']} | {row['validation']['eps_poly_mae']:.3f} / "
-        f"{row['validation']['anisotropy_ratio_mae']:.3f} | {row['test']['eps_poly_mae']:.3f} / "
-        f"{row['test']['anisotropy_ratio_mae']:.3f} | {row['test']['component_mae']:.3f} |"
-        for row in ablation["rows"]
+    rows = _markdown_table(
+        [
+            "read-out",
+            "validation eps_poly / a_r MAE",
+            "test eps_poly / a_r MAE",
+            "test component MAE",
+        ],
+        (
+            [
+                row["label"],
+                _pair(row["validation"]["eps_poly_mae"], row["validation"]["anisotropy_ratio_mae"]),
+                _pair(row["test"]["eps_poly_mae"], row["test"]["anisotropy_ratio_mae"]),
+                _fmt(row["test"]["component_mae"]),
+            ]
+            for row in ablation["rows"]
+        ),
     )
     return f"""
 ## Equivariant vs scalar read-out
 {ablation["description"]}
 
-| read-out | validation eps_poly / a_r MAE | test eps_poly / a_r MAE | test component MAE |
-| --- | --- | --- | --- |
 {rows}
 """
