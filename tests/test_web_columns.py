@@ -137,7 +137,9 @@ def test_rows_match_the_store_query_for_every_sort(results, filters):
 
 
 def test_the_join_keeps_the_newest_prediction_and_the_first_stored_on_ties(results):
-    rows = {row.material_id: row.model for row in _snapshot(results).candidate_rows(CandidateQuery())}
+    rows = {
+        row.material_id: row.model for row in _snapshot(results).candidate_rows(CandidateQuery())
+    }
     assert rows["mp-0001"] == "model-b"  # newer
     assert rows["mp-0004"] == "model-a"  # same time: the first stored
     assert len(rows) == 120

@@ -233,9 +233,7 @@ class PredictionColumns:
         selected = np.flatnonzero(mask)
         if selected.size == 0:
             return selected
-        by_material = selected[
-            np.lexsort((self.age_rank[selected], self.material_rank[selected]))
-        ]
+        by_material = selected[np.lexsort((self.age_rank[selected], self.material_rank[selected]))]
         groups = self.material_rank[by_material]
         first = np.ones(by_material.size, dtype=bool)
         first[1:] = groups[1:] != groups[:-1]
@@ -249,7 +247,7 @@ class PredictionColumns:
             present = np.array([not _is_missing(v) for v in values], dtype=bool)
             ranks = np.full(self.size, -1, dtype=np.int64)
             if present.any():
-                ranks[present] = _dense_rank([v for v, p in zip(values, present) if p])
+                ranks[present] = _dense_rank([v for v, p in zip(values, present, strict=True) if p])
             self._sort_keys[field] = (present, ranks)
         return self._sort_keys[field]
 
