@@ -272,3 +272,20 @@ def test_snapshot_is_reread_after_refresh(store, memory_settings):
         extra = small_docs()[0][0].model_copy(update={"material_id": "mp-9999"})
         store.upsert([PredictionDoc.model_validate(extra.model_dump())])
         assert client.get("/api/candidates").json()["meta"]["total"] == 8
+
+
+def test_a_slow_reread_runs_in_the_background_and_the_new_snapshot_replaces_the_old(store):
+    import time
+
+    from anisoscreen.web.snapshot import ResultsView
+
+    view = ResultsView(store, refresh_s=0.0, sync_load_s=-1.0)  # every re-read in background
+    first = view.snapshot()
+    assert len(first.candidate_rows(CandidateQuery())) == 7
+    extra = small_docs()[0][0].model_copy(update={"material_id": "mp-9999"})
+    store.upsert([PredictionDoc.model_validate(extra.model_dump())])
+    assert view.snapshot() is first  # stale: answered from the old one while the re-read runs
+    deadline = time.monotonic() + 60
+    while view.snapshot() is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(view.snapshot().candidate_rows(CandidateQuery())) == 8

@@ -224,7 +224,7 @@ class PredictionColumns:
             from mongomock.filtering import filter_applies
 
             for index in np.flatnonzero(mask):
-                if not filter_applies(leftover, self.records[index]):
+                if not filter_applies(leftover, self.records[int(index)]):
                     mask[index] = False
         return mask
 

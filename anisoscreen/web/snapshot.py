@@ -179,7 +179,7 @@ class ResultsView:
     """
 
     def __init__(
-        self, results: ResultsStore, refresh_s: float = 30.0, sync_load_s: float = 0.1
+        self, results: ResultsStore, refresh_s: float = 30.0, sync_load_s: float = 0.2
     ) -> None:
         self.results = results
         self.refresh_s = refresh_s
