@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from anisoscreen.query import CandidateRow
+from anisoscreen.query import SORT_FIELDS, CandidateRow
 from anisoscreen.schemas import PredictionDoc, ValidationDoc, ValidationState
 
 __all__ = ["PredictionColumns"]
@@ -238,6 +238,16 @@ class PredictionColumns:
         first = np.ones(by_material.size, dtype=bool)
         first[1:] = groups[1:] != groups[:-1]
         return by_material[first]
+
+    def warm(self) -> None:
+        """Build the columns of every filter and sort key now (not in the first request)."""
+        for path in ("anisotropy_ratio", "eps_total.eps_poly", "figure_of_merit"):
+            self._number_column(path)
+        for path in ("dimensionality", "model", "material_id"):
+            self._scalar_column(path)
+        self._list_column("elements")
+        for field in SORT_FIELDS:
+            self._sort_key(field)
 
     # -- sorting ----------------------------------------------------------------------------
     def _sort_key(self, field: str) -> tuple[np.ndarray, np.ndarray]:

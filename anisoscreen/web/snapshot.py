@@ -3,7 +3,9 @@
 The embedded store (montydb) has no indexes: every query scans a collection and every
 record is parsed again. The browser asks for pages of the same few thousand predictions over
 and over, so :class:`ResultsView` reads the predictions, validations, runs and candidates once
-into a :class:`Snapshot` and re-reads them when the snapshot is older than ``refresh_s``.
+into a :class:`Snapshot` and re-reads them when the snapshot is older than ``refresh_s`` and
+the store was written since (on the embedded store, whose write counter tells; other
+backends are re-read every ``refresh_s``).
 Candidate filters are the Mongo criteria of :meth:`anisoscreen.query.CandidateQuery.criteria`,
 evaluated on the snapshot's column arrays (:class:`~anisoscreen.web.columns.PredictionColumns`,
 a Mongo store's semantics), then joined and sorted as :func:`anisoscreen.query.find_candidates`
@@ -55,6 +57,7 @@ class Snapshot:
     n_candidates: int
     loaded_at: float
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revision: int | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     columns: PredictionColumns = field(init=False)
 
@@ -68,6 +71,7 @@ class Snapshot:
         The candidates collection is read once here (its count and the structures of the
         material pages), since a count is a full scan on the embedded store anyway.
         """
+        revision = results.revision()  # before reading: a write meanwhile shows up next time
         records = [
             {k: v for k, v in record.items() if k != "_id"}
             for record in results.records("predictions")
@@ -86,8 +90,10 @@ class Snapshot:
             n_candidates=n_candidates,
             loaded_at=time.monotonic(),
             candidates=candidates,
+            revision=revision,
         )
         snapshot.summary_values()  # the joined rows, their default order and the summary
+        snapshot.columns.warm()  # the filter columns and every sort key
         return snapshot
 
     @property
@@ -212,6 +218,11 @@ class ResultsView:
             snapshot = self._snapshot
             if snapshot is not None and time.monotonic() - snapshot.loaded_at <= self.refresh_s:
                 return snapshot
+            if snapshot is not None and self._loader is None:
+                revision = self.results.revision()
+                if revision is not None and revision == snapshot.revision:
+                    snapshot.loaded_at = time.monotonic()  # nothing written since: still fresh
+                    return snapshot
             if snapshot is None or self._load_s <= self.sync_load_s:
                 snapshot = self._snapshot = self._load()
             elif self._loader is None:
