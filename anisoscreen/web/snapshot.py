@@ -16,6 +16,7 @@ snapshot. Nothing here writes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import statistics
 import threading
@@ -198,6 +199,11 @@ class ResultsView:
     def _load(self) -> Snapshot:
         start = time.monotonic()
         snapshot = Snapshot.load(self.results)
+        # The snapshot's millions of objects live until the next re-read (then reference
+        # counting frees them); leaving them out of the cyclic collector's passes keeps a
+        # full collection, which pauses every thread, from traversing them again and again
+        # (seconds on a 3,000-candidate store while a re-read runs beside requests).
+        gc.freeze()
         self._load_s = time.monotonic() - start
         return snapshot
 
