@@ -330,6 +330,19 @@ class ResultsStore:
                 prefixed = self.settings.collection_prefix + name
                 check_embedded_file(folder / f"{prefixed}.collection")
 
+    def revision(self) -> int | None:
+        """The embedded store's write generation; ``None`` on backends that keep none.
+
+        Every :meth:`upsert` on the embedded store counts one write under the store lock
+        (:class:`~anisoscreen.store_lock.StoreLock`), so an unchanged number means unchanged
+        collections; reading it costs one small file read. MongoDB and memory stores keep no
+        counter: a reader must re-read them to see changes.
+        """
+        store = self.store("predictions")
+        if not isinstance(store, MontyStore):
+            return None
+        return StoreLock(store.database_path).generation()
+
     @staticmethod
     def collection_of(doc_cls: type) -> str:
         """Collection name that holds documents of ``doc_cls``."""

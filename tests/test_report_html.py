@@ -111,3 +111,75 @@ def test_report_command_writes_the_file(tmp_path):
         and "no candidates" in empty.stderr
         and "Traceback" not in empty.stderr
     )
+
+
+def _with_static_predictions(results: ResultsStore) -> None:
+    """Two predictions of an ionic model set: FOM 30 / eps_total 20 and FOM 5 / eps_total 8."""
+    from anisoscreen.schemas import PredictionDoc, TensorPrediction
+
+    for mid, eps_total, gap in (("mp-9001", 20.0, 1.5), ("mp-9002", 8.0, 0.625)):
+        total = np.diag([eps_total] * 3).tolist()
+        results.upsert(
+            [
+                PredictionDoc.from_tensor(
+                    np.diag([3.0, 3.0, 9.0]),
+                    material_id=mid,
+                    formula_pretty="TiO2",
+                    model="anisonet-test",
+                    model_version="1.0",
+                    model_checksum="0" * 64,
+                    elements=["O", "Ti"],
+                    band_gap=gap,
+                    eps_total=TensorPrediction(
+                        tensor=total,
+                        eigenvalues=[eps_total] * 3,
+                        eps_poly=eps_total,
+                        anisotropy_ratio=1.0,
+                    ),
+                    figure_of_merit=gap * eps_total,
+                )
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [("--fom-min", "10", ["mp-9001"]), ("--eps-total-min", "7.5", ["mp-9001", "mp-9002"])],
+)
+def test_report_command_honours_the_static_tensor_filters(tmp_path, option, value, expected):
+    from html import escape
+
+    from typer.testing import CliRunner
+
+    from anisoscreen.cli import app
+
+    settings = get_settings(data_dir=tmp_path / "d")
+    with ResultsStore(settings) as results:
+        fill(results)
+        _with_static_predictions(results)
+    out = tmp_path / "report.html"
+    args = ["report", "--html", str(out), "--data-dir", str(tmp_path / "d"), option, value]
+    done = CliRunner(env={"ANISOSCREEN_SHARED": str(tmp_path)}).invoke(app, args)
+    assert done.exit_code == 0, done.output
+    html = out.read_text(encoding="utf-8")
+    shown = re.findall(r'<tr data-material-id="([^"]+)"', html)
+    assert sorted(shown) == expected
+    query = CandidateQuery.build(**{option.removeprefix("--").replace("-", "_"): float(value)})
+    assert escape(query.describe()) in html  # "FOM >= 10" / "eps_total >= 7.5"
+
+
+def test_every_query_command_has_the_same_filter_options():
+    import typer.main
+
+    from anisoscreen.cli import app
+    from anisoscreen.commands.query_options import QueryOptions
+
+    command = typer.main.get_command(app)
+    names = {f.replace("_", "-") for f in QueryOptions.__dataclass_fields__}
+    for name in ("query", "table", "plot", "report"):
+        options = {
+            opt.removeprefix("--")
+            for param in command.commands[name].params  # type: ignore[attr-defined]
+            for opt in param.opts
+        }
+        assert names <= options, (name, names - options)

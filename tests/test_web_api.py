@@ -272,3 +272,37 @@ def test_snapshot_is_reread_after_refresh(store, memory_settings):
         extra = small_docs()[0][0].model_copy(update={"material_id": "mp-9999"})
         store.upsert([PredictionDoc.model_validate(extra.model_dump())])
         assert client.get("/api/candidates").json()["meta"]["total"] == 8
+
+
+def test_a_slow_reread_runs_in_the_background_and_the_new_snapshot_replaces_the_old(store):
+    import time
+
+    from anisoscreen.web.snapshot import ResultsView
+
+    view = ResultsView(store, refresh_s=0.0, sync_load_s=-1.0)  # every re-read in background
+    first = view.snapshot()
+    assert len(first.candidate_rows(CandidateQuery())) == 7
+    extra = small_docs()[0][0].model_copy(update={"material_id": "mp-9999"})
+    store.upsert([PredictionDoc.model_validate(extra.model_dump())])
+    assert view.snapshot() is first  # stale: answered from the old one while the re-read runs
+    deadline = time.monotonic() + 60
+    while view.snapshot() is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(view.snapshot().candidate_rows(CandidateQuery())) == 8
+
+
+def test_the_embedded_store_is_reread_only_after_a_write(tmp_path):
+    from anisoscreen.settings import get_settings
+    from anisoscreen.store import ResultsStore
+    from anisoscreen.web.snapshot import ResultsView
+
+    with ResultsStore(get_settings(data_dir=tmp_path / "d")) as results:
+        fill(results)
+        view = ResultsView(results, refresh_s=0.0, sync_load_s=60.0)  # re-read in the request
+        first = view.snapshot()
+        assert first.revision is not None and view.snapshot() is first  # nothing written
+        extra = small_docs()[0][0].model_copy(update={"material_id": "mp-9999"})
+        results.upsert([PredictionDoc.model_validate(extra.model_dump())])
+        second = view.snapshot()
+        assert second is not first and second.revision == results.revision()
+        assert len(second.candidate_rows(CandidateQuery())) == 8

@@ -1,7 +1,8 @@
 """``anisoscreen table`` and ``anisoscreen plot KIND``: reports on the results store.
 
-Both take the candidate filters of ``anisoscreen query`` (built once in
-:mod:`anisoscreen.query`); the option annotations here are shared with that command.
+Both take the candidate filters of ``anisoscreen query``
+(:func:`~anisoscreen.commands.query_options.query_options`, built once in
+:mod:`anisoscreen.query`).
 """
 
 from __future__ import annotations
@@ -14,22 +15,12 @@ from typing import Annotated
 import typer
 
 from anisoscreen.commands.common import (
-    ArMaxOption,
-    ArMinOption,
     DataDirOption,
-    DescendingOption,
-    DimensionalityOption,
-    ElementsOption,
-    EpsTotalMinOption,
-    ExcludeElementsOption,
-    FomMinOption,
     LimitOption,
-    ModelOption,
-    SortOption,
     StoreOption,
-    build_query,
     settings_from_options,
 )
+from anisoscreen.commands.query_options import QueryOptions, query_options
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = ["FigureKind", "register"]
@@ -143,17 +134,9 @@ def table(
     fmt: TableFormatOption = None,
     columns: ColumnsOption = None,
     include_predictions: IncludePredictionsOption = False,
-    ar_min: ArMinOption = None,
-    ar_max: ArMaxOption = None,
-    dimensionality: DimensionalityOption = None,
-    elements: ElementsOption = None,
-    exclude_elements: ExcludeElementsOption = None,
-    eps_total_min: EpsTotalMinOption = None,
-    fom_min: FomMinOption = None,
-    model: ModelOption = None,
-    sort: SortOption = None,
-    descending: DescendingOption = None,
     limit: LimitOption = None,
+    *,
+    filters: QueryOptions,
 ) -> None:
     """Table of candidates (Table S1): DFPT tensor and a_r, sorted by a_r."""
     from anisoscreen.query import find_candidates
@@ -162,20 +145,7 @@ def table(
 
     extra = parse_columns(columns)
     fmt = fmt or (format_from_path(output) if output else "markdown")
-    query = build_query(
-        ar_min=ar_min,
-        ar_max=ar_max,
-        dimensionality=dimensionality,
-        elements=elements,
-        exclude_elements=exclude_elements,
-        eps_total_min=eps_total_min,
-        fom_min=fom_min,
-        model=model,
-        sort=sort,
-        descending=descending,
-        limit=limit,
-        validated_only=not include_predictions,
-    )
+    query = filters.to_query(limit=limit, validated_only=not include_predictions)
     settings = settings_from_options(store, data_dir)
     with ResultsStore(settings) as results:
         rows = find_candidates(results, query)
@@ -206,17 +176,9 @@ def plot(
     vmax: VmaxOption = None,
     quantity: QuantityOption = "auto",
     max_materials: MaxMaterialsOption = 6,
-    ar_min: ArMinOption = None,
-    ar_max: ArMaxOption = None,
-    dimensionality: DimensionalityOption = None,
-    elements: ElementsOption = None,
-    exclude_elements: ExcludeElementsOption = None,
-    eps_total_min: EpsTotalMinOption = None,
-    fom_min: FomMinOption = None,
-    model: ModelOption = None,
-    sort: SortOption = None,
-    descending: DescendingOption = None,
     limit: LimitOption = None,
+    *,
+    filters: QueryOptions,
 ) -> None:
     """Draw a figure of the store (Figs. 6, 7, S3-S5 of the reference paper, parity plots)."""
     from anisoscreen.query import find_candidates
@@ -232,20 +194,7 @@ def plot(
     output = output or Path(f"{name}.{fmt or 'png'}")
     fmt = figure_format(output, fmt)
     validated = validated_only or name in _NEEDS_VALIDATION
-    query = build_query(
-        ar_min=ar_min,
-        ar_max=ar_max,
-        dimensionality=dimensionality,
-        elements=elements,
-        exclude_elements=exclude_elements,
-        eps_total_min=eps_total_min,
-        fom_min=fom_min,
-        model=model,
-        sort=sort,
-        descending=descending,
-        limit=limit,
-        validated_only=validated,
-    )
+    query = filters.to_query(limit=limit, validated_only=validated)
     settings = settings_from_options(store, data_dir)
     with ResultsStore(settings) as results:
         rows = find_candidates(results, query)
@@ -271,5 +220,5 @@ def plot(
 
 def register(app: typer.Typer) -> None:
     """Add the ``table`` and ``plot`` commands to ``app``."""
-    app.command("table")(table)
-    app.command("plot")(plot)
+    app.command("table")(query_options(table))
+    app.command("plot")(query_options(plot))

@@ -11,23 +11,13 @@ import typer
 from rich.console import Console
 
 from anisoscreen.commands.common import (
-    ArMaxOption,
-    ArMinOption,
     DataDirOption,
-    DescendingOption,
-    DimensionalityOption,
-    ElementsOption,
-    EpsTotalMinOption,
-    ExcludeElementsOption,
-    FomMinOption,
     LimitOption,
-    ModelOption,
-    SortOption,
     StoreOption,
-    build_query,
     console,
     settings_from_options,
 )
+from anisoscreen.commands.query_options import QueryOptions, query_options
 from anisoscreen.errors import AnisoscreenError
 
 if TYPE_CHECKING:
@@ -42,7 +32,7 @@ STAGES = {"fetch": "fetching pages", "predict": "predicting", "rank": "dimension
 def register(app: typer.Typer) -> None:
     """Add the screening commands to ``app``."""
     app.command("run-screen")(run_screen)
-    app.command("query")(query)
+    app.command("query")(query_options(query))
 
 
 def run_screen(
@@ -352,19 +342,9 @@ def _print_failed(settings, output_format: str) -> None:
 
 
 def query(
-    ar_min: ArMinOption = None,
-    ar_max: ArMaxOption = None,
-    dimensionality: DimensionalityOption = None,
-    elements: ElementsOption = None,
-    exclude_elements: ExcludeElementsOption = None,
-    eps_total_min: EpsTotalMinOption = None,
-    fom_min: FomMinOption = None,
-    model: ModelOption = None,
     validated: Annotated[
         bool, typer.Option("--validated", help="Only DFT-validated candidates.")
     ] = False,
-    sort: SortOption = None,
-    descending: DescendingOption = None,
     limit: LimitOption = 20,
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="table, json or csv.")
@@ -375,6 +355,8 @@ def query(
     ] = False,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
+    *,
+    filters: QueryOptions,
 ) -> None:
     """Query stored candidates: filter by a_r, dimensionality and elements, sort, print."""
     import csv
@@ -386,20 +368,7 @@ def query(
 
     if output_format not in ("table", "json", "csv"):
         raise AnisoscreenError("--format must be table, json or csv")
-    request = build_query(
-        ar_min=ar_min,
-        ar_max=ar_max,
-        dimensionality=dimensionality,
-        elements=elements,
-        exclude_elements=exclude_elements,
-        eps_total_min=eps_total_min,
-        fom_min=fom_min,
-        model=model,
-        validated_only=validated,
-        sort=sort,
-        descending=descending,
-        limit=limit,
-    )
+    request = filters.to_query(validated_only=validated, limit=limit)
     settings = settings_from_options(store, data_dir)
     if failed:
         _print_failed(settings, output_format)

@@ -7,20 +7,8 @@ from typing import Annotated
 
 import typer
 
-from anisoscreen.commands.common import (
-    ArMaxOption,
-    ArMinOption,
-    DataDirOption,
-    DescendingOption,
-    DimensionalityOption,
-    ElementsOption,
-    ExcludeElementsOption,
-    ModelOption,
-    SortOption,
-    StoreOption,
-    build_query,
-    settings_from_options,
-)
+from anisoscreen.commands.common import DataDirOption, StoreOption, settings_from_options
+from anisoscreen.commands.query_options import QueryOptions, query_options
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = ["register"]
@@ -58,14 +46,8 @@ def report(
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "anisoscreen report",
     store: StoreOption = None,
     data_dir: DataDirOption = None,
-    ar_min: ArMinOption = None,
-    ar_max: ArMaxOption = None,
-    dimensionality: DimensionalityOption = None,
-    elements: ElementsOption = None,
-    exclude_elements: ExcludeElementsOption = None,
-    model: ModelOption = None,
-    sort: SortOption = None,
-    descending: DescendingOption = None,
+    *,
+    filters: QueryOptions,
 ) -> None:
     """One HTML file (inline figures and styles, no network) of the overview and top candidates."""
     from anisoscreen.query import find_candidates
@@ -74,16 +56,7 @@ def report(
     from anisoscreen.schemas import ScreeningRunDoc
     from anisoscreen.store import ResultsStore
 
-    query = build_query(
-        ar_min=ar_min,
-        ar_max=ar_max,
-        dimensionality=dimensionality,
-        elements=elements,
-        exclude_elements=exclude_elements,
-        model=model,
-        sort=sort,
-        descending=descending,
-    )
+    query = filters.to_query()
     settings = settings_from_options(store, data_dir)
     with ResultsStore(settings) as results:
         rows = find_candidates(results, query)
@@ -115,4 +88,4 @@ def report(
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` and ``report`` commands to ``app``."""
     app.command("serve")(serve)
-    app.command("report")(report)
+    app.command("report")(query_options(report))

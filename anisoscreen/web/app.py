@@ -70,6 +70,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(app.state.view.snapshot)  # read the store before serving
         yield
         if owned:
             store.close()

@@ -2,16 +2,22 @@
 
 The embedded store (montydb) has no indexes: every query scans a collection and every
 record is parsed again. The browser asks for pages of the same few thousand predictions over
-and over, so :class:`ResultsView` reads the predictions, validations and runs once into a
-:class:`Snapshot` and re-reads them when the snapshot is older than ``refresh_s``. Candidate
-filters are the Mongo criteria of :meth:`anisoscreen.query.CandidateQuery.criteria`, applied
-to the cached records with mongomock's matcher (the same semantics a store applies), then
-joined and sorted by :mod:`anisoscreen.query`. Structures (``candidates``) are read per
-material, on demand. Nothing here writes.
+and over, so :class:`ResultsView` reads the predictions, validations, runs and candidates once
+into a :class:`Snapshot` and re-reads them when the snapshot is older than ``refresh_s`` and
+the store was written since (on the embedded store, whose write counter tells; other
+backends are re-read every ``refresh_s``).
+Candidate filters are the Mongo criteria of :meth:`anisoscreen.query.CandidateQuery.criteria`,
+evaluated on the snapshot's column arrays (:class:`~anisoscreen.web.columns.PredictionColumns`,
+a Mongo store's semantics), then joined and sorted as :func:`anisoscreen.query.find_candidates`
+does. The first snapshot is read when the app starts; a re-read that took longer than
+``sync_load_s`` runs in a background thread while requests are answered from the previous
+snapshot. Nothing here writes.
 """
 
 from __future__ import annotations
 
+import gc
+import logging
 import statistics
 import threading
 import time
@@ -19,7 +25,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from anisoscreen.query import CandidateQuery, CandidateRow, join_validations, sort_rows
+import numpy as np
+
+from anisoscreen.query import CandidateQuery, CandidateRow
 from anisoscreen.schemas import (
     CandidateDoc,
     PredictionDoc,
@@ -28,13 +36,20 @@ from anisoscreen.schemas import (
     ValidationState,
 )
 from anisoscreen.store import ResultsStore
+from anisoscreen.web.columns import PredictionColumns
 
 __all__ = ["ResultsView", "Snapshot"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Snapshot:
-    """Predictions (raw records and documents), validations and runs read at ``loaded_at``."""
+    """Predictions (raw records and documents), validations, runs and candidates.
+
+    ``candidates`` maps material ids to the stored candidate records (structures); the
+    predictions are also held as column arrays (``columns``) for fast filters and sorts.
+    """
 
     records: list[dict[str, Any]]
     predictions: list[PredictionDoc]
@@ -42,61 +57,85 @@ class Snapshot:
     runs: list[ScreeningRunDoc]
     n_candidates: int
     loaded_at: float
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revision: int | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
+    columns: PredictionColumns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.columns = PredictionColumns(self.records, self.predictions, self.validations)
 
     @classmethod
     def load(cls, results: ResultsStore) -> Snapshot:
-        """Read the collections the pages need (one scan each)."""
+        """Read the collections the pages need (one scan each) and warm the default table.
+
+        The candidates collection is read once here (its count and the structures of the
+        material pages), since a count is a full scan on the embedded store anyway.
+        """
+        revision = results.revision()  # before reading: a write meanwhile shows up next time
         records = [
             {k: v for k, v in record.items() if k != "_id"}
             for record in results.records("predictions")
         ]
-        return cls(
+        n_candidates = 0
+        candidates = {}
+        for record in results.records("candidates"):
+            n_candidates += 1
+            if "material_id" in record:
+                candidates[record["material_id"]] = record
+        snapshot = cls(
             records=records,
             predictions=[PredictionDoc.model_validate(record) for record in records],
             validations=results.query(ValidationDoc),
             runs=results.query(ScreeningRunDoc),
-            n_candidates=results.count("candidates"),
+            n_candidates=n_candidates,
             loaded_at=time.monotonic(),
+            candidates=candidates,
+            revision=revision,
         )
+        snapshot.summary_values()  # the joined rows, their default order and the summary
+        snapshot.columns.warm()  # the filter columns and every sort key
+        return snapshot
 
     @property
     def completed(self) -> list[ValidationDoc]:
         """Completed validations (the only ones joined with predictions)."""
         return [v for v in self.validations if v.state == ValidationState.COMPLETED]
 
+    def _validated_ids(self, query: CandidateQuery) -> set[str] | None:
+        """Materials with a completed DFPT tensor when ``query`` wants only those."""
+        if not query.validated_only:
+            return None
+        return {v.material_id for v in self.completed if v.epsilon_electronic is not None}
+
     def matching(self, criteria: dict[str, Any]) -> list[PredictionDoc]:
         """Predictions whose record matches Mongo ``criteria``."""
-        from mongomock.filtering import filter_applies
-
         if not criteria:
             return list(self.predictions)
-        return [
-            doc
-            for record, doc in zip(self.records, self.predictions, strict=True)
-            if filter_applies(criteria, record)
-        ]
+        return [self.predictions[int(i)] for i in np.flatnonzero(self.columns.mask(criteria))]
 
     def candidate_rows(self, query: CandidateQuery) -> list[CandidateRow]:
         """Every row matching ``query``, joined and sorted (as :func:`find_candidates`)."""
         key = ("rows", query.model_dump_json())
-        if key not in self.cache:
-            completed = self.completed
-            ids = None
-            if query.validated_only:
-                ids = {v.material_id for v in completed if v.epsilon_electronic is not None}
-            rows = join_validations(self.matching(query.criteria(ids)), completed)
-            if query.validated_only:
-                rows = [row for row in rows if row.validated]
-            rows = sort_rows(rows, query.sort, query.is_descending)
+        rows = self.cache.get(key)
+        if rows is None:
+            columns = self.columns
+            selected = columns.newest(columns.mask(query.criteria(self._validated_ids(query))))
+            ordered = columns.order(selected, query.sort, query.is_descending)
+            rows = columns.rows(ordered[: query.limit] if query.limit else ordered)
             if len(self.cache) > 256:
-                for stale in [k for k in self.cache if k != "candidates"]:
+                for stale in [k for k in self.cache if k[0] == "rows"]:
                     del self.cache[stale]
-            self.cache[key] = rows[: query.limit] if query.limit else rows
-        return self.cache[key]
+            self.cache[key] = rows
+        return rows
 
     def summary_values(self) -> dict[str, Any]:
         """Counts and a_r statistics of the store (see :class:`~anisoscreen.web.models.Summary`)."""
+        if "summary" not in self.cache:
+            self.cache["summary"] = self._summary_values()
+        return self.cache["summary"]
+
+    def _summary_values(self) -> dict[str, Any]:
         rows = self.candidate_rows(CandidateQuery())
         ratios = sorted(row.anisotropy_ratio for row in rows)
         if ratios:
@@ -140,36 +179,66 @@ class ResultsView:
         The open results store (read only).
     refresh_s
         Re-read the store when the snapshot is older than this (seconds).
+    sync_load_s
+        A re-read runs within the request that finds the snapshot stale when the previous
+        read took at most this long (seconds); a slower one runs in a background thread and
+        requests get the previous snapshot until it is done. The first read always blocks.
     """
 
-    def __init__(self, results: ResultsStore, refresh_s: float = 30.0) -> None:
+    def __init__(
+        self, results: ResultsStore, refresh_s: float = 30.0, sync_load_s: float = 0.2
+    ) -> None:
         self.results = results
         self.refresh_s = refresh_s
+        self.sync_load_s = sync_load_s
         self._snapshot: Snapshot | None = None
+        self._load_s = 0.0
         self._lock = threading.Lock()
+        self._loader: threading.Thread | None = None
+
+    def _load(self) -> Snapshot:
+        start = time.monotonic()
+        snapshot = Snapshot.load(self.results)
+        # The snapshot's millions of objects live until the next re-read (then reference
+        # counting frees them); leaving them out of the cyclic collector's passes keeps a
+        # full collection, which pauses every thread, from traversing them again and again
+        # (seconds on a 3,000-candidate store while a re-read runs beside requests).
+        gc.freeze()
+        self._load_s = time.monotonic() - start
+        return snapshot
+
+    def _load_in_background(self) -> None:
+        snapshot = None
+        try:
+            snapshot = self._load()
+        except Exception:  # keep serving the previous snapshot; the next stale request retries
+            logger.exception("re-reading the results store failed")
+        with self._lock:
+            self._loader = None
+            if snapshot is not None:
+                self._snapshot = snapshot
 
     def snapshot(self) -> Snapshot:
-        """The current snapshot, re-read when stale."""
+        """The current snapshot; re-read when stale (see ``sync_load_s``)."""
         with self._lock:
             snapshot = self._snapshot
-            if snapshot is None or time.monotonic() - snapshot.loaded_at > self.refresh_s:
-                snapshot = self._snapshot = Snapshot.load(self.results)
+            if snapshot is not None and time.monotonic() - snapshot.loaded_at <= self.refresh_s:
+                return snapshot
+            if snapshot is not None and self._loader is None:
+                revision = self.results.revision()
+                if revision is not None and revision == snapshot.revision:
+                    snapshot.loaded_at = time.monotonic()  # nothing written since: still fresh
+                    return snapshot
+            if snapshot is None or self._load_s <= self.sync_load_s:
+                snapshot = self._snapshot = self._load()
+            elif self._loader is None:
+                self._loader = threading.Thread(
+                    target=self._load_in_background, name="anisoscreen-snapshot", daemon=True
+                )
+                self._loader.start()
             return snapshot
 
     def candidate(self, material_id: str) -> CandidateDoc | None:
-        """The stored candidate (structure) of one material, if any.
-
-        The candidate records are read in one scan on the first call after each snapshot
-        load (a keyed lookup is a full scan on the embedded store anyway).
-        """
-        snapshot = self.snapshot()
-        with self._lock:
-            records = snapshot.cache.get("candidates")
-            if records is None:
-                records = snapshot.cache["candidates"] = {
-                    record["material_id"]: record
-                    for record in self.results.records("candidates")
-                    if "material_id" in record
-                }
-        record = records.get(material_id)
+        """The stored candidate (structure) of one material, if any."""
+        record = self.snapshot().candidates.get(material_id)
         return None if record is None else CandidateDoc.from_store(record)
