@@ -18,6 +18,9 @@ three finished and writes the 3-member model::
         --mul 32 --lmax 2 --max-epochs 30 --patience 30 --seeds 0 1 2 \
         --output-dir runs/ionic-study/psd-square
 
+The Born-charge auxiliary target (issue #14): the same for one seed with
+``--born-weight W --output-dir runs/ionic-born`` (see ``workflows/ionic_study.py``).
+
 The plain ``0e+2e`` head for comparison: the same with ``--readout sum_volume`` (no identity
 for the ionic target) and ``--output-dir runs/ionic-study/plain-head``.
 """
@@ -66,6 +69,12 @@ def main() -> int:
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--max-entries", type=int, default=None)
+    parser.add_argument(
+        "--born-weight",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary Born-charge loss (0 = off; adds a Born head)",
+    )
     args = parser.parse_args()
 
     settings = get_settings()
@@ -95,6 +104,7 @@ def main() -> int:
             loss=recipe["loss"],
             log_eig_weight=args.log_eig_weight,
             huber_delta=args.huber_delta,
+            born_weight=args.born_weight,
         ),
         seeds=tuple(args.seeds),
         max_entries=args.max_entries,

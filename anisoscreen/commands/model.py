@@ -234,6 +234,14 @@ def train(
             "electronic, huber_log1p_eig for ionic and total)."
         ),
     ] = None,
+    born_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--born-weight",
+            help="Weight of the auxiliary per-atom Born-charge loss on the structures with "
+            "DFPT Born charges (0 = off, the default; adds a Born head to the network).",
+        ),
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Train (or resume training) an equivariant dielectric model and write its model card."""
@@ -253,6 +261,11 @@ def train(
         console.print(
             f"seed {seed} epoch {rec['epoch']:4d}  train {rec['train_loss']:.4f}  "
             f"val {rec['val_loss']:.4f}  lr {rec['lr']:.2e}  {rec['seconds']:.1f}s"
+            + (
+                f"  born train {rec['train_born_loss']:.4f} val {rec['val_born_loss']:.4f}"
+                if "train_born_loss" in rec
+                else ""
+            )
         )
 
     result = train_model(
@@ -277,6 +290,7 @@ def train(
             max_epochs=max_epochs,
             patience=patience,
             time_limit=time_limit,
+            born_weight=born_weight,
         ),
         seeds=tuple(seeds or [0]),
         split_seed=split_seed,

@@ -55,6 +55,7 @@ from e3nn.math import normalize2mom, soft_one_hot_linspace
 from pymatgen.core.periodic_table import Element
 from torch import nn
 
+from anisoscreen.model.nn.born_head import BornChargeHead
 from anisoscreen.model.nn.graph import GraphBatch
 from anisoscreen.model.nn.layers import (
     AttributeLinear,
@@ -119,6 +120,13 @@ class ModelConfig:
     atom_features
         Name of a pretrained per-atom feature set added to the node input
         (``"chgnet-0.3.0"``), or ``None`` for the paper's element-only input.
+    born_head
+        Build the auxiliary per-atom Born-charge head
+        (:class:`~anisoscreen.model.nn.born_head.BornChargeHead`), trained as an auxiliary
+        target; only :meth:`AnisoNet.forward_with_born` evaluates it, so predictions do not
+        pay for it. Model files without the field load without the head.
+    born_scale
+        RMS Born-charge component of the training set (the head's output scale).
     """
 
     mul: int = 48
@@ -140,6 +148,8 @@ class ModelConfig:
     atom_features: str | None = None
     outer_channels: int = 4
     target: Literal["electronic", "ionic", "total"] = "electronic"
+    born_head: bool = False
+    born_scale: float = 1.0
 
     @property
     def has_identity(self) -> bool:
@@ -301,6 +311,10 @@ class AnisoNet(nn.Module):
         else:
             out_channels = {0: 6}
         self.output = Convolution(channels, out_channels, **conv_kwargs)
+        if config.born_head and (config.lmax < 2 or config.num_layers < 1):
+            raise ValueError("the Born-charge head needs lmax >= 2 and at least one gated layer")
+        # built last, so the other weights get the same initialisation with or without it
+        self.born_head = BornChargeHead(mul, config.born_scale) if config.born_head else None
 
     @property
     def num_parameters(self) -> int:
@@ -308,6 +322,28 @@ class AnisoNet(nn.Module):
 
     def forward(self, graph: GraphBatch) -> torch.Tensor:
         """Predict ``0e+2e`` irreps (shape (num_graphs, 6)) in the e3nn basis."""
+        return self._predict(graph, with_born=False)[0]
+
+    def forward_with_born(self, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``0e+2e`` irreps (num_graphs, 6) and per-atom Born charges (num_nodes, 3, 3).
+
+        The charges follow the node order of ``graph`` (the sites of each structure).
+
+        Raises
+        ------
+        ValueError
+            The model was built without the Born head (``born_head`` false).
+        """
+        if self.born_head is None:
+            raise ValueError("this model has no Born-charge head (ModelConfig.born_head)")
+        irreps, born = self._predict(graph, with_born=True)
+        assert born is not None
+        return irreps, born
+
+    def _predict(
+        self, graph: GraphBatch, with_born: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tensor irreps and, if ``with_born``, the per-atom Born charges."""
         cfg = self.config
         dtype = self.embedding.weight.dtype
         species, species_index = torch.unique(graph.atomic_numbers, return_inverse=True)
@@ -366,6 +402,10 @@ class AnisoNet(nn.Module):
             if layer == 0:
                 for l, value in higher.items():
                     x[l] = x[l] + value
+        born = None
+        if with_born and self.born_head is not None:
+            # back from the element-sorted order to the graph's node order
+            born = self.born_head(x, batch_index, graph.num_graphs)[position]
         out = self.output(x, species_attr, species_counts, edge)
         counts = torch.bincount(batch_index, minlength=graph.num_graphs).clamp(min=1)
         density = counts.to(dtype) * cfg.volume_per_atom / graph.volume.to(dtype)
@@ -388,7 +428,7 @@ class AnisoNet(nn.Module):
             pooled = torch.zeros((graph.num_graphs, 9), dtype=outer.dtype, device=outer.device)
             pooled = pooled.index_add_(0, batch_index, outer) / counts[:, None].to(outer.dtype)
             ionic = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
-            return baseline + density[:, None] * ionic
+            return baseline + density[:, None] * ionic, born
         x = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
 
         shift = x.new_zeros(6)
@@ -407,13 +447,13 @@ class AnisoNet(nn.Module):
                     tensor[:, i, j] = pooled[:, k]
                     tensor[:, j, i] = pooled[:, k]
                 pooled = tensor_to_irreps_torch(tensor)
-            return pooled * cfg.target_scale + shift
+            return pooled * cfg.target_scale + shift, born
         # eps - I = (v0 / V) sum_i alpha_i = (N v0 / V) mean_i alpha_i (no I for eps0)
         if cfg.readout == "psd_sum_volume":
             susceptibility = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
         else:
             susceptibility = pooled * cfg.target_scale + shift
-        return baseline + density[:, None] * susceptibility
+        return baseline + density[:, None] * susceptibility, born
 
     def _equivariant_inputs(self, blocks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Node inputs of order l > 0 from pretrained ``(N, 2l+1, c_l)`` feature blocks.

@@ -35,6 +35,7 @@ from anisoscreen.model.training.train import (
 
 __all__ = [
     "TARGET_RECIPES",
+    "born_scale",
     "ensemble_improves",
     "epoch_printer",
     "extend_ensemble",
@@ -120,6 +121,14 @@ def train_model(
         train[1], train[0], model_config.readout, target, model_config.outer_channels
     )
     model_config = replace(model_config, elements=elements, **stats)
+    born = None
+    if train_config.born_weight > 0:
+
+        def born_of(key: str) -> list[np.ndarray | None]:
+            return [entries[i].born for i in split[key] if kept.get(int(i), True)]
+
+        born = (born_of("train"), born_of("validation"))
+        model_config = replace(model_config, born_head=True, born_scale=born_scale(born[0]))
 
     networks, states = [], []
     for seed in seeds:
@@ -132,6 +141,7 @@ def train_model(
             output_dir / f"train-seed{seed}.ckpt",
             device=device,
             progress=member_progress,
+            born=born,
         )
         if not state.finished:
             return {"finished": False, "seed": seed, "epoch": state.epoch}
@@ -205,6 +215,14 @@ def train_model(
     return result
 
 
+def born_scale(born: Sequence[np.ndarray | None]) -> float:
+    """The RMS Born-charge component over the structures that have Born charges."""
+    charges = [np.asarray(b, dtype=float) for b in born if b is not None]
+    if not charges:
+        raise AnisoscreenError("born_weight > 0 but no training structure has Born charges")
+    return float(np.sqrt(np.mean(np.concatenate(charges) ** 2)))
+
+
 def epoch_printer() -> Callable[[int, dict[str, float]], None]:
     """A ``progress`` callback printing one line per epoch: seed, losses, lr and times."""
     start = time.time()
@@ -213,11 +231,17 @@ def epoch_printer() -> Callable[[int, dict[str, float]], None]:
         print(
             f"seed {seed} epoch {rec['epoch']:4d} train {rec['train_loss']:.4f} "
             f"val {rec['val_loss']:.4f} lr {rec['lr']:.5f} {rec['seconds']:.1f}s "
-            f"[{time.time() - start:.0f}s]",
+            f"[{time.time() - start:.0f}s]" + _born_columns(rec),
             flush=True,
         )
 
     return progress
+
+
+def _born_columns(rec: dict[str, float]) -> str:
+    if "train_born_loss" not in rec:
+        return ""
+    return f" born train {rec['train_born_loss']:.4f} val {rec['val_born_loss']:.4f}"
 
 
 def ensemble_improves(current: dict[str, Any], extended: dict[str, Any]) -> bool:

@@ -28,6 +28,8 @@ from anisoscreen.tensor import irreps_to_tensor_torch
 __all__ = [
     "TrainConfig",
     "TrainState",
+    "born_loss",
+    "born_targets",
     "fit",
     "prepare_graphs",
     "resolve_device",
@@ -82,6 +84,11 @@ class TrainConfig:
         Weight of the log-eigenvalue term.
     huber_delta
         Where the Huber loss turns from quadratic to linear.
+    born_weight
+        Weight of the auxiliary Born-charge loss (:func:`born_loss`; 0 = off). Needs a model
+        with the Born head and Born charges for (some of) the training structures; entries
+        without them contribute nothing. Model selection (best epoch, early stopping) uses
+        the main loss only.
     """
 
     lr: float = 0.003
@@ -95,6 +102,7 @@ class TrainConfig:
     loss: Literal["mse", "mse_log_eig", "huber_log1p_eig"] = "mse"
     log_eig_weight: float = 10.0
     huber_delta: float = 1.0
+    born_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -249,6 +257,78 @@ def training_loss(
     return loss
 
 
+BORN_HUBER_DELTA = 1.0
+"""Where the Born loss (in units of the training set's RMS Born component) turns linear."""
+
+
+def born_loss(
+    predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Huber loss of the Born-charge components of the atoms in ``mask``.
+
+    The nine components of ``(Z*_pred - Z*_DFPT) / scale`` (``scale``: the training set's
+    RMS Born component, so the loss is dimensionless and of order one at the start) enter a
+    Huber loss with ``delta = 1`` (quadratic for errors below one RMS charge, linear beyond,
+    so the few entries with very large or ASR-violating DFPT charges do not dominate), averaged
+    over the masked atoms. Atoms outside ``mask`` contribute no loss and no gradient; with no
+    masked atom the loss is an exact zero that still belongs to the graph.
+
+    Parameters
+    ----------
+    predicted, target
+        (N, 3, 3) Born charges of the batch's atoms (``target`` arbitrary where unmasked).
+    mask
+        (N,) bool, the atoms whose structure has DFPT Born charges.
+    scale
+        Normalisation of the components.
+    """
+    if not bool(mask.any()):
+        return predicted.sum() * 0.0
+    error = (predicted[mask] - target[mask]) / scale
+    return torch.nn.functional.huber_loss(error, torch.zeros_like(error), delta=BORN_HUBER_DELTA)
+
+
+def born_targets(
+    born: Sequence[np.ndarray | None], sizes: Sequence[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-atom Born targets (N, 3, 3) and their mask (N,) for a batch of structures.
+
+    ``born[k]`` holds the (n_k, 3, 3) charges of the ``k``-th structure or ``None``; its atoms
+    get zeros and ``False`` in the mask.
+    """
+    blocks, flags = [], []
+    for charges, size in zip(born, sizes, strict=True):
+        present = charges is not None and len(charges) == size
+        blocks.append(np.asarray(charges) if present else np.zeros((size, 3, 3)))
+        flags.append(np.full(size, present))
+    target = torch.as_tensor(np.concatenate(blocks), dtype=torch.float32, device=device)
+    return target, torch.as_tensor(np.concatenate(flags), device=device)
+
+
+@torch.no_grad()
+def _born_loss(
+    model: AnisoNet,
+    graphs: Sequence[CrystalGraph],
+    born: Sequence[np.ndarray | None],
+    device: torch.device,
+    batch_size: int = 64,
+) -> float:
+    """Mean Born loss per atom with Born charges over a data set (``nan`` if none has them)."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(graphs), batch_size):
+        chunk = graphs[start : start + batch_size]
+        _, predicted = model.forward_with_born(collate(chunk).to(device))
+        target, mask = born_targets(
+            born[start : start + batch_size], [g.num_nodes for g in chunk], device
+        )
+        atoms = int(mask.sum())
+        if atoms:
+            total += float(born_loss(predicted, target, mask, model.config.born_scale)) * atoms
+            count += atoms
+    return total / count if count else math.nan
+
+
 @torch.no_grad()
 def _loss(
     model: AnisoNet,
@@ -280,8 +360,14 @@ def fit(
     checkpoint: str | Path,
     device: str = "auto",
     progress: Callable[[dict[str, float]], None] | None = None,
+    born: tuple[Sequence[np.ndarray | None], Sequence[np.ndarray | None]] | None = None,
 ) -> tuple[AnisoNet, TrainState]:
     """Train one network, resuming from ``checkpoint`` if it exists.
+
+    With ``train_config.born_weight > 0``, ``born`` holds the per-structure Born charges
+    (or ``None``) of the training and validation structures, and the loss adds
+    ``born_weight`` times :func:`born_loss` of the model's Born head; the epoch records then
+    also hold ``train_born_loss`` and ``val_born_loss``.
 
     Returns
     -------
@@ -315,23 +401,41 @@ def fit(
 
     train_graphs, train_targets = train
     val_graphs, val_targets = validation
+    use_born = train_config.born_weight > 0
+    if use_born and (born is None or model.born_head is None):
+        raise ValueError("born_weight > 0 needs a model with born_head and the Born charges")
     started = time.perf_counter()
     while not state.stopped_early and state.epoch < train_config.max_epochs:
         if train_config.time_limit and time.perf_counter() - started > train_config.time_limit:
             break
         epoch_start = time.perf_counter()
         model.train()
-        running, seen = 0.0, 0
+        running, seen, born_running, born_atoms = 0.0, 0, 0.0, 0
         for idx in _batches(
             len(train_graphs), train_config.batch_size, train_config.seed, state.epoch
         ):
-            batch = collate([train_graphs[i] for i in idx]).to(dev)
+            batch_graphs = [train_graphs[i] for i in idx]
+            batch = collate(batch_graphs).to(dev)
             target = torch.as_tensor(train_targets[idx], dtype=torch.float32, device=dev)
-            loss = training_loss(model(batch), target, train_config)
+            if use_born:
+                assert born is not None
+                predicted, born_predicted = model.forward_with_born(batch)
+                born_target, born_mask = born_targets(
+                    [born[0][i] for i in idx], [g.num_nodes for g in batch_graphs], dev
+                )
+                main = training_loss(predicted, target, train_config)
+                auxiliary = born_loss(
+                    born_predicted, born_target, born_mask, model.config.born_scale
+                )
+                loss = main + train_config.born_weight * auxiliary
+                born_running += float(auxiliary.detach()) * int(born_mask.sum())
+                born_atoms += int(born_mask.sum())
+            else:
+                main = loss = training_loss(model(batch), target, train_config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss.detach()) * len(idx)
+            running += float(main.detach()) * len(idx)
             seen += len(idx)
         scheduler.step()
         val_loss = _loss(model, val_graphs, val_targets, dev, train_config)
@@ -344,6 +448,10 @@ def fit(
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": epoch_seconds,
         }
+        if use_born:
+            assert born is not None
+            record["train_born_loss"] = born_running / max(born_atoms, 1)
+            record["val_born_loss"] = _born_loss(model, val_graphs, born[1], dev)
         state.history.append(record)
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch = val_loss, state.epoch
