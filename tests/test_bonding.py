@@ -144,3 +144,31 @@ def test_descriptors_use_one_spglib_run_and_match_the_separate_functions(sample,
     )
     assert ranking.descriptors(structures, processes=1) == separate
     assert len(calls) == len(structures)
+
+
+@pytest.mark.slow
+def test_bonds_and_dimensionality_equal_pymatgen_on_200_pool_structures():
+    """The shared pool (cells under 40 sites, as screened), 200 structures spread over it."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from anisoscreen.candidates.sources import load_local
+    from anisoscreen.settings import get_settings
+
+    pool = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
+    structures = [c.structure for c in load_local(str(pool)).candidates if c.nsites < 40]
+    step = len(structures) // 200
+    dimensionalities = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for structure in structures[::step][:200]:
+            direct = CrystalNN().get_bonded_structure(structure)
+            expected = canonical(graph_bonds(direct))
+            dimensionality = get_dimensionality_larsen(direct)
+            # both ways the screening computes them: own symmetry search, crystal-system dataset
+            dataset = SpacegroupAnalyzer(structure, symprec=0.1).get_symmetry_dataset()
+            for bonds in (crystalnn_bonds(structure), crystalnn_bonds(structure, dataset=dataset)):
+                assert canonical(bonds) == expected, structure.formula
+                assert larsen_dimensionality(len(structure), bonds) == dimensionality
+            dimensionalities.append(dimensionality)
+    assert len(dimensionalities) == 200
+    assert len(set(dimensionalities)) >= 3  # the sample spans layered, chain and framework
