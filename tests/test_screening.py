@@ -253,9 +253,7 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
         import sys
         from anisoscreen.screening import jobs
         from anisoscreen.candidates.filters import ScreeningCriteria
-        from anisoscreen.screening.descriptors import descriptors
-from anisoscreen.screening.flows import ScreeningMaker
-from anisoscreen.screening.jobs import rank_candidates
+        from anisoscreen.screening.flows import ScreeningMaker
         from anisoscreen.settings import get_settings
         from anisoscreen.store import build_job_store
         from jobflow import run_locally
