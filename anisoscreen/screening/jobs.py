@@ -571,6 +571,7 @@ def record_screening_run(
         timings={
             "candidates": candidates.seconds,
             "prediction": predictions.seconds,
+            "prediction_descriptors": predictions.descriptor_seconds,
             "ranking": ranking.seconds,
         },
         model=predictions.model,
