@@ -172,3 +172,32 @@ def test_bonds_and_dimensionality_equal_pymatgen_on_200_pool_structures():
             dimensionalities.append(dimensionality)
     assert len(dimensionalities) == 200
     assert len(set(dimensionalities)) >= 3  # the sample spans layered, chain and framework
+
+
+def test_dual_hull_facets_equal_the_voronoi_cell(sample):
+    """CrystalNN's facets from the polar dual's hull are the Voronoi tessellation's."""
+    import numpy as np
+
+    from anisoscreen.screening.bonding import (
+        _central_cell_facets,
+        _dual_hull_facets,
+        _sorted_points,
+    )
+
+    n_checked = 0
+    for structure in sample[:10]:
+        for n in range(len(structure)):
+            _, cart, dist, _, _ = _sorted_points(
+                structure.lattice, structure.frac_coords, structure[n].coords, 7.0
+            )
+            voronoi = _central_cell_facets(cart, dist, 4.5)
+            hull = _dual_hull_facets(cart, dist, 4.5)
+            assert hull is not None and not voronoi.unbounded
+            # the hull leaves out zero-area facets (neighbours touching at an edge or vertex)
+            kept = voronoi.solid_angle > 1e-9
+            assert hull.other.tolist() == sorted(voronoi.other[kept].tolist())
+            order = np.argsort(voronoi.other[kept])
+            np.testing.assert_allclose(hull.solid_angle, voronoi.solid_angle[kept][order], 1e-9)
+            np.testing.assert_allclose(hull.volume, voronoi.volume[kept][order], 1e-9)
+            n_checked += 1
+    assert n_checked > 50
