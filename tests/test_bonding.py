@@ -144,3 +144,60 @@ def test_descriptors_use_one_spglib_run_and_match_the_separate_functions(sample,
     )
     assert ranking.descriptors(structures, processes=1) == separate
     assert len(calls) == len(structures)
+
+
+@pytest.mark.slow
+def test_bonds_and_dimensionality_equal_pymatgen_on_200_pool_structures():
+    """The shared pool (cells under 40 sites, as screened), 200 structures spread over it."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from anisoscreen.candidates.sources import load_local
+    from anisoscreen.settings import get_settings
+
+    pool = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
+    structures = [c.structure for c in load_local(str(pool)).candidates if c.nsites < 40]
+    step = len(structures) // 200
+    dimensionalities = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for structure in structures[::step][:200]:
+            direct = CrystalNN().get_bonded_structure(structure)
+            expected = canonical(graph_bonds(direct))
+            dimensionality = get_dimensionality_larsen(direct)
+            # both ways the screening computes them: own symmetry search, crystal-system dataset
+            dataset = SpacegroupAnalyzer(structure, symprec=0.1).get_symmetry_dataset()
+            for bonds in (crystalnn_bonds(structure), crystalnn_bonds(structure, dataset=dataset)):
+                assert canonical(bonds) == expected, structure.formula
+                assert larsen_dimensionality(len(structure), bonds) == dimensionality
+            dimensionalities.append(dimensionality)
+    assert len(dimensionalities) == 200
+    assert len(set(dimensionalities)) >= 3  # the sample spans layered, chain and framework
+
+
+def test_dual_hull_facets_equal_the_voronoi_cell(sample):
+    """CrystalNN's facets from the polar dual's hull are the Voronoi tessellation's."""
+    import numpy as np
+
+    from anisoscreen.screening.bonding import (
+        _central_cell_facets,
+        _dual_hull_facets,
+        _sorted_points,
+    )
+
+    n_checked = 0
+    for structure in sample[:10]:
+        for n in range(len(structure)):
+            _, cart, dist, _, _ = _sorted_points(
+                structure.lattice, structure.frac_coords, structure[n].coords, 7.0
+            )
+            voronoi = _central_cell_facets(cart, dist, 4.5)
+            hull = _dual_hull_facets(cart, dist, 4.5)
+            assert hull is not None and not voronoi.unbounded
+            # the hull leaves out zero-area facets (neighbours touching at an edge or vertex)
+            kept = voronoi.solid_angle > 1e-9
+            assert hull.other.tolist() == sorted(voronoi.other[kept].tolist())
+            order = np.argsort(voronoi.other[kept])
+            np.testing.assert_allclose(hull.solid_angle, voronoi.solid_angle[kept][order], 1e-9)
+            np.testing.assert_allclose(hull.volume, voronoi.volume[kept][order], 1e-9)
+            n_checked += 1
+    assert n_checked > 50

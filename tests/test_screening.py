@@ -22,7 +22,9 @@ from anisoscreen.candidates.sources import candidates_from_summary_docs, load_bu
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
+from anisoscreen.screening.descriptors import descriptors
 from anisoscreen.screening.flows import ScreeningMaker
+from anisoscreen.screening.jobs import rank_candidates
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
@@ -193,6 +195,45 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
         assert all(p.dimensionality is not None and p.crystal_system for p in preds)
         assert all(p.band_gap is not None and p.model == "tiny" for p in preds)
         assert results.count("candidates") == n_candidates
+    # the prediction stage computed the descriptors (scaling out with its shards), so the
+    # ranking stage only ranked; they are those of the descriptors module
+    outputs = {
+        name: next(iter(responses[ref.uuid].values())).output for name, ref in flow.output.items()
+    }
+    assert outputs["predictions"].n_descriptors_computed == n_candidates
+    assert 0 < outputs["predictions"].descriptor_seconds < outputs["predictions"].seconds
+    assert outputs["ranking"].n_descriptors_computed == 0
+    with ResultsStore(settings) as results:
+        structures = {c.material_id: c.structure for c in results.query(CandidateDoc)}
+    expected = descriptors(structures, processes=1)
+    for p in preds:
+        assert (int(p.dimensionality), p.crystal_system) == (
+            expected[p.material_id]["dimensionality"],
+            expected[p.material_id]["crystal_system"],
+        )
+    # predictions stored before the prediction stage computed descriptors get them in ranking
+    with ResultsStore(settings) as results:
+        results.upsert(
+            [
+                p.model_copy(update={"dimensionality": None, "crystal_system": None})
+                for p in preds[:3]
+            ]
+        )
+    ranked = run_locally(
+        rank_candidates(outputs["predictions"], 1, overrides),
+        store=build_job_store(settings),
+        create_folders=False,
+        log=False,
+    )
+    ranking = next(iter(next(iter(ranked.values())).values())).output
+    assert ranking.n_descriptors_computed == 3
+    with ResultsStore(settings) as results:
+        after = {p.material_id: p for p in results.query(PredictionDoc)}
+    for p in preds:
+        assert (after[p.material_id].dimensionality, after[p.material_id].crystal_system) == (
+            p.dimensionality,
+            p.crystal_system,
+        )
     # a second run reuses every prediction and writes no duplicates
     run_locally(
         maker.make("run-2"), store=build_job_store(settings), create_folders=False, log=False

@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from anisoscreen.screening.outputs import RankingStageOutput
     from anisoscreen.settings import AnisoscreenSettings
 
-STAGES = {"fetch": "fetching pages", "predict": "predicting", "rank": "dimensionality"}
+STAGES = {
+    "fetch": "fetching pages",
+    "predict": "predicting",
+    "descriptors": "dimensionality",
+    "rank": "dimensionality (remaining)",
+}
 
 
 def register(app: typer.Typer) -> None:

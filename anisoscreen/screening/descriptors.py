@@ -70,9 +70,13 @@ def _analyzer(structure: Structure, symprec: float):
         return None
 
 
-def _descriptors_of(structure_dict: dict) -> StructureDescriptors:
-    """Dimensionality and crystal system from one spglib run (the crystal system's, 0.1 Å)."""
-    structure = Structure.from_dict(structure_dict)
+def _descriptors_of(structure: Structure | dict) -> StructureDescriptors:
+    """Dimensionality and crystal system from one spglib run (the crystal system's, 0.1 Å).
+
+    ``structure`` may be a dict (what worker processes receive).
+    """
+    if isinstance(structure, dict):
+        structure = Structure.from_dict(structure)
     analyzer = _analyzer(structure, 0.1)
     if analyzer is None:
         return {"dimensionality": dimensionality(structure), "crystal_system": None}
@@ -95,7 +99,7 @@ def iter_descriptors(
     processes = processes or os.cpu_count() or 1
     if processes == 1 or len(ids) < 8:
         for material_id in ids:
-            yield material_id, _descriptors_of(structures[material_id].as_dict())
+            yield material_id, _descriptors_of(structures[material_id])
         return
     payload = (structures[i].as_dict() for i in ids)
     with ProcessPoolExecutor(processes, **pool_initializer_args()) as pool:

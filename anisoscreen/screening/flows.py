@@ -95,6 +95,9 @@ class PredictionMaker(Maker):
         replaced by one job per shard of this many candidates and a job merging their outputs
         (:func:`~anisoscreen.screening.jobs.predict_in_shards`), which jobflow-remote can run
         in parallel. Either way the job's output is one ``PredictionStageOutput``.
+    processes
+        Cores for the ranking descriptors (dimensionality, crystal system) that each
+        prediction job computes for its structures (``None``: all).
     """
 
     name: str = "predict"
@@ -104,6 +107,7 @@ class PredictionMaker(Maker):
     store: dict[str, Any] | None = None
     ionic_model: str | None = None
     shard_size: int | None = None
+    processes: int | None = None
 
     def __post_init__(self) -> None:
         if self.shard_size is not None and self.shard_size < 1:
@@ -112,7 +116,13 @@ class PredictionMaker(Maker):
     def make(self, candidates: Any) -> Job:
         if self.shard_size is None:
             job = predict_candidates(
-                candidates, self.model, self.device, self.batch_size, self.store, self.ionic_model
+                candidates,
+                self.model,
+                self.device,
+                self.batch_size,
+                self.store,
+                self.ionic_model,
+                self.processes,
             )
         else:
             job = predict_in_shards(
@@ -123,6 +133,7 @@ class PredictionMaker(Maker):
                 self.batch_size,
                 self.store,
                 self.ionic_model,
+                self.processes,
             )
         job.name = self.name
         return job
@@ -130,7 +141,10 @@ class PredictionMaker(Maker):
 
 @dataclass
 class RankingMaker(Maker):
-    """Dimensionality (CrystalNN + Larsen) and crystal system, in parallel; rank.
+    """Rank the predictions (adding any dimensionality / crystal system still missing).
+
+    The prediction jobs compute the descriptors of what they predict; this stage computes
+    those of older predictions, in parallel over ``processes``.
 
     ``objective`` (ar, ar-total, eps-total or fom; see
     :mod:`anisoscreen.screening.objectives`) is what ranks. ``describe_top`` candidates also
@@ -250,6 +264,7 @@ class ScreeningMaker(Maker):
             store=self.store,
             ionic_model=self.ionic_model,
             shard_size=self.shard_size,
+            processes=self.processes,
         ).make(candidates.output)
         ranking = RankingMaker(
             processes=self.processes,

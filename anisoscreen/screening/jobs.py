@@ -171,6 +171,7 @@ def predict_candidates(
     batch_size: int = 64,
     store: dict[str, Any] | None = None,
     ionic_model: str | None = None,
+    processes: int | None = None,
 ) -> PredictionStageOutput:
     """Predict every candidate not yet predicted by this exact model set (same checksums).
 
@@ -179,6 +180,12 @@ def predict_candidates(
     eps_ionic, eps_total and the figure of merit; adding an ionic model to a set re-predicts
     the materials predicted without it. ``candidates`` may also be a list of ids: one shard
     of :func:`predict_in_shards`.
+
+    The predictions then get their ranking descriptors (dimensionality, crystal system) on
+    ``processes`` cores (``None``: all), reused from any model's prediction of the same
+    material where stored, so that this structural work scales out with the shards and
+    :func:`rank_candidates` only ranks. They are stored as they come: a killed run keeps
+    them, and ranking computes whatever is still missing.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -235,6 +242,12 @@ def predict_candidates(
                 if len(batch_docs) == batch_size:
                     flush()
         flush()
+        predicted = time.perf_counter()
+        predictions = results.query(
+            PredictionDoc,
+            {"model": name, "model_checksum": checksum, "material_id": {"$in": ids}},
+        )
+        _, n_descriptors = _add_descriptors(results, predictions, processes, total)
     return PredictionStageOutput(
         material_ids=ids,
         model=name,
@@ -246,6 +259,8 @@ def predict_candidates(
         ionic_model=predictor.ionic.name if predictor.ionic is not None else None,
         device=str(predictor.device),
         seconds=time.perf_counter() - start,
+        n_descriptors_computed=n_descriptors,
+        descriptor_seconds=time.perf_counter() - predicted,
     )
 
 
@@ -273,6 +288,7 @@ def predict_in_shards(
     batch_size: int = 64,
     store: dict[str, Any] | None = None,
     ionic_model: str | None = None,
+    processes: int | None = None,
 ) -> Response:
     """Replace itself by one :func:`predict_candidates` job per shard of ``shard_size`` ids.
 
@@ -288,11 +304,14 @@ def predict_in_shards(
     ids = _candidate_ids(candidates)
     shards = shard_ids(ids, shard_size)
     _report("predict", 0, len(ids))
+    _report("descriptors", 0, len(ids))
     current = CURRENT_JOB.job
     metadata = dict(current.metadata) if current is not None else {}
     jobs: list[Any] = []
     for index, members in enumerate(shards, start=1):
-        shard = predict_candidates(members, model, device, batch_size, store, ionic_model)
+        shard = predict_candidates(
+            members, model, device, batch_size, store, ionic_model, processes
+        )
         shard.name = f"predict shard {index}/{len(shards)}"
         shard.metadata = {**metadata, SHARD_METADATA: f"{index}/{len(shards)}"}
         jobs.append(shard)
@@ -334,6 +353,8 @@ def merge_predictions(
             "n_reused": sum(o.n_reused for o in outputs),
             "failures": [f for o in outputs for f in o.failures],
             "seconds": sum(o.seconds for o in outputs),
+            "n_descriptors_computed": sum(o.n_descriptors_computed for o in outputs),
+            "descriptor_seconds": sum(o.descriptor_seconds for o in outputs),
         }
     )
 
@@ -352,6 +373,59 @@ def _with_descriptors(doc: PredictionDoc, values: dict[str, Any] | None) -> Pred
     return doc.model_copy(update={**values, "last_updated": utcnow()})
 
 
+def _add_descriptors(
+    results: ResultsStore,
+    docs: Sequence[PredictionDoc],
+    processes: int | None,
+    total: int | None,
+    stage: str = "descriptors",
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Store dimensionality and crystal system on every one of ``docs`` that lacks them.
+
+    Values stored on any model's prediction of the same material are reused; the others are
+    computed in parallel over ``processes`` and stored every :data:`RANK_CHUNK` documents,
+    so a killed run keeps what it computed. Returns the descriptors of every document by
+    material id and the number computed.
+    """
+    from anisoscreen.screening import descriptors as ranking
+
+    ids = [d.material_id for d in docs]
+    known: dict[str, dict[str, Any]] = {
+        d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
+        for d in results.query(
+            PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}}
+        )
+    }
+    missing = [i for i in ids if i not in known]
+    structures = {
+        c.material_id: c.structure
+        for c in results.query(CandidateDoc, {"material_id": {"$in": missing}})
+    }
+    _report(stage, len(docs) - len(structures), total)
+    for values in known.values():
+        if values["dimensionality"] is not None:
+            values["dimensionality"] = Dimensionality(values["dimensionality"])
+    by_id = {d.material_id: d for d in docs}
+    updated = [_with_descriptors(d, known.get(d.material_id)) for d in docs]
+    results.upsert(d for d in updated if d is not None)  # reused descriptors
+    n_computed = 0
+    chunk: list[PredictionDoc] = []
+    for material_id, values in ranking.iter_descriptors(structures, processes):
+        if values["dimensionality"] is not None:
+            values["dimensionality"] = Dimensionality(cast(int, values["dimensionality"]))
+        known[material_id] = values
+        n_computed += 1
+        doc = _with_descriptors(by_id[material_id], values)
+        if doc is not None:
+            chunk.append(doc)
+        _report(stage, 1, total)
+        if len(chunk) >= RANK_CHUNK:  # stored as it goes: a killed run keeps these
+            results.upsert(chunk)
+            chunk.clear()
+    results.upsert(chunk)
+    return known, n_computed
+
+
 @job(output_schema=RankingStageOutput)
 def rank_candidates(
     predictions: PredictionStageOutput | dict[str, Any],
@@ -361,8 +435,10 @@ def rank_candidates(
     describe_top: int = 0,
     objective: str = "ar",
 ) -> RankingStageOutput:
-    """Add dimensionality and crystal system to the predictions that lack them; rank them.
+    """Rank the predictions, first adding the descriptors any of them still lack.
 
+    The prediction stage normally computes dimensionality and crystal system already; this
+    stage computes those of predictions made before it did (or by an interrupted run).
     Descriptors are structural, so they are computed once per material and reused by any
     model's predictions of it. ``objective`` (:mod:`anisoscreen.screening.objectives`) is
     what ranks: a_r by default; candidates without a value rank last. The ``describe_top``
@@ -378,38 +454,7 @@ def rank_candidates(
         docs = results.query(
             PredictionDoc, {"model": predictions.model, "material_id": {"$in": ids}}
         )
-        known: dict[str, dict[str, Any]] = {
-            d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
-            for d in results.query(
-                PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}}
-            )
-        }
-        missing = [d.material_id for d in docs if d.material_id not in known]
-        structures = {
-            c.material_id: c.structure
-            for c in results.query(CandidateDoc, {"material_id": {"$in": missing}})
-        }
-        _report("rank", len(docs) - len(structures), len(docs))
-        for values in known.values():
-            if values["dimensionality"] is not None:
-                values["dimensionality"] = Dimensionality(values["dimensionality"])
-        by_id = {d.material_id: d for d in docs}
-        updated = [_with_descriptors(d, known.get(d.material_id)) for d in docs]
-        results.upsert(d for d in updated if d is not None)  # reused descriptors
-        computed: dict[str, dict[str, Any]] = {}
-        chunk: list[PredictionDoc] = []
-        for material_id, values in ranking.iter_descriptors(structures, processes):
-            if values["dimensionality"] is not None:
-                values["dimensionality"] = Dimensionality(cast(int, values["dimensionality"]))
-            computed[material_id] = known[material_id] = values
-            doc = _with_descriptors(by_id[material_id], values)
-            if doc is not None:
-                chunk.append(doc)
-            _report("rank", 1, len(docs))
-            if len(chunk) >= RANK_CHUNK:  # stored as it goes: a killed run keeps these
-                results.upsert(chunk)
-                chunk.clear()
-        results.upsert(chunk)
+        known, n_computed = _add_descriptors(results, docs, processes, len(docs), "rank")
 
         def rank_key(doc: PredictionDoc) -> tuple[bool, float]:
             value = objective_value(doc, objective)
@@ -452,7 +497,7 @@ def rank_candidates(
             )
             for d in ranked
         ],
-        n_descriptors_computed=len(computed),
+        n_descriptors_computed=n_computed,
         seconds=time.perf_counter() - start,
         top=top,
     )
@@ -526,6 +571,7 @@ def record_screening_run(
         timings={
             "candidates": candidates.seconds,
             "prediction": predictions.seconds,
+            "prediction_descriptors": predictions.descriptor_seconds,
             "ranking": ranking.seconds,
         },
         model=predictions.model,

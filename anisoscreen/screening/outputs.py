@@ -45,7 +45,13 @@ class PredictionStageOutput(BaseModel):
     failures: list[dict[str, Any]] = Field(default_factory=list, description="Per-record errors.")
     ionic_model: str | None = Field(None, description="Ionic model of the set, if any.")
     device: str = Field(description="Device the model ran on.")
-    seconds: float = Field(description="Wall time of the stage.")
+    seconds: float = Field(description="Wall time of the stage, descriptors included.")
+    n_descriptors_computed: int = Field(
+        0, description="Materials whose ranking descriptors this stage computed."
+    )
+    descriptor_seconds: float = Field(
+        0.0, description="Wall time of the descriptors (part of ``seconds``)."
+    )
 
 
 class RankedCandidate(BaseModel):
