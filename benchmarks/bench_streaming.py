@@ -149,38 +149,69 @@ def run_predict(
     return {"wall_s": wall, "peak_rss_mb": peak, "samples": samples, "lines": lines}
 
 
+MILESTONES = (1_000, 10_000, 25_000, 50_000, 100_000)
+"""Line counts at which the RSS is reported (those a run reached)."""
+
+
 def summarise(n: int, run: dict[str, Any]) -> dict[str, Any]:
-    """Throughput, start-up time and RSS at 10/50/100 % of the lines from one run's samples."""
+    """Throughput, start-up time and RSS at 10/50/100 % of the lines written, from the samples.
+
+    A run stopped early (``lines_written < n``) is summarised over the lines it wrote.
+    """
     samples = run["samples"]
+    written = run["lines"]
     first = next((t for t, lines, _ in samples if lines > 0), None)
 
-    def at(fraction: float) -> tuple[float, float] | None:
-        target = fraction * n
-        hit = next(((t, rss) for t, lines, rss in samples if lines >= target), None)
-        if hit is None and samples:
-            hit = (samples[-1][0], samples[-1][2])
-        return hit
+    def at(count: float) -> tuple[float, float] | None:
+        """(seconds, RSS MB) of the first sample with ``count`` lines written."""
+        return next(((t, rss) for t, lines, rss in samples if lines >= count > 0), None)
 
-    t10, rss10 = at(0.1) or (float("nan"), float("nan"))
-    t50, rss50 = at(0.5) or (float("nan"), float("nan"))
-    t100, rss100 = at(1.0) or (float("nan"), float("nan"))
-    steady = 0.9 * n / (t100 - t10) if t100 > t10 else float("nan")
+    nan = (float("nan"), float("nan"))
+    t10, rss10 = at(0.1 * written) or nan
+    _, rss50 = at(0.5 * written) or nan
+    t100, rss100 = at(written) or nan
+    steady = 0.9 * written / (t100 - t10) if t100 > t10 else float("nan")
+    milestones = {}
+    for count in (*MILESTONES, n):
+        hit = at(count)
+        if hit is not None:
+            milestones[str(count)] = round(hit[1], 1)
     return {
         "n": n,
-        "lines_written": run["lines"],
+        "lines_written": written,
+        "complete": written >= n,
         "wall_s": round(run["wall_s"], 1),
         "startup_s": None if first is None else round(first, 1),
-        "throughput_per_s": round(n / run["wall_s"], 1),
+        "throughput_per_s": round(written / run["wall_s"], 1),
         "steady_throughput_per_s": round(steady, 1),
         "peak_rss_mb": round(run["peak_rss_mb"], 1),
         "rss_mb_at_10pct": round(rss10, 1),
         "rss_mb_at_50pct": round(rss50, 1),
         "rss_mb_at_100pct": round(rss100, 1),
+        "rss_mb_at_lines": milestones,
         "rss_samples": [  # (seconds, lines written, RSS MB), at most ~200
             (round(t, 1), lines, round(rss, 1))
             for t, lines, rss in samples[:: max(1, len(samples) // 200)]
         ],
     }
+
+
+def resummarise(path: Path) -> None:
+    """Recompute the summaries of a results file from its stored samples (e.g. a stopped run)."""
+    result = json.loads(path.read_text())
+    for index, row in enumerate(result["runs"]):
+        samples = [tuple(s) for s in row["rss_samples"]]
+        run = {
+            "samples": samples,
+            "lines": max(row["lines_written"], samples[-1][1] if samples else 0),
+            "wall_s": row["wall_s"],
+            "peak_rss_mb": row["peak_rss_mb"],
+        }
+        kept = {k: v for k, v in row.items() if k not in summarise(row["n"], run)}
+        result["runs"][index] = {**summarise(row["n"], run), **kept}
+    path.write_text(json.dumps(result, indent=1))
+    for row in result["runs"]:
+        print({k: v for k, v in row.items() if k != "rss_samples"})
 
 
 def main() -> None:
@@ -194,7 +225,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/anisoscreen-bench-streaming"))
     parser.add_argument("--keep", action="store_true", help="Keep the inputs and outputs.")
     parser.add_argument("--output", type=Path, default=None, help="Result JSON path.")
+    parser.add_argument(
+        "--resummarise", type=Path, default=None, help="Only recompute this results file."
+    )
     args = parser.parse_args()
+    if args.resummarise:
+        resummarise(args.resummarise)
+        return
 
     from anisoscreen.settings import get_settings
 
@@ -235,14 +272,14 @@ def main() -> None:
                 "samples": samples,
                 "lines": samples[-1][1],
             }
-            row = {**summarise(n, partial), **extra, "complete": False}
+            row = {**summarise(n, partial), **extra}
             row["load_avg_now"] = [round(x, 2) for x in os.getloadavg()]
             output_path.write_text(json.dumps({**result, "runs": [*result["runs"], row]}, indent=1))
 
         run = run_predict(source, predictions, model, args.threads, args.interval, checkpoint)
         load_end = os.getloadavg()
         row = summarise(n, run)
-        row.update(extra, load_avg_end=[round(x, 2) for x in load_end], complete=True)
+        row.update(extra, load_avg_end=[round(x, 2) for x in load_end])
         result["runs"].append(row)
         output_path.write_text(json.dumps(result, indent=1))  # checkpoint after every size
         if not args.keep:
