@@ -92,13 +92,30 @@ def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def measure(backend: str, n: int, workdir: Path, repeats: int, seed: int) -> dict[str, Any]:
-    """One fresh store of ``backend`` filled with ``n`` predictions; every timing above."""
+def measure(
+    backend: str, n: int, workdir: Path, repeats: int, seed: int, upsert_only: bool = False
+) -> dict[str, Any]:
+    """One fresh store of ``backend`` filled with ``n`` predictions; every timing above.
+
+    ``upsert_only`` times the first upsert only, in chunks of 10 % of ``n`` (one
+    ``upsert`` call each, as successive screening shards write), to show how the write time
+    grows with the documents already stored.
+    """
     data_dir = workdir / f"{backend}_{n}"
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = AnisoscreenSettings(store=backend, data_dir=data_dir)
     row: dict[str, Any] = {"backend": backend, "n": n}
     with ResultsStore(settings) as results:
+        if upsert_only:
+            step = max(1, n // 10)
+            row["upsert_chunk_s"] = []
+            for first in range(0, n, step):
+                start = time.perf_counter()
+                results.upsert(prediction_docs(min(step, n - first), seed, start=first))
+                row["upsert_chunk_s"].append(round(time.perf_counter() - start, 2))
+            row["upsert_s"] = sum(row["upsert_chunk_s"])
+            assert results.count("predictions") == n
+            return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
         start = time.perf_counter()
         written = results.upsert(prediction_docs(n, seed))
         row["upsert_s"] = time.perf_counter() - start
@@ -156,18 +173,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="Keep the store folders.")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--upsert-only", action="store_true", help="Time the first upsert only, in 10 chunks."
+    )
     args = parser.parse_args()
 
-    output = args.output or RESULTS / f"store_{'_'.join(map(str, args.sizes))}.json"
+    suffix = "_upsert" if args.upsert_only else ""
+    output = args.output or RESULTS / f"store_{'_'.join(map(str, args.sizes))}{suffix}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in args.sizes:
         for backend in args.backends:
-            row = measure(backend, n, args.workdir, args.repeats, args.seed)
+            row = measure(backend, n, args.workdir, args.repeats, args.seed, args.upsert_only)
             rows.append(row)
             output.write_text(json.dumps({"runs": rows}, indent=1))
             if not args.keep:
                 shutil.rmtree(args.workdir / f"{backend}_{n}", ignore_errors=True)
+            if args.upsert_only:
+                print(
+                    f"{backend:>6} N={n:>7}  upsert {row['upsert_s']:8.2f} s  by tenths: "
+                    f"{row['upsert_chunk_s']}",
+                    flush=True,
+                )
+                continue
             print(
                 f"{backend:>6} N={n:>7}  upsert {row['upsert_s']:8.2f} s  "
                 f"re-upsert {row['reupsert_unchanged_s']:7.2f} s  "

@@ -169,7 +169,7 @@ def summarise(n: int, run: dict[str, Any]) -> dict[str, Any]:
     nan = (float("nan"), float("nan"))
     t10, rss10 = at(0.1 * written) or nan
     _, rss50 = at(0.5 * written) or nan
-    t100, rss100 = at(written) or nan
+    t100, rss100 = at(written) or ((samples[-1][0], samples[-1][2]) if samples else nan)
     steady = 0.9 * written / (t100 - t10) if t100 > t10 else float("nan")
     milestones = {}
     for count in (*MILESTONES, n):
