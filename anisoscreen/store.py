@@ -218,6 +218,32 @@ def _fingerprint(record: dict[str, Any]) -> bytes:
     return hashlib.blake2b(bson.encode(_content(record)), digest_size=16).digest()
 
 
+def _insert_new(collection: Any, records: list[dict[str, Any]]) -> None:
+    """Insert records whose keys are not stored yet, in one transaction; sets each ``_id``.
+
+    montydb's ``insert_many`` on SQLite reads every stored ``_id`` and looks each new one up in
+    that *list*, so a chunk costs O(stored documents x chunk) and filling a collection is
+    quadratic (1,000 documents a minute at 55,000 stored). The upserter already knows the
+    records are new, so on SQLite they go straight to the storage layer's ``executemany``.
+    """
+    from montydb.storage.sqlite import SQLiteCollection
+    from montydb.types import bson as monty_bson
+
+    target = collection._storage
+    for component in collection._components:  # what montydb's storage delegation builds
+        target = target.contractor_cls(target, component)
+    if not isinstance(target, SQLiteCollection):
+        collection.insert_many(records)
+        return
+    if not target._database.collection_exists(target._name):
+        target._database.collection_create(target._name)
+    rows = []
+    for record in records:
+        record.setdefault("_id", monty_bson.ObjectId())
+        rows.append((monty_bson.id_encode(record["_id"]), target._encode_doc(record, True)))
+    target._conn.write_many(target._col_path, rows, target.wconcern)
+
+
 class _EmbeddedUpserter:
     """Upserts into one montydb collection with a single scan per ``upsert`` call.
 
@@ -265,7 +291,7 @@ class _EmbeddedUpserter:
                     kept["created_at"] = stored[1]
                 changed.append(({**record, **kept}, record_key, fingerprint))
         if new:
-            self.collection.insert_many([r for r, _, _ in new])  # gives each record its _id
+            _insert_new(self.collection, [r for r, _, _ in new])  # gives each record its _id
         if changed:
             # replace by _id through montydb's storage layer: one transaction, no scan
             self.collection._storage.update_many(self.collection, [r for r, _, _ in changed])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -66,7 +67,11 @@ def dataset_build(
 
 def predict(
     inputs: Annotated[
-        list[Path], typer.Argument(help="CIF/POSCAR/vasprun files, folders, or JSON(.gz) lists.")
+        list[Path],
+        typer.Argument(
+            help="CIF/POSCAR/vasprun files, folders, JSON(.gz) lists or JSON Lines (.jsonl[.gz]) "
+            "files; record files are streamed."
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSON Lines file.")],
     model: ModelOption = None,
@@ -102,15 +107,18 @@ def predict(
         settings.batch_size,
         settings.ionic_model,
     )
-    records = list(read_structure_inputs(inputs))
-    if not records:
+    # streamed: records are read, predicted and written a batch at a time (flat memory)
+    records = read_structure_inputs(inputs)
+    first = next(records, None)
+    if first is None:
         raise AnisoscreenError("no structures found in the inputs")
     n_ok = n_failed = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     try:
         with open(tmp, "w") as handle, Progress(console=console, transient=True) as progress:
-            task = progress.add_task("predicting", total=len(records))
+            task = progress.add_task("predicting", total=None)
+            records = itertools.chain([first], records)
             for result in predictor.predict(records, progress=lambda n: progress.advance(task, n)):
                 if isinstance(result, PredictionFailure):
                     line = result.as_dict()
