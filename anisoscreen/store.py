@@ -245,10 +245,13 @@ def _insert_new(collection: Any, records: list[dict[str, Any]]) -> None:
 
 
 class _EmbeddedUpserter:
-    """Upserts into one montydb collection with a single scan per ``upsert`` call.
+    """Upserts into one montydb collection, scanning it only when another writer wrote.
 
     The first write reads every stored document once and keeps ``key -> (_id, created_at,
-    content fingerprint)``; later chunks of the same call use and update that index.
+    content fingerprint)``; later writes of the same :class:`ResultsStore` use and update that
+    index as long as the store's write generation shows no other writer in between (the
+    descriptor stage stores every few structures: a scan per write made it wait on the store).
+    A failed write drops the index, so the next one reads the collection again.
     """
 
     def __init__(self, store: MontyStore, key: list[str]) -> None:
@@ -273,7 +276,11 @@ class _EmbeddedUpserter:
     def write(self, records: list[dict[str, Any]]) -> None:
         """Upsert ``records`` as one locked read-modify-write."""
         with self.lock.hold() as generation:
-            self._write(records, self._load_index(generation))
+            try:
+                self._write(records, self._load_index(generation))
+            except BaseException:
+                self._index = None  # it may be ahead of or behind what was stored
+                raise
             self._generation = self.lock.advance()
 
     def _write(self, records: list[dict[str, Any]], index: dict) -> None:
@@ -318,6 +325,7 @@ class ResultsStore:
         self.settings = settings or get_settings()
         self._stores: dict[str, Store] = dict(stores or {})
         self._connected: set[str] = set()
+        self._embedded: dict[str, _EmbeddedUpserter] = {}
 
     # -- access -----------------------------------------------------------------------
     def store(self, collection: str) -> Store:
@@ -398,7 +406,6 @@ class ResultsStore:
         duplicates.
         """
         pending: dict[str, tuple[list[str], list[dict[str, Any]]]] = {}
-        embedded: dict[str, _EmbeddedUpserter] = {}
         count = 0
 
         def flush(collection: str) -> None:
@@ -409,9 +416,9 @@ class ResultsStore:
             records = list({_record_key(r, key): r for r in records}.values())
             store = self.store(collection)
             if isinstance(store, MontyStore):
-                if collection not in embedded:
-                    embedded[collection] = _EmbeddedUpserter(store, key)
-                embedded[collection].write(records)
+                if collection not in self._embedded:
+                    self._embedded[collection] = _EmbeddedUpserter(store, key)
+                self._embedded[collection].write(records)
             else:
                 store.update(records, key=key)
             count += len(records)
@@ -497,6 +504,7 @@ class ResultsStore:
 
     def close(self) -> None:
         """Close every connected store."""
+        self._embedded.clear()
         for name in list(self._connected):
             try:
                 self._stores[name].close()

@@ -104,6 +104,38 @@ def test_upsert_in_one_process_reuses_its_index_and_sees_other_writes(tmp_path):
     assert by_id["mp-13"] == pytest.approx(13 / 3)
 
 
+def test_upserts_of_one_store_keep_the_key_index_until_another_writer_writes(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "d")
+    with ResultsStore(settings) as first, ResultsStore(settings) as second:
+        first.upsert([_prediction(i) for i in range(10)])
+        upserter = first._embedded["predictions"]
+        index = upserter._index
+        first.upsert([_prediction(i, 3.0) for i in range(5, 15)])
+        assert upserter._index is index  # no rescan: the generation says nobody else wrote
+        assert len(index) == 15
+        second.upsert([_prediction(15)])
+        first.upsert([_prediction(16)])
+        assert upserter._index is not index  # the other writer's document forced a rescan
+        assert len(upserter._index) == 17
+        records = list(first.records("predictions"))
+    assert sorted(r["material_id"] for r in records) == sorted(f"mp-{i}" for i in range(17))
+
+
+def test_failed_upsert_drops_the_key_index(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "d")
+    with ResultsStore(settings) as results:
+        results.upsert([_prediction(0)])
+        upserter = results._embedded["predictions"]
+        unencodable = _prediction(1).store_dict() | {"note": object()}
+        with pytest.raises(Exception):  # noqa: B017 - the BSON encoder's own error type
+            upserter.write([_prediction(2).store_dict(), unencodable])
+        assert upserter._index is None  # the next write reads the collection again
+        results.upsert([_prediction(i, 4.0) for i in range(3)])
+        records = list(results.records("predictions"))
+    assert sorted(r["material_id"] for r in records) == ["mp-0", "mp-1", "mp-2"]
+    assert {round(r["eps_poly"], 6) for r in records} == {round(13 / 3, 6)}
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
