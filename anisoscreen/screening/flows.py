@@ -114,27 +114,18 @@ class PredictionMaker(Maker):
             raise AnisoscreenError(f"shard_size must be at least 1, not {self.shard_size}")
 
     def make(self, candidates: Any) -> Job:
+        settings = (
+            self.model,
+            self.device,
+            self.batch_size,
+            self.store,
+            self.ionic_model,
+            self.processes,
+        )
         if self.shard_size is None:
-            job = predict_candidates(
-                candidates,
-                self.model,
-                self.device,
-                self.batch_size,
-                self.store,
-                self.ionic_model,
-                self.processes,
-            )
+            job = predict_candidates(candidates, *settings)
         else:
-            job = predict_in_shards(
-                candidates,
-                self.shard_size,
-                self.model,
-                self.device,
-                self.batch_size,
-                self.store,
-                self.ionic_model,
-                self.processes,
-            )
+            job = predict_in_shards(candidates, self.shard_size, *settings)
         job.name = self.name
         return job
 
