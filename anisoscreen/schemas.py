@@ -233,6 +233,11 @@ class PredictionDoc(_Document):
     figure_of_merit: float | None = Field(
         None, description="band_gap (eV) x eps_total.eps_poly, the high-kappa FOM."
     )
+    band_gap_used: bool | None = Field(
+        None,
+        description="For models that take the band gap: whether this prediction had it "
+        "(False: the gap-free fallback, the input carried no gap); None for other models.",
+    )
 
     _check_tensor = field_validator("dielectric_tensor", "dielectric_tensor_std", mode="before")(
         _check_matrix3

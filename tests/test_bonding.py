@@ -10,8 +10,8 @@ from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.local_env import VoronoiNN
 
+from anisoscreen.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 from anisoscreen.candidates.sources import load_bundled
-from anisoscreen.screening.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 
 
 def graph_bonds(graph) -> list[tuple]:
@@ -178,7 +178,7 @@ def test_dual_hull_facets_equal_the_voronoi_cell(sample):
     """CrystalNN's facets from the polar dual's hull are the Voronoi tessellation's."""
     import numpy as np
 
-    from anisoscreen.screening.bonding import (
+    from anisoscreen.bonding import (
         _central_cell_facets,
         _dual_hull_facets,
         _sorted_points,

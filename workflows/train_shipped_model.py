@@ -46,7 +46,14 @@ def main() -> int:
     parser.add_argument(
         "--readout",
         default=None,
-        choices=["mean", "sum_volume", "psd_sum_volume", "psd_square_volume", "psd_outer_volume"],
+        choices=[
+            "mean",
+            "sum_volume",
+            "psd_sum_volume",
+            "psd_laminate_volume",
+            "psd_square_volume",
+            "psd_outer_volume",
+        ],
         help="default per target: mean (electronic), psd_square_volume (ionic, total)",
     )
     parser.add_argument("--outer-channels", type=int, default=4)
@@ -68,6 +75,20 @@ def main() -> int:
     parser.add_argument("--max-epochs", type=int, default=TrainConfig.max_epochs)
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
     parser.add_argument("--time-limit", type=float, default=None)
+    parser.add_argument(
+        "--gap-input", action="store_true", help="take the band gap as a global input"
+    )
+    parser.add_argument(
+        "--gap-dropout", type=float, default=0.0, help="probability of hiding a gap in training"
+    )
+    parser.add_argument(
+        "--exfoliate",
+        type=float,
+        nargs="*",
+        default=[],
+        help="gap openings (A) of the exfoliation augmentation, e.g. 2 4 8 12 16",
+    )
+    parser.add_argument("--exfoliated-per-epoch", type=int, default=2)
     parser.add_argument("--max-entries", type=int, default=None)
     parser.add_argument(
         "--born-weight",
@@ -92,6 +113,7 @@ def main() -> int:
             readout=recipe["readout"],
             outer_channels=args.outer_channels,
             target=args.target,
+            gap_input=args.gap_input,
         ),
         TrainConfig(
             lr=args.lr,
@@ -105,6 +127,9 @@ def main() -> int:
             log_eig_weight=args.log_eig_weight,
             huber_delta=args.huber_delta,
             born_weight=args.born_weight,
+            gap_dropout=args.gap_dropout,
+            exfoliation_deltas=tuple(args.exfoliate),
+            exfoliated_per_epoch=args.exfoliated_per_epoch,
         ),
         seeds=tuple(args.seeds),
         max_entries=args.max_entries,

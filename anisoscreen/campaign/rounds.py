@@ -103,17 +103,26 @@ def _member_values(
         return [str(i) for i in cached["material_ids"]], cached["values"], str(cached["model"])
     predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
     ids, graphs, docs = [], [], []
-    records = [StructureRecord(c.material_id, c.structure, c.source) for c in pool]
+    records = [
+        StructureRecord(c.material_id, c.structure, c.source, fields={"band_gap": c.band_gap})
+        for c in pool
+    ]
     for record, prediction in zip(records, predictor.predict(records), strict=True):
         if isinstance(prediction, PredictionFailure):
             continue
         ids.append(record.material_id)
-        graphs.append(predictor.graph_or_error(record.structure))
+        graphs.append(predictor.graph_or_error(record.structure, record.fields["band_gap"]))
         docs.append(prediction)
     values = np.zeros((len(predictor.model.networks), len(ids)))
     for start in range(0, len(graphs), predictor.batch_size):
         chunk = predictor.predict_graphs(graphs[start : start + predictor.batch_size])
         values[:, start : start + len(chunk[0])] = objective_values(chunk, doc.objective)
+    # the members' deviations from their mean carry the model's calibrated spread, so UCB,
+    # Thompson and exploration all use the calibrated sigma
+    scale = predictor.spread_scale("anisotropy_ratio" if doc.objective == "ar" else "eps_poly")
+    if len(values) > 1 and scale != 1.0:
+        centre = values.mean(axis=0)
+        values = centre + scale * (values - centre)
     results.upsert(docs)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, material_ids=np.array(ids), values=values, model=predictor.model.name)

@@ -126,8 +126,13 @@ class Predictor:
         )
 
     # -- checks -------------------------------------------------------------------------
-    def graph_or_error(self, structure: Structure) -> CrystalGraph | str:
-        """The structure's graph, or a one-line reason why the model cannot take it."""
+    def graph_or_error(
+        self, structure: Structure, band_gap: float | None = None
+    ) -> CrystalGraph | str:
+        """The structure's graph, or a one-line reason why the model cannot take it.
+
+        ``band_gap`` (eV, where known) travels with the graph for models that take it.
+        """
         problems = check_structure(structure)  # once: the checks cost O(atoms^2)
         errors = [p.message for p in problems if p.severity == "error"]
         if errors:
@@ -143,11 +148,23 @@ class Predictor:
             if unseen:
                 return f"element(s) not seen in training: {', '.join(unseen)}"
         try:
-            return structure_to_graph(structure, self.model.config.cutoff)
+            return structure_to_graph(
+                structure, self.model.config.cutoff, band_gap=_finite_or_none(band_gap)
+            )
         except GraphError as exc:
             return str(exc)
         except Exception as exc:  # one record never stops the batch
             return f"cannot build the graph: {type(exc).__name__}: {exc}"
+
+    def spread_scale(self, quantity: str) -> float:
+        """Factor on the ensemble spread of ``quantity`` (``eps_poly``, ``anisotropy_ratio``).
+
+        Fitted on the validation split when the model was made (its metadata's
+        ``spread_calibration``), so that +-2 sigma covers about 95 % of the errors; 1 for
+        models without it.
+        """
+        calibration = self.model.metadata.get("spread_calibration") or {}
+        return float(calibration.get(quantity, {}).get("scale", 1.0))
 
     # -- inference ----------------------------------------------------------------------
     @torch.inference_mode()
@@ -184,14 +201,18 @@ class Predictor:
         self, record: StructureRecord, tensors: np.ndarray, ionic: np.ndarray | None = None
     ) -> PredictionDoc:
         mean = tensors.mean(axis=0)
-        extra = {}
+        extra: dict[str, object] = {}
         if len(tensors) > 1:
             eig = tmath.eigenvalues(tensors)
+            poly_scale = self.spread_scale("eps_poly")
             extra = {
-                "dielectric_tensor_std": tensors.std(axis=0, ddof=1).tolist(),
-                "eps_poly_std": float(eig.mean(axis=1).std(ddof=1)),
-                "anisotropy_ratio_std": float((eig[:, -1] / eig[:, 0]).std(ddof=1)),
+                "dielectric_tensor_std": (tensors.std(axis=0, ddof=1) * poly_scale).tolist(),
+                "eps_poly_std": float(eig.mean(axis=1).std(ddof=1)) * poly_scale,
+                "anisotropy_ratio_std": float((eig[:, -1] / eig[:, 0]).std(ddof=1))
+                * self.spread_scale("anisotropy_ratio"),
             }
+        if self.model.config.gap_input:
+            extra["band_gap_used"] = _finite_or_none(record.fields.get("band_gap")) is not None
         structure = record.structure
         fields = {
             k: record.fields.get(k) for k in _RECORD_FIELDS if record.fields.get(k) is not None
@@ -249,7 +270,7 @@ class Predictor:
                         )
                     )
                     continue
-                graph = self.graph_or_error(record.structure)
+                graph = self.graph_or_error(record.structure, record.fields.get("band_gap"))
                 if isinstance(graph, str):
                     results.append(
                         PredictionFailure(record.material_id, record.formula, graph, record.source)
@@ -277,6 +298,15 @@ class Predictor:
                     k += 1
             if progress is not None:
                 progress(len(chunk))
+
+
+def _finite_or_none(value: object) -> float | None:
+    """A finite float from ``value``, or ``None`` (missing, null, nan or not a number)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
 
 
 def predict_structures(

@@ -1,7 +1,7 @@
 """Ranking descriptors: structural dimensionality, crystal system, and the a_r ordering.
 
 Dimensionality follows the reference paper: bonds from CrystalNN, then Larsen et al.'s
-algorithm gives 0D/1D/2D/3D connectivity (:mod:`anisoscreen.screening.bonding` computes both,
+algorithm gives 0D/1D/2D/3D connectivity (:mod:`anisoscreen.bonding` computes both,
 identical to pymatgen's but ~10x faster). spglib runs once per structure: its 0.1 Å
 dataset gives the crystal system and the symmetry operations the bonding reuses. It still
 costs ~20 ms per cell, so it runs in parallel over cores. robocrys's full text description
@@ -35,9 +35,9 @@ def dimensionality(structure: Structure, dataset=None) -> int | None:
     """Larsen dimensionality (0-3) of the CrystalNN-bonded structure; ``None`` if it fails.
 
     ``dataset``: the structure's spglib dataset, when already computed (see
-    :func:`~anisoscreen.screening.bonding.crystalnn_bonds`).
+    :func:`~anisoscreen.bonding.crystalnn_bonds`).
     """
-    from anisoscreen.screening.bonding import crystalnn_bonds, larsen_dimensionality
+    from anisoscreen.bonding import crystalnn_bonds, larsen_dimensionality
 
     try:
         with warnings.catch_warnings():

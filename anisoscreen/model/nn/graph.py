@@ -9,14 +9,16 @@ batching concatenates graphs and offsets their node indices.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
+from anisoscreen.geometry import depolarisation_tensor
 
 __all__ = ["CrystalGraph", "GraphBatch", "GraphError", "collate", "structure_to_graph"]
 
@@ -45,6 +47,12 @@ class CrystalGraph:
     atom_features
         Optional (N, F) float32 invariant per-atom features (e.g. from a pretrained potential,
         :mod:`anisoscreen.model.atom_features`), for models configured to use them.
+    depolarisation
+        (3, 3) geometric depolarisation of the vacuum the cell holds
+        (:func:`anisoscreen.geometry.depolarisation_tensor`; zero for a dense crystal), used
+        by the laminate read-out.
+    band_gap
+        The structure's band gap in eV where known (``nan`` if not), for models that take it.
     """
 
     atomic_numbers: np.ndarray
@@ -53,6 +61,8 @@ class CrystalGraph:
     edge_vec: np.ndarray
     volume: float
     atom_features: np.ndarray | None = None
+    depolarisation: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
+    band_gap: float = math.nan
 
     @property
     def num_nodes(self) -> int:
@@ -64,9 +74,12 @@ class CrystalGraph:
 
 
 def structure_to_graph(
-    structure: Structure, cutoff: float = DEFAULT_CUTOFF, allow_isolated: bool = False
+    structure: Structure,
+    cutoff: float = DEFAULT_CUTOFF,
+    allow_isolated: bool = False,
+    band_gap: float | None = None,
 ) -> CrystalGraph:
-    """Build the periodic graph of an ordered structure.
+    """Build the periodic graph of an ordered structure (``band_gap`` in eV, if known).
 
     Raises
     ------
@@ -98,6 +111,8 @@ def structure_to_graph(
         edge_dst=centre.astype(np.int64),
         edge_vec=edge_vec,
         volume=float(structure.volume),
+        depolarisation=depolarisation_tensor(structure),
+        band_gap=math.nan if band_gap is None else float(band_gap),
     )
 
 
@@ -113,12 +128,15 @@ class GraphBatch:
     num_graphs: int
     volume: torch.Tensor
     atom_features: torch.Tensor | None = None
+    depolarisation: torch.Tensor | None = None
+    band_gap: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to ``device`` (and cast edge vectors and atom features to ``dtype``)."""
-        features = self.atom_features
-        if features is not None:
-            features = features.to(device=device, dtype=dtype or features.dtype)
+
+        def moved(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value.to(device=device, dtype=dtype or value.dtype)
+
         return GraphBatch(
             self.atomic_numbers.to(device),
             self.edge_src.to(device),
@@ -127,7 +145,9 @@ class GraphBatch:
             self.batch.to(device),
             self.num_graphs,
             self.volume.to(device=device, dtype=dtype or self.volume.dtype),
-            features,
+            moved(self.atom_features),
+            moved(self.depolarisation),
+            moved(self.band_gap),
         )
 
 
@@ -155,4 +175,8 @@ def collate(graphs: Sequence[CrystalGraph], dtype: torch.dtype = torch.float32) 
         num_graphs=len(graphs),
         volume=torch.tensor([g.volume for g in graphs], dtype=dtype),
         atom_features=features,
+        depolarisation=torch.from_numpy(
+            np.stack([g.depolarisation for g in graphs]) if graphs else np.zeros((0, 3, 3))
+        ).to(dtype),
+        band_gap=torch.tensor([g.band_gap for g in graphs], dtype=dtype),
     )

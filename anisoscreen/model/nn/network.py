@@ -17,6 +17,12 @@ Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP
     pulling layers apart dilutes the response as physics says;
   - ``psd_sum_volume``: the same with ``alpha_i = exp(M_i)``, the matrix exponential of the
     atom's ``0e+2e`` output, so every contribution is positive definite and ``eps - I`` is too;
+  - ``psd_laminate_volume`` (v3): the ``psd_sum_volume`` susceptibility ``chi`` mixed with
+    the vacuum the cell holds, ``eps = I + chi (I + D chi)^-1``, ``D`` the geometric
+    depolarisation of :func:`anisoscreen.geometry.depolarisation_tensor`. ``D = 0`` for a
+    dense crystal (exactly ``psd_sum_volume``); for layers padded with vacuum it is the exact
+    laminate: parallel mixing in the plane, series mixing along the normal, so that both
+    ``(eps_par - 1) c`` and ``(1 - 1 / eps_perp) c`` stay constant as the vacuum ``c`` grows;
   - ``psd_square_volume`` (made for the ionic tensor, eps0 = (4 pi / V) sum_m (Z* e_m)(Z* e_m)^T
     / omega_m^2): the output convolution gives ``k x (0e+2e)`` symmetric matrices ``M_ic``
     per atom (Born-charge-like) and ``eps0 = (v0 / V) sum_i sum_c M_ic M_ic^T``, positive
@@ -29,6 +35,11 @@ Design (Lou & Ganose, Faraday Discuss. 2025; Chen et al., Adv. Sci. 2021; NequIP
 * ``target`` says which tensor the network predicts: ``electronic`` (eps_inf), ``ionic``
   (eps0) or ``total`` (eps_inf + eps0). The volume-aware read-outs add the identity for
   ``electronic`` and ``total`` (the vacuum response) and nothing for ``ionic``;
+* optionally (``gap_input``), the band gap: a global invariant, expanded in Gaussians of the
+  gap plus a "known" flag and ``1 / (1 + E_g)`` (Penn: eps - 1 grows like (w_p / E_g)^2),
+  embedded and concatenated to every atom's scalar features. An unknown gap (``nan``) gives
+  all-zero features: trained with gaps dropped at random, the same network is the gap-free
+  model;
 * optionally (``atom_features``), invariant per-atom features of a pretrained potential
   (:mod:`anisoscreen.model.atom_features`), layer-normalised and embedded, are concatenated
   to the scalar node features; being invariant they keep the network equivariant. With an
@@ -67,10 +78,28 @@ from anisoscreen.model.nn.layers import (
 from anisoscreen.model.pretrained_features import split_orders
 from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
 
-__all__ = ["NUM_ELEMENTS", "AnisoNet", "ModelConfig"]
+__all__ = ["NUM_ELEMENTS", "AnisoNet", "ModelConfig", "gap_features", "laminate_susceptibility"]
 
 NUM_ELEMENTS = 118
 _MASS_SCALE = 100.0  # amu; keeps mass-weighted one-hot inputs of order one
+GAP_CENTRES = (0.0, 0.75, 1.5, 2.25, 3.0, 4.0, 5.0, 6.5)
+"""Centres (eV) of the Gaussians that expand the band gap (``gap_input``)."""
+GAP_WIDTH = 0.75
+GAP_FEATURES = len(GAP_CENTRES) + 2  # the Gaussians, the "known" flag and 1 / (1 + gap)
+
+
+def gap_features(band_gap: torch.Tensor) -> torch.Tensor:
+    """(B, GAP_FEATURES) invariant features of per-structure band gaps (``nan``: unknown).
+
+    An unknown gap gives all zeros, which the network learns as "no gap information".
+    """
+    known = torch.isfinite(band_gap)
+    gap = torch.where(known, band_gap, torch.zeros_like(band_gap)).clamp(min=0.0)
+    centres = torch.tensor(GAP_CENTRES, dtype=gap.dtype, device=gap.device)
+    gaussians = torch.exp(-(((gap[:, None] - centres) / GAP_WIDTH) ** 2))
+    features = torch.cat([gaussians, torch.ones_like(gap)[:, None], 1.0 / (1.0 + gap[:, None])], 1)
+    return features * known[:, None].to(gap.dtype)
+
 
 # Cartesian (i, j) of the six components of the scalar (6x0e) read-out.
 _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -127,6 +156,9 @@ class ModelConfig:
         pay for it. Model files without the field load without the head.
     born_scale
         RMS Born-charge component of the training set (the head's output scale).
+    gap_input
+        Take the band gap (eV) as a global input; ``nan`` (unknown) falls back to the
+        gap-free behaviour the network learnt from gaps dropped in training.
     """
 
     mul: int = 48
@@ -138,7 +170,12 @@ class ModelConfig:
     radial_hidden: int = 64
     output: Literal["equivariant", "scalar"] = "equivariant"
     readout: Literal[
-        "mean", "sum_volume", "psd_sum_volume", "psd_square_volume", "psd_outer_volume"
+        "mean",
+        "sum_volume",
+        "psd_sum_volume",
+        "psd_laminate_volume",
+        "psd_square_volume",
+        "psd_outer_volume",
     ] = "mean"
     volume_per_atom: float = 1.0
     avg_num_neighbors: float = 30.0
@@ -150,6 +187,7 @@ class ModelConfig:
     target: Literal["electronic", "ionic", "total"] = "electronic"
     born_head: bool = False
     born_scale: float = 1.0
+    gap_input: bool = False
 
     @property
     def has_identity(self) -> bool:
@@ -163,6 +201,21 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def laminate_susceptibility(chi: torch.Tensor, depolarisation: torch.Tensor | None) -> torch.Tensor:
+    """``chi (I + D chi)^-1`` for (B, 3, 3) susceptibilities (``D = None``: dense, ``chi``).
+
+    Positive definite for positive definite ``chi`` and positive semi-definite ``D``; see
+    :func:`anisoscreen.geometry.laminate_mix` for the physics.
+    """
+    if depolarisation is None:
+        return chi
+    d = depolarisation.to(chi.dtype)
+    eye = torch.eye(3, dtype=chi.dtype, device=chi.device).expand_as(chi)
+    # X (I + D chi) = chi  <=>  (I + chi D) X^T = chi
+    mixed = torch.linalg.solve(eye + chi @ d, chi)
+    return 0.5 * (mixed + mixed.transpose(1, 2))
 
 
 def _polynomial_envelope(x: torch.Tensor) -> torch.Tensor:
@@ -291,6 +344,9 @@ class AnisoNet(nn.Module):
                 )
             self.feature_norm = nn.LayerNorm(width)
             self.feature_embedding = nn.Linear(width, config.embed_dim)
+        if config.gap_input:
+            self.gap_embedding = nn.Linear(GAP_FEATURES, config.embed_dim)
+            channels = {0: channels[0] + config.embed_dim}
         gated_orders = list(range(1, lmax + 1))
         self.convolutions = nn.ModuleList()
         self.gates = nn.ModuleList()
@@ -370,6 +426,12 @@ class AnisoNet(nn.Module):
                 higher = self._equivariant_inputs(blocks)
             pretrained = self.feature_embedding(self.feature_norm(features))
             node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
+        if cfg.gap_input:
+            gaps = graph.band_gap
+            if gaps is None:
+                gaps = torch.full((graph.num_graphs,), math.nan, device=node_scalars.device)
+            embedded = torch.relu(self.gap_embedding(gap_features(gaps.to(dtype))))
+            node_scalars = torch.cat([node_scalars, embedded[batch_index]], dim=1)
         x = {0: node_scalars[:, None, :]}
 
         # edges sorted by destination: each chunk of the edge tensor products then sums into
@@ -433,7 +495,7 @@ class AnisoNet(nn.Module):
 
         shift = x.new_zeros(6)
         shift[0] = cfg.target_shift
-        if cfg.readout == "psd_sum_volume":
+        if cfg.readout in ("psd_sum_volume", "psd_laminate_volume"):
             # alpha_i = exp(M_i): positive definite per atom, so their sum is too
             per_atom = irreps_to_tensor_torch(x * cfg.target_scale + shift)
             x = torch.linalg.matrix_exp(per_atom).flatten(1)
@@ -449,11 +511,20 @@ class AnisoNet(nn.Module):
                 pooled = tensor_to_irreps_torch(tensor)
             return pooled * cfg.target_scale + shift, born
         # eps - I = (v0 / V) sum_i alpha_i = (N v0 / V) mean_i alpha_i (no I for eps0)
-        if cfg.readout == "psd_sum_volume":
+        if cfg.readout in ("psd_sum_volume", "psd_laminate_volume"):
             susceptibility = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
         else:
             susceptibility = pooled * cfg.target_scale + shift
-        return baseline + density[:, None] * susceptibility, born
+        dense = baseline + density[:, None] * susceptibility
+        if cfg.readout == "psd_laminate_volume" and graph.depolarisation is not None:
+            chi = density[:, None, None] * pooled.view(-1, 3, 3)
+            laminate = baseline + tensor_to_irreps_torch(
+                laminate_susceptibility(chi, graph.depolarisation)
+            )
+            # a dense crystal (D = 0) keeps the sum/V read-out bit for bit
+            vacuum = graph.depolarisation.flatten(1).ne(0).any(dim=1)
+            return torch.where(vacuum[:, None], laminate, dense), born
+        return dense, born
 
     def _equivariant_inputs(self, blocks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Node inputs of order l > 0 from pretrained ``(N, 2l+1, c_l)`` feature blocks.

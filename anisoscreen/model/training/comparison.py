@@ -30,10 +30,13 @@ from anisoscreen.model.training.train import prepare_graphs
 
 __all__ = [
     "DILUTION_HEIGHTS",
+    "LAMINATE_LAYERS",
     "ModelVariant",
     "compare_models",
     "dilution_series",
+    "hbn_layer",
     "mos2_layer",
+    "mote2_layer",
     "summary_rows",
 ]
 
@@ -62,10 +65,29 @@ class ModelVariant:
 
 def mos2_layer(c: float) -> Structure:
     """One MoS2 layer (a = 3.19 A, S-Mo-S +-1.565 A) in a hexagonal cell of height ``c``."""
-    half = 1.565 / c
+    return _trilayer("Mo", "S", 3.19, 1.565, c)
+
+
+def mote2_layer(c: float) -> Structure:
+    """One 1H-MoTe2 layer (a = 3.52 A, Te-Mo-Te +-1.80 A) in a hexagonal cell of height ``c``."""
+    return _trilayer("Mo", "Te", 3.52, 1.80, c)
+
+
+def hbn_layer(c: float) -> Structure:
+    """One flat hexagonal BN layer (a = 2.50 A) in a hexagonal cell of height ``c``."""
+    return Structure(Lattice.hexagonal(2.50, c), ["B", "N"], [[0, 0, 0.5], [1 / 3, 2 / 3, 0.5]])
+
+
+LAMINATE_LAYERS = {"MoS2": mos2_layer, "hBN": hbn_layer, "MoTe2": mote2_layer}
+"""The layers of the laminate test: name -> builder of the layer in a cell of height c."""
+
+
+def _trilayer(metal: str, chalcogen: str, a: float, half_height: float, c: float) -> Structure:
+    """A trigonal-prismatic X-M-X layer centred in a hexagonal cell of height ``c``."""
+    half = half_height / c
     return Structure(
-        Lattice.hexagonal(3.19, c),
-        ["Mo", "S", "S"],
+        Lattice.hexagonal(a, c),
+        [metal, chalcogen, chalcogen],
         [[0, 0, 0.5], [1 / 3, 2 / 3, 0.5 + half], [1 / 3, 2 / 3, 0.5 - half]],
     )
 

@@ -116,6 +116,12 @@ def train_model(
         return [graphs[i] for i in idx], targets[idx]
 
     train, validation = subset("train"), subset("validation")
+    exfoliated = _exfoliated_sets(entries, split, train_config, model_config)
+    if exfoliated["validation"][0]:  # model selection sees the layered regime too
+        validation = (
+            [*validation[0], *exfoliated["validation"][0]],
+            np.concatenate([validation[1], exfoliated["validation"][1]]),
+        )
     elements = sorted({int(z) for g in train[0] for z in g.atomic_numbers})
     stats = target_stats(
         train[1], train[0], model_config.readout, target, model_config.outer_channels
@@ -142,6 +148,7 @@ def train_model(
             device=device,
             progress=member_progress,
             born=born,
+            augment=exfoliated["train_groups"],
         )
         if not state.finished:
             return {"finished": False, "seed": seed, "epoch": state.epoch}
@@ -169,6 +176,12 @@ def train_model(
             for seed, st in zip(seeds, states, strict=False)
         ],
     }
+    if exfoliated["test"][0]:
+        slice_graphs, slice_targets = exfoliated["test"]
+        slice_predicted = predict_irreps(networks, slice_graphs, dev).mean(axis=0)
+        result["test_exfoliated"] = metrics(
+            tmath.irreps_to_tensor(slice_predicted), tmath.irreps_to_tensor(slice_targets)
+        )
     if len(networks) > 1:
         single = predict_irreps(networks[:1], test_graphs, dev)[0]
         result["test_single_member"] = metrics(
@@ -213,6 +226,52 @@ def train_model(
     (output_dir / "metrics.json").write_text(json.dumps(metadata, indent=2))
     write_model_card(output_dir / "MODEL_CARD.md", name, version, model_config, metadata)
     return result
+
+
+def _exfoliated_sets(
+    entries: Sequence[Any],
+    split: dict[str, np.ndarray],
+    train_config: TrainConfig,
+    model_config: ModelConfig,
+) -> dict[str, Any]:
+    """Graphs and targets of the exfoliated copies, per split (never mixed across splits).
+
+    ``train_groups`` holds one ``(graphs, targets)`` group per layered training entry (the
+    epoch draws from each); ``validation`` and ``test`` are flat ``(graphs, targets)``.
+    """
+    empty: dict[str, Any] = {
+        "train_groups": [],
+        "validation": ([], np.zeros((0, 6))),
+        "test": ([], np.zeros((0, 6))),
+    }
+    if not train_config.exfoliation_deltas:
+        return empty
+    if model_config.target != "electronic":
+        raise AnisoscreenError("exfoliation augmentation is defined for the electronic tensor")
+    from anisoscreen.model.nn.graph import structure_to_graph
+    from anisoscreen.model.training.exfoliated import exfoliated_copies
+
+    def graphs_of(copies: list[Any]) -> tuple[list[Any], np.ndarray]:
+        graphs = [
+            structure_to_graph(
+                c.structure,
+                model_config.cutoff,
+                allow_isolated=True,
+                band_gap=entries[c.parent].band_gap,
+            )
+            for c in copies
+        ]
+        targets = np.stack([tmath.tensor_to_irreps(c.eps_electronic) for c in copies])
+        return graphs, targets
+
+    out = dict(empty)
+    for key in ("train", "validation", "test"):
+        copies = exfoliated_copies(entries, split[key], train_config.exfoliation_deltas)
+        if key == "train":
+            out["train_groups"] = [graphs_of(group) for group in copies.values()]
+        elif copies:
+            out[key] = graphs_of([c for group in copies.values() for c in group])
+    return out
 
 
 def born_scale(born: Sequence[np.ndarray | None]) -> float:

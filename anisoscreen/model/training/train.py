@@ -84,6 +84,14 @@ class TrainConfig:
         Weight of the log-eigenvalue term.
     huber_delta
         Where the Huber loss turns from quadratic to linear.
+    gap_dropout
+        Probability that a training structure's band gap is hidden in a step, so that a
+        ``gap_input`` model also learns to predict without it (0 = never).
+    exfoliation_deltas
+        Gap openings (angstrom) of the exfoliation augmentation
+        (:mod:`anisoscreen.model.training.exfoliated`; empty = off).
+    exfoliated_per_epoch
+        Exfoliated copies of each layered training entry drawn per epoch.
     born_weight
         Weight of the auxiliary Born-charge loss (:func:`born_loss`; 0 = off). Needs a model
         with the Born head and Born charges for (some of) the training structures; entries
@@ -103,6 +111,9 @@ class TrainConfig:
     log_eig_weight: float = 10.0
     huber_delta: float = 1.0
     born_weight: float = 0.0
+    gap_dropout: float = 0.0
+    exfoliation_deltas: tuple[float, ...] = ()
+    exfoliated_per_epoch: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -168,10 +179,14 @@ def prepare_graphs(
 ) -> list[CrystalGraph]:
     """Graphs of the training structures (isolated atoms allowed: they keep self-connection).
 
-    With ``atom_features``, each graph also gets that pretrained feature set, computed once
-    and kept in ``feature_cache`` (an ``.npz`` keyed by structure hash).
+    Each graph carries its entry's band gap (``nan`` where unknown). With ``atom_features``,
+    each graph also gets that pretrained feature set, computed once and kept in
+    ``feature_cache`` (an ``.npz`` keyed by structure hash).
     """
-    graphs = [structure_to_graph(e.structure, cutoff, allow_isolated=True) for e in entries]
+    graphs = [
+        structure_to_graph(e.structure, cutoff, allow_isolated=True, band_gap=e.band_gap)
+        for e in entries
+    ]
     if atom_features:
         from anisoscreen.model.atom_features import cached_features
         from anisoscreen.schemas import structure_id
@@ -206,7 +221,14 @@ def target_stats(
     if readout != "mean":
         density = np.array([g.num_nodes * volume_per_atom / g.volume for g in graphs])
         identity = tmath.tensor_to_irreps(np.eye(3)) * float(target != "ionic")
-        values = (values - identity) / density[:, None]
+        values = values - identity
+        if readout == "psd_laminate_volume":
+            # undo the vacuum mixing: chi = (I - Y D)^-1 Y for Y = eps - I
+            mixed = tmath.irreps_to_tensor(values)
+            depolarisation = np.stack([g.depolarisation for g in graphs])
+            chi = np.linalg.solve(np.eye(3) - mixed @ depolarisation, mixed)
+            values = tmath.tensor_to_irreps(0.5 * (chi + np.swapaxes(chi, 1, 2)))
+        values = values / density[:, None]
         if readout in ("psd_outer_volume", "psd_square_volume"):
             per_atom_poly = np.trace(tmath.irreps_to_tensor(values), axis1=1, axis2=2) / 3.0
             return {
@@ -215,7 +237,7 @@ def target_stats(
                 "avg_num_neighbors": float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
                 "volume_per_atom": volume_per_atom,
             }
-        if readout == "psd_sum_volume":
+        if readout in ("psd_sum_volume", "psd_laminate_volume"):
             # log of the per-atom susceptibility, eigenvalues floored away from zero
             lam, vec = np.linalg.eigh(tmath.irreps_to_tensor(values))
             log_tensor = np.einsum("nij,nj,nkj->nik", vec, np.log(np.clip(lam, 1e-2, None)), vec)
@@ -352,6 +374,28 @@ def _loss(
     return total / max(count, 1)
 
 
+def _epoch_examples(
+    graphs: list[CrystalGraph],
+    targets: np.ndarray,
+    augment: Sequence[tuple[list[CrystalGraph], np.ndarray]],
+    config: TrainConfig,
+    epoch: int,
+) -> tuple[list[CrystalGraph], np.ndarray]:
+    """The training examples of one epoch: all of ``graphs`` plus draws from ``augment``."""
+    if not augment or config.exfoliated_per_epoch <= 0:
+        return graphs, targets
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    extra_graphs, extra_targets = [], []
+    for group_graphs, group_targets in augment:
+        count = min(config.exfoliated_per_epoch, len(group_graphs))
+        for k in rng.choice(len(group_graphs), size=count, replace=False):
+            extra_graphs.append(group_graphs[int(k)])
+            extra_targets.append(group_targets[int(k)])
+    if not extra_graphs:
+        return graphs, targets
+    return [*graphs, *extra_graphs], np.concatenate([targets, np.stack(extra_targets)])
+
+
 def fit(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -361,8 +405,13 @@ def fit(
     device: str = "auto",
     progress: Callable[[dict[str, float]], None] | None = None,
     born: tuple[Sequence[np.ndarray | None], Sequence[np.ndarray | None]] | None = None,
+    augment: Sequence[tuple[list[CrystalGraph], np.ndarray]] = (),
 ) -> tuple[AnisoNet, TrainState]:
     """Train one network, resuming from ``checkpoint`` if it exists.
+
+    ``augment`` holds groups of extra training examples (the exfoliated copies of one
+    layered entry each); every epoch adds ``train_config.exfoliated_per_epoch`` of each
+    group, drawn from ``(seed, epoch)`` alone so a resumed run sees the same epochs.
 
     With ``train_config.born_weight > 0``, ``born`` holds the per-structure Born charges
     (or ``None``) of the training and validation structures, and the loss adds
@@ -404,6 +453,8 @@ def fit(
     use_born = train_config.born_weight > 0
     if use_born and (born is None or model.born_head is None):
         raise ValueError("born_weight > 0 needs a model with born_head and the Born charges")
+    if use_born and augment:
+        raise ValueError("the Born-charge loss and exfoliation augmentation do not combine")
     started = time.perf_counter()
     while not state.stopped_early and state.epoch < train_config.max_epochs:
         if train_config.time_limit and time.perf_counter() - started > train_config.time_limit:
@@ -411,12 +462,21 @@ def fit(
         epoch_start = time.perf_counter()
         model.train()
         running, seen, born_running, born_atoms = 0.0, 0, 0.0, 0
+        epoch_graphs, epoch_targets = _epoch_examples(
+            train_graphs, train_targets, augment, train_config, state.epoch
+        )
+        hidden_gaps = (
+            np.random.default_rng([train_config.seed, state.epoch, 2]).random(len(epoch_graphs))
+            < train_config.gap_dropout
+        )
         for idx in _batches(
-            len(train_graphs), train_config.batch_size, train_config.seed, state.epoch
+            len(epoch_graphs), train_config.batch_size, train_config.seed, state.epoch
         ):
-            batch_graphs = [train_graphs[i] for i in idx]
+            batch_graphs = [epoch_graphs[i] for i in idx]
             batch = collate(batch_graphs).to(dev)
-            target = torch.as_tensor(train_targets[idx], dtype=torch.float32, device=dev)
+            if batch.band_gap is not None and hidden_gaps[idx].any():
+                batch.band_gap[torch.as_tensor(hidden_gaps[idx], device=dev)] = math.nan
+            target = torch.as_tensor(epoch_targets[idx], dtype=torch.float32, device=dev)
             if use_born:
                 assert born is not None
                 predicted, born_predicted = model.forward_with_born(batch)

@@ -47,8 +47,10 @@ from scipy.spatial import ConvexHull, QhullError, Voronoi
 
 __all__ = [
     "Bond",
+    "BondedComponent",
     "FastCrystalNN",
     "FastVoronoiNN",
+    "bonded_components",
     "crystalnn_bonds",
     "larsen_dimensionality",
     "symmetric_nn_info",
@@ -558,13 +560,40 @@ def crystalnn_bonds(structure: Structure, symprec: float = 0.01, dataset=None) -
     ]
 
 
-def larsen_dimensionality(n_sites: int, bonds: list[Bond]) -> int:
-    """Largest dimensionality (0-3) of the bonded components of a periodic structure.
+@dataclass
+class BondedComponent:
+    """One connected component of a periodic bond network.
 
-    A connected component is walked once, giving each site the lattice image it is reached
-    in; every bond then closes a cycle whose net translation ``image(i) + t - image(j)`` maps
-    the component onto itself. The rank of those translations is the component's
-    dimensionality (Larsen et al. 2019), 0 for a molecule and 3 for a framework.
+    Attributes
+    ----------
+    sites
+        Indices of the component's sites.
+    images
+        ``images[k]``: the lattice image (integer vector) in which ``sites[k]`` is reached
+        from the component's first site; ``frac + images`` unwraps the component.
+    translations
+        Integer lattice translations that map the component onto itself (its cycles); their
+        rank is the component's dimensionality.
+    """
+
+    sites: list[int]
+    images: list[tuple[int, int, int]]
+    translations: list[tuple[int, int, int]]
+
+    @property
+    def dimensionality(self) -> int:
+        """Rank of the self-translations: 0 (molecule) to 3 (framework)."""
+        if not self.translations:
+            return 0
+        return int(np.linalg.matrix_rank(np.array(sorted(self.translations), dtype=float)))
+
+
+def bonded_components(n_sites: int, bonds: list[Bond]) -> list[BondedComponent]:
+    """The connected components of a periodic structure's bond list.
+
+    A component is walked once, giving each site the lattice image it is reached in; every
+    bond then closes a cycle whose net translation ``image(i) + t - image(j)`` maps the
+    component onto itself (Larsen et al. 2019), in O(bonds).
     """
     # plain int tuples: a bond list is short, and numpy's per-call cost would dominate
     adjacency: list[list[tuple[int, int, int, int]]] = [[] for _ in range(n_sites)]
@@ -572,12 +601,12 @@ def larsen_dimensionality(n_sites: int, bonds: list[Bond]) -> int:
         adjacency[i].append((j, a, b, c))
         adjacency[j].append((i, -a, -b, -c))
     offset: list[tuple[int, int, int] | None] = [None] * n_sites
-    best = 0
+    components = []
     for root in range(n_sites):
         if offset[root] is not None:
             continue
         offset[root] = (0, 0, 0)
-        queue, cycles = deque([root]), set()
+        queue, cycles, members = deque([root]), set(), [root]
         while queue:
             i = queue.popleft()
             x, y, z = cast(tuple[int, int, int], offset[i])
@@ -587,12 +616,25 @@ def larsen_dimensionality(n_sites: int, bonds: list[Bond]) -> int:
                 if known is None:
                     offset[j] = reached
                     queue.append(j)
+                    members.append(j)
                 elif reached != known:
                     cycles.add(
                         (reached[0] - known[0], reached[1] - known[1], reached[2] - known[2])
                     )
-        if cycles:
-            best = max(best, int(np.linalg.matrix_rank(np.array(sorted(cycles), dtype=float))))
-        if best == 3:
-            break
-    return best
+        components.append(
+            BondedComponent(
+                sites=members,
+                images=[cast(tuple[int, int, int], offset[m]) for m in members],
+                translations=sorted(cycles),
+            )
+        )
+    return components
+
+
+def larsen_dimensionality(n_sites: int, bonds: list[Bond]) -> int:
+    """Largest dimensionality (0-3) of the bonded components of a periodic structure.
+
+    The rank of each component's self-translations (:func:`bonded_components`) is its
+    dimensionality (Larsen et al. 2019), 0 for a molecule and 3 for a framework.
+    """
+    return max((c.dimensionality for c in bonded_components(n_sites, bonds)), default=0)
