@@ -78,6 +78,7 @@ from anisoscreen.candidates.bounded_http import (
 from anisoscreen.candidates.json_cache import read_json_gz, write_json_gz_atomic
 from anisoscreen.candidates.paging_guard import PagingGuard, page_limit_from
 from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning, SourceError
+from anisoscreen.handedness import right_handed
 from anisoscreen.safe_text import safe_text
 from anisoscreen.schemas import CandidateDoc
 
@@ -667,7 +668,7 @@ class OptimadeFetch:
         features = attributes.get("structure_features") or []
         if set(features) & set(EXCLUDED_FEATURES):
             raise ValueError(f"disordered structure ({', '.join(features)})")
-        structure = OptimadeStructure(_complete(entry)).as_pymatgen
+        structure = right_handed(OptimadeStructure(_complete(entry)).as_pymatgen)
         if not structure.is_ordered:
             raise ValueError("disordered structure (partial occupancy)")
         return CandidateDoc.from_structure(
