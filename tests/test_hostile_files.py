@@ -236,3 +236,42 @@ def test_an_overlong_json_line_is_one_failure_and_the_next_lines_are_read(tmp_pa
     assert [r.material_id for r in records] == ["pool.jsonl#1", "mp-1"]
     assert records[0].error == "unreadable JSON: a line is longer than 1048576 characters"
     assert records[1].structure is not None and peak < 8 * 2**20
+
+
+@pytest.mark.slow
+def test_run_screen_on_a_folder_lists_the_crafted_cif_and_screens_the_rest(folder, tmp_path):
+    (folder / "[red]x.cif").write_text("not a cif\x1b[2J")
+    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    env = {**os.environ, "COLUMNS": "250"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, "run-screen", "--source", str(folder), "--include-known"]
+        + ["--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 3, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(
+        line.strip().startswith("b-crafted.cif: unreadable structure file: the CIF expands")
+        for line in lines
+    )
+    assert any(line.strip().startswith("[red]x.cif: unreadable") for line in lines)
+    assert "\x1b" not in out.stdout
+    assert out.stderr.strip().splitlines()[-1].startswith("error: 2 of 4 records failed")
+
+
+@pytest.mark.slow
+def test_a_left_handed_cell_is_predicted_as_its_right_handed_twin():
+    from anisoscreen.model.inference import PredictionFailure, predict_structures
+
+    right = rocksalt().scale_lattice(80.0)
+    left = Structure(
+        Lattice(right.lattice.matrix * np.array([[1], [1], [-1]])),
+        right.species,
+        right.frac_coords * np.array([1, 1, -1]),
+    )
+    docs = predict_structures([right, left])
+    assert not any(isinstance(d, PredictionFailure) for d in docs), docs
+    assert np.allclose(docs[0].dielectric_tensor, docs[1].dielectric_tensor, atol=1e-6)
