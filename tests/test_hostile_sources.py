@@ -216,8 +216,8 @@ def test_a_loop_cached_by_an_older_version_is_cut_off_not_resumed(serve, tmp_pat
     assert json.loads((folder / "state.json").read_text())["complete"]
 
 
-def trickle(headers_first: bool):
-    """An answer that sends one byte every 0.1 s (after the headers, or within them)."""
+def trickle(headers_first: bool, pause: float = 0.1):
+    """An answer that sends one byte every ``pause`` s (after the headers, or within them)."""
 
     def answer(handler: Handler) -> None:
         try:
@@ -227,10 +227,9 @@ def trickle(headers_first: bool):
                 handler.end_headers()
             else:
                 handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            while not handler.server.closing.is_set():
+            while not handler.server.closing.wait(pause):
                 handler.wfile.write(b"a" if not headers_first else b" ")
                 handler.wfile.flush()
-                time.sleep(0.1)
         except OSError:
             pass
 
@@ -246,6 +245,15 @@ def test_a_trickling_server_is_cut_off_by_the_deadline_per_request(serve, tmp_pa
         fetch_all(server, tmp_path, retry)
     assert time.monotonic() - started < 4.0  # two attempts of 1 s, not 5 s reads for ever
     assert len(server.requests) == 2
+
+
+def test_a_body_that_stalls_past_the_read_timeout_is_a_transient_failure(serve, tmp_path):
+    server = serve(lambda server, n: trickle(True, pause=60.0))
+    retry = RetryPolicy(retries=1, backoff=0.0, timeout=0.3, deadline=30.0, sleep=lambda s: None)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"after 2 attempts: ReadTimeoutError"):
+        fetch_all(server, tmp_path, retry)
+    assert time.monotonic() - started < 5.0 and len(server.requests) == 2
 
 
 @pytest.mark.parametrize("announced", [True, False], ids=["content-length", "streamed"])

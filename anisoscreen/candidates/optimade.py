@@ -366,6 +366,19 @@ class _TransientError(Exception):
         self.wait = wait
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import urllib3
+
+    return (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+        urllib3.exceptions.HTTPError,  # a body read one socket read at a time raises these
+    )
+
+
 def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
     """GET ``url`` as JSON, retrying transient failures; a 4xx is a clean error at once.
 
@@ -376,6 +389,7 @@ def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
     import requests
 
     shown = safe_text(url, 200)
+    transient = (*_transient_errors(), DeadlineExceededError)
     for attempt in range(retry.retries + 1):
         try:
             try:
@@ -386,8 +400,12 @@ def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
                     deadline=retry.deadline,
                     max_bytes=retry.max_bytes,
                 )
-            except (requests.ConnectionError, requests.Timeout, DeadlineExceededError) as exc:
+            except transient as exc:
                 raise _TransientError(f"{type(exc).__name__}: {safe_text(exc)}") from None
+            except requests.RequestException as exc:  # e.g. a next link that is no URL
+                raise SourceError(
+                    f"OPTIMADE request {shown} failed: {type(exc).__name__}: {safe_text(exc)}"
+                ) from None
             except ReplyTooLargeError as exc:
                 raise SourceError(
                     f"OPTIMADE request {shown} failed: the answer is larger than the "
