@@ -376,6 +376,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
         requests.exceptions.ChunkedEncodingError,
         requests.exceptions.ContentDecodingError,
         urllib3.exceptions.HTTPError,  # a body read one socket read at a time raises these
+        DeadlineExceededError,
     )
 
 
@@ -389,7 +390,7 @@ def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
     import requests
 
     shown = safe_text(url, 200)
-    transient = (*_transient_errors(), DeadlineExceededError)
+    transient = _transient_errors()
     for attempt in range(retry.retries + 1):
         try:
             try:
