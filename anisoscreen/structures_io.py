@@ -11,7 +11,7 @@ one line at a time, so memory does not grow with the number of records in a file
 Hostile files fail alone, with their own error: one record (a list element, an object, a
 line) longer than ``MAX_RECORD_CHARS`` characters is an error before it is held in memory;
 a CIF that would expand to more than ``cif_bounds.MAX_CIF_SITES`` sites is refused before
-the expansion; a structure file larger than ``MAX_STRUCTURE_FILE_BYTES`` is not read; and
+the expansion; a CIF or POSCAR longer than ``MAX_STRUCTURE_FILE_CHARS`` is not read; and
 parsing one structure file may take at most ``PARSE_SECONDS`` (main thread only, see
 :mod:`anisoscreen.time_limit`). Structure dicts are read without monty's decoder
 (:func:`structure_from_dict`), left-handed cells are made right-handed
@@ -51,8 +51,8 @@ _READ_CHARS = 1 << 16
 """Characters read at a time when streaming a JSON list."""
 MAX_RECORD_CHARS = 16 * 2**20
 """Longest record (list element, object or line) of a record file, in characters."""
-MAX_STRUCTURE_FILE_BYTES = 20 * 2**20
-"""Largest CIF or POSCAR file read (vasprun.xml files are not capped)."""
+MAX_STRUCTURE_FILE_CHARS = 20 * 2**20
+"""Most characters (decompressed) of a CIF or POSCAR file (vasprun.xml files are not capped)."""
 PARSE_SECONDS = 60.0
 """Most seconds spent parsing one structure file."""
 _STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".cif.gz", ".vasp.gz")
@@ -307,21 +307,23 @@ def iter_json_lines_records(path: Path) -> Iterator[StructureRecord]:
 
 
 def _parse_structure_file(path: Path) -> Structure:
-    """The structure of a CIF, POSCAR or vasprun file, with the size checks done first."""
-    is_cif = path.name.lower().endswith((".cif", ".cif.gz"))
-    if not path.name.startswith("vasprun"):
-        size = path.stat().st_size
-        if size > MAX_STRUCTURE_FILE_BYTES:
-            raise ValueError(
-                f"the file has {size} bytes, more than the {MAX_STRUCTURE_FILE_BYTES} read from "
-                "one structure file"
-            )
-    if not is_cif:
+    """The structure of a CIF, POSCAR or vasprun file, with the size checks done first.
+
+    CIF and POSCAR text (decompressed) is read up to ``MAX_STRUCTURE_FILE_CHARS``; a CIF's
+    site bound is checked before pymatgen expands it. vasprun.xml files are parsed as they
+    are (pymatgen streams them).
+    """
+    if path.name.startswith("vasprun"):
         return Structure.from_file(path)
     with _open_text(path) as handle:
-        text = handle.read(MAX_STRUCTURE_FILE_BYTES + 1)
-    if len(text) > MAX_STRUCTURE_FILE_BYTES:
-        raise ValueError(f"the CIF holds more than {MAX_STRUCTURE_FILE_BYTES} characters")
+        text = handle.read(MAX_STRUCTURE_FILE_CHARS + 1)
+    if len(text) > MAX_STRUCTURE_FILE_CHARS:
+        raise ValueError(
+            f"the file holds more than {MAX_STRUCTURE_FILE_CHARS} characters, more than is "
+            "read from one structure file"
+        )
+    if not path.name.lower().endswith((".cif", ".cif.gz")):
+        return Structure.from_file(path)  # as before (a POTCAR beside it may name the species)
     problem = cif_size_error(text)
     if problem is not None:
         raise ValueError(problem)

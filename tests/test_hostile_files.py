@@ -275,3 +275,17 @@ def test_a_left_handed_cell_is_predicted_as_its_right_handed_twin():
     docs = predict_structures([right, left])
     assert not any(isinstance(d, PredictionFailure) for d in docs), docs
     assert np.allclose(docs[0].dielectric_tensor, docs[1].dielectric_tensor, atol=1e-6)
+
+
+def test_a_structure_file_longer_than_the_cap_is_refused_in_bounded_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(structures_io, "MAX_STRUCTURE_FILE_CHARS", 2**20)
+    with gzip.open(tmp_path / "bomb.vasp.gz", "wb", compresslevel=1) as handle:
+        handle.write(b"0" * (32 * 2**20))  # 32 MB once decompressed
+    (tmp_path / "big.cif").write_text(crafted_cif(1) + "#" * 2**21 + "\n")
+    records, peak = peak_bytes(lambda: read_structure_inputs([tmp_path]))
+    assert [r.material_id for r in records] == ["big.cif", "bomb.vasp.gz"]
+    for record in records:
+        assert record.error.endswith(
+            "the file holds more than 1048576 characters, more than is read from one structure file"
+        )
+    assert peak < 8 * 2**20
