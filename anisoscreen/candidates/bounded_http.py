@@ -11,6 +11,7 @@ An abandoned worker stops at its next read and keeps nothing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,8 @@ class HttpReply:
     """A complete answer: status, headers and body (at most the byte cap)."""
 
     status_code: int
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The response's headers (``requests``' case-insensitive mapping)."""
     body: bytes = b""
 
     @property
@@ -102,7 +104,7 @@ def bounded_get(
             with session.get(url, timeout=read_timeout, stream=True) as response:
                 body = _read(response, max_bytes, cancelled)
                 if body is not None:
-                    outcome["reply"] = HttpReply(response.status_code, dict(response.headers), body)
+                    outcome["reply"] = HttpReply(response.status_code, response.headers, body)
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
         finally:
