@@ -600,7 +600,7 @@ class OptimadeFetch:
                     f"OPTIMADE source {self.provider.name}: a page's data is not a list"
                 )
             number = state["pages"]
-            meta = body.get("meta") or {}
+            meta = _mapping(body.get("meta"))
             if number == 0:
                 guard.max_pages = page_limit_from(meta.get("data_returned"), len(entries))
                 state["max_pages"] = guard.max_pages
@@ -609,7 +609,7 @@ class OptimadeFetch:
                 self._stop(folder, state, number, problem)
                 return
             guard.fetched(url)
-            next_link = (body.get("links") or {}).get("next")
+            next_link = _mapping(body.get("links")).get("next")
             if isinstance(next_link, dict):
                 next_link = next_link.get("href")
             if not isinstance(next_link, str):
@@ -719,6 +719,10 @@ def _complete(entry: dict[str, Any]) -> dict[str, Any]:
             attributes[name] = None
     attributes.setdefault("last_modified", None)
     return {"id": str(entry.get("id")), "type": "structures", "attributes": attributes}
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _entry_ids(entries: list[Any]) -> list[str]:
