@@ -14,6 +14,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from anisoscreen import __version__
@@ -25,6 +26,7 @@ from anisoscreen.commands.common import (
     settings_from_options,
 )
 from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning, ExitCode, exit_code_help
+from anisoscreen.safe_text import safe_text
 
 DEBUG_ENV = "ANISOSCREEN_DEBUG"
 
@@ -150,13 +152,18 @@ def _debug() -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The message on one line, without control characters, and safe from rich markup."""
+    return escape(safe_text(exc, limit=4000)) or type(exc).__name__
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings about the user's input as one ``warning:`` line; others as Python prints them."""
     if issubclass(category, AnisoscreenWarning) and not _debug():
-        err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(safe_text(message, limit=4000))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 

@@ -5,8 +5,9 @@ failure (``predict`` writes an ``error`` line, ``run-screen`` lists it among the
 failures) and never stops the batch. The rules, in the order they are checked:
 
 1. **finite numbers**: every lattice component and coordinate is finite (no NaN or inf);
-2. **volume**: the cell volume is positive and at least ``MIN_VOLUME_PER_ATOM`` Å³ per atom
-   (dense solids have 5–6 Å³ per atom; 1 Å³ per atom gives nonsense such as ε ≈ 386);
+2. **volume**: the cell volume (``|det|``: a left-handed cell is as valid as a right-handed
+   one) is positive and at least ``MIN_VOLUME_PER_ATOM`` Å³ per atom (dense solids have
+   5–6 Å³ per atom; 1 Å³ per atom gives nonsense such as ε ≈ 386);
 3. **interatomic distance**: no two atoms (periodic images included) closer than
    ``MIN_DISTANCE`` Å (the shortest bond, H–H, is 0.74 Å);
 4. **vacuum** (slabs, wires and isolated molecules in a box): along each lattice-plane
@@ -79,7 +80,7 @@ def _finite(structure: Structure) -> StructureProblem | None:
 
 
 def _volume(structure: Structure) -> StructureProblem | None:
-    volume = float(np.linalg.det(structure.lattice.matrix))
+    volume = abs(float(np.linalg.det(structure.lattice.matrix)))  # a left-handed cell is valid
     if not volume > 1e-8:
         return StructureProblem(
             "volume", f"the cell volume is {volume:.3g} Å³; the lattice vectors must span 3D"

@@ -44,6 +44,13 @@ Resuming: each fetched page is written atomically to
 that is interrupted restarts from the saved ``links.next``; pages already on disk are read
 back, never fetched again, and entries are de-duplicated by id. Transient HTTP failures
 (connection errors, timeouts, 429 and 5xx) are retried with exponential back-off.
+
+A hostile or broken provider cannot make a fetch run for ever: every request must deliver its
+whole answer within a deadline and under a byte cap
+(:mod:`anisoscreen.candidates.bounded_http`), paging stops with a warning at a loop or at
+more pages than the provider announced (:mod:`anisoscreen.candidates.paging_guard`), and
+the stop is saved, so a rerun reads the pages kept and fetches nothing. The server's text
+reaches messages only through :func:`anisoscreen.safe_text.safe_text`.
 """
 
 from __future__ import annotations
@@ -55,14 +62,24 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from anisoscreen.candidates.bounded_http import (
+    DeadlineExceededError,
+    HttpReply,
+    ReplyTooLargeError,
+    bounded_get,
+)
 from anisoscreen.candidates.json_cache import read_json_gz, write_json_gz_atomic
-from anisoscreen.errors import AnisoscreenError
+from anisoscreen.candidates.paging_guard import PagingGuard, page_limit_from
+from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning, SourceError
+from anisoscreen.handedness import right_handed
+from anisoscreen.safe_text import safe_text
 from anisoscreen.schemas import CandidateDoc
 
 __all__ = [
@@ -97,6 +114,8 @@ GENERIC_STABILITY = ("energy_above_hull", "e_above_hull", "hull_distance")
 GENERIC_BAND_GAP = ("band_gap", "bandgap")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$")
 _MP_ID = re.compile(r"^(mp|mvc)-\d+$")
+MAX_DETAIL = 4000
+"""Characters of a server's error text kept (it is cut further where it is shown)."""
 
 
 @dataclass(frozen=True)
@@ -316,7 +335,11 @@ class RetryPolicy:
     backoff
         Attempt ``k`` waits ``backoff * 2**k`` seconds (or the server's ``Retry-After``).
     timeout
-        Seconds per request.
+        Seconds to connect, and for each wait for bytes.
+    deadline
+        Seconds for a whole answer (a server that trickles bytes is cut off).
+    max_bytes
+        Largest page accepted, in bytes (a larger one is an error, not retried).
     sleep
         The waiting function.
     """
@@ -324,6 +347,8 @@ class RetryPolicy:
     retries: int = 5
     backoff: float = 1.0
     timeout: float = 60.0
+    deadline: float = 300.0
+    max_bytes: int = 32 * 2**20
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -331,7 +356,7 @@ class OptimadeRequestError(AnisoscreenError):
     """The provider rejected a request (HTTP 4xx other than 429); ``detail`` says why."""
 
     def __init__(self, url: str, detail: str) -> None:
-        super().__init__(f"OPTIMADE request {url} failed: {detail}")
+        super().__init__(f"OPTIMADE request {safe_text(url, 200)} failed: {safe_text(detail)}")
         self.detail = detail
 
 
@@ -341,16 +366,52 @@ class _TransientError(Exception):
         self.wait = wait
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import urllib3
+
+    return (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+        urllib3.exceptions.HTTPError,  # a body read one socket read at a time raises these
+        DeadlineExceededError,
+    )
+
+
 def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
-    """GET ``url`` as JSON, retrying transient failures; a 4xx is a clean error at once."""
+    """GET ``url`` as JSON, retrying transient failures; a 4xx is a clean error at once.
+
+    Every attempt must deliver its whole answer within ``retry.deadline`` seconds and
+    ``retry.max_bytes`` bytes; the server's text reaches messages only through
+    :func:`~anisoscreen.safe_text.safe_text`.
+    """
     import requests
 
+    shown = safe_text(url, 200)
+    transient = _transient_errors()
     for attempt in range(retry.retries + 1):
         try:
             try:
-                response = session.get(url, timeout=retry.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _TransientError(f"{type(exc).__name__}: {exc}") from None
+                response = bounded_get(
+                    session,
+                    url,
+                    read_timeout=retry.timeout,
+                    deadline=retry.deadline,
+                    max_bytes=retry.max_bytes,
+                )
+            except transient as exc:
+                raise _TransientError(f"{type(exc).__name__}: {safe_text(exc)}") from None
+            except requests.RequestException as exc:  # e.g. a next link that is no URL
+                raise SourceError(
+                    f"OPTIMADE request {shown} failed: {type(exc).__name__}: {safe_text(exc)}"
+                ) from None
+            except ReplyTooLargeError as exc:
+                raise SourceError(
+                    f"OPTIMADE request {shown} failed: the answer is larger than the "
+                    f"{retry.max_bytes / 2**20:g} MiB cap per page ({exc})"
+                ) from None
             if response.status_code == 429 or response.status_code >= 500:
                 after = response.headers.get("Retry-After")
                 wait = float(after) if after and after.isdigit() else None
@@ -358,13 +419,16 @@ def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
             if response.status_code >= 400:
                 raise OptimadeRequestError(url, _error_detail(response))
             try:
-                return response.json()
+                body = response.json()
             except ValueError as exc:
-                raise _TransientError(f"invalid JSON: {exc}") from None
+                raise _TransientError(f"invalid JSON: {safe_text(exc)}") from None
+            if not isinstance(body, dict):
+                raise _TransientError("invalid JSON: not an object")
+            return body
         except _TransientError as exc:
             if attempt == retry.retries:
-                raise AnisoscreenError(
-                    f"OPTIMADE request {url} failed after {retry.retries + 1} attempts: {exc}"
+                raise SourceError(
+                    f"OPTIMADE request {shown} failed after {retry.retries + 1} attempts: {exc}"
                 ) from None
             wait = exc.wait if exc.wait is not None else retry.backoff * 2**attempt
             LOGGER.warning("OPTIMADE request failed (%s); retrying in %.1f s", exc, wait)
@@ -372,11 +436,13 @@ def _get_json(session: Any, url: str, retry: RetryPolicy) -> dict[str, Any]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _error_detail(response: Any) -> str:
+def _error_detail(response: HttpReply) -> str:
+    """The server's reason for a 4xx (raw: it is made safe where it is shown)."""
     try:
         errors = response.json().get("errors") or []
-        return "; ".join(str(e.get("detail") or e.get("title")) for e in errors) or response.text
-    except ValueError:
+        text = "; ".join(str(e.get("detail") or e.get("title")) for e in errors)
+        return text[:MAX_DETAIL] or response.text[:MAX_DETAIL]
+    except (ValueError, AttributeError):
         return f"HTTP {response.status_code}"
 
 
@@ -501,17 +567,27 @@ class OptimadeFetch:
             _write_state(state_file, state)
         LOGGER.info("OPTIMADE filter for %s: %s", self.provider.name, text)
         seen: set[str] = set()
+        guard = PagingGuard(
+            state.get("max_pages") or page_limit_from(state["total"], state.get("page_size") or 0),
+            set(state.get("links") or ()),
+        )
         for number in range(state["pages"]):
-            yield self._page(
-                number, read_json_gz(folder / f"page-{number:06d}.json.gz"), fields, seen, True
-            )
+            entries = read_json_gz(folder / f"page-{number:06d}.json.gz")
+            problem = guard.page_problem(number, _entry_ids(entries))
+            if problem is not None:  # a loop cached before the guard existed: cut it off
+                self._stop(folder, state, number, problem)
+                return
+            yield self._page(number, entries, fields, seen, True)
             if progress:
                 progress(number + 1, _page_total(state))
+        if state.get("stopped"):
+            self._warn_stopped(folder, state)
         while not state["complete"]:
+            url = state["next"]
             try:
-                body = _get_json(self.session, state["next"], self.retry)
+                body = _get_json(self.session, url, self.retry)
             except OptimadeRequestError as exc:
-                smaller = _smaller_page_limit(state["next"], exc.detail)
+                smaller = _smaller_page_limit(url, exc.detail)
                 if state["pages"] or smaller is None:
                     raise
                 # the provider caps the page size below ours: ask for what it allows
@@ -519,23 +595,60 @@ class OptimadeFetch:
                 _write_state(state_file, state)
                 continue
             entries = body.get("data") or []
+            if not isinstance(entries, list):
+                raise SourceError(
+                    f"OPTIMADE source {self.provider.name}: a page's data is not a list"
+                )
             number = state["pages"]
-            write_json_gz_atomic(folder / f"page-{number:06d}.json.gz", entries)
-            meta = body.get("meta") or {}
-            next_link = (body.get("links") or {}).get("next")
+            meta = _mapping(body.get("meta"))
+            if number == 0:
+                guard.max_pages = page_limit_from(meta.get("data_returned"), len(entries))
+                state["max_pages"] = guard.max_pages
+            problem = guard.page_problem(number, _entry_ids(entries))
+            if problem is not None:
+                self._stop(folder, state, number, problem)
+                return
+            guard.fetched(url)
+            next_link = _mapping(body.get("links")).get("next")
             if isinstance(next_link, dict):
                 next_link = next_link.get("href")
+            if not isinstance(next_link, str):
+                next_link = None
+            write_json_gz_atomic(folder / f"page-{number:06d}.json.gz", entries)
+            stopped = guard.next_problem(next_link)
             state.update(
                 pages=number + 1,
-                next=next_link,
+                next=None if stopped else next_link,
                 total=meta.get("data_returned", state["total"]),
                 page_size=state.get("page_size") or len(entries),
-                complete=not next_link or not entries,
+                complete=not next_link or not entries or stopped is not None,
+                links=sorted(guard.links),
+                stopped=stopped,
             )
             _write_state(state_file, state)
             yield self._page(number, entries, fields, seen, False)
             if progress:
                 progress(number + 1, _page_total(state))
+            if stopped:
+                self._warn_stopped(folder, state)
+
+    def _stop(self, folder: Path, state: dict[str, Any], pages: int, reason: str) -> None:
+        """End a fetch for good after ``pages`` pages: a rerun reads those and fetches none."""
+        for extra in folder.glob("page-*.json.gz"):
+            if int(extra.name[5:11]) >= pages:
+                extra.unlink()
+        state.update(pages=pages, next=None, complete=True, stopped=reason)
+        _write_state(folder / "state.json", state)
+        self._warn_stopped(folder, state)
+
+    def _warn_stopped(self, folder: Path, state: dict[str, Any]) -> None:
+        warnings.warn(
+            f"OPTIMADE source {self.provider.name}: {state['stopped']}; paging stopped after "
+            f"{state['pages']} page(s) and their entries are used (remove {folder} to fetch "
+            "again)",
+            AnisoscreenWarning,
+            stacklevel=3,
+        )
 
     def _page(
         self,
@@ -547,6 +660,9 @@ class OptimadeFetch:
     ) -> OptimadePage:
         page = OptimadePage(number, from_cache=from_cache)
         for entry in entries:
+            if not isinstance(entry, dict):
+                page.failures.append({"material_id": "?", "error": "entry is not an object"})
+                continue
             material_id = self._material_id(str(entry.get("id")))
             if material_id in seen:
                 continue
@@ -554,7 +670,7 @@ class OptimadeFetch:
             try:
                 page.candidates.append(self._candidate(entry, material_id, fields))
             except Exception as exc:  # malformed or disordered entries are failures, not fatal
-                page.failures.append({"material_id": material_id, "error": str(exc)})
+                page.failures.append({"material_id": material_id, "error": safe_text(exc)})
         return page
 
     def _material_id(self, entry_id: str) -> str:
@@ -571,7 +687,7 @@ class OptimadeFetch:
         features = attributes.get("structure_features") or []
         if set(features) & set(EXCLUDED_FEATURES):
             raise ValueError(f"disordered structure ({', '.join(features)})")
-        structure = OptimadeStructure(_complete(entry)).as_pymatgen
+        structure = right_handed(OptimadeStructure(_complete(entry)).as_pymatgen)
         if not structure.is_ordered:
             raise ValueError("disordered structure (partial occupancy)")
         return CandidateDoc.from_structure(
@@ -603,6 +719,14 @@ def _complete(entry: dict[str, Any]) -> dict[str, Any]:
             attributes[name] = None
     attributes.setdefault("last_modified", None)
     return {"id": str(entry.get("id")), "type": "structures", "attributes": attributes}
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _entry_ids(entries: list[Any]) -> list[str]:
+    return [str(e.get("id")) if isinstance(e, dict) else repr(e) for e in entries]
 
 
 def _nested(attributes: dict[str, Any], name: str | None) -> Any:

@@ -20,9 +20,10 @@ from typing import Any
 from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenWarning, SourceError
+from anisoscreen.handedness import right_handed
 from anisoscreen.schemas import CandidateDoc
 from anisoscreen.structure_checks import structure_error
-from anisoscreen.structures_io import read_structure_inputs
+from anisoscreen.structures_io import path_text, read_structure_inputs, structure_from_dict
 
 __all__ = ["CandidateBatch", "candidates_from_summary_docs", "load_bundled", "load_local"]
 
@@ -75,8 +76,10 @@ def candidates_from_summary_docs(docs: Iterable[dict[str, Any]], source: str) ->
         ident = str(doc.get("material_id") or f"{source}#{i}")
         try:
             structure = doc["structure"]
-            if not isinstance(structure, Structure):
-                structure = Structure.from_dict(structure)
+            if isinstance(structure, Structure):
+                structure = right_handed(structure)
+            else:
+                structure = structure_from_dict(structure)  # no MontyDecoder: imports nothing
         except Exception as exc:  # missing or malformed structure
             batch.failures.append({"material_id": ident, "error": f"invalid structure: {exc}"})
             continue
@@ -104,7 +107,7 @@ def load_local(path: str | Path) -> CandidateBatch:
     path = Path(path).expanduser()
     if not path.exists():
         raise SourceError(
-            f"candidate source {path} does not exist; give --source bundled, mp, or an "
+            f"candidate source {path_text(path)} does not exist; give --source bundled, mp, or an "
             "existing JSON(.gz) file, structure file or folder"
         )
     batch = CandidateBatch()

@@ -224,8 +224,11 @@ def _list_failures(run_doc: ScreeningRunDoc) -> None:
     from anisoscreen.errors import FailedRecordsError
 
     console.print(f"[bold]{len(run_doc.failures)} failed records[/bold]:")
-    for failure in run_doc.failures[:20]:
-        console.print(f"  {failure['material_id']}: {failure['error']}", highlight=False)
+    from anisoscreen.safe_text import safe_text
+
+    for failure in run_doc.failures[:20]:  # ids and reasons may come from a hostile source
+        ident, error = safe_text(failure["material_id"], 200), safe_text(failure["error"], 1000)
+        console.print(f"  {ident}: {error}", highlight=False, markup=False)
     if len(run_doc.failures) > 20:
         console.print(f"  ... and {len(run_doc.failures) - 20} more")
     raise FailedRecordsError(
