@@ -341,3 +341,49 @@ def step_campaign_until_collected(doc: CampaignDoc, results: ResultsStore) -> No
             ),
         ]  # fmt: skip
     )
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The console entry point in this process: exit status, stdout, stderr."""
+    from anisoscreen.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["anisoscreen", *args])
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as info:
+        main()
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_an_eof_error_is_an_internal_error_not_an_interrupt(monkeypatch, capsys):
+    import anisoscreen.campaign.rounds as rounds
+
+    def truncated(*args, **kwargs):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(rounds, "load_campaign", truncated)
+    code, _, err = run_main(monkeypatch, capsys, "campaign", "status", "c1")
+    assert code == ExitCode.INTERNAL, err
+    assert "internal error: EOFError: Ran out of input" in err and "interrupted" not in err
+
+
+@pytest.mark.slow
+def test_a_damaged_values_cache_is_recomputed(local_campaign, monkeypatch, capsys):
+    import anisoscreen.campaign.rounds as rounds
+
+    settings = local_campaign
+    (path,) = (settings.data_dir / "campaigns" / "c1").glob("values-*.npz")
+    ids, values, model = read_values(path)
+    path.write_bytes(b"")  # empty: numpy raised EOFError, which the CLI called "interrupted"
+    code, out, err = run_main(monkeypatch, capsys, "campaign", "step", "c1")
+    assert code == 0, err
+    assert "round 0 done: 0/2 labelled" in out
+    assert read_values(path)[0] == ids
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # truncated: BadZipFile
+    doc = load_campaign("c1", settings)
+    with ResultsStore(settings) as results:
+        again = rounds._member_values(doc, rounds._pool(doc, results), settings, results)
+    assert again[0] == ids and again[2] == model
+    np.testing.assert_allclose(again[1], values, rtol=1e-5)
+    assert read_values(path) is not None
