@@ -198,7 +198,11 @@ def assert_round_failed_once_per_pick(settings) -> None:
 
 
 @pytest.mark.slow
-def test_local_campaign_without_vasp_records_the_failures(local_campaign):
+def test_local_campaign_without_vasp_records_the_failures(local_campaign, monkeypatch):
+    import logging
+
+    # as after jobflow-remote's logging.config.dictConfig (disable_existing_loggers)
+    monkeypatch.setattr(logging.getLogger("jobflow.managers.local"), "disabled", True)
     out = step_campaign("c1", local_campaign)
     assert out.startswith("round 0 done: 0/2 labelled")
     assert_round_failed_once_per_pick(local_campaign)

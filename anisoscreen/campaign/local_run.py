@@ -43,16 +43,18 @@ class _Failures(logging.Handler):
 def _captured_failures() -> Iterator[_Failures]:
     logger = logging.getLogger(_JOBFLOW_LOGGER)
     handler = _Failures()
-    level, propagate = logger.level, logger.propagate
+    level, propagate, disabled = logger.level, logger.propagate, logger.disabled
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # the tracebacks are summarised in the ValidationDocs instead
+    logger.disabled = False  # a logging.config.dictConfig elsewhere may have disabled it
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
+        logger.disabled = disabled
 
 
 def run_local_validation(
@@ -99,7 +101,9 @@ def run_local_validation(
         except Exception as exc:  # the manager itself failed (store, folders)
             failures.reasons.append(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
     collect_from_job_store(job_store, results, {"uuid": {"$in": [job.uuid for job in records]}})
-    reason = "; ".join(failures.reasons)[:_MAX_REASON] or "the local run stored no result"
+    reason = "; ".join(failures.reasons)[:_MAX_REASON] or (
+        f"the local run stored no result (job folders under {work_dir})"
+    )
     missing = []
     for job in records:
         job_uuid = job.function_kwargs["job_uuid"]

@@ -1,14 +1,17 @@
 """One campaign round, resumable at any point: select, submit, collect, fine-tune, re-predict.
 
 The state is a :class:`~anisoscreen.schemas.CampaignDoc` in the results store (upsert key
-``name``), written after every transition:
+``name``), written after every transition by compare-and-set on its ``revision``, while the
+step holds the campaign's lock (:mod:`~anisoscreen.campaign.guard`): one writer at a time.
 
 1. **select**: the strategy picks a batch from the current model's member predictions; the
    round and its picks are stored (``selected``).
 2. **submit**: for each pick the validation flow is built and its flow and job uuids are
    stored (``prepared``) *before* the flow goes to jobflow-remote (or runs in this process
    with ``local``); then the pick is marked ``submitted``. A ``prepared`` pick found on
-   resume is looked up in the queue by its flow uuid, so nothing is submitted twice.
+   resume is looked up in the queue by its flow uuid (``local``: its ValidationDocs), so
+   nothing is submitted twice. A local run that fails is stored as ``failed`` with its reason
+   (:mod:`~anisoscreen.campaign.local_run`).
 3. **collect**: finished validations are copied into the store (:func:`anisoscreen.hpc.queue.
    collect`) and matched to the picks by job uuid; without all of them the step returns.
 4. **train**: the ensemble is fine-tuned on every valid DFT label of the campaign and saved
@@ -341,8 +344,9 @@ def step_campaign(
         Called with one line per event.
     """
     say = progress or (lambda line: None)
+    load_campaign(name, settings)  # an unknown name fails before any folder or lock is made
     with step_lock(settings, name), ResultsStore(settings) as results:
-        doc = _load(name, results)
+        doc = _load(name, results)  # read again under the lock
         current = doc.rounds[-1] if doc.rounds and doc.rounds[-1].stage != "done" else None
         if current is None:
             current = _select(doc, settings, results)

@@ -1,8 +1,10 @@
 """The results browser: a read-only FastAPI app of REST resources and server-rendered pages.
 
 :func:`create_app` builds it over one results store; :func:`serve` runs it with uvicorn
-(bound to 127.0.0.1 unless told otherwise). ``maggma.api`` (``API``, ``ReadOnlyResource``)
-is deprecated in the installed maggma (0.77: "migrate to emmet-api"), so the resources are
+(bound to 127.0.0.1 unless told otherwise), answering only trusted ``Host`` headers, with
+security headers on every response (:mod:`anisoscreen.web.security`). ``maggma.api``
+(``API``, ``ReadOnlyResource``) is deprecated in the installed maggma (0.77: "migrate to
+emmet-api"), so the resources are
 plain FastAPI routes with pydantic query and response models in the same style: validated
 query operators, a ``data``/``meta`` envelope, OpenAPI docs at ``/docs``.
 """
