@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -391,3 +392,49 @@ def test_a_damaged_values_cache_is_recomputed(local_campaign, monkeypatch, capsy
     assert again[0] == ids and again[2] == model
     np.testing.assert_allclose(again[1], values, rtol=1e-5)
     assert read_values(path) is not None
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_concurrent_steps_through_jobflow_remote_submit_each_flow_once(
+    tmp_path, monkeypatch, shared_dir, tiny_ensemble
+):
+    """The issue's case: a second step while the first is submitting to the queue (shell
+    scheduler, shared mongomock stores) stops with one line; the queue holds one flow per
+    pick."""
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hpc_env import make_hpc_env
+    from test_campaign_rounds import _flows, cli, start_args
+
+    import anisoscreen.campaign.rounds as rounds
+
+    env = make_hpc_env(tmp_path, monkeypatch, shared_dir, scheduler="shell")
+    cli(*start_args("race", tiny_ensemble, env.project))
+    entered, release = threading.Event(), threading.Event()
+    real_submit = rounds._submit
+
+    def submit_when_released(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real_submit(*args, **kwargs)
+
+    monkeypatch.setattr(rounds, "_submit", submit_when_released)
+    outcome: dict[str, str] = {}
+    first = threading.Thread(
+        target=lambda: outcome.setdefault("first", step_campaign("race", env.settings))
+    )
+    first.start()
+    try:
+        assert entered.wait(300), "the first step never reached submission"
+        with pytest.raises(CampaignConflictError, match="being stepped by another process"):
+            step_campaign("race", env.settings)
+    finally:
+        release.set()
+        first.join(300)
+    assert outcome["first"] == "round 0: waiting for 2 validation(s)"
+    assert _flows(env.project) == 2
+    (current,) = load_campaign("race", env.settings).rounds
+    assert [p.state for p in current.picks] == ["submitted", "submitted"]
