@@ -71,7 +71,7 @@ def step_lock(settings: AnisoscreenSettings, name: str) -> Iterator[Path]:
     except OSError as exc:
         raise StoreError(f"cannot create the campaign folder {folder}: {exc.strerror}") from exc
     path = folder / "step.lock"
-    lock = FileLock(str(path), timeout=0, thread_local=False, fallback_to_soft=False)
+    lock = FileLock(str(path), timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
