@@ -438,3 +438,34 @@ def test_concurrent_steps_through_jobflow_remote_submit_each_flow_once(
     assert _flows(env.project) == 2
     (current,) = load_campaign("race", env.settings).rounds
     assert [p.state for p in current.picks] == ["submitted", "submitted"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_a_successful_local_validation_is_collected(tmp_path, monkeypatch, settings):
+    """The other side of the local runner: with (mocked) VASP the DFPT result is stored."""
+    from atomate2.utils.testing.vasp import monkeypatch_vasp
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from vasp_refs import DFPT_CHECKED, aln_dfpt_ref
+
+    from anisoscreen.campaign.local_run import run_local_validation
+    from anisoscreen.hpc.submit import record_jobs
+    from anisoscreen.validation.makers import ValidationMaker
+
+    ref, structure = aln_dfpt_ref(Path(__file__).parent / "data", tmp_path / "refs")
+    mock = monkeypatch_vasp(monkeypatch, Path("/"))
+    next(mock)({"mp dielectric": ref}, {"mp dielectric": {"incar_settings": DFPT_CHECKED}})
+    candidate = CandidateDoc.from_structure(structure, source="test", material_id="mp-661")
+    flow = ValidationMaker().make(structure, material_id="mp-661")
+    (record,) = record_jobs(flow)
+    with ResultsStore(settings) as results:
+        results.upsert([candidate])
+        reasons = run_local_validation(
+            flow, [record], candidate, settings, results, tmp_path / "work"
+        )
+        (doc,) = results.query(ValidationDoc)
+    assert reasons == []
+    assert doc.state == ValidationState.COMPLETED and doc.is_valid
+    assert doc.job_uuid == record.function_kwargs["job_uuid"] and doc.flow_uuid == flow.uuid
+    assert doc.anisotropy_ratio == pytest.approx(1.045885, abs=1e-5)

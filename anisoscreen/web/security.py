@@ -99,7 +99,10 @@ def security_middleware(
         if hosts is not None and "*" not in hosts:
             host = host_of(request.headers.get("host", ""))
             if host not in hosts:
-                response: Response = PlainTextResponse("invalid Host header", status_code=400)
+                response: Response = PlainTextResponse(
+                    "invalid Host header: `anisoscreen serve --allow-host NAME` accepts NAME",
+                    status_code=400,
+                )
                 _add_headers(request, response)
                 return response
         response = await call_next(request)
