@@ -70,6 +70,7 @@ def test_redacted_store_setting(uri, shown):
     "args",
     [
         ["info"],
+        ["run-screen", "--source", "bundled"],
         ["query"],
         ["query", "--failed"],
         ["table"],
