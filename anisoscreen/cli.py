@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -190,22 +191,30 @@ def main() -> None:
         else:
             err_console.print(f"error: {_one_line(exc)}", highlight=False, soft_wrap=True)
         status = exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted; what was stored before stays stored", highlight=False)
-        status = ExitCode.INTERRUPTED
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc.__cause__, EOFError):  # click turns any EOFError into an abort
+            status = _report_bug(exc.__cause__)
+        else:
+            err_console.print("interrupted; what was stored before stays stored", highlight=False)
+            status = ExitCode.INTERRUPTED
     except AnisoscreenError as exc:
         if _debug():
             err_console.print_exception()
         err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
         status = exc.exit_code
     except Exception as exc:  # a bug: still one line, the traceback with --debug
-        if _debug():
-            err_console.print_exception()
-        err_console.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} "
-            f"(a bug; rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        status = ExitCode.INTERNAL
+        status = _report_bug(exc)
     sys.exit(int(status or 0))
+
+
+def _report_bug(exc: BaseException) -> ExitCode:
+    """One ``internal error`` line (the traceback too in debug mode)."""
+    if _debug():
+        err_console.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+    err_console.print(
+        f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} "
+        f"(a bug; rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return ExitCode.INTERNAL

@@ -136,13 +136,13 @@ class CandidateQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    ar_min: float | None = Field(default=None, ge=0)
-    ar_max: float | None = Field(default=None, ge=0)
+    ar_min: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    ar_max: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     dimensionality: list[int] = Field(default_factory=list)
     elements: list[str] = Field(default_factory=list)
     exclude_elements: list[str] = Field(default_factory=list)
-    eps_total_min: float | None = None
-    fom_min: float | None = None
+    eps_total_min: float | None = Field(default=None, allow_inf_nan=False)
+    fom_min: float | None = Field(default=None, allow_inf_nan=False)
     model: str | None = None
     validated_only: bool = False
     sort: SortField = "ar"

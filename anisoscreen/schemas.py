@@ -453,6 +453,7 @@ class CampaignDoc(_Document):
     worker: str | None = None
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig fields.")
     rounds: list[CampaignRound] = Field(default_factory=list)
+    revision: int = Field(0, description="Saves so far; every save checks it (compare-and-set).")
     created_at: datetime = Field(default_factory=utcnow)
 
     @property

@@ -32,7 +32,7 @@ from pydantic_settings import (
 
 from anisoscreen.errors import ConfigError
 
-__all__ = ["AnisoscreenSettings", "default_config_file", "get_settings"]
+__all__ = ["AnisoscreenSettings", "default_config_file", "get_settings", "redact_store"]
 
 APP_NAME = "anisoscreen"
 CONFIG_ENV = "ANISOSCREEN_CONFIG"
@@ -184,11 +184,18 @@ class AnisoscreenSettings(BaseSettings):
         """Folder of the embedded (montydb) results store."""
         return self.data_dir / "store"
 
+    @property
+    def store_location(self) -> str:
+        """Where the results store is, printable: never a password (see :func:`redact_store`)."""
+        if self.store.strip() == "monty":
+            return f"{self.embedded_store_path} (embedded montydb)"
+        return redact_store(self.store)
+
     def describe(self) -> dict[str, Any]:
-        """A printable summary that never contains the API key."""
+        """A printable summary that never contains the API key or a store password."""
         return {
             "data_dir": str(self.data_dir),
-            "store": self.store,
+            "store": redact_store(self.store),
             "database": self.database,
             "shared": str(self.shared),
             "model": self.model,
@@ -199,6 +206,22 @@ class AnisoscreenSettings(BaseSettings):
             "mp_api_key": "set" if self.mp_api_key else "not set",
             "config_file": str(default_config_file()),
         }
+
+
+def redact_store(spec: str) -> str:
+    """A store setting fit to print: a ``mongodb://`` URI loses its credentials and options.
+
+    ``mongodb://user:pw@host:27017/db?authSource=admin`` -> ``mongodb://***@host:27017/db``
+    (the query string can hold secrets too, e.g. ``tlsCertificateKeyFilePassword``). Other
+    settings (``monty``, ``memory``, a store file path) are returned unchanged.
+    """
+    spec = spec.strip()
+    scheme, sep, rest = spec.partition("://")
+    if not sep or not scheme.lower().startswith("mongodb"):
+        return spec
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    userinfo, at, hosts = rest.rpartition("@")
+    return f"{scheme}://***@{hosts}" if at else f"{scheme}://{hosts}"
 
 
 def get_settings(**overrides: Any) -> AnisoscreenSettings:

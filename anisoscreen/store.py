@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -273,15 +273,25 @@ class _EmbeddedUpserter:
             }
         return self._index
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        """Upsert ``records`` as one locked read-modify-write."""
+    def write(
+        self,
+        records: list[dict[str, Any]],
+        precondition: Callable[[Any], bool] | None = None,
+    ) -> bool:
+        """Upsert ``records`` as one locked read-modify-write; ``False`` if not written.
+
+        ``precondition`` (called with the collection, under the lock) may refuse the write.
+        """
         with self.lock.hold() as generation:
+            if precondition is not None and not precondition(self.collection):
+                return False
             try:
                 self._write(records, self._load_index(generation))
             except BaseException:
                 self._index = None  # it may be ahead of or behind what was stored
                 raise
             self._generation = self.lock.advance()
+        return True
 
     def _write(self, records: list[dict[str, Any]], index: dict) -> None:
         new: list[tuple[dict[str, Any], tuple, bytes]] = []
@@ -387,14 +397,8 @@ class ResultsStore:
 
     @property
     def location(self) -> str:
-        """Human-readable location of the backend."""
-        spec = self.settings.store
-        if spec == "monty":
-            return f"{self.settings.embedded_store_path} (embedded montydb)"
-        if spec.startswith("mongodb"):
-            head, _, tail = spec.partition("@")
-            return ("mongodb://***@" + tail) if tail else head
-        return spec
+        """Human-readable location of the backend (credentials redacted)."""
+        return self.settings.store_location
 
     # -- writes -----------------------------------------------------------------------
     def upsert(self, docs: Iterable[Any]) -> int:
@@ -434,6 +438,50 @@ class ResultsStore:
             for collection in list(pending):
                 flush(collection)
         return count
+
+    def replace_if(self, doc: Any, field: str, expected: Any) -> bool:
+        """Compare-and-set: write ``doc`` only if its stored version has ``field == expected``.
+
+        ``expected=None`` means "only if no document has this key yet". A stored document
+        without ``field`` counts as ``field == 0``. Atomic on every backend: a filter on the
+        key and ``field`` on MongoDB (and mongomock), the store lock on the embedded store.
+        Returns whether ``doc`` was written.
+        """
+        collection = self.collection_of(type(doc))
+        key = list(doc.STORE_KEY)
+        record = doc.store_dict()
+        match = {name: record.get(name) for name in key}
+        store = self.store(collection)
+        if isinstance(store, MontyStore):
+            if collection not in self._embedded:
+                self._embedded[collection] = _EmbeddedUpserter(store, key)
+
+            def unchanged(stored_collection: Any) -> bool:
+                stored = stored_collection.find_one(match)
+                if expected is None or stored is None:
+                    return expected is None and stored is None
+                return stored.get(field, 0) == expected
+
+            return self._embedded[collection].write([record], precondition=unchanged)
+        if isinstance(store, MongoStore):
+            from pymongo.errors import DuplicateKeyError
+
+            if expected is None:
+                try:
+                    store._collection.insert_one(record)
+                except DuplicateKeyError:
+                    return False
+                return True
+            wanted = {"$in": [0, None]} if expected == 0 else expected
+            replaced = store._collection.replace_one({**match, field: wanted}, record)
+            return replaced.matched_count == 1
+        stored = next(iter(store.query(criteria=match, limit=1)), None)  # no atomic primitive
+        if (stored is None) != (expected is None) or (
+            stored is not None and stored.get(field, 0) != expected
+        ):
+            return False
+        store.update([record], key=key)
+        return True
 
     # -- reads ------------------------------------------------------------------------
     def records(

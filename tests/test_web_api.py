@@ -186,7 +186,9 @@ def test_material_joins_candidate_predictions_and_validations(client):
 def test_unknown_material_is_404_and_bad_id_is_422(client):
     response = client.get("/api/materials/mp-does-not-exist")
     assert response.status_code == 404 and "mp-does-not-exist" in response.json()["detail"]
-    assert client.get("/api/materials/mp-1%20OR%201").status_code == 422
+    # any stored id is served (issue 24): a strange one is only an unknown id, never a query
+    assert client.get("/api/materials/mp-1%20OR%201").status_code == 404
+    assert client.get("/api/materials/" + "x" * 1001).status_code == 422  # over MAX_ID_LENGTH
     assert client.get("/materials/mp-does-not-exist").status_code == 404
     assert client.get("/api/materials/mp-1001/structure").status_code == 404  # no structure stored
 

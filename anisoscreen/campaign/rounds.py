@@ -1,14 +1,17 @@
 """One campaign round, resumable at any point: select, submit, collect, fine-tune, re-predict.
 
 The state is a :class:`~anisoscreen.schemas.CampaignDoc` in the results store (upsert key
-``name``), written after every transition:
+``name``), written after every transition by compare-and-set on its ``revision``, while the
+step holds the campaign's lock (:mod:`~anisoscreen.campaign.guard`): one writer at a time.
 
 1. **select**: the strategy picks a batch from the current model's member predictions; the
    round and its picks are stored (``selected``).
 2. **submit**: for each pick the validation flow is built and its flow and job uuids are
    stored (``prepared``) *before* the flow goes to jobflow-remote (or runs in this process
    with ``local``); then the pick is marked ``submitted``. A ``prepared`` pick found on
-   resume is looked up in the queue by its flow uuid, so nothing is submitted twice.
+   resume is looked up in the queue by its flow uuid (``local``: its ValidationDocs), so
+   nothing is submitted twice. A local run that fails is stored as ``failed`` with its reason
+   (:mod:`~anisoscreen.campaign.local_run`).
 3. **collect**: finished validations are copied into the store (:func:`anisoscreen.hpc.queue.
    collect`) and matched to the picks by job uuid; without all of them the step returns.
 4. **train**: the ensemble is fine-tuned on every valid DFT label of the campaign and saved
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from anisoscreen.campaign.acquisition import DiversityGuard, group_labels, make_strategy
+from anisoscreen.campaign.cache import read_values, write_values
 from anisoscreen.campaign.finetune import (
     FinetuneConfig,
     finetune_model,
@@ -35,6 +39,7 @@ from anisoscreen.campaign.finetune import (
     replay_sample,
     training_entries,
 )
+from anisoscreen.campaign.guard import campaign_folder, check_name, save_campaign, step_lock
 from anisoscreen.campaign.objective import objective_values
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import (
@@ -59,15 +64,18 @@ _FINISHED = {ValidationState.COMPLETED.value, ValidationState.FLAGGED.value}
 def load_campaign(name: str, settings: AnisoscreenSettings) -> CampaignDoc:
     """The stored campaign ``name``."""
     with ResultsStore(settings) as results:
-        docs = results.query(CampaignDoc, {"name": name})
+        return _load(name, results)
+
+
+def _load(name: str, results: ResultsStore) -> CampaignDoc:
+    docs = results.query(CampaignDoc, {"name": check_name(name)})
     if not docs:
-        raise AnisoscreenError(f"no campaign {name!r} in {settings.store}")
+        raise AnisoscreenError(f"no campaign {name!r} in {results.location}")
     return docs[0]
 
 
 def _save(doc: CampaignDoc, results: ResultsStore) -> None:
-    doc.last_updated = utcnow()
-    results.upsert([doc])
+    save_campaign(doc, results)
 
 
 def _pool(doc: CampaignDoc, results: ResultsStore) -> list[CandidateDoc]:
@@ -80,7 +88,7 @@ def _pool(doc: CampaignDoc, results: ResultsStore) -> list[CandidateDoc]:
 
 def _values_file(settings: AnisoscreenSettings, doc: CampaignDoc, model: str) -> Path:
     key = hashlib.sha256(model.encode()).hexdigest()[:16]
-    return settings.data_dir / "campaigns" / doc.name / f"values-{key}.npz"
+    return campaign_folder(settings, doc.name) / f"values-{key}.npz"
 
 
 def _member_values(
@@ -98,9 +106,9 @@ def _member_values(
     from anisoscreen.structures_io import StructureRecord
 
     path = _values_file(settings, doc, doc.current_model)
-    if path.is_file():
-        cached = np.load(path)
-        return [str(i) for i in cached["material_ids"]], cached["values"], str(cached["model"])
+    cached = read_values(path)
+    if cached is not None:
+        return cached
     predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
     ids, graphs, docs = [], [], []
     records = [
@@ -124,20 +132,20 @@ def _member_values(
         centre = values.mean(axis=0)
         values = centre + scale * (values - centre)
     results.upsert(docs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, material_ids=np.array(ids), values=values, model=predictor.model.name)
+    write_values(path, ids, values, predictor.model.name)
     return ids, values, predictor.model.name
 
 
 def start_campaign(doc: CampaignDoc, settings: AnisoscreenSettings) -> int:
     """Store a new campaign and predict its pool; returns the number of predicted candidates."""
+    check_name(doc.name)
     make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
     with ResultsStore(settings) as results:
         if results.query(CampaignDoc, {"name": doc.name}):
             raise AnisoscreenError(f"campaign {doc.name!r} exists; use `campaign step`")
         pool = _pool(doc, results)
         ids, _, _ = _member_values(doc, pool, settings, results)
-        _save(doc, results)
+        save_campaign(doc, results, new=True)
     return len(ids)
 
 
@@ -174,8 +182,12 @@ def _select(
     return CampaignRound(index=len(doc.rounds), model=model_name, picks=picks)
 
 
-def _in_queue(jc: Any, flow_uuid: str | None) -> bool:
-    return flow_uuid is not None and bool(jc.get_flows_info(flow_ids=[flow_uuid]))
+def _went_through(doc: CampaignDoc, pick: CampaignPick, jc: Any, results: ResultsStore) -> bool:
+    """Whether a ``prepared`` pick was submitted (or run here) before an interruption."""
+    if doc.local:
+        stored = results.keys(ValidationDoc, "job_uuid", {"material_id": pick.material_id})
+        return bool(pick.job_uuids) and set(pick.job_uuids) <= stored
+    return pick.flow_uuid is not None and bool(jc.get_flows_info(flow_ids=[pick.flow_uuid]))
 
 
 def _submit(
@@ -188,6 +200,7 @@ def _submit(
     """Record each pick's flow, then submit it; resumes ``prepared`` picks without resubmitting."""
     from contextlib import nullcontext
 
+    from anisoscreen.campaign.local_run import run_local_validation
     from anisoscreen.hpc.config import job_controller, resolve_project_name
     from anisoscreen.hpc.submit import record_jobs, submitted_validation_doc
     from anisoscreen.validation.makers import ValidationMaker
@@ -213,8 +226,8 @@ def _submit(
         project = None if doc.local else resolve_project_name(jc, doc.project)
         worker = "local" if doc.local else (doc.worker or "vasp")
         for pick in current.picks:
-            if pick.state == "prepared" and not doc.local and _in_queue(jc, pick.flow_uuid):
-                pick.state = "submitted"  # the submission went through before an interruption
+            if pick.state == "prepared" and _went_through(doc, pick, jc, results):
+                pick.state = "submitted"  # it went through before an interruption
                 _save(doc, results)
                 continue
             if pick.state not in ("selected", "prepared"):
@@ -231,7 +244,10 @@ def _submit(
             pick.state = "prepared"
             _save(doc, results)  # recorded before it is submitted
             if doc.local:
-                _run_local(flow, settings, results)
+                folder = campaign_folder(settings, doc.name) / "local" / flow.uuid
+                failures = run_local_validation(flow, records, candidate, settings, results, folder)
+                if failures:
+                    say(f"{pick.material_id} failed locally: {failures[0]}")
             else:
                 from jobflow_remote import submit_flow
 
@@ -243,17 +259,6 @@ def _submit(
             pick.state = "submitted"
             _save(doc, results)
             say(f"submitted {pick.material_id} (flow {flow.uuid})")
-
-
-def _run_local(flow: Any, settings: AnisoscreenSettings, results: ResultsStore) -> None:
-    from jobflow import run_locally
-
-    from anisoscreen.store import build_job_store
-    from anisoscreen.validation.makers import collect_from_job_store
-
-    job_store = build_job_store(settings)
-    run_locally(flow, store=job_store, ensure_success=False, log=False)
-    collect_from_job_store(job_store, results)
 
 
 def _collect(
@@ -348,8 +353,9 @@ def step_campaign(
         Called with one line per event.
     """
     say = progress or (lambda line: None)
-    doc = load_campaign(name, settings)
-    with ResultsStore(settings) as results:
+    load_campaign(name, settings)  # an unknown name fails before any folder or lock is made
+    with step_lock(settings, name), ResultsStore(settings) as results:
+        doc = _load(name, results)  # read again under the lock
         current = doc.rounds[-1] if doc.rounds and doc.rounds[-1].stage != "done" else None
         if current is None:
             current = _select(doc, settings, results)

@@ -46,7 +46,12 @@ ModelOption = Annotated[
 
 
 def start(
-    name: Annotated[str, typer.Argument(help="Campaign name (its key in the store).")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Campaign name (its key in the store): 1-64 letters, digits, '.', '_', '-'."
+        ),
+    ],
     source: Annotated[
         str | None,
         typer.Option("--source", help="Pool: stored candidates of this source (default: all)."),

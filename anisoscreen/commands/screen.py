@@ -315,7 +315,7 @@ def _summary(
             ]
         top.add_row(*cells)
     console.print(top)
-    console.print(f"results in {settings.store} store; query them with `anisoscreen query`")
+    console.print(f"results in {settings.store_location}; query them with `anisoscreen query`")
 
 
 def _print_failed(settings, output_format: str) -> None:
@@ -329,7 +329,7 @@ def _print_failed(settings, output_format: str) -> None:
     with ResultsStore(settings) as results:
         latest = results.query(ScreeningRunDoc, sort={"finished_at": -1}, limit=1)
     if not latest:
-        raise AnisoscreenError(f"no screening run in the {settings.store} store; run run-screen")
+        raise AnisoscreenError(f"no screening run in {settings.store_location}; run run-screen")
     run = latest[0]
     if output_format == "json":
         sys.stdout.write(json.dumps(run.failures, indent=2) + "\n")
@@ -396,7 +396,7 @@ def query(
             writer.writerow({**record, "elements": " ".join(record["elements"])})
         return
     if not rows:
-        console.print(f"no candidates match ({request.describe()}) in {settings.store} store")
+        console.print(f"no candidates match ({request.describe()}) in {settings.store_location}")
         return
     from rich.table import Table
 

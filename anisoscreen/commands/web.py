@@ -25,6 +25,14 @@ def serve(
     refresh: Annotated[
         float, typer.Option("--refresh", min=0.0, help="Re-read the store after this many seconds.")
     ] = 30.0,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Also answer requests for this host name (repeatable; '*' allows any). "
+            "By default only the bind address (and localhost on loopback) is accepted.",
+        ),
+    ] = None,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -32,8 +40,10 @@ def serve(
     from anisoscreen.web import serve as run_server
 
     settings = settings_from_options(store, data_dir)
-    typer.echo(f"serving {settings.store} store on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    run_server(settings, host=host, port=port, refresh_s=refresh)
+    typer.echo(
+        f"serving {settings.store_location} on http://{host}:{port}/ (Ctrl-C stops)", err=True
+    )
+    run_server(settings, host=host, port=port, refresh_s=refresh, allow_hosts=allow_host or ())
 
 
 def report(

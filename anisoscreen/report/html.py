@@ -47,6 +47,13 @@ def _formula(value: str) -> Markup:
     return Markup(html_formula(value))
 
 
+def _id_path(material_id: str) -> str:
+    """A material id as one URL path segment (or fragment): every reserved byte escaped."""
+    from urllib.parse import quote
+
+    return quote(str(material_id), safe="")
+
+
 def template_environment(*extra: Path):
     """A Jinja2 environment over ``extra`` folders and :data:`TEMPLATES`, autoescaping on."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -60,6 +67,7 @@ def template_environment(*extra: Path):
     env.filters["num"] = _number
     env.filters["dim"] = _dimensionality
     env.filters["formula"] = _formula
+    env.filters["id_path"] = _id_path
     env.globals["version"] = __version__
     return env
 

@@ -27,17 +27,20 @@ from anisoscreen.web.models import (
 )
 from anisoscreen.web.snapshot import ResultsView
 
-__all__ = ["MaterialId", "StructureFormat", "router", "structure_text"]
+__all__ = ["MAX_ID_LENGTH", "MaterialId", "StructureFormat", "router", "structure_text"]
 
 router = APIRouter(prefix="/api", tags=["api"])
+
+MAX_ID_LENGTH = 1000
+"""Longest material id served (percent-encoded, it still fits uvicorn's request-line limit)."""
 
 MaterialId = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._:-]+$",
-        description="MP id (mp-...) or structure hash (as-...).",
+        max_length=MAX_ID_LENGTH,
+        description="MP id (mp-...), structure hash (as-...) or any stored id, percent-encoded "
+        "(ids may hold '/', '#', '?', spaces and non-ASCII characters).",
     ),
 ]
 
@@ -121,12 +124,6 @@ def material_response(view: ResultsView, material_id: str) -> MaterialResponse:
     )
 
 
-@router.get("/materials/{material_id}", response_model=MaterialResponse, summary="One material")
-def material(material_id: MaterialId, view: View) -> MaterialResponse:
-    """Candidate (structure), predictions of every model and validations of one material."""
-    return material_response(view, material_id)
-
-
 def structure_text(view: ResultsView, material_id: str, fmt: StructureFormat) -> str:
     """The stored structure of a material as CIF or POSCAR text (404 when none)."""
     candidate = view.candidate(material_id)
@@ -144,7 +141,7 @@ def structure_text(view: ResultsView, material_id: str, fmt: StructureFormat) ->
 
 
 @router.get(
-    "/materials/{material_id}/structure",
+    "/materials/{material_id:path}/structure",
     response_class=PlainTextResponse,
     summary="Structure file",
 )
@@ -156,9 +153,24 @@ def structure(
     """Download the structure as CIF (default) or POSCAR."""
     text = structure_text(view, material_id, fmt)
     name = f"{material_id}.cif" if fmt is StructureFormat.cif else f"{material_id}.POSCAR"
-    return PlainTextResponse(
-        text, headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    return PlainTextResponse(text, headers={"Content-Disposition": attachment(name)})
+
+
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` for any file name: an ASCII fallback and the exact name."""
+    import re
+    from urllib.parse import quote
+
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-200:] or "structure"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@router.get(
+    "/materials/{material_id:path}", response_model=MaterialResponse, summary="One material"
+)
+def material(material_id: MaterialId, view: View) -> MaterialResponse:
+    """Candidate (structure), predictions of every model and validations of one material."""
+    return material_response(view, material_id)
 
 
 @router.get("/validations", summary="DFT validations")

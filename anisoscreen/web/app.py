@@ -1,8 +1,10 @@
 """The results browser: a read-only FastAPI app of REST resources and server-rendered pages.
 
 :func:`create_app` builds it over one results store; :func:`serve` runs it with uvicorn
-(bound to 127.0.0.1 unless told otherwise). ``maggma.api`` (``API``, ``ReadOnlyResource``)
-is deprecated in the installed maggma (0.77: "migrate to emmet-api"), so the resources are
+(bound to 127.0.0.1 unless told otherwise), answering only trusted ``Host`` headers, with
+security headers on every response (:mod:`anisoscreen.web.security`). ``maggma.api``
+(``API``, ``ReadOnlyResource``) is deprecated in the installed maggma (0.77: "migrate to
+emmet-api"), so the resources are
 plain FastAPI routes with pydantic query and response models in the same style: validated
 query operators, a ``data``/``meta`` envelope, OpenAPI docs at ``/docs``.
 """
@@ -49,6 +51,7 @@ def create_app(
     *,
     results: ResultsStore | None = None,
     refresh_s: float = 30.0,
+    hosts: frozenset[str] | None = None,
 ) -> FastAPI:
     """Build the app over the store of ``settings`` (or an open ``results`` store).
 
@@ -60,9 +63,13 @@ def create_app(
         An already open store to serve (tests, in-memory stores); not closed by the app.
     refresh_s
         Seconds after which the in-memory snapshot of the store is read again.
+    hosts
+        Host names the server answers to (:func:`~anisoscreen.web.security.allowed_hosts`);
+        ``None`` skips the check (the security headers are always sent).
     """
     from anisoscreen.report.html import template_environment
     from anisoscreen.web import api, pages
+    from anisoscreen.web.security import security_middleware
     from anisoscreen.web.snapshot import ResultsView
 
     owned = results is None
@@ -97,6 +104,7 @@ def create_app(
             )
         return await call_next(request)
 
+    app.middleware("http")(security_middleware(hosts))  # added last: runs first
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -108,9 +116,24 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     refresh_s: float = 30.0,
+    allow_hosts: Sequence[str] = (),
 ) -> None:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted.
+
+    Only requests whose ``Host`` is the bind address (or, on loopback, ``localhost``) or one
+    of ``allow_hosts`` are answered (see :mod:`anisoscreen.web.security`).
+    """
     import uvicorn
 
-    app = create_app(settings, refresh_s=refresh_s)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    from anisoscreen.web.security import allowed_hosts
+
+    store = ResultsStore(settings)
+    try:
+        store.check()  # an unusable store fails here, as one line, not in uvicorn's startup
+        app = create_app(
+            settings, results=store, refresh_s=refresh_s, hosts=allowed_hosts(host, allow_hosts)
+        )
+        app.state.view.snapshot()  # the first read, before the server starts
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        store.close()

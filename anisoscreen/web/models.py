@@ -77,7 +77,7 @@ class CandidateParams(CandidateQuery):
 class ValidationParams(PageParams):
     """Filters of the validations endpoint."""
 
-    material_id: str | None = Field(default=None, max_length=64)
+    material_id: str | None = Field(default=None, max_length=1000)
     state: ValidationState | None = None
 
 

@@ -25,7 +25,13 @@ from anisoscreen.report.overview import (
     overview_figure,
     run_counts,
 )
-from anisoscreen.web.api import MaterialId, StructureFormat, material_response, structure_text
+from anisoscreen.web.api import (
+    MAX_ID_LENGTH,
+    MaterialId,
+    StructureFormat,
+    material_response,
+    structure_text,
+)
 from anisoscreen.web.models import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CandidateParams
 from anisoscreen.web.snapshot import ResultsView
 
@@ -121,6 +127,7 @@ def _candidates_page(request: Request, heading: str | None = None) -> HTMLRespon
         sort_urls=sort_urls,
         query_text=query.describe(),
         material_href="/materials/",
+        max_id_length=MAX_ID_LENGTH,
         page=page,
         pages=pages,
         prev_url=url(skip=max(0, params.skip - params.limit)) if params.skip > 0 else None,
@@ -143,7 +150,7 @@ def candidates(request: Request) -> HTMLResponse:
     return _candidates_page(request)
 
 
-@router.get("/materials/{material_id}", response_class=HTMLResponse)
+@router.get("/materials/{material_id:path}", response_class=HTMLResponse)
 def material(request: Request, material_id: MaterialId) -> HTMLResponse:
     """One material: structure viewer and download, tensors, spread, validations, optics."""
     from fastapi import HTTPException

@@ -38,7 +38,7 @@ from anisoscreen.schemas import (
 from anisoscreen.store import ResultsStore
 from anisoscreen.web.columns import PredictionColumns
 
-__all__ = ["ResultsView", "Snapshot"]
+__all__ = ["ResultsView", "Snapshot", "query_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Snapshot:
 
     def candidate_rows(self, query: CandidateQuery) -> list[CandidateRow]:
         """Every row matching ``query``, joined and sorted (as :func:`find_candidates`)."""
-        key = ("rows", query.model_dump_json())
+        key = ("rows", query_key(query))
         rows = self.cache.get(key)
         if rows is None:
             columns = self.columns
@@ -168,6 +168,14 @@ class Snapshot:
             ),
             "anisotropy_ratio": stats,
         }
+
+
+def query_key(query: CandidateQuery) -> tuple:
+    """A cache key of the exact field values (JSON would write ``inf`` and ``None`` alike)."""
+    return tuple(
+        (name, tuple(value) if isinstance(value, list) else value)
+        for name, value in query.model_dump().items()
+    )
 
 
 class ResultsView:
