@@ -155,19 +155,22 @@ def tiny_ensemble(shared_dir, tmp_path_factory):
 def slurm(tmp_path_factory):
     """A private SLURM cluster (``tests/fixtures/slurm_cluster.py``) for one test module.
 
-    Skips with the reason where slurmctld/slurmd/munge are not installed or do not start.
+    Skips with the reason where slurmctld/slurmd/munge are not installed or do not start; under
+    ``CI=true`` (where ``.ci/run`` installs them) it fails instead, so that a green CI run never
+    hides SLURM tests that did not run.
     """
     sys.path.insert(0, str(REPO / "tests" / "fixtures"))
     from slurm_cluster import SlurmCluster, missing_requirements
 
+    give_up = pytest.fail if os.environ.get("CI", "").lower() == "true" else pytest.skip
     reason = missing_requirements()
     if reason:
-        pytest.skip(reason)
+        give_up(f"{reason} (CI=true: failing, not skipping)" if give_up is pytest.fail else reason)
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
     try:
         cluster.start()
     except RuntimeError as exc:
         cluster.stop()
-        pytest.skip(f"could not start a private SLURM cluster: {exc}")
+        give_up(f"could not start a private SLURM cluster: {exc}")
     yield cluster
     cluster.stop()

@@ -2,7 +2,7 @@
 jobflow-remote, ``sbatch`` runs the mocked VASP (real AlN outputs), the next step collects,
 fine-tunes on the DFT label and re-predicts the pool.
 
-Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise.
+Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise, fails under ``CI=true``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 ``sbatch`` → mocked VASP (real AlN outputs) → COMPLETED → ``anisoscreen collect`` → the AlN
 tensor in the results store; and a crashed VASP run that ends FAILED and shows in ``status``.
 
-Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise.
+Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise, fails under ``CI=true``.
 """
 
 from __future__ import annotations

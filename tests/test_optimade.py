@@ -106,6 +106,14 @@ class ReferenceServer:
     def structure_requests(self) -> int:
         return len(re.findall(r'"GET /v1/structures\?', self.log.read_text()))
 
+    def client_connections(self) -> int:
+        """TCP connections the server holds with clients (its listening socket excluded)."""
+        import psutil
+
+        assert self.process is not None
+        connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        return sum(1 for c in connections if c.status != psutil.CONN_LISTEN)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -265,7 +273,11 @@ def test_run_screen_fetches_pages_and_a_killed_fetch_resumes_without_duplicates(
         os.kill(server.process.pid, signal.SIGCONT)
     done = json.loads(state_file.read_text())["pages"]
     assert 2 <= done < total_pages
-    time.sleep(1.0)  # let the server answer (and log) the request the killed run left open
+    # the server answers (and logs) the request the killed run left open, then closes it
+    deadline = time.monotonic() + 60
+    while server.client_connections() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not server.client_connections(), "the killed run's connection stayed open"
     before = server.structure_requests()
 
     # second run: resumes from the saved position and fetches only the missing pages

@@ -3,7 +3,7 @@ per candidate goes through jobflow-remote and ``sbatch``; two shards run at the 
 first attempt of shard 1 dies on its node and is rerun alone, and the merged predictions and
 ranking equal those of the single-job run.
 
-Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise.
+Needs ``slurm-wlm`` and ``munge`` (``.ci/install_slurm.sh``) and root; skips otherwise, fails under ``CI=true``.
 """
 
 from __future__ import annotations

@@ -47,14 +47,21 @@ WRITER = textwrap.dedent(
     from anisoscreen.settings import get_settings
     from anisoscreen.store import ResultsStore
 
-    data_dir, start_at, n, value = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    from pathlib import Path
+
+    data_dir, barrier, n, value = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     docs = [PredictionDoc.from_tensor(np.diag([value, value, value + 1.0]), material_id=f"mp-{i}",
             formula_pretty="X", model="m", model_version="1", model_checksum="c") for i in range(n)]
     with ResultsStore(get_settings(data_dir=data_dir)) as results:
         results.store("predictions")  # connected before the barrier
-        time.sleep(max(0.0, start_at - time.time()))
+        (barrier / f"ready-{value}").touch()
+        deadline = time.time() + 300
+        while len(list(barrier.glob("ready-*"))) < 2:  # both ready: start together
+            assert time.time() < deadline, "the other writer never got ready"
+            time.sleep(0.01)
+        started = time.time()
         results.upsert(docs)
-    print("done", time.time() - start_at)
+    print("done", started)
     """
 )
 
@@ -63,11 +70,12 @@ WRITER = textwrap.dedent(
 def test_two_processes_upserting_the_same_keys_leave_each_key_once(tmp_path):
     data_dir = tmp_path / "store-data"
     n = 3000
-    start_at = time.time() + 25  # both processes build their documents, then start together
+    barrier = tmp_path / "barrier"  # both processes build their documents, then start together
+    barrier.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(data_dir), str(start_at), str(n), value],
+            [sys.executable, "-c", WRITER, str(data_dir), str(barrier), str(n), value],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -76,11 +84,12 @@ def test_two_processes_upserting_the_same_keys_leave_each_key_once(tmp_path):
         for value in ("2.0", "3.0")
     ]
     outputs = [w.communicate(timeout=600) for w in writers]
+    both_ready = max(path.stat().st_mtime for path in barrier.glob("ready-*"))
     for writer, (out, err) in zip(writers, outputs, strict=True):
         assert writer.returncode == 0, err
         assert out.startswith("done"), out
-        # the barrier held: each writer started its upsert after the common moment
-        assert float(out.split()[1]) >= 0.0
+        # the barrier held: each writer started its upsert after both were ready
+        assert float(out.split()[1]) >= both_ready - 0.05
     with ResultsStore(get_settings(data_dir=data_dir)) as results:
         records = list(results.records("predictions", properties=["material_id", "eps_poly"]))
     ids = [r["material_id"] for r in records]

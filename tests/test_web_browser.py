@@ -207,19 +207,22 @@ def test_candidates_page_filter_sort_and_material(server, browser):
     for value in material["card"]["predicted"]["eigenvalues"]:
         assert f"{value:.3f}" in tensor_text
     assert f"{material['card']['predicted']['anisotropy_ratio']:.3f}" in tensor_text
-    time.sleep(1.0)  # let the viewer draw
+    viewer = browser.find_element(By.ID, "viewer")
+    deadline = time.monotonic() + 30  # wait until the viewer has drawn the structure
+    while (coloured := _drawn_fraction(viewer.screenshot_as_png)) <= 0.01:
+        if time.monotonic() > deadline:
+            break
     browser.save_screenshot(str(ARTIFACTS / "material.png"))
-    _assert_drawn(browser.find_element(By.ID, "viewer").screenshot_as_png)
+    assert coloured > 0.01, f"the 3D viewer looks empty ({coloured:.4f} of pixels drawn)"
 
 
-def _assert_drawn(png: bytes) -> None:
-    """The viewer shows a structure: a good share of its pixels are not background white."""
+def _drawn_fraction(png: bytes) -> float:
+    """Share of the pixels that are not background white (the viewer shows a structure)."""
     import numpy as np
     from PIL import Image
 
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
-    coloured = (np.abs(pixels - 255).sum(axis=2) > 60).mean()
-    assert coloured > 0.01, f"the 3D viewer looks empty ({coloured:.4f} of pixels drawn)"
+    return float((np.abs(pixels - 255).sum(axis=2) > 60).mean())
 
 
 def test_overview_page_draws_figures(server, browser):

@@ -5,9 +5,11 @@ A model file is a ``torch.save`` dict::
     {"format": "anisoscreen-model/1", "name": ..., "version": ...,
      "config": ModelConfig.to_dict(), "state_dicts": [...], "metadata": {...}}
 
-Named models live in ``<data_dir>/models/<name>/model.pt`` (trained by the user) or in the
-shipped ``models/<name>/model.pt``: the repository's top-level ``models/`` folder, which wheels
-and sdists install as the resource package ``anisoscreen_models`` (:func:`shipped_models`).
+Named models live in ``<data_dir>/models/<name>/model.pt`` (trained by the user), in the
+folders of ``$ANISOSCREEN_MODELS``, or in the shipped ``models/<name>/model.pt``: the
+repository's top-level ``models/`` folder, which wheels and sdists install as the resource
+package ``anisoscreen_models`` (:func:`shipped_models`). Wheels and sdists carry only the
+default models (:data:`DEFAULT_MODELS`); a source checkout has every model in ``models/``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 
 __all__ = [
+    "DEFAULT_MODELS",
     "FORMAT",
+    "MODELS_ENV",
     "LoadedModel",
     "atomic_torch_save",
     "file_checksum",
@@ -40,6 +44,12 @@ FORMAT = "anisoscreen-model/1"
 MODEL_FILENAME = "model.pt"
 SHIPPED_PACKAGE = "anisoscreen_models"
 """The installed name of the repository's ``models/`` folder (see ``setup.py``)."""
+DEFAULT_MODELS = ("anisonet-mp-v2", "anisonet-mp-ionic-v1")
+"""The models a wheel or sdist ships (electronic and ionic default); ``setup.py`` lists the same."""
+MODELS_ENV = "ANISOSCREEN_MODELS"
+"""Environment variable: extra folders of named models (``os.pathsep``-separated)."""
+MODELS_SOURCE = "the models/ folder of the anisoscreen source repository (or its release assets)"
+"""Where the models that do not ship with the package are published."""
 
 
 def shipped_models() -> Path:
@@ -67,10 +77,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 def model_search_paths(data_dir: Path | None = None) -> list[Path]:
-    """Folders searched for named models, first match wins."""
+    """Folders searched for named models, first match wins.
+
+    ``<data_dir>/models``, then each folder of ``$ANISOSCREEN_MODELS``, then the shipped models.
+    """
     paths = []
     if data_dir is not None:
         paths.append(Path(data_dir) / "models")
+    extra = os.environ.get(MODELS_ENV, "")
+    paths.extend(Path(folder).expanduser() for folder in extra.split(os.pathsep) if folder)
     paths.append(shipped_models())
     return paths
 
@@ -86,8 +101,16 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
         path = folder / str(name_or_path) / MODEL_FILENAME
         if path.is_file():
             return path
+    if candidate.suffix == ".pt" or len(candidate.parts) > 1:  # a path, not a name
+        raise AnisoscreenError(
+            f"model {name_or_path!r} not found: no such file, nor a folder with {MODEL_FILENAME}"
+        )
     searched = ", ".join(str(p) for p in model_search_paths(data_dir))
-    raise AnisoscreenError(f"model {name_or_path!r} not found (searched {searched})")
+    raise AnisoscreenError(
+        f"model {name_or_path!r} not found: the package ships only {', '.join(DEFAULT_MODELS)}; "
+        f"get models/{candidate.name}/ from {MODELS_SOURCE} into a folder named in "
+        f"${MODELS_ENV} (or <data dir>/models), or pass the model file's path (searched {searched})"
+    )
 
 
 def file_checksum(path: str | Path) -> str:

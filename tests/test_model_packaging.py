@@ -1,0 +1,120 @@
+"""The lean wheel: only the default models ship; the others load by name from a models folder.
+
+The weights policy (docs/models/index.md): the model files already tracked in plain git stay
+where they are; new weights go to git LFS or release assets, never into plain git.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model import checkpoint
+from anisoscreen.model.checkpoint import DEFAULT_MODELS, MODELS_ENV, resolve_model_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+GRANDFATHERED_WEIGHTS = {
+    "models/anisonet-mp-ionic-v1/model.pt",
+    "models/anisonet-mp-v1/model.pt",
+    "models/anisonet-mp-v2/model.pt",
+    "models/anisonet-mp-v2-sevennet/model.pt",
+}
+"""Weight files committed to plain git before the policy; no new entry may be added here."""
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".npz", ".h5")
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def _setup_constant(name: str) -> tuple[str, ...]:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return tuple(ast.literal_eval(node.value))
+    raise AssertionError(f"{name} not in setup.py")
+
+
+def test_setup_and_manifest_ship_the_default_models_only():
+    assert _setup_constant("SHIPPED_MODELS") == DEFAULT_MODELS
+    manifest = (REPO / "MANIFEST.in").read_text()
+    named = {
+        word.split("/")[1]
+        for word in manifest.split()
+        if word.startswith("models/") and "/" in word
+    }
+    assert named == set(DEFAULT_MODELS)
+    assert "recursive-include models" not in manifest
+
+
+def _models_folder(root: Path, *names: str) -> Path:
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "model.pt").write_bytes(b"not read by resolve_model_path")
+    return root
+
+
+def test_a_model_that_does_not_ship_is_a_one_line_error(tmp_path, monkeypatch):
+    shipped = _models_folder(tmp_path / "wheel", *DEFAULT_MODELS)
+    monkeypatch.setattr(checkpoint, "shipped_models", lambda: shipped)
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    for name in DEFAULT_MODELS:
+        assert resolve_model_path(name) == shipped / name / "model.pt"
+    with pytest.raises(AnisoscreenError) as info:
+        resolve_model_path("anisonet-mp-v1", data_dir=tmp_path / "data")
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ("'anisonet-mp-v1' not found", "models/anisonet-mp-v1/", MODELS_ENV, "path"):
+        assert part in message, message
+    assert str(tmp_path / "data" / "models") in message
+
+
+def test_models_load_by_name_from_the_models_folders(tmp_path, monkeypatch):
+    shipped = _models_folder(tmp_path / "wheel", *DEFAULT_MODELS)
+    monkeypatch.setattr(checkpoint, "shipped_models", lambda: shipped)
+    first = _models_folder(tmp_path / "first", "anisonet-mp-v1")
+    second = _models_folder(tmp_path / "second", "anisonet-mp-v1", "anisonet-mp-v2-sevennet")
+    monkeypatch.setenv(MODELS_ENV, os.pathsep.join([str(first), "", str(second)]))
+    assert resolve_model_path("anisonet-mp-v1") == first / "anisonet-mp-v1" / "model.pt"
+    assert resolve_model_path("anisonet-mp-v2-sevennet") == (
+        second / "anisonet-mp-v2-sevennet" / "model.pt"
+    )
+    # the user's data folder comes first, then $ANISOSCREEN_MODELS, then the shipped models
+    data = tmp_path / "data"
+    _models_folder(data / "models", "anisonet-mp-v1")
+    assert resolve_model_path("anisonet-mp-v1", data) == data / "models/anisonet-mp-v1/model.pt"
+    assert checkpoint.model_search_paths(data) == [data / "models", first, second, shipped]
+
+
+def test_a_missing_path_is_named_as_a_path(tmp_path):
+    with pytest.raises(AnisoscreenError, match="no such file") as info:
+        resolve_model_path(tmp_path / "elsewhere" / "model.pt")
+    assert "\n" not in str(info.value)
+
+
+def test_no_new_weights_in_plain_git():
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    tracked = [p for p in listed.decode().split("\0") if p.endswith(WEIGHT_SUFFIXES)]
+    in_plain_git = []
+    for path in tracked:
+        file = REPO / path
+        if path in GRANDFATHERED_WEIGHTS or not file.is_file():
+            continue
+        with open(file, "rb") as handle:
+            if not handle.read(len(LFS_POINTER)).startswith(LFS_POINTER):
+                in_plain_git.append(path)
+    assert not in_plain_git, (
+        f"weights committed to plain git: {in_plain_git}; put them in git LFS or a release "
+        "asset (docs/models/index.md)"
+    )
