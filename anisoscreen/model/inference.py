@@ -174,7 +174,8 @@ class Predictor:
         """Cartesian tensors from every member, shape (members, len(graphs), 3, 3)."""
         batch = collate(graphs).to(self.device)
         networks = (model or self.model).networks
-        irreps = torch.stack([net(batch) for net in networks])
+        geometry = networks[0].geometry(batch)  # shared by the members (one config)
+        irreps = torch.stack([net(batch, geometry) for net in networks])
         return tmath.irreps_to_tensor(irreps.double().cpu().numpy())
 
     def _ionic_fields(

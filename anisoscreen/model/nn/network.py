@@ -376,9 +376,13 @@ class AnisoNet(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, graph: GraphBatch) -> torch.Tensor:
-        """Predict ``0e+2e`` irreps (shape (num_graphs, 6)) in the e3nn basis."""
-        return self._predict(graph, with_born=False)[0]
+    def forward(self, graph: GraphBatch, geometry: dict[str, Any] | None = None) -> torch.Tensor:
+        """Predict ``0e+2e`` irreps (shape (num_graphs, 6)) in the e3nn basis.
+
+        ``geometry``: :meth:`geometry` of ``graph`` from any network of the same
+        configuration (an ensemble computes it once for all members).
+        """
+        return self._predict(graph, with_born=False, geometry=geometry)[0]
 
     def forward_with_born(self, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``0e+2e`` irreps (num_graphs, 6) and per-atom Born charges (num_nodes, 3, 3).
@@ -396,10 +400,12 @@ class AnisoNet(nn.Module):
         assert born is not None
         return irreps, born
 
-    def _predict(
-        self, graph: GraphBatch, with_born: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The tensor irreps and, if ``with_born``, the per-atom Born charges."""
+    def geometry(self, graph: GraphBatch) -> dict[str, Any]:
+        """What the forward pass derives from the graph alone, without weights.
+
+        Atom and edge order, spherical harmonics, radial basis. Members of an ensemble (one
+        config) share it, so :meth:`forward` can take it instead of recomputing it per member.
+        """
         cfg = self.config
         dtype = self.embedding.weight.dtype
         species, species_index = torch.unique(graph.atomic_numbers, return_inverse=True)
@@ -409,31 +415,6 @@ class AnisoNet(nn.Module):
         position = torch.empty_like(order)
         position[order] = torch.arange(len(order), device=order.device)
         species_counts = torch.bincount(species_index, minlength=len(species)).tolist()
-        species_index = species_index[order]
-        batch_index = graph.batch[order]
-        one_hot = torch.nn.functional.one_hot(species - 1, NUM_ELEMENTS).to(dtype)
-        species_attr = torch.relu(self.embedding(one_hot))
-        species_feat = torch.relu(self.embedding(one_hot * self.masses[species].to(dtype)[:, None]))
-        node_scalars = species_feat[species_index]
-        higher: dict[int, torch.Tensor] = {}
-        if cfg.atom_features:
-            if graph.atom_features is None:
-                raise ValueError(f"this model needs {cfg.atom_features} atom features")
-            features = graph.atom_features[order].to(dtype)
-            if self.feature_orders:
-                blocks = split_orders(features, self.feature_orders)
-                features = blocks[0][:, 0, :]
-                higher = self._equivariant_inputs(blocks)
-            pretrained = self.feature_embedding(self.feature_norm(features))
-            node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
-        if cfg.gap_input:
-            gaps = graph.band_gap
-            if gaps is None:
-                gaps = torch.full((graph.num_graphs,), math.nan, device=node_scalars.device)
-            embedded = torch.relu(self.gap_embedding(gap_features(gaps.to(dtype))))
-            node_scalars = torch.cat([node_scalars, embedded[batch_index]], dim=1)
-        x = {0: node_scalars[:, None, :]}
-
         # edges sorted by destination: each chunk of the edge tensor products then sums into
         # its own block of nodes (see node_aligned_chunks)
         edge_dst = position[graph.edge_dst]
@@ -459,6 +440,63 @@ class AnisoNet(nn.Module):
         }
         edge_chunk = self.output.tensor_product.chunk_size(edge_vec.device)
         edge["chunks"] = node_aligned_chunks(edge_dst, edge["num_nodes"], edge_chunk)
+        return {
+            "key": (cfg.cutoff, cfg.num_basis, cfg.lmax, dtype, edge_chunk),
+            "species": species,
+            "species_index": species_index[order],
+            "species_counts": species_counts,
+            "order": order,
+            "position": position,
+            "batch_index": graph.batch[order],
+            "edge": edge,
+        }
+
+    def _predict(
+        self, graph: GraphBatch, with_born: bool, geometry: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tensor irreps and, if ``with_born``, the per-atom Born charges."""
+        cfg = self.config
+        dtype = self.embedding.weight.dtype
+        if geometry is None:
+            geometry = self.geometry(graph)
+        elif geometry["key"] != (
+            cfg.cutoff,
+            cfg.num_basis,
+            cfg.lmax,
+            dtype,
+            self.output.tensor_product.chunk_size(graph.edge_vec.device),
+        ):
+            raise ValueError("the shared geometry was built for another network configuration")
+        species, species_index = geometry["species"], geometry["species_index"]
+        species_counts, order = geometry["species_counts"], geometry["order"]
+        position, batch_index, edge = (
+            geometry["position"],
+            geometry["batch_index"],
+            geometry["edge"],
+        )
+        one_hot = torch.nn.functional.one_hot(species - 1, NUM_ELEMENTS).to(dtype)
+        species_attr = torch.relu(self.embedding(one_hot))
+        species_feat = torch.relu(self.embedding(one_hot * self.masses[species].to(dtype)[:, None]))
+        node_scalars = species_feat[species_index]
+        higher: dict[int, torch.Tensor] = {}
+        if cfg.atom_features:
+            if graph.atom_features is None:
+                raise ValueError(f"this model needs {cfg.atom_features} atom features")
+            features = graph.atom_features[order].to(dtype)
+            if self.feature_orders:
+                blocks = split_orders(features, self.feature_orders)
+                features = blocks[0][:, 0, :]
+                higher = self._equivariant_inputs(blocks)
+            pretrained = self.feature_embedding(self.feature_norm(features))
+            node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
+        if cfg.gap_input:
+            gaps = graph.band_gap
+            if gaps is None:
+                gaps = torch.full((graph.num_graphs,), math.nan, device=node_scalars.device)
+            embedded = torch.relu(self.gap_embedding(gap_features(gaps.to(dtype))))
+            node_scalars = torch.cat([node_scalars, embedded[batch_index]], dim=1)
+        x = {0: node_scalars[:, None, :]}
+
         for layer, (conv, gate) in enumerate(zip(self.convolutions, self.gates, strict=False)):
             x = gate(conv(x, species_attr, species_counts, edge))
             if layer == 0:

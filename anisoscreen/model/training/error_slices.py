@@ -20,11 +20,14 @@ from anisoscreen import tensor as tmath
 from anisoscreen.geometry import largest_empty_slab
 
 __all__ = [
+    "GAP_BINS",
     "LAYER_GAP",
     "TAIL_EPS_POLY",
+    "by_band_gap",
     "calibration",
     "error_block",
     "error_slices",
+    "fit_spread_calibration",
 ]
 
 LAYER_GAP = 6.0
@@ -33,6 +36,17 @@ LAYER_GAP = 6.0
 TAIL_EPS_POLY = 8.0
 """Reference eps_poly above which a structure belongs to the high-eps tail."""
 
+
+GAP_BINS: tuple[tuple[str, float, float], ...] = (
+    ("gap < 0.5 eV", -np.inf, 0.5),
+    ("gap 0.5-1 eV", 0.5, 1.0),
+    ("gap 1-2 eV", 1.0, 2.0),
+    ("gap > 2 eV", 2.0, np.inf),
+)
+"""PBE band-gap bins (label, lower, upper) of the error by gap."""
+
+COVERAGE_TARGET = 0.95
+"""Fraction of errors that +-2 sigma should cover after recalibration (a Gaussian's)."""
 
 RATIO_FLOOR = 1e-6
 """Smallest eigenvalue allowed in a_r errors, so a singular predicted tensor still scores."""
@@ -68,7 +82,40 @@ def error_block(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float
     }
 
 
-def calibration(members: np.ndarray, reference: np.ndarray) -> dict[str, dict[str, float]] | None:
+def _spread_and_error(members: np.ndarray, reference: np.ndarray) -> dict[str, tuple]:
+    """Per quantity (eps_poly, a_r): the members' standard deviation and the mean's error."""
+    eig_m, eig_r = tmath.eigenvalues(members), tmath.eigenvalues(reference)
+    quantities = {
+        "eps_poly": (eig_m.mean(-1), eig_r.mean(-1)),
+        "anisotropy_ratio": (_ratio(eig_m), _ratio(eig_r)),
+    }
+    return {
+        name: (per_member.std(axis=0, ddof=1), np.abs(per_member.mean(axis=0) - truth))
+        for name, (per_member, truth) in quantities.items()
+    }
+
+
+def fit_spread_calibration(
+    members: np.ndarray, reference: np.ndarray, target: float = COVERAGE_TARGET
+) -> dict[str, dict[str, float]]:
+    """Factors on the ensemble spread so that +-2 sigma covers ``target`` of the errors.
+
+    Fit on the validation split only: ``scale`` is the ``target`` quantile of
+    ``|error| / (2 sigma)`` for eps_poly and for a_r. Predictions multiply their spreads by it
+    (:meth:`anisoscreen.model.inference.Predictor.spread_scale`).
+    """
+    result = {}
+    for name, (sigma, error) in _spread_and_error(members, reference).items():
+        ratio = error / np.maximum(2.0 * sigma, 1e-12)
+        result[name] = {"scale": float(np.quantile(ratio, target)), "n": int(len(ratio))}
+    return result
+
+
+def calibration(
+    members: np.ndarray,
+    reference: np.ndarray,
+    scales: dict[str, dict[str, float]] | None = None,
+) -> dict[str, dict[str, float]] | None:
     """How well the ensemble spread predicts the error of the ensemble mean.
 
     Parameters
@@ -77,6 +124,10 @@ def calibration(members: np.ndarray, reference: np.ndarray) -> dict[str, dict[st
         Predicted tensors of every member, shape (n_members, n, 3, 3).
     reference
         Reference tensors, shape (n, 3, 3).
+
+    scales
+        Spread factors fitted on validation (:func:`fit_spread_calibration`); with them the
+        result also holds ``coverage_2sigma_calibrated``.
 
     Returns
     -------
@@ -88,22 +139,35 @@ def calibration(members: np.ndarray, reference: np.ndarray) -> dict[str, dict[st
     """
     if len(members) < 2:
         return None
-    eig_m, eig_r = tmath.eigenvalues(members), tmath.eigenvalues(reference)
-    quantities = {
-        "eps_poly": (eig_m.mean(-1), eig_r.mean(-1)),
-        "anisotropy_ratio": (_ratio(eig_m), _ratio(eig_r)),
-    }
     result = {}
-    for name, (per_member, truth) in quantities.items():
-        sigma = per_member.std(axis=0, ddof=1)
-        error = np.abs(per_member.mean(axis=0) - truth)
-        rho = spearmanr(sigma, error).statistic if len(truth) > 2 else float("nan")
+    for name, (sigma, error) in _spread_and_error(members, reference).items():
+        rho = spearmanr(sigma, error).statistic if len(error) > 2 else float("nan")
         result[name] = {
             "spearman_spread_vs_error": float(rho),
             "coverage_2sigma": float(np.mean(error <= 2.0 * sigma)),
             "mean_spread": float(sigma.mean()),
         }
+        if scales and name in scales:
+            scale = float(scales[name]["scale"])
+            result[name]["spread_scale"] = scale
+            result[name]["coverage_2sigma_calibrated"] = float(
+                np.mean(error <= 2.0 * scale * sigma)
+            )
     return result
+
+
+def by_band_gap(
+    predicted: np.ndarray, reference: np.ndarray, band_gaps: Sequence[float | None]
+) -> dict[str, dict[str, float]]:
+    """Error blocks per PBE band-gap bin (:data:`GAP_BINS`), and for unknown gaps."""
+    gaps = np.array([np.nan if g is None else float(g) for g in band_gaps])
+    out = {}
+    for label, low, high in GAP_BINS:
+        mask = (gaps >= low) & (gaps < high)
+        out[label] = error_block(predicted[mask], reference[mask])
+    unknown = ~np.isfinite(gaps)
+    out["gap unknown"] = error_block(predicted[unknown], reference[unknown])
+    return out
 
 
 def error_slices(
@@ -111,6 +175,7 @@ def error_slices(
     reference: np.ndarray,
     structures: Sequence[Structure],
     dimensionalities: Sequence[int | None] | None = None,
+    scales: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Error slices of an ensemble's mean prediction.
 
@@ -124,6 +189,8 @@ def error_slices(
         The structures, in the same order (for the empty-slab width).
     dimensionalities
         Larsen dimensionality (0-3, ``None`` unknown) of each structure, if known.
+    scales
+        The model's spread calibration (see :func:`calibration`).
 
     Returns
     -------
@@ -146,7 +213,7 @@ def error_slices(
             **error_block(predicted[tail], reference[tail]),
             "threshold": TAIL_EPS_POLY,
         },
-        "calibration": calibration(members, reference),
+        "calibration": calibration(members, reference, scales),
     }
     if dimensionalities is not None:
         labels = np.array(

@@ -16,9 +16,16 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.nn.graph import CrystalGraph, collate
-from anisoscreen.model.training.error_slices import error_block, error_slices, tensor_mae
+from anisoscreen.model.training.error_slices import (
+    by_band_gap,
+    calibration,
+    error_block,
+    error_slices,
+    tensor_mae,
+)
 
 __all__ = [
+    "apply_posthoc_laminate",
     "crystal_systems",
     "evaluate_model",
     "evaluate_model_set",
@@ -39,8 +46,9 @@ def predict_irreps(
     out = np.zeros((len(networks), len(graphs), 6))
     for start in range(0, len(graphs), batch_size):
         batch = collate(graphs[start : start + batch_size]).to(device)
+        geometry = networks[0].geometry(batch)  # type: ignore[operator]
         for k, net in enumerate(networks):
-            out[k, start : start + batch.num_graphs] = net(batch).double().cpu().numpy()
+            out[k, start : start + batch.num_graphs] = net(batch, geometry).double().cpu().numpy()
     return out
 
 
@@ -80,6 +88,37 @@ def metrics(
     return result
 
 
+def apply_posthoc_laminate(per_member: np.ndarray, structures: Sequence[Any]) -> np.ndarray:
+    """A sum/V model's tensors re-mixed with each structure's vacuum (the post-hoc baseline).
+
+    Reads each prediction as the dense susceptibility ``eps - I`` and mixes it with the
+    structure's geometric depolarisation (:func:`anisoscreen.geometry.laminate_mix`): in
+    the plane nothing changes, along a layer normal the parallel mix becomes a series mix.
+    ``per_member`` has shape (members, n, 3, 3).
+    """
+    from anisoscreen.geometry import depolarisation_tensor, laminate_mix
+
+    depolarisation = np.stack([depolarisation_tensor(s) for s in structures])
+    return laminate_mix(per_member - np.eye(3), depolarisation[None])
+
+
+def _member_tensors(
+    networks: Sequence[torch.nn.Module],
+    graphs: list[CrystalGraph],
+    device: torch.device | str,
+    structures: Sequence[Any],
+    posthoc_laminate: bool,
+) -> np.ndarray:
+    per_member = tmath.irreps_to_tensor(predict_irreps(networks, graphs, device))
+    return apply_posthoc_laminate(per_member, structures) if posthoc_laminate else per_member
+
+
+def _without_gaps(graphs: list[CrystalGraph]) -> list[CrystalGraph]:
+    from dataclasses import replace
+
+    return [replace(g, band_gap=float("nan")) for g in graphs]
+
+
 def evaluate_model(
     model: str,
     data_path: str | Path,
@@ -89,6 +128,8 @@ def evaluate_model(
     device: str = "auto",
     members: Sequence[int] | None = None,
     dimensionality: Callable[[Any], int | None] | None = None,
+    exfoliated: bool = True,
+    posthoc_laminate: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
 
@@ -102,6 +143,13 @@ def evaluate_model(
     The reference is the tensor the model predicts (``config.target``: electronic, ionic or
     total); the test subset is the same for every target (see
     :func:`~anisoscreen.model.training.dataset.target_cleaning`).
+
+    The slices also hold the errors per PBE band-gap bin (``by_band_gap``; for a model that
+    takes the gap, also ``by_band_gap_without_gap``, the same structures with their gaps
+    hidden) and, for an electronic model with ``exfoliated``, the *exfoliated slice*: the
+    subset's layered entries pulled apart and labelled by the laminate law
+    (:mod:`~anisoscreen.model.training.exfoliated`). ``posthoc_laminate`` applies
+    :func:`apply_posthoc_laminate` to every prediction (the baseline for sum/V models).
 
     Returns
     -------
@@ -141,11 +189,30 @@ def evaluate_model(
         features,
         data_set_cache(features, data_path) if features else None,
     )
-    per_member = tmath.irreps_to_tensor(predict_irreps(networks, graphs, dev))
+    structures = [e.structure for e in chosen]
+    per_member = _member_tensors(networks, graphs, dev, structures, posthoc_laminate)
     predicted = per_member.mean(axis=0)
     reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
-    structures = [e.structure for e in chosen]
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
+    scales = loaded.metadata.get("spread_calibration")
+    slices = error_slices(per_member, reference, structures, dimensionalities, scales)
+    gaps = [e.band_gap for e in chosen]
+    slices["by_band_gap"] = by_band_gap(predicted, reference, gaps)
+    if loaded.config.gap_input:
+        gap_free = _member_tensors(
+            networks, _without_gaps(graphs), dev, structures, posthoc_laminate
+        )
+        slices["without_gap"] = error_block(gap_free.mean(axis=0), reference)
+        slices["by_band_gap_without_gap"] = by_band_gap(gap_free.mean(axis=0), reference, gaps)
+    if (
+        exfoliated
+        and loaded.config.target == "electronic"
+        and not loaded.config.atom_features
+        and subset != "train"
+    ):
+        slices["exfoliated"] = _exfoliated_slice(
+            loaded, networks, entries, split[subset].tolist(), dev, posthoc_laminate, scales
+        )
     result = {
         "model": f"{loaded.name} {loaded.version}",
         "target": loaded.config.target,
@@ -153,11 +220,50 @@ def evaluate_model(
         "subset": subset,
         "split_seed": seed,
         "metrics": metrics(predicted, reference, crystal_systems(structures)),
-        "slices": error_slices(per_member, reference, structures, dimensionalities),
+        "slices": slices,
         "predicted": predicted,
         "reference": reference,
     }
     return result
+
+
+def _exfoliated_slice(
+    loaded: Any,
+    networks: Sequence[torch.nn.Module],
+    entries: Sequence[Any],
+    indices: Sequence[int],
+    device: torch.device,
+    posthoc_laminate: bool,
+    scales: dict[str, dict[str, float]] | None,
+) -> dict[str, Any]:
+    """Errors and calibration on the exfoliated copies of the layered entries of a split."""
+    from anisoscreen.model.nn.graph import structure_to_graph
+    from anisoscreen.model.training.exfoliated import EXFOLIATION_DELTAS, exfoliated_copies
+
+    deltas = loaded.metadata.get("train_config", {}).get("exfoliation_deltas") or (
+        EXFOLIATION_DELTAS
+    )
+    copies = [c for group in exfoliated_copies(entries, indices, deltas).values() for c in group]
+    if not copies:
+        return {"n": 0}
+    structures = [c.structure for c in copies]
+    graphs = [
+        structure_to_graph(
+            c.structure,
+            loaded.config.cutoff,
+            allow_isolated=True,
+            band_gap=entries[c.parent].band_gap,
+        )
+        for c in copies
+    ]
+    per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate)
+    reference = np.stack([c.eps_electronic for c in copies])
+    return {
+        **error_block(per_member.mean(axis=0), reference),
+        "entries": len({c.parent for c in copies}),
+        "deltas": list(deltas),
+        "calibration": calibration(per_member, reference, scales),
+    }
 
 
 def evaluate_model_set(

@@ -24,6 +24,7 @@ from anisoscreen.model.training.dataset import (
     random_split,
     target_cleaning,
 )
+from anisoscreen.model.training.error_slices import fit_spread_calibration
 from anisoscreen.model.training.evaluate import crystal_systems, metrics, predict_irreps
 from anisoscreen.model.training.train import (
     TrainConfig,
@@ -156,6 +157,12 @@ def train_model(
         states.append(state)
 
     dev = resolve_device(device)
+    spread_calibration = None
+    if len(networks) > 1:  # fitted on validation only (with its exfoliated copies)
+        val_members = tmath.irreps_to_tensor(predict_irreps(networks, validation[0], dev))
+        spread_calibration = fit_spread_calibration(
+            val_members, tmath.irreps_to_tensor(validation[1])
+        )
     test_graphs, test_targets = subset("test")
     test_structures = [entries[i].structure for i in split["test"]]
     predicted = predict_irreps(networks, test_graphs, dev).mean(axis=0)
@@ -215,6 +222,19 @@ def train_model(
         "parameters_per_member": networks[0].num_parameters,
         "metrics": result,
     }
+    if spread_calibration is not None:
+        metadata["spread_calibration"] = spread_calibration
+    if exfoliated["train_groups"]:
+        metadata["exfoliation"] = {
+            "layered_entries": {
+                "train": len(exfoliated["train_groups"]),
+                "validation": len(exfoliated["validation"][0])
+                // len(train_config.exfoliation_deltas),
+                "test": len(exfoliated["test"][0]) // len(train_config.exfoliation_deltas),
+            },
+            "deltas": list(train_config.exfoliation_deltas),
+            "per_epoch": train_config.exfoliated_per_epoch,
+        }
     save_model(
         output_dir / MODEL_FILENAME,
         model_config,
