@@ -151,14 +151,24 @@ def save_model(
     name: str,
     version: str,
     metadata: dict[str, Any] | None = None,
+    storage_dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write a model file atomically (float32 weights)."""
+    """Write a model file atomically.
+
+    Floating-point weights are stored as ``storage_dtype`` (``torch.float16`` halves the
+    file; :func:`load_model` computes in float32 either way).
+    """
+
+    def stored(value: torch.Tensor) -> torch.Tensor:
+        value = value.detach().cpu()
+        return value.to(storage_dtype) if value.is_floating_point() else value
+
     payload = {
         "format": FORMAT,
         "name": name,
         "version": version,
         "config": config.to_dict(),
-        "state_dicts": [{k: v.detach().cpu().float() for k, v in sd.items()} for sd in state_dicts],
+        "state_dicts": [{k: stored(v) for k, v in sd.items()} for sd in state_dicts],
         "metadata": metadata or {},
     }
     atomic_torch_save(payload, path)

@@ -1,0 +1,152 @@
+"""Model v3's pieces: the band gap as an input, spread calibration, the post-hoc baseline, and a
+tiny training run with exfoliation augmentation and the laminate read-out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from anisoscreen.geometry import depolarisation_tensor, laminate_mix
+from anisoscreen.model.checkpoint import load_model
+from anisoscreen.model.inference import Predictor
+from anisoscreen.model.nn.graph import collate, structure_to_graph
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig, gap_features
+from anisoscreen.model.training.comparison import mos2_layer
+from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+from anisoscreen.model.training.error_slices import (
+    by_band_gap,
+    calibration,
+    fit_spread_calibration,
+)
+from anisoscreen.model.training.evaluate import apply_posthoc_laminate
+from anisoscreen.model.training.pipeline import train_model
+from anisoscreen.model.training.train import TrainConfig
+from anisoscreen.structures_io import StructureRecord
+
+
+def rocksalt() -> Structure:
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+
+
+def gap_network() -> AnisoNet:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        mul=4,
+        lmax=2,
+        readout="psd_laminate_volume",
+        volume_per_atom=15.0,
+        target_shift=0.5,
+        target_scale=0.4,
+        gap_input=True,
+    )
+    return AnisoNet(config).double().eval()
+
+
+def test_gap_features_are_zero_for_an_unknown_gap_and_change_with_the_gap():
+    features = gap_features(torch.tensor([math.nan, 0.6, 3.0], dtype=torch.float64))
+    assert torch.all(features[0] == 0)
+    assert features[1, -2] == 1.0 and features[2, -2] == 1.0  # the "known" flag
+    assert features[1, -1] == pytest.approx(1 / 1.6)
+    assert not torch.allclose(features[1], features[2])
+
+
+def test_the_gap_changes_the_prediction_and_a_missing_one_is_the_gap_free_mode():
+    net = gap_network()
+    structure = rocksalt()
+    graphs = [structure_to_graph(structure, band_gap=gap) for gap in (0.6, 4.0, None, float("nan"))]
+    with torch.no_grad():
+        eps = net.predict_tensor(collate(graphs, torch.float64)).numpy()
+    assert not np.allclose(eps[0], eps[1])
+    np.testing.assert_array_equal(eps[2], eps[3])  # None and nan are the same: unknown
+    # rotation-invariant input: a cubic crystal stays isotropic whatever the gap
+    for tensor in eps:
+        np.testing.assert_allclose(tensor, np.eye(3) * tensor[0, 0], atol=1e-10)
+
+
+def test_fitted_spread_scale_covers_95_percent_on_the_data_it_was_fitted_on():
+    rng = np.random.default_rng(1)
+    n, k = 2000, 8
+    truth = np.stack([np.diag(d) for d in rng.uniform(2, 6, size=(n, 3))])
+    sigma = rng.uniform(0.05, 0.3, size=n)
+    # members too confident by 3x: their spread is a third of the real error scale
+    bias = rng.normal(size=n)[:, None, None] * sigma[:, None, None] * np.eye(3)
+    members = truth[None] + bias[None] + (rng.normal(size=(k, n))[..., None, None]
+                                          * sigma[None, :, None, None] / 3 * np.eye(3))  # fmt: skip
+    scales = fit_spread_calibration(members, truth)
+    assert scales["eps_poly"]["scale"] > 1.5
+    result = calibration(members, truth, scales)
+    assert result is not None
+    assert result["eps_poly"]["coverage_2sigma"] < 0.8
+    assert result["eps_poly"]["coverage_2sigma_calibrated"] == pytest.approx(0.95, abs=0.01)
+
+
+def test_errors_by_band_gap_bin():
+    reference = np.stack([np.eye(3) * 3.0] * 4)
+    predicted = reference + np.stack([np.eye(3) * d for d in (1.0, 0.2, 0.0, 0.5)])
+    bins = by_band_gap(predicted, reference, [0.7, 1.5, 3.0, None])
+    assert bins["gap 0.5-1 eV"]["eps_poly_mae"] == pytest.approx(1.0)
+    assert bins["gap 1-2 eV"]["eps_poly_mae"] == pytest.approx(0.2)
+    assert bins["gap > 2 eV"]["n"] == 1 and bins["gap unknown"]["n"] == 1
+    assert bins["gap < 0.5 eV"] == {"n": 0}
+
+
+def test_posthoc_laminate_keeps_dense_crystals_and_series_mixes_a_padded_layer():
+    eps = np.diag([5.0, 5.0, 4.0])
+    members = np.stack([np.stack([eps, eps])])  # one member, two structures
+    corrected = apply_posthoc_laminate(members, [rocksalt(), mos2_layer(20.0)])
+    np.testing.assert_allclose(corrected[0, 0], eps)
+    expected = laminate_mix(eps - np.eye(3), depolarisation_tensor(mos2_layer(20.0)))
+    np.testing.assert_allclose(corrected[0, 1], expected)
+    assert corrected[0, 1][0, 0] == pytest.approx(5.0)  # in the plane: unchanged
+    assert corrected[0, 1][2, 2] < 4.0  # along the normal: series, lower
+
+
+@pytest.mark.slow
+def test_v3_style_training_records_calibration_exfoliation_and_gap_use(shared_dir, tmp_path):
+    """Two members, two epochs, on the first 300 entries: the v3 recipe end to end."""
+    folder = tmp_path / "v3-tiny"
+    result = train_model(
+        shared_dir / "data" / "mp_dielectric_tensors.json.gz",
+        folder,
+        "v3-tiny",
+        ModelConfig(mul=4, lmax=1, readout="psd_laminate_volume", gap_input=True),
+        TrainConfig(
+            max_epochs=2,
+            batch_size=16,
+            loss="mse_log_eig",
+            gap_dropout=0.25,
+            exfoliation_deltas=(4.0, 12.0),
+        ),
+        seeds=(0, 1),
+        max_entries=300,
+        device="cpu",
+    )
+    assert result["finished"] and result["test_exfoliated"]["n"] > 0
+    loaded = load_model(folder / "model.pt")
+    metadata = loaded.metadata
+    assert set(metadata["spread_calibration"]) == {"eps_poly", "anisotropy_ratio"}
+    assert metadata["exfoliation"]["layered_entries"]["train"] > 0
+    assert "psd_laminate_volume" in (folder / "MODEL_CARD.md").read_text()
+
+    predictor = Predictor(loaded, device="cpu")
+    entries, _ = clean_entries(load_entries(shared_dir / "data" / "mp_dielectric_tensors.json.gz"))
+    known = entries[int(random_split(300, 42)["train"][0])].structure  # elements seen in training
+    records = [
+        StructureRecord("with-gap", known, "test", fields={"band_gap": 5.0}),
+        StructureRecord("no-gap", known, "test"),
+    ]
+    with_gap, without = list(predictor.predict(records))
+    assert with_gap.band_gap_used is True and without.band_gap_used is False
+    assert with_gap.eps_poly != pytest.approx(without.eps_poly, abs=1e-9)
+    scale = metadata["spread_calibration"]["eps_poly"]["scale"]
+    graph = predictor.graph_or_error(known, 5.0)
+    assert not isinstance(graph, str)
+    members = predictor.predict_graphs([graph])[:, 0]
+    raw = float(np.linalg.eigvalsh(members).mean(axis=1).std(ddof=1))
+    assert with_gap.eps_poly_std == pytest.approx(raw * scale)
