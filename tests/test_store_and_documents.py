@@ -285,8 +285,8 @@ def test_settings_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("ANISOSCREEN_BATCH_SIZE", "9")
     s = get_settings()
     assert (s.store, s.batch_size, s.model) == ("memory", 9, "yaml-model")
-    s = get_settings(store="monty", batch_size=None)
-    assert (s.store, s.batch_size) == ("monty", 9)
+    s = get_settings(store="embedded", batch_size=None)
+    assert (s.store, s.batch_size) == ("embedded", 9)
 
 
 def test_api_key_is_secret(monkeypatch):

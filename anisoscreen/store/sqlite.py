@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -247,13 +247,14 @@ class SQLiteStore(Store):
         if not path.exists():
             return sqlite3.connect(":memory:", check_same_thread=False)  # an empty store
         uri = path.resolve().as_uri()
+        connection = sqlite3.connect(
+            uri + "?mode=ro", uri=True, timeout=self.timeout, check_same_thread=False
+        )
         try:  # another process may still write it (permissions only): follow its log
-            connection = sqlite3.connect(
-                uri + "?mode=ro", uri=True, timeout=self.timeout, check_same_thread=False
-            )
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return connection
         except sqlite3.OperationalError:
+            connection.close()
             # a read-only mount without the log's shared-memory file: nobody writes it
             return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
 
@@ -499,15 +500,19 @@ class SQLiteStore(Store):
                     return
                 yield from batch
         finally:
-            cursor.close()
+            with suppress(sqlite3.ProgrammingError):  # the store closed before the reader ended
+                cursor.close()
 
     def _select(
-        self, criteria: dict | None, connection: sqlite3.Connection | None = None
+        self,
+        criteria: dict | None,
+        connection: sqlite3.Connection | None = None,
+        order: str = "",
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(id, document)`` of every match (SQL on the indexed part, Python on the rest)."""
         translation = translate(criteria, self._indexed)
         rows = self._rows(
-            f"SELECT id, doc FROM {self.table} WHERE {translation.where}",
+            f"SELECT id, doc FROM {self.table} WHERE {translation.where} {order}",
             translation.params,
             connection,
         )
@@ -533,7 +538,9 @@ class SQLiteStore(Store):
                 translation.where, translation.params, order, fields, skip, limit
             )
             return
-        docs: Iterator[dict[str, Any]] = (doc for _, doc in self._select(criteria))
+        docs: Iterator[dict[str, Any]] = (
+            doc for _, doc in self._select(criteria, order=order or "")
+        )
         if order is None and sort:
             ordered = list(docs)
             for name, direction in reversed(list(sort.items())):
