@@ -189,6 +189,10 @@ def test_jobflow_runs_on_the_embedded_store(tmp_path):
     record = store.query_one({"uuid": first.uuid}, properties=["uuid", "index", "output"])
     store.update(record | {"output": {"sum": 4}})  # on the key (uuid, index): a replacement
     assert store.count({"uuid": first.uuid}) == 1 and store.get_output(first.uuid)["sum"] == 4
+    store.update(record | {"index": 2, "output": {"sum": 5}})  # a replaced job's next index
+    assert store.count({"uuid": first.uuid}) == 2
+    assert store.get_output(first.uuid, which="last")["sum"] == 5
+    assert store.get_output(first.uuid, which="first")["sum"] == 4
 
 
 def _read_only_copy(source: Path, target: Path):

@@ -123,7 +123,8 @@ def build_store(settings: AnisoscreenSettings, collection: str) -> Store:
         return SQLiteStore(
             str(settings.embedded_store_path),
             name,
-            key=store_key(collection),
+            key=store_key(collection)[0],
+            unique_key=store_key(collection),
             indexes=INDEXES.get(collection, []),
         )
     if spec == "monty":

@@ -152,7 +152,9 @@ class SQLiteStore(Store):
     collection_name
         The table.
     key
-        The unique store key: one field or a list of fields.
+        maggma's key field (jobflow sets its own).
+    unique_key
+        The fields of the unique store key (default: ``[key]``); upserts replace on it.
     indexes
         Further fields (scalars or missing in every document) to index and query in SQL.
     timeout
@@ -163,19 +165,20 @@ class SQLiteStore(Store):
         self,
         path: str,
         collection_name: str,
-        key: str | list[str] = "task_id",
+        key: str = "task_id",
+        unique_key: list[str] | None = None,
         indexes: list[str] | None = None,
         timeout: float = LOCK_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         self.path = str(path)
         self.collection_name = collection_name
+        self.unique_key = list(unique_key or [key])
         self.indexes = list(indexes or [])
         self.timeout = timeout
         self.kwargs = kwargs
-        super().__init__(key=key if isinstance(key, str) else key[0], **kwargs)
-        self.key = key  # type: ignore[assignment]  # kept as given, for as_dict
-        self.key_fields = [key] if isinstance(key, str) else list(key)
+        super().__init__(key=key, **kwargs)
+        self.key_fields = list(self.unique_key)
         self.read_only = False
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
