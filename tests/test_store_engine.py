@@ -149,7 +149,7 @@ def test_indexed_queries_use_the_index(tmp_path):
 
 def test_documents_keep_their_types():
     record = {
-        "aware": dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC),
+        "aware": dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc),
         "naive": dt.datetime(2026, 1, 2),
         "oid": ObjectId("65a0c0ffee0000000000beef"),
         "raw": b"\x00\xff",
@@ -161,7 +161,7 @@ def test_documents_keep_their_types():
     assert back["naive"] == record["naive"] and back["oid"] == record["oid"]
     assert back["raw"] == record["raw"] and back["nested"] == record["nested"]
     assert math.isnan(back["bad"][0]) and back["bad"][1:] == [math.inf, -math.inf, 1.5]
-    later = {**record, "aware": dt.datetime(2030, 1, 1, tzinfo=dt.UTC)}
+    later = {**record, "aware": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)}
     assert content_hash(later) != content_hash(record)  # a content field differs
     stamped = {
         "a": 1,

@@ -68,6 +68,9 @@ def encode(value: Any, sort_keys: bool = False) -> bytes:
     return orjson.dumps(value, default=_tag, option=option)
 
 
+_TAGS = frozenset({"$date", "$oid", "$float", "$bytes"})
+
+
 def _untag(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1:
@@ -86,13 +89,28 @@ def _untag(value: Any) -> Any:
     return value
 
 
+def _tagged(value: Any) -> bool:
+    return type(value) is dict and len(value) == 1 and next(iter(value)) in _TAGS
+
+
 def decode(text: str | bytes) -> Any:
-    """The value :func:`encode` wrote (tagged values restored)."""
+    """The value :func:`encode` wrote (tagged values restored).
+
+    Documents tag their timestamps at the top level; when every tag in the text is there,
+    only the top level is looked at, not every nested list of numbers.
+    """
     value = orjson.loads(text)
     raw = text.encode() if isinstance(text, str) else text
-    if b'"$' in raw:
-        value = _untag(value)
-    return value
+    tags = raw.count(b'"$')
+    if not tags:
+        return value
+    if type(value) is dict:
+        top = [name for name, item in value.items() if _tagged(item)]
+        if len(top) == tags:
+            for name in top:
+                value[name] = _untag(value[name])
+            return value
+    return _untag(value)
 
 
 def content_hash(record: dict[str, Any]) -> bytes:
