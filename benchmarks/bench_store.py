@@ -24,8 +24,8 @@ blocks of 50,000 before each block is written, so the write times leave out buil
 * ``keys_s``: every predicted ``material_id`` (what screening reads to skip done work);
 * ``count_s``: the document count;
 * ``disk_mb``: size of the embedded store on disk;
-* ``serve_start_s`` (``--serve``): from starting ``anisoscreen serve`` on the store to its
-  first answer.
+* ``serve_start_s``, ``first_page_s``, ``first_summary_s`` (``--serve``): ``anisoscreen
+  serve`` on the store, to its first answer, then its first candidates page and statistics.
 
 Query times are the median of ``--repeats`` runs (one run where a single run exceeds 20 s).
 At 100,000 documents and more each row also lists the issue's targets (``targets``: value,
@@ -128,8 +128,20 @@ def upsert_blocks(results: ResultsStore, n: int, seed: int, row: dict[str, Any],
     return written
 
 
-def serve_start(settings: AnisoscreenSettings) -> float:
-    """Seconds from starting ``anisoscreen serve`` on the store to its first HTTP answer."""
+def _get(url: str) -> float:
+    start = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=300) as response:
+        response.read()
+    return time.perf_counter() - start
+
+
+def serve_start(settings: AnisoscreenSettings) -> dict[str, float]:
+    """``anisoscreen serve`` on the store: seconds to its first answer, then first pages.
+
+    ``serve_start_s``: from the process start to the first answer (``/api/runs``; the
+    server reads its snapshot before it answers anything); ``first_page_s``: the first
+    50-row candidates page after that; ``first_summary_s``: the store statistics after that.
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -144,12 +156,18 @@ def serve_start(settings: AnisoscreenSettings) -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
+        base = f"http://127.0.0.1:{port}/api"
         while time.perf_counter() - start < 300:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/summary", timeout=60):
-                    return time.perf_counter() - start
+                _get(f"{base}/runs")
             except OSError:
                 time.sleep(0.05)
+                continue
+            return {
+                "serve_start_s": time.perf_counter() - start,
+                "first_page_s": _get(f"{base}/candidates?limit=50"),
+                "first_summary_s": _get(f"{base}/summary"),
+            }
         raise RuntimeError("the server did not answer within 300 s")
     finally:
         server.terminate()
@@ -230,7 +248,7 @@ def measure(
         row["count_s"], _ = timed(lambda: results.count("predictions"), repeats)
         if serve:
             results.close()
-            row["serve_start_s"] = serve_start(settings)
+            row.update(serve_start(settings))
     row["disk_mb"] = folder_mb(data_dir) if backend in ("embedded", "monty") else None
     targets = TARGETS_1M if n >= 1_000_000 else TARGETS_100K if n >= 100_000 else {}
     if targets:
@@ -287,7 +305,9 @@ def main() -> None:
                 f"sorted records {row['records_sorted_limit_s']:7.3f} s  "
                 f"by id {row['by_material_id_s']:7.3f} s  $in 1k {row['ids_in_1k_s']:7.3f} s  "
                 f"keys {row['keys_s']:7.3f} s  count {row['count_s']:6.3f} s  "
-                f"disk {row['disk_mb']} MB  serve {row.get('serve_start_s', '-')} s",
+                f"disk {row['disk_mb']} MB  serve {row.get('serve_start_s', '-')} s "
+                f"(first page {row.get('first_page_s', '-')} s, "
+                f"summary {row.get('first_summary_s', '-')} s)",
                 flush=True,
             )
             for name, target in row.get("targets", {}).items():

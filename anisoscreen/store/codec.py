@@ -18,7 +18,15 @@ from typing import Any
 import orjson
 from bson import ObjectId
 
-__all__ = ["BOOKKEEPING_FIELDS", "content_hash", "decode", "encode", "get_path", "key_text"]
+__all__ = [
+    "BOOKKEEPING_FIELDS",
+    "content_hash",
+    "decode",
+    "encode",
+    "get_path",
+    "key_text",
+    "prepare",
+]
 
 BOOKKEEPING_FIELDS = frozenset({"_id", "last_updated", "created_at"})
 """Fields that do not make a document's content differ (timestamps, Mongo's ``_id``)."""
@@ -60,10 +68,18 @@ def _tag_non_finite(value: Any) -> Any:
     return value
 
 
-def encode(value: Any, sort_keys: bool = False) -> bytes:
-    """JSON bytes of ``value`` with datetimes, ObjectIds, bytes and nan/inf tagged."""
-    if _has_non_finite(value):
-        value = _tag_non_finite(value)
+def prepare(value: Any) -> Any:
+    """``value`` with non-finite floats tagged (the one Python pass over a document)."""
+    return _tag_non_finite(value) if _has_non_finite(value) else value
+
+
+def encode(value: Any, sort_keys: bool = False, prepared: bool = False) -> bytes:
+    """JSON bytes of ``value`` with datetimes, ObjectIds, bytes and nan/inf tagged.
+
+    ``prepared``: ``value`` came from :func:`prepare` already.
+    """
+    if not prepared:
+        value = prepare(value)
     option = _OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _OPTIONS
     return orjson.dumps(value, default=_tag, option=option)
 
@@ -113,10 +129,11 @@ def decode(text: str | bytes) -> Any:
     return _untag(value)
 
 
-def content_hash(record: dict[str, Any]) -> bytes:
+def content_hash(record: dict[str, Any], prepared: bool = False) -> bytes:
     """16-byte fingerprint of a document's content (bookkeeping fields left out)."""
     content = {k: v for k, v in record.items() if k not in BOOKKEEPING_FIELDS}
-    return hashlib.blake2b(encode(content, sort_keys=True), digest_size=16).digest()
+    encoded = encode(content, sort_keys=True, prepared=prepared)
+    return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
 def key_text(record: dict[str, Any], key: list[str]) -> str:

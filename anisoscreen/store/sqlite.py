@@ -34,7 +34,7 @@ from maggma.core import Store
 from mongomock.filtering import filter_applies, resolve_sort_key
 
 from anisoscreen.errors import StoreError
-from anisoscreen.store.codec import content_hash, decode, encode, get_path, key_text
+from anisoscreen.store.codec import content_hash, decode, encode, get_path, key_text, prepare
 from anisoscreen.store.health import corrupt_error, embedded_error
 from anisoscreen.store.sql import (
     direction_of,
@@ -393,15 +393,15 @@ class SQLiteStore(Store):
                 }
                 inserts, updates = [], []
                 for key in chunk:
-                    record = prepared[key]
-                    digest = content_hash(record)
+                    record = prepare(prepared[key])
+                    digest = content_hash(record, prepared=True)
                     found = stored.get(key)
                     if found is None:
-                        inserts.append((key, digest, encode(record).decode()))
+                        inserts.append((key, digest, encode(record, prepared=True).decode()))
                     elif found[1] != digest:
                         if found[2] is not None and "created_at" in record:
                             record = {**record, "created_at": decode(found[2])}
-                        updates.append((digest, encode(record).decode(), found[0]))
+                        updates.append((digest, encode(record, prepared=True).decode(), found[0]))
                     else:
                         unchanged += 1
                 connection.executemany(
