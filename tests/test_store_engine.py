@@ -68,7 +68,7 @@ INDEXED_QUERIES = [
     {"model": {"$nin": ["m1", "x"]}},
     {"material_id": {"$in": []}},
     {"$or": [{"model": "m2"}, {"anisotropy_ratio": {"$lt": 1.05}}]},
-    {"$and": [{"band_gap": {"$gte": 1}}, {"band_gap": {"$lt": 3}}]},
+    {"$and": [{"figure_of_merit": {"$gte": 1}}, {"figure_of_merit": {"$lt": 3}}]},
 ]
 SCANNED_QUERIES = [
     {"elements": {"$all": ["O", "Si"]}},
@@ -78,6 +78,7 @@ SCANNED_QUERIES = [
     {"description": {"$exists": True, "$ne": None}},
     {"model": "m1", "elements": {"$in": ["N"]}},
     {"nsites": {"$not": {"$gt": 3}}},
+    {"band_gap": {"$gte": 1, "$lt": 3}},  # not indexed: scanned
 ]
 
 

@@ -105,26 +105,37 @@ def _untag(value: Any) -> Any:
     return value
 
 
-def _tagged(value: Any) -> bool:
-    return type(value) is dict and len(value) == 1 and next(iter(value)) in _TAGS
+def _tag_sites(raw: bytes) -> list[str] | None:
+    """Keys whose values are tagged objects (``"key":{"$...``), or ``None`` if unsure."""
+    names = []
+    start = 0
+    while (found := raw.find(b'"$', start)) != -1:
+        start = found + 2
+        end = found - 3  # the closing quote of the key before ``:{``
+        if raw[end:found] != b'":{':
+            return None
+        names.append(raw[raw.rfind(b'"', 0, end) + 1 : end].decode())
+    return names
 
 
 def decode(text: str | bytes) -> Any:
     """The value :func:`encode` wrote (tagged values restored).
 
-    Documents tag their timestamps at the top level; when every tag in the text is there,
-    only the top level is looked at, not every nested list of numbers.
+    Documents tag their timestamps at the top level; when every tag in the text is one of
+    the top level's values, only those are converted, without walking the document.
     """
     value = orjson.loads(text)
     raw = text.encode() if isinstance(text, str) else text
-    tags = raw.count(b'"$')
-    if not tags:
+    if b'"$' not in raw:
         return value
-    if type(value) is dict:
-        top = [name for name, item in value.items() if _tagged(item)]
-        if len(top) == tags:
-            for name in top:
-                value[name] = _untag(value[name])
+    sites = _tag_sites(raw)
+    if type(value) is dict and sites is not None:
+        for name in sites:
+            item = value.get(name)
+            if type(item) is not dict or len(item) != 1 or next(iter(item)) not in _TAGS:
+                break  # a nested tag: walk the whole document
+            value[name] = _untag(item)
+        else:
             return value
     return _untag(value)
 

@@ -36,16 +36,13 @@ _JOB_KEYS: dict[str, list[str]] = {
 
 INDEXES: dict[str, list[str]] = {
     "candidates": ["material_id", "source", "formula_pretty", "energy_above_hull", "band_gap"],
-    "predictions": [
+    "predictions": [  # the fields of CandidateQuery.criteria (each index costs every write)
         "material_id",
         "model",
         "anisotropy_ratio",
-        "eps_poly",
         "figure_of_merit",
         "dimensionality",
         "eps_total.eps_poly",
-        "band_gap",
-        "energy_above_hull",
     ],
     "validations": ["material_id", "job_uuid", "flow_uuid", "state", "calc_type"],
     "runs": ["run_id", "source"],

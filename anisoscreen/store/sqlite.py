@@ -50,6 +50,10 @@ LOCK_TIMEOUT_S = 600.0
 """Longest wait for another writer before giving up with a :class:`StoreError`."""
 
 META_TABLE = "_anisoscreen_meta"
+CACHE_KIB = 65_536
+"""Page cache per connection (KiB)."""
+MMAP_BYTES = 1 << 30
+"""File bytes read through memory mapping."""
 _SQL_VARIABLES = 500
 _FETCH = 2000
 _CHECKED: set[str] = set()  # files whose quick_check passed in this process
@@ -242,9 +246,13 @@ class SQLiteStore(Store):
                 self._create_schema()
 
     def _open(self, path: Path) -> sqlite3.Connection:
-        return sqlite3.connect(
+        connection = sqlite3.connect(
             path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
+        # index pages of a large collection stay in memory (SQLite's default cache is 2 MB)
+        connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+        return connection
 
     def _open_read_only(self, path: Path) -> sqlite3.Connection:
         if not path.exists():

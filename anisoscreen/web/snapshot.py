@@ -104,7 +104,7 @@ class Snapshot:
         """
         revision = results.revision()  # before reading: a write meanwhile shows up next time
         records = [
-            {k: v for k, v in record.items() if k != "_id"}
+            record if "_id" not in record else {k: v for k, v in record.items() if k != "_id"}
             for record in results.records("predictions")
         ]
         snapshot = cls(
