@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
-from anisoscreen.errors import ExitCode, StoreError
+from anisoscreen.errors import AnisoscreenWarning, ExitCode, StoreError
 from anisoscreen.schemas import Dimensionality, PredictionDoc
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
@@ -258,6 +258,16 @@ def test_migrate_copies_montydb_verifies_it_and_leaves_it_untouched(tmp_path):
     for material_id, record in old.items():
         record.pop("_id")
         assert new[material_id] == record  # every field, timestamps included
+
+    fresh = tmp_path / "fresh"  # a montydb store and no embedded file yet: a hint to migrate
+    fresh.mkdir()
+    (data / "store").rename(fresh / "store")
+    with (
+        pytest.warns(AnisoscreenWarning, match="anisoscreen store migrate"),
+        ResultsStore(get_settings(data_dir=fresh)) as unmigrated,
+    ):
+        assert unmigrated.count("predictions") == 0
+    (fresh / "store").rename(data / "store")
 
     again = run_cli("store", "migrate", "--data-dir", str(data))
     assert again.returncode == ExitCode.STORE and "already holds documents" in again.stderr

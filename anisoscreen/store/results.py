@@ -13,14 +13,16 @@ second copy. Connecting checks the store first (:mod:`anisoscreen.store.health`)
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from maggma.core import Store
 from maggma.stores import MemoryStore, MongoStore, MontyStore
 
-from anisoscreen.errors import StoreError
+from anisoscreen.errors import AnisoscreenWarning, StoreError
 from anisoscreen.settings import AnisoscreenSettings, get_settings
 from anisoscreen.store.backends import EMBEDDED, build_store
 from anisoscreen.store.codec import key_text
@@ -71,6 +73,8 @@ class ResultsStore:
             self._stores[collection] = build_store(self.settings, collection)
         if collection not in self._connected:
             store = self._stores[collection]
+            if isinstance(store, SQLiteStore) and not self._connected:
+                self._hint_migration(store)
             if isinstance(store, MontyStore):
                 check_embedded_file(embedded_collection_file(store))
             try:
@@ -82,6 +86,18 @@ class ResultsStore:
             ensure_unique_index(store, COLLECTIONS[collection].STORE_KEY)  # type: ignore[attr-defined]
             self._connected.add(collection)
         return self._stores[collection]
+
+    def _hint_migration(self, store: SQLiteStore) -> None:
+        """Warn once when a new embedded store sits beside a montydb store with data."""
+        legacy = self.settings.monty_store_path / self.settings.database
+        if Path(store.path).exists() or not any(legacy.glob("*.collection")):
+            return
+        warnings.warn(
+            f"the results are now kept in {store.path}; the montydb store {legacy.parent} "
+            "is not read any more: copy it with `anisoscreen store migrate` (or use --store monty)",
+            AnisoscreenWarning,
+            stacklevel=3,
+        )
 
     def check(self) -> None:
         """Connect every collection now, so an unusable store fails before any work starts.
