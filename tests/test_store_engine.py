@@ -337,3 +337,18 @@ def test_lookups_do_not_grow_with_the_collection(tmp_path):
         ratio = timings[20_000][name] / timings[2_000][name]
         assert ratio < 3.0, (name, timings)
     assert statistics.fmean(timings[20_000].values()) < 0.05, timings
+
+
+def test_network_file_systems_get_the_rollback_journal(tmp_path):
+    from anisoscreen.store.sqlite import on_network_file_system
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        f"server:/export {tmp_path}/cluster nfs4 rw 0 0\n"
+        f"/dev/vdb {tmp_path}/cluster/local ext4 rw 0 0\n"
+    )
+    assert on_network_file_system(tmp_path / "cluster" / "d" / "x.sqlite", mounts)
+    assert not on_network_file_system(tmp_path / "cluster" / "local" / "x.sqlite", mounts)
+    assert not on_network_file_system(tmp_path / "clusterfoo" / "x.sqlite", mounts)
+    assert not on_network_file_system(tmp_path / "x.sqlite", tmp_path / "missing")

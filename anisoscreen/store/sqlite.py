@@ -14,10 +14,12 @@
 
 Writes are SQLite transactions (``BEGIN IMMEDIATE``, one per call, write-ahead log): another
 writer waits on the file lock up to ``timeout`` seconds, a killed writer loses only its open
-transaction, and readers never wait. Every write that changes rows counts one *generation* in
-the same transaction (:meth:`SQLiteStore.generation`), which readers use to see that nothing
-changed. A store on a read-only file system or without write permission opens read-only
-(reads work; a write raises one "read-only" line); a damaged file is reported as corrupt.
+transaction, and readers never wait. On a network file system (NFS, Lustre, GPFS...), where
+hosts share no memory for the log's index, the file uses SQLite's rollback journal instead.
+Every write that changes rows counts one *generation* in the same transaction
+(:meth:`SQLiteStore.generation`), which readers use to see that nothing changed. A store on
+a read-only file system or without write permission opens read-only (reads work; a write
+raises one "read-only" line); a damaged file is reported as corrupt.
 """
 
 from __future__ import annotations
@@ -105,6 +107,31 @@ def is_writable(path: Path) -> bool:
     if path.exists() and not os.access(path, os.W_OK):
         return False
     return os.access(folder, os.W_OK)
+
+
+NETWORK_FILE_SYSTEMS = frozenset(
+    {"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "beegfs", "fuse.sshfs", "ceph", "panfs"}
+)
+"""File systems whose hosts share no memory: SQLite's write-ahead log would be unsafe there."""
+
+
+def on_network_file_system(path: Path, mounts: Path = Path("/proc/mounts")) -> bool:
+    """Whether ``path`` lies on a network file system (by the longest matching mount point)."""
+    try:
+        lines = mounts.read_text().splitlines()
+    except OSError:
+        return False
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind in NETWORK_FILE_SYSTEMS
 
 
 def _project(doc: dict[str, Any], fields: list[str]) -> dict[str, Any]:
@@ -237,7 +264,8 @@ class SQLiteStore(Store):
                         f"{exc.strerror}; choose another --data-dir (ANISOSCREEN_DATA_DIR)"
                     ) from exc
                 self._writer = self._open(path)
-                self._writer.execute("PRAGMA journal_mode=WAL")
+                journal = "DELETE" if on_network_file_system(path) else "WAL"
+                self._writer.execute(f"PRAGMA journal_mode={journal}")
                 self._writer.execute("PRAGMA synchronous=NORMAL")
                 self._reader = self._open(path)
             self._check(path)
