@@ -257,7 +257,7 @@ def measure(
             for name, limit in targets.items()
             if name in row
         }
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
 
 
 def main() -> None:

@@ -146,7 +146,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         row = {"engine": engine, "n": args.n, **ENGINES[engine](records, folder, args.repeats)}
-        row = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+        row = {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
         rows.append(row)
         print(row, flush=True)
         shutil.rmtree(folder, ignore_errors=True)
