@@ -250,7 +250,13 @@ class SQLiteStore(Store):
         if self._reader is not None and not force_reset:
             return
         self.close()
-        path = Path(self.path)
+        try:
+            self._connect(Path(self.path))
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, path: Path) -> None:
         self.read_only = not is_writable(path)
         with self._guard():
             if self.read_only:
