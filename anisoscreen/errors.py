@@ -44,7 +44,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.CLI_SYNTAX: "the command line does not parse (unknown option, missing argument)",
     ExitCode.FAILED_RECORDS: "finished, but some records failed (they are listed)",
     ExitCode.CONFIG: "invalid configuration (config file, ANISOSCREEN_* variable, store file)",
-    ExitCode.STORE: "the results store is unreachable, locked or corrupt",
+    ExitCode.STORE: "the results store is unreachable, locked, read-only (for a write) or corrupt",
     ExitCode.SOURCE: "the candidate source cannot be read (missing path, MP unreachable)",
     ExitCode.STAGE: "a screening stage failed (the cause is printed)",
     ExitCode.INTERNAL: "a bug: rerun with --debug and report the traceback",

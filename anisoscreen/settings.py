@@ -120,7 +120,8 @@ class AnisoscreenSettings(BaseSettings):
     data_dir
         Folder for the embedded results store, caches and downloaded checkpoints.
     store
-        Results store: ``"monty"`` (embedded, on disk under ``data_dir``; the default),
+        Results store: ``"embedded"`` (indexed SQLite file under ``data_dir``; the default),
+        ``"monty"`` (the legacy montydb folder; ``anisoscreen store migrate`` copies it over),
         ``"memory"`` (tests; lost on exit), a ``mongodb://`` / ``mongodb+srv://`` URI, or the
         path to a YAML/JSON file holding a serialised maggma store (``@module``/``@class``).
     database
@@ -149,7 +150,7 @@ class AnisoscreenSettings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
-    store: str = "monty"
+    store: str = "embedded"
     database: str = "anisoscreen"
     collection_prefix: str = ""
     shared: Path = Field(default_factory=_default_shared_dir)
@@ -181,15 +182,23 @@ class AnisoscreenSettings(BaseSettings):
 
     @property
     def embedded_store_path(self) -> Path:
-        """Folder of the embedded (montydb) results store."""
+        """SQLite file of the embedded results store."""
+        return self.data_dir / f"{self.database}.sqlite"
+
+    @property
+    def monty_store_path(self) -> Path:
+        """Folder of the legacy montydb results store."""
         return self.data_dir / "store"
 
     @property
     def store_location(self) -> str:
         """Where the results store is, printable: never a password (see :func:`redact_store`)."""
-        if self.store.strip() == "monty":
-            return f"{self.embedded_store_path} (embedded montydb)"
-        return redact_store(self.store)
+        spec = self.store.strip()
+        if spec == "embedded":
+            return f"{self.embedded_store_path} (embedded SQLite)"
+        if spec == "monty":
+            return f"{self.monty_store_path} (embedded montydb, legacy)"
+        return redact_store(spec)
 
     def describe(self) -> dict[str, Any]:
         """A printable summary that never contains the API key or a store password."""

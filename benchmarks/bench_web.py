@@ -1,8 +1,8 @@
 """Server-side time of the results browser on a 3,000-candidate store (target: < 300 ms a page).
 
-    python benchmarks/bench_web.py [--n 3000] [--store monty] [--repeats 20]
+    python benchmarks/bench_web.py [--n 3000] [--store embedded] [--repeats 20]
 
-Fills a fresh store (embedded montydb by default, in a temporary data folder) with ``--n``
+Fills a fresh store (the embedded SQLite store by default, in a temporary data folder) with ``--n``
 real structures of the shared MP oxide pool as candidates, one prediction each (seeded random
 symmetric tensors, dimensionalities and crystal systems, so a_r filters and sorts have work to
 do) and a completed DFPT validation for every tenth, then times, in-process through FastAPI's
@@ -101,11 +101,12 @@ def fill_store(results, n: int, shared: Path, seed: int = 0) -> list[str]:
 
 def _count_a_write(settings) -> None:
     """Advance the embedded store's write counter (as an upsert does), nothing else."""
-    from anisoscreen.store_lock import StoreLock
+    from anisoscreen.store import ResultsStore
 
-    lock = StoreLock(settings.embedded_store_path)
-    with lock.hold():
-        lock.advance()
+    with ResultsStore(settings) as results:
+        store = results.store("predictions")
+        with store._transaction() as connection:
+            store._advance(connection)
 
 
 def _time(client, url: str, repeats: int, before=None) -> dict[str, float]:
@@ -142,7 +143,7 @@ def _time(client, url: str, repeats: int, before=None) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="Candidates in the store.")
-    parser.add_argument("--store", default="monty", help="Store backend (monty or memory).")
+    parser.add_argument("--store", default="embedded", help="Store backend (embedded or memory).")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument(
         "--data-dir",
@@ -208,7 +209,7 @@ def main() -> None:
                 client,
                 "/api/candidates?ar_min=2.{i:03d}&elements={element}&limit=50",
                 args.repeats,
-                before=(lambda: _count_a_write(settings)) if args.store == "monty" else None,
+                before=(lambda: _count_a_write(settings)) if args.store == "embedded" else None,
             )
         results.close()
     report["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]

@@ -44,7 +44,7 @@ def test_info_reports_embedded_store_counts(tmp_path):
     wide = {**os.environ, "COLUMNS": "250"}  # no wrapped table cells
     out = run_cli("info", "--data-dir", str(tmp_path / "d"), env=wide)
     assert out.returncode == 0, out.stderr
-    assert "embedded montydb" in out.stdout
+    assert "embedded SQLite" in out.stdout
     assert any(
         line.split("│")[1:3] and "predictions" in line and "1" in line
         for line in out.stdout.splitlines()

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
-from maggma.stores import MontyStore
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +43,7 @@ def test_written_project_uses_the_anisoscreen_store(projects, tmp_path):
     from anisoscreen.hpc.config import write_project_config
     from anisoscreen.settings import get_settings
 
-    settings = get_settings()  # the embedded montydb store under the test's data dir
+    settings = get_settings()  # the embedded store under the test's data dir
     path = write_project_config(
         name="aniso",
         settings=settings,
@@ -57,8 +56,11 @@ def test_written_project_uses_the_anisoscreen_store(projects, tmp_path):
     assert project.workers["vasp"].work_dir == tmp_path / "runs" / "vasp"
     assert "module load vasp" in project.workers["vasp"].pre_run
     jobstore = project.get_jobstore()
-    assert isinstance(jobstore.docs_store, MontyStore)  # EmbeddedStore: locked connect
-    assert jobstore.docs_store.database_path == str(settings.embedded_store_path)
+    from anisoscreen.store import SQLiteStore
+
+    assert isinstance(jobstore.docs_store, SQLiteStore)
+    assert jobstore.docs_store.path == str(settings.embedded_store_path)
+    assert jobstore.docs_store.key_fields == ["uuid", "index"]
     assert jobstore.additional_stores["data"].collection_name == "jobs_data"
     assert project.get_queue_store().database == "anisoscreen_queue"
     # an existing file is kept unless asked

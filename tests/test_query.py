@@ -127,15 +127,15 @@ def test_empty_store_gives_no_rows(memory_results):
     assert find_candidates(memory_results, CandidateQuery(validated_only=True)) == []
 
 
-def test_monty_store_gives_the_same_rows(tmp_path, filled):
+def test_embedded_store_gives_the_same_rows(tmp_path, filled):
     from anisoscreen.settings import get_settings
     from anisoscreen.store import ResultsStore
 
-    with ResultsStore(get_settings(store="monty", data_dir=tmp_path / "monty")) as monty:
-        fill(monty)
+    with ResultsStore(get_settings(store="embedded", data_dir=tmp_path / "monty")) as embedded:
+        fill(embedded)
         for query in (
             CandidateQuery(),
             CandidateQuery(elements="Mo,S", dimensionality=2, ar_min=1),
             CandidateQuery(exclude_elements="O", validated_only=True),
         ):
-            assert ids(find_candidates(monty, query)) == ids(find_candidates(filled, query))
+            assert ids(find_candidates(embedded, query)) == ids(find_candidates(filled, query))

@@ -217,7 +217,7 @@ def test_cli_plot(app, tmp_path, kind):
     from anisoscreen.store import ResultsStore
 
     data_dir = tmp_path / "monty"
-    with ResultsStore(get_settings(store="monty", data_dir=data_dir)) as results:
+    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
         fill(results)
     out = tmp_path / f"{kind}.png"
     result = invoke(
@@ -225,7 +225,7 @@ def test_cli_plot(app, tmp_path, kind):
         "plot",
         kind,
         "--store",
-        "monty",
+        "embedded",
         "--data-dir",
         str(data_dir),
         "-o",
@@ -243,7 +243,7 @@ def test_cli_plot_histogram_with_training_file_and_filters(app, tmp_path, shared
     from anisoscreen.store import ResultsStore
 
     data_dir = tmp_path / "monty"
-    with ResultsStore(get_settings(store="monty", data_dir=data_dir)) as results:
+    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
         fill(results)
     out = tmp_path / "hist.svg"
     result = invoke(
@@ -251,7 +251,7 @@ def test_cli_plot_histogram_with_training_file_and_filters(app, tmp_path, shared
         "plot",
         "histogram",
         "--store",
-        "monty",
+        "embedded",
         "--data-dir",
         str(data_dir),
         "-o",
@@ -272,7 +272,7 @@ def test_cli_plot_on_empty_store_gives_a_clear_message(app, tmp_path, kind):
         "plot",
         kind,
         "--store",
-        "monty",
+        "embedded",
         "--data-dir",
         str(tmp_path / "empty"),
         "-o",
@@ -285,9 +285,9 @@ def test_cli_plot_on_empty_store_gives_a_clear_message(app, tmp_path, kind):
 
 
 def test_cli_plot_rejects_unknown_kind_and_format(app, tmp_path):
-    result = invoke(app, "plot", "pie", "--store", "monty", "--data-dir", str(tmp_path))
+    result = invoke(app, "plot", "pie", "--store", "embedded", "--data-dir", str(tmp_path))
     assert result.exit_code == 2
     result = invoke(
-        app, "plot", "parity", "--store", "monty", "--data-dir", str(tmp_path), "-o", "x.gif"
+        app, "plot", "parity", "--store", "embedded", "--data-dir", str(tmp_path), "-o", "x.gif"
     )
     assert result.exit_code == 1 and "figure format must be one of" in str(result.exception)

@@ -120,7 +120,7 @@ def monty_dir(tmp_path):
     from anisoscreen.store import ResultsStore
 
     data_dir = tmp_path / "monty"
-    with ResultsStore(get_settings(store="monty", data_dir=data_dir)) as results:
+    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
         fill(results)
     return data_dir
 
@@ -134,7 +134,9 @@ def invoke(app, *args):
 @pytest.mark.parametrize("fmt", list(SUFFIX))
 def test_cli_table_writes_each_format(app, monty_dir, tmp_path, fmt):
     out = tmp_path / f"t.{SUFFIX[fmt]}"
-    result = invoke(app, "table", "--store", "monty", "--data-dir", str(monty_dir), "-o", str(out))
+    result = invoke(
+        app, "table", "--store", "embedded", "--data-dir", str(monty_dir), "-o", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert out.read_text() == (GOLDEN / f"table_s1.{SUFFIX[fmt]}").read_text()
 
@@ -144,7 +146,7 @@ def test_cli_table_filters_and_stdout(app, monty_dir):
         app,
         "table",
         "--store",
-        "monty",
+        "embedded",
         "--data-dir",
         str(monty_dir),
         "--include-predictions",
@@ -169,7 +171,7 @@ def test_cli_table_filters_and_stdout(app, monty_dir):
 
 
 def test_cli_table_on_empty_store_gives_a_clear_message(app, tmp_path):
-    result = invoke(app, "table", "--store", "monty", "--data-dir", str(tmp_path / "empty"))
+    result = invoke(app, "table", "--store", "embedded", "--data-dir", str(tmp_path / "empty"))
     assert result.exit_code == 1
     assert isinstance(result.exception, AnisoscreenError)
     assert "no predictions in the store" in str(result.exception)
@@ -182,14 +184,14 @@ def test_cli_table_without_validations_suggests_include_predictions(app, tmp_pat
     from anisoscreen.store import ResultsStore
 
     data_dir = tmp_path / "preds"
-    with ResultsStore(get_settings(store="monty", data_dir=data_dir)) as results:
+    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
         results.upsert(small_docs()[0])
-    result = invoke(app, "table", "--store", "monty", "--data-dir", str(data_dir))
+    result = invoke(app, "table", "--store", "embedded", "--data-dir", str(data_dir))
     assert result.exit_code == 1
     message = str(result.exception)
     assert (
         message.startswith("no validated candidates in the store")
         and "--include-predictions" in message
     )
-    result = invoke(app, "table", "--store", "monty", "--data-dir", str(data_dir), "-e", "Xx")
+    result = invoke(app, "table", "--store", "embedded", "--data-dir", str(data_dir), "-e", "Xx")
     assert "unknown element symbol 'Xx'" in str(result.exception)

@@ -62,7 +62,7 @@ def _maker(folder: Path, pool: Path, data: Path, shard_size: int | None):
 
     # the embedded store on disk: every sbatch job (its own process) sees the same results
     return ScreeningMaker.from_settings(
-        get_settings(store="monty", data_dir=data),
+        get_settings(store="embedded", data_dir=data),
         source=str(pool),
         model=str(folder),
         device="cpu",
@@ -78,7 +78,7 @@ def _predictions(data: Path) -> dict:
     from anisoscreen.settings import get_settings
     from anisoscreen.store import ResultsStore
 
-    with ResultsStore(get_settings(store="monty", data_dir=data)) as results:
+    with ResultsStore(get_settings(store="embedded", data_dir=data)) as results:
         return {p.material_id: p for p in results.query(PredictionDoc)}
 
 
@@ -112,7 +112,7 @@ def test_sharded_screening_through_sbatch(slurm, tmp_path, monkeypatch, shared_d
     single = _maker(folder, pool, tmp_path / "single", None)
     flow = single.make("single")
     responses = run_flow_locally(
-        flow, build_job_store(get_settings(store="monty", data_dir=tmp_path / "single"))
+        flow, build_job_store(get_settings(store="embedded", data_dir=tmp_path / "single"))
     )
     reference = screening_outputs(flow, responses)
     assert reference is not None

@@ -107,42 +107,58 @@ def test_embedded_store_persists_between_instances(tmp_path):
         results.upsert([prediction(), prediction("mp-2")])
     with ResultsStore(settings) as results:
         assert results.counts()["predictions"] == 2
-        assert results.location.endswith("(embedded montydb)")
-    assert (tmp_path / "d" / "store").is_dir()
+        assert results.location.endswith("(embedded SQLite)")
+    assert (tmp_path / "d" / "anisoscreen.sqlite").is_file()
 
 
 def test_embedded_bulk_upsert_inserts_replaces_and_skips_unchanged(tmp_path, monkeypatch):
     """More documents than one write chunk: new ones inserted, changed ones replaced in place,
     unchanged ones not rewritten, repeated keys within one call resolved to the last."""
-    import anisoscreen.store as store_module
+    import anisoscreen.store.results as results_module
+    from anisoscreen.store.codec import decode
+    from anisoscreen.store.sqlite import SQLiteStore
 
-    monkeypatch.setattr(store_module, "WRITE_CHUNK", 40)
+    monkeypatch.setattr(results_module, "WRITE_CHUNK", 40)
+    outcomes: list[tuple[int, int, int]] = []
+    original = SQLiteStore.upsert_records
+
+    def spy(self, records):
+        counts = original(self, records)
+        outcomes.append(tuple(counts))
+        return counts
+
+    monkeypatch.setattr(SQLiteStore, "upsert_records", spy)
     settings = get_settings(data_dir=tmp_path / "d")
     with ResultsStore(settings) as results:
         assert results.upsert(prediction(f"mp-{i}") for i in range(100)) == 100
-        collection = results.store("predictions")._collection
-        ids_before = {d["material_id"]: d["_id"] for d in collection.find({})}
+        assert outcomes == [(40, 0, 0), (40, 0, 0), (20, 0, 0)]
+        store = results.store("predictions")
+        rows = "SELECT json_extract(doc, '$.material_id'), id, doc FROM predictions"
+        before = {mid: (row_id, doc) for mid, row_id, doc in store._collection.execute(rows)}
+        generation = results.revision()
 
-        rewritten: list[int] = []
-        original = collection._storage.update_many
-
-        def spy(col, docs):
-            rewritten.append(len(docs))
-            return original(col, docs)
-
-        monkeypatch.setattr(collection._storage, "update_many", spy, raising=False)
+        outcomes.clear()
         results.upsert([prediction(f"mp-{i}") for i in range(100)])  # identical: no rewrite
-        assert rewritten == []
+        assert outcomes == [(0, 0, 40), (0, 0, 40), (0, 0, 20)]
+        assert results.revision() == generation  # nothing written, nothing to re-read
+        unchanged = {mid: (row_id, doc) for mid, row_id, doc in store._collection.execute(rows)}
+        assert unchanged == before  # not even the timestamps were rewritten
+
+        outcomes.clear()
         changed = [prediction(f"mp-{i}", scale=2.0) for i in range(0, 100, 10)]
         results.upsert(changed + [prediction("mp-200"), prediction("mp-200", scale=3.0)])
-        assert sum(rewritten) == 10
+        assert outcomes == [(1, 10, 0)]
+        assert results.revision() == generation + 1
         assert results.count("predictions") == 101
         docs = {d.material_id: d for d in results.query(PredictionDoc)}
         assert docs["mp-10"].eps_poly == pytest.approx(2 * 4.439)
         assert docs["mp-11"].eps_poly == pytest.approx(4.439)
         assert docs["mp-200"].eps_poly == pytest.approx(3 * 4.439)
-        ids_after = {d["material_id"]: d["_id"] for d in collection.find({})}
-        assert all(ids_after[k] == v for k, v in ids_before.items())  # replaced in place
+        stored_first = decode(before["mp-10"][1])
+        assert docs["mp-10"].created_at == stored_first["created_at"]  # kept on replace
+        assert docs["mp-10"].last_updated > stored_first["last_updated"]
+        after = {mid: row_id for mid, row_id, _ in store._collection.execute(rows)}
+        assert all(after[k] == v[0] for k, v in before.items())  # replaced in place
 
 
 def test_embedded_in_queries_match_mongo_semantics(tmp_path, memory_results):
@@ -268,8 +284,8 @@ def test_settings_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("ANISOSCREEN_BATCH_SIZE", "9")
     s = get_settings()
     assert (s.store, s.batch_size, s.model) == ("memory", 9, "yaml-model")
-    s = get_settings(store="monty", batch_size=None)
-    assert (s.store, s.batch_size) == ("monty", 9)
+    s = get_settings(store="embedded", batch_size=None)
+    assert (s.store, s.batch_size) == ("embedded", 9)
 
 
 def test_api_key_is_secret(monkeypatch):

@@ -17,6 +17,7 @@ from anisoscreen.errors import ConfigError, ExitCode, StoreError
 from anisoscreen.schemas import PredictionDoc
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, StoreConfigError, build_store
+from anisoscreen.store.sqlite import _CHECKED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,32 +114,15 @@ def test_upsert_in_one_process_reuses_its_index_and_sees_other_writes(tmp_path):
     assert by_id["mp-13"] == pytest.approx(13 / 3)
 
 
-def test_upserts_of_one_store_keep_the_key_index_until_another_writer_writes(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "d")
-    with ResultsStore(settings) as first, ResultsStore(settings) as second:
-        first.upsert([_prediction(i) for i in range(10)])
-        upserter = first._embedded["predictions"]
-        index = upserter._index
-        first.upsert([_prediction(i, 3.0) for i in range(5, 15)])
-        assert upserter._index is index  # no rescan: the generation says nobody else wrote
-        assert len(index) == 15
-        second.upsert([_prediction(15)])
-        first.upsert([_prediction(16)])
-        assert upserter._index is not index  # the other writer's document forced a rescan
-        assert len(upserter._index) == 17
-        records = list(first.records("predictions"))
-    assert sorted(r["material_id"] for r in records) == sorted(f"mp-{i}" for i in range(17))
-
-
-def test_failed_upsert_drops_the_key_index(tmp_path):
+def test_failed_upsert_writes_nothing_of_its_chunk(tmp_path):
     settings = get_settings(data_dir=tmp_path / "d")
     with ResultsStore(settings) as results:
         results.upsert([_prediction(0)])
-        upserter = results._embedded["predictions"]
+        store = results.store("predictions")
         unencodable = _prediction(1).store_dict() | {"note": object()}
-        with pytest.raises(Exception):  # noqa: B017 - the BSON encoder's own error type
-            upserter.write([_prediction(2).store_dict(), unencodable])
-        assert upserter._index is None  # the next write reads the collection again
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            store.upsert_records([_prediction(2).store_dict(), unencodable])
+        assert results.count("predictions") == 1  # the chunk is one transaction
         results.upsert([_prediction(i, 4.0) for i in range(3)])
         records = list(results.records("predictions"))
     assert sorted(r["material_id"] for r in records) == ["mp-0", "mp-1", "mp-2"]
@@ -185,9 +169,10 @@ def test_corrupt_embedded_store_is_reported_with_path_and_hint(tmp_path):
     data_dir = tmp_path / "d"
     with ResultsStore(get_settings(data_dir=data_dir)) as results:
         results.upsert([_prediction(i) for i in range(300)])
-    path = data_dir / "store" / "anisoscreen" / "predictions.collection"
+    path = data_dir / "anisoscreen.sqlite"
     size = path.stat().st_size
     assert size > 16384
+    _CHECKED.clear()  # this process checked the healthy file already
     with open(path, "r+b") as handle:  # clobber b-tree pages in the middle of the file
         handle.seek(4096)
         handle.write(os.urandom(8192))

@@ -35,8 +35,8 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help="Results store: 'monty' (embedded, default), 'memory', a mongodb:// URI or a "
-        "maggma store YAML/JSON file. Overrides ANISOSCREEN_STORE and the config file.",
+        help="Results store: 'embedded' (default), 'monty' (legacy), 'memory', a mongodb:// "
+        "URI or a maggma store YAML/JSON file. Overrides ANISOSCREEN_STORE and the config file.",
     ),
 ]
 DataDirOption = Annotated[

@@ -107,7 +107,11 @@ def predictions(params: Annotated[CandidateParams, Query()], view: View) -> Page
 def material_response(view: ResultsView, material_id: str) -> MaterialResponse:
     """Everything about one material; 404 when the store knows nothing of it."""
     snapshot = view.snapshot()
-    predictions = [doc for doc in snapshot.predictions if doc.material_id == material_id]
+    predictions = [
+        snapshot.predictions[i]
+        for i, record in enumerate(snapshot.records)
+        if record.get("material_id") == material_id
+    ]
     validations = [doc for doc in snapshot.validations if doc.material_id == material_id]
     candidate = view.candidate(material_id)
     if not predictions and not validations and candidate is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,18 @@ def _field(record: dict[str, Any], path: str) -> Any:
             return _MISSING
         value = value[part]
     return value
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _aware(value: Any) -> datetime:
+    """A stored timestamp as an aware datetime (UTC when naive; the epoch when missing)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return _EPOCH
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _is_missing(value: Any) -> bool:
@@ -91,11 +104,14 @@ class PredictionColumns:
             mid: sorted(docs, key=lambda d: d.last_updated, reverse=True)
             for mid, docs in by_material.items()
         }
-        self.material_rank = _dense_rank([doc.material_id for doc in predictions])
+        self.material_rank = _dense_rank([record["material_id"] for record in records])
         # newest first within a material; the stable sort keeps the first stored among ties
         newest_first = sorted(
             range(self.size),
-            key=lambda i: (predictions[i].created_at, predictions[i].last_updated),
+            key=lambda i: (
+                _aware(records[i].get("created_at")),
+                _aware(records[i].get("last_updated")),
+            ),
             reverse=True,
         )
         self.age_rank = np.empty(self.size, dtype=np.int64)

@@ -1,11 +1,13 @@
 """A read-only, periodically refreshed in-memory view of the results store for the server.
 
-The embedded store (montydb) has no indexes: every query scans a collection and every
-record is parsed again. The browser asks for pages of the same few thousand predictions over
-and over, so :class:`ResultsView` reads the predictions, validations, runs and candidates once
-into a :class:`Snapshot` and re-reads them when the snapshot is older than ``refresh_s`` and
-the store was written since (on the embedded store, whose write counter tells; other
-backends are re-read every ``refresh_s``).
+The browser asks for pages of the same predictions over and over, filtered and sorted many
+ways, so :class:`ResultsView` reads the prediction records, validations and runs once into a
+:class:`Snapshot` and re-reads them when the snapshot is older than ``refresh_s`` and the
+store was written since (on the embedded store, whose write counter tells; other backends are
+re-read every ``refresh_s``). Reading is kept lean so that a large store starts quickly:
+prediction records become documents only when a page shows them, candidates (structures) are
+counted and fetched one by one on the store's index, and on stores above ``WARM_LIMIT``
+predictions the sort columns and the summary are built by the first request that needs them.
 Candidate filters are the Mongo criteria of :meth:`anisoscreen.query.CandidateQuery.criteria`,
 evaluated on the snapshot's column arrays (:class:`~anisoscreen.web.columns.PredictionColumns`,
 a Mongo store's semantics), then joined and sorted as :func:`anisoscreen.query.find_candidates`
@@ -22,8 +24,9 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -38,26 +41,53 @@ from anisoscreen.schemas import (
 from anisoscreen.store import ResultsStore
 from anisoscreen.web.columns import PredictionColumns
 
-__all__ = ["ResultsView", "Snapshot", "query_key"]
+__all__ = ["WARM_LIMIT", "LazyDocuments", "ResultsView", "Snapshot", "query_key"]
 
 logger = logging.getLogger(__name__)
+
+WARM_LIMIT = 20_000
+"""Above this many predictions, sort columns and the summary are built on first use."""
+
+
+class LazyDocuments(Sequence[PredictionDoc]):
+    """Prediction records as documents, each validated the first time it is read."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self._docs: list[PredictionDoc | None] = [None] * len(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> PredictionDoc: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PredictionDoc]: ...
+
+    def __getitem__(self, index: int | slice) -> PredictionDoc | list[PredictionDoc]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        doc = self._docs[index]
+        if doc is None:
+            doc = self._docs[index] = PredictionDoc.model_validate(self.records[index])
+        return doc
 
 
 @dataclass
 class Snapshot:
-    """Predictions (raw records and documents), validations, runs and candidates.
+    """Predictions (raw records and documents), validations, runs and the candidate count.
 
-    ``candidates`` maps material ids to the stored candidate records (structures); the
-    predictions are also held as column arrays (``columns``) for fast filters and sorts.
+    The predictions are also held as column arrays (``columns``) for fast filters and sorts;
+    ``predictions`` validates a record into a document when it is first read.
     """
 
     records: list[dict[str, Any]]
-    predictions: list[PredictionDoc]
+    predictions: Sequence[PredictionDoc]
     validations: list[ValidationDoc]
     runs: list[ScreeningRunDoc]
     n_candidates: int
     loaded_at: float
-    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     revision: int | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     columns: PredictionColumns = field(init=False)
@@ -67,34 +97,28 @@ class Snapshot:
 
     @classmethod
     def load(cls, results: ResultsStore) -> Snapshot:
-        """Read the collections the pages need (one scan each) and warm the default table.
+        """Read the prediction records, validations and runs; warm the tables of small stores.
 
-        The candidates collection is read once here (its count and the structures of the
-        material pages), since a count is a full scan on the embedded store anyway.
+        Candidates are only counted here (an index count on the embedded store); a material
+        page reads its structure by id (:meth:`ResultsView.candidate`).
         """
         revision = results.revision()  # before reading: a write meanwhile shows up next time
         records = [
-            {k: v for k, v in record.items() if k != "_id"}
+            record if "_id" not in record else {k: v for k, v in record.items() if k != "_id"}
             for record in results.records("predictions")
         ]
-        n_candidates = 0
-        candidates = {}
-        for record in results.records("candidates"):
-            n_candidates += 1
-            if "material_id" in record:
-                candidates[record["material_id"]] = record
         snapshot = cls(
             records=records,
-            predictions=[PredictionDoc.model_validate(record) for record in records],
+            predictions=LazyDocuments(records),
             validations=results.query(ValidationDoc),
             runs=results.query(ScreeningRunDoc),
-            n_candidates=n_candidates,
+            n_candidates=results.count("candidates"),
             loaded_at=time.monotonic(),
-            candidates=candidates,
             revision=revision,
         )
-        snapshot.summary_values()  # the joined rows, their default order and the summary
-        snapshot.columns.warm()  # the filter columns and every sort key
+        if len(records) <= WARM_LIMIT:
+            snapshot.summary_values()  # the joined rows, their default order and the summary
+            snapshot.columns.warm()  # the filter columns and every sort key
         return snapshot
 
     @property
@@ -161,7 +185,7 @@ class Snapshot:
             "n_materials": len(rows),
             "n_validated": sum(row.validated for row in rows),
             "validation_states": dict(Counter(v.state.value for v in self.validations)),
-            "models": dict(Counter(doc.model for doc in self.predictions)),
+            "models": dict(Counter(record.get("model") for record in self.records)),
             "dimensionality": dict(sorted(dims.items())),
             "crystal_systems": dict(
                 Counter(r.prediction.crystal_system or "unknown" for r in rows).most_common()
@@ -206,11 +230,18 @@ class ResultsView:
 
     def _load(self) -> Snapshot:
         start = time.monotonic()
-        snapshot = Snapshot.load(self.results)
         # The snapshot's millions of objects live until the next re-read (then reference
-        # counting frees them); leaving them out of the cyclic collector's passes keeps a
-        # full collection, which pauses every thread, from traversing them again and again
-        # (seconds on a 3,000-candidate store while a re-read runs beside requests).
+        # counting frees them). The cyclic collector is off while they are built (it would
+        # traverse them again and again: half the read time of 100,000 predictions) and they
+        # are left out of its later passes, which pause every thread (seconds on a
+        # 3,000-candidate store while a re-read runs beside requests).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            snapshot = Snapshot.load(self.results)
+        finally:
+            if collecting:
+                gc.enable()
         gc.freeze()
         self._load_s = time.monotonic() - start
         return snapshot
@@ -247,6 +278,10 @@ class ResultsView:
             return snapshot
 
     def candidate(self, material_id: str) -> CandidateDoc | None:
-        """The stored candidate (structure) of one material, if any."""
-        record = self.snapshot().candidates.get(material_id)
-        return None if record is None else CandidateDoc.from_store(record)
+        """The stored candidate (structure) of one material, if any (read by id, cached)."""
+        cache = self.snapshot().cache
+        key = ("candidate", material_id)
+        if key not in cache:
+            found = self.results.query(CandidateDoc, {"material_id": material_id}, limit=1)
+            cache[key] = found[0] if found else None
+        return cache[key]
