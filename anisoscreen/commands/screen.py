@@ -385,7 +385,8 @@ def query(
         rows = find_candidates(results, request)
     records = [row.summary() for row in rows]
     if output_format == "json":
-        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        details = [row.details() for row in rows]
+        sys.stdout.write(json.dumps(details, indent=2) + "\n")
         return
     if output_format == "csv":
         writer = csv.DictWriter(
@@ -409,6 +410,9 @@ def query(
         "formula",
         "a_r",
         "eps_poly",
+        "dn",
+        "optics",
+        "space group",
         "dim",
         "E_hull (eV/at)",
         "gap (eV)",
@@ -437,6 +441,9 @@ def query(
             record["formula"],
             f"{record['anisotropy_ratio']:.2f}",
             f"{record['eps_poly']:.2f}",
+            "" if record["birefringence"] is None else f"{record['birefringence']:.3f}",
+            record["optical_character"] or "",
+            record["space_group_symbol"] or "",
             "?" if dim is None else f"{dim}D",
             "" if record["energy_above_hull"] is None else f"{record['energy_above_hull']:.3f}",
             "" if record["band_gap"] is None else f"{record['band_gap']:.2f}",
