@@ -143,7 +143,9 @@ def predict(
 def prediction_line(doc) -> dict:
     """The JSON Lines record of one :class:`PredictionDoc`.
 
-    The flat fields are eps_inf, as always. With an ionic model the line adds
+    The flat fields are eps_inf, as always, with its optics: the principal refractive
+    indices, the birefringence, the optical character and the optic axes as lattice
+    directions ``[u, v, w]``. With an ionic model the line adds
     ``eps_electronic``, ``eps_ionic`` and ``eps_total`` blocks (tensor, eigenvalues, eps_poly,
     a_r and ensemble spread each), ``ionic_model`` and, where the band gap is known,
     ``figure_of_merit``.
@@ -157,12 +159,20 @@ def prediction_line(doc) -> dict:
         "anisotropy_ratio": doc.anisotropy_ratio,
         "model": doc.model,
         "model_version": doc.model_version,
+        "refractive_indices": doc.refractive_indices,
+        "birefringence": doc.birefringence,
+        "optical_character": doc.optical_character,
+        "optic_axes": doc.optic_axes,
+        "lattice_parameters": doc.lattice_parameters,
     }
+    if doc.optic_axial_angle is not None:
+        line["optic_axial_angle"] = doc.optic_axial_angle
     if doc.n_models > 1:
         line.update(
             dielectric_tensor_std=doc.dielectric_tensor_std,
             eps_poly_std=doc.eps_poly_std,
             anisotropy_ratio_std=doc.anisotropy_ratio_std,
+            birefringence_std=doc.birefringence_std,
             n_models=doc.n_models,
         )
     if doc.eps_total is not None and doc.eps_ionic is not None:

@@ -100,8 +100,9 @@ def run_screen(
         typer.Option(
             "--objective",
             help="Rank by ar (a_r of eps_inf), ar-total (a_r of eps_inf + eps0), eps-total "
-            "(eps_poly of the static tensor) or fom (E_g x eps_poly(total)); all but ar use "
-            "an ionic model (--ionic-model, else the shipped anisonet-mp-ionic-v1).",
+            "(eps_poly of the static tensor), fom (E_g x eps_poly(total)) or birefringence "
+            "(dn = n_max - n_min of eps_inf); all but ar and birefringence use an ionic model "
+            "(--ionic-model, else the shipped anisonet-mp-ionic-v1).",
         ),
     ] = "ar",
     ionic_model: Annotated[
@@ -283,13 +284,14 @@ def _summary(
         "ar-total": "a_r of the static tensor",
         "eps-total": "static eps_poly",
         "fom": "FOM = E_g x eps_poly(total)",
+        "birefringence": "birefringence dn",
     }
     top = Table(
         title=f"top 10 by {titles.get(ranking.objective, ranking.objective)} "
         f"({run_doc.model} {run_doc.model_version})"
     )
-    with_total = ranking.objective != "ar"
-    columns = ["material_id", "formula", "a_r", "eps_poly", "dim"]
+    with_total = ranking.objective not in ("ar", "birefringence")
+    columns = ["material_id", "formula", "a_r", "eps_poly", "dn", "space group", "dim"]
     if with_total:
         columns += ["a_r total", "eps_poly total", "FOM"]
     for column in columns:
@@ -305,6 +307,8 @@ def _summary(
             row.formula,
             f"{row.anisotropy_ratio:.2f}",
             f"{row.eps_poly:.2f}",
+            "-" if row.birefringence is None else f"{row.birefringence:.3f}",
+            row.space_group_symbol or "-",
             "?" if dim is None else f"{int(dim)}D",
         ]
         if with_total:

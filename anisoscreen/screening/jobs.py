@@ -503,6 +503,8 @@ def rank_candidates(
                 eps_total_poly=d.eps_total.eps_poly if d.eps_total else None,
                 eps_total_anisotropy_ratio=d.eps_total.anisotropy_ratio if d.eps_total else None,
                 figure_of_merit=d.figure_of_merit,
+                birefringence=d.birefringence,
+                space_group_symbol=d.space_group_symbol,
             )
             for d in ranked
         ],
