@@ -83,9 +83,13 @@ class Snapshot:
             n_candidates += 1
             if "material_id" in record:
                 candidates[record["material_id"]] = record
+        predictions = [PredictionDoc.model_validate(record) for record in records]
+        for record, doc in zip(records, predictions, strict=True):
+            if record.get("birefringence") is None:  # stored before dn existed: derived on read
+                record["birefringence"] = doc.birefringence
         snapshot = cls(
             records=records,
-            predictions=[PredictionDoc.model_validate(record) for record in records],
+            predictions=predictions,
             validations=results.query(ValidationDoc),
             runs=results.query(ScreeningRunDoc),
             n_candidates=n_candidates,
