@@ -255,7 +255,7 @@ def _columns(
                     f"n_{name}",
                     rf"$n_\{name}$",
                     "float",
-                    lambda r, i=i: r.refractive_indices[i] if r.refractive_indices else None,
+                    _index_getter(i),
                     3,
                     "r",
                 )
@@ -285,6 +285,14 @@ def _columns(
             )
         )
     return cols
+
+
+def _index_getter(i: int) -> Callable[[CandidateRow], float | None]:
+    def get(row: CandidateRow) -> float | None:
+        indices = row.refractive_indices
+        return indices[i] if indices else None
+
+    return get
 
 
 def _space_group(symbol: str | None, number: int | None) -> str:
