@@ -51,6 +51,8 @@ __all__ = [
     "symmetrize",
     "tensor_to_irreps",
     "tensor_to_irreps_torch",
+    "uniaxial_indices",
+    "unique_axis",
     "validate_dielectric_tensor",
     "voigt6_to_tensors",
 ]
@@ -487,3 +489,45 @@ def optical_properties(tensor: Any, tol: float = OPTICAL_TOL) -> OpticalProperti
     two_v = float(np.degrees(2 * vz))
     sign = "+" if two_v < 90.0 else "-"
     return OpticalProperties(n, axes, dn, "biaxial", sign, optic, two_v)
+
+
+def uniaxial_indices(tensor: Any, axis: Any) -> tuple[float, float]:
+    """Ordinary and extraordinary indices ``(n_o, n_e)`` about a given optic axis.
+
+    ``n_e = sqrt(c^T eps c)`` along the unit vector ``c`` of ``axis`` (e.g. the lattice
+    vector c of a hexagonal, trigonal or tetragonal cell) and ``n_o = sqrt((tr eps -
+    c^T eps c) / 2)``, the mean over the plane normal to it. Exact for a tensor that obeys
+    the crystal's symmetry; for any other it compares along the crystal's axis, not along
+    the tensor's own principal axes, so a wrongly oriented prediction shows as an error.
+    """
+    sym = symmetrize(tensor)
+    c = as_array(axis)
+    c = c / np.linalg.norm(c)
+    along = float(c @ sym @ c)
+    across = (float(np.trace(sym)) - along) / 2.0
+    return float(np.sqrt(across)), float(np.sqrt(along))
+
+
+def unique_axis(structure: Structure, symprec: float = 0.1) -> np.ndarray | None:
+    """The Cartesian unit vector of the crystal's principal (3-, 4- or 6-fold) axis.
+
+    Taken from the point-group operations in the structure's own Cartesian frame, so it is
+    right for primitive cells too (the lattice vector c of a primitive rhombohedral or
+    body-centred cell is not the unique axis). ``None`` when no axis of order >= 3 exists
+    (cubic crystals have several; then the first found is returned).
+    """
+    best: tuple[int, np.ndarray] | None = None
+    for rotation in _cartesian_point_group_ops(structure, symprec):
+        proper = rotation * np.sign(np.linalg.det(rotation))
+        cos = np.clip((np.trace(proper) - 1.0) / 2.0, -1.0, 1.0)
+        angle = float(np.arccos(cos))
+        if angle < 1e-3:
+            continue
+        order = int(round(2 * np.pi / angle))
+        if order < 3:
+            continue
+        values, vectors = np.linalg.eig(proper)
+        axis = np.real(vectors[:, int(np.argmin(np.abs(values - 1.0)))])
+        if best is None or order > best[0]:
+            best = (order, axis / np.linalg.norm(axis))
+    return None if best is None else best[1]

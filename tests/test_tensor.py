@@ -238,3 +238,28 @@ def test_refractive_indices_vectorised_and_non_positive():
     assert np.isnan(n[1, 0])
     with pytest.raises(tm.TensorValidationError, match="positive-definite"):
         tm.optical_properties(np.diag([-1.0, 4.0, 9.0]))
+
+
+def test_uniaxial_indices_about_the_lattice_c_axis():
+    # calcite-like, with the optic axis along c of a rotated cell
+    r = Rotation.from_euler("xz", [30, 10], degrees=True).as_matrix()
+    eps = tm.rotate(np.diag([1.6584**2, 1.6584**2, 1.4864**2]), r)
+    n_o, n_e = tm.uniaxial_indices(eps, r @ np.array([0.0, 0.0, 2.5]))
+    assert (n_o, n_e) == pytest.approx((1.6584, 1.4864), abs=1e-12)
+    # about a perpendicular axis the "extraordinary" index is the ordinary one
+    n_o2, n_e2 = tm.uniaxial_indices(eps, r @ np.array([1.0, 0.0, 0.0]))
+    assert n_e2 == pytest.approx(1.6584, abs=1e-12)
+    assert n_o2 == pytest.approx(np.sqrt((1.6584**2 + 1.4864**2) / 2), abs=1e-12)
+
+
+def test_unique_axis_of_a_primitive_rhombohedral_cell_is_the_threefold_axis():
+    # calcite-like R-3c: in the primitive cell no lattice vector is the 3-fold axis
+    conventional = Structure.from_spacegroup(
+        "R-3c", Lattice.hexagonal(4.99, 17.06), ["Ca", "C", "O"],
+        [[0, 0, 0], [0, 0, 0.25], [0.257, 0, 0.25]],
+    )  # fmt: skip
+    primitive = conventional.get_primitive_structure()
+    axis = tm.unique_axis(primitive)
+    assert abs(axis @ np.array([0.0, 0.0, 1.0])) == pytest.approx(1.0, abs=1e-6)
+    assert all(abs(abs(v @ axis) / np.linalg.norm(v) - 1) > 1e-3 for v in primitive.lattice.matrix)
+    assert tm.unique_axis(Structure(Lattice.orthorhombic(3, 4, 5), ["Si"], [[0, 0, 0]])) is None
