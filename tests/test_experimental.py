@@ -19,12 +19,13 @@ LAYERED = {"MoS2", "WS2", "MoSe2", "WSe2", "BN", "GaS", "MoTe2"}
 def test_table_rows_are_sourced_and_mapped_to_structures():
     table = experimental_table()
     rows = table["rows"]
-    assert len(rows) >= 39
+    assert len(rows) >= 43
     assert {r["crystal"] for r in rows if r["layered"]} >= LAYERED
     for row in rows:
         assert row["material_id"].startswith("mp-")
         assert row["source"]["pages"] and row["source"]["database"].startswith("refractiveindex")
         assert 1.0 <= row["wavelength_um"] <= 3.2 and row["wavelength_note"]
+        assert row["wavelength_um"] == round(row["wavelength_um"], 4)
         assert set(row["n"]) in ({"o", "e"}, {"alpha", "beta", "gamma"})
         assert all(1.3 < n < 5 for n in row["n"].values())
     # every crystal left out says why (GaSe: no P-6m2 GaSe in the shared sets)
@@ -74,9 +75,9 @@ def test_evaluate_experimental_prints_the_side_by_side_table(tmp_path):
               "--json", str(out), "--parity-plot", str(figure)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "MP DFPT against experiment (39 crystals" in result.output
+    assert "MP DFPT against experiment (43 crystals" in result.output
     data = json.loads(out.read_text())
-    assert len(data["rows"]) >= 39 and figure.stat().st_size > 10_000
+    assert len(data["rows"]) >= 43 and figure.stat().st_size > 10_000
     layered = data["summary"]["layered"]
     assert layered["model"]["n"] == layered["dft"]["n"] >= 7
     mos2 = next(r for r in data["rows"] if r["crystal"] == "MoS2")

