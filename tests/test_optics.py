@@ -140,3 +140,13 @@ def test_query_sorts_filters_and_prints_tensors_with_spread(birefringence_screen
     assert float(cells["birefringence"]) == pytest.approx(
         ranking.ranking[0].birefringence, abs=1e-3
     )
+
+
+def test_campaign_objective_birefringence():
+    from anisoscreen.campaign.objective import OBJECTIVES, objective_values
+
+    assert "birefringence" in OBJECTIVES
+    tensors = np.stack([np.diag([4.0, 4.0, 9.0]), np.eye(3) * 2.0, np.diag([1.0, 4.0, 16.0])])
+    np.testing.assert_allclose(objective_values(tensors, "birefringence"), [1.0, 0.0, 3.0])
+    # a member with a non-positive eigenvalue still gets a (floored) value, as a_r does
+    assert np.isfinite(objective_values(np.diag([-1.0, 4.0, 9.0]), "birefringence"))

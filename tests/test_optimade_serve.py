@@ -173,3 +173,31 @@ def test_the_optimade_client_reads_the_served_candidates_back(served, tmp_path):
         # the provider's hull energy and gap come back through the client's field mapping
         assert doc.energy_above_hull == pytest.approx(rows[mid].energy_above_hull)
         assert doc.band_gap == pytest.approx(rows[mid].band_gap)
+
+
+def test_a_store_write_shows_in_the_next_optimade_answer(memory_results, memory_settings):
+    from fastapi.testclient import TestClient
+
+    from anisoscreen.schemas import PredictionDoc
+    from anisoscreen.web.app import create_app
+
+    fill(memory_results)
+    shapes = structures()
+    memory_results.upsert([CandidateDoc.from_structure(shapes["mp-2815"], "t", "mp-2815")])
+    app = create_app(memory_settings, results=memory_results, refresh_s=0.0)
+    with TestClient(app) as client:
+        first = client.get("/optimade/v1/structures").json()
+        assert [e["id"] for e in first["data"]] == ["mp-2815"]
+        new = PredictionDoc.from_tensor(
+            [[2.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]],
+            material_id="mp-149",
+            formula_pretty="Si",
+            model="anisonet-test",
+            model_version="1.0",
+            model_checksum="0" * 64,
+        )
+        memory_results.upsert([CandidateDoc.from_structure(shapes["mp-149"], "t", "mp-149"), new])
+        answer = client.get("/optimade/v1/structures", params={"filter": 'id="mp-149"'}).json()
+        (entry,) = answer["data"]
+        assert entry["attributes"]["_anisoscreen_birefringence"] == pytest.approx(3**0.5 - 2**0.5)
+        assert entry["attributes"]["_anisoscreen_validation_state"] == "none"
