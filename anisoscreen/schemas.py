@@ -163,8 +163,6 @@ class CandidateDoc(_Document):
     nsites: int
     elements: list[str]
     is_stable: bool | None = None
-    space_group_symbol: str | None = Field(None, description="Hermann-Mauguin symbol.")
-    space_group_number: int | None = Field(None, description="International number, 1-230.")
     lattice_parameters: dict[str, float] | None = Field(
         None, description="a, b, c (Å), alpha, beta, gamma (degrees); derived on read."
     )

@@ -152,10 +152,8 @@ def material_card(row: CandidateRow, candidate: Any = None) -> MaterialCard:
         elements=row.elements,
         has_optics=row.optics_validation is not None,
         birefringence_std=prediction.birefringence_std,
-        space_group_symbol=prediction.space_group_symbol
-        or getattr(candidate, "space_group_symbol", None),
-        space_group_number=prediction.space_group_number
-        or getattr(candidate, "space_group_number", None),
+        space_group_symbol=prediction.space_group_symbol,
+        space_group_number=prediction.space_group_number,
         lattice_parameters=prediction.lattice_parameters
         or getattr(candidate, "lattice_parameters", None),
         mp_url=mp_url(row.material_id),
