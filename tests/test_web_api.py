@@ -265,6 +265,10 @@ def test_pages_list_filter_and_show_materials(client, store):
     assert f'<a href="{mp_link}" id="mp-link"' in page.text
     assert "https://" not in page.text.replace(mp_link, "")
     assert 'id="space-group"' in page.text and 'class="birefringence"' in page.text
+    # the predicted MoS2 tensor (6.1, 16, 16) is uniaxial negative with its optic axis along
+    # Cartesian x, the lattice direction [1 0 0] of the stored hexagonal cell
+    assert 'class="crystal-axes"' in page.text and "uniaxial negative" in page.text
+    assert '<dd class="optic-axes">[1.000 0.000 0.000]</dd>' in page.text
 
 
 def test_overview_page_and_figures(client):
