@@ -53,6 +53,10 @@ SortField = Literal[
     "fom",
     "dft_eps_ionic",
     "dft_eps_total",
+    "birefringence",
+    "predicted_birefringence",
+    "dft_birefringence",
+    "birefringence_spread",
 ]
 
 SORT_FIELDS: dict[str, str] = {
@@ -73,6 +77,11 @@ SORT_FIELDS: dict[str, str] = {
     "fom": "high-kappa FOM = E_g x predicted static eps_poly (descending)",
     "dft_eps_ionic": "DFPT ionic eps_poly, unvalidated rows last (descending)",
     "dft_eps_total": "DFPT static eps_poly, unvalidated rows last (descending)",
+    "birefringence": "birefringence dn = n_max - n_min: DFT when validated, else predicted "
+    "(descending)",
+    "predicted_birefringence": "predicted birefringence (descending)",
+    "dft_birefringence": "DFT birefringence, unvalidated rows last (descending)",
+    "birefringence_spread": "ensemble spread (std) of the predicted birefringence (descending)",
 }
 """Sort keys understood by :class:`CandidateQuery` and their default direction."""
 
@@ -122,6 +131,8 @@ class CandidateQuery(BaseModel):
         Smallest predicted static eps_poly (needs predictions with an ionic model).
     fom_min
         Smallest high-kappa figure of merit E_g x eps_poly(total).
+    dn_min
+        Smallest predicted birefringence dn = n_max - n_min.
     model
         Only predictions of this model (default: the newest prediction of each material).
     validated_only
@@ -143,6 +154,7 @@ class CandidateQuery(BaseModel):
     exclude_elements: list[str] = Field(default_factory=list)
     eps_total_min: float | None = Field(default=None, allow_inf_nan=False)
     fom_min: float | None = Field(default=None, allow_inf_nan=False)
+    dn_min: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     model: str | None = None
     validated_only: bool = False
     sort: SortField = "ar"
@@ -234,6 +246,8 @@ class CandidateQuery(BaseModel):
             criteria["eps_total.eps_poly"] = {"$gte": self.eps_total_min}
         if self.fom_min is not None:
             criteria["figure_of_merit"] = {"$gte": self.fom_min}
+        if self.dn_min is not None:
+            criteria["birefringence"] = {"$gte": self.dn_min}
         if self.model:
             criteria["model"] = self.model
         if material_ids is not None:
@@ -257,6 +271,8 @@ class CandidateQuery(BaseModel):
             parts.append(f"eps_total >= {self.eps_total_min:g}")
         if self.fom_min is not None:
             parts.append(f"FOM >= {self.fom_min:g}")
+        if self.dn_min is not None:
+            parts.append(f"dn >= {self.dn_min:g}")
         if self.model:
             parts.append(f"model {self.model}")
         if self.validated_only:
@@ -378,6 +394,34 @@ class CandidateRow(BaseModel):
     def figure_of_merit(self) -> float | None:
         return self.prediction.figure_of_merit
 
+    # -- optics ---------------------------------------------------------------------------
+    @property
+    def dft_birefringence(self) -> float | None:
+        doc = self.dfpt
+        return None if doc is None else doc.birefringence
+
+    @property
+    def birefringence(self) -> float | None:
+        """Birefringence reported: DFT when validated, else predicted."""
+        value = self.dft_birefringence
+        return self.prediction.birefringence if value is None else value
+
+    @property
+    def refractive_indices(self) -> list[float] | None:
+        """Principal refractive indices reported: DFT when validated, else predicted."""
+        doc = self.dfpt
+        if doc is not None and doc.refractive_indices is not None:
+            return doc.refractive_indices
+        return self.prediction.refractive_indices
+
+    @property
+    def optical_character(self) -> str | None:
+        """Optical character reported: DFT when validated, else predicted."""
+        doc = self.dfpt
+        if doc is not None and doc.optical_character is not None:
+            return doc.optical_character
+        return self.prediction.optical_character
+
     # -- reported values: DFT when validated, else predicted -----------------------------
     @property
     def tensor(self) -> list[list[float]]:
@@ -435,6 +479,32 @@ class CandidateRow(BaseModel):
             "figure_of_merit": self.figure_of_merit,
             "dft_eps_ionic": self.dft_eps_ionic,
             "dft_eps_total": self.dft_eps_total,
+            "birefringence": self.birefringence,
+            "predicted_birefringence": self.prediction.birefringence,
+            "predicted_birefringence_std": self.prediction.birefringence_std,
+            "dft_birefringence": self.dft_birefringence,
+            "optical_character": self.optical_character,
+            "space_group_symbol": self.prediction.space_group_symbol,
+            "space_group_number": self.prediction.space_group_number,
+        }
+
+    def details(self) -> dict[str, Any]:
+        """:meth:`summary` plus the tensors, their spread and the optics (``query -f json``)."""
+        prediction = self.prediction
+        return {
+            **self.summary(),
+            "refractive_indices": self.refractive_indices,
+            "predicted_refractive_indices": prediction.refractive_indices,
+            "dft_refractive_indices": self.dfpt.refractive_indices if self.dfpt else None,
+            "optic_axial_angle": prediction.optic_axial_angle,
+            "optic_axes": prediction.optic_axes,
+            "lattice_parameters": prediction.lattice_parameters,
+            "predicted_dielectric_tensor": prediction.dielectric_tensor,
+            "predicted_dielectric_tensor_std": prediction.dielectric_tensor_std,
+            "predicted_anisotropy_ratio_std": prediction.anisotropy_ratio_std,
+            "predicted_eps_poly_std": prediction.eps_poly_std,
+            "n_models": prediction.n_models,
+            "dft_dielectric_tensor": self.dft_tensor,
         }
 
     def sort_value(self, field: str) -> Any:
@@ -457,6 +527,10 @@ class CandidateRow(BaseModel):
             "fom": lambda: self.figure_of_merit,
             "dft_eps_ionic": lambda: self.dft_eps_ionic,
             "dft_eps_total": lambda: self.dft_eps_total,
+            "birefringence": lambda: self.birefringence,
+            "predicted_birefringence": lambda: self.prediction.birefringence,
+            "dft_birefringence": lambda: self.dft_birefringence,
+            "birefringence_spread": lambda: self.prediction.birefringence_std,
         }
         return getters[field]()
 
@@ -522,7 +596,15 @@ def find_candidates(
         ids = {v.material_id for v in validations if v.epsilon_electronic is not None}
         if not ids:
             return []
-    predictions = results.query(PredictionDoc, query.criteria(ids))
+    # dn is filtered after reading: documents stored before it existed derive it on read
+    predictions = results.query(
+        PredictionDoc, query.model_copy(update={"dn_min": None}).criteria(ids)
+    )
+    if query.dn_min is not None:
+        dn_min = query.dn_min
+        predictions = [
+            p for p in predictions if p.birefringence is not None and p.birefringence >= dn_min
+        ]
     rows = join_validations(predictions, validations)
     if query.validated_only:
         rows = [row for row in rows if row.validated]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from monty.json import jsanitize
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymatgen.core import Structure
 
 from anisoscreen import tensor as tmath
@@ -29,6 +29,8 @@ __all__ = [
     "TensorPrediction",
     "ValidationDoc",
     "ValidationState",
+    "lattice_parameters",
+    "optics_fields",
     "structure_id",
     "utcnow",
 ]
@@ -63,6 +65,42 @@ def _check_matrix3(value: Any) -> Matrix3 | None:
     if array.shape != (3, 3):
         raise ValueError(f"expected a 3x3 tensor, got shape {array.shape}")
     return array.tolist()
+
+
+def lattice_parameters(structure: Structure) -> dict[str, float]:
+    """Lattice parameters a, b, c (Å) and alpha, beta, gamma (degrees) of a structure."""
+    lattice = structure.lattice
+    values = (*lattice.abc, *lattice.angles)
+    names = ("a", "b", "c", "alpha", "beta", "gamma")
+    return {name: round(float(v), 5) for name, v in zip(names, values, strict=True)}
+
+
+def optics_fields(tensor: Any, lattice_matrix: Any = None) -> dict[str, Any]:
+    """The optical fields of a document from its eps_inf tensor (empty when not defined).
+
+    ``refractive_indices`` (ascending), ``birefringence``, ``optical_character`` and, when
+    biaxial, ``optic_axial_angle`` (2V_z, degrees); with ``lattice_matrix`` (rows: lattice
+    vectors) also ``optic_axes`` as lattice directions ``[u, v, w]``.
+    """
+    try:
+        optics = tmath.optical_properties(tensor)
+    except (tmath.TensorValidationError, np.linalg.LinAlgError, ValueError):
+        return {}
+    fields: dict[str, Any] = {
+        "refractive_indices": [round(float(v), 6) for v in optics.refractive_indices],
+        "birefringence": round(optics.birefringence, 6),
+        "optical_character": optics.character,
+        "optic_axial_angle": optics.optic_axial_angle,
+    }
+    if lattice_matrix is not None:
+        fields["optic_axes"] = [
+            np.round(tmath.cartesian_to_crystal_direction(axis, lattice_matrix), 4).tolist()
+            for axis in optics.optic_axes
+        ]
+    return fields
+
+
+_OPTICS_NAMES = ("refractive_indices", "birefringence", "optical_character", "optic_axial_angle")
 
 
 def structure_dict(structure: Structure) -> dict[str, Any]:
@@ -125,6 +163,15 @@ class CandidateDoc(_Document):
     nsites: int
     elements: list[str]
     is_stable: bool | None = None
+    lattice_parameters: dict[str, float] | None = Field(
+        None, description="a, b, c (Å), alpha, beta, gamma (degrees); derived on read."
+    )
+
+    @model_validator(mode="after")
+    def _derive_lattice(self) -> CandidateDoc:
+        if self.lattice_parameters is None:
+            self.lattice_parameters = lattice_parameters(self.structure)
+        return self
 
     @classmethod
     def from_structure(
@@ -238,10 +285,35 @@ class PredictionDoc(_Document):
         description="For models that take the band gap: whether this prediction had it "
         "(False: the gap-free fallback, the input carried no gap); None for other models.",
     )
+    refractive_indices: list[float] | None = Field(
+        None, description="Principal n = sqrt(eigenvalue of eps_inf), ascending; derived on read."
+    )
+    birefringence: float | None = Field(None, description="dn = n_max - n_min; derived on read.")
+    birefringence_std: float | None = Field(None, description="Ensemble spread of dn.")
+    optical_character: str | None = Field(
+        None, description="isotropic, uniaxial/biaxial positive/negative; derived on read."
+    )
+    optic_axial_angle: float | None = Field(None, description="2V_z in degrees (biaxial only).")
+    optic_axes: list[list[float]] | None = Field(
+        None, description="Optic axes as lattice directions [u, v, w]."
+    )
+    space_group_symbol: str | None = Field(None, description="Hermann-Mauguin symbol.")
+    space_group_number: int | None = Field(None, description="International number, 1-230.")
+    lattice_parameters: dict[str, float] | None = Field(
+        None, description="a, b, c (Å), alpha, beta, gamma (degrees)."
+    )
 
     _check_tensor = field_validator("dielectric_tensor", "dielectric_tensor_std", mode="before")(
         _check_matrix3
     )
+
+    @model_validator(mode="after")
+    def _derive_optics(self) -> PredictionDoc:
+        # documents stored before the optical fields existed get them on read (one eigh)
+        if self.birefringence is None:
+            for name, value in optics_fields(self.dielectric_tensor).items():
+                setattr(self, name, value)
+        return self
 
     @property
     def eps_electronic(self) -> TensorPrediction:
@@ -336,6 +408,20 @@ class ValidationDoc(_Document):
     predicted_dielectric_tensor: Matrix3 | None = Field(
         None, description="The prediction being validated, 3x3."
     )
+    refractive_indices: list[float] | None = Field(
+        None, description="DFT principal n = sqrt(eigenvalue of eps_inf), ascending."
+    )
+    birefringence: float | None = Field(None, description="DFT dn = n_max - n_min.")
+    optical_character: str | None = Field(None, description="DFT optical character.")
+    optic_axial_angle: float | None = Field(None, description="DFT 2V_z in degrees (biaxial).")
+
+    @model_validator(mode="after")
+    def _derive_optics(self) -> ValidationDoc:
+        if self.birefringence is None and self.epsilon_electronic is not None:
+            for name, value in optics_fields(self.epsilon_electronic).items():
+                if name in _OPTICS_NAMES:
+                    setattr(self, name, value)
+        return self
 
     _check_tensor = field_validator(
         "epsilon_electronic",

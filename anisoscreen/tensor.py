@@ -26,25 +26,33 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "HBAR_C_EV_CM",
     "IRREPS",
+    "OPTICAL_TOL",
+    "OpticalProperties",
     "TensorSummary",
     "TensorValidationError",
     "absorption_coefficient",
     "anisotropy_ratio",
     "as_array",
     "as_list",
+    "birefringence",
+    "cartesian_to_crystal_direction",
     "change_of_basis",
     "eigenvalue_ratio",
     "eigenvalues",
     "irreps_to_tensor",
     "irreps_to_tensor_torch",
+    "optical_properties",
     "point_group_violation",
     "polycrystalline_average",
+    "refractive_indices",
     "respects_point_group",
     "rotate",
     "summarize",
     "symmetrize",
     "tensor_to_irreps",
     "tensor_to_irreps_torch",
+    "uniaxial_indices",
+    "unique_axis",
     "validate_dielectric_tensor",
     "voigt6_to_tensors",
 ]
@@ -351,3 +359,175 @@ def respects_point_group(
     along a, b, c, and monoclinic ones a principal axis along the unique axis.
     """
     return point_group_violation(tensor, structure, symprec) <= tol
+
+
+# -- optics: refractive indices, birefringence, optical character ----------------------------
+
+OPTICAL_TOL = 1e-3
+"""Two principal refractive indices closer than this (absolute) count as equal."""
+
+
+def refractive_indices(tensor: Any) -> np.ndarray:
+    """Principal refractive indices ``n_i = sqrt(lambda_i)``, ascending (shape (..., 3)).
+
+    ``lambda_i`` are the eigenvalues of the (high-frequency) dielectric tensor; a
+    non-positive eigenvalue gives ``nan`` for that axis.
+    """
+    eig = eigenvalues(tensor)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.where(eig > 0, eig, np.nan))
+
+
+def birefringence(tensor: Any) -> np.ndarray | float:
+    """Birefringence ``dn = n_max - n_min`` of tensor(s) (0 for an isotropic tensor)."""
+    n = refractive_indices(tensor)
+    value = n[..., -1] - n[..., 0]
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def cartesian_to_crystal_direction(vector: Any, lattice_matrix: Any) -> np.ndarray:
+    """A Cartesian direction as a lattice direction ``[u, v, w]`` (``u a + v b + w c``).
+
+    ``lattice_matrix`` has the lattice vectors as rows (pymatgen's ``Lattice.matrix``). The
+    result is scaled so that its largest component is +1 in absolute value (sign: the
+    largest component positive), which makes e.g. the c axis ``[0, 0, 1]``.
+    """
+    lattice = as_array(lattice_matrix)
+    uvw = np.linalg.solve(lattice.T, as_array(vector))
+    k = int(np.argmax(np.abs(uvw)))
+    return uvw / uvw[k]
+
+
+@dataclass(frozen=True)
+class OpticalProperties:
+    """The optics of one dielectric tensor below the gap.
+
+    Attributes
+    ----------
+    refractive_indices
+        ``n_alpha <= n_beta <= n_gamma`` (square roots of the ascending eigenvalues).
+    principal_axes
+        Rows: unit Cartesian axes of ``n_alpha``, ``n_beta``, ``n_gamma``.
+    birefringence
+        ``n_gamma - n_alpha``.
+    optical_class
+        ``"isotropic"``, ``"uniaxial"`` or ``"biaxial"``.
+    optical_sign
+        ``"+"`` or ``"-"`` (``None`` when isotropic). Uniaxial: the sign of
+        ``n_e - n_o``. Biaxial: ``+`` when the ``n_gamma`` axis bisects the acute angle
+        between the optic axes (``2V_z < 90 deg``), ``-`` otherwise.
+    optic_axes
+        Rows: unit Cartesian optic axes (none when isotropic, one when uniaxial, two when
+        biaxial).
+    optic_axial_angle
+        ``2V_z`` in degrees, the angle between the optic axes bisected by the ``n_gamma``
+        axis (``None`` unless biaxial).
+    """
+
+    refractive_indices: np.ndarray
+    principal_axes: np.ndarray
+    birefringence: float
+    optical_class: str
+    optical_sign: str | None
+    optic_axes: np.ndarray
+    optic_axial_angle: float | None
+
+    @property
+    def character(self) -> str:
+        """``"isotropic"``, ``"uniaxial positive"``, ``"biaxial negative"``..."""
+        if self.optical_sign is None:
+            return self.optical_class
+        sign = "positive" if self.optical_sign == "+" else "negative"
+        return f"{self.optical_class} {sign}"
+
+
+def optical_properties(tensor: Any, tol: float = OPTICAL_TOL) -> OpticalProperties:
+    """Refractive indices, birefringence, optical character and optic axes of a tensor.
+
+    Parameters
+    ----------
+    tensor
+        A 3x3 dielectric tensor (eps_inf) with positive eigenvalues.
+    tol
+        Principal indices closer than ``tol`` are equal: all three -> isotropic; two ->
+        uniaxial, the optic axis being the principal axis of the third index.
+
+    Notes
+    -----
+    For a biaxial crystal the optic axes lie in the plane of the ``n_alpha`` (X) and
+    ``n_gamma`` (Z) axes at ``+-V_z`` from Z, with
+    ``cos^2 V_z = n_alpha^2 (n_gamma^2 - n_beta^2) / (n_beta^2 (n_gamma^2 - n_alpha^2))``
+    (e.g. Born & Wolf, Principles of Optics, sec. 15.3).
+
+    Raises
+    ------
+    TensorValidationError
+        If an eigenvalue is not positive.
+    """
+    values, vectors = np.linalg.eigh(symmetrize(tensor))
+    if values[0] <= 0:
+        raise TensorValidationError(
+            f"refractive indices need a positive-definite tensor; smallest eigenvalue "
+            f"{values[0]:.4g}"
+        )
+    n = np.sqrt(values)
+    axes = vectors.T
+    dn = float(n[2] - n[0])
+    if dn < tol:
+        return OpticalProperties(n, axes, dn, "isotropic", None, np.zeros((0, 3)), None)
+    if n[1] - n[0] < tol:  # n_o = n_alpha ~ n_beta < n_e = n_gamma
+        return OpticalProperties(n, axes, dn, "uniaxial", "+", axes[2:3].copy(), None)
+    if n[2] - n[1] < tol:  # n_e = n_alpha < n_o = n_beta ~ n_gamma
+        return OpticalProperties(n, axes, dn, "uniaxial", "-", axes[0:1].copy(), None)
+    na2, nb2, ng2 = values
+    cos2 = na2 * (ng2 - nb2) / (nb2 * (ng2 - na2))
+    vz = float(np.arccos(np.sqrt(np.clip(cos2, 0.0, 1.0))))
+    x, z = axes[0], axes[2]
+    optic = np.array(
+        [np.cos(vz) * z + np.sin(vz) * x, np.cos(vz) * z - np.sin(vz) * x], dtype=float
+    )
+    two_v = float(np.degrees(2 * vz))
+    sign = "+" if two_v < 90.0 else "-"
+    return OpticalProperties(n, axes, dn, "biaxial", sign, optic, two_v)
+
+
+def uniaxial_indices(tensor: Any, axis: Any) -> tuple[float, float]:
+    """Ordinary and extraordinary indices ``(n_o, n_e)`` about a given optic axis.
+
+    ``n_e = sqrt(c^T eps c)`` along the unit vector ``c`` of ``axis`` (e.g. the lattice
+    vector c of a hexagonal, trigonal or tetragonal cell) and ``n_o = sqrt((tr eps -
+    c^T eps c) / 2)``, the mean over the plane normal to it. Exact for a tensor that obeys
+    the crystal's symmetry; for any other it compares along the crystal's axis, not along
+    the tensor's own principal axes, so a wrongly oriented prediction shows as an error.
+    """
+    sym = symmetrize(tensor)
+    c = as_array(axis)
+    c = c / np.linalg.norm(c)
+    along = float(c @ sym @ c)
+    across = (float(np.trace(sym)) - along) / 2.0
+    return float(np.sqrt(across)), float(np.sqrt(along))
+
+
+def unique_axis(structure: Structure, symprec: float = 0.1) -> np.ndarray | None:
+    """The Cartesian unit vector of the crystal's principal (3-, 4- or 6-fold) axis.
+
+    Taken from the point-group operations in the structure's own Cartesian frame, so it is
+    right for primitive cells too (the lattice vector c of a primitive rhombohedral or
+    body-centred cell is not the unique axis). ``None`` when no axis of order >= 3 exists
+    (cubic crystals have several; then the first found is returned).
+    """
+    best: tuple[int, np.ndarray] | None = None
+    for rotation in _cartesian_point_group_ops(structure, symprec):
+        proper = rotation * np.sign(np.linalg.det(rotation))
+        cos = np.clip((np.trace(proper) - 1.0) / 2.0, -1.0, 1.0)
+        angle = float(np.arccos(cos))
+        if angle < 1e-3:
+            continue
+        order = int(round(2 * np.pi / angle))
+        if order < 3:
+            continue
+        values, vectors = np.linalg.eig(proper)
+        axis = np.real(vectors[:, int(np.argmin(np.abs(values - 1.0)))])
+        if best is None or order > best[0]:
+            best = (order, axis / np.linalg.norm(axis))
+    return None if best is None else best[1]

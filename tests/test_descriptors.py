@@ -29,6 +29,8 @@ def test_known_dimensionalities():
     assert ranking.dimensionality(mos2) == 2
     assert ranking.dimensionality(nacl) == 3
     assert ranking.crystal_system(mos2) == "hexagonal" and ranking.crystal_system(nacl) == "cubic"
+    assert ranking.descriptors({"nacl": nacl}, processes=1)["nacl"]["space_group_symbol"] == "Fm-3m"
+    assert ranking.descriptors({"nacl": nacl}, processes=1)["nacl"]["space_group_number"] == 225
 
 
 def test_descriptors_parallel_equals_serial(sample):
@@ -37,4 +39,9 @@ def test_descriptors_parallel_equals_serial(sample):
     parallel = ranking.descriptors(structures, processes=2, progress=seen.append)
     serial = ranking.descriptors(structures, processes=1)
     assert parallel == serial and sum(seen) == 8
-    assert set(parallel["s0"]) == {"dimensionality", "crystal_system"}
+    assert set(parallel["s0"]) == {
+        "dimensionality",
+        "crystal_system",
+        "space_group_symbol",
+        "space_group_number",
+    }

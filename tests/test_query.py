@@ -139,3 +139,43 @@ def test_embedded_store_gives_the_same_rows(tmp_path, filled):
             CandidateQuery(exclude_elements="O", validated_only=True),
         ):
             assert ids(find_candidates(embedded, query)) == ids(find_candidates(filled, query))
+
+
+def test_birefringence_filter_and_sort(filled):
+    import numpy as np
+
+    rows = find_candidates(filled, CandidateQuery(dn_min=1.5, sort="predicted_birefringence"))
+    # predicted dn = sqrt(lambda_max) - sqrt(lambda_min): NaV2O4 sqrt(19.5) - sqrt(3) = 2.684,
+    # WSe2 sqrt(18.9) - sqrt(7) = 1.702, MoS2 4 - sqrt(6.1) = 1.530; the rest are below 1.5
+    assert ids(rows) == ["mp-1104369", "mp-1003", "mp-2815"]
+    assert rows[0].prediction.birefringence == pytest.approx(np.sqrt(19.5) - np.sqrt(3.0))
+    assert rows[2].prediction.optical_character == "uniaxial negative"
+    everything = find_candidates(filled, CandidateQuery(sort="birefringence"))
+    assert ids(everything)[-1] == "mp-149"  # cubic Si: dn = 0
+    assert everything[-1].optical_character == "isotropic"
+    assert CandidateQuery(dn_min=0.3).criteria() == {"birefringence": {"$gte": 0.3}}
+
+
+def test_stored_documents_without_optics_derive_them_on_read(filled):
+    from anisoscreen.schemas import PredictionDoc
+
+    doc = find_candidates(filled, CandidateQuery(elements="Cs"))[0].prediction
+    record = doc.store_dict()
+    for name in ("refractive_indices", "birefringence", "optical_character", "optic_axial_angle"):
+        record.pop(name)
+    old = PredictionDoc.from_store(record)
+    assert old.refractive_indices == pytest.approx([3.5**0.5, 3.5**0.5, 4.4**0.5])
+    assert old.birefringence == pytest.approx(4.4**0.5 - 3.5**0.5)
+    assert old.optical_character == "uniaxial positive"
+
+
+def test_details_carry_tensors_spread_and_optics(filled):
+    import json
+
+    row = find_candidates(filled, CandidateQuery(elements="Mo"))[0]
+    record = json.loads(json.dumps(row.details()))
+    assert record["predicted_dielectric_tensor"][0][0] == pytest.approx(6.1)
+    assert record["dft_dielectric_tensor"] is not None
+    assert "predicted_dielectric_tensor_std" in record
+    assert record["predicted_refractive_indices"] == pytest.approx([6.1**0.5, 4.0, 4.0])
+    assert record["birefringence"] == pytest.approx(record["dft_birefringence"])

@@ -161,3 +161,105 @@ def test_torch_basis_first_built_under_inference_mode_still_trains():
     tm.irreps_to_tensor_torch(tm.tensor_to_irreps_torch(2.0 * x)).sum().backward()
     # d sum(sym(2x)) / dx = 2 everywhere
     np.testing.assert_allclose(x.grad.numpy(), np.full((3, 3), 2.0), atol=1e-12)
+
+
+# -- optics ------------------------------------------------------------------------------------
+
+
+def test_calcite_like_tensor_is_uniaxial_negative_with_optic_axis_along_c():
+    # calcite at 589 nm: n_o = 1.6584, n_e = 1.4864, optic axis along c (hexagonal setting)
+    n_o, n_e = 1.6584, 1.4864
+    eps = np.diag([n_o**2, n_o**2, n_e**2])
+    optics = tm.optical_properties(eps)
+    np.testing.assert_allclose(optics.refractive_indices, [n_e, n_o, n_o], atol=1e-12)
+    assert optics.birefringence == pytest.approx(0.1720, abs=1e-12)
+    assert optics.character == "uniaxial negative"
+    assert optics.optic_axial_angle is None
+    assert len(optics.optic_axes) == 1
+    lattice = Lattice.hexagonal(4.99, 17.06).matrix
+    uvw = tm.cartesian_to_crystal_direction(optics.optic_axes[0], lattice)
+    np.testing.assert_allclose(uvw, [0, 0, 1], atol=1e-12)
+    assert tm.birefringence(eps) == pytest.approx(n_o - n_e)
+
+
+def test_rutile_like_tensor_is_uniaxial_positive():
+    # rutile TiO2: n_o = 2.6124 < n_e = 2.8993 (633 nm), optic axis along z
+    optics = tm.optical_properties(np.diag([2.6124**2, 2.8993**2, 2.6124**2]))
+    assert optics.character == "uniaxial positive"
+    np.testing.assert_allclose(np.abs(optics.optic_axes[0]), [0, 1, 0], atol=1e-12)
+
+
+def test_isotropic_within_tolerance():
+    optics = tm.optical_properties(np.diag([4.0, 4.0 + 1e-4, 4.0]))
+    assert optics.character == "isotropic"
+    assert optics.optic_axes.shape == (0, 3)
+
+
+def test_biaxial_optic_axial_angle_and_circular_sections():
+    # n_alpha, n_beta, n_gamma = 1.5, 1.6, 1.7: by hand
+    # cos^2 Vz = 1.5^2 (1.7^2 - 1.6^2) / (1.6^2 (1.7^2 - 1.5^2)) = 0.7425 / 1.6384 = 0.45319
+    # Vz = 47.686 deg, 2Vz = 95.37 deg > 90 -> optically negative
+    r = Rotation.from_euler("zyx", [20, 35, -50], degrees=True).as_matrix()
+    eps = tm.rotate(np.diag([1.5**2, 1.6**2, 1.7**2]), r)
+    optics = tm.optical_properties(eps)
+    assert optics.optical_class == "biaxial"
+    assert optics.optic_axial_angle == pytest.approx(
+        2 * np.degrees(np.arccos(0.45319**0.5)), abs=1e-3
+    )
+    assert optics.optic_axial_angle == pytest.approx(95.37, abs=0.01)
+    assert optics.character == "biaxial negative"
+    # the section of the indicatrix normal to an optic axis is a circle of radius n_beta
+    impermeability = np.linalg.inv(eps)
+    for axis in optics.optic_axes:
+        basis = np.linalg.svd(axis[None, :])[2][1:]  # two unit vectors normal to the axis
+        section = basis @ impermeability @ basis.T
+        np.testing.assert_allclose(section, np.eye(2) / 1.6**2, atol=1e-12)
+
+
+def test_biaxial_positive_when_n_beta_close_to_n_alpha():
+    optics = tm.optical_properties(np.diag([1.50**2, 1.52**2, 1.70**2]))
+    assert optics.character == "biaxial positive"
+    assert optics.optic_axial_angle < 90
+
+
+def test_crystal_direction_in_hexagonal_lattice():
+    lattice = Lattice.hexagonal(3.0, 5.0).matrix
+    np.testing.assert_allclose(
+        tm.cartesian_to_crystal_direction([1, 0, 0], lattice), [1, 0, 0], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        tm.cartesian_to_crystal_direction([0, 1, 0], lattice), [0.5, 1, 0], atol=1e-12
+    )
+
+
+def test_refractive_indices_vectorised_and_non_positive():
+    n = tm.refractive_indices(np.stack([np.diag([1.0, 4.0, 9.0]), np.diag([-1.0, 4.0, 9.0])]))
+    np.testing.assert_allclose(n[0], [1, 2, 3])
+    assert np.isnan(n[1, 0])
+    with pytest.raises(tm.TensorValidationError, match="positive-definite"):
+        tm.optical_properties(np.diag([-1.0, 4.0, 9.0]))
+
+
+def test_uniaxial_indices_about_the_lattice_c_axis():
+    # calcite-like, with the optic axis along c of a rotated cell
+    r = Rotation.from_euler("xz", [30, 10], degrees=True).as_matrix()
+    eps = tm.rotate(np.diag([1.6584**2, 1.6584**2, 1.4864**2]), r)
+    n_o, n_e = tm.uniaxial_indices(eps, r @ np.array([0.0, 0.0, 2.5]))
+    assert (n_o, n_e) == pytest.approx((1.6584, 1.4864), abs=1e-12)
+    # about a perpendicular axis the "extraordinary" index is the ordinary one
+    n_o2, n_e2 = tm.uniaxial_indices(eps, r @ np.array([1.0, 0.0, 0.0]))
+    assert n_e2 == pytest.approx(1.6584, abs=1e-12)
+    assert n_o2 == pytest.approx(np.sqrt((1.6584**2 + 1.4864**2) / 2), abs=1e-12)
+
+
+def test_unique_axis_of_a_primitive_rhombohedral_cell_is_the_threefold_axis():
+    # calcite-like R-3c: in the primitive cell no lattice vector is the 3-fold axis
+    conventional = Structure.from_spacegroup(
+        "R-3c", Lattice.hexagonal(4.99, 17.06), ["Ca", "C", "O"],
+        [[0, 0, 0], [0, 0, 0.25], [0.257, 0, 0.25]],
+    )  # fmt: skip
+    primitive = conventional.get_primitive_structure()
+    axis = tm.unique_axis(primitive)
+    assert abs(axis @ np.array([0.0, 0.0, 1.0])) == pytest.approx(1.0, abs=1e-6)
+    assert all(abs(abs(v @ axis) / np.linalg.norm(v) - 1) > 1e-3 for v in primitive.lattice.matrix)
+    assert tm.unique_axis(Structure(Lattice.orthorhombic(3, 4, 5), ["Si"], [[0, 0, 0]])) is None

@@ -99,6 +99,11 @@ def test_candidates_match_the_query_command(client, store):
         ("sort=formula", {"sort": "formula"}),
         ("sort=eps_poly&descending=false", {"sort": "eps_poly", "descending": False}),
         ("sort=dft_ar", {"sort": "dft_ar"}),
+        (
+            "dn_min=1.5&sort=predicted_birefringence",
+            {"dn_min": 1.5, "sort": "predicted_birefringence"},
+        ),
+        ("sort=birefringence", {"sort": "birefringence"}),
     ],
 )
 def test_filters_and_sorts_are_those_of_query(client, store, params, fields):
@@ -255,7 +260,15 @@ def test_pages_list_filter_and_show_materials(client, store):
     assert 'id="spectra"' in optics.text and "<svg" in optics.text
     assert client.get("/static/vendor/3dmol/3Dmol-min.js").status_code == 200
     assert "http://" not in page.text.replace("http://www.w3.org", "")
-    assert "https://" not in page.text
+    # no external resource is loaded; the one outside link is the Materials Project page
+    mp_link = "https://next-gen.materialsproject.org/materials/mp-2815"
+    assert f'<a href="{mp_link}" id="mp-link"' in page.text
+    assert "https://" not in page.text.replace(mp_link, "")
+    assert 'id="space-group"' in page.text and 'class="birefringence"' in page.text
+    # the predicted MoS2 tensor (6.1, 16, 16) is uniaxial negative with its optic axis along
+    # Cartesian x, the lattice direction [1 0 0] of the stored hexagonal cell
+    assert 'class="crystal-axes"' in page.text and "uniaxial negative" in page.text
+    assert '<dd class="optic-axes">[1.000 0.000 0.000]</dd>' in page.text
 
 
 def test_overview_page_and_figures(client):

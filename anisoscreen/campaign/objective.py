@@ -20,9 +20,16 @@ def _eps_poly(tensors: np.ndarray) -> np.ndarray:
     return tmath.eigenvalues(tensors).mean(axis=-1)
 
 
+def _birefringence(tensors: np.ndarray) -> np.ndarray:
+    # eigenvalues floored like a_r's: a member with a non-positive one still gets a value
+    n = np.sqrt(np.clip(tmath.eigenvalues(tensors), 1e-6, None))
+    return n[..., -1] - n[..., 0]
+
+
 OBJECTIVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "ar": _anisotropy_ratio,
     "eps-poly": _eps_poly,
+    "birefringence": _birefringence,
 }
 """Objective name -> function of 3x3 tensors (any leading shape) to values."""
 
@@ -35,7 +42,8 @@ def objective_values(tensors: np.ndarray, objective: str) -> np.ndarray:
     tensors
         Symmetric dielectric tensors.
     objective
-        ``"ar"`` (anisotropy ratio, largest over smallest eigenvalue) or ``"eps-poly"``.
+        ``"ar"`` (anisotropy ratio, largest over smallest eigenvalue), ``"eps-poly"`` or
+        ``"birefringence"`` (``sqrt(lambda_max) - sqrt(lambda_min)``).
     """
     if objective not in OBJECTIVES:
         raise AnisoscreenError(f"unknown objective {objective!r}; choose from {sorted(OBJECTIVES)}")

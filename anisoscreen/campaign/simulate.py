@@ -137,7 +137,7 @@ class SimulationConfig:
     top_k
         A hit is a pick in the pool's true top ``top_k`` of the objective.
     objective
-        ``"ar"`` or ``"eps-poly"``.
+        ``"ar"``, ``"eps-poly"`` or ``"birefringence"``.
     kappa
         UCB exploration weight.
     group_by, max_per_group

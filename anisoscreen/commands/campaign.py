@@ -25,7 +25,7 @@ StrategyOption = Annotated[
     str,
     typer.Option("--strategy", help="greedy, ucb, exploration, random or thompson."),
 ]
-ObjectiveOption = Annotated[str, typer.Option("--objective", help="ar or eps-poly.")]
+ObjectiveOption = Annotated[str, typer.Option("--objective", help="ar, eps-poly or birefringence.")]
 KappaOption = Annotated[float, typer.Option("--kappa", help="UCB: mean + kappa * sigma.")]
 GroupByOption = Annotated[
     str,

@@ -143,7 +143,9 @@ def predict(
 def prediction_line(doc) -> dict:
     """The JSON Lines record of one :class:`PredictionDoc`.
 
-    The flat fields are eps_inf, as always. With an ionic model the line adds
+    The flat fields are eps_inf, as always, with its optics: the principal refractive
+    indices, the birefringence, the optical character and the optic axes as lattice
+    directions ``[u, v, w]``. With an ionic model the line adds
     ``eps_electronic``, ``eps_ionic`` and ``eps_total`` blocks (tensor, eigenvalues, eps_poly,
     a_r and ensemble spread each), ``ionic_model`` and, where the band gap is known,
     ``figure_of_merit``.
@@ -157,12 +159,20 @@ def prediction_line(doc) -> dict:
         "anisotropy_ratio": doc.anisotropy_ratio,
         "model": doc.model,
         "model_version": doc.model_version,
+        "refractive_indices": doc.refractive_indices,
+        "birefringence": doc.birefringence,
+        "optical_character": doc.optical_character,
+        "optic_axes": doc.optic_axes,
+        "lattice_parameters": doc.lattice_parameters,
     }
+    if doc.optic_axial_angle is not None:
+        line["optic_axial_angle"] = doc.optic_axial_angle
     if doc.n_models > 1:
         line.update(
             dielectric_tensor_std=doc.dielectric_tensor_std,
             eps_poly_std=doc.eps_poly_std,
             anisotropy_ratio_std=doc.anisotropy_ratio_std,
+            birefringence_std=doc.birefringence_std,
             n_models=doc.n_models,
         )
     if doc.eps_total is not None and doc.eps_ionic is not None:
@@ -344,6 +354,14 @@ def evaluate(
     json_output: Annotated[
         Path | None, typer.Option("--json", help="Also write the full result as JSON here.")
     ] = None,
+    experimental: Annotated[
+        bool,
+        typer.Option(
+            "--experimental",
+            help="Compare the model and MP's DFPT with measured refractive indices "
+            "(the committed refractiveindex.info table) instead of a data split.",
+        ),
+    ] = False,
     ionic_model: Annotated[
         str | None,
         typer.Option(
@@ -364,6 +382,9 @@ def evaluate(
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    if experimental:
+        _evaluate_experimental(settings, data, parity_plot, json_output)
+        return
     if ionic_model:
         if split_seed is not None or member:
             raise AnisoscreenError("--split-seed and --member apply to a single model")
@@ -407,6 +428,62 @@ def evaluate(
         json_output.write_text(
             json.dumps(summary["model"] if not ionic_model else summary, indent=1)
         )
+
+
+def _evaluate_experimental(
+    settings, data: Path, parity_plot: Path | None, json_output: Path | None
+):
+    """``evaluate --experimental``: model and DFPT against measured indices, side by side."""
+    from rich.table import Table
+
+    from anisoscreen.commands.common import console
+    from anisoscreen.model.experimental import compare
+
+    oxides = settings.shared / "data" / "mp_candidates_oxides.json.gz"
+    result = compare(settings.model, data, oxides, settings.device, settings.data_dir)
+    table = Table(
+        title=f"{result['model']} and MP DFPT against experiment ({len(result['rows'])} "
+        "crystals, refractiveindex.info)"
+    )
+    for column in ("crystals", "source", "n", "MAE n_o", "MAE n_e", "MAE n (biaxial)",
+                   "MAE n", "MAE Δn", "Δn sign right", "MAE a_r"):  # fmt: skip
+        table.add_column(column)
+
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for label, summary in result["summary"].items():
+        for source, name in (("model", "model"), ("dft", "MP DFPT")):
+            m = summary[source]
+            if not m["n"]:
+                table.add_row(label, name, "0", *["—"] * 7)
+                continue
+            axes = m["mae_n_per_axis"]
+            biaxial = [axes[a] for a in ("alpha", "beta", "gamma") if a in axes]
+            table.add_row(
+                label,
+                name,
+                str(m["n"]),
+                number(axes.get("o")),
+                number(axes.get("e")),
+                number(sum(biaxial) / len(biaxial) if biaxial else None),
+                number(m["mae_n"]),
+                number(m["mae_dn"]),
+                f"{m['sign_right']}/{m['sign_total']}",
+                number(m["mae_ar"]),
+            )
+    console.print(table)
+    console.print(
+        f"{len(result['unmatched'])} measured crystals not compared (no matching structure in "
+        "the shared MP sets, absorbing, or data too short); see the JSON output."
+    )
+    if parity_plot is not None:
+        from anisoscreen.report.figures import experimental_parity
+
+        experimental_parity(result["rows"], parity_plot)
+        console.print(f"parity figure -> {parity_plot}")
+    if json_output is not None:
+        json_output.write_text(json.dumps(result, indent=1, ensure_ascii=False))
 
 
 def _print_metrics(console: Console, result: dict[str, Any], where: str) -> None:

@@ -49,6 +49,10 @@ FomMinOption = Annotated[
     float | None,
     typer.Option("--fom-min", help="Smallest FOM = E_g x predicted static eps_poly (eV)."),
 ]
+DnMinOption = Annotated[
+    float | None,
+    typer.Option("--dn-min", help="Smallest predicted birefringence dn = n_max - n_min."),
+]
 ModelOption = Annotated[
     str | None, typer.Option("--model", help="Only predictions of this model (default: newest).")
 ]
@@ -59,7 +63,8 @@ SortOption = Annotated[
         help="Sort key: ar, predicted_ar, dft_ar, eps_poly, predicted_eps_poly, "
         "dft_eps_poly, energy_above_hull, band_gap, material_id, formula, "
         "predicted_eps_ionic, predicted_eps_total, predicted_ar_total, fom, dft_eps_ionic, "
-        "dft_eps_total, ar_spread.",
+        "dft_eps_total, ar_spread, birefringence, predicted_birefringence, dft_birefringence, "
+        "birefringence_spread.",
     ),
 ]
 DescendingOption = Annotated[
@@ -79,6 +84,7 @@ class QueryOptions:
     exclude_elements: list[str] | None = None
     eps_total_min: float | None = None
     fom_min: float | None = None
+    dn_min: float | None = None
     model: str | None = None
     sort: str | None = None
     descending: bool | None = None
@@ -104,6 +110,7 @@ _OPTION_TYPES: dict[str, Any] = {
     "exclude_elements": ExcludeElementsOption,
     "eps_total_min": EpsTotalMinOption,
     "fom_min": FomMinOption,
+    "dn_min": DnMinOption,
     "model": ModelOption,
     "sort": SortOption,
     "descending": DescendingOption,

@@ -100,8 +100,9 @@ def run_screen(
         typer.Option(
             "--objective",
             help="Rank by ar (a_r of eps_inf), ar-total (a_r of eps_inf + eps0), eps-total "
-            "(eps_poly of the static tensor) or fom (E_g x eps_poly(total)); all but ar use "
-            "an ionic model (--ionic-model, else the shipped anisonet-mp-ionic-v1).",
+            "(eps_poly of the static tensor), fom (E_g x eps_poly(total)) or birefringence "
+            "(dn = n_max - n_min of eps_inf); all but ar and birefringence use an ionic model "
+            "(--ionic-model, else the shipped anisonet-mp-ionic-v1).",
         ),
     ] = "ar",
     ionic_model: Annotated[
@@ -283,13 +284,14 @@ def _summary(
         "ar-total": "a_r of the static tensor",
         "eps-total": "static eps_poly",
         "fom": "FOM = E_g x eps_poly(total)",
+        "birefringence": "birefringence dn",
     }
     top = Table(
         title=f"top 10 by {titles.get(ranking.objective, ranking.objective)} "
         f"({run_doc.model} {run_doc.model_version})"
     )
-    with_total = ranking.objective != "ar"
-    columns = ["material_id", "formula", "a_r", "eps_poly", "dim"]
+    with_total = ranking.objective not in ("ar", "birefringence")
+    columns = ["material_id", "formula", "a_r", "eps_poly", "dn", "space group", "dim"]
     if with_total:
         columns += ["a_r total", "eps_poly total", "FOM"]
     for column in columns:
@@ -305,6 +307,8 @@ def _summary(
             row.formula,
             f"{row.anisotropy_ratio:.2f}",
             f"{row.eps_poly:.2f}",
+            "-" if row.birefringence is None else f"{row.birefringence:.3f}",
+            row.space_group_symbol or "-",
             "?" if dim is None else f"{int(dim)}D",
         ]
         if with_total:
@@ -385,7 +389,8 @@ def query(
         rows = find_candidates(results, request)
     records = [row.summary() for row in rows]
     if output_format == "json":
-        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        details = [row.details() for row in rows]
+        sys.stdout.write(json.dumps(details, indent=2) + "\n")
         return
     if output_format == "csv":
         writer = csv.DictWriter(
@@ -409,6 +414,9 @@ def query(
         "formula",
         "a_r",
         "eps_poly",
+        "dn",
+        "optics",
+        "space group",
         "dim",
         "E_hull (eV/at)",
         "gap (eV)",
@@ -437,6 +445,9 @@ def query(
             record["formula"],
             f"{record['anisotropy_ratio']:.2f}",
             f"{record['eps_poly']:.2f}",
+            "" if record["birefringence"] is None else f"{record['birefringence']:.3f}",
+            record["optical_character"] or "",
+            record["space_group_symbol"] or "",
             "?" if dim is None else f"{dim}D",
             "" if record["energy_above_hull"] is None else f"{record['energy_above_hull']:.3f}",
             "" if record["band_gap"] is None else f"{record['band_gap']:.2f}",

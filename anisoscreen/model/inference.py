@@ -27,7 +27,12 @@ from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, structure_to_graph
 from anisoscreen.model.runtime import tune_allocator
 from anisoscreen.model.training.train import resolve_device
-from anisoscreen.schemas import PredictionDoc, TensorPrediction
+from anisoscreen.schemas import (
+    PredictionDoc,
+    TensorPrediction,
+    lattice_parameters,
+    optics_fields,
+)
 from anisoscreen.structure_checks import check_structure
 from anisoscreen.structures_io import StructureRecord
 
@@ -212,12 +217,17 @@ class Predictor:
                 "anisotropy_ratio_std": float((eig[:, -1] / eig[:, 0]).std(ddof=1))
                 * self.spread_scale("anisotropy_ratio"),
             }
+            dn = np.asarray(tmath.birefringence(tensors))
+            if np.all(np.isfinite(dn)):
+                extra["birefringence_std"] = float(dn.std(ddof=1))
         if self.model.config.gap_input:
             extra["band_gap_used"] = _finite_or_none(record.fields.get("band_gap")) is not None
         structure = record.structure
         fields = {
             k: record.fields.get(k) for k in _RECORD_FIELDS if record.fields.get(k) is not None
         }
+        fields.update(optics_fields(mean, structure.lattice.matrix))
+        fields["lattice_parameters"] = lattice_parameters(structure)
         return PredictionDoc.from_tensor(
             mean,
             material_id=record.material_id,

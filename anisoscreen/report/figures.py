@@ -29,6 +29,7 @@ __all__ = [
     "FIGURE_FORMATS",
     "FIGURE_KINDS",
     "FIGURE_SIZES",
+    "experimental_parity",
     "make_figure",
     "plot_ar_by_dimensionality",
     "plot_ar_histogram",
@@ -346,6 +347,44 @@ def parity_from_arrays(
         panels, f"Predicted vs {label}", reference=label, log_scale=log_scale
     )
     return save_figure(figure, path)
+
+
+def experimental_parity(rows: Sequence[dict], path: str | Path) -> Path:
+    """Model and MP DFPT refractive indices against experiment (``evaluate --experimental``).
+
+    One panel per source; every principal index of every crystal is a point, layered crystals
+    filled orange, the others blue; MAE and n in the corner.
+    """
+    fig = _figure("parity")
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    for ax, (source, name) in zip(axes, (("model", "Model"), ("dft", "MP DFPT")), strict=True):
+        points = [
+            (value, r[source]["n"][axis], r["layered"])
+            for r in rows
+            if r[source] is not None
+            for axis, value in r["experiment"]["n"].items()
+        ]
+        if not points:
+            ax.set_visible(False)
+            continue
+        x = np.array([p[0] for p in points])
+        y = np.array([p[1] for p in points])
+        layered = np.array([p[2] for p in points])
+        low, high = float(min(x.min(), y.min())) - 0.1, float(max(x.max(), y.max())) + 0.1
+        ax.plot([low, high], [low, high], "k--", linewidth=1)
+        ax.scatter(x[~layered], y[~layered], s=20, color="#3969ac", label="not layered")
+        ax.scatter(x[layered], y[layered], s=20, color="#f2b701", label="layered")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("measured n (refractiveindex.info)")
+        ax.set_ylabel(f"{name} n = √λ(ε∞)")
+        mae = float(np.mean(np.abs(y - x)))
+        ax.text(0.04, 0.96, f"MAE = {mae:.3f}\nn = {x.size} indices", transform=ax.transAxes,
+                va="top", fontsize=8)  # fmt: skip
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle("Principal refractive indices against experiment", fontsize=10)
+    return save_figure(fig, path)
 
 
 # -- Fig. 7 ---------------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "eps_poly": "polycrystalline eps_inf (DFPT when validated; predicted too with 'predicted')",
     "static": "DFPT ionic and static (total) tensors beside the predicted ones (ionic model)",
     "fom": "predicted static eps_poly and the high-kappa FOM = E_g x eps_poly(total)",
+    "optics": "principal refractive indices, birefringence and optical character "
+    "(DFPT when validated)",
+    "symmetry": "space group (symbol and number)",
 }
 """Optional columns, in the order they are added."""
 
@@ -244,7 +247,58 @@ def _columns(
                 "r",
             ),
         ]
+    if "optics" in extra:
+        for i, name in enumerate(("alpha", "beta", "gamma")):
+            cols.append(
+                _Column(
+                    f"n_{name}",
+                    f"n_{name}",
+                    rf"$n_\{name}$",
+                    "float",
+                    _index_getter(i),
+                    3,
+                    "r",
+                )
+            )
+        cols += [
+            _Column(
+                "birefringence", "Δn", r"$\Delta n$", "float", lambda r: r.birefringence, 3, "r"
+            ),
+            _Column(
+                "optical_character",
+                "Optical Character",
+                "Optical Character",
+                "text",
+                lambda r: r.optical_character or "",
+            ),
+        ]
+    if "symmetry" in extra:
+        cols.append(
+            _Column(
+                "space_group",
+                "Space Group",
+                "Space Group",
+                "text",
+                lambda r: _space_group(
+                    r.prediction.space_group_symbol, r.prediction.space_group_number
+                ),
+            )
+        )
     return cols
+
+
+def _index_getter(i: int) -> Callable[[CandidateRow], float | None]:
+    def get(row: CandidateRow) -> float | None:
+        indices = row.refractive_indices
+        return indices[i] if indices else None
+
+    return get
+
+
+def _space_group(symbol: str | None, number: int | None) -> str:
+    if symbol is None:
+        return ""
+    return symbol if number is None else f"{symbol} ({number})"
 
 
 # -- value formatting -------------------------------------------------------------------------

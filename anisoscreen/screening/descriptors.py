@@ -71,7 +71,7 @@ def _analyzer(structure: Structure, symprec: float):
 
 
 def _descriptors_of(structure: Structure | dict) -> StructureDescriptors:
-    """Dimensionality and crystal system from one spglib run (the crystal system's, 0.1 Å).
+    """Dimensionality, crystal system and space group from one spglib run (0.1 Å).
 
     ``structure`` may be a dict (what worker processes receive).
     """
@@ -79,11 +79,28 @@ def _descriptors_of(structure: Structure | dict) -> StructureDescriptors:
         structure = Structure.from_dict(structure)
     analyzer = _analyzer(structure, 0.1)
     if analyzer is None:
-        return {"dimensionality": dimensionality(structure), "crystal_system": None}
+        return {
+            "dimensionality": dimensionality(structure),
+            "crystal_system": None,
+            "space_group_symbol": None,
+            "space_group_number": None,
+        }
     return {
         "dimensionality": dimensionality(structure, analyzer.get_symmetry_dataset()),
         "crystal_system": _crystal_system_of(analyzer),
+        **_space_group_of(analyzer),
     }
+
+
+def _space_group_of(analyzer) -> dict[str, object]:
+    """Hermann-Mauguin symbol and number of the space group (``None`` when it fails)."""
+    try:
+        return {
+            "space_group_symbol": analyzer.get_space_group_symbol(),
+            "space_group_number": int(analyzer.get_space_group_number()),
+        }
+    except Exception:
+        return {"space_group_symbol": None, "space_group_number": None}
 
 
 def iter_descriptors(

@@ -359,16 +359,20 @@ def merge_predictions(
     )
 
 
+_DESCRIPTOR_FIELDS = (
+    "dimensionality",
+    "crystal_system",
+    "space_group_symbol",
+    "space_group_number",
+)
+
 RANK_CHUNK = 16
 """Ranked predictions stored per write while descriptors are computed."""
 
 
 def _with_descriptors(doc: PredictionDoc, values: dict[str, Any] | None) -> PredictionDoc | None:
     """``doc`` with new dimensionality and crystal system, or ``None`` if nothing changes."""
-    if not values or (doc.dimensionality, doc.crystal_system) == (
-        values["dimensionality"],
-        values["crystal_system"],
-    ):
+    if not values or all(getattr(doc, name) == value for name, value in values.items()):
         return None
     return doc.model_copy(update={**values, "last_updated": utcnow()})
 
@@ -391,9 +395,14 @@ def _add_descriptors(
 
     ids = [d.material_id for d in docs]
     known: dict[str, dict[str, Any]] = {
-        d.material_id: {"dimensionality": d.dimensionality, "crystal_system": d.crystal_system}
+        d.material_id: {name: getattr(d, name) for name in _DESCRIPTOR_FIELDS}
         for d in results.query(
-            PredictionDoc, {"material_id": {"$in": ids}, "crystal_system": {"$ne": None}}
+            PredictionDoc,
+            {
+                "material_id": {"$in": ids},
+                "crystal_system": {"$ne": None},
+                "space_group_number": {"$ne": None},
+            },
         )
     }
     missing = [i for i in ids if i not in known]
@@ -494,6 +503,8 @@ def rank_candidates(
                 eps_total_poly=d.eps_total.eps_poly if d.eps_total else None,
                 eps_total_anisotropy_ratio=d.eps_total.anisotropy_ratio if d.eps_total else None,
                 figure_of_merit=d.figure_of_merit,
+                birefringence=d.birefringence,
+                space_group_symbol=d.space_group_symbol,
             )
             for d in ranked
         ],

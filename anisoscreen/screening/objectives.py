@@ -4,9 +4,12 @@
 * ``ar-total``: a_r of the static tensor eps_inf + eps0 (DTNet's first campaign);
 * ``eps-total``: eps_poly of the static tensor;
 * ``fom``: the high-kappa figure of merit E_g(MP) x eps_poly(total), Yim et al.'s leakage
-  proxy (DTNet's second campaign); candidates without a band gap rank last.
+  proxy (DTNet's second campaign); candidates without a band gap rank last;
+* ``birefringence``: dn = n_max - n_min of eps_inf (n = sqrt of its eigenvalues), what
+  polariser and waveplate designers quote.
 
-All but ``ar`` need a model set with an ionic model (``ionic_model`` in the settings).
+All but ``ar`` and ``birefringence`` need a model set with an ionic model (``ionic_model``
+in the settings).
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ __all__ = [
 SHIPPED_IONIC_MODEL = "anisonet-mp-ionic-v1"
 """The shipped ionic model, used when an objective needs the static tensor and none is set."""
 
-OBJECTIVES = ("ar", "ar-total", "eps-total", "fom")
+OBJECTIVES = ("ar", "ar-total", "eps-total", "fom", "birefringence")
+
+_ELECTRONIC_ONLY = ("ar", "birefringence")
 
 
 def needs_ionic(objective: str) -> bool:
     """Whether ``objective`` needs the ionic model's predictions."""
-    return objective != "ar"
+    return objective not in _ELECTRONIC_ONLY
 
 
 def ionic_model_for(objective: str, ionic_model: str | None) -> str | None:
     """The ionic model of a screen: the one given, else the shipped one if ``objective`` needs it.
 
-    ``None`` when neither applies (the a_r objective needs no ionic model).
+    ``None`` when neither applies (the a_r and birefringence objectives need none).
     """
     if ionic_model or not needs_ionic(objective):
         return ionic_model
@@ -65,6 +70,8 @@ def objective_value(doc: PredictionDoc, objective: str) -> float | None:
     """The value ``objective`` ranks ``doc`` by (higher first); ``None`` when it is unknown."""
     if objective == "ar":
         return doc.anisotropy_ratio
+    if objective == "birefringence":
+        return doc.birefringence
     total = doc.eps_total
     if total is None:
         return None

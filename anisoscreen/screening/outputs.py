@@ -66,13 +66,15 @@ class RankedCandidate(BaseModel):
     eps_total_poly: float | None = Field(None, description="eps_poly of eps_inf + eps0.")
     eps_total_anisotropy_ratio: float | None = Field(None, description="a_r of eps_inf + eps0.")
     figure_of_merit: float | None = Field(None, description="E_g x eps_poly(total).")
+    birefringence: float | None = Field(None, description="dn = n_max - n_min of eps_inf.")
+    space_group_symbol: str | None = None
 
 
 class RankingStageOutput(BaseModel):
     """Predictions of one model ranked by the objective (a_r by default), highest first."""
 
     model: str = Field(description="Model whose predictions were ranked.")
-    objective: str = Field("ar", description="ar, ar-total, eps-total or fom.")
+    objective: str = Field("ar", description="ar, ar-total, eps-total, fom or birefringence.")
     ranking: list[RankedCandidate] = Field(description="Rows, best objective value first.")
     n_descriptors_computed: int = Field(description="Materials whose descriptors were computed.")
     seconds: float = Field(description="Wall time of the stage.")

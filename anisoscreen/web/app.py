@@ -52,6 +52,8 @@ def create_app(
     results: ResultsStore | None = None,
     refresh_s: float = 30.0,
     hosts: frozenset[str] | None = None,
+    optimade_base_url: str | None = None,
+    optimade: bool = True,
 ) -> FastAPI:
     """Build the app over the store of ``settings`` (or an open ``results`` store).
 
@@ -66,6 +68,10 @@ def create_app(
     hosts
         Host names the server answers to (:func:`~anisoscreen.web.security.allowed_hosts`);
         ``None`` skips the check (the security headers are always sent).
+    optimade_base_url
+        Public URL of the ``/optimade`` mount, for the links of paged OPTIMADE answers.
+    optimade
+        Mount the OPTIMADE API (:mod:`anisoscreen.web.optimade_server`) at ``/optimade``.
     """
     from anisoscreen.report.html import template_environment
     from anisoscreen.web import api, pages
@@ -108,7 +114,23 @@ def create_app(
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    if optimade:
+        _mount_optimade(app, optimade_base_url)
     return app
+
+
+def _mount_optimade(app: FastAPI, base_url: str | None) -> None:
+    """Mount the OPTIMADE API at ``/optimade`` (skipped, with a warning, without its server)."""
+    import logging
+
+    try:
+        from anisoscreen.web.optimade_server import create_optimade_app
+
+        optimade_app = create_optimade_app(app.state.view, base_url)
+    except ImportError as exc:  # optimade installed without its server extras
+        logging.getLogger(__name__).warning("no /optimade: %s", exc)
+        return
+    app.mount("/optimade", optimade_app, name="optimade")
 
 
 def serve(
@@ -130,8 +152,13 @@ def serve(
     store = ResultsStore(settings)
     try:
         store.check()  # an unusable store fails here, as one line, not in uvicorn's startup
+        url_host = f"[{host}]" if ":" in host else host
         app = create_app(
-            settings, results=store, refresh_s=refresh_s, hosts=allowed_hosts(host, allow_hosts)
+            settings,
+            results=store,
+            refresh_s=refresh_s,
+            hosts=allowed_hosts(host, allow_hosts),
+            optimade_base_url=f"http://{url_host}:{port}/optimade",
         )
         app.state.view.snapshot()  # the first read, before the server starts
         uvicorn.run(app, host=host, port=port, log_level="info")

@@ -126,7 +126,7 @@ class MaterialResponse(BaseModel):
 
         return cls(
             material_id=material_id,
-            card=None if row is None else material_card(row),
+            card=None if row is None else material_card(row, candidate),
             candidate=None if candidate is None else candidate.store_dict(),
             predictions=[doc.store_dict() for doc in predictions],
             validations=[doc.store_dict() for doc in validations],

@@ -30,6 +30,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from anisoscreen import tensor as tmath
 from anisoscreen.query import CandidateQuery, CandidateRow
 from anisoscreen.schemas import (
     CandidateDoc,
@@ -107,6 +108,10 @@ class Snapshot:
             record if "_id" not in record else {k: v for k, v in record.items() if k != "_id"}
             for record in results.records("predictions")
         ]
+        for record in records:
+            if record.get("birefringence") is None and record.get("dielectric_tensor"):
+                # stored before dn existed: derived on read (cheap, no document validation)
+                record["birefringence"] = tmath.birefringence(record["dielectric_tensor"])
         snapshot = cls(
             records=records,
             predictions=LazyDocuments(records),
