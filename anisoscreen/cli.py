@@ -132,6 +132,7 @@ def _register_commands() -> None:
     from anisoscreen.commands import model as model_commands
     from anisoscreen.commands import report as report_commands
     from anisoscreen.commands import screen as screen_commands
+    from anisoscreen.commands import validations as validation_commands
     from anisoscreen.commands import web as web_commands
 
     for module in (
@@ -141,6 +142,7 @@ def _register_commands() -> None:
         report_commands,
         web_commands,
         campaign_commands,
+        validation_commands,
     ):
         module.register(app)
 

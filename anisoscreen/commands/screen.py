@@ -89,9 +89,13 @@ def run_screen(
         int | None, typer.Option("--processes", help="Cores for dimensionality.")
     ] = None,
     include_known: Annotated[
-        bool,
-        typer.Option("--include-known", help="Keep materials that already have MP DFPT data."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--include-known/--exclude-known",
+            help="Keep materials that already have MP DFPT data (default: kept for the "
+            "bundled demo, whose known dielectrics come with their MP DFPT results).",
+        ),
+    ] = None,
     describe_top: Annotated[
         int, typer.Option("--describe-top", help="robocrys descriptions for the top N (~2 s each).")
     ] = 0,
@@ -129,6 +133,9 @@ def run_screen(
     settings = settings_from_options(
         store, data_dir, model=model, device=device, batch_size=batch_size, ionic_model=ionic_model
     )
+    bundled = source == "bundled"
+    if include_known is None:
+        include_known = bundled
     criteria = ScreeningCriteria(
         max_energy_above_hull=max_hull,
         min_band_gap=min_gap,
@@ -178,11 +185,31 @@ def run_screen(
     outputs = screening_outputs(flow, responses)
     if outputs is None:
         raise AnisoscreenError("the screening flow failed; see the messages above")
+    if bundled and include_known:
+        _import_bundled_dfpt(settings)
     _summary(console, outputs.run, outputs.ranking, time.perf_counter() - start, settings)
     if validate:
         _explain_validation(settings, outputs.ranking, ar_threshold, top_k)
     if outputs.run.failures:
         _list_failures(outputs.run)
+
+
+def _import_bundled_dfpt(settings: AnisoscreenSettings) -> None:
+    """Store the shipped MP DFPT results of the demo pool's known dielectrics."""
+    from anisoscreen.schemas import PredictionDoc
+    from anisoscreen.store import ResultsStore
+    from anisoscreen.validation.imports import bundled_validations
+
+    with ResultsStore(settings) as results:
+        predicted = results.keys(PredictionDoc, "material_id")
+        docs = bundled_validations(set(predicted))
+        results.upsert(docs)
+    held_out = sum(not d.in_training_split for d in docs)
+    console.print(
+        f"imported {len(docs)} Materials Project DFPT result(s) of the pool's known dielectrics "
+        f"as validations ({held_out} outside the model's training split)",
+        highlight=False,
+    )
 
 
 def _explain_validation(

@@ -1,0 +1,133 @@
+"""Progress of long commands: a counted bar on a terminal, periodic lines elsewhere.
+
+On a terminal, a rich bar shows the count, the rate and the time left. When stdout is not a
+terminal (a SLURM log, ``nohup``, CI) one plain line is printed every 10 % of the work or every
+30 s, whichever comes first, and one at the end, so a log always shows that work goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+__all__ = ["LineProgress", "progress"]
+
+Report = Callable[[int, int | None], None]
+"""``report(done, total)``: ``done`` items of ``total`` (``None``: unknown) are finished."""
+
+
+class LineProgress:
+    """Periodic one-line progress for logs.
+
+    Parameters
+    ----------
+    description
+        What is being counted ("predicting", "importing").
+    stream
+        Where the lines go.
+    every_fraction, every_seconds
+        A line is printed when the work has advanced this fraction or this time has passed.
+    clock
+        Seconds since some origin (for tests).
+    """
+
+    def __init__(
+        self,
+        description: str,
+        stream: TextIO | None = None,
+        every_fraction: float = 0.1,
+        every_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.description = description
+        self.stream = stream or sys.stdout
+        self.every_fraction = every_fraction
+        self.every_seconds = every_seconds
+        self.clock = clock
+        self.start = clock()
+        self._last_time = self.start
+        self._last_done = 0
+        self.lines = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = self.clock()
+        finished = total is not None and done >= total
+        by_count = (
+            total is not None
+            and total > 0
+            and (done - self._last_done) >= self.every_fraction * total
+        )
+        if not (finished or by_count or now - self._last_time >= self.every_seconds):
+            return
+        if done == self._last_done and not finished and self.lines:
+            return
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        text = f"{self.description}: {done}"
+        if total is not None:
+            text += f"/{total} ({100 * done / total:.0f} %)" if total else "/0"
+        text += f", {rate:.1f}/s, {elapsed:.0f} s elapsed"
+        if total is not None and rate > 0 and not finished:
+            text += f", about {(total - done) / rate:.0f} s left"
+        print(text, file=self.stream, flush=True)
+        self._last_time, self._last_done = now, done
+        self.lines += 1
+
+
+def _rate_column_class():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Items per second."""
+
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:.1f}/s")
+
+    return RateColumn
+
+
+@contextmanager
+def progress(description: str, console=None, terminal: bool | None = None) -> Iterator[Report]:
+    """A ``report(done, total)`` callable for the duration of the block.
+
+    ``terminal`` forces the choice (default: whether ``console`` writes to a terminal).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from anisoscreen.commands.common import console as default_console
+
+    console = console or default_console
+    rate_column = _rate_column_class()
+    if terminal is None:
+        terminal = console.is_terminal
+    if not terminal:
+        yield LineProgress(description, stream=console.file)
+        return
+    with Progress(
+        TextColumn("{task.description:>16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        rate_column(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
