@@ -164,7 +164,12 @@ def simulate(
     labels: Annotated[
         Path,
         typer.Option(
-            "--labels", help="Oracle JSON: [{material_id, structure, dielectric_tensor}]."
+            "--labels",
+            help="Oracle JSON(.gz): [{material_id, structure, dielectric_tensor}] "
+            "(eps_electronic, as in the shared MP DFPT set, is accepted too). The shared "
+            'set itself is one; python -c "from anisoscreen.campaign.simulate import '
+            "build_oracle, write_oracle; write_oracle(build_oracle(PATH), 'oracle.json.gz')\" "
+            "writes the part the shipped model never trained on.",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report JSON to write.")],
@@ -188,11 +193,17 @@ def simulate(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the loop offline against an oracle file: labels revealed only when picked."""
+    from anisoscreen.campaign.oracle import read_oracle_records
+
+    records = read_oracle_records(labels)  # a wrong file fails before the model loads
     from anisoscreen.campaign.finetune import FinetuneConfig
     from anisoscreen.campaign.simulate import SimulationConfig, load_oracle
     from anisoscreen.campaign.simulate import simulate as run_simulation
 
     settings = settings_from_options(None, data_dir)
+    _warn_training_overlap(
+        {str(r["material_id"]) for r in records}, model or settings.model, settings
+    )
     config = SimulationConfig(
         strategy=strategy,
         rounds=rounds,
@@ -220,6 +231,30 @@ def simulate(
         f"{objective} {report['best']:.3f} of {report['best_possible']:.3f}, "
         f"{report['seconds']:.0f} s -> {output}"
     )
+
+
+def _warn_training_overlap(ids: set[str], model: str, settings) -> None:
+    """Warn when oracle materials were in the starting model's training split."""
+    import warnings
+
+    from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning
+    from anisoscreen.model.checkpoint import resolve_model_path
+    from anisoscreen.validation.imports import training_split_ids
+
+    try:
+        path = Path(resolve_model_path(model, settings.data_dir))
+    except AnisoscreenError:
+        return  # the simulation reports a missing model itself
+    seen = ids & training_split_ids(path if path.is_dir() else path.parent, settings.shared)
+    if seen:
+        warnings.warn(
+            f"{len(seen)} of {len(ids)} oracle materials were in the training split of {model} "
+            "(e.g. " + ", ".join(sorted(seen)[:3]) + "): the model has seen their labels, so "
+            "hits on them flatter it; build the oracle from its validation and test splits "
+            "(anisoscreen.campaign.simulate.build_oracle)",
+            AnisoscreenWarning,
+            stacklevel=2,
+        )
 
 
 def register(app: typer.Typer) -> None:
