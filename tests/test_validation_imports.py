@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 from conftest import SHARED, TEST_DATA
 
-from anisoscreen.commands.progress import LineProgress
 from anisoscreen.errors import SourceError
 from anisoscreen.query import join_validations
 from anisoscreen.report.figures import plot_parity
@@ -178,26 +176,6 @@ def test_bundled_demo_results_hold_high_ar_and_held_out_materials():
     assert docs and all(d.material_id in pool and d.imported_from == MP_SET_SOURCE for d in docs)
     held_out = [d for d in docs if not d.in_training_split and d.is_valid]
     assert len(held_out) >= 10  # the demo's parity plot has honest points
-
-
-def test_line_progress_prints_every_tenth_and_the_end():
-    stream = io.StringIO()
-    now = [0.0]
-    report = LineProgress("predicting", stream=stream, clock=lambda: now[0])
-    for done in range(1, 101):
-        now[0] += 0.1
-        report(done, 100)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 10
-    assert lines[0].startswith("predicting: 10/100 (10 %)") and "s left" in lines[0]
-    assert lines[-1].startswith("predicting: 100/100 (100 %)")
-    # slow work with no count still shows a line every 30 s
-    stream = io.StringIO()
-    report = LineProgress("training", stream=stream, clock=lambda: now[0])
-    for done in range(1, 5):
-        now[0] += 31
-        report(done, None)
-    assert len(stream.getvalue().splitlines()) == 4
 
 
 def test_missing_source_is_reported_fast_with_the_source_exit_code(tmp_path):

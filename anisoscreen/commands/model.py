@@ -65,6 +65,26 @@ def dataset_build(
     console.print(f"{count} dielectric records -> {output}")
 
 
+def _countable_total(inputs: list[Path]) -> int | None:
+    """Number of structures when every input is a structure file or a folder of them.
+
+    ``None`` when a record file (JSON, JSON Lines) is among them: those are streamed, and
+    their length is known only at the end.
+    """
+    from anisoscreen.structures_io import is_structure_file
+
+    def records(path: Path) -> bool:
+        return ".json" in path.name.lower()
+
+    total = 0
+    for path in inputs:
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        if any(records(p) for p in files) or not all(p.is_file() for p in files):
+            return None
+        total += sum(is_structure_file(p) for p in files)
+    return total or None
+
+
 def predict(
     inputs: Annotated[
         list[Path],
@@ -91,9 +111,8 @@ def predict(
     Writes one JSON object per line; inputs that cannot be predicted get an ``error`` field
     and make the command exit with status 3 after writing everything else.
     """
-    from rich.progress import Progress
-
     from anisoscreen.commands.common import console, settings_from_options
+    from anisoscreen.commands.progress import Counter, progress
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
@@ -116,10 +135,10 @@ def predict(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     try:
-        with open(tmp, "w") as handle, Progress(console=console, transient=True) as progress:
-            task = progress.add_task("predicting", total=None)
+        with open(tmp, "w") as handle, progress("predicting", console) as report:
+            counter = Counter(report, _countable_total(inputs))
             records = itertools.chain([first], records)
-            for result in predictor.predict(records, progress=lambda n: progress.advance(task, n)):
+            for result in predictor.predict(records, progress=counter.advance):
                 if isinstance(result, PredictionFailure):
                     line = result.as_dict()
                     n_failed += 1

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-__all__ = ["LineProgress", "progress"]
+__all__ = ["Counter", "LineProgress", "progress"]
 
 Report = Callable[[int, int | None], None]
 """``report(done, total)``: ``done`` items of ``total`` (``None``: unknown) are finished."""
@@ -30,6 +30,8 @@ class LineProgress:
         Where the lines go.
     every_fraction, every_seconds
         A line is printed when the work has advanced this fraction or this time has passed.
+    every_items
+        When the total is unknown (streamed inputs), also a line every this many items.
     clock
         Seconds since some origin (for tests).
     """
@@ -40,26 +42,30 @@ class LineProgress:
         stream: TextIO | None = None,
         every_fraction: float = 0.1,
         every_seconds: float = 30.0,
+        every_items: int = 500,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.description = description
         self.stream = stream or sys.stdout
         self.every_fraction = every_fraction
         self.every_seconds = every_seconds
+        self.every_items = every_items
         self.clock = clock
         self.start = clock()
         self._last_time = self.start
         self._last_done = 0
+        self._seen = 0
+        self._total: int | None = None
         self.lines = 0
 
     def __call__(self, done: int, total: int | None) -> None:
+        self._seen, self._total = done, total
         now = self.clock()
         finished = total is not None and done >= total
-        by_count = (
-            total is not None
-            and total > 0
-            and (done - self._last_done) >= self.every_fraction * total
-        )
+        if total is None:
+            by_count = done - self._last_done >= self.every_items
+        else:
+            by_count = total > 0 and (done - self._last_done) >= self.every_fraction * total
         if not (finished or by_count or now - self._last_time >= self.every_seconds):
             return
         if done == self._last_done and not finished and self.lines:
@@ -74,7 +80,15 @@ class LineProgress:
             text += f", about {(total - done) / rate:.0f} s left"
         print(text, file=self.stream, flush=True)
         self._last_time, self._last_done = now, done
+        self._total = total
         self.lines += 1
+
+    def finish(self) -> None:
+        """A last line when work was done since the previous one (streamed totals)."""
+        if self._seen > self._last_done:
+            self.every_items = 0
+            self.every_seconds = 0.0
+            self(self._seen, self._seen if self._total is None else self._total)
 
 
 def _rate_column_class():
@@ -89,6 +103,17 @@ def _rate_column_class():
             return Text("" if speed is None else f"{speed:.1f}/s")
 
     return RateColumn
+
+
+class Counter:
+    """Turns increments (``advance(n)``) into cumulative ``report(done, total)`` calls."""
+
+    def __init__(self, report: Report, total: int | None = None) -> None:
+        self.report, self.total, self.done = report, total, 0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self.report(self.done, self.total)
 
 
 @contextmanager
@@ -113,7 +138,9 @@ def progress(description: str, console=None, terminal: bool | None = None) -> It
     if terminal is None:
         terminal = console.is_terminal
     if not terminal:
-        yield LineProgress(description, stream=console.file)
+        lines = LineProgress(description, stream=console.file)
+        yield lines
+        lines.finish()
         return
     with Progress(
         TextColumn("{task.description:>16}"),
