@@ -12,6 +12,7 @@ pages, which reuse the table, card and overview templates.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +73,24 @@ def template_environment(*extra: Path):
     return env
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/~.])(?:~|[A-Za-z]:)?[/\\][^\s()]+")
+
+
+def redact_location(location: str) -> str:
+    """A store location fit for a file sent to others: no home or other folder names.
+
+    Every absolute path is shortened to its last two parts (``/home/ana/.local/share/
+    anisoscreen/store (embedded montydb)`` -> ``…/anisoscreen/store (embedded montydb)``);
+    ``mongodb://`` locations are already without credentials (``settings.redact_store``).
+    """
+
+    def short(match: re.Match[str]) -> str:
+        parts = [p for p in re.split(r"[/\\]", match.group(0)) if p]
+        return "…/" + "/".join(parts[-2:]) if len(parts) > 2 else match.group(0)
+
+    return _ABSOLUTE_PATH.sub(short, location)
+
+
 def render_html_report(
     rows: Sequence[CandidateRow],
     runs: Sequence[ScreeningRunDoc] = (),
@@ -103,7 +122,7 @@ def render_html_report(
     env = template_environment()
     return env.get_template("report.html").render(
         title=title,
-        store=store,
+        store=redact_location(store),
         query=query,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_total=len(rows),

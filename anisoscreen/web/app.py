@@ -68,7 +68,7 @@ def create_app(
         ``None`` skips the check (the security headers are always sent).
     """
     from anisoscreen.report.html import template_environment
-    from anisoscreen.web import api, pages
+    from anisoscreen.web import api, api_docs, pages
     from anisoscreen.web.security import security_middleware
     from anisoscreen.web.snapshot import ResultsView
 
@@ -91,6 +91,8 @@ def create_app(
         "and screening runs. List endpoints return `{data, meta}`; page sizes are capped at "
         "500; every parameter is validated.",
         lifespan=lifespan,
+        docs_url=None,  # served from vendored assets by api_docs (no CDN)
+        redoc_url=None,
     )
     app.state.view = ResultsView(store, refresh_s=refresh_s)
     app.state.templates = template_environment(HERE / "templates")
@@ -107,6 +109,7 @@ def create_app(
     app.middleware("http")(security_middleware(hosts))  # added last: runs first
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(api_docs.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from anisoscreen.query import CandidateQuery, CandidateRow
 from anisoscreen.schemas import (
+    CampaignDoc,
     CandidateDoc,
     PredictionDoc,
     ScreeningRunDoc,
@@ -59,6 +60,7 @@ class Snapshot:
     loaded_at: float
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     revision: int | None = None
+    campaigns: list[CampaignDoc] = field(default_factory=list)
     cache: dict[Any, Any] = field(default_factory=dict)
     columns: PredictionColumns = field(init=False)
 
@@ -92,6 +94,7 @@ class Snapshot:
             loaded_at=time.monotonic(),
             candidates=candidates,
             revision=revision,
+            campaigns=results.query(CampaignDoc),
         )
         snapshot.summary_values()  # the joined rows, their default order and the summary
         snapshot.columns.warm()  # the filter columns and every sort key
