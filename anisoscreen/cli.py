@@ -41,6 +41,20 @@ app = typer.Typer(
 )
 
 
+def _no_flag_metavar(original):
+    """Typer shows ``<bool>`` after a flag, which takes no value: show nothing instead."""
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    return display_type_rich
+
+
+typer.core.TyperOption.display_type_rich = _no_flag_metavar(  # type: ignore[method-assign]
+    typer.core.TyperOption.display_type_rich
+)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"anisoscreen {__version__}")

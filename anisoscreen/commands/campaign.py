@@ -59,19 +59,29 @@ def start(
     objective: ObjectiveOption = "ar",
     strategy: StrategyOption = "ucb",
     kappa: KappaOption = 1.5,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 20,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="DFT validations picked per round.")
+    ] = 20,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Most DFT validations.")] = 100,
     group_by: GroupByOption = "prototype",
     max_per_group: MaxPerGroupOption = 3,
     epochs: EpochsOption = 3,
     replay: ReplayOption = 200,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
+    ] = 0,
     model: ModelOption = None,
     local: Annotated[
         bool, typer.Option("--local", help="Run validations in this process, not a queue.")
     ] = False,
-    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="jobflow-remote project (default: the config's)."),
+    ] = None,
+    worker: Annotated[
+        str | None,
+        typer.Option("--worker", "-w", help="jobflow-remote worker that runs VASP."),
+    ] = None,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -174,9 +184,13 @@ def simulate(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report JSON to write.")],
     strategy: StrategyOption = "ucb",
-    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds to simulate.")] = 3,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Labels revealed (picks) per round.")
+    ] = 10,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
+    ] = 0,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, help="A hit is a pick in the true top-k.")
     ] = 10,

@@ -39,7 +39,9 @@ def dataset_build(
     from_mp: Annotated[
         bool, typer.Option("--from-mp", help="Fetch every MP DFPT tensor (needs MP_API_KEY).")
     ] = False,
-    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1)] = 500,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Documents per MP API request (cached).")
+    ] = 500,
 ) -> None:
     """Rebuild the full Materials Project dielectric set (tensors + structures) for training.
 
@@ -96,7 +98,10 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSON Lines file.")],
     model: ModelOption = None,
     device: DeviceOption = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Structures per model call (default: settings)."),
+    ] = None,
     ionic_model: Annotated[
         str | None,
         typer.Option(
@@ -111,6 +116,9 @@ def predict(
     Writes one JSON object per line; inputs that cannot be predicted get an ``error`` field
     and make the command exit with status 3 after writing everything else.
     """
+    for path in inputs:  # before the heavy imports: a typo fails at once
+        if not path.expanduser().exists():
+            raise AnisoscreenError(f"input {path} does not exist")
     from anisoscreen.commands.common import console, settings_from_options
     from anisoscreen.commands.progress import Counter, progress
     from anisoscreen.model.inference import PredictionFailure, Predictor

@@ -87,8 +87,9 @@ DpiOption = Annotated[int, typer.Option("--dpi", min=10, help="Resolution of PNG
 ValidatedOnlyOption = Annotated[
     bool,
     typer.Option(
-        "--validated-only",
-        help="Only DFPT-validated candidates (dimensionality then shows the DFPT a_r).",
+        "--validated",
+        help="Only DFT-validated candidates (dimensionality then shows the DFPT a_r), as in "
+        "query --validated.",
     ),
 ]
 IncludeTrainingOption = Annotated[

@@ -59,7 +59,10 @@ def run_screen(
         str | None, typer.Option("--model", help="Model name or checkpoint path.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Structures per model call (default: settings)."),
+    ] = None,
     ar_threshold: Annotated[
         float | None,
         typer.Option(
@@ -122,6 +125,7 @@ def run_screen(
     ] = None,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
+    _check_source_path(source)  # before the heavy imports: a typo fails at once
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from anisoscreen.candidates.filters import ScreeningCriteria
@@ -192,6 +196,21 @@ def run_screen(
         _explain_validation(settings, outputs.ranking, ar_threshold, top_k)
     if outputs.run.failures:
         _list_failures(outputs.run)
+
+
+def _check_source_path(source: str) -> None:
+    """A ``--source`` that names a local path must exist (checked before anything loads)."""
+    from anisoscreen.candidates.optimade import is_optimade_source
+    from anisoscreen.errors import SourceError
+
+    if source in ("bundled", "mp") or is_optimade_source(source):
+        return
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise SourceError(
+            f"candidate source {source} does not exist; give --source bundled, mp, or an "
+            "existing JSON(.gz) file, structure file or folder"
+        )
 
 
 def _import_bundled_dfpt(settings: AnisoscreenSettings) -> None:
@@ -410,6 +429,10 @@ def query(
         return
     with ResultsStore(settings) as results:
         rows = find_candidates(results, request)
+    if not rows:  # as table, plot and report: no match is exit status 1, said on stderr
+        raise AnisoscreenError(
+            f"no candidates match ({request.describe()}) in {settings.store_location}"
+        )
     records = [row.summary() for row in rows]
     if output_format == "json":
         sys.stdout.write(json.dumps(records, indent=2) + "\n")
@@ -421,9 +444,6 @@ def query(
         writer.writeheader()
         for record in records:
             writer.writerow({**record, "elements": " ".join(record["elements"])})
-        return
-    if not rows:
-        console.print(f"no candidates match ({request.describe()}) in {settings.store_location}")
         return
     from rich.table import Table
 
