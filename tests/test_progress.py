@@ -66,3 +66,18 @@ def test_predict_prints_progress_lines_when_stdout_is_not_a_terminal(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith("predicting: ")]
     assert lines and lines[-1].startswith("predicting: 3/3 (100 %)"), out.stdout
+
+
+def test_html_report_counts_its_figures_and_cards(memory_results):
+    from report_data import fill
+
+    from anisoscreen.query import CandidateQuery, find_candidates
+    from anisoscreen.report.html import render_html_report
+    from anisoscreen.report.overview import OVERVIEW_FIGURES
+
+    fill(memory_results)
+    rows = find_candidates(memory_results, CandidateQuery())
+    calls: list[tuple[int, int | None]] = []
+    render_html_report(rows, top=3, progress=lambda done, total: calls.append((done, total)))
+    total = len(OVERVIEW_FIGURES) + 3
+    assert calls == [(n, total) for n in range(1, total + 1)]

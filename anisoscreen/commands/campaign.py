@@ -111,7 +111,10 @@ def start(
         if epochs
         else {},
     )
-    pool = start_campaign(doc, settings)
+    from anisoscreen.commands.progress import progress
+
+    with progress("predicting pool", console) as report:
+        pool = start_campaign(doc, settings, count=report)
     console.print(f"campaign {name}: {pool} candidates predicted with {doc.current_model}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,7 @@ def render_html_report(
     title: str = "anisoscreen report",
     store: str = "",
     query: str = "",
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> str:
     """The report as one HTML string.
 
@@ -113,12 +114,21 @@ def render_html_report(
         Rows of the table and material cards (0: all).
     training_ratios
         Training-set a_r for the histogram (left out when ``None``).
+    progress
+        Called as ``progress(done, total)`` after each figure and material card.
     """
     shown = list(rows[:top] if top else rows)
-    figures = [
-        overview_figure(kind, rows, fmt="png", training_ratios=training_ratios)
-        for kind in OVERVIEW_FIGURES
-    ]
+    total = len(OVERVIEW_FIGURES) + len(shown)
+    figures = []
+    for kind in OVERVIEW_FIGURES:
+        figures.append(overview_figure(kind, rows, fmt="png", training_ratios=training_ratios))
+        if progress is not None:
+            progress(len(figures), total)
+    cards = []
+    for row in shown:
+        cards.append(material_card(row))
+        if progress is not None:
+            progress(len(figures) + len(cards), total)
     env = template_environment()
     return env.get_template("report.html").render(
         title=title,
@@ -127,7 +137,7 @@ def render_html_report(
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_total=len(rows),
         records=[CandidateRecord.of(row) for row in shown],
-        cards=[material_card(row) for row in shown],
+        cards=cards,
         figures=figures,
         runs=run_counts(runs),
         material_href="#card-",
