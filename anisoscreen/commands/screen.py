@@ -296,7 +296,10 @@ def _dry_run(
     if batch.failures:
         console.print(f"  unreadable: {len(batch.failures)}")
     for name, count in result.removed_by.items():
-        console.print(f"  removed by {result.descriptions[name]}: {count}")
+        # the description is the condition a candidate must meet, so say what failed it
+        kept_if = result.descriptions[name]
+        failed = kept_if[4:] if kept_if.startswith("not ") else f"not {kept_if}"
+        console.print(f"  removed, {failed}: {count}")
     console.print(
         f"  would predict {len(result.kept)} candidates with {settings.model}; nothing written"
     )
