@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -81,3 +82,22 @@ def test_html_report_counts_its_figures_and_cards(memory_results):
     render_html_report(rows, top=3, progress=lambda done, total: calls.append((done, total)))
     total = len(OVERVIEW_FIGURES) + 3
     assert calls == [(n, total) for n in range(1, total + 1)]
+
+
+def test_heartbeat_says_uncounted_work_goes_on():
+    import time
+
+    from rich.console import Console
+
+    from anisoscreen.commands.progress import Heartbeat
+
+    stream = io.StringIO()
+    beat = Heartbeat("evaluating", Console(file=stream), every=0.05, terminal=False).start()
+    time.sleep(0.3)
+    beat.stop()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "evaluating..." and len(lines) >= 3
+    assert all(re.fullmatch(r"evaluating: \d+ s elapsed", line) for line in lines[1:])
+    count = len(lines)
+    time.sleep(0.15)
+    assert len(stream.getvalue().splitlines()) == count  # stopped

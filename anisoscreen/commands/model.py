@@ -386,11 +386,13 @@ def evaluate(
     (empty slab wider than 6 A), the eps_poly > 8 tail, and the ensemble calibration.
     """
     from anisoscreen.commands.common import console, settings_from_options
+    from anisoscreen.commands.progress import Heartbeat
     from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
     from anisoscreen.screening.descriptors import dimensionality
 
     settings = settings_from_options(model=model, device=device)
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    beat = Heartbeat(f"evaluating {settings.model} on the {subset} split", console).start()
     if ionic_model:
         if split_seed is not None or member:
             raise AnisoscreenError("--split-seed and --member apply to a single model")
@@ -410,6 +412,7 @@ def evaluate(
                 dimensionality=dimensionality,
             )
         }
+    beat.stop()
     for key, result in results.items():
         if parity_plot is not None:
             from anisoscreen.report.figures import parity_from_arrays

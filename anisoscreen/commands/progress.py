@@ -8,12 +8,13 @@ terminal (a SLURM log, ``nohup``, CI) one plain line is printed every 10 % of th
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["Counter", "LineProgress", "progress"]
+__all__ = ["Counter", "Heartbeat", "LineProgress", "progress"]
 
 Report = Callable[[int, int | None], None]
 """``report(done, total)``: ``done`` items of ``total`` (``None``: unknown) are finished."""
@@ -89,6 +90,56 @@ class LineProgress:
             self.every_items = 0
             self.every_seconds = 0.0
             self(self._seen, self._seen if self._total is None else self._total)
+
+
+class Heartbeat:
+    """A line every ``every`` seconds while uncounted work runs (a spinner on a terminal).
+
+    For work whose steps the command cannot count (evaluation, fine-tuning): it says that the
+    work goes on and for how long. ``start()`` and ``stop()`` bracket the work; the thread is
+    a daemon, so an error in between never keeps the process alive.
+    """
+
+    def __init__(
+        self, description: str, console=None, every: float = 30.0, terminal: bool | None = None
+    ) -> None:
+        from anisoscreen.commands.common import console as default_console
+
+        self.description = description
+        self.console = console or default_console
+        self.every = every
+        self.terminal = self.console.is_terminal if terminal is None else terminal
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status: Any = None
+        self.start_time = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            elapsed = time.monotonic() - self.start_time
+            print(
+                f"{self.description}: {elapsed:.0f} s elapsed", file=self.console.file, flush=True
+            )
+
+    def start(self) -> Heartbeat:
+        """Say that the work starts and keep saying it goes on."""
+        self.start_time = time.monotonic()
+        if self.terminal:
+            self._status = self.console.status(f"{self.description}...")
+            self._status.start()
+        else:
+            print(f"{self.description}...", file=self.console.file, flush=True)
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """The work is done: no more lines."""
+        self._stop.set()
+        if self._status is not None:
+            self._status.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
 
 
 def _rate_column_class():
