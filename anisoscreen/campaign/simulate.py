@@ -218,6 +218,7 @@ def simulate(
     strategy = make_strategy(config.strategy, config.kappa)
     rng = np.random.default_rng(config.seed)
     model = load_model(config.model, data_dir)
+    say(f"building the graphs of {len(oracle)} oracle structures")
     pool = _pool(oracle, model, config)
     n = len(pool.entries)
     top_k = min(config.top_k, n)
@@ -231,6 +232,7 @@ def simulate(
     for index in range(config.rounds):
         round_start = time.perf_counter()
         if values is None:
+            say(f"round {index}: predicting {n} structures with {len(model.networks)} member(s)")
             irreps = predict_irreps(model.networks, pool.graphs)
             values = objective_values(tmath.irreps_to_tensor(irreps), config.objective)
         rest = ~labelled
