@@ -41,6 +41,20 @@ app = typer.Typer(
 )
 
 
+def _no_flag_metavar(original):
+    """Typer shows ``<bool>`` after a flag, which takes no value: show nothing instead."""
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    return display_type_rich
+
+
+typer.core.TyperOption.display_type_rich = _no_flag_metavar(  # type: ignore[method-assign]
+    typer.core.TyperOption.display_type_rich
+)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"anisoscreen {__version__}")
@@ -133,6 +147,7 @@ def _register_commands() -> None:
     from anisoscreen.commands import report as report_commands
     from anisoscreen.commands import screen as screen_commands
     from anisoscreen.commands import store as store_commands
+    from anisoscreen.commands import validations as validation_commands
     from anisoscreen.commands import web as web_commands
 
     for module in (
@@ -143,6 +158,7 @@ def _register_commands() -> None:
         web_commands,
         campaign_commands,
         store_commands,
+        validation_commands,
     ):
         module.register(app)
 

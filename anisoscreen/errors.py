@@ -40,7 +40,8 @@ class ExitCode(IntEnum):
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
-    ExitCode.USAGE: "invalid input or request (a missing file or model, a bad option value)",
+    ExitCode.USAGE: "invalid input or request (a missing file or model, a bad option value, "
+    "no match)",
     ExitCode.CLI_SYNTAX: "the command line does not parse (unknown option, missing argument)",
     ExitCode.FAILED_RECORDS: "finished, but some records failed (they are listed)",
     ExitCode.CONFIG: "invalid configuration (config file, ANISOSCREEN_* variable, store file)",

@@ -318,6 +318,12 @@ class CandidateRow(BaseModel):
         return self.dfpt is not None
 
     @property
+    def in_training_split(self) -> bool:
+        """Whether the DFPT result's material was in a model's training split."""
+        doc = self.dfpt
+        return doc is not None and bool(doc.in_training_split)
+
+    @property
     def dft_tensor(self) -> list[list[float]] | None:
         doc = self.dfpt
         return doc.epsilon_electronic if doc else None

@@ -408,6 +408,19 @@ class ValidationDoc(_Document):
     predicted_dielectric_tensor: Matrix3 | None = Field(
         None, description="The prediction being validated, 3x3."
     )
+    imported_from: str | None = Field(
+        None,
+        description="Where an imported result comes from (None: run by anisoscreen), e.g. "
+        "'Materials Project DFPT (shared data set)'.",
+    )
+    source_task_id: str | None = Field(
+        None, description="The calculation's id in its source (MP id, run folder)."
+    )
+    in_training_split: list[str] = Field(
+        default_factory=list,
+        description="Models whose training split holds this material; accuracy figures "
+        "leave such records out by default.",
+    )
     refractive_indices: list[float] | None = Field(
         None, description="DFT principal n = sqrt(eigenvalue of eps_inf), ascending."
     )

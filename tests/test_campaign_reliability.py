@@ -175,7 +175,11 @@ def local_campaign(settings, monkeypatch, tiny_ensemble, triclinic):
         current_model=str(tiny_ensemble),
         local=True,
     )
-    assert start_campaign(doc, settings) == 2
+    counts: list[tuple[int, int | None]] = []
+    assert (
+        start_campaign(doc, settings, count=lambda done, total: counts.append((done, total))) == 2
+    )
+    assert counts[-1] == (4, 4)  # two structures predicted, then their member values
     return settings
 
 

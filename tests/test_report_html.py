@@ -183,3 +183,29 @@ def test_every_query_command_has_the_same_filter_options():
             for opt in param.opts
         }
         assert names <= options, (name, names - options)
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (
+            "/home/ana/.local/share/anisoscreen/store (embedded montydb)",
+            "…/anisoscreen/store (embedded montydb)",
+        ),
+        (
+            "mongodb://***@db.example.org:27017/results",
+            "mongodb://***@db.example.org:27017/results",
+        ),
+        (
+            "C:\\Users\\ana\\anisoscreen\\store (embedded montydb)",
+            "…/anisoscreen/store (embedded montydb)",
+        ),
+        ("memory", "memory"),
+    ],
+)
+def test_report_shows_a_redacted_store_location(memory_results, location, shown):
+    fill(memory_results)
+    rows = find_candidates(memory_results, CandidateQuery())
+    html = render_html_report(rows, top=1, store=location)
+    assert f"Store: {shown}" in html
+    assert "ana" not in html.split("Store: ", 1)[1][:200]

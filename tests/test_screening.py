@@ -321,7 +321,7 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
         ],
     )
     assert dry.exit_code == 0, dry.output
-    assert "removed by fewer than 40 sites: 1" in dry.output and "nothing written" in dry.output
+    assert "removed, not fewer than 40 sites: 1" in dry.output and "nothing written" in dry.output
     assert (
         not (tmp_path / "d" / "store").exists()
         or ResultsStore(get_settings(data_dir=tmp_path / "d")).count("predictions") == 0

@@ -290,3 +290,34 @@ def test_html_report_renders_offline(screened, browser, tmp_path):
             "Network.emulateNetworkConditions",
             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
         )
+
+
+def test_api_docs_render_offline_with_their_operations(server, browser):
+    """Swagger UI and ReDoc come from the server itself: no CDN, no inline script."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/docs")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"), timeout=120)
+    operations = [
+        e.get_attribute("id") or "" for e in browser.find_elements(By.CSS_SELECTOR, ".opblock")
+    ]
+    assert len(operations) >= 8 and any("campaigns" in o for o in operations), operations
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert all(r.startswith(server) for r in resources), resources
+    browser.save_screenshot(str(ARTIFACTS / "docs.png"))
+    browser.get(server + "/redoc")
+    _wait(browser, lambda d: "/api/candidates" in d.page_source, timeout=120)
+    assert _api(server, "/api")["endpoints"]
+
+
+def test_demo_report_has_a_parity_panel(screened, tmp_path):
+    """After the bundled screen, the report draws parity from the imported MP DFPT results."""
+    out = tmp_path / "report.html"
+    run = subprocess.run(
+        _cli("report", "--html", str(out)), env=screened, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert "not drawn" not in text

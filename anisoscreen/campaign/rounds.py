@@ -96,11 +96,14 @@ def _member_values(
     pool: list[CandidateDoc],
     settings: AnisoscreenSettings,
     results: ResultsStore,
+    count: Callable[[int, int | None], None] | None = None,
 ) -> tuple[list[str], np.ndarray, str]:
     """Member objective values of the pool under the current model (cached per version).
 
     Predicting also writes the pool's PredictionDocs of that model version. Returns the
     predicted material ids, the values ``(members, ids)`` and the model's stored name.
+    ``count(done, total)`` follows the work: every structure is predicted, then its member
+    values are computed (``total`` is twice the pool).
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -115,7 +118,16 @@ def _member_values(
         StructureRecord(c.material_id, c.structure, c.source, fields={"band_gap": c.band_gap})
         for c in pool
     ]
-    for record, prediction in zip(records, predictor.predict(records), strict=True):
+    total, done = 2 * len(records), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if count is not None:
+            count(done, total)
+
+    predictions = predictor.predict(records, progress=advance)
+    for record, prediction in zip(records, predictions, strict=True):
         if isinstance(prediction, PredictionFailure):
             continue
         ids.append(record.material_id)
@@ -125,6 +137,7 @@ def _member_values(
     for start in range(0, len(graphs), predictor.batch_size):
         chunk = predictor.predict_graphs(graphs[start : start + predictor.batch_size])
         values[:, start : start + len(chunk[0])] = objective_values(chunk, doc.objective)
+        advance(len(chunk[0]))
     # the members' deviations from their mean carry the model's calibrated spread, so UCB,
     # Thompson and exploration all use the calibrated sigma
     scale = predictor.spread_scale("anisotropy_ratio" if doc.objective == "ar" else "eps_poly")
@@ -136,15 +149,22 @@ def _member_values(
     return ids, values, predictor.model.name
 
 
-def start_campaign(doc: CampaignDoc, settings: AnisoscreenSettings) -> int:
-    """Store a new campaign and predict its pool; returns the number of predicted candidates."""
+def start_campaign(
+    doc: CampaignDoc,
+    settings: AnisoscreenSettings,
+    count: Callable[[int, int | None], None] | None = None,
+) -> int:
+    """Store a new campaign and predict its pool; returns the number of predicted candidates.
+
+    ``count(done, total)`` follows the pool's prediction (see :func:`_member_values`).
+    """
     check_name(doc.name)
     make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
     with ResultsStore(settings) as results:
         if results.query(CampaignDoc, {"name": doc.name}):
             raise AnisoscreenError(f"campaign {doc.name!r} exists; use `campaign step`")
         pool = _pool(doc, results)
-        ids, _, _ = _member_values(doc, pool, settings, results)
+        ids, _, _ = _member_values(doc, pool, settings, results, count)
         save_campaign(doc, results, new=True)
     return len(ids)
 

@@ -1,6 +1,7 @@
 """Offline campaigns against an oracle: the loop of a real campaign with the labels hidden.
 
-An oracle file is a JSON list of ``{material_id, structure, dielectric_tensor}``. The
+An oracle file is a JSON list of ``{material_id, structure, dielectric_tensor}`` (the shared
+MP DFPT set's ``eps_electronic`` is accepted too: :mod:`anisoscreen.campaign.oracle`). The
 simulation predicts the whole pool with the current model, lets the strategy pick a batch
 among the unlabelled candidates, reveals only the picked labels, fine-tunes the ensemble on
 every label revealed so far (plus a replay sample of the model's training split) and
@@ -32,6 +33,7 @@ from anisoscreen.campaign.finetune import (
     training_entries,
 )
 from anisoscreen.campaign.objective import objective_values
+from anisoscreen.campaign.oracle import oracle_tensor, read_oracle_records
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.runtime import tune_allocator
@@ -64,27 +66,15 @@ class OracleEntry:
 
 
 def load_oracle(path: str | Path) -> list[OracleEntry]:
-    """Read an oracle JSON(.gz) list of ``{material_id, structure, dielectric_tensor}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnisoscreenError(f"oracle file {path} not found")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        records = json.load(handle)
-    try:
-        return [
-            OracleEntry(
-                material_id=str(r["material_id"]),
-                structure=Structure.from_dict(r["structure"]),
-                dielectric_tensor=tmath.symmetrize(np.asarray(r["dielectric_tensor"], float)),
-            )
-            for r in records
-        ]
-    except (KeyError, TypeError) as exc:
-        raise AnisoscreenError(
-            f"{path} is not an oracle file (list of material_id, structure, "
-            f"dielectric_tensor): {exc}"
-        ) from exc
+    """Read an oracle JSON(.gz) list (see :mod:`anisoscreen.campaign.oracle` for its shape)."""
+    return [
+        OracleEntry(
+            material_id=str(r["material_id"]),
+            structure=Structure.from_dict(r["structure"]),
+            dielectric_tensor=tmath.symmetrize(np.asarray(oracle_tensor(r), float)),
+        )
+        for r in read_oracle_records(path)
+    ]
 
 
 def build_oracle(
@@ -228,6 +218,7 @@ def simulate(
     strategy = make_strategy(config.strategy, config.kappa)
     rng = np.random.default_rng(config.seed)
     model = load_model(config.model, data_dir)
+    say(f"building the graphs of {len(oracle)} oracle structures")
     pool = _pool(oracle, model, config)
     n = len(pool.entries)
     top_k = min(config.top_k, n)
@@ -241,6 +232,7 @@ def simulate(
     for index in range(config.rounds):
         round_start = time.perf_counter()
         if values is None:
+            say(f"round {index}: predicting {n} structures with {len(model.networks)} member(s)")
             irreps = predict_irreps(model.networks, pool.graphs)
             values = objective_values(tmath.irreps_to_tensor(irreps), config.objective)
         rest = ~labelled

@@ -59,19 +59,29 @@ def start(
     objective: ObjectiveOption = "ar",
     strategy: StrategyOption = "ucb",
     kappa: KappaOption = 1.5,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 20,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="DFT validations picked per round.")
+    ] = 20,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Most DFT validations.")] = 100,
     group_by: GroupByOption = "prototype",
     max_per_group: MaxPerGroupOption = 3,
     epochs: EpochsOption = 3,
     replay: ReplayOption = 200,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
+    ] = 0,
     model: ModelOption = None,
     local: Annotated[
         bool, typer.Option("--local", help="Run validations in this process, not a queue.")
     ] = False,
-    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="jobflow-remote project (default: the config's)."),
+    ] = None,
+    worker: Annotated[
+        str | None,
+        typer.Option("--worker", "-w", help="jobflow-remote worker that runs VASP."),
+    ] = None,
     store: StoreOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -101,7 +111,10 @@ def start(
         if epochs
         else {},
     )
-    pool = start_campaign(doc, settings)
+    from anisoscreen.commands.progress import progress
+
+    with progress("predicting pool", console) as report:
+        pool = start_campaign(doc, settings, count=report)
     console.print(f"campaign {name}: {pool} candidates predicted with {doc.current_model}")
 
 
@@ -164,14 +177,23 @@ def simulate(
     labels: Annotated[
         Path,
         typer.Option(
-            "--labels", help="Oracle JSON: [{material_id, structure, dielectric_tensor}]."
+            "--labels",
+            help="Oracle JSON(.gz): [{material_id, structure, dielectric_tensor}] "
+            "(eps_electronic, as in the shared MP DFPT set, is accepted too). The shared "
+            'set itself is one; python -c "from anisoscreen.campaign.simulate import '
+            "build_oracle, write_oracle; write_oracle(build_oracle(PATH), 'oracle.json.gz')\" "
+            "writes the part the shipped model never trained on.",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report JSON to write.")],
     strategy: StrategyOption = "ucb",
-    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds to simulate.")] = 3,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Labels revealed (picks) per round.")
+    ] = 10,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
+    ] = 0,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, help="A hit is a pick in the true top-k.")
     ] = 10,
@@ -188,11 +210,17 @@ def simulate(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the loop offline against an oracle file: labels revealed only when picked."""
+    from anisoscreen.campaign.oracle import read_oracle_records
+
+    records = read_oracle_records(labels)  # a wrong file fails before the model loads
     from anisoscreen.campaign.finetune import FinetuneConfig
     from anisoscreen.campaign.simulate import SimulationConfig, load_oracle
     from anisoscreen.campaign.simulate import simulate as run_simulation
 
     settings = settings_from_options(None, data_dir)
+    _warn_training_overlap(
+        {str(r["material_id"]) for r in records}, model or settings.model, settings
+    )
     config = SimulationConfig(
         strategy=strategy,
         rounds=rounds,
@@ -220,6 +248,30 @@ def simulate(
         f"{objective} {report['best']:.3f} of {report['best_possible']:.3f}, "
         f"{report['seconds']:.0f} s -> {output}"
     )
+
+
+def _warn_training_overlap(ids: set[str], model: str, settings) -> None:
+    """Warn when oracle materials were in the starting model's training split."""
+    import warnings
+
+    from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning
+    from anisoscreen.model.checkpoint import resolve_model_path
+    from anisoscreen.validation.imports import training_split_ids
+
+    try:
+        path = Path(resolve_model_path(model, settings.data_dir))
+    except AnisoscreenError:
+        return  # the simulation reports a missing model itself
+    seen = ids & training_split_ids(path if path.is_dir() else path.parent, settings.shared)
+    if seen:
+        warnings.warn(
+            f"{len(seen)} of {len(ids)} oracle materials were in the training split of {model} "
+            "(e.g. " + ", ".join(sorted(seen)[:3]) + "): the model has seen their labels, so "
+            "hits on them flatter it; build the oracle from its validation and test splits "
+            "(anisoscreen.campaign.simulate.build_oracle)",
+            AnisoscreenWarning,
+            stacklevel=2,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,9 @@ def dataset_build(
     from_mp: Annotated[
         bool, typer.Option("--from-mp", help="Fetch every MP DFPT tensor (needs MP_API_KEY).")
     ] = False,
-    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1)] = 500,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Documents per MP API request (cached).")
+    ] = 500,
 ) -> None:
     """Rebuild the full Materials Project dielectric set (tensors + structures) for training.
 
@@ -65,6 +67,26 @@ def dataset_build(
     console.print(f"{count} dielectric records -> {output}")
 
 
+def _countable_total(inputs: list[Path]) -> int | None:
+    """Number of structures when every input is a structure file or a folder of them.
+
+    ``None`` when a record file (JSON, JSON Lines) is among them: those are streamed, and
+    their length is known only at the end.
+    """
+    from anisoscreen.structures_io import is_structure_file
+
+    def records(path: Path) -> bool:
+        return ".json" in path.name.lower()
+
+    total = 0
+    for path in inputs:
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        if any(records(p) for p in files) or not all(p.is_file() for p in files):
+            return None
+        total += sum(is_structure_file(p) for p in files)
+    return total or None
+
+
 def predict(
     inputs: Annotated[
         list[Path],
@@ -76,7 +98,10 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSON Lines file.")],
     model: ModelOption = None,
     device: DeviceOption = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Structures per model call (default: settings)."),
+    ] = None,
     ionic_model: Annotated[
         str | None,
         typer.Option(
@@ -91,9 +116,11 @@ def predict(
     Writes one JSON object per line; inputs that cannot be predicted get an ``error`` field
     and make the command exit with status 3 after writing everything else.
     """
-    from rich.progress import Progress
-
+    for path in inputs:  # before the heavy imports: a typo fails at once
+        if not path.expanduser().exists():
+            raise AnisoscreenError(f"input {path} does not exist")
     from anisoscreen.commands.common import console, settings_from_options
+    from anisoscreen.commands.progress import Counter, progress
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import read_structure_inputs
 
@@ -116,10 +143,10 @@ def predict(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     try:
-        with open(tmp, "w") as handle, Progress(console=console, transient=True) as progress:
-            task = progress.add_task("predicting", total=None)
+        with open(tmp, "w") as handle, progress("predicting", console) as report:
+            counter = Counter(report, _countable_total(inputs))
             records = itertools.chain([first], records)
-            for result in predictor.predict(records, progress=lambda n: progress.advance(task, n)):
+            for result in predictor.predict(records, progress=counter.advance):
                 if isinstance(result, PredictionFailure):
                     line = result.as_dict()
                     n_failed += 1
@@ -377,6 +404,7 @@ def evaluate(
     (empty slab wider than 6 A), the eps_poly > 8 tail, and the ensemble calibration.
     """
     from anisoscreen.commands.common import console, settings_from_options
+    from anisoscreen.commands.progress import Heartbeat
     from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
     from anisoscreen.screening.descriptors import dimensionality
 
@@ -385,6 +413,7 @@ def evaluate(
     if experimental:
         _evaluate_experimental(settings, data, parity_plot, json_output)
         return
+    beat = Heartbeat(f"evaluating {settings.model} on the {subset} split", console).start()
     if ionic_model:
         if split_seed is not None or member:
             raise AnisoscreenError("--split-seed and --member apply to a single model")
@@ -404,6 +433,7 @@ def evaluate(
                 dimensionality=dimensionality,
             )
         }
+    beat.stop()
     for key, result in results.items():
         if parity_plot is not None:
             from anisoscreen.report.figures import parity_from_arrays
@@ -504,6 +534,11 @@ def _print_metrics(console: Console, result: dict[str, Any], where: str) -> None
     if slices:
         rows["layered, gap > 6 A"] = slices["layered_gap"]
         rows["eps_poly > 8"] = slices["eps_poly_tail"]
+        if slices.get("exfoliated", {}).get("n"):
+            rows["exfoliated slice"] = slices["exfoliated"]
+        rows.update(slices.get("by_band_gap", {}))
+        if slices.get("without_gap"):
+            rows["all, gaps hidden"] = slices["without_gap"]
     for label, m in rows.items():
         if not m.get("n"):
             continue

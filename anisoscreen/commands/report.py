@@ -87,8 +87,17 @@ DpiOption = Annotated[int, typer.Option("--dpi", min=10, help="Resolution of PNG
 ValidatedOnlyOption = Annotated[
     bool,
     typer.Option(
-        "--validated-only",
-        help="Only DFPT-validated candidates (dimensionality then shows the DFPT a_r).",
+        "--validated",
+        help="Only DFT-validated candidates (dimensionality then shows the DFPT a_r), as in "
+        "query --validated.",
+    ),
+]
+IncludeTrainingOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-training",
+        help="'parity': also draw materials that were in the model's training split "
+        "(left out by default: they flatter the model).",
     ),
 ]
 TrainingOption = Annotated[
@@ -173,6 +182,7 @@ def plot(
     dpi: DpiOption = 150,
     validated_only: ValidatedOnlyOption = False,
     training: TrainingOption = None,
+    include_training: IncludeTrainingOption = False,
     vmax: VmaxOption = None,
     quantity: QuantityOption = "auto",
     max_materials: MaxMaterialsOption = 6,
@@ -213,6 +223,7 @@ def plot(
         vmax=vmax,
         quantity=quantity,
         max_materials=max_materials,
+        include_training=include_training,
     )
     save_figure(figure, output, fmt, dpi=dpi)
     typer.echo(f"wrote {name} figure ({len(rows)} candidates) to {output}", err=True)

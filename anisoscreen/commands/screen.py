@@ -59,7 +59,10 @@ def run_screen(
         str | None, typer.Option("--model", help="Model name or checkpoint path.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Structures per model call (default: settings)."),
+    ] = None,
     ar_threshold: Annotated[
         float | None,
         typer.Option(
@@ -89,9 +92,13 @@ def run_screen(
         int | None, typer.Option("--processes", help="Cores for dimensionality.")
     ] = None,
     include_known: Annotated[
-        bool,
-        typer.Option("--include-known", help="Keep materials that already have MP DFPT data."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--include-known/--exclude-known",
+            help="Keep materials that already have MP DFPT data (default: kept for the "
+            "bundled demo, whose known dielectrics come with their MP DFPT results).",
+        ),
+    ] = None,
     describe_top: Annotated[
         int, typer.Option("--describe-top", help="robocrys descriptions for the top N (~2 s each).")
     ] = 0,
@@ -119,6 +126,7 @@ def run_screen(
     ] = None,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
+    _check_source_path(source)  # before the heavy imports: a typo fails at once
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from anisoscreen.candidates.filters import ScreeningCriteria
@@ -130,6 +138,9 @@ def run_screen(
     settings = settings_from_options(
         store, data_dir, model=model, device=device, batch_size=batch_size, ionic_model=ionic_model
     )
+    bundled = source == "bundled"
+    if include_known is None:
+        include_known = bundled
     criteria = ScreeningCriteria(
         max_energy_above_hull=max_hull,
         min_band_gap=min_gap,
@@ -179,11 +190,46 @@ def run_screen(
     outputs = screening_outputs(flow, responses)
     if outputs is None:
         raise AnisoscreenError("the screening flow failed; see the messages above")
+    if bundled and include_known:
+        _import_bundled_dfpt(settings)
     _summary(console, outputs.run, outputs.ranking, time.perf_counter() - start, settings)
     if validate:
         _explain_validation(settings, outputs.ranking, ar_threshold, top_k)
     if outputs.run.failures:
         _list_failures(outputs.run)
+
+
+def _check_source_path(source: str) -> None:
+    """A ``--source`` that names a local path must exist (checked before anything loads)."""
+    from anisoscreen.candidates.optimade import is_optimade_source
+    from anisoscreen.errors import SourceError
+
+    if source in ("bundled", "mp") or is_optimade_source(source):
+        return
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise SourceError(
+            f"candidate source {source} does not exist; give --source bundled, mp, or an "
+            "existing JSON(.gz) file, structure file or folder"
+        )
+
+
+def _import_bundled_dfpt(settings: AnisoscreenSettings) -> None:
+    """Store the shipped MP DFPT results of the demo pool's known dielectrics."""
+    from anisoscreen.schemas import PredictionDoc
+    from anisoscreen.store import ResultsStore
+    from anisoscreen.validation.imports import bundled_validations
+
+    with ResultsStore(settings) as results:
+        predicted = results.keys(PredictionDoc, "material_id")
+        docs = bundled_validations(set(predicted))
+        results.upsert(docs)
+    held_out = sum(not d.in_training_split for d in docs)
+    console.print(
+        f"imported {len(docs)} Materials Project DFPT result(s) of the pool's known dielectrics "
+        f"as validations ({held_out} outside the model's training split)",
+        highlight=False,
+    )
 
 
 def _explain_validation(
@@ -251,7 +297,10 @@ def _dry_run(
     if batch.failures:
         console.print(f"  unreadable: {len(batch.failures)}")
     for name, count in result.removed_by.items():
-        console.print(f"  removed by {result.descriptions[name]}: {count}")
+        # the description is the condition a candidate must meet, so say what failed it
+        kept_if = result.descriptions[name]
+        failed = kept_if[4:] if kept_if.startswith("not ") else f"not {kept_if}"
+        console.print(f"  removed, {failed}: {count}")
     console.print(
         f"  would predict {len(result.kept)} candidates with {settings.model}; nothing written"
     )
@@ -387,6 +436,10 @@ def query(
         return
     with ResultsStore(settings) as results:
         rows = find_candidates(results, request)
+    if not rows:  # as table, plot and report: no match is exit status 1, said on stderr
+        raise AnisoscreenError(
+            f"no candidates match ({request.describe()}) in {settings.store_location}"
+        )
     records = [row.summary() for row in rows]
     if output_format == "json":
         details = [row.details() for row in rows]
@@ -399,9 +452,6 @@ def query(
         writer.writeheader()
         for record in records:
             writer.writerow({**record, "elements": " ".join(record["elements"])})
-        return
-    if not rows:
-        console.print(f"no candidates match ({request.describe()}) in {settings.store_location}")
         return
     from rich.table import Table
 

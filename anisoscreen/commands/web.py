@@ -7,7 +7,12 @@ from typing import Annotated
 
 import typer
 
-from anisoscreen.commands.common import DataDirOption, StoreOption, settings_from_options
+from anisoscreen.commands.common import (
+    DataDirOption,
+    StoreOption,
+    err_console,
+    settings_from_options,
+)
 from anisoscreen.commands.query_options import QueryOptions, query_options
 from anisoscreen.errors import AnisoscreenError
 
@@ -81,16 +86,20 @@ def report(
         training = training_anisotropy_ratios(shared=settings.shared).tolist()
     except AnisoscreenError:
         training = None
-    path = write_html_report(
-        html,
-        rows,
-        runs=runs,
-        top=top,
-        training_ratios=training,
-        title=title,
-        store=location,
-        query=query.describe(),
-    )
+    from anisoscreen.commands.progress import progress
+
+    with progress("figures and cards", err_console) as report:
+        path = write_html_report(
+            html,
+            rows,
+            runs=runs,
+            top=top,
+            training_ratios=training,
+            title=title,
+            store=location,
+            query=query.describe(),
+            progress=report,
+        )
     shown = min(top, len(rows)) if top else len(rows)
     typer.echo(f"wrote {path} ({shown} of {len(rows)} candidates)", err=True)
 

@@ -257,12 +257,25 @@ _PARITY = {
 
 
 def plot_parity(
-    rows: Sequence[CandidateRow], quantities: Sequence[str] = ("eps_poly", "ar")
+    rows: Sequence[CandidateRow],
+    quantities: Sequence[str] = ("eps_poly", "ar"),
+    include_training: bool = False,
 ) -> Figure:
-    """Predicted against DFPT values (one panel per quantity) with the y = x line and MAE."""
+    """Predicted against DFPT values (one panel per quantity) with the y = x line and MAE.
+
+    Materials in a model's training split are left out unless ``include_training``: a model
+    scored on its own training data would look better than it is.
+    """
     validated = [row for row in rows if row.validated]
     if not validated:
         raise AnisoscreenError("no validated candidates: parity plots need DFPT results")
+    if not include_training:
+        validated = [row for row in validated if not row.in_training_split]
+        if not validated:
+            raise AnisoscreenError(
+                "every validated candidate was in the model's training split; parity plots "
+                "leave those out (add --include-training to draw them anyway)"
+            )
     unknown = [q for q in quantities if q not in _PARITY]
     if unknown or not quantities:
         raise AnisoscreenError(f"parity quantities must be among {', '.join(_PARITY)}")
@@ -273,7 +286,12 @@ def plot_parity(
             np.array([dft(r) for r in validated], dtype=float),
             np.array([predicted(r) for r in validated], dtype=float),
         )
-    return plot_parity_values(panels, "Predicted vs DFPT (validated candidates)")
+    title = (
+        "Predicted vs DFPT (validated candidates"
+        + ("" if include_training else ", training split left out")
+        + ")"
+    )
+    return plot_parity_values(panels, title)
 
 
 def plot_parity_values(
@@ -619,10 +637,12 @@ def make_figure(
     vmax: float | None = None,
     quantity: str = "auto",
     max_materials: int = 6,
+    include_training: bool = False,
 ) -> Figure:
     """Build the figure of ``kind`` (a key of :data:`FIGURE_KINDS`) from rows.
 
-    ``training_ratios`` is read from the shared training data when not given (histogram).
+    ``training_ratios`` is read from the shared training data when not given (histogram);
+    ``include_training`` keeps training-split materials in the parity plot.
     """
     if kind == "dimensionality":
         return plot_ar_by_dimensionality(rows, source=source)
@@ -634,7 +654,7 @@ def make_figure(
             training_ratios = training_anisotropy_ratios()
         return plot_ar_histogram(validated, training_ratios)
     if kind == "parity":
-        return plot_parity(rows)
+        return plot_parity(rows, include_training=include_training)
     if kind == "spectra":
         return plot_spectra(rows, quantity=quantity, max_materials=max_materials)
     if kind in _PERIODIC:

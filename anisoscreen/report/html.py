@@ -12,7 +12,8 @@ pages, which reuse the table, card and overview templates.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,24 @@ def template_environment(*extra: Path):
     return env
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/~.])(?:~|[A-Za-z]:)?[/\\][^\s()]+")
+
+
+def redact_location(location: str) -> str:
+    """A store location fit for a file sent to others: no home or other folder names.
+
+    Every absolute path is shortened to its last two parts (``/home/ana/.local/share/
+    anisoscreen/store (embedded montydb)`` -> ``…/anisoscreen/store (embedded montydb)``);
+    ``mongodb://`` locations are already without credentials (``settings.redact_store``).
+    """
+
+    def short(match: re.Match[str]) -> str:
+        parts = [p for p in re.split(r"[/\\]", match.group(0)) if p]
+        return "…/" + "/".join(parts[-2:]) if len(parts) > 2 else match.group(0)
+
+    return _ABSOLUTE_PATH.sub(short, location)
+
+
 def render_html_report(
     rows: Sequence[CandidateRow],
     runs: Sequence[ScreeningRunDoc] = (),
@@ -81,6 +100,7 @@ def render_html_report(
     title: str = "anisoscreen report",
     store: str = "",
     query: str = "",
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> str:
     """The report as one HTML string.
 
@@ -94,21 +114,30 @@ def render_html_report(
         Rows of the table and material cards (0: all).
     training_ratios
         Training-set a_r for the histogram (left out when ``None``).
+    progress
+        Called as ``progress(done, total)`` after each figure and material card.
     """
     shown = list(rows[:top] if top else rows)
-    figures = [
-        overview_figure(kind, rows, fmt="png", training_ratios=training_ratios)
-        for kind in OVERVIEW_FIGURES
-    ]
+    total = len(OVERVIEW_FIGURES) + len(shown)
+    figures = []
+    for kind in OVERVIEW_FIGURES:
+        figures.append(overview_figure(kind, rows, fmt="png", training_ratios=training_ratios))
+        if progress is not None:
+            progress(len(figures), total)
+    cards = []
+    for row in shown:
+        cards.append(material_card(row))
+        if progress is not None:
+            progress(len(figures) + len(cards), total)
     env = template_environment()
     return env.get_template("report.html").render(
         title=title,
-        store=store,
+        store=redact_location(store),
         query=query,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_total=len(rows),
         records=[CandidateRecord.of(row) for row in shown],
-        cards=[material_card(row) for row in shown],
+        cards=cards,
         figures=figures,
         runs=run_counts(runs),
         material_href="#card-",

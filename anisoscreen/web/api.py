@@ -1,4 +1,4 @@
-"""REST resources under ``/api``: candidates, predictions, materials, validations, runs, summary.
+"""REST resources under ``/api``: index, candidates, materials, validations, runs, campaigns.
 
 Read-only ``GET`` endpoints only. Query parameters are pydantic models
 (:mod:`anisoscreen.web.models`), so a bad value is a 422 naming the parameter, and an
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from anisoscreen.query import CandidateQuery
-from anisoscreen.schemas import ScreeningRunDoc
+from anisoscreen.schemas import CampaignDoc, ScreeningRunDoc
 from anisoscreen.web.models import (
     CandidateParams,
     CandidateRecord,
@@ -203,10 +203,49 @@ def runs(params: Annotated[PageParams, Query()], view: View) -> Page[ScreeningRu
     )
 
 
-@router.get("/campaigns", response_model=Page[ScreeningRunDoc], summary="Campaigns")
-def campaigns(params: Annotated[PageParams, Query()], view: View) -> Page[ScreeningRunDoc]:
-    """Campaigns: each screening run of the store is one campaign (same as ``/api/runs``)."""
-    return runs(params, view)
+@router.get("/campaigns", response_model=Page[CampaignDoc], summary="Discovery campaigns")
+def campaigns(params: Annotated[PageParams, Query()], view: View) -> Page[CampaignDoc]:
+    """Closed-loop campaigns (``anisoscreen campaign``), newest first.
+
+    Each has its settings and rounds: the picks, their DFT results and the model of each
+    round. Screening runs are under ``/api/runs``.
+    """
+    docs = sorted(view.snapshot().campaigns, key=lambda d: d.created_at, reverse=True)
+    return Page[CampaignDoc](
+        data=docs[params.skip : params.skip + params.limit],
+        meta=Meta(total=len(docs), skip=params.skip, limit=params.limit),
+    )
+
+
+@router.get("/campaigns/{name}", response_model=CampaignDoc, summary="One campaign")
+def campaign(name: Annotated[str, Path(min_length=1, max_length=64)], view: View) -> CampaignDoc:
+    """One campaign by name; 404 when the store has none of that name."""
+    for doc in view.snapshot().campaigns:
+        if doc.name == name:
+            return doc
+    raise HTTPException(status_code=404, detail=f"no campaign named {name!r}")
+
+
+@router.get("", summary="Index of the API")
+def index(request: Request) -> dict:
+    """Every endpoint of the API with its summary, and where the documentation is."""
+    endpoints = [
+        {
+            "path": path,
+            "methods": sorted(method.upper() for method in operations),
+            "summary": next(iter(operations.values())).get("summary", ""),
+        }
+        for path, operations in request.app.openapi()["paths"].items()
+        if path.startswith("/api")
+    ]
+    return {
+        "title": request.app.title,
+        "version": request.app.version,
+        "endpoints": endpoints,
+        "docs": "/docs",
+        "redoc": "/redoc",
+        "openapi": request.app.openapi_url,
+    }
 
 
 @router.get("/summary", response_model=Summary, summary="Store statistics")

@@ -74,7 +74,7 @@ def create_app(
         Mount the OPTIMADE API (:mod:`anisoscreen.web.optimade_server`) at ``/optimade``.
     """
     from anisoscreen.report.html import template_environment
-    from anisoscreen.web import api, pages
+    from anisoscreen.web import api, api_docs, pages
     from anisoscreen.web.security import security_middleware
     from anisoscreen.web.snapshot import ResultsView
 
@@ -97,6 +97,8 @@ def create_app(
         "and screening runs. List endpoints return `{data, meta}`; page sizes are capped at "
         "500; every parameter is validated.",
         lifespan=lifespan,
+        docs_url=None,  # served from vendored assets by api_docs (no CDN)
+        redoc_url=None,
     )
     app.state.view = ResultsView(store, refresh_s=refresh_s)
     app.state.templates = template_environment(HERE / "templates")
@@ -113,6 +115,7 @@ def create_app(
     app.middleware("http")(security_middleware(hosts))  # added last: runs first
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(api_docs.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     if optimade:
         _mount_optimade(app, optimade_base_url)

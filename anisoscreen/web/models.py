@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from anisoscreen.query import CandidateQuery, CandidateRow
 from anisoscreen.report.cards import CandidateRecord, MaterialCard
@@ -45,29 +45,49 @@ MAX_PAGE_SIZE = 500
 T = TypeVar("T")
 
 
+LIMIT_HELP = (
+    "At most N records (0: all, as in the CLI's --limit 0, up to the 500 a page holds; "
+    "meta.total says how many match)."
+)
+
+
+def _page_size(value: int) -> int:
+    """``limit``: 0 means all, as in the CLI, capped at the page size."""
+    return MAX_PAGE_SIZE if value == 0 else value
+
+
 class PageParams(BaseModel):
     """A page of results: skip ``skip`` records, return at most ``limit``."""
 
     model_config = ConfigDict(extra="forbid")
 
     skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
-    limit: int = Field(
-        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
-    )
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=0, le=MAX_PAGE_SIZE, description=LIMIT_HELP)
+
+    @field_validator("limit")
+    @classmethod
+    def _zero_means_all(cls, value: int) -> int:
+        return _page_size(value)
 
 
 class CandidateParams(CandidateQuery):
     """Candidate filters and sort of ``anisoscreen query``, plus a page.
 
-    ``limit`` is the page size here (1-500), not a total; ``skip`` pages on. ``elements``,
+    ``limit`` is the page size here (0: all, as in the CLI, up to the 500 a page holds);
+    ``skip`` pages on. ``elements``,
     ``exclude_elements`` and ``dimensionality`` take repeated parameters or comma-separated
     values (``elements=Mo,S``, ``dimensionality=1,2``).
     """
 
     skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
     limit: int = Field(  # type: ignore[assignment]
-        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
+        default=DEFAULT_PAGE_SIZE, ge=0, le=MAX_PAGE_SIZE, description=LIMIT_HELP
     )
+
+    @field_validator("limit")
+    @classmethod
+    def _zero_means_all(cls, value: int) -> int:
+        return _page_size(value)
 
     def query(self) -> CandidateQuery:
         """The filters and sort, without the page."""

@@ -203,6 +203,42 @@ def overview(request: Request) -> HTMLResponse:
     )
 
 
+def _best(values: list[float | None]) -> str:
+    seen = [v for v in values if v is not None]
+    return f"{max(seen):.3f}" if seen else "–"
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns(request: Request) -> HTMLResponse:
+    """Closed-loop campaigns of the store, newest first."""
+    docs = sorted(_view(request).snapshot().campaigns, key=lambda d: d.created_at, reverse=True)
+    best = {d.name: _best([p.observed for r in d.rounds for p in r.picks]) for d in docs}
+    return _render(request, "campaigns.html", campaigns=docs, best=best)
+
+
+@router.get("/campaigns/{name}", response_class=HTMLResponse)
+def campaign(request: Request, name: Annotated[str, Path(max_length=64)]) -> HTMLResponse:
+    """One campaign: picks per round, best DFT result against DFT calculations, models."""
+    doc = next((d for d in _view(request).snapshot().campaigns if d.name == name), None)
+    if doc is None:
+        return _render(request, "campaigns.html", status_code=404, campaigns=[], best={})
+    rounds, observed, calculations = [], [], 0
+    for r in doc.rounds:
+        calculations += sum(p.observed is not None for p in r.picks)
+        observed += [p.observed for p in r.picks]
+        rounds.append(
+            {
+                "index": r.index,
+                "model": r.model,
+                "calculations": calculations,
+                "best": _best(observed),
+                "stage": r.stage,
+                "new_model": r.new_model,
+            }
+        )
+    return _render(request, "campaign.html", campaign=doc, rounds=rounds)
+
+
 @router.get("/figures/{kind}.svg")
 def figure(request: Request, kind: Annotated[FigureKind, Path()]) -> Response:
     """One overview figure as SVG (drawn once per snapshot)."""

@@ -8,8 +8,8 @@
 - **Headers.** Every response carries a Content-Security-Policy that runs only scripts served
   from ``/static`` (the vendored 3Dmol.js and the pages' own files) and forbids framing,
   plus ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and
-  ``Referrer-Policy: no-referrer``. FastAPI's ``/docs`` and ``/redoc`` pages load Swagger UI
-  and ReDoc from their CDN, so only those two pages also allow that CDN.
+  ``Referrer-Policy: no-referrer``. ``/docs`` and ``/redoc`` load the vendored Swagger UI and
+  ReDoc from ``/static/vendor`` (no CDN); they only add ``blob:`` workers (ReDoc's search).
 """
 
 from __future__ import annotations
@@ -37,14 +37,8 @@ PAGE_CSP = (
 )
 """Policy of every response but the API docs: scripts only from this server."""
 
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; base-uri 'none'; "
-    "frame-ancestors 'none'"
-)
-"""Policy of ``/docs`` and ``/redoc`` (FastAPI loads their scripts from a CDN)."""
+DOCS_CSP = PAGE_CSP + "; worker-src 'self' blob:"
+"""Policy of ``/docs`` and ``/redoc``: the page policy plus ReDoc's ``blob:`` worker."""
 
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 

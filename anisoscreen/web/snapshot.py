@@ -33,6 +33,7 @@ import numpy as np
 from anisoscreen import tensor as tmath
 from anisoscreen.query import CandidateQuery, CandidateRow
 from anisoscreen.schemas import (
+    CampaignDoc,
     CandidateDoc,
     PredictionDoc,
     ScreeningRunDoc,
@@ -90,6 +91,7 @@ class Snapshot:
     n_candidates: int
     loaded_at: float
     revision: int | None = None
+    campaigns: list[CampaignDoc] = field(default_factory=list)
     cache: dict[Any, Any] = field(default_factory=dict)
     columns: PredictionColumns = field(init=False)
 
@@ -120,6 +122,7 @@ class Snapshot:
             n_candidates=results.count("candidates"),
             loaded_at=time.monotonic(),
             revision=revision,
+            campaigns=results.query(CampaignDoc),
         )
         if len(records) <= WARM_LIMIT:
             snapshot.summary_values()  # the joined rows, their default order and the summary
