@@ -35,6 +35,7 @@ from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.nn.graph import CrystalGraph, structure_to_graph
+from anisoscreen.model.nn.network import split_orders
 
 __all__ = [
     "EQUIVARIANT_FEATURE_SETS",
@@ -61,24 +62,6 @@ def feature_orders(name: str) -> dict[int, int]:
     channels = EQUIVARIANT_FEATURE_SETS[name]["channels"]
     assert isinstance(channels, dict)
     return {int(l): int(c) for l, c in channels.items()}
-
-
-def split_orders(features: torch.Tensor, orders: dict[int, int]) -> dict[int, torch.Tensor]:
-    """Split flat ``(N, sum_l c_l (2l+1))`` features into ``{l: (N, 2l+1, c_l)}`` blocks.
-
-    The flat layout is e3nn's (channel-major within each l); the blocks have the layout of
-    the network's hidden features (:mod:`anisoscreen.model.nn.layers`, channels last).
-    """
-    blocks: dict[int, torch.Tensor] = {}
-    start = 0
-    for l in sorted(orders):
-        width = orders[l] * (2 * l + 1)
-        block = features[:, start : start + width].reshape(-1, orders[l], 2 * l + 1)
-        blocks[l] = block.transpose(1, 2)
-        start += width
-    if start != features.shape[1]:
-        raise ValueError(f"features of width {features.shape[1]} do not hold {orders}")
-    return blocks
 
 
 class SevenNetFeaturizer:

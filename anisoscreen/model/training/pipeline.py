@@ -16,7 +16,8 @@ import torch
 
 from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.checkpoint import MODEL_FILENAME, file_checksum, load_model, save_model
+from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
+from anisoscreen.model.checksum import file_checksum
 from anisoscreen.model.nn.network import ModelConfig
 from anisoscreen.model.training.dataset import (
     clean_entries,
