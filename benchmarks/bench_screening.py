@@ -82,7 +82,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = get_settings(data_dir=tmp)
-        maker = ScreeningMaker(
+        maker = ScreeningMaker.from_options(
             source=pool,
             model=args.model,
             criteria=ScreeningCriteria(exclude_known_dielectrics=False),

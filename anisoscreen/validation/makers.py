@@ -46,6 +46,7 @@ __all__ = [
     "MPOpticsMaker",
     "ValidationMaker",
     "collect_from_job_store",
+    "dfpt_validation_maker",
     "validation_record",
 ]
 
@@ -220,6 +221,16 @@ class ValidationMaker(Maker):
         for record in records:
             record.function_kwargs["flow_uuid"] = flow.uuid
         return flow
+
+
+def dfpt_validation_maker(optics: bool = False) -> ValidationMaker:
+    """The default validation: MP-compatible DFPT, plus the optics (LOPTICS) flow with ``optics``.
+
+    The one place that composes it: the screening flow's validation stage
+    (:meth:`~anisoscreen.screening.flows.ScreeningMaker.from_settings`) and
+    :func:`~anisoscreen.hpc.submit.submit_validations` both call it.
+    """
+    return ValidationMaker(optics_maker=MPOpticsMaker() if optics else None)
 
 
 def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None = None) -> int:
