@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -79,7 +80,7 @@ class MPResterSearcher:
             raise SourceError("no Materials Project API key: set MP_API_KEY")
         self._api_key = api_key
         self.endpoint = endpoint
-        self._rester = None
+        self._rester: Any = None
 
     def search(self, **kwargs: Any) -> list[dict[str, Any]]:
         if self._rester is None:
@@ -204,7 +205,7 @@ def fetch_chunked(
         else:
             docs = retried(
                 retry,
-                lambda chunk=chunk: searcher.search(material_ids=chunk, fields=fields),
+                partial(searcher.search, material_ids=chunk, fields=fields),
                 f"chunk {k + 1}/{len(chunks)}",
             )
             docs = jsanitize(docs, strict=True, enum_values=True)

@@ -182,7 +182,7 @@ def cached_features(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(path.name + ".partial.npz")
-            np.savez(partial, **cached)
+            np.savez(partial, **cached)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
             partial.replace(path)  # atomic: a crash never leaves a truncated cache
     return [cached[key] for key in keys]
 

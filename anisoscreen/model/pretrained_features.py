@@ -36,6 +36,7 @@ from pymatgen.core import Structure
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.nn.graph import CrystalGraph, structure_to_graph
 from anisoscreen.model.nn.network import split_orders
+from anisoscreen.third_party import module_children
 
 __all__ = [
     "EQUIVARIANT_FEATURE_SETS",
@@ -86,8 +87,11 @@ class SevenNetFeaturizer:
                 f"{', '.join(EQUIVARIANT_FEATURE_SETS)}"
             )
         try:
-            import sevenn._keys as keys
             import sevenn.util as sevenn_util
+
+            from anisoscreen.third_party import sevenn_keys
+
+            keys = sevenn_keys()
         except ImportError as exc:  # pragma: no cover - sevenn is a dependency
             raise AnisoscreenError("SevenNet features need the 'sevenn' package") from exc
         spec = EQUIVARIANT_FEATURE_SETS[name]
@@ -105,7 +109,7 @@ class SevenNetFeaturizer:
         model.set_is_batch_data(True)
         # the modules up to and including the chosen layer; the energy/force heads are dropped
         self._modules: list[torch.nn.Module] = []
-        for key, module in model._modules.items():
+        for key, module in module_children(model):
             assert module is not None
             self._modules.append(module.to(self.device).eval())
             if key == spec["layer"]:

@@ -65,7 +65,7 @@ class CandidateParams(CandidateQuery):
     """
 
     skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
-    limit: int = Field(  # type: ignore[assignment]
+    limit: int = Field(
         default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500)."
     )
 
