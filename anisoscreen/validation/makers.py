@@ -228,8 +228,8 @@ def dfpt_validation_maker(optics: bool = False) -> ValidationMaker:
     """The default validation: MP-compatible DFPT, plus the optics (LOPTICS) flow with ``optics``.
 
     The one place that composes it: the screening flow's validation stage
-    (:meth:`~anisoscreen.screening.flows.ScreeningMaker.from_settings`) and
-    :func:`~anisoscreen.hpc.submit.submit_validations` both call it.
+    (:meth:`~anisoscreen.screening.flows.ScreeningMaker.from_settings`),
+    :func:`~anisoscreen.hpc.submit.submit_validations` and the campaign rounds call it.
     """
     return ValidationMaker(optics_maker=MPOpticsMaker() if optics else None)
 

@@ -37,7 +37,9 @@ def write_model_card(
             for system, m in test.get("per_crystal_system", {}).items()
         ),
     )
-    cfg = {k: v for k, v in config.to_dict().items() if k != "elements"}
+    # atom_feature_channels follows from atom_features (filled when a model file is read)
+    derived = ("elements", "atom_feature_channels")
+    cfg = {k: v for k, v in config.to_dict().items() if k not in derived}
     tensor_name = {
         "electronic": "high-frequency dielectric tensor eps_inf",
         "ionic": "ionic (lattice) dielectric tensor eps0",
