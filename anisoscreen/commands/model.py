@@ -190,10 +190,12 @@ def train(
     ] = None,
     name: Annotated[
         str | None,
-        typer.Option("--name", help="Model name (folder under --output-dir) [recipe's]."),
+        typer.Option(
+            "--name", help="Model name, the folder under --output-dir (default: the recipe's)."
+        ),
     ] = None,
     version: Annotated[
-        str | None, typer.Option("--version", help="Model version [recipe's].")
+        str | None, typer.Option("--version", help="Model version (default: the recipe's).")
     ] = None,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", help="Default: <data_dir>/models.")
@@ -236,8 +238,8 @@ def train(
     target: Annotated[
         str | None,
         typer.Option(
-            help="Tensor to learn: electronic (eps_inf), ionic (eps0) or total [recipe's; "
-            "without --config, electronic]."
+            help="Tensor to learn: electronic (eps_inf), ionic (eps0) or total (default: the "
+            "recipe's; without --config, electronic)."
         ),
     ] = None,
     readout: Annotated[
