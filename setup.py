@@ -13,7 +13,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 SHIPPED_MODELS = ("anisonet-mp-v2", "anisonet-mp-ionic-v1")
-MODEL_FILES = ("model.pt", "MODEL_CARD.md", "metrics.json")
+MODEL_FILES = ("model.pt", "MODEL_CARD.md", "metrics.json", "recipe.yaml")
 
 here = Path(__file__).resolve().parent
 others = sorted(

@@ -45,6 +45,8 @@ from pymatgen.core.local_env import VoronoiNN
 from pymatgen.core.structure import PeriodicNeighbor
 from scipy.spatial import ConvexHull, QhullError, Voronoi
 
+from anisoscreen.third_party import crystalnn_semicircle_integral
+
 __all__ = [
     "Bond",
     "BondedComponent",
@@ -287,7 +289,7 @@ class FastVoronoiNN(VoronoiNN):
                     structure.lattice,
                     properties=structure[site_index].properties,
                     nn_distance=float(dist[other]),
-                    image=tuple(int(x) for x in image[other]),
+                    image=(int(image[other][0]), int(image[other][1]), int(image[other][2])),
                     index=site_index,
                     label=structure[site_index].label,
                 ),
@@ -351,8 +353,6 @@ class FastCrystalNN:
 
     def get_nn_info(self, structure: Structure, n: int) -> list[dict[str, Any]]:
         """Bonded neighbours of site ``n`` as ``{"site_index", "image", "weight"}`` dicts."""
-        from pymatgen.analysis.local_env import CrystalNN
-
         lattice = structure.lattice
         corners = np.array([[1, 1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, -1]])
         max_cutoff = float(np.max(np.linalg.norm(corners @ lattice.matrix, axis=1))) + 0.01
@@ -420,7 +420,7 @@ class FastCrystalNN:
         for i, value in enumerate(bins):
             if value != 0:
                 cn = sum(1 for k in kept if rounded[k] >= value)
-                scores[cn] = CrystalNN._semicircle_integral(bins, i)
+                scores[cn] = crystalnn_semicircle_integral(bins, i)
                 cutoffs[cn] = value
         if 1 - sum(scores.values()) > 0:
             scores[0] = 1 - sum(scores.values())
@@ -444,11 +444,11 @@ def _fast_voronoi():
     import pymatgen.core.local_env as local_env
 
     original = local_env.VoronoiNN
-    local_env.VoronoiNN = FastVoronoiNN
+    local_env.VoronoiNN = FastVoronoiNN  # type: ignore[misc]
     try:
         yield
     finally:
-        local_env.VoronoiNN = original
+        local_env.VoronoiNN = original  # type: ignore[misc]
 
 
 def _site_operations(structure: Structure, symprec: float, dataset=None):
@@ -554,7 +554,7 @@ def crystalnn_bonds(structure: Structure, symprec: float = 0.01, dataset=None) -
         with _fast_voronoi():
             infos = symmetric_nn_info(structure, CrystalNN(), symprec, dataset)
     return [
-        (i, int(nb["site_index"]), tuple(int(x) for x in nb["image"]))
+        (i, int(nb["site_index"]), (int(nb["image"][0]), int(nb["image"][1]), int(nb["image"][2])))
         for i, neighbors in enumerate(infos)
         for nb in neighbors
     ]

@@ -560,9 +560,9 @@ def join_validations(
     predictions exist for one material (several models), only the newest is kept.
     """
     by_material: dict[str, list[ValidationDoc]] = {}
-    for doc in validations:
-        if doc.state == ValidationState.COMPLETED:
-            by_material.setdefault(doc.material_id, []).append(doc)
+    for validation in validations:
+        if validation.state == ValidationState.COMPLETED:
+            by_material.setdefault(validation.material_id, []).append(validation)
     newest: dict[str, PredictionDoc] = {}
     for doc in predictions:
         kept = newest.get(doc.material_id)

@@ -1,6 +1,6 @@
 """Added cost of the ionic model in the prediction stage (model set vs electronic only).
 
-    python benchmarks/bench_model_set.py [--model anisonet-mp-v1] [--ionic-model PATH]
+    python benchmarks/bench_model_set.py [--model anisonet-mp-v2] [--ionic-model PATH]
         [--n 600] [--ionic-members 3]
 
 Times ``Predictor.predict`` on the first ``n`` structures (< 40 sites) of the shared pool,
@@ -54,7 +54,7 @@ def timed(predictor: Predictor, records: list[StructureRecord]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="anisonet-mp-v1")
+    parser.add_argument("--model", default="anisonet-mp-v2")  # the shipped default
     parser.add_argument("--ionic-model", default=None)
     parser.add_argument("--ionic-members", type=int, default=3)
     parser.add_argument("--n", type=int, default=600)

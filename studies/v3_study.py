@@ -1,20 +1,20 @@
 r"""Model v3 study: laminate read-out, exfoliation augmentation, band gap input, 8 members.
 
-    python studies/v3_study.py --v3 runs/v3/model.pt [--ship]
+    python studies/v3_study.py --v3 runs/anisonet-mp-v3/model.pt [--ship]
 
-Training (two workers, one core each; resumable, ~7 min a member on an idle 2-core machine)::
+Training (two workers, one core each; resumable, ~7 min a member on an idle 2-core machine),
+with the recipe ``models/anisonet-mp-v3/recipe.yaml`` (mul 32, l_max 2, the
+``psd_laminate_volume`` read-out, ``mse_log_eig`` loss, the band gap as input with dropout
+0.25, exfoliation by 2, 4, 8, 12 and 16 A with 2 copies per epoch, 30 epochs, patience 30,
+seeds 0-7)::
 
-    common="--name anisonet-mp-v3 --version 3.0.0 --mul 32 --lmax 2 \\
-        --readout psd_laminate_volume --loss mse_log_eig --gap-input --gap-dropout 0.25 \\
-        --exfoliate 2 4 8 12 16 --exfoliated-per-epoch 2 --max-epochs 30 --patience 30 \\
-        --lr-decay 0.98 --output-dir runs/v3"
-    for s in 0 1 2 3 4 5 6 7; do
-        OMP_NUM_THREADS=1 python workflows/train_shipped_model.py $common --seeds $s; done
-    python workflows/train_shipped_model.py $common --seeds 0 1 2 3 4 5 6 7
+    for s in 0 1 2 3 4 5 6 7; do OMP_NUM_THREADS=1 anisoscreen train \
+        --config models/anisonet-mp-v3/recipe.yaml --output-dir runs --seed $s; done
+    anisoscreen train --config models/anisonet-mp-v3/recipe.yaml --output-dir runs
 
-(the last call finds every member finished and writes ``runs/v3/model.pt`` with the spread
-calibration fitted on validation). This script then compares, on the same validation and
-test structures and their exfoliated copies:
+(the last call, with the recipe's eight seeds, finds every member finished and writes
+``runs/anisonet-mp-v3/model.pt`` with the spread calibration fitted on validation). This
+script then compares, on the same validation and test structures and their exfoliated copies:
 
 - ``anisonet-mp-v2`` as shipped;
 - v2 with the post-hoc laminate correction (its tensors re-mixed with each structure's vacuum,
@@ -43,7 +43,7 @@ from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
 from anisoscreen.model.nn.graph import structure_to_graph
 from anisoscreen.model.training.comparison import LAMINATE_LAYERS
 from anisoscreen.model.training.evaluate import evaluate_model, predict_irreps
-from anisoscreen.model.training.pipeline import write_model_card
+from anisoscreen.model.training.model_card import write_model_card
 from anisoscreen.screening.descriptors import dimensionality
 from anisoscreen.settings import get_settings
 from anisoscreen.tensor import irreps_to_tensor

@@ -9,7 +9,12 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from anisoscreen import tensor as tm
-from anisoscreen.model.atom_features import AtomFeaturizer, cached_features
+from anisoscreen.model.atom_features import (
+    AtomFeaturizer,
+    cached_features,
+    feature_channels,
+    with_feature_channels,
+)
 from anisoscreen.model.checkpoint import load_model, save_model
 from anisoscreen.model.inference import PredictionFailure, Predictor
 from anisoscreen.model.nn.graph import collate, structure_to_graph
@@ -65,7 +70,8 @@ def test_feature_cache_is_reused(triclinic, tmp_path, monkeypatch):
 
 def test_network_with_atom_features_stays_equivariant(featurizer, triclinic):
     torch.manual_seed(0)
-    net = AnisoNet(ModelConfig(mul=4, lmax=2, atom_features="chgnet-0.3.0")).double().eval()
+    config = with_feature_channels(ModelConfig(mul=4, lmax=2, atom_features="chgnet-0.3.0"))
+    net = AnisoNet(config).double().eval()
 
     def predict(structure):
         graph = structure_to_graph(structure)
@@ -89,7 +95,9 @@ def test_predictor_featurises_and_reports_failures(triclinic, tmp_path):
     config = ModelConfig(
         mul=4, lmax=1, atom_features="chgnet-0.3.0", elements=[7, 8, 11, 17, 31], target_shift=5.0
     )
-    path = save_model(tmp_path / "m.pt", config, [AnisoNet(config).state_dict()], "feat", "0.1")
+    # saved without atom_feature_channels, as model files written before the field existed
+    state = AnisoNet(with_feature_channels(config)).state_dict()
+    path = save_model(tmp_path / "m.pt", config, [state], "feat", "0.1")
     predictor = Predictor(load_model(str(path)), device="cpu", batch_size=4)
     # a NaCl cell whose atoms are 10 A apart has no neighbour within CHGNet's 6 A either
     sparse = Structure(Lattice.cubic(20.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -116,3 +124,15 @@ def test_predictor_featurises_and_reports_failures(triclinic, tmp_path):
     )
     assert isinstance(again[0], PredictionFailure) and again[0].error == "refused"
     assert again[1].material_id == "b" and again[1].eps_poly == pytest.approx(out[0].eps_poly)
+
+
+def test_feature_widths_reach_the_network_through_its_config():
+    assert feature_channels("chgnet-0.3.0") == [64]
+    assert feature_channels("sevennet-0") == [128, 64, 32]
+    bare = ModelConfig(mul=4, lmax=2, atom_features="chgnet-0.3.0")
+    with pytest.raises(ValueError, match="atom_feature_channels"):
+        AnisoNet(bare)
+    filled = with_feature_channels(bare)
+    assert filled.atom_feature_channels == [64]
+    assert AnisoNet(filled).feature_embedding.in_features == 64
+    assert with_feature_channels(ModelConfig()) == ModelConfig()  # no features: unchanged

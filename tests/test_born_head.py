@@ -253,7 +253,7 @@ def test_born_weight_needs_the_head_and_the_charges(entries, tmp_path):
 def test_cli_trains_an_ionic_model_with_the_born_target(shared_dir, tmp_path):
     args = ["train", "--target", "ionic", "--name", "tiny-born", "--output-dir", str(tmp_path)]
     args += ["--mul", "4", "--lmax", "2", "--max-entries", "40", "--max-epochs", "1"]
-    args += ["--batch-size", "16", "--device", "cpu", "--born-weight", "5"]
+    args += ["--batch-size", "16", "--device", "cpu", "--born-weight", "5", "--seed", "0"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "born train" in out.output

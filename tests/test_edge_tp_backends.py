@@ -11,7 +11,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from anisoscreen.model.nn.edge_tp import cpu_fused, select_backend
+from anisoscreen.model.nn.edge_tp import cpu_fused, kernel, select_backend
 from anisoscreen.model.nn.layers import EdgeTensorProduct, node_aligned_chunks
 
 
@@ -94,7 +94,7 @@ def test_orders_above_the_kernel_limit_fall_back_to_the_reference(fused_enabled,
 
 def test_fused_op_registration_passes_torch_library_opcheck(fused_enabled):
     tp, x, sh, weights, src, dst, _ = _problem(2)
-    plan = tp._fused_plan
+    plan = tp.fused_plan
     couplings = [
         (sh @ getattr(tp, f"cg_{l}")).view(len(src), -1, 2 * l + 1).requires_grad_()
         for l in tp.l_in
@@ -118,7 +118,7 @@ def test_fused_op_registration_passes_torch_library_opcheck(fused_enabled):
 
 def _plant(folder: Path, marker: Path) -> Path:
     """A library under the name the package would load, which creates ``marker`` if loaded."""
-    compiler = cpu_fused._compiler()
+    compiler = kernel._compiler()
     assert compiler is not None
     source = folder.parent / "planted.cpp"
     source.write_text(
@@ -126,10 +126,10 @@ def _plant(folder: Path, marker: Path) -> Path:
         f'__attribute__((constructor)) static void planted() {{ std::fopen("{marker}", "w"); }}\n'
         'extern "C" int edge_tp_abi_version() { return -1; }\n'
     )
-    target = cpu_fused.library_path(compiler, cpu_fused._flags())
+    target = cpu_fused.library_path(compiler, kernel._flags())
     subprocess.run([compiler, "-shared", "-fPIC", str(source), "-o", str(target)], check=True)
     # a forged record of its hash does not help either
-    cpu_fused._record(target).write_text(cpu_fused._sha256(target) + "\n")
+    kernel._record(target).write_text(kernel._sha256(target) + "\n")
     return target
 
 
@@ -163,8 +163,8 @@ def test_a_library_without_our_recorded_hash_is_rebuilt_not_loaded(
     assert cpu_fused.cache_dir() == folder and folder.stat().st_mode & 0o777 == 0o700
     marker = tmp_path / "planted-code-ran"
     planted = _plant(folder, marker)
-    cpu_fused._record(planted).write_text("0" * 64 + "\n")  # not the hash we recorded
+    kernel._record(planted).write_text("0" * 64 + "\n")  # not the hash we recorded
     library = cpu_fused.load_kernel()
-    assert library is not None and library.edge_tp_abi_version() == cpu_fused._ABI_VERSION
+    assert library is not None and library.edge_tp_abi_version() == kernel._ABI_VERSION
     assert not marker.exists()
-    assert cpu_fused._verified(planted)  # replaced by our own build, with its hash
+    assert kernel._verified(planted)  # replaced by our own build, with its hash

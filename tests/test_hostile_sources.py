@@ -24,13 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from anisoscreen.candidates.json_cache import write_json_gz_atomic
-from anisoscreen.candidates.optimade import (
-    OptimadeFetch,
-    OptimadeQuery,
-    RetryPolicy,
-    _query_key,
-    _write_state,
-)
+from anisoscreen.candidates.optimade import OptimadeFetch, OptimadeQuery, RetryPolicy
+from anisoscreen.candidates.optimade.paging import _query_key, _write_state
 from anisoscreen.candidates.paging_guard import MIN_SLACK_PAGES
 from anisoscreen.errors import AnisoscreenWarning, SourceError
 from anisoscreen.safe_text import safe_text

@@ -19,7 +19,7 @@ from anisoscreen.model.checkpoint import save_model
 from anisoscreen.model.inference import Predictor, predict_structures
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.schemas import PredictionDoc, ScreeningRunDoc, ValidationDoc, ValidationState
-from anisoscreen.screening.flows import ScreeningMaker
+from anisoscreen.screening.flows import RankingMaker, ScreeningMaker
 from anisoscreen.screening.objectives import objective_value
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
@@ -106,14 +106,24 @@ def test_model_set_refuses_swapped_targets(model_set):
 
 def test_objective_needs_an_ionic_model():
     # a static-tensor objective without one uses the shipped ionic model; a_r needs none
-    assert ScreeningMaker(objective="fom").ionic_model == "anisonet-mp-ionic-v1"
-    assert ScreeningMaker(objective="fom", ionic_model="x").ionic_model == "x"
-    assert ScreeningMaker(objective="ar").ionic_model is None
+    def ionic(**options):
+        return ScreeningMaker.from_options(**options).prediction_maker.ionic_model
+
+    assert ionic(objective="fom") == "anisonet-mp-ionic-v1"
+    assert ionic(objective="fom", ionic_model="x") == "x"
+    assert ionic(objective="ar") is None
+    ranking = RankingMaker(objective="fom")
+    assert ScreeningMaker(ranking_maker=ranking).prediction_maker.ionic_model == (
+        "anisonet-mp-ionic-v1"
+    )
     with pytest.raises(AnisoscreenError, match="unknown objective"):
-        ScreeningMaker(objective="kappa", ionic_model="x")
+        ScreeningMaker.from_options(objective="kappa", ionic_model="x")
     with pytest.raises(AnisoscreenError, match="top_k"):
-        ScreeningMaker(objective="fom", ionic_model="x", validate=True)
-    assert ScreeningMaker(objective="fom", ionic_model="x", validate=True, top_k=3).top_k == 3
+        ScreeningMaker.from_options(objective="fom", ionic_model="x", validate=True)
+    assert (
+        ScreeningMaker.from_options(objective="fom", ionic_model="x", validate=True, top_k=3).top_k
+        == 3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +134,7 @@ def fom_screening(model_set, tmp_path_factory):
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(pool_docs()))
     settings = get_settings(data_dir=tmp_path / "d")
-    maker = ScreeningMaker(
+    maker = ScreeningMaker.from_options(
         source=str(pool),
         model=str(electronic),
         ionic_model=str(ionic),
@@ -225,8 +235,13 @@ def test_adding_an_ionic_model_repredicts_electronic_only_results(model_set, tmp
         criteria=ScreeningCriteria(exclude_known_dielectrics=False),
     )
     store = build_job_store(settings)
-    run_locally(ScreeningMaker(**common).make("a"), store=store, create_folders=False, log=False)
-    with_set = ScreeningMaker(**common, ionic_model=str(ionic), objective="eps-total")
+    run_locally(
+        ScreeningMaker.from_options(**common).make("a"),
+        store=store,
+        create_folders=False,
+        log=False,
+    )
+    with_set = ScreeningMaker.from_options(**common, ionic_model=str(ionic), objective="eps-total")
     run_locally(with_set.make("b"), store=store, create_folders=False, log=False)
     with ResultsStore(settings) as results:
         runs = {r.run_id: r for r in results.query(ScreeningRunDoc)}

@@ -32,7 +32,7 @@ def ionic_model(shared_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ionic-models")
     args = ["train", "--target", "ionic", "--name", "tiny-ionic", "--output-dir", str(folder)]
     args += ["--mul", "4", "--lmax", "1", "--max-entries", "100", "--max-epochs", "2"]
-    args += ["--batch-size", "16", "--device", "cpu"]
+    args += ["--batch-size", "16", "--device", "cpu", "--seed", "0"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     return folder / "tiny-ionic", out.output

@@ -9,6 +9,7 @@ import torch
 from e3nn import o3
 
 from anisoscreen.model.nn.edge_tp import cpu_fused as fused
+from anisoscreen.model.nn.edge_tp import kernel
 from anisoscreen.model.nn.layers import (
     AttributeLinear,
     EdgeTensorProduct,
@@ -145,11 +146,11 @@ def test_fused_kernel_equals_pytorch_path(monkeypatch, dtype, mul):
 
 
 def test_fused_kernel_built_without_openmp_equals_pytorch_path(monkeypatch):
-    flags = fused._flags
-    monkeypatch.setattr(fused, "_flags", lambda openmp=True: flags(openmp=False))
+    flags = kernel._flags
+    monkeypatch.setattr(kernel, "_flags", lambda openmp=True: flags(openmp=False))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # its std::thread pool, 2 threads
     _compare_fused_and_pytorch_paths(monkeypatch, torch.float64, 13)
-    assert "-fopenmp" not in fused._flags()
+    assert "-fopenmp" not in kernel._flags()
 
 
 def _compare_fused_and_pytorch_paths(monkeypatch, dtype, mul):
@@ -195,7 +196,7 @@ def test_fused_kernel_refuses_inputs_it_would_read_out_of_bounds(edge_problem, m
     assert fused.load_kernel() is not None
     x, sh, dst, src, generator = edge_problem
     tp = EdgeTensorProduct(dict.fromkeys(x, MUL), LMAX, [0, 2])
-    plan, cgs = tp._fused_plan, [getattr(tp, f"cg_{l}") for l in tp.l_in]
+    plan, cgs = tp.fused_plan, [getattr(tp, f"cg_{l}") for l in tp.l_in]
     couplings = [(sh @ cg).view(EDGES, -1, 2 * l + 1) for l, cg in zip(tp.l_in, cgs, strict=True)]
     features = [x[l] for l in tp.l_in]
     weights = torch.randn(EDGES, tp.weight_numel, generator=generator, dtype=torch.float64)
@@ -220,15 +221,15 @@ def test_fused_kernel_refuses_inputs_it_would_read_out_of_bounds(edge_problem, m
 def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv(fused.CACHE_ENV)
-    compiler = fused._compiler()
+    compiler = kernel._compiler()
     assert compiler is not None
-    flags = fused._flags()
-    library = fused._build(compiler, flags)
+    flags = kernel._flags()
+    library = kernel._build(compiler, flags)
     assert library.parent == tmp_path / "anisoscreen" / "kernels" and library.exists()
     built = library.stat().st_mtime_ns
-    assert fused._build(compiler, flags) == library  # cached: not compiled again
+    assert kernel._build(compiler, flags) == library  # cached: not compiled again
     assert library.stat().st_mtime_ns == built
-    other = fused._build(compiler, [*flags, "-DANISOSCREEN_VARIANT"])
+    other = kernel._build(compiler, [*flags, "-DANISOSCREEN_VARIANT"])
     assert other != library  # other flags (e.g. another CPU's instruction set), other file
     libraries = sorted(p.name for p in library.parent.glob("*.so"))
     assert libraries == sorted([library.name, other.name])
@@ -238,7 +239,7 @@ def test_kernel_is_compiled_once_per_source_and_instruction_set(tmp_path, monkey
 def test_without_a_compiler_the_pytorch_path_is_used(edge_problem, monkeypatch):
     x, sh, dst, src, generator = edge_problem
     monkeypatch.setenv(fused.DISABLE_ENV, "1")
-    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    monkeypatch.setattr(kernel, "_compiler", lambda: None)
     fused.load_kernel.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):

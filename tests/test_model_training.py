@@ -238,7 +238,7 @@ def test_evaluate_selected_members_of_an_ensemble(tiny_model, shared_dir, tmp_pa
 
 
 def test_model_card_reports_the_readout_ablation(tiny_model, tmp_path):
-    from anisoscreen.model.training.pipeline import write_model_card
+    from anisoscreen.model.training.model_card import write_model_card
 
     folder, _ = tiny_model
     metadata = json.loads((folder / "metrics.json").read_text())
@@ -284,7 +284,7 @@ def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_impr
     folder = tmp_path / "tiny"
     shutil.copytree(source, folder)
     data = shared_dir / "data" / "mp_dielectric_tensors.json.gz"
-    # a section written after training (as workflows/readout_ablation.py does) is kept
+    # a section written after training (as studies/readout_ablation.py does) is kept
     metrics_file = folder / "metrics.json"
     ablation = {"description": "two read-outs", "rows": []}
     metrics_file.write_text(

@@ -10,12 +10,12 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from anisoscreen import tensor as tm
-from anisoscreen.model.atom_features import cached_features
+from anisoscreen.model.atom_features import cached_features, with_feature_channels
 from anisoscreen.model.checkpoint import load_model, save_model
 from anisoscreen.model.inference import Predictor
 from anisoscreen.model.nn.graph import collate, structure_to_graph
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
-from anisoscreen.model.pretrained_features import SevenNetFeaturizer, split_orders
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig, split_orders
+from anisoscreen.model.pretrained_features import SevenNetFeaturizer
 from anisoscreen.structures_io import StructureRecord
 
 
@@ -38,7 +38,7 @@ def net() -> AnisoNet:
         volume_per_atom=15.0,
         atom_features="sevennet-0",
     )
-    return AnisoNet(config).double().eval()
+    return AnisoNet(with_feature_channels(config)).double().eval()
 
 
 def rotated(structure: Structure, seed: int) -> tuple[Structure, np.ndarray]:

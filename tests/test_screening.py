@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, ScreeningRunDoc
 from anisoscreen.screening.descriptors import descriptors
-from anisoscreen.screening.flows import ScreeningMaker
+from anisoscreen.screening.flows import PredictionMaker, ScreeningMaker
 from anisoscreen.screening.jobs import rank_candidates
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
@@ -170,7 +172,7 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
     pool = small_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     overrides = {"data_dir": str(tmp_path / "d")}
-    maker = ScreeningMaker(
+    maker = ScreeningMaker.from_options(
         source=str(pool),
         model=str(folder),
         device="cpu",
@@ -263,7 +265,7 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
                 print("progress", advance, flush=True)
 
         jobs.set_progress_reporter(report)
-        maker = ScreeningMaker(source={str(pool)!r}, model={str(folder)!r}, device="cpu", batch_size=1,
+        maker = ScreeningMaker.from_options(source={str(pool)!r}, model={str(folder)!r}, device="cpu", batch_size=1,
                                processes=1, store={{"data_dir": {str(data)!r}}},
                                criteria=ScreeningCriteria(exclude_known_dielectrics=False))
         run_locally(maker.make(), store=build_job_store(get_settings(data_dir={str(data)!r})),
@@ -285,7 +287,7 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
         partial = results.count("predictions")
         expected = results.count("candidates")
     assert 0 < partial < expected
-    maker = ScreeningMaker(
+    maker = ScreeningMaker.from_options(
         source=str(pool),
         model=str(folder),
         device="cpu",
@@ -449,3 +451,46 @@ def test_model_training_set_joins_the_known_materials(tiny_model, tmp_path):
     criteria, _, result = filter_source(str(pool), ScreeningCriteria(), str(folder))
     assert set(trained) <= set(criteria.extra_known_ids)
     assert trained[0] not in {d.material_id for d in result.kept}
+
+
+@dataclass
+class _ObservedPredictionMaker(PredictionMaker):
+    """A user's own prediction stage: the default one under its own name, noting its input."""
+
+    name: str = "my predict"
+    seen: list = dataclasses.field(default_factory=list)
+
+    def make(self, candidates):
+        self.seen.append(candidates)
+        return super().make(candidates)
+
+
+def test_a_custom_prediction_maker_replaces_the_stage(tiny_model, tmp_path):
+    folder, _ = tiny_model
+    pool = small_pool(tmp_path / "pool.json")
+    settings = get_settings(data_dir=tmp_path / "d")
+    store = {"data_dir": str(tmp_path / "d")}
+    custom = _ObservedPredictionMaker(model=str(folder), device="cpu", batch_size=4, store=store)
+    maker = ScreeningMaker.from_options(
+        prediction_maker=custom,
+        source=str(pool),
+        model=str(folder),
+        processes=1,
+        store=store,
+        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
+    )
+    assert maker.prediction_maker is custom and maker.candidate_maker.model == str(folder)
+    flow = maker.make("custom")
+    assert [job.name for job in flow.jobs][:3] == ["candidates", "my predict", "rank"]
+    assert custom.seen == [flow.jobs[0].output]  # wired to the candidate stage's output
+    responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
+    ranking = responses[flow.jobs[2].uuid][1].output
+    with ResultsStore(settings) as results:
+        preds = results.query(PredictionDoc)
+    assert preds and all(p.model == "tiny" for p in preds)
+    assert len(ranking.ranking) == len(preds)
+    # a flat option that only the given stage would take is refused, not silently dropped
+    with pytest.raises(AnisoscreenError, match="device would be ignored"):
+        ScreeningMaker.from_options(prediction_maker=custom, device="cuda")
+    with pytest.raises(TypeError, match="unknown screening options: colour"):
+        ScreeningMaker.from_options(colour="red")

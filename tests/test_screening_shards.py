@@ -1,4 +1,4 @@
-"""Sharded prediction: ``ScreeningMaker(shard_size=N)`` runs one prediction job per shard of N
+"""Sharded prediction: ``ScreeningMaker.from_options(shard_size=N)`` runs one prediction job per shard of N
 candidates, merged before ranking, with the same predictions and ranking as one job."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_shard_ids_cover_every_id_once_in_order():
     with pytest.raises(ValueError, match="at least 1"):
         shard_ids(ids, 0)
     with pytest.raises(AnisoscreenError, match="at least 1"):
-        ScreeningMaker(shard_size=0)
+        ScreeningMaker.from_options(shard_size=0)
 
 
 def test_shard_size_option_is_checked():
@@ -47,7 +47,7 @@ def test_shard_size_option_is_checked():
 
 def _run(folder: Path, pool: Path, data: Path, shard_size: int | None, run_id: str):
     settings = get_settings(data_dir=data)
-    maker = ScreeningMaker(
+    maker = ScreeningMaker.from_options(
         source=str(pool),
         model=str(folder),
         device="cpu",

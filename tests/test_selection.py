@@ -95,7 +95,10 @@ def test_from_settings_carries_every_store_setting(tmp_path):
         "database": "db2",
         "collection_prefix": "x_",
     }
-    assert (maker.model, maker.batch_size, maker.source) == ("m", 7, "s")
+    predict = maker.prediction_maker
+    assert (predict.model, predict.batch_size, maker.source) == ("m", 7, "s")
+    assert maker.candidate_maker.model == "m"  # candidates restricted to its elements
+    assert maker.candidate_maker.store == maker.ranking_maker.store == maker.store
     assert maker.validation_maker is not None and maker.validation_maker.optics_maker is None
     flow = maker.make("r")
     assert set(flow.output) == {"candidates", "predictions", "ranking", "run", "selection"}

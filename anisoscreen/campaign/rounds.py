@@ -223,9 +223,9 @@ def _submit(
     from anisoscreen.campaign.local_run import run_local_validation
     from anisoscreen.hpc.config import job_controller, resolve_project_name
     from anisoscreen.hpc.submit import record_jobs, submitted_validation_doc
-    from anisoscreen.validation.makers import ValidationMaker
+    from anisoscreen.validation.makers import dfpt_validation_maker
 
-    maker = ValidationMaker()
+    maker = dfpt_validation_maker()
     candidates = {
         c.material_id: c
         for c in results.query(

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monty.json import jsanitize
 
 from anisoscreen.candidates.json_cache import read_json_gz, write_json_gz_atomic
+from anisoscreen.candidates.retry import MP_RETRY, RetryPolicy, TransientError
 from anisoscreen.errors import SourceError
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "cached_ids",
     "fetch_chunked",
     "fetch_mp_candidates",
+    "retried",
 ]
 
 SUMMARY_FIELDS = [
@@ -78,7 +80,7 @@ class MPResterSearcher:
             raise SourceError("no Materials Project API key: set MP_API_KEY")
         self._api_key = api_key
         self.endpoint = endpoint
-        self._rester = None
+        self._rester: Any = None
 
     def search(self, **kwargs: Any) -> list[dict[str, Any]]:
         if self._rester is None:
@@ -113,44 +115,26 @@ class MPCandidateQuery:
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient MP failures are retried.
+def retried(retry: RetryPolicy, request: Callable[[], Any], what: str) -> Any:
+    """Run ``request`` under ``retry``; raise one clean :class:`SourceError` at the end.
 
-    Parameters
-    ----------
-    retries
-        Extra attempts after the first.
-    backoff
-        Attempt ``k`` waits ``backoff * 2**k`` seconds before the next.
-    sleep
-        The waiting function (replaced in tests).
-    secret
-        A string (the API key) that must never appear in error messages.
+    Every exception counts as transient (network, server and rate-limit errors alike).
     """
 
-    retries: int = 4
-    backoff: float = 2.0
-    sleep: Callable[[float], None] = time.sleep
-    secret: str | None = None
+    def attempt() -> Any:
+        try:
+            return request()
+        except Exception as exc:
+            raise TransientError(str(exc)) from None
 
-    def call(self, request: Callable[[], Any], what: str) -> Any:
-        """Run ``request``, retrying; raise one clean :class:`SourceError` at the end."""
-        for attempt in range(self.retries + 1):
-            try:
-                return request()
-            except Exception as exc:  # network, server and rate-limit errors alike
-                if attempt == self.retries:
-                    message = str(exc)
-                    if self.secret:
-                        message = message.replace(self.secret, "***")
-                    raise SourceError(
-                        f"Materials Project request for {what} failed after "
-                        f"{self.retries + 1} attempts ({message}); check the network and "
-                        "MP_API_KEY, then re-run: finished chunks are cached"
-                    ) from None
-                self.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def give_up(message: str) -> SourceError:
+        return SourceError(
+            f"Materials Project request for {what} failed after {retry.retries + 1} attempts "
+            f"({message}); check the network and MP_API_KEY, then re-run: finished chunks are "
+            "cached"
+        )
+
+    return retry.run(attempt, give_up)
 
 
 def fetch_mp_candidates(
@@ -191,8 +175,10 @@ def cached_ids(
     ids_file = folder / "ids.json.gz"
     if ids_file.is_file():
         return read_json_gz(ids_file)
-    found = (retry or RetryPolicy()).call(
-        lambda: searcher.search(**criteria, fields=["material_id"]), "the material ids"
+    found = retried(
+        retry or MP_RETRY,
+        lambda: searcher.search(**criteria, fields=["material_id"]),
+        "the material ids",
     )
     ids = sorted({str(doc["material_id"]) for doc in found})
     write_json_gz_atomic(ids_file, ids)
@@ -209,7 +195,7 @@ def fetch_chunked(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Documents of ``ids`` fetched ``chunk_size`` at a time; each chunk cached in ``folder``."""
-    retry = retry or RetryPolicy()
+    retry = retry or MP_RETRY
     chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
     documents: list[dict[str, Any]] = []
     for k, chunk in enumerate(chunks):
@@ -217,8 +203,9 @@ def fetch_chunked(
         if chunk_file.is_file():
             docs = read_json_gz(chunk_file)
         else:
-            docs = retry.call(
-                lambda chunk=chunk: searcher.search(material_ids=chunk, fields=fields),
+            docs = retried(
+                retry,
+                partial(searcher.search, material_ids=chunk, fields=fields),
                 f"chunk {k + 1}/{len(chunks)}",
             )
             docs = jsanitize(docs, strict=True, enum_values=True)

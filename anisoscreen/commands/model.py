@@ -216,21 +216,36 @@ def prediction_line(doc) -> dict:
 
 
 def train(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Training recipe (YAML: name, version, seeds, split_seed, and ModelConfig / "
+            "TrainConfig fields under model: and train:), e.g. models/anisonet-mp-v2/recipe.yaml."
+            " Default: the shipped default model's recipe for --target. Options below override.",
+        ),
+    ] = None,
     name: Annotated[
-        str, typer.Option("--name", help="Model name (folder under --output-dir).")
-    ] = "my-anisonet",
+        str | None,
+        typer.Option(
+            "--name", help="Model name, the folder under --output-dir (default: the recipe's)."
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Model version (default: the recipe's).")
+    ] = None,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", help="Default: <data_dir>/models.")
     ] = None,
     data: Annotated[
         Path | None, typer.Option("--data", help="Training JSON(.gz); default: shared MP set.")
     ] = None,
-    mul: Annotated[int, typer.Option(help="Irrep multiplicity.")] = 32,
-    lmax: Annotated[int, typer.Option(help="Highest rotational order.")] = 2,
-    layers: Annotated[int, typer.Option(help="Gated convolution layers.")] = 2,
+    mul: Annotated[int | None, typer.Option(help="Irrep multiplicity.")] = None,
+    lmax: Annotated[int | None, typer.Option(help="Highest rotational order.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Gated convolution layers.")] = None,
     output_irreps: Annotated[
-        str, typer.Option("--output-kind", help="equivariant (0e+2e) or scalar (6x0e).")
-    ] = "equivariant",
+        str | None, typer.Option("--output-kind", help="equivariant (0e+2e) or scalar (6x0e).")
+    ] = None,
     atom_features: Annotated[
         str | None,
         typer.Option(
@@ -241,20 +256,16 @@ def train(
             ),
         ),
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="AdamW learning rate [0.003].")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0.01].")] = None,
-    lr_decay: Annotated[
-        float | None, typer.Option(help="Exponential LR factor per epoch [0.98].")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Structures per step [12].")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs [300].")] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Early-stopping patience in epochs [40].")
-    ] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
+    lr_decay: Annotated[float | None, typer.Option(help="Exponential LR factor per epoch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Structures per step.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")] = None,
     seeds: Annotated[
         list[int] | None, typer.Option("--seed", help="One network per seed (ensemble).")
     ] = None,
-    split_seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split.")] = 42,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the 80/10/10 split.")] = None,
     time_limit: Annotated[
         float | None, typer.Option(help="Stop resumably after S seconds.")
     ] = None,
@@ -262,45 +273,72 @@ def train(
         int | None, typer.Option(help="Use only the first N entries (smoke runs).")
     ] = None,
     target: Annotated[
-        str,
-        typer.Option(help="Tensor to learn: electronic (eps_inf), ionic (eps0) or total."),
-    ] = "electronic",
+        str | None,
+        typer.Option(
+            help="Tensor to learn: electronic (eps_inf), ionic (eps0) or total (default: the "
+            "recipe's; without --config, electronic)."
+        ),
+    ] = None,
     readout: Annotated[
         str | None,
         typer.Option(
-            help="mean, sum_volume, psd_sum_volume, psd_square_volume or psd_outer_volume; "
-            "default per target (mean for electronic, psd_square_volume for ionic and total)."
+            help="mean, sum_volume, psd_sum_volume, psd_laminate_volume, psd_square_volume or "
+            "psd_outer_volume."
         ),
     ] = None,
-    loss: Annotated[
-        str | None,
-        typer.Option(
-            help="mse, mse_log_eig or huber_log1p_eig; default per target (mse for "
-            "electronic, huber_log1p_eig for ionic and total)."
-        ),
-    ] = None,
+    loss: Annotated[str | None, typer.Option(help="mse, mse_log_eig or huber_log1p_eig.")] = None,
     born_weight: Annotated[
         float | None,
         typer.Option(
             "--born-weight",
             help="Weight of the auxiliary per-atom Born-charge loss on the structures with "
-            "DFPT Born charges (0 = off, the default; adds a Born head to the network).",
+            "DFPT Born charges (0 = off; adds a Born head to the network).",
         ),
     ] = None,
     device: DeviceOption = None,
 ) -> None:
-    """Train (or resume training) an equivariant dielectric model and write its model card."""
+    """Train (or resume training) an equivariant dielectric model and write its model card.
+
+    Without --config it trains the shipped default model's recipe for --target
+    (models/anisonet-mp-v2/recipe.yaml; ionic and total: anisonet-mp-ionic-v1's) under the
+    name my-anisonet.
+    """
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.model.nn.network import ModelConfig
-    from anisoscreen.model.training.pipeline import target_recipe, train_model
-    from anisoscreen.model.training.train import TrainConfig
+    from anisoscreen.model.training.pipeline import train_model
+    from anisoscreen.model.training.recipe import default_recipe, load_recipe
 
     settings = settings_from_options(device=device)
-    recipe = target_recipe(target, readout=readout, loss=loss)
-    data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
-    folder = (output_dir or settings.data_dir / "models") / name
-    if output_irreps not in ("equivariant", "scalar"):
+    if output_irreps not in (None, "equivariant", "scalar"):
         raise AnisoscreenError("--output-kind must be 'equivariant' or 'scalar'")
+    base = load_recipe(config) if config is not None else default_recipe(target or "electronic")
+    recipe = base.with_overrides(
+        name=name,
+        version=version,
+        seeds=seeds or None,
+        split_seed=split_seed,
+        model={
+            "mul": mul,
+            "lmax": lmax,
+            "num_layers": layers,
+            "output": output_irreps,
+            "atom_features": atom_features,
+            "readout": readout,
+            "target": target,
+        },
+        train={
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "lr_decay": lr_decay,
+            "batch_size": batch_size,
+            "max_epochs": max_epochs,
+            "patience": patience,
+            "time_limit": time_limit,
+            "loss": loss,
+            "born_weight": born_weight,
+        },
+    )
+    data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
+    folder = (output_dir or settings.data_dir / "models") / recipe.name
 
     def progress(seed: int, rec: dict) -> None:
         console.print(
@@ -316,39 +354,22 @@ def train(
     result = train_model(
         data,
         folder,
-        name,
-        ModelConfig(
-            mul=mul,
-            lmax=lmax,
-            num_layers=layers,
-            output=output_irreps,
-            atom_features=atom_features,
-            readout=recipe["readout"],
-            target=target,
-        ),
-        TrainConfig.with_overrides(
-            loss=recipe["loss"],
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_decay=lr_decay,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            time_limit=time_limit,
-            born_weight=born_weight,
-        ),
-        seeds=tuple(seeds or [0]),
-        split_seed=split_seed,
+        recipe.name,
+        recipe.model,
+        recipe.train,
+        seeds=recipe.seeds,
+        split_seed=recipe.split_seed,
         device=settings.device,
         max_entries=max_entries,
         progress=progress,
+        version=recipe.version,
     )
     if not result["finished"]:
         console.print(f"stopped at epoch {result['epoch']} (time limit); run again to resume")
         return
     test = result["test"]
     console.print(
-        f"test ({target}): eps_poly MAE {test['eps_poly_mae']:.3f}, "
+        f"test ({recipe.model.target}): eps_poly MAE {test['eps_poly_mae']:.3f}, "
         f"a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
         f"component MAE {test['component_mae']:.3f}, MAE_ten {test['tensor_mae']:.3f} -> {folder}"
     )

@@ -134,13 +134,13 @@ def submit_validations(
     """
     from jobflow_remote import submit_flow
 
-    from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker
+    from anisoscreen.validation.makers import dfpt_validation_maker
 
     if ids is None and top_k is None and ar_min is None:
         raise HPCError("choose candidates with ids, top_k or ar_min")
     settings = settings or get_settings()
     if maker is None:
-        maker = ValidationMaker(optics_maker=MPOpticsMaker() if optics else None)
+        maker = dfpt_validation_maker(optics)
     calc_types = (["dfpt"] if maker.dielectric_maker is not None else []) + (
         ["optics"] if maker.optics_maker is not None else []
     )

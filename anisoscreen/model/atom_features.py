@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ import torch
 from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model.checksum import file_checksum
+from anisoscreen.model.nn.network import ModelConfig
 
 __all__ = [
     "FEATURE_SETS",
@@ -27,12 +30,39 @@ __all__ = [
     "AtomFeaturizer",
     "cached_features",
     "data_set_cache",
+    "feature_channels",
     "featurizer_for",
+    "with_feature_channels",
 ]
 
 FEATURE_SETS: dict[str, int] = {"chgnet-0.3.0": 64, "sevennet-0": 480}
 """Known feature sets and their width per atom (``sevennet-0``: equivariant ``0e + 1 + 2``
 features, :mod:`anisoscreen.model.pretrained_features`)."""
+
+
+def feature_channels(name: str) -> list[int]:
+    """Channels per rotational order ``l`` of feature set ``name`` (``[64]``: invariant)."""
+    from anisoscreen.model.pretrained_features import EQUIVARIANT_FEATURE_SETS, feature_orders
+
+    if name in EQUIVARIANT_FEATURE_SETS:
+        orders = feature_orders(name)
+        return [orders.get(l, 0) for l in range(max(orders) + 1)]
+    if name not in FEATURE_SETS:
+        raise AnisoscreenError(
+            f"unknown atom feature set {name!r}; known: {', '.join(FEATURE_SETS)}"
+        )
+    return [FEATURE_SETS[name]]
+
+
+def with_feature_channels(config: ModelConfig) -> ModelConfig:
+    """``config`` with :attr:`~ModelConfig.atom_feature_channels` filled from its feature set.
+
+    The network takes the feature widths from its config only; model files written before the
+    field existed get it here, from the feature set's name.
+    """
+    if not config.atom_features or config.atom_feature_channels:
+        return config
+    return replace(config, atom_feature_channels=feature_channels(config.atom_features))
 
 
 class AtomFeatureError(AnisoscreenError):
@@ -152,7 +182,7 @@ def cached_features(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(path.name + ".partial.npz")
-            np.savez(partial, **cached)
+            np.savez(partial, **cached)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
             partial.replace(path)  # atomic: a crash never leaves a truncated cache
     return [cached[key] for key in keys]
 
@@ -173,7 +203,6 @@ def featurizer_for(
 
 def data_set_cache(name: str, data_path: str | Path) -> Path:
     """Cache file of feature set ``name`` for one data-set file (by its checksum)."""
-    from anisoscreen.model.checkpoint import file_checksum
     from anisoscreen.settings import get_settings
 
     digest = file_checksum(data_path)[:16]

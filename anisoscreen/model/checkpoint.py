@@ -14,7 +14,6 @@ default models (:data:`DEFAULT_MODELS`); a source checkout has every model in ``
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 
 from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model.atom_features import with_feature_channels
+from anisoscreen.model.checksum import file_checksum
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "MODELS_ENV",
     "LoadedModel",
     "atomic_torch_save",
-    "file_checksum",
     "load_model",
     "model_search_paths",
     "resolve_model_path",
@@ -111,15 +111,6 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
         f"get models/{candidate.name}/ from {MODELS_SOURCE} into a folder named in "
         f"${MODELS_ENV} (or <data dir>/models), or pass the model file's path (searched {searched})"
     )
-
-
-def file_checksum(path: str | Path) -> str:
-    """SHA-256 of a file (model files, data sets), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -216,7 +207,7 @@ def read_model_info(name_or_path: str | Path, data_dir: Path | None = None) -> M
     return ModelInfo(
         name=payload["name"],
         version=payload["version"],
-        config=ModelConfig.from_dict(payload["config"]),
+        config=with_feature_channels(ModelConfig.from_dict(payload["config"])),
         metadata=payload.get("metadata", {}),
         path=path,
     )
@@ -231,7 +222,7 @@ def load_model(
     """Load a model file (by name or path) into evaluation-mode networks."""
     path = resolve_model_path(name_or_path, data_dir)
     payload = _read_payload(path)
-    config = ModelConfig.from_dict(payload["config"])
+    config = with_feature_channels(ModelConfig.from_dict(payload["config"]))
     networks = []
     for state in payload["state_dicts"]:
         net = AnisoNet(config)

@@ -25,8 +25,7 @@ from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, structure_to_graph
-from anisoscreen.model.runtime import tune_allocator
-from anisoscreen.model.training.train import resolve_device
+from anisoscreen.model.runtime import resolve_device, tune_allocator
 from anisoscreen.schemas import (
     PredictionDoc,
     TensorPrediction,

@@ -35,6 +35,8 @@ from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.nn.graph import CrystalGraph, structure_to_graph
+from anisoscreen.model.nn.network import split_orders
+from anisoscreen.third_party import module_children
 
 __all__ = [
     "EQUIVARIANT_FEATURE_SETS",
@@ -63,24 +65,6 @@ def feature_orders(name: str) -> dict[int, int]:
     return {int(l): int(c) for l, c in channels.items()}
 
 
-def split_orders(features: torch.Tensor, orders: dict[int, int]) -> dict[int, torch.Tensor]:
-    """Split flat ``(N, sum_l c_l (2l+1))`` features into ``{l: (N, 2l+1, c_l)}`` blocks.
-
-    The flat layout is e3nn's (channel-major within each l); the blocks have the layout of
-    the network's hidden features (:mod:`anisoscreen.model.nn.layers`, channels last).
-    """
-    blocks: dict[int, torch.Tensor] = {}
-    start = 0
-    for l in sorted(orders):
-        width = orders[l] * (2 * l + 1)
-        block = features[:, start : start + width].reshape(-1, orders[l], 2 * l + 1)
-        blocks[l] = block.transpose(1, 2)
-        start += width
-    if start != features.shape[1]:
-        raise ValueError(f"features of width {features.shape[1]} do not hold {orders}")
-    return blocks
-
-
 class SevenNetFeaturizer:
     """Per-atom ``0e + 1 + 2`` node features of SevenNet-0, for many structures at once.
 
@@ -103,8 +87,11 @@ class SevenNetFeaturizer:
                 f"{', '.join(EQUIVARIANT_FEATURE_SETS)}"
             )
         try:
-            import sevenn._keys as keys
             import sevenn.util as sevenn_util
+
+            from anisoscreen.third_party import sevenn_keys
+
+            keys = sevenn_keys()
         except ImportError as exc:  # pragma: no cover - sevenn is a dependency
             raise AnisoscreenError("SevenNet features need the 'sevenn' package") from exc
         spec = EQUIVARIANT_FEATURE_SETS[name]
@@ -122,7 +109,7 @@ class SevenNetFeaturizer:
         model.set_is_batch_data(True)
         # the modules up to and including the chosen layer; the energy/force heads are dropped
         self._modules: list[torch.nn.Module] = []
-        for key, module in model._modules.items():
+        for key, module in module_children(model):
             assert module is not None
             self._modules.append(module.to(self.device).eval())
             if key == spec["layer"]:

@@ -1,4 +1,4 @@
-"""Process-level settings that make CPU inference and training fast.
+"""Process-level settings that make CPU inference and training fast, and the device choice.
 
 glibc serves large allocations (> 128 kB by default) with fresh ``mmap`` pages and returns
 them on ``free``; the edge tensors of a batched crystal graph are tens of MB, so every
@@ -13,7 +13,9 @@ import ctypes.util
 import sys
 from functools import lru_cache
 
-__all__ = ["tune_allocator"]
+import torch
+
+__all__ = ["resolve_device", "tune_allocator"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -32,3 +34,14 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
     return bool(ok_mmap and ok_trim)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from anisoscreen.errors import AnisoscreenError
+
+        raise AnisoscreenError("--device cuda requested but no CUDA GPU is available")
+    return torch.device(device)

@@ -632,7 +632,7 @@ def make_figure(
     kind: str,
     rows: Sequence[CandidateRow],
     *,
-    training_ratios: Sequence[float] | None = None,
+    training_ratios: Sequence[float] | np.ndarray | None = None,
     source: str = "predicted",
     vmax: float | None = None,
     quantity: str = "auto",

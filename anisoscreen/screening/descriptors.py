@@ -14,6 +14,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from typing import cast
 
 from pymatgen.core import Structure
 
@@ -70,13 +71,12 @@ def _analyzer(structure: Structure, symprec: float):
         return None
 
 
-def _descriptors_of(structure: Structure | dict) -> StructureDescriptors:
+def _descriptors_of(given: Structure | dict) -> StructureDescriptors:
     """Dimensionality, crystal system and space group from one spglib run (0.1 Å).
 
     ``structure`` may be a dict (what worker processes receive).
     """
-    if isinstance(structure, dict):
-        structure = Structure.from_dict(structure)
+    structure = Structure.from_dict(given) if isinstance(given, dict) else given
     analyzer = _analyzer(structure, 0.1)
     if analyzer is None:
         return {
@@ -145,6 +145,6 @@ def describe(structure: Structure) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             condensed = StructureCondenser().condense_structure(structure)
-            return StructureDescriber().describe(condensed)
+            return cast(str, StructureDescriber().describe(condensed))
     except Exception:  # robocrys fails on some unusual bonding; the ranking goes on
         return None

@@ -1,16 +1,17 @@
 """jobflow Makers of the screening campaign (atomate2 style: fields are settings, make() builds).
 
-``ScreeningMaker`` chains ``CandidateMaker`` -> ``PredictionMaker`` -> ``RankingMaker`` and a
-job recording the run; with ``validate=True`` a dynamic job appends DFT validation flows for
+``ScreeningMaker`` chains its ``candidate_maker`` -> ``prediction_maker`` -> ``ranking_maker``
+fields (``CandidateMaker``, ``PredictionMaker``, ``RankingMaker`` by default) and a job
+recording the run; with ``validate=True`` a dynamic job appends DFT validation flows for
 the top candidates (:mod:`anisoscreen.validation.select`). :meth:`ScreeningMaker.from_settings`
-is the one way the CLI, ``submit`` and Python users build a campaign, and
+is the one way the CLI and ``submit`` build a campaign from settings, and
 :func:`screening_outputs` reads a finished run's results by name.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Job, Maker
@@ -114,18 +115,18 @@ class PredictionMaker(Maker):
             raise AnisoscreenError(f"shard_size must be at least 1, not {self.shard_size}")
 
     def make(self, candidates: Any) -> Job:
-        settings = (
-            self.model,
-            self.device,
-            self.batch_size,
-            self.store,
-            self.ionic_model,
-            self.processes,
-        )
+        settings: dict[str, Any] = {
+            "model": self.model,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "store": self.store,
+            "ionic_model": self.ionic_model,
+            "processes": self.processes,
+        }
         if self.shard_size is None:
-            job = predict_candidates(candidates, *settings)
+            job = predict_candidates(candidates, **settings)
         else:
-            job = predict_in_shards(candidates, self.shard_size, *settings)
+            job = predict_in_shards(candidates, self.shard_size, **settings)
         job.name = self.name
         return job
 
@@ -160,25 +161,58 @@ class RankingMaker(Maker):
         return job
 
 
+_STAGE_MAKERS: dict[str, type[Maker]] = {
+    "candidate_maker": CandidateMaker,
+    "prediction_maker": PredictionMaker,
+    "ranking_maker": RankingMaker,
+}
+STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "candidate_maker": ("source", "criteria", "model", "store"),
+    "prediction_maker": (
+        "model",
+        "device",
+        "batch_size",
+        "store",
+        "ionic_model",
+        "shard_size",
+        "processes",
+    ),
+    "ranking_maker": ("processes", "store", "describe_top", "objective"),
+}
+"""The flat options of :meth:`ScreeningMaker.from_options`, by the stage maker they go to."""
+_OWN_OPTIONS = ("name", "store", "validate", "ar_threshold", "top_k", "validation_maker")
+
+
 @dataclass
 class ScreeningMaker(Maker):
     """The whole campaign: candidates -> prediction -> ranking (-> validation).
 
+    Each stage is a Maker field, so a stage is swapped the atomate2 way
+    (``ScreeningMaker(prediction_maker=MyPredictionMaker())``);
+    :meth:`from_settings` and :meth:`from_options` fill them from flat options.
+
     Parameters
     ----------
-    source, criteria, model, device, batch_size, processes, describe_top, ionic_model, objective
-        Passed to the stage makers (see their docs); an objective other than ``ar`` needs an
-        ionic model: without ``ionic_model`` the shipped one
-        (:data:`~anisoscreen.screening.objectives.SHIPPED_IONIC_MODEL`) is used.
-    shard_size
-        Candidates per prediction job (``None``: one job), see :class:`PredictionMaker`.
+    candidate_maker
+        Makes the candidate job (:class:`CandidateMaker`).
+    prediction_maker
+        Makes the prediction job from the candidates' output (:class:`PredictionMaker`:
+        ``make(candidates)``). An objective other than ``ar`` needs its ``ionic_model``:
+        without one the shipped one
+        (:data:`~anisoscreen.screening.objectives.SHIPPED_IONIC_MODEL`) is set.
+    ranking_maker
+        Makes the ranking job from the predictions' output (:class:`RankingMaker`:
+        ``make(predictions)``); its ``objective`` ranks.
     store
-        Results-store settings overrides shared by every stage.
+        Results-store settings overrides of the run record and the validation selection
+        (:meth:`from_options` gives the stages the same).
     validate
         Append validation flows for the selected candidates.
     ar_threshold, top_k
         Selection for validation: a_r >= the threshold, then the top k (neither given: the
-        reference threshold 2.5), see :func:`anisoscreen.validation.select.selection_rule`.
+        reference threshold 2.5), see :func:`anisoscreen.validation.select.selection_rule`;
+        the selection itself is the plain function
+        :func:`anisoscreen.validation.select.select_candidates`.
     validation_maker
         A maker whose ``make(structure, material_id=..., prediction=...)`` returns the
         validation flow.
@@ -187,43 +221,58 @@ class ScreeningMaker(Maker):
     """
 
     name: str = "anisotropic dielectric screening"
-    source: str = "bundled"
-    criteria: ScreeningCriteria = field(default_factory=ScreeningCriteria)
-    model: str = "anisonet-mp-v2"
-    device: str = "auto"
-    batch_size: int = 64
-    processes: int | None = None
-    describe_top: int = 0
+    candidate_maker: CandidateMaker = field(default_factory=CandidateMaker)
+    prediction_maker: PredictionMaker = field(default_factory=PredictionMaker)
+    ranking_maker: RankingMaker = field(default_factory=RankingMaker)
     store: dict[str, Any] | None = None
     validate: bool = False
     ar_threshold: float | None = None
     top_k: int | None = None
     validation_maker: Any = None
-    ionic_model: str | None = None
-    objective: str = "ar"
-    shard_size: int | None = None
 
     def __post_init__(self) -> None:
         from anisoscreen.screening.objectives import check_objective, ionic_model_for
 
-        self.ionic_model = ionic_model_for(self.objective, self.ionic_model)
-        if self.shard_size is not None and self.shard_size < 1:
-            raise AnisoscreenError(f"shard_size must be at least 1, not {self.shard_size}")
-        check_objective(self.objective, self.ionic_model)
-        if self.validate and self.objective != "ar" and self.top_k is None:
+        objective = self.ranking_maker.objective
+        given = getattr(self.prediction_maker, "ionic_model", None)
+        ionic_model = ionic_model_for(objective, given)
+        if ionic_model != given:
+            self.prediction_maker = replace(self.prediction_maker, ionic_model=ionic_model)
+        check_objective(objective, ionic_model)
+        if self.validate and objective != "ar" and self.top_k is None:
             raise AnisoscreenError(
-                f"with objective {self.objective!r}, choose the candidates to validate with "
+                f"with objective {objective!r}, choose the candidates to validate with "
                 "top_k (--top-k); the a_r threshold alone would ignore the objective"
             )
 
+    @property
+    def source(self) -> str:
+        """The candidates' source (the candidate maker's)."""
+        return self.candidate_maker.source
+
+    @classmethod
+    def from_options(cls, **options: Any) -> ScreeningMaker:
+        """The campaign from flat options, each given to the stage makers that take it.
+
+        ``source``, ``criteria``, ``model``, ``device``, ``batch_size``, ``ionic_model``,
+        ``shard_size``, ``processes``, ``describe_top`` and ``objective`` go to the stages
+        named in :data:`STAGE_OPTIONS` (``store`` to every stage and to this maker); the other
+        options are this maker's fields. A stage maker given as an option
+        (``prediction_maker=...``) is used as it is: the flat options go to the other stages,
+        and one that no built stage takes is an error rather than silently ignored.
+        """
+        return cls._compose(options, {})
+
     @classmethod
     def from_settings(
-        cls, settings: AnisoscreenSettings, *, optics: bool = False, **fields: Any
+        cls, settings: AnisoscreenSettings, *, optics: bool = False, **options: Any
     ) -> ScreeningMaker:
-        """The campaign for ``settings`` (model, device, batch size, store); ``fields`` override.
+        """The campaign for ``settings`` (model, device, batch size, store); ``options`` override.
 
-        With ``validate=True`` and no ``validation_maker``, the DFPT validation maker is used,
-        plus optics (LOPTICS) with ``optics``.
+        ``options`` are those of :meth:`from_options`; ``None`` values are ignored. With
+        ``validate=True`` and no ``validation_maker``, the DFPT validation maker
+        (:func:`~anisoscreen.validation.makers.dfpt_validation_maker`) is used, plus optics
+        (LOPTICS) with ``optics``.
         """
         from anisoscreen.settings import store_overrides
 
@@ -234,35 +283,46 @@ class ScreeningMaker(Maker):
             "batch_size": settings.batch_size,
             "store": store_overrides(settings),
         }
-        defaults.update({k: v for k, v in fields.items() if v is not None})
-        if defaults.get("validate") and defaults.get("validation_maker") is None:
-            from anisoscreen.validation.makers import MPOpticsMaker, ValidationMaker
+        given = {k: v for k, v in options.items() if v is not None}
+        if given.get("validate") and given.get("validation_maker") is None:
+            from anisoscreen.validation.makers import dfpt_validation_maker
 
-            defaults["validation_maker"] = ValidationMaker(
-                optics_maker=MPOpticsMaker() if optics else None
+            given["validation_maker"] = dfpt_validation_maker(optics)
+        return cls._compose(given, defaults)
+
+    @classmethod
+    def _compose(cls, options: dict[str, Any], defaults: dict[str, Any]) -> ScreeningMaker:
+        """The maker from explicit ``options`` over ``defaults`` (see :meth:`from_options`)."""
+        known = {*_OWN_OPTIONS, *_STAGE_MAKERS, *(n for ns in STAGE_OPTIONS.values() for n in ns)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown screening options: {', '.join(unknown)}")
+        fields: dict[str, Any] = {}
+        used = set(_OWN_OPTIONS)
+        for stage, names in STAGE_OPTIONS.items():
+            if stage in options:
+                fields[stage] = options[stage]  # used as it is
+                continue
+            values = {n: defaults[n] for n in names if n in defaults}
+            values.update({n: options[n] for n in names if n in options})
+            fields[stage] = _STAGE_MAKERS[stage](**values)
+            used.update(names)
+        ignored = sorted(n for n in options if n not in used and n not in _STAGE_MAKERS)
+        if ignored:
+            raise AnisoscreenError(
+                f"{', '.join(ignored)} would be ignored: only given stage makers take them; "
+                "set them on those makers"
             )
-        return cls(**defaults)
+        own = {n: options[n] for n in _OWN_OPTIONS if n in options}
+        if "store" not in own and "store" in defaults:
+            own["store"] = defaults["store"]
+        return cls(**own, **fields)
 
     def make(self, run_id: str | None = None) -> Flow:
         run_id = run_id or str(uuid.uuid4())
-        candidates = CandidateMaker(
-            source=self.source, criteria=self.criteria, model=self.model, store=self.store
-        ).make()
-        predictions = PredictionMaker(
-            model=self.model,
-            device=self.device,
-            batch_size=self.batch_size,
-            store=self.store,
-            ionic_model=self.ionic_model,
-            shard_size=self.shard_size,
-            processes=self.processes,
-        ).make(candidates.output)
-        ranking = RankingMaker(
-            processes=self.processes,
-            store=self.store,
-            describe_top=self.describe_top,
-            objective=self.objective,
-        ).make(predictions.output)
+        candidates = self.candidate_maker.make()
+        predictions = self.prediction_maker.make(candidates.output)
+        ranking = self.ranking_maker.make(predictions.output)
         record = record_screening_run(
             run_id, self.source, candidates.output, predictions.output, ranking.output, self.store
         )

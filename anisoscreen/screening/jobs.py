@@ -310,7 +310,13 @@ def predict_in_shards(
     jobs: list[Any] = []
     for index, members in enumerate(shards, start=1):
         shard = predict_candidates(
-            members, model, device, batch_size, store, ionic_model, processes
+            members,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            store=store,
+            ionic_model=ionic_model,
+            processes=processes,
         )
         shard.name = f"predict shard {index}/{len(shards)}"
         shard.metadata = {**metadata, SHARD_METADATA: f"{index}/{len(shards)}"}

@@ -252,7 +252,7 @@ class ResultsStore:
         yield from self.store(collection).query(
             criteria=criteria or {},
             properties=properties,
-            sort=dict(sort) if sort else None,  # type: ignore[arg-type]  # ints are Sort values
+            sort=dict(sort) if sort else None,  # ints are Sort values
             limit=limit,
         )
 

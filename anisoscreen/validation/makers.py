@@ -46,6 +46,7 @@ __all__ = [
     "MPOpticsMaker",
     "ValidationMaker",
     "collect_from_job_store",
+    "dfpt_validation_maker",
     "validation_record",
 ]
 
@@ -88,13 +89,14 @@ class MPOpticsMaker(OpticsMaker):
     name: str = "mp static and optics"
     static_maker: BaseVaspMaker = field(
         default_factory=lambda: StaticMaker(
-            name="mp optics static", input_set_generator=MPOpticsStaticSetGenerator()
+            name="mp optics static",
+            input_set_generator=MPOpticsStaticSetGenerator(),  # type: ignore[arg-type]
         )
     )
     band_structure_maker: BaseVaspMaker = field(
         default_factory=lambda: NonSCFMaker(
             name="mp optics",
-            input_set_generator=MPOpticsSetGenerator(),
+            input_set_generator=MPOpticsSetGenerator(),  # type: ignore[arg-type]
             stop_children_kwargs={"handle_unsuccessful": False},
         )
     )
@@ -175,7 +177,7 @@ class ValidationMaker(Maker):
         jobs: list = []
         records = []
         if self.dielectric_maker is not None:
-            dfpt = self.dielectric_maker.make(structure)
+            dfpt = self.dielectric_maker.make(structure)  # type: ignore[misc]  # a @job method
             dfpt.update_metadata({META_MATERIAL: material_id, META_ROLE: "vasp", META_CALC: "dfpt"})
             record = validation_record(
                 dfpt.output,
@@ -194,7 +196,7 @@ class ValidationMaker(Maker):
             optics_flow = self.optics_maker.make(structure)
             optics_flow.update_metadata({META_MATERIAL: material_id, META_CALC: "optics"})
             optics_flow.update_metadata({META_ROLE: "vasp"})
-            last = optics_flow.jobs[-1]
+            last = optics_flow.jobs[-1]  # type: ignore[union-attr]  # the optics maker makes a Flow
             generator = getattr(
                 getattr(self.optics_maker, "band_structure_maker", None),
                 "input_set_generator",
@@ -220,6 +222,16 @@ class ValidationMaker(Maker):
         for record in records:
             record.function_kwargs["flow_uuid"] = flow.uuid
         return flow
+
+
+def dfpt_validation_maker(optics: bool = False) -> ValidationMaker:
+    """The default validation: MP-compatible DFPT, plus the optics (LOPTICS) flow with ``optics``.
+
+    The one place that composes it: the screening flow's validation stage
+    (:meth:`~anisoscreen.screening.flows.ScreeningMaker.from_settings`),
+    :func:`~anisoscreen.hpc.submit.submit_validations` and the campaign rounds call it.
+    """
+    return ValidationMaker(optics_maker=MPOpticsMaker() if optics else None)
 
 
 def collect_from_job_store(job_store: Any, results: Any, criteria: dict | None = None) -> int:

@@ -80,9 +80,7 @@ class CandidateParams(CandidateQuery):
     """
 
     skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
-    limit: int = Field(  # type: ignore[assignment]
-        default=DEFAULT_PAGE_SIZE, ge=0, le=MAX_PAGE_SIZE, description=LIMIT_HELP
-    )
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=0, le=MAX_PAGE_SIZE, description=LIMIT_HELP)
 
     @field_validator("limit")
     @classmethod

@@ -26,15 +26,14 @@ the same family of functions:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from e3nn import o3
 from torch import nn
 
-from anisoscreen.model.nn.edge_tp import cpu_fused as fused
-from anisoscreen.model.nn.edge_tp import select_backend, torch_path
+from anisoscreen.model.nn import edge_tp
+from anisoscreen.model.nn.edge_tp.types import FusedPlan, IndexedWeights
 
 __all__ = [
     "AttributeLinear",
@@ -106,24 +105,6 @@ class AttributeLinear(nn.Module):
         return out
 
 
-@dataclass(frozen=True)
-class IndexedWeights:
-    """Per-edge weights stored once per distinct row: edge ``e`` uses ``table[rows[e]]``.
-
-    The radial weights depend on the edge length only, and a batch of crystals has far fewer
-    distinct lengths than edges (the two directions of a bond, symmetry-equivalent bonds:
-    about one in seven in a 64-structure batch of the MP oxide pool, float32), so the network
-    evaluates its radial MLPs once per distinct length.
-    """
-
-    table: torch.Tensor
-    rows: torch.Tensor
-
-    def chunk(self, lo: int, hi: int) -> torch.Tensor:
-        """The weights of edges ``lo:hi``, one row per edge."""
-        return self.table.index_select(0, self.rows[lo:hi])
-
-
 class EdgeTensorProduct(nn.Module):
     """Per-edge ``uvu`` tensor product of neighbour features with spherical harmonics.
 
@@ -173,7 +154,7 @@ class EdgeTensorProduct(nn.Module):
         # (edges, paths * mul) broadcast over the 2l3+1 components.
         # cg_{l1}: (sh_dim, cols * (2l1+1)) coefficients; spans: (paths, 2l3+1). The weights
         # are laid out path by path in the order of self.paths, i.e. span by span.
-        self._spans: dict[int, list[tuple[int, int]]] = {}
+        self.spans: dict[int, list[tuple[int, int]]] = {}
         for l1 in self.l_in:
             group = [p for p in self.paths if p[0] == l1]
             cols = sum(2 * l3 + 1 for _, _, l3 in group)
@@ -189,20 +170,20 @@ class EdgeTensorProduct(nn.Module):
                 spans.append((len(members), width))
                 col += width * len(members)
             self.register_buffer(f"cg_{l1}", block.reshape(sh_dim, -1), persistent=False)
-            self._spans[l1] = spans
-        self._span_sizes = [p * self.mul for l1 in self.l_in for p, _ in self._spans[l1]]
-        self._fused_plan = self._make_fused_plan()
+            self.spans[l1] = spans
+        self.span_sizes = [p * self.mul for l1 in self.l_in for p, _ in self.spans[l1]]
+        self.fused_plan = self._make_fused_plan()
         self.channels_out = {
             l3: self.mul * sum(1 for p in self.paths if p[2] == l3) for l3 in self.l_out
         }
 
-    def _make_fused_plan(self) -> fused.FusedPlan:
+    def _make_fused_plan(self) -> FusedPlan:
         """The column -> path map of every input order, for the fused CPU kernel."""
         orders, cols, offsets, path_of_col = [], [], [], []
         offset = 0
         for l1 in self.l_in:
             columns, first_path = [], 0
-            for paths, width in self._spans[l1]:
+            for paths, width in self.spans[l1]:
                 # span column m * paths + k holds component m of the span's path k
                 columns += [first_path + k for _ in range(width) for k in range(paths)]
                 first_path += paths
@@ -211,9 +192,7 @@ class EdgeTensorProduct(nn.Module):
             offsets.append(offset)
             path_of_col.append(torch.tensor(columns, dtype=torch.int32))
             offset += first_path * self.mul
-        return fused.FusedPlan(
-            tuple(orders), tuple(cols), tuple(offsets), tuple(path_of_col), self.mul
-        )
+        return FusedPlan(tuple(orders), tuple(cols), tuple(offsets), tuple(path_of_col), self.mul)
 
     @property
     def weight_numel(self) -> int:
@@ -224,9 +203,7 @@ class EdgeTensorProduct(nn.Module):
         """Edges per chunk on ``device``."""
         if self.edge_chunk:
             return self.edge_chunk
-        if device.type != "cpu":
-            return 65536
-        return 4096 if fused.load_kernel() is not None else 1024
+        return edge_tp.default_chunk_size(device)
 
     def forward(
         self,
@@ -244,11 +221,15 @@ class EdgeTensorProduct(nn.Module):
         (edges sorted by ``edge_dst``): each chunk of edges sums into its own block of
         destination nodes, and the blocks together cover every node.
         """
-        backend = select_backend(edge_sh, max(self.l_in))
-        path = fused if backend == "cpu_fused" else torch_path
-        return path.edge_tensor_product(self, x, edge_sh, edge_weight, edge_src, edge_dst, chunks)
+        return edge_tp.edge_tensor_product(
+            self, x, edge_sh, edge_weight, edge_src, edge_dst, chunks
+        )
 
-    def _assemble(self, blocks: dict[tuple[int, int], list[torch.Tensor]]) -> dict:
+    def coupling(self, l1: int) -> torch.Tensor:
+        """The ``(sh_dim, cols * (2 l1 + 1))`` Clebsch-Gordan coefficients of order ``l1``."""
+        return getattr(self, f"cg_{l1}")
+
+    def assemble(self, blocks: dict[tuple[int, int], list[torch.Tensor]]) -> dict:
         """Output per order from the per-chunk ``(l1, l3)`` blocks."""
         # channels of an output order: its paths one after the other (by l1, then l2), mul each
         return {

@@ -75,10 +75,16 @@ from anisoscreen.model.nn.layers import (
     IndexedWeights,
     node_aligned_chunks,
 )
-from anisoscreen.model.pretrained_features import split_orders
 from anisoscreen.tensor import irreps_to_tensor_torch, tensor_to_irreps_torch
 
-__all__ = ["NUM_ELEMENTS", "AnisoNet", "ModelConfig", "gap_features", "laminate_susceptibility"]
+__all__ = [
+    "NUM_ELEMENTS",
+    "AnisoNet",
+    "ModelConfig",
+    "gap_features",
+    "laminate_susceptibility",
+    "split_orders",
+]
 
 NUM_ELEMENTS = 118
 _MASS_SCALE = 100.0  # amu; keeps mass-weighted one-hot inputs of order one
@@ -99,6 +105,24 @@ def gap_features(band_gap: torch.Tensor) -> torch.Tensor:
     gaussians = torch.exp(-(((gap[:, None] - centres) / GAP_WIDTH) ** 2))
     features = torch.cat([gaussians, torch.ones_like(gap)[:, None], 1.0 / (1.0 + gap[:, None])], 1)
     return features * known[:, None].to(gap.dtype)
+
+
+def split_orders(features: torch.Tensor, orders: dict[int, int]) -> dict[int, torch.Tensor]:
+    """Split flat ``(N, sum_l c_l (2l+1))`` features into ``{l: (N, 2l+1, c_l)}`` blocks.
+
+    The flat layout is e3nn's (channel-major within each l); the blocks have the layout of
+    the network's hidden features (:mod:`anisoscreen.model.nn.layers`, channels last).
+    """
+    blocks: dict[int, torch.Tensor] = {}
+    start = 0
+    for l in sorted(orders):
+        width = orders[l] * (2 * l + 1)
+        block = features[:, start : start + width].reshape(-1, orders[l], 2 * l + 1)
+        blocks[l] = block.transpose(1, 2)
+        start += width
+    if start != features.shape[1]:
+        raise ValueError(f"features of width {features.shape[1]} do not hold {orders}")
+    return blocks
 
 
 # Cartesian (i, j) of the six components of the scalar (6x0e) read-out.
@@ -149,6 +173,11 @@ class ModelConfig:
     atom_features
         Name of a pretrained per-atom feature set added to the node input
         (``"chgnet-0.3.0"``), or ``None`` for the paper's element-only input.
+    atom_feature_channels
+        Channels per rotational order ``l`` of those features (``[64]``: invariant; more than
+        one entry: equivariant, e3nn's flat layout). The network reads the widths from here
+        only; :func:`anisoscreen.model.atom_features.with_feature_channels` fills them from
+        the feature set's name (model files without the field load so).
     born_head
         Build the auxiliary per-atom Born-charge head
         (:class:`~anisoscreen.model.nn.born_head.BornChargeHead`), trained as an auxiliary
@@ -183,6 +212,7 @@ class ModelConfig:
     target_scale: float = 1.0
     elements: list[int] = field(default_factory=list)
     atom_features: str | None = None
+    atom_feature_channels: list[int] = field(default_factory=list)
     outer_channels: int = 4
     target: Literal["electronic", "ionic", "total"] = "electronic"
     born_head: bool = False
@@ -323,17 +353,17 @@ class AnisoNet(nn.Module):
         # channels per l > 0 of equivariant pretrained features, mapped into the first layer
         self.feature_orders: dict[int, int] = {}
         if config.atom_features:
-            from anisoscreen.model.atom_features import FEATURE_SETS
-            from anisoscreen.model.pretrained_features import (
-                EQUIVARIANT_FEATURE_SETS,
-                feature_orders,
-            )
-
-            width = FEATURE_SETS[config.atom_features]
+            if not config.atom_feature_channels:
+                raise ValueError(
+                    f"atom features {config.atom_features!r} need atom_feature_channels "
+                    "(anisoscreen.model.atom_features.with_feature_channels fills them)"
+                )
+            width = config.atom_feature_channels[0]
             channels = {0: 2 * config.embed_dim}
-            if config.atom_features in EQUIVARIANT_FEATURE_SETS:
-                self.feature_orders = feature_orders(config.atom_features)
-                width = self.feature_orders[0]
+            if len(config.atom_feature_channels) > 1:
+                self.feature_orders = {
+                    l: c for l, c in enumerate(config.atom_feature_channels) if c
+                }
                 higher = [l for l in self.feature_orders if 0 < l <= lmax]
                 if config.num_layers < 1:
                     raise ValueError("equivariant atom features need at least one gated layer")

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from anisoscreen import tensor as tmath
+from anisoscreen.model.atom_features import with_feature_channels
 from anisoscreen.model.checkpoint import atomic_torch_save
 from anisoscreen.model.nn.graph import CrystalGraph, collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
-from anisoscreen.model.runtime import tune_allocator
+from anisoscreen.model.runtime import resolve_device, tune_allocator
 from anisoscreen.model.training.dataset import DielectricEntry
 from anisoscreen.tensor import irreps_to_tensor_torch
 
@@ -36,17 +37,6 @@ __all__ = [
     "target_stats",
     "training_loss",
 ]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from anisoscreen.errors import AnisoscreenError
-
-        raise AnisoscreenError("--device cuda requested but no CUDA GPU is available")
-    return torch.device(device)
 
 
 @dataclass
@@ -427,7 +417,7 @@ def fit(
     checkpoint = Path(checkpoint)
     dev = resolve_device(device)
     torch.manual_seed(train_config.seed)
-    model = AnisoNet(model_config).to(dev)
+    model = AnisoNet(with_feature_channels(model_config)).to(dev)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
     )

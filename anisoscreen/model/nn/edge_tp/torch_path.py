@@ -9,18 +9,16 @@ other backends of :mod:`anisoscreen.model.nn.edge_tp` are tested against it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from anisoscreen.model.nn.layers import EdgeTensorProduct, IndexedWeights
+from anisoscreen.model.nn.edge_tp.types import EdgeTPLayout, IndexedWeights
 
 __all__ = ["edge_tensor_product"]
 
 
 def edge_tensor_product(
-    tp: EdgeTensorProduct,
+    tp: EdgeTPLayout,
     x: dict[int, torch.Tensor],
     edge_sh: torch.Tensor,
     edge_weight: torch.Tensor | IndexedWeights,
@@ -29,8 +27,6 @@ def edge_tensor_product(
     chunks: list[tuple[int, int, int, int]],
 ) -> dict[int, torch.Tensor]:
     """``tp.forward`` (:class:`~anisoscreen.model.nn.layers.EdgeTensorProduct`) in PyTorch."""
-    from anisoscreen.model.nn import layers
-
     dtype = edge_sh.dtype
     # Under autograd, gather the sources of all edges at once and weight out of place:
     # the gradient of each per-chunk gather or in-place update is a zero-filled copy of
@@ -43,18 +39,18 @@ def edge_tensor_product(
     blocks: dict[tuple[int, int], list[torch.Tensor]] = {}
     # edges in chunks: the (edges, cols, mul) intermediates stay cache- and memory-sized
     for k, (node_lo, node_hi, lo, hi) in enumerate(chunks):
-        if isinstance(edge_weight, layers.IndexedWeights):
+        if isinstance(edge_weight, IndexedWeights):
             weights = edge_weight.chunk(lo, hi)
         else:
             weights = edge_weight[lo:hi]
         # per span, in order (split, not slices: under autograd each slice's gradient
         # would be a zero-filled copy of all the weights)
-        span_weights = iter(torch.split(weights, tp._span_sizes, dim=1))
+        span_weights = iter(torch.split(weights, tp.span_sizes, dim=1))
         num, dst = hi - lo, edge_dst[lo:hi] - node_lo
         for l1 in tp.l_in:
-            spans = tp._spans[l1]
+            spans = tp.spans[l1]
             # (e, sh_dim) @ (sh_dim, cols * (2l1+1)) -> (e, cols, 2l1+1), contiguous
-            cg = getattr(tp, f"cg_{l1}").to(dtype)
+            cg = tp.coupling(l1).to(dtype)
             coupling = (edge_sh[lo:hi] @ cg).view(num, -1, 2 * l1 + 1)
             # (e, 2l1+1, mul)
             source = sources[l1][k] if differentiable else x[l1].index_select(0, edge_src[lo:hi])
@@ -62,11 +58,11 @@ def edge_tensor_product(
             summed = messages(tp, coupling, source, span_weights, spans, dst, node_hi - node_lo)
             for (_, width), block_l3 in zip(spans, summed, strict=True):
                 blocks.setdefault((l1, width // 2), []).append(block_l3)
-    return tp._assemble(blocks)
+    return tp.assemble(blocks)
 
 
 def _tensor_messages(
-    tp: EdgeTensorProduct,
+    tp: EdgeTPLayout,
     coupling: torch.Tensor,
     source: torch.Tensor,
     span_weights: Iterator[torch.Tensor],
@@ -105,7 +101,7 @@ def _tensor_messages(
 
 
 def _scalar_messages(
-    tp: EdgeTensorProduct,
+    tp: EdgeTPLayout,
     coupling: torch.Tensor,
     source: torch.Tensor,
     span_weights: Iterator[torch.Tensor],

@@ -1,6 +1,6 @@
 """Equivariant vs scalar read-out, the paper's ablation (resumable).
 
-    python workflows/readout_ablation.py [--model anisonet-mp-v1] [--member 0]
+    python studies/readout_ablation.py [--model anisonet-mp-v1] [--member 0]
 
 Trains one network with the scalar ``6x0e`` read-out (six independent Cartesian components,
 no output equivariance) with the same data, split, hyper-parameters and seed as one member of
@@ -17,7 +17,8 @@ from dataclasses import replace
 
 from anisoscreen.model.checkpoint import load_model, resolve_model_path
 from anisoscreen.model.training.evaluate import evaluate_model
-from anisoscreen.model.training.pipeline import train_model, write_model_card
+from anisoscreen.model.training.model_card import write_model_card
+from anisoscreen.model.training.pipeline import train_model
 from anisoscreen.model.training.train import TrainConfig
 from anisoscreen.settings import get_settings
 
@@ -75,7 +76,7 @@ def main() -> int:
         "description": (
             "Single networks trained identically (data, split, hyper-parameters, seed, "
             f"{args.max_epochs} epochs, best validation epoch kept); only the read-out differs. "
-            f"Reproduce: `python workflows/readout_ablation.py --member {args.member}`."
+            f"Reproduce: `python studies/readout_ablation.py --member {args.member}`."
         ),
         "rows": rows,
     }

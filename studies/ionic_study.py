@@ -1,13 +1,14 @@
 """Evaluate the ionic read-out variants and the electronic + ionic model set on one split.
 
-    python workflows/ionic_study.py [--electronic anisonet-mp-v2]
+    python studies/ionic_study.py [--electronic anisonet-mp-v2]
         [--variant psd-square=runs/ionic-study/psd-square]
         [--variant plain-head=runs/ionic-study/plain-head] [--subset test]
         [--output runs/ionic-study/study.json]
 
-Each variant is an ionic model folder trained by ``workflows/train_shipped_model.py
---target ionic`` (``psd_square_volume``: PSD by construction; ``--readout sum_volume``: the
-plain ``0e+2e`` head). For each variant it reports the test metrics of eps0 (MAE_ten, eps_poly
+Each variant is an ionic model folder trained by ``anisoscreen train --config
+models/anisonet-mp-ionic-v1/recipe.yaml --name psd-square --output-dir runs/ionic-study``
+(``psd_square_volume``: PSD by construction; with ``--readout sum_volume --name plain-head``:
+the plain ``0e+2e`` head). For each variant it reports the test metrics of eps0 (MAE_ten, eps_poly
 MAE, per crystal system), the fraction of predicted eps0 tensors with a negative eigenvalue
 (below -1e-6) and, with the electronic model, the metrics of eps_total = eps_inf + eps0
 against DFPT's static tensor. DTNet's MAE_ten for comparison: electronic 0.368, ionic 1.677,

@@ -1,14 +1,15 @@
 """The model-v2 read-out/loss study: compare variants, pick the winner on validation, ship it.
 
-    python workflows/v2_study.py [--study-dir runs/v2-study] [--ship]
+    python studies/v2_study.py [--study-dir runs/v2-study] [--ship]
 
-Variants (each trained with workflows/train_shipped_model.py exactly like v1's members: same
-data, cleaning, split (seed 42), network size, optimiser and 30 epochs; seeds 0, 1, 2):
+Variants (each trained with ``anisoscreen train --config models/anisonet-mp-v1/recipe.yaml
+--seed 0 --seed 1 --seed 2 --output-dir STUDY_DIR`` plus the options below, exactly like v1's
+members: same data, cleaning, split (seed 42), network size, optimiser and 30 epochs):
 
 (a) mean pool: anisonet-mp-v1's members 0-2 (and its shipped 5-member ensemble for reference);
-(b) sum/V:  --readout sum_volume --loss mse                     -> STUDY_DIR/sum-volume
-(c) PSD sum/V + log-eigenvalue loss:
-            --readout psd_sum_volume --loss mse_log_eig          -> STUDY_DIR/psd-logeig
+(b) sum/V:  --readout sum_volume --loss mse --name sum-volume           -> STUDY_DIR/sum-volume
+(c) PSD sum/V + log-eigenvalue loss (``models/anisonet-mp-v2/recipe.yaml``):
+            --readout psd_sum_volume --loss mse_log_eig --name psd-logeig -> STUDY_DIR/psd-logeig
 
 Every variant is evaluated on the same validation and test structures; the winner is the
 volume-aware variant with the lowest validation score (eps_poly MAE / (a)'s + a_r MAE / (a)'s).
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
 from anisoscreen.model.training.comparison import ModelVariant, compare_models, summary_rows
-from anisoscreen.model.training.pipeline import write_model_card
+from anisoscreen.model.training.model_card import write_model_card
 from anisoscreen.screening.descriptors import dimensionality
 from anisoscreen.settings import get_settings
 
@@ -42,7 +43,7 @@ DESCRIPTION = (
     "alpha_i = exp(M_i) (positive definite, so eps - I is too) trained with the irreps MSE "
     "plus 10 x the MSE of the log-eigenvalues. The winner is chosen on the validation split "
     "alone (eps_poly MAE and a_r MAE, each relative to (a)); test numbers played no part. "
-    "Reproduce: `python workflows/v2_study.py --ship` after the training commands in its "
+    "Reproduce: `python studies/v2_study.py --ship` after the training commands in its "
     "docstring."
 )
 

@@ -1,7 +1,7 @@
 """Pretrained SevenNet-0 features vs element-only inputs (issue 18, item 2), on validation.
 
-    python workflows/sevennet_study.py train --seeds 0 [1 2] [--time-limit S]
-    python workflows/sevennet_study.py compare
+    python studies/sevennet_study.py train --seeds 0 [1 2] [--time-limit S]
+    python studies/sevennet_study.py compare
 
 ``train`` trains networks exactly like the members of the shipped ``anisonet-mp-v2``
 (same data, cleaning, split seed 42, mul 32, l_max 2, read-out ``psd_sum_volume``, loss

@@ -4,14 +4,13 @@ Train one ionic member exactly as ``anisonet-mp-ionic-v1``'s seed 0 (same data, 
 split 42, seed 0, 30 epochs, hyper-parameters) plus the auxiliary Born-charge loss, resumably
 (re-running the same command resumes)::
 
-    OMP_NUM_THREADS=1 nohup nice -n 5 python workflows/train_shipped_model.py \\
-        --name anisonet-mp-ionic-born --target ionic --mul 32 --lmax 2 --max-epochs 30 \\
-        --patience 30 --seeds 0 --output-dir runs/ionic-born --born-weight 10 \\
-        > runs/ionic-born/seed0.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup nice -n 5 anisoscreen train \\
+        --config models/anisonet-mp-ionic-v1/recipe.yaml --name ionic-born --seed 0 \\
+        --output-dir runs --born-weight 10 > runs/ionic-born-seed0.log 2>&1 &
 
 then compare it with ionic-v1's seed-0 member::
 
-    python workflows/born_aux_study.py --born-dir runs/ionic-born \\
+    python studies/born_aux_study.py --born-dir runs/ionic-born \\
         [--baseline-checkpoint runs/ionic-v1/train-seed0.ckpt] \\
         [--output runs/ionic-born/study.json]
 
