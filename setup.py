@@ -12,7 +12,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-SHIPPED_MODELS = ("anisonet-mp-v2", "anisonet-mp-ionic-v1")
+SHIPPED_MODELS = ("anisonet-mp-v3", "anisonet-mp-ionic-v1")
 MODEL_FILES = ("model.pt", "MODEL_CARD.md", "metrics.json", "recipe.yaml")
 
 here = Path(__file__).resolve().parent

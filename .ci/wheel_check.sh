@@ -49,12 +49,12 @@ from anisoscreen.settings import get_settings
 
 default = get_settings().model
 print("default model:", resolve_model_path(default))
-assert DEFAULT_MODELS == ("anisonet-mp-v2", "anisonet-mp-ionic-v1"), DEFAULT_MODELS
+assert DEFAULT_MODELS == ("anisonet-mp-v3", "anisonet-mp-ionic-v1"), DEFAULT_MODELS
 for name in DEFAULT_MODELS:
     assert venv in resolve_model_path(name).resolve().parents, name
 shipped = sorted(p.name for p in shipped_models().iterdir() if (p / "model.pt").is_file())
 assert shipped == sorted(DEFAULT_MODELS), shipped
-for name in ("anisonet-mp-v1", "anisonet-mp-v2-sevennet"):
+for name in ("anisonet-mp-v1", "anisonet-mp-v2", "anisonet-mp-v2-sevennet"):
     try:
         resolve_model_path(name)
     except AnisoscreenError as exc:

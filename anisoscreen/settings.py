@@ -102,6 +102,12 @@ def read_config_file(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
+DEFAULT_MODEL = "anisonet-mp-v3"
+"""The electronic model used when none is named (the one the package ships as default)."""
+DEFAULT_IONIC_MODEL = "anisonet-mp-ionic-v1"
+"""The ionic model the package ships (for ``--ionic-model`` and the FOM)."""
+
+
 class ConfigFileSource(PydanticBaseSettingsSource):
     """The YAML configuration file as a settings source (checked by :func:`read_config_file`)."""
 
@@ -154,7 +160,7 @@ class AnisoscreenSettings(BaseSettings):
     database: str = "anisoscreen"
     collection_prefix: str = ""
     shared: Path = Field(default_factory=_default_shared_dir)
-    model: str = "anisonet-mp-v2"
+    model: str = DEFAULT_MODEL
     ionic_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)

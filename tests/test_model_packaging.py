@@ -125,7 +125,7 @@ def test_no_new_weights_in_plain_git():
     )
 
 
-MAX_DEFAULT_WEIGHTS_MB = 40
+MAX_DEFAULT_WEIGHTS_MB = 50
 """Largest model file a shipped default may commit to plain git (float16 weights)."""
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.checkpoint import read_model_info
+from anisoscreen.model.checkpoint import DEFAULT_MODELS, read_model_info
 from anisoscreen.model.nn.network import ModelConfig
 from anisoscreen.model.training.recipe import (
     DATA_FIELDS,
@@ -118,7 +118,7 @@ def test_train_defaults_equal_the_shipped_default_recipe(captured, tmp_path):
     out = CliRunner().invoke(app, ["train", "--output-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
     folder, name, model_config, train_config, kwargs = captured[0]
-    shipped = load_recipe(MODELS / "anisonet-mp-v2" / "recipe.yaml")
+    shipped = load_recipe(MODELS / DEFAULT_MODELS[0] / "recipe.yaml")
     assert (name, folder) == ("my-anisonet", tmp_path / "my-anisonet")
     assert (model_config, train_config) == (shipped.model, shipped.train)
     assert (kwargs["seeds"], kwargs["split_seed"]) == (shipped.seeds, shipped.split_seed)

@@ -45,6 +45,7 @@ from anisoscreen.model.training.dataset import (
 )
 from anisoscreen.model.training.evaluate import predict_irreps
 from anisoscreen.model.training.train import prepare_graphs
+from anisoscreen.settings import DEFAULT_MODEL
 
 __all__ = [
     "OracleEntry",
@@ -147,7 +148,7 @@ class SimulationConfig:
     kappa: float = 1.5
     group_by: str = "prototype"
     max_per_group: int = 3
-    model: str = "anisonet-mp-v2"
+    model: str = DEFAULT_MODEL
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 

@@ -221,7 +221,7 @@ def train(
         typer.Option(
             "--config",
             help="Training recipe (YAML: name, version, seeds, split_seed, and ModelConfig / "
-            "TrainConfig fields under model: and train:), e.g. models/anisonet-mp-v2/recipe.yaml."
+            "TrainConfig fields under model: and train:), e.g. models/anisonet-mp-v3/recipe.yaml."
             " Default: the shipped default model's recipe for --target. Options below override.",
         ),
     ] = None,
@@ -300,7 +300,7 @@ def train(
     """Train (or resume training) an equivariant dielectric model and write its model card.
 
     Without --config it trains the shipped default model's recipe for --target
-    (models/anisonet-mp-v2/recipe.yaml; ionic and total: anisonet-mp-ionic-v1's) under the
+    (models/anisonet-mp-v3/recipe.yaml; ionic and total: anisonet-mp-ionic-v1's) under the
     name my-anisonet.
     """
     from anisoscreen.commands.common import console, settings_from_options

@@ -26,6 +26,7 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.atom_features import with_feature_channels
 from anisoscreen.model.checksum import file_checksum
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -44,7 +45,7 @@ FORMAT = "anisoscreen-model/1"
 MODEL_FILENAME = "model.pt"
 SHIPPED_PACKAGE = "anisoscreen_models"
 """The installed name of the repository's ``models/`` folder (see ``setup.py``)."""
-DEFAULT_MODELS = ("anisonet-mp-v2", "anisonet-mp-ionic-v1")
+DEFAULT_MODELS = (DEFAULT_MODEL, DEFAULT_IONIC_MODEL)
 """The models a wheel or sdist ships (electronic and ionic default); ``setup.py`` lists the same."""
 MODELS_ENV = "ANISOSCREEN_MODELS"
 """Environment variable: extra folders of named models (``os.pathsep``-separated)."""

@@ -32,6 +32,7 @@ from anisoscreen.schemas import (
     lattice_parameters,
     optics_fields,
 )
+from anisoscreen.settings import DEFAULT_MODEL
 from anisoscreen.structure_checks import check_structure
 from anisoscreen.structures_io import StructureRecord
 
@@ -321,7 +322,7 @@ def _finite_or_none(value: object) -> float | None:
 
 def predict_structures(
     structures: Iterable[Structure | StructureRecord],
-    model: str = "anisonet-mp-v2",
+    model: str = DEFAULT_MODEL,
     device: str = "auto",
     batch_size: int = 64,
     ionic_model: str | None = None,

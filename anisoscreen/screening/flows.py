@@ -29,6 +29,7 @@ from anisoscreen.screening.jobs import (
     select_for_validation,
 )
 from anisoscreen.screening.outputs import RankingStageOutput, ValidationSelectionOutput
+from anisoscreen.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from anisoscreen.settings import AnisoscreenSettings
@@ -102,7 +103,7 @@ class PredictionMaker(Maker):
     """
 
     name: str = "predict"
-    model: str = "anisonet-mp-v2"
+    model: str = DEFAULT_MODEL
     device: str = "auto"
     batch_size: int = 64
     store: dict[str, Any] | None = None

@@ -197,7 +197,10 @@ def _v3_study_section(study: dict[str, Any] | None) -> str:
         ["validation", *(label for _, label in variants)],
         (
             [label, *(_block_pair(slice_of(key, "validation", name)) for key, _ in variants)]
-            for name, label in names[:2]
+            for name, label in (
+                ("all", "validation split"),
+                ("exfoliated", "exfoliated slice (validation entries' copies)"),
+            )
         ),
     )
     v3_test = study["v3"]["test"]["slices"]
