@@ -129,10 +129,14 @@ def test_descriptors_use_one_spglib_run_and_match_the_separate_functions(sample,
     from anisoscreen.screening import descriptors as ranking
 
     structures = {str(i): s for i, s in enumerate(sample[:6])}
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
     separate = {
         k: {
             "dimensionality": ranking.dimensionality(s),
             "crystal_system": ranking.crystal_system(s),
+            "space_group_symbol": SpacegroupAnalyzer(s, 0.1).get_space_group_symbol(),
+            "space_group_number": SpacegroupAnalyzer(s, 0.1).get_space_group_number(),
         }
         for k, s in structures.items()
     }
