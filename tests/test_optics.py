@@ -82,7 +82,7 @@ def birefringence_screening(electronic_model, tmp_path_factory):
     with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
         pool.write_text(handle.read())
     settings = get_settings(data_dir=tmp_path / "d")
-    maker = ScreeningMaker(
+    maker = ScreeningMaker.from_options(
         source=str(pool),
         model=str(electronic_model),
         objective="birefringence",
@@ -92,7 +92,7 @@ def birefringence_screening(electronic_model, tmp_path_factory):
         store={"data_dir": str(tmp_path / "d")},
         criteria=ScreeningCriteria(exclude_known_dielectrics=False),
     )
-    assert maker.ionic_model is None  # dn is a property of eps_inf alone
+    assert maker.prediction_maker.ionic_model is None  # dn is a property of eps_inf alone
     flow = maker.make("dn-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     return tmp_path / "d", responses[flow.jobs[2].uuid][1].output
