@@ -1,6 +1,6 @@
 """End-to-end screening of the whole shared pool (3,688 MP structures), cold and repeated.
 
-    python benchmarks/bench_screening.py [--model anisonet-mp-v2] [--pool PATH]
+    python benchmarks/bench_screening.py [--model NAME] [--pool PATH]
 
 Runs the ScreeningMaker flow (load, filter, predict + descriptors, rank, store) with
 jobflow on a fresh embedded store, then again on the same store (everything reused), and
@@ -32,7 +32,7 @@ from anisoscreen.candidates.sources import load_local
 from anisoscreen.schemas import ScreeningRunDoc
 from anisoscreen.screening import descriptors as ranking
 from anisoscreen.screening.flows import ScreeningMaker
-from anisoscreen.settings import get_settings
+from anisoscreen.settings import DEFAULT_MODEL, get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
 
@@ -81,7 +81,7 @@ def run_once(maker: ScreeningMaker, settings) -> tuple[float, ScreeningRunDoc, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="anisonet-mp-v2")  # the shipped default
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--pool", default=None, help="default: the shared oxide pool")
     parser.add_argument(
         "--dimensionality-n", type=int, default=None, help="structures (default: all)"
