@@ -494,3 +494,52 @@ def test_a_custom_prediction_maker_replaces_the_stage(tiny_model, tmp_path):
         ScreeningMaker.from_options(prediction_maker=custom, device="cuda")
     with pytest.raises(TypeError, match="unknown screening options: colour"):
         ScreeningMaker.from_options(colour="red")
+
+
+def test_a_repeat_with_nothing_to_predict_builds_no_networks(tiny_model, tmp_path, monkeypatch):
+    """Nothing new to predict: the model set is known from its files, its networks never built."""
+    from anisoscreen.model.inference import Predictor
+    from anisoscreen.screening.jobs import predict_candidates
+
+    folder, _ = tiny_model
+    pool = small_pool(tmp_path / "pool.json")
+    settings = get_settings(data_dir=tmp_path / "d")
+    overrides = {"data_dir": str(tmp_path / "d")}
+    maker = ScreeningMaker.from_options(
+        source=str(pool),
+        model=str(folder),
+        device="cpu",
+        batch_size=4,
+        processes=1,
+        store=overrides,
+        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
+    )
+    run_locally(
+        maker.make("cold"), store=build_job_store(settings), create_folders=False, log=False
+    )
+    with ResultsStore(settings) as results:
+        ids = sorted(results.keys(PredictionDoc, "material_id"))
+
+    def predict(store_overrides):
+        job = predict_candidates(ids, model=str(folder), device="cpu", store=store_overrides)
+        responses = run_locally(
+            job, store=build_job_store(settings), create_folders=False, log=False
+        )
+        return responses[job.uuid][1].output
+
+    loaded = Predictor.load(str(folder), settings.data_dir, "cpu")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a repeat with nothing to predict must not build the networks")
+
+    monkeypatch.setattr(Predictor, "load", classmethod(refuse))
+    repeat = predict(overrides)
+    assert repeat.n_predicted == 0 and repeat.n_reused == len(ids) > 0
+    assert repeat.n_descriptors_computed == 0
+    assert repeat.material_ids == ids and repeat.ionic_model is None
+    assert (repeat.model, repeat.model_version, repeat.model_checksum, repeat.device) == (
+        loaded.model.name,
+        loaded.model.version,
+        loaded.model.checksum,
+        str(loaded.device),
+    )

@@ -22,7 +22,7 @@ from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checksum import file_checksum
-from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.nn.config import ModelConfig
 
 __all__ = [
     "FEATURE_SETS",

@@ -18,15 +18,18 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.atom_features import with_feature_channels
 from anisoscreen.model.checksum import file_checksum
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.config import ModelConfig
 from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from anisoscreen.model.nn.network import AnisoNet
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -221,6 +224,8 @@ def load_model(
     dtype: torch.dtype = torch.float32,
 ) -> LoadedModel:
     """Load a model file (by name or path) into evaluation-mode networks."""
+    from anisoscreen.model.nn.network import AnisoNet  # e3nn: only when networks are built
+
     path = resolve_model_path(name_or_path, data_dir)
     payload = _read_payload(path)
     config = with_feature_channels(ModelConfig.from_dict(payload["config"]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -163,6 +164,49 @@ def _candidate_ids(candidates: CandidateStageOutput | dict[str, Any] | Sequence[
     return list(candidates)
 
 
+@dataclass(frozen=True)
+class _ModelSet:
+    """Name, version and checksums of a model set (and its device), without its networks."""
+
+    name: str
+    version: str
+    checksum: str
+    ionic_name: str | None
+    ionic_checksum: str | None
+    device: str
+
+    @classmethod
+    def read(cls, model: str, data_dir: Path, device: str, ionic_model: str | None) -> _ModelSet:
+        """The identity of a model set from its files (headers read, checksums hashed)."""
+        from anisoscreen.model.checkpoint import read_model_info
+        from anisoscreen.model.checksum import file_checksum
+        from anisoscreen.model.runtime import resolve_device
+
+        info = read_model_info(model, data_dir)
+        ionic = read_model_info(ionic_model, data_dir) if ionic_model else None
+        return cls(
+            name=info.name,
+            version=info.version,
+            checksum=file_checksum(info.path),
+            ionic_name=ionic.name if ionic is not None else None,
+            ionic_checksum=file_checksum(ionic.path) if ionic is not None else None,
+            device=str(resolve_device(device)),
+        )
+
+    @classmethod
+    def of(cls, predictor: Any) -> _ModelSet:
+        """The identity of a loaded :class:`~anisoscreen.model.inference.Predictor`."""
+        ionic = predictor.ionic
+        return cls(
+            name=predictor.model.name,
+            version=predictor.model.version,
+            checksum=predictor.model.checksum,
+            ionic_name=ionic.name if ionic is not None else None,
+            ionic_checksum=ionic.checksum if ionic is not None else None,
+            device=str(predictor.device),
+        )
+
+
 @job(output_schema=PredictionStageOutput)
 def predict_candidates(
     candidates: CandidateStageOutput | dict[str, Any] | Sequence[str],
@@ -192,9 +236,11 @@ def predict_candidates(
 
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
-    predictor = Predictor.load(model, settings.data_dir, device, batch_size, ionic_model)
-    name, checksum = predictor.model.name, predictor.model.checksum
-    ionic_checksum = predictor.ionic.checksum if predictor.ionic is not None else None
+    # the model set's identity from its files alone: the networks are built only if there
+    # is something to predict, so a repeated run with nothing new does no model work
+    model_set = _ModelSet.read(model, settings.data_dir, device, ionic_model)
+    name, checksum = model_set.name, model_set.checksum
+    ionic_checksum = model_set.ionic_checksum
     ids = _candidate_ids(candidates)
     # a shard advances the progress of the whole stage, whose total predict_in_shards set
     total = len(ids) if isinstance(candidates, CandidateStageOutput | dict) else None
@@ -213,6 +259,10 @@ def predict_candidates(
         )
         todo = [i for i in ids if i not in done]
         _report("predict", len(done), total)
+        predictor: Predictor | None = None
+        if todo or not ids:  # no ids: load anyway, so a broken model set still fails here
+            predictor = Predictor.load(model, settings.data_dir, device, batch_size, ionic_model)
+            model_set = _ModelSet.of(predictor)
         # one streaming read of the candidates (a query per batch would rescan the store)
         records = (
             StructureRecord(
@@ -234,7 +284,12 @@ def predict_candidates(
             n_predicted += len(batch_docs)
             batch_docs.clear()
 
-        for out in predictor.predict(records, progress=lambda n: _report("predict", n, total)):
+        outputs = (
+            predictor.predict(records, progress=lambda n: _report("predict", n, total))
+            if predictor is not None
+            else ()
+        )
+        for out in outputs:
             if isinstance(out, PredictionFailure):
                 failures.append(out.as_dict())
             else:
@@ -251,13 +306,13 @@ def predict_candidates(
     return PredictionStageOutput(
         material_ids=ids,
         model=name,
-        model_version=predictor.model.version,
+        model_version=model_set.version,
         model_checksum=checksum,
         n_predicted=n_predicted,
         n_reused=len(done),
         failures=failures,
-        ionic_model=predictor.ionic.name if predictor.ionic is not None else None,
-        device=str(predictor.device),
+        ionic_model=model_set.ionic_name,
+        device=model_set.device,
         seconds=time.perf_counter() - start,
         n_descriptors_computed=n_descriptors,
         descriptor_seconds=time.perf_counter() - predicted,
