@@ -100,10 +100,11 @@ def _member_values(
 ) -> tuple[list[str], np.ndarray, str]:
     """Member objective values of the pool under the current model (cached per version).
 
-    Predicting also writes the pool's PredictionDocs of that model version. Returns the
-    predicted material ids, the values ``(members, ids)`` and the model's stored name.
-    ``count(done, total)`` follows the work: every structure is predicted, then its member
-    values are computed (``total`` is twice the pool).
+    One pass of :meth:`~anisoscreen.model.inference.Predictor.predict_with_members`, the
+    call behind ``predict``, writes the pool's PredictionDocs of that model version and
+    gives the member tensors the values come from. Returns the predicted material ids, the
+    values ``(members, ids)`` and the model's stored name. ``count(done, total)`` follows
+    the structures predicted.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -113,12 +114,11 @@ def _member_values(
     if cached is not None:
         return cached
     predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
-    ids, graphs, docs = [], [], []
     records = [
         StructureRecord(c.material_id, c.structure, c.source, fields={"band_gap": c.band_gap})
         for c in pool
     ]
-    total, done = 2 * len(records), 0
+    total, done = len(records), 0
 
     def advance(n: int) -> None:
         nonlocal done
@@ -126,18 +126,14 @@ def _member_values(
         if count is not None:
             count(done, total)
 
-    predictions = predictor.predict(records, progress=advance)
-    for record, prediction in zip(records, predictions, strict=True):
-        if isinstance(prediction, PredictionFailure):
+    ids, docs, columns = [], [], []
+    for prediction, members in predictor.predict_with_members(records, progress=advance):
+        if isinstance(prediction, PredictionFailure) or members is None:
             continue
-        ids.append(record.material_id)
-        graphs.append(predictor.graph_or_error(record.structure, record.fields["band_gap"]))
+        ids.append(prediction.material_id)
         docs.append(prediction)
-    values = np.zeros((len(predictor.model.networks), len(ids)))
-    for start in range(0, len(graphs), predictor.batch_size):
-        chunk = predictor.predict_graphs(graphs[start : start + predictor.batch_size])
-        values[:, start : start + len(chunk[0])] = objective_values(chunk, doc.objective)
-        advance(len(chunk[0]))
+        columns.append(objective_values(members.electronic, doc.objective))
+    values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
     # the members' deviations from their mean carry the model's calibrated spread, so UCB,
     # Thompson and exploration all use the calibrated sigma
     scale = predictor.spread_scale("anisotropy_ratio" if doc.objective == "ar" else "eps_poly")
