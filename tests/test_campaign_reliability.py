@@ -380,9 +380,9 @@ def test_an_eof_error_is_an_internal_error_not_an_interrupt(monkeypatch, capsys)
 def test_the_pool_goes_through_the_model_once(settings, monkeypatch, tiny_ensemble, triclinic):
     """The member values come out of the same pass as the PredictionDocs (issue 27)."""
     import anisoscreen.campaign.rounds as rounds
-    from anisoscreen.campaign.objective import objective_values
     from anisoscreen.model.inference import Predictor
     from anisoscreen.schemas import PredictionDoc
+    from anisoscreen.screening.objectives import tensor_values
 
     monkeypatch.setenv("ANISOSCREEN_STORE", "monty")
     pool = [
@@ -408,7 +408,7 @@ def test_the_pool_goes_through_the_model_once(settings, monkeypatch, tiny_ensemb
     predictor = Predictor.load(str(tiny_ensemble), settings.data_dir, device="cpu")
     graphs = [predictor.graph_or_error(c.structure, c.band_gap) for c in pool]
     members = predictor.predict_graphs(graphs)
-    expected = objective_values(members, "ar")
+    expected = tensor_values(members, "ar")
     scale = predictor.spread_scale("anisotropy_ratio")
     expected = expected.mean(axis=0) + scale * (expected - expected.mean(axis=0))
     np.testing.assert_allclose(values, expected, rtol=1e-5)

@@ -40,7 +40,6 @@ from anisoscreen.campaign.finetune import (
     training_entries,
 )
 from anisoscreen.campaign.guard import campaign_folder, check_name, save_campaign, step_lock
-from anisoscreen.campaign.objective import objective_values
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import (
     CampaignDoc,
@@ -52,6 +51,7 @@ from anisoscreen.schemas import (
     ValidationState,
     utcnow,
 )
+from anisoscreen.screening.objectives import check_objective, needs_ionic, tensor_values
 from anisoscreen.settings import AnisoscreenSettings
 from anisoscreen.store import ResultsStore
 
@@ -113,7 +113,9 @@ def _member_values(
     cached = read_values(path)
     if cached is not None:
         return cached
-    predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
+    predictor = Predictor.load(
+        doc.current_model, settings.data_dir, device="auto", ionic_model=doc.ionic_model
+    )
     records = [
         StructureRecord(c.material_id, c.structure, c.source, fields={"band_gap": c.band_gap})
         for c in pool
@@ -126,17 +128,26 @@ def _member_values(
         if count is not None:
             count(done, total)
 
+    gaps = {c.material_id: c.band_gap for c in pool}
     ids, docs, columns = [], [], []
     for prediction, members in predictor.predict_with_members(records, progress=advance):
         if isinstance(prediction, PredictionFailure) or members is None:
             continue
         ids.append(prediction.material_id)
         docs.append(prediction)
-        columns.append(objective_values(members.electronic, doc.objective))
+        electronic, ionic = members.electronic, members.ionic
+        if ionic is not None:  # the static tensor's members: every electronic + every ionic one
+            electronic = np.repeat(electronic, len(ionic), axis=0)
+            ionic = np.tile(ionic, (len(members.electronic), 1, 1))
+        columns.append(
+            tensor_values(electronic, doc.objective, ionic, gaps[prediction.material_id])
+        )
     values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
     # the members' deviations from their mean carry the model's calibrated spread, so UCB,
     # Thompson and exploration all use the calibrated sigma
-    scale = predictor.spread_scale("anisotropy_ratio" if doc.objective == "ar" else "eps_poly")
+    scale = predictor.spread_scale(
+        "anisotropy_ratio" if doc.objective in ("ar", "ar-total") else "eps_poly"
+    )
     if len(values) > 1 and scale != 1.0:
         centre = values.mean(axis=0)
         values = centre + scale * (values - centre)
@@ -155,6 +166,7 @@ def start_campaign(
     ``count(done, total)`` follows the pool's prediction (see :func:`_member_values`).
     """
     check_name(doc.name)
+    check_objective(doc.objective, doc.ionic_model)  # one line when the model set lacks one
     make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
     with ResultsStore(settings) as results:
         if results.query(CampaignDoc, {"name": doc.name}):
@@ -301,14 +313,24 @@ def _collect(
             pick.state = "completed" if best.is_valid else "failed"
             pick.error = "; ".join(best.flags) or None
             if best.is_valid and best.epsilon_electronic is not None:
-                pick.observed = float(
-                    objective_values(np.asarray(best.epsilon_electronic), doc.objective)
-                )
+                pick.observed = _observed(doc, best, results)
         elif failed:
             pick.state, pick.error = "failed", failed[0].error
         else:
             pending += 1
     return pending
+
+
+def _observed(doc: CampaignDoc, best: ValidationDoc, results: ResultsStore) -> float | None:
+    """The campaign's objective of a DFT result (``None`` when it lacks a needed part)."""
+    ionic = None if best.epsilon_ionic is None else np.asarray(best.epsilon_ionic)
+    if ionic is None and needs_ionic(doc.objective):
+        return None
+    gap = None
+    if doc.objective == "fom":
+        found = results.query(CandidateDoc, {"material_id": best.material_id})
+        gap = found[0].band_gap if found else None
+    return float(tensor_values(np.asarray(best.epsilon_electronic), doc.objective, ionic, gap))
 
 
 def _train(
