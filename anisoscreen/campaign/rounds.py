@@ -230,7 +230,7 @@ def _submit(
 
     from anisoscreen.campaign.local_run import run_local_validation
     from anisoscreen.hpc.config import job_controller, resolve_project_name
-    from anisoscreen.hpc.submit import record_jobs, submitted_validation_doc
+    from anisoscreen.hpc.submit import record_jobs, submit_validation_flow
     from anisoscreen.validation.makers import dfpt_validation_maker
 
     maker = dfpt_validation_maker()
@@ -277,13 +277,7 @@ def _submit(
                 if failures:
                     say(f"{pick.material_id} failed locally: {failures[0]}")
             else:
-                from jobflow_remote import submit_flow
-
-                submit_flow(flow, worker=worker, project=project)
-                results.upsert(
-                    submitted_validation_doc(job, candidate, flow.uuid, worker, project)
-                    for job in records
-                )
+                submit_validation_flow(flow, candidate, results, worker, project)
             pick.state = "submitted"
             _save(doc, results)
             say(f"submitted {pick.material_id} (flow {flow.uuid})")
