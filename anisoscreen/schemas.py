@@ -547,6 +547,9 @@ class CampaignDoc(_Document):
     seed: int = 0
     base_model: str
     current_model: str
+    ionic_model: str | None = Field(
+        None, description="Ionic model of the set (fixed; needed by the static-tensor objectives)."
+    )
     local: bool = False
     project: str | None = None
     worker: str | None = None

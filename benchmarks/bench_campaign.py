@@ -26,13 +26,13 @@ import numpy as np
 
 from anisoscreen import tensor as tmath
 from anisoscreen.campaign.finetune import FinetuneConfig
-from anisoscreen.campaign.objective import objective_values
 from anisoscreen.campaign.simulate import SimulationConfig, build_oracle, simulate
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.training.dataset import DielectricEntry
 from anisoscreen.model.training.evaluate import predict_irreps
 from anisoscreen.model.training.train import prepare_graphs
 from anisoscreen.report.campaign import plot_hits
+from anisoscreen.screening.objectives import tensor_values
 from anisoscreen.settings import get_settings
 
 
@@ -69,7 +69,7 @@ def main() -> None:
         model.config.cutoff,
         model.config.atom_features,
     )
-    start_values = objective_values(
+    start_values = tensor_values(
         tmath.irreps_to_tensor(predict_irreps(model.networks, graphs)), "ar"
     )
 

@@ -179,7 +179,7 @@ def local_campaign(settings, monkeypatch, tiny_ensemble, triclinic):
     assert (
         start_campaign(doc, settings, count=lambda done, total: counts.append((done, total))) == 2
     )
-    assert counts[-1] == (4, 4)  # two structures predicted, then their member values
+    assert counts[-1] == (2, 2)  # two structures, predicted once
     return settings
 
 
@@ -377,6 +377,44 @@ def test_an_eof_error_is_an_internal_error_not_an_interrupt(monkeypatch, capsys)
 
 
 @pytest.mark.slow
+def test_the_pool_goes_through_the_model_once(settings, monkeypatch, tiny_ensemble, triclinic):
+    """The member values come out of the same pass as the PredictionDocs (issue 27)."""
+    import anisoscreen.campaign.rounds as rounds
+    from anisoscreen.model.inference import Predictor
+    from anisoscreen.schemas import PredictionDoc
+    from anisoscreen.screening.objectives import tensor_values
+
+    monkeypatch.setenv("ANISOSCREEN_STORE", "monty")
+    pool = [
+        CandidateDoc.from_structure(aln(), source="test", material_id="aln"),
+        CandidateDoc.from_structure(triclinic, source="test", material_id="gano"),
+    ]
+    seen: list[int] = []
+    original = Predictor.predict_graphs
+
+    def counting(self, graphs, model=None):
+        seen.append(len(graphs))
+        return original(self, graphs, model)
+
+    monkeypatch.setattr(Predictor, "predict_graphs", counting)
+    doc = CampaignDoc(
+        name="c1", base_model=str(tiny_ensemble), current_model=str(tiny_ensemble), local=True
+    )
+    with ResultsStore(settings) as results:
+        ids, values, _ = rounds._member_values(doc, pool, settings, results)
+        stored = {p.material_id: p for p in results.query(PredictionDoc, {})}
+    assert sum(seen) == len(pool) and ids == ["aln", "gano"]
+    monkeypatch.setattr(Predictor, "predict_graphs", original)
+    predictor = Predictor.load(str(tiny_ensemble), settings.data_dir, device="cpu")
+    graphs = [predictor.graph_or_error(c.structure, c.band_gap) for c in pool]
+    members = predictor.predict_graphs(graphs)
+    expected = tensor_values(members, "ar")
+    scale = predictor.spread_scale("anisotropy_ratio")
+    expected = expected.mean(axis=0) + scale * (expected - expected.mean(axis=0))
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+    assert sorted(stored) == ids and all(stored[i].n_models == len(values) for i in ids)
+
+
 def test_a_damaged_values_cache_is_recomputed(local_campaign, monkeypatch, capsys):
     import anisoscreen.campaign.rounds as rounds
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def _true_ar(oracle):
-    from anisoscreen.campaign.objective import objective_values
+    from anisoscreen.screening.objectives import tensor_values as objective_values
 
     return {e.material_id: float(objective_values(e.dielectric_tensor, "ar")) for e in oracle}
 

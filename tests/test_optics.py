@@ -143,7 +143,8 @@ def test_query_sorts_filters_and_prints_tensors_with_spread(birefringence_screen
 
 
 def test_campaign_objective_birefringence():
-    from anisoscreen.campaign.objective import OBJECTIVES, objective_values
+    from anisoscreen.screening.objectives import OBJECTIVES
+    from anisoscreen.screening.objectives import tensor_values as objective_values
 
     assert "birefringence" in OBJECTIVES
     tensors = np.stack([np.diag([4.0, 4.0, 9.0]), np.eye(3) * 2.0, np.diag([1.0, 4.0, 16.0])])

@@ -2,7 +2,6 @@
 
 - :mod:`~anisoscreen.campaign.acquisition`: strategies choosing the next batch from ensemble
   predictions, with a diversity guard.
-- :mod:`~anisoscreen.campaign.objective`: the quantity a campaign maximises (a_r, eps_poly).
 - :mod:`~anisoscreen.campaign.finetune`: ValidationDocs -> labelled entries; warm-start
   fine-tuning of every ensemble member, saved as a new model version.
 - :mod:`~anisoscreen.campaign.guard`: one writer per campaign (step lock, compare-and-set

@@ -1,16 +1,14 @@
-"""Validations of a ``--local`` campaign, run in this process with jobflow's ``run_locally``.
+"""Validations of a ``--local`` campaign, run in this process by the screening's runner.
 
-``run_locally`` logs a failing job and carries on; its record job (which writes the
-ValidationDoc) is then never run. So that the campaign does not wait forever for a result
-that will not come, every record job without a ValidationDoc after the run is stored as
-``failed`` with the reason taken from the log (e.g. no VASP executable, no POTCARs).
+:func:`~anisoscreen.screening.flow_runner.run_flow_locally` stops at the first failing job,
+with its cause; the record job (which writes the ValidationDoc) is then never run. So that
+the campaign does not wait forever for a result that will not come, every record job without
+a ValidationDoc after the run is stored as ``failed`` with that cause (e.g. no VASP
+executable, no POTCARs).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +18,7 @@ from anisoscreen.store import ResultsStore
 
 __all__ = ["run_local_validation"]
 
-_JOBFLOW_LOGGER = "jobflow.managers.local"
 _MAX_REASON = 300
-
-
-class _Failures(logging.Handler):
-    """Collects ``<job> failed with exception: <last traceback line>`` from jobflow's log."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.reasons: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        head, marker, trace = text.partition(" failed with exception:")
-        if marker:
-            lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
-            self.reasons.append(f"{head}: {lines[-1] if lines else 'unknown error'}")
-
-
-@contextmanager
-def _captured_failures() -> Iterator[_Failures]:
-    logger = logging.getLogger(_JOBFLOW_LOGGER)
-    handler = _Failures()
-    level, propagate, disabled = logger.level, logger.propagate, logger.disabled
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # the tracebacks are summarised in the ValidationDocs instead
-    logger.disabled = False  # a logging.config.dictConfig elsewhere may have disabled it
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.disabled = disabled
 
 
 def run_local_validation(
@@ -80,28 +44,23 @@ def run_local_validation(
     work_dir
         Folder under which each job runs in its own sub-folder.
     """
-    from jobflow import run_locally
-
+    from anisoscreen.errors import AnisoscreenError
     from anisoscreen.hpc.submit import submitted_validation_doc
+    from anisoscreen.screening.flow_runner import run_flow_locally
     from anisoscreen.store import build_job_store
     from anisoscreen.validation.makers import collect_from_job_store
 
     job_store = build_job_store(settings)
     work_dir.mkdir(parents=True, exist_ok=True)
-    with _captured_failures() as failures:
-        try:
-            run_locally(
-                flow,
-                store=job_store,
-                ensure_success=False,
-                log=False,
-                create_folders=True,
-                root_dir=work_dir,
-            )
-        except Exception as exc:  # the manager itself failed (store, folders)
-            failures.reasons.append(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+    reasons: list[str] = []
+    try:
+        run_flow_locally(flow, job_store, root_dir=work_dir)
+    except AnisoscreenError as exc:  # a job failed (its cause), or the manager itself
+        reasons.append(str(exc).removesuffix(" (rerun with --debug for the traceback)"))
+    except Exception as exc:  # the manager itself failed (store, folders)
+        reasons.append(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
     collect_from_job_store(job_store, results, {"uuid": {"$in": [job.uuid for job in records]}})
-    reason = "; ".join(failures.reasons)[:_MAX_REASON] or (
+    reason = "; ".join(reasons)[:_MAX_REASON] or (
         f"the local run stored no result (job folders under {work_dir})"
     )
     missing = []
@@ -115,4 +74,4 @@ def run_local_validation(
                 doc.model_copy(update={"state": ValidationState.FAILED, "error": reason})
             )
     results.upsert(missing)
-    return failures.reasons
+    return reasons

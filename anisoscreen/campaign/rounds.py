@@ -40,7 +40,6 @@ from anisoscreen.campaign.finetune import (
     training_entries,
 )
 from anisoscreen.campaign.guard import campaign_folder, check_name, save_campaign, step_lock
-from anisoscreen.campaign.objective import objective_values
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import (
     CampaignDoc,
@@ -52,6 +51,7 @@ from anisoscreen.schemas import (
     ValidationState,
     utcnow,
 )
+from anisoscreen.screening.objectives import check_objective, needs_ionic, tensor_values
 from anisoscreen.settings import AnisoscreenSettings
 from anisoscreen.store import ResultsStore
 
@@ -100,10 +100,11 @@ def _member_values(
 ) -> tuple[list[str], np.ndarray, str]:
     """Member objective values of the pool under the current model (cached per version).
 
-    Predicting also writes the pool's PredictionDocs of that model version. Returns the
-    predicted material ids, the values ``(members, ids)`` and the model's stored name.
-    ``count(done, total)`` follows the work: every structure is predicted, then its member
-    values are computed (``total`` is twice the pool).
+    One pass of :meth:`~anisoscreen.model.inference.Predictor.predict_with_members`, the
+    call behind ``predict``, writes the pool's PredictionDocs of that model version and
+    gives the member tensors the values come from. Returns the predicted material ids, the
+    values ``(members, ids)`` and the model's stored name. ``count(done, total)`` follows
+    the structures predicted.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -112,13 +113,14 @@ def _member_values(
     cached = read_values(path)
     if cached is not None:
         return cached
-    predictor = Predictor.load(doc.current_model, settings.data_dir, device="auto")
-    ids, graphs, docs = [], [], []
+    predictor = Predictor.load(
+        doc.current_model, settings.data_dir, device="auto", ionic_model=doc.ionic_model
+    )
     records = [
         StructureRecord(c.material_id, c.structure, c.source, fields={"band_gap": c.band_gap})
         for c in pool
     ]
-    total, done = 2 * len(records), 0
+    total, done = len(records), 0
 
     def advance(n: int) -> None:
         nonlocal done
@@ -126,21 +128,26 @@ def _member_values(
         if count is not None:
             count(done, total)
 
-    predictions = predictor.predict(records, progress=advance)
-    for record, prediction in zip(records, predictions, strict=True):
-        if isinstance(prediction, PredictionFailure):
+    gaps = {c.material_id: c.band_gap for c in pool}
+    ids, docs, columns = [], [], []
+    for prediction, members in predictor.predict_with_members(records, progress=advance):
+        if isinstance(prediction, PredictionFailure) or members is None:
             continue
-        ids.append(record.material_id)
-        graphs.append(predictor.graph_or_error(record.structure, record.fields["band_gap"]))
+        ids.append(prediction.material_id)
         docs.append(prediction)
-    values = np.zeros((len(predictor.model.networks), len(ids)))
-    for start in range(0, len(graphs), predictor.batch_size):
-        chunk = predictor.predict_graphs(graphs[start : start + predictor.batch_size])
-        values[:, start : start + len(chunk[0])] = objective_values(chunk, doc.objective)
-        advance(len(chunk[0]))
+        electronic, ionic = members.electronic, members.ionic
+        if ionic is not None:  # the static tensor's members: every electronic + every ionic one
+            electronic = np.repeat(electronic, len(ionic), axis=0)
+            ionic = np.tile(ionic, (len(members.electronic), 1, 1))
+        columns.append(
+            tensor_values(electronic, doc.objective, ionic, gaps[prediction.material_id])
+        )
+    values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
     # the members' deviations from their mean carry the model's calibrated spread, so UCB,
     # Thompson and exploration all use the calibrated sigma
-    scale = predictor.spread_scale("anisotropy_ratio" if doc.objective == "ar" else "eps_poly")
+    scale = predictor.spread_scale(
+        "anisotropy_ratio" if doc.objective in ("ar", "ar-total") else "eps_poly"
+    )
     if len(values) > 1 and scale != 1.0:
         centre = values.mean(axis=0)
         values = centre + scale * (values - centre)
@@ -159,6 +166,7 @@ def start_campaign(
     ``count(done, total)`` follows the pool's prediction (see :func:`_member_values`).
     """
     check_name(doc.name)
+    check_objective(doc.objective, doc.ionic_model)  # one line when the model set lacks one
     make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
     with ResultsStore(settings) as results:
         if results.query(CampaignDoc, {"name": doc.name}):
@@ -222,7 +230,7 @@ def _submit(
 
     from anisoscreen.campaign.local_run import run_local_validation
     from anisoscreen.hpc.config import job_controller, resolve_project_name
-    from anisoscreen.hpc.submit import record_jobs, submitted_validation_doc
+    from anisoscreen.hpc.submit import record_jobs, submit_validation_flow
     from anisoscreen.validation.makers import dfpt_validation_maker
 
     maker = dfpt_validation_maker()
@@ -269,13 +277,7 @@ def _submit(
                 if failures:
                     say(f"{pick.material_id} failed locally: {failures[0]}")
             else:
-                from jobflow_remote import submit_flow
-
-                submit_flow(flow, worker=worker, project=project)
-                results.upsert(
-                    submitted_validation_doc(job, candidate, flow.uuid, worker, project)
-                    for job in records
-                )
+                submit_validation_flow(flow, candidate, results, worker, project)
             pick.state = "submitted"
             _save(doc, results)
             say(f"submitted {pick.material_id} (flow {flow.uuid})")
@@ -305,14 +307,24 @@ def _collect(
             pick.state = "completed" if best.is_valid else "failed"
             pick.error = "; ".join(best.flags) or None
             if best.is_valid and best.epsilon_electronic is not None:
-                pick.observed = float(
-                    objective_values(np.asarray(best.epsilon_electronic), doc.objective)
-                )
+                pick.observed = _observed(doc, best, results)
         elif failed:
             pick.state, pick.error = "failed", failed[0].error
         else:
             pending += 1
     return pending
+
+
+def _observed(doc: CampaignDoc, best: ValidationDoc, results: ResultsStore) -> float | None:
+    """The campaign's objective of a DFT result (``None`` when it lacks a needed part)."""
+    ionic = None if best.epsilon_ionic is None else np.asarray(best.epsilon_ionic)
+    if ionic is None and needs_ionic(doc.objective):
+        return None
+    gap = None
+    if doc.objective == "fom":
+        found = results.query(CandidateDoc, {"material_id": best.material_id})
+        gap = found[0].band_gap if found else None
+    return float(tensor_values(np.asarray(best.epsilon_electronic), doc.objective, ionic, gap))
 
 
 def _train(

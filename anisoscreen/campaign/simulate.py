@@ -32,7 +32,6 @@ from anisoscreen.campaign.finetune import (
     replay_sample,
     training_entries,
 )
-from anisoscreen.campaign.objective import objective_values
 from anisoscreen.campaign.oracle import oracle_tensor, read_oracle_records
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
@@ -45,6 +44,7 @@ from anisoscreen.model.training.dataset import (
 )
 from anisoscreen.model.training.evaluate import predict_irreps
 from anisoscreen.model.training.train import prepare_graphs
+from anisoscreen.screening.objectives import needs_ionic, tensor_values
 from anisoscreen.settings import DEFAULT_MODEL
 
 __all__ = [
@@ -128,7 +128,7 @@ class SimulationConfig:
     top_k
         A hit is a pick in the pool's true top ``top_k`` of the objective.
     objective
-        ``"ar"``, ``"eps-poly"`` or ``"birefringence"``.
+        ``"ar"``, ``"eps-poly"`` or ``"birefringence"`` (the oracle holds eps_inf only).
     kappa
         UCB exploration weight.
     group_by, max_per_group
@@ -177,7 +177,7 @@ def _pool(oracle: Sequence[OracleEntry], model: LoadedModel, config: SimulationC
         DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor) for e in kept
     ]
     graphs = prepare_graphs(as_entries, model.config.cutoff, model.config.atom_features)
-    truth = objective_values(np.stack([e.dielectric_tensor for e in kept]), config.objective)
+    truth = tensor_values(np.stack([e.dielectric_tensor for e in kept]), config.objective)
     groups = group_labels([e.structure for e in kept], config.group_by)
     return _Pool(kept, graphs, truth, groups, dropped)
 
@@ -216,6 +216,10 @@ def simulate(
     tune_allocator()
     say = progress or (lambda line: None)
     started = time.perf_counter()
+    if needs_ionic(config.objective):
+        raise AnisoscreenError(
+            f"objective {config.objective!r} needs the ionic tensor; an oracle holds eps_inf only"
+        )
     strategy = make_strategy(config.strategy, config.kappa)
     rng = np.random.default_rng(config.seed)
     model = load_model(config.model, data_dir)
@@ -235,7 +239,7 @@ def simulate(
         if values is None:
             say(f"round {index}: predicting {n} structures with {len(model.networks)} member(s)")
             irreps = predict_irreps(model.networks, pool.graphs)
-            values = objective_values(tmath.irreps_to_tensor(irreps), config.objective)
+            values = tensor_values(tmath.irreps_to_tensor(irreps), config.objective)
         rest = ~labelled
         mae = float(np.abs(values.mean(axis=0)[rest] - pool.truth[rest]).mean())
         picks = strategy.select(values, rest, config.batch_size, rng, guard)

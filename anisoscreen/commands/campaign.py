@@ -25,7 +25,14 @@ StrategyOption = Annotated[
     str,
     typer.Option("--strategy", help="greedy, ucb, exploration, random or thompson."),
 ]
-ObjectiveOption = Annotated[str, typer.Option("--objective", help="ar, eps-poly or birefringence.")]
+ObjectiveOption = Annotated[
+    str,
+    typer.Option(
+        "--objective",
+        help="The screening objectives: ar, eps-poly, birefringence, or with an ionic model "
+        "ar-total, eps-total, fom (E_g x eps_poly(total)).",
+    ),
+]
 KappaOption = Annotated[float, typer.Option("--kappa", help="UCB: mean + kappa * sigma.")]
 GroupByOption = Annotated[
     str,
@@ -71,6 +78,13 @@ def start(
         int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
     ] = 0,
     model: ModelOption = None,
+    ionic_model: Annotated[
+        str | None,
+        typer.Option(
+            "--ionic-model",
+            help="Ionic model of the set (default: the settings'), for ar-total, eps-total, fom.",
+        ),
+    ] = None,
     local: Annotated[
         bool, typer.Option("--local", help="Run validations in this process, not a queue.")
     ] = False,
@@ -89,6 +103,7 @@ def start(
     from anisoscreen.campaign.finetune import FinetuneConfig
     from anisoscreen.campaign.rounds import start_campaign
     from anisoscreen.schemas import CampaignDoc
+    from anisoscreen.screening.objectives import needs_ionic
 
     settings = settings_from_options(store, data_dir)
     doc = CampaignDoc(
@@ -104,6 +119,7 @@ def start(
         seed=seed,
         base_model=model or settings.model,
         current_model=model or settings.model,
+        ionic_model=ionic_model or (settings.ionic_model if needs_ionic(objective) else None),
         local=local,
         project=project,
         worker=worker,

@@ -107,8 +107,9 @@ def run_screen(
         typer.Option(
             "--objective",
             help="Rank by ar (a_r of eps_inf), ar-total (a_r of eps_inf + eps0), eps-total "
-            "(eps_poly of the static tensor), fom (E_g x eps_poly(total)) or birefringence "
-            "(dn = n_max - n_min of eps_inf); all but ar and birefringence use an ionic model "
+            "(eps_poly of the static tensor), fom (E_g x eps_poly(total)), birefringence "
+            "(dn = n_max - n_min of eps_inf) or eps-poly (of eps_inf); all but ar, birefringence "
+            "and eps-poly use an ionic model "
             "(--ionic-model, else the shipped anisonet-mp-ionic-v1).",
         ),
     ] = "ar",
@@ -315,6 +316,8 @@ def _summary(
 ) -> None:
     from rich.table import Table
 
+    from anisoscreen.screening.objectives import needs_ionic
+
     filters = Table(title=f"screening run {run_doc.run_id[:8]} ({run_doc.source})")
     filters.add_column("stage / criterion")
     filters.add_column("count", justify="right")
@@ -334,12 +337,13 @@ def _summary(
         "eps-total": "static eps_poly",
         "fom": "FOM = E_g x eps_poly(total)",
         "birefringence": "birefringence dn",
+        "eps-poly": "eps_poly of eps_inf",
     }
     top = Table(
         title=f"top 10 by {titles.get(ranking.objective, ranking.objective)} "
         f"({run_doc.model} {run_doc.model_version})"
     )
-    with_total = ranking.objective not in ("ar", "birefringence")
+    with_total = needs_ionic(ranking.objective)
     columns = ["material_id", "formula", "a_r", "eps_poly", "dn", "space group", "dim"]
     if with_total:
         columns += ["a_r total", "eps_poly total", "FOM"]

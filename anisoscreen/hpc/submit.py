@@ -34,6 +34,7 @@ __all__ = [
     "SubmitReport",
     "record_jobs",
     "submit_screening",
+    "submit_validation_flow",
     "submit_validations",
     "submitted_validation_doc",
 ]
@@ -132,8 +133,6 @@ def submit_validations(
     SubmitReport
         The submitted flows (material id, flow uuid, db ids) and the skipped candidates.
     """
-    from jobflow_remote import submit_flow
-
     from anisoscreen.validation.makers import dfpt_validation_maker
 
     if ids is None and top_k is None and ar_min is None:
@@ -174,19 +173,36 @@ def submit_validations(
                 "calc_types": [c for c in calc_types if not reasons[c]],
             }
             if not dry_run:
-                entry["db_ids"] = submit_flow(
-                    flow,
-                    worker=worker,
-                    project=project_name,
-                    resources=resources,
-                    exec_config=exec_config,
-                )
-                results.upsert(
-                    submitted_validation_doc(job, candidate, flow.uuid, worker, project_name)
-                    for job in record_jobs(flow)
+                entry["db_ids"] = submit_validation_flow(
+                    flow, candidate, results, worker, project_name, resources, exec_config
                 )
             report.submitted.append(entry)
     return report
+
+
+def submit_validation_flow(
+    flow: Flow,
+    candidate: CandidateDoc,
+    results: ResultsStore,
+    worker: str,
+    project: str | None,
+    resources: dict[str, Any] | None = None,
+    exec_config: str | None = None,
+) -> Any:
+    """Submit one validation flow and store its ``submitted`` ValidationDocs.
+
+    The one submission path of ``submit`` and of campaigns; returns jobflow-remote's db ids.
+    """
+    from jobflow_remote import submit_flow
+
+    db_ids = submit_flow(
+        flow, worker=worker, project=project, resources=resources, exec_config=exec_config
+    )
+    results.upsert(
+        submitted_validation_doc(job, candidate, flow.uuid, worker, project)
+        for job in record_jobs(flow)
+    )
+    return db_ids
 
 
 def submitted_validation_doc(

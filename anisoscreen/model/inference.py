@@ -38,7 +38,7 @@ from anisoscreen.structures_io import StructureRecord
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PredictionFailure", "Predictor", "predict_structures"]
+__all__ = ["MemberTensors", "PredictionFailure", "Predictor", "predict_structures"]
 
 _RECORD_FIELDS = ("energy_above_hull", "band_gap")
 
@@ -54,6 +54,18 @@ class PredictionFailure:
 
     def as_dict(self) -> dict[str, str | None]:
         return {"material_id": self.material_id, "formula": self.formula, "error": self.error}
+
+
+@dataclass(frozen=True)
+class MemberTensors:
+    """Every member's Cartesian tensors of one prediction.
+
+    ``electronic`` has shape (members, 3, 3); ``ionic`` (ionic members, 3, 3) or ``None``
+    without an ionic model.
+    """
+
+    electronic: np.ndarray
+    ionic: np.ndarray | None = None
 
 
 class Predictor:
@@ -270,6 +282,19 @@ class Predictor:
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[PredictionDoc | PredictionFailure]:
         """Predict every record, in input order, streaming ``batch_size`` at a time."""
+        for result, _ in self.predict_with_members(records, progress):
+            yield result
+
+    def predict_with_members(
+        self,
+        records: Iterable[StructureRecord],
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[tuple[PredictionDoc | PredictionFailure, MemberTensors | None]]:
+        """Like :meth:`predict`, with each prediction's member tensors from the same pass.
+
+        Yields ``(doc, members)`` in input order; ``members`` is ``None`` for a
+        :class:`PredictionFailure`.
+        """
         iterator = iter(records)
         while chunk := list(itertools.islice(iterator, self.batch_size)):
             graphs, results = [], []
@@ -300,12 +325,11 @@ class Predictor:
             k = 0
             for item in results:
                 if isinstance(item, PredictionFailure):
-                    yield item
+                    yield item, None
                 else:
                     assert tensors is not None
-                    yield self._document(
-                        item, tensors[:, k], None if ionic is None else ionic[:, k]
-                    )
+                    members = MemberTensors(tensors[:, k], None if ionic is None else ionic[:, k])
+                    yield self._document(item, members.electronic, members.ionic), members
                     k += 1
             if progress is not None:
                 progress(len(chunk))

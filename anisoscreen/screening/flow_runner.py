@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from anisoscreen.errors import AnisoscreenError, StageError
@@ -33,8 +34,12 @@ class _CurrentJob(logging.Handler):
             self.name = match["name"]
 
 
-def run_flow_locally(flow: Any, store: Any) -> dict[str, dict[int, Any]]:
+def run_flow_locally(
+    flow: Any, store: Any, root_dir: Path | None = None
+) -> dict[str, dict[int, Any]]:
     """``run_locally(flow, store)`` that raises at the first failing job, with its cause.
+
+    With ``root_dir`` every job runs in its own folder under it (a campaign's local DFT).
 
     Raises
     ------
@@ -60,7 +65,12 @@ def run_flow_locally(flow: Any, store: Any) -> dict[str, dict[int, Any]]:
     logging.disable(logging.NOTSET)
     try:
         return run_locally(
-            flow, store=store, create_folders=False, log=False, raise_immediately=True
+            flow,
+            store=store,
+            create_folders=root_dir is not None,
+            root_dir=root_dir,
+            log=False,
+            raise_immediately=True,
         )
     except AnisoscreenError:
         raise

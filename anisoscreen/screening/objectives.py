@@ -6,14 +6,20 @@
 * ``fom``: the high-kappa figure of merit E_g(MP) x eps_poly(total), Yim et al.'s leakage
   proxy (DTNet's second campaign); candidates without a band gap rank last;
 * ``birefringence``: dn = n_max - n_min of eps_inf (n = sqrt of its eigenvalues), what
-  polariser and waveplate designers quote.
+  polariser and waveplate designers quote;
+* ``eps-poly``: eps_poly of eps_inf.
 
-All but ``ar`` and ``birefringence`` need a model set with an ionic model (``ionic_model``
-in the settings).
+All but ``ar``, ``birefringence`` and ``eps-poly`` need a model set with an ionic model
+(``ionic_model`` in the settings). The same list serves ``run-screen`` (one value per
+:class:`~anisoscreen.schemas.PredictionDoc`, :func:`objective_value`) and campaigns (one
+value per ensemble member or DFT tensor, :func:`tensor_values`).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import PredictionDoc
 
@@ -24,14 +30,15 @@ __all__ = [
     "ionic_model_for",
     "needs_ionic",
     "objective_value",
+    "tensor_values",
 ]
 
 SHIPPED_IONIC_MODEL = "anisonet-mp-ionic-v1"
 """The shipped ionic model, used when an objective needs the static tensor and none is set."""
 
-OBJECTIVES = ("ar", "ar-total", "eps-total", "fom", "birefringence")
+OBJECTIVES = ("ar", "ar-total", "eps-total", "fom", "birefringence", "eps-poly")
 
-_ELECTRONIC_ONLY = ("ar", "birefringence")
+_ELECTRONIC_ONLY = ("ar", "birefringence", "eps-poly")
 
 
 def needs_ionic(objective: str) -> bool:
@@ -72,6 +79,8 @@ def objective_value(doc: PredictionDoc, objective: str) -> float | None:
         return doc.anisotropy_ratio
     if objective == "birefringence":
         return doc.birefringence
+    if objective == "eps-poly":
+        return doc.eps_poly
     total = doc.eps_total
     if total is None:
         return None
@@ -82,3 +91,48 @@ def objective_value(doc: PredictionDoc, objective: str) -> float | None:
     if objective == "fom":
         return doc.figure_of_merit
     raise AnisoscreenError(f"unknown objective {objective!r}; use one of {OBJECTIVES}")
+
+
+def tensor_values(
+    electronic: np.ndarray,
+    objective: str,
+    ionic: np.ndarray | None = None,
+    band_gap: float | None = None,
+) -> np.ndarray:
+    """Values of ``objective`` for dielectric tensors of shape ``(..., 3, 3)``.
+
+    Parameters
+    ----------
+    electronic
+        eps_inf tensors (ensemble members, DFT results).
+    objective
+        One of :data:`OBJECTIVES`.
+    ionic
+        Ionic tensors, broadcast against ``electronic`` into the static tensor; needed by
+        the objectives that :func:`needs_ionic`.
+    band_gap
+        Band gap in eV for ``fom``; without one the FOM is 0 (ranks last, as in a screen).
+
+    Raises
+    ------
+    AnisoscreenError
+        For an unknown objective, or a static-tensor one without ``ionic``.
+    """
+    if objective not in OBJECTIVES:
+        raise AnisoscreenError(f"unknown objective {objective!r}; use one of {OBJECTIVES}")
+    tensors = np.asarray(electronic, dtype=float)
+    if needs_ionic(objective):
+        if ionic is None:
+            raise AnisoscreenError(f"objective {objective!r} needs the ionic tensor")
+        tensors = tensors + np.asarray(ionic, dtype=float)
+    # eigenvalues floored: a member with a non-positive one still gets a value
+    if objective in ("ar", "ar-total"):
+        return np.asarray(tmath.anisotropy_ratio(tensors, floor=1e-6))
+    if objective == "birefringence":
+        n = np.sqrt(np.clip(tmath.eigenvalues(tensors), 1e-6, None))
+        return n[..., -1] - n[..., 0]
+    eps_poly = tmath.eigenvalues(tensors).mean(axis=-1)
+    if objective == "fom":
+        gap = 0.0 if band_gap is None or not np.isfinite(band_gap) else float(band_gap)
+        return gap * eps_poly
+    return eps_poly
