@@ -23,7 +23,7 @@ from anisoscreen.geometry import (
     vacuum_excess,
 )
 from anisoscreen.model.nn.graph import collate, structure_to_graph
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig, laminate_susceptibility
 from anisoscreen.model.training.comparison import hbn_layer, mos2_layer
 
 MOS2_HALF_THICKNESS = 1.565
@@ -218,3 +218,35 @@ def test_the_network_is_the_exact_laminate_of_what_it_predicts_for_a_denser_stac
     normal = (1.0 - 1.0 / eps[:, 2, 2]) * np.array(heights)
     np.testing.assert_allclose(in_plane, in_plane[0], rtol=1e-9)
     np.testing.assert_allclose(normal, normal[0], rtol=1e-9)
+
+
+def test_numpy_and_torch_laminate_mixes_agree():
+    """The labels (numpy, ``laminate_mix``) and the read-out (torch) use one formula."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(20, 3, 3))
+    chi = a @ np.swapaxes(a, 1, 2) + 0.1 * np.eye(3)
+    n = rng.normal(size=(20, 3))
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    depolarisation = rng.uniform(0, 5, size=(20, 1, 1)) * n[:, :, None] * n[:, None, :]
+    depolarisation[:5] = 0.0  # dense crystals among them
+    mixed = laminate_susceptibility(torch.from_numpy(chi), torch.from_numpy(depolarisation))
+    np.testing.assert_allclose(
+        np.eye(3) + mixed.numpy(), laminate_mix(chi, depolarisation), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("readout", "expected"), [("psd_laminate_volume", True), ("psd_sum_volume", False)]
+)
+def test_the_predictor_builds_the_depolarisation_only_for_a_laminate_readout(
+    tmp_path, readout, expected
+):
+    from anisoscreen.model.checkpoint import load_model, save_model
+    from anisoscreen.model.inference import Predictor
+
+    net = network(readout)
+    save_model(tmp_path / "m.pt", net.config, [net.float().state_dict()], "m", "0")
+    predictor = Predictor(load_model(tmp_path / "m.pt"), device="cpu")
+    graph = predictor.graph_or_error(mos2_layer(30.0))
+    assert not isinstance(graph, str)
+    assert bool(np.any(graph.depolarisation != 0)) is expected

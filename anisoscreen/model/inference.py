@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from pymatgen.core import Structure
 from anisoscreen import tensor as tmath
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
+from anisoscreen.model.member_threads import MemberThreads
 from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, structure_to_graph
 from anisoscreen.model.runtime import resolve_device, tune_allocator
 from anisoscreen.schemas import (
@@ -114,9 +116,16 @@ class Predictor:
                     f"{ionic.name} and {model.name} differ in {', '.join(mismatch)}; a model "
                     "set shares one graph"
                 )
+        # only the laminate read-out uses the vacuum's depolarisation (the ionic model shares
+        # the graph)
+        self._depolarisation = any(
+            m is not None and m.config.readout == "psd_laminate_volume" for m in (model, ionic)
+        )
         self._known = set(model.config.elements)
         if ionic is not None and ionic.config.elements:
             self._known &= set(ionic.config.elements)
+        # members side by side on CPU threads (see anisoscreen.model.member_threads)
+        self._members = MemberThreads()
         self._featurizer = None
         if model.config.atom_features:
             from anisoscreen.model.atom_features import featurizer_for
@@ -166,7 +175,10 @@ class Predictor:
                 return f"element(s) not seen in training: {', '.join(unseen)}"
         try:
             return structure_to_graph(
-                structure, self.model.config.cutoff, band_gap=_finite_or_none(band_gap)
+                structure,
+                self.model.config.cutoff,
+                band_gap=_finite_or_none(band_gap),
+                depolarisation=self._depolarisation,
             )
         except GraphError as exc:
             return str(exc)
@@ -192,7 +204,9 @@ class Predictor:
         batch = collate(graphs).to(self.device)
         networks = (model or self.model).networks
         geometry = networks[0].geometry(batch)  # shared by the members (one config)
-        irreps = torch.stack([net(batch, geometry) for net in networks])
+        irreps = torch.stack(
+            self._members.map(lambda net: net(batch, geometry), networks, self.device)
+        )
         return tmath.irreps_to_tensor(irreps.double().cpu().numpy())
 
     def _ionic_fields(
@@ -296,43 +310,69 @@ class Predictor:
         :class:`PredictionFailure`.
         """
         iterator = iter(records)
-        while chunk := list(itertools.islice(iterator, self.batch_size)):
-            graphs, results = [], []
-            for record in chunk:
-                if record.structure is None:
-                    results.append(
-                        PredictionFailure(
-                            record.material_id, None, record.error or "no structure", record.source
-                        )
+        # the next chunk's graphs are built on a second thread while this chunk runs through
+        # the network: graph building is Python and numpy, the network mostly kernels that
+        # release the interpreter lock, so the two overlap. Records are read here, in the
+        # calling thread, where a file's parse time limit works (anisoscreen.time_limit).
+        with ThreadPoolExecutor(1, thread_name_prefix="anisoscreen-graphs") as builder:
+            chunk = list(itertools.islice(iterator, self.batch_size))
+            pending = builder.submit(self._graphs_of, chunk)
+            while chunk:
+                graphs, results = pending.result()
+                size = len(chunk)
+                chunk = list(itertools.islice(iterator, self.batch_size))
+                pending = builder.submit(self._graphs_of, chunk)
+                yield from self._predict_chunk(graphs, results)
+                if progress is not None:
+                    progress(size)
+
+    def _graphs_of(
+        self, chunk: list[StructureRecord]
+    ) -> tuple[list[CrystalGraph], list[StructureRecord | PredictionFailure]]:
+        """The graphs of ``chunk``, and the results in input order.
+
+        ``results`` holds a :class:`PredictionFailure` for each record that has no graph and
+        the record itself for each one that has.
+        """
+        graphs: list[CrystalGraph] = []
+        results: list[StructureRecord | PredictionFailure] = []
+        for record in chunk:
+            if record.structure is None:
+                results.append(
+                    PredictionFailure(
+                        record.material_id, None, record.error or "no structure", record.source
                     )
-                    continue
-                graph = self.graph_or_error(record.structure, record.fields.get("band_gap"))
-                if isinstance(graph, str):
-                    results.append(
-                        PredictionFailure(record.material_id, record.formula, graph, record.source)
-                    )
-                else:
-                    graphs.append(graph)
-                    results.append(record)
-            if self._featurizer is not None and graphs:
-                graphs = self._add_atom_features(graphs, results)
-            tensors = self.predict_graphs(graphs) if graphs else None
-            ionic = (
-                self.predict_graphs(graphs, self.ionic)
-                if graphs and self.ionic is not None
-                else None
-            )
-            k = 0
-            for item in results:
-                if isinstance(item, PredictionFailure):
-                    yield item, None
-                else:
-                    assert tensors is not None
-                    members = MemberTensors(tensors[:, k], None if ionic is None else ionic[:, k])
-                    yield self._document(item, members.electronic, members.ionic), members
-                    k += 1
-            if progress is not None:
-                progress(len(chunk))
+                )
+                continue
+            graph = self.graph_or_error(record.structure, record.fields.get("band_gap"))
+            if isinstance(graph, str):
+                results.append(
+                    PredictionFailure(record.material_id, record.formula, graph, record.source)
+                )
+            else:
+                graphs.append(graph)
+                results.append(record)
+        return graphs, results
+
+    def _predict_chunk(
+        self, graphs: list[CrystalGraph], results: list[StructureRecord | PredictionFailure]
+    ) -> Iterator[tuple[PredictionDoc | PredictionFailure, MemberTensors | None]]:
+        """Documents (or failures) of one chunk, in input order, with the member tensors."""
+        if self._featurizer is not None and graphs:
+            graphs = self._add_atom_features(graphs, results)
+        tensors = self.predict_graphs(graphs) if graphs else None
+        ionic = (
+            self.predict_graphs(graphs, self.ionic) if graphs and self.ionic is not None else None
+        )
+        k = 0
+        for item in results:
+            if isinstance(item, PredictionFailure):
+                yield item, None
+            else:
+                assert tensors is not None
+                members = MemberTensors(tensors[:, k], None if ionic is None else ionic[:, k])
+                yield self._document(item, members.electronic, members.ionic), members
+                k += 1
 
 
 def _finite_or_none(value: object) -> float | None:
