@@ -409,8 +409,11 @@ def test_the_pool_goes_through_the_model_once(settings, monkeypatch, tiny_ensemb
     graphs = [predictor.graph_or_error(c.structure, c.band_gap) for c in pool]
     members = predictor.predict_graphs(graphs)
     expected = tensor_values(members, "ar")
-    scale = predictor.spread_scale("anisotropy_ratio")
-    expected = expected.mean(axis=0) + scale * (expected - expected.mean(axis=0))
+    # deviations widened to each document's calibrated spread
+    calibrated = np.array([stored[i].anisotropy_ratio_std for i in ids])
+    assert np.allclose(expected.std(axis=0, ddof=1) > 0, True)
+    factor = calibrated / expected.std(axis=0, ddof=1)
+    expected = expected.mean(axis=0) + factor * (expected - expected.mean(axis=0))
     np.testing.assert_allclose(values, expected, rtol=1e-5)
     assert sorted(stored) == ids and all(stored[i].n_models == len(values) for i in ids)
 

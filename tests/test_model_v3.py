@@ -15,12 +15,16 @@ from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.inference import Predictor
 from anisoscreen.model.nn.graph import collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig, gap_features
+from anisoscreen.model.spread_calibration import (
+    SpreadCalibration,
+    conformal_factor,
+    fit_spread_calibration,
+)
 from anisoscreen.model.training.comparison import mos2_layer
 from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 from anisoscreen.model.training.error_slices import (
     by_band_gap,
     calibration,
-    fit_spread_calibration,
 )
 from anisoscreen.model.training.evaluate import apply_posthoc_laminate
 from anisoscreen.model.training.pipeline import train_model
@@ -69,21 +73,55 @@ def test_the_gap_changes_the_prediction_and_a_missing_one_is_the_gap_free_mode()
         np.testing.assert_allclose(tensor, np.eye(3) * tensor[0, 0], atol=1e-10)
 
 
-def test_fitted_spread_scale_covers_95_percent_on_the_data_it_was_fitted_on():
-    rng = np.random.default_rng(1)
-    n, k = 2000, 8
-    truth = np.stack([np.diag(d) for d in rng.uniform(2, 6, size=(n, 3))])
+def _overconfident_members(rng, n: int, k: int, truth: np.ndarray, confidence: float):
+    """Members whose spread is ``confidence`` times too small for their mean's error."""
     sigma = rng.uniform(0.05, 0.3, size=n)
-    # members too confident by 3x: their spread is a third of the real error scale
     bias = rng.normal(size=n)[:, None, None] * sigma[:, None, None] * np.eye(3)
-    members = truth[None] + bias[None] + (rng.normal(size=(k, n))[..., None, None]
-                                          * sigma[None, :, None, None] / 3 * np.eye(3))  # fmt: skip
-    scales = fit_spread_calibration(members, truth)
-    assert scales["eps_poly"]["scale"] > 1.5
-    result = calibration(members, truth, scales)
+    noise = rng.normal(size=(k, n))[..., None, None] * sigma[None, :, None, None] / confidence
+    return truth[None] + bias[None] + noise * np.eye(3)
+
+
+def test_fitted_spread_calibration_covers_95_percent_per_regime_on_fresh_data():
+    rng = np.random.default_rng(1)
+    n, k = 4000, 8
+    truth = np.stack([np.diag(d) for d in rng.uniform(2, 6, size=(n, 3))])
+    vacuum = np.arange(n) % 4 == 0
+    # dense structures 3x overconfident, those with vacuum 6x
+    members = np.where(
+        vacuum[None, :, None, None],
+        _overconfident_members(rng, n, k, truth, 6.0),
+        _overconfident_members(rng, n, k, truth, 3.0),
+    )
+    fit, fresh = slice(0, n // 2), slice(n // 2, n)
+    scales = fit_spread_calibration(members[:, fit], truth[fit], vacuum[fit], np.arange(n)[fit])
+    assert scales["eps_poly"]["vacuum"] > 1.5 * scales["eps_poly"]["dense"] > 2.0
+    result = calibration(members[:, fresh], truth[fresh], scales, vacuum[fresh])
     assert result is not None
-    assert result["eps_poly"]["coverage_2sigma"] < 0.8
-    assert result["eps_poly"]["coverage_2sigma_calibrated"] == pytest.approx(0.95, abs=0.01)
+    assert result["eps_poly"]["coverage_2sigma"] < 0.7
+    assert result["eps_poly"]["coverage_2sigma_calibrated"] == pytest.approx(0.95, abs=0.02)
+    # one factor for all would leave the vacuum regime short
+    one = {q: {"scale": v["dense"]} for q, v in scales.items()}
+    short = calibration(members[:, fresh][:, vacuum[fresh]], truth[fresh][vacuum[fresh]], one)
+    assert short is not None and short["eps_poly"]["coverage_2sigma_calibrated"] < 0.85
+
+
+def test_copies_of_one_entry_count_once_in_the_conformal_factor():
+    sigma = np.ones(12)
+    # entry 0 has ten copies with small errors, and one large-error copy; entry 1 one small
+    error = np.array([0.2] * 10 + [8.0, 0.2])
+    groups = np.array([0] * 11 + [1])
+    assert conformal_factor(sigma, error, groups, 0.5) == pytest.approx(4.0)
+    assert conformal_factor(sigma, error, np.arange(12), 0.5) == pytest.approx(0.1)
+
+
+def test_the_released_single_factor_reads_as_one_factor_for_both_regimes():
+    old = SpreadCalibration.from_dict({"scale": 3.69, "n": 365})
+    assert (old.dense, old.vacuum, old.by_regime) == (3.69, 3.69, False)
+    np.testing.assert_allclose(
+        old.apply(np.array([1.0, 2.0]), np.array([True, False])), [3.69, 7.38]
+    )
+    new = SpreadCalibration.from_dict(SpreadCalibration(1.5, 4.0).as_dict())
+    assert new.by_regime and new.apply(np.array([1.0]), True)[0] == 4.0
 
 
 def test_errors_by_band_gap_bin():
@@ -144,9 +182,12 @@ def test_v3_style_training_records_calibration_exfoliation_and_gap_use(shared_di
     with_gap, without = list(predictor.predict(records))
     assert with_gap.band_gap_used is True and without.band_gap_used is False
     assert with_gap.eps_poly != pytest.approx(without.eps_poly, abs=1e-9)
-    scale = metadata["spread_calibration"]["eps_poly"]["scale"]
+    calibration = metadata["spread_calibration"]["eps_poly"]
+    assert calibration["n_vacuum_entries"] > 0  # the exfoliated validation entries
     graph = predictor.graph_or_error(known, 5.0)
     assert not isinstance(graph, str)
     members = predictor.predict_graphs([graph])[:, 0]
     raw = float(np.linalg.eigvalsh(members).mean(axis=1).std(ddof=1))
+    vacuum = bool(np.any(graph.depolarisation))
+    scale = calibration["vacuum" if vacuum else "dense"]
     assert with_gap.eps_poly_std == pytest.approx(raw * scale)

@@ -143,17 +143,23 @@ def _member_values(
             tensor_values(electronic, doc.objective, ionic, gaps[prediction.material_id])
         )
     values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
-    # the members' deviations from their mean carry the model's calibrated spread, so UCB,
-    # Thompson and exploration all use the calibrated sigma
-    scale = predictor.spread_scale(
-        "anisotropy_ratio" if doc.objective in ("ar", "ar-total") else "eps_poly"
-    )
-    if len(values) > 1 and scale != 1.0:
+    # the members' deviations from their mean carry the model's calibrated spread (the
+    # predictor's, as stored in each document), so UCB, Thompson and exploration all use the
+    # calibrated sigma; objectives without a calibration keep the members' own spread
+    calibrated = _CALIBRATED_SPREADS.get(doc.objective)
+    if calibrated is not None and values.shape[0] > 1 and values.shape[1]:
         centre = values.mean(axis=0)
-        values = centre + scale * (values - centre)
+        raw = values.std(axis=0, ddof=1)
+        target = np.array([getattr(d, calibrated) or 0.0 for d in docs])
+        factor = np.divide(target, raw, out=np.ones_like(raw), where=(raw > 0) & (target > 0))
+        values = centre + factor * (values - centre)
     results.upsert(docs)
     write_values(path, ids, values, predictor.model.name)
     return ids, values, predictor.model.name
+
+
+_CALIBRATED_SPREADS = {"ar": "anisotropy_ratio_std", "eps-poly": "eps_poly_std"}
+"""The document field holding each objective's calibrated spread (same quantity, same members)."""
 
 
 def start_campaign(

@@ -28,6 +28,7 @@ from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.member_threads import MemberThreads
 from anisoscreen.model.nn.graph import CrystalGraph, GraphError, collate, structure_to_graph
 from anisoscreen.model.runtime import resolve_device, tune_allocator
+from anisoscreen.model.spread_calibration import SpreadCalibration, spread_quantities
 from anisoscreen.schemas import (
     PredictionDoc,
     TensorPrediction,
@@ -116,11 +117,11 @@ class Predictor:
                     f"{ionic.name} and {model.name} differ in {', '.join(mismatch)}; a model "
                     "set shares one graph"
                 )
-        # only the laminate read-out uses the vacuum's depolarisation (the ionic model shares
-        # the graph)
+        # the vacuum's depolarisation is built for the laminate read-out (the ionic model
+        # shares the graph) and for a spread calibration that tells vacuum from dense crystals
         self._depolarisation = any(
             m is not None and m.config.readout == "psd_laminate_volume" for m in (model, ionic)
-        )
+        ) or any(self.spread_calibration(q).by_regime for q in ("eps_poly", "anisotropy_ratio"))
         self._known = set(model.config.elements)
         if ionic is not None and ionic.config.elements:
             self._known &= set(ionic.config.elements)
@@ -185,15 +186,15 @@ class Predictor:
         except Exception as exc:  # one record never stops the batch
             return f"cannot build the graph: {type(exc).__name__}: {exc}"
 
-    def spread_scale(self, quantity: str) -> float:
-        """Factor on the ensemble spread of ``quantity`` (``eps_poly``, ``anisotropy_ratio``).
+    def spread_calibration(self, quantity: str) -> SpreadCalibration:
+        """The calibration of ``quantity``'s spread (``eps_poly``, ``anisotropy_ratio``).
 
         Fitted on the validation split when the model was made (its metadata's
-        ``spread_calibration``), so that +-2 sigma covers about 95 % of the errors; 1 for
-        models without it.
+        ``spread_calibration``, see :mod:`anisoscreen.model.spread_calibration`), so that
+        +-2 sigma covers about 95 % of the errors; the raw spread for models without it.
         """
-        calibration = self.model.metadata.get("spread_calibration") or {}
-        return float(calibration.get(quantity, {}).get("scale", 1.0))
+        stored = (self.model.metadata.get("spread_calibration") or {}).get(quantity)
+        return SpreadCalibration() if stored is None else SpreadCalibration.from_dict(stored)
 
     # -- inference ----------------------------------------------------------------------
     @torch.inference_mode()
@@ -230,18 +231,27 @@ class Predictor:
         }
 
     def _document(
-        self, record: StructureRecord, tensors: np.ndarray, ionic: np.ndarray | None = None
+        self,
+        record: StructureRecord,
+        tensors: np.ndarray,
+        ionic: np.ndarray | None = None,
+        vacuum: bool = False,
     ) -> PredictionDoc:
         mean = tensors.mean(axis=0)
         extra: dict[str, object] = {}
         if len(tensors) > 1:
-            eig = tmath.eigenvalues(tensors)
-            poly_scale = self.spread_scale("eps_poly")
+            spreads = spread_quantities(tensors[:, None])
+            calibrated = {
+                name: float(self.spread_calibration(name).apply(q["sigma"], vacuum)[0])
+                for name, q in spreads.items()
+            }
+            raw_poly = float(spreads["eps_poly"]["sigma"][0])
+            # the tensor's spread widens as eps_poly's does
+            poly_scale = calibrated["eps_poly"] / raw_poly if raw_poly > 0 else 1.0
             extra = {
                 "dielectric_tensor_std": (tensors.std(axis=0, ddof=1) * poly_scale).tolist(),
-                "eps_poly_std": float(eig.mean(axis=1).std(ddof=1)) * poly_scale,
-                "anisotropy_ratio_std": float((eig[:, -1] / eig[:, 0]).std(ddof=1))
-                * self.spread_scale("anisotropy_ratio"),
+                "eps_poly_std": calibrated["eps_poly"],
+                "anisotropy_ratio_std": calibrated["anisotropy_ratio"],
             }
             dn = np.asarray(tmath.birefringence(tensors))
             if np.all(np.isfinite(dn)):

@@ -18,6 +18,7 @@ from scipy.stats import spearmanr
 
 from anisoscreen import tensor as tmath
 from anisoscreen.geometry import largest_empty_slab
+from anisoscreen.model.spread_calibration import RATIO_FLOOR, SpreadCalibration, spread_quantities
 
 __all__ = [
     "GAP_BINS",
@@ -27,7 +28,6 @@ __all__ = [
     "calibration",
     "error_block",
     "error_slices",
-    "fit_spread_calibration",
 ]
 
 LAYER_GAP = 6.0
@@ -44,12 +44,6 @@ GAP_BINS: tuple[tuple[str, float, float], ...] = (
     ("gap > 2 eV", 2.0, np.inf),
 )
 """PBE band-gap bins (label, lower, upper) of the error by gap."""
-
-COVERAGE_TARGET = 0.95
-"""Fraction of errors that +-2 sigma should cover after recalibration (a Gaussian's)."""
-
-RATIO_FLOOR = 1e-6
-"""Smallest eigenvalue allowed in a_r errors, so a singular predicted tensor still scores."""
 
 
 def _ratio(eigenvalues: np.ndarray) -> np.ndarray:
@@ -82,39 +76,11 @@ def error_block(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float
     }
 
 
-def _spread_and_error(members: np.ndarray, reference: np.ndarray) -> dict[str, tuple]:
-    """Per quantity (eps_poly, a_r): the members' standard deviation and the mean's error."""
-    eig_m, eig_r = tmath.eigenvalues(members), tmath.eigenvalues(reference)
-    quantities = {
-        "eps_poly": (eig_m.mean(-1), eig_r.mean(-1)),
-        "anisotropy_ratio": (_ratio(eig_m), _ratio(eig_r)),
-    }
-    return {
-        name: (per_member.std(axis=0, ddof=1), np.abs(per_member.mean(axis=0) - truth))
-        for name, (per_member, truth) in quantities.items()
-    }
-
-
-def fit_spread_calibration(
-    members: np.ndarray, reference: np.ndarray, target: float = COVERAGE_TARGET
-) -> dict[str, dict[str, float]]:
-    """Factors on the ensemble spread so that +-2 sigma covers ``target`` of the errors.
-
-    Fit on the validation split only: ``scale`` is the ``target`` quantile of
-    ``|error| / (2 sigma)`` for eps_poly and for a_r. Predictions multiply their spreads by it
-    (:meth:`anisoscreen.model.inference.Predictor.spread_scale`).
-    """
-    result = {}
-    for name, (sigma, error) in _spread_and_error(members, reference).items():
-        ratio = error / np.maximum(2.0 * sigma, 1e-12)
-        result[name] = {"scale": float(np.quantile(ratio, target)), "n": int(len(ratio))}
-    return result
-
-
 def calibration(
     members: np.ndarray,
     reference: np.ndarray,
-    scales: dict[str, dict[str, float]] | None = None,
+    scales: dict[str, dict[str, Any]] | None = None,
+    vacuum: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]] | None:
     """How well the ensemble spread predicts the error of the ensemble mean.
 
@@ -124,10 +90,12 @@ def calibration(
         Predicted tensors of every member, shape (n_members, n, 3, 3).
     reference
         Reference tensors, shape (n, 3, 3).
-
     scales
-        Spread factors fitted on validation (:func:`fit_spread_calibration`); with them the
+        The model's spread calibration, fitted on validation
+        (:func:`anisoscreen.model.spread_calibration.fit_spread_calibration`); with it the
         result also holds ``coverage_2sigma_calibrated``.
+    vacuum
+        (n,) whether each cell holds vacuum (picks the calibration's factor); default: none.
 
     Returns
     -------
@@ -139,8 +107,10 @@ def calibration(
     """
     if len(members) < 2:
         return None
+    flags = np.zeros(members.shape[1], dtype=bool) if vacuum is None else np.asarray(vacuum)
     result = {}
-    for name, (sigma, error) in _spread_and_error(members, reference).items():
+    for name, q in spread_quantities(members, reference).items():
+        sigma, error = q["sigma"], q["error"]
         rho = spearmanr(sigma, error).statistic if len(error) > 2 else float("nan")
         result[name] = {
             "spearman_spread_vs_error": float(rho),
@@ -148,11 +118,11 @@ def calibration(
             "mean_spread": float(sigma.mean()),
         }
         if scales and name in scales:
-            scale = float(scales[name]["scale"])
-            result[name]["spread_scale"] = scale
-            result[name]["coverage_2sigma_calibrated"] = float(
-                np.mean(error <= 2.0 * scale * sigma)
-            )
+            fitted = SpreadCalibration.from_dict(scales[name])
+            calibrated = fitted.apply(sigma, flags)
+            result[name]["spread_scale_dense"] = fitted.dense
+            result[name]["spread_scale_vacuum"] = fitted.vacuum
+            result[name]["coverage_2sigma_calibrated"] = float(np.mean(error <= 2.0 * calibrated))
     return result
 
 
@@ -175,7 +145,8 @@ def error_slices(
     reference: np.ndarray,
     structures: Sequence[Structure],
     dimensionalities: Sequence[int | None] | None = None,
-    scales: dict[str, dict[str, float]] | None = None,
+    scales: dict[str, dict[str, Any]] | None = None,
+    vacuum: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Error slices of an ensemble's mean prediction.
 
@@ -189,8 +160,8 @@ def error_slices(
         The structures, in the same order (for the empty-slab width).
     dimensionalities
         Larsen dimensionality (0-3, ``None`` unknown) of each structure, if known.
-    scales
-        The model's spread calibration (see :func:`calibration`).
+    scales, vacuum
+        The model's spread calibration and which cells hold vacuum (see :func:`calibration`).
 
     Returns
     -------
@@ -213,7 +184,7 @@ def error_slices(
             **error_block(predicted[tail], reference[tail]),
             "threshold": TAIL_EPS_POLY,
         },
-        "calibration": calibration(members, reference, scales),
+        "calibration": calibration(members, reference, scales, vacuum),
     }
     if dimensionalities is not None:
         labels = np.array(

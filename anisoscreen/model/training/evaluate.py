@@ -195,7 +195,8 @@ def evaluate_model(
     reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
     scales = loaded.metadata.get("spread_calibration")
-    slices = error_slices(per_member, reference, structures, dimensionalities, scales)
+    vacuum = np.array([bool(np.any(g.depolarisation)) for g in graphs])
+    slices = error_slices(per_member, reference, structures, dimensionalities, scales, vacuum)
     gaps = [e.band_gap for e in chosen]
     slices["by_band_gap"] = by_band_gap(predicted, reference, gaps)
     if loaded.config.gap_input:
@@ -262,7 +263,12 @@ def _exfoliated_slice(
         **error_block(per_member.mean(axis=0), reference),
         "entries": len({c.parent for c in copies}),
         "deltas": list(deltas),
-        "calibration": calibration(per_member, reference, scales),
+        "calibration": calibration(
+            per_member,
+            reference,
+            scales,
+            np.array([bool(np.any(g.depolarisation)) for g in graphs]),
+        ),
     }
 
 

@@ -234,7 +234,8 @@ def _v3_study_section(study: dict[str, Any] | None) -> str:
                     f"{c['spearman_spread_vs_error']:.2f}",
                     f"{c['coverage_2sigma']:.2f}",
                     f"{c.get('coverage_2sigma_calibrated', float('nan')):.2f}",
-                    f"{c.get('spread_scale', 1.0):.2f}",
+                    f"{c.get('spread_scale_dense', 1.0):.2f} / "
+                    f"{c.get('spread_scale_vacuum', 1.0):.2f}",
                 ]
             )
     calibration = _markdown_table(
@@ -244,7 +245,7 @@ def _v3_study_section(study: dict[str, Any] | None) -> str:
             "Spearman(spread, abs error)",
             "+-2 sigma coverage (raw)",
             "after recalibration",
-            "sigma factor (fit on validation)",
+            "sigma factor, dense / vacuum (fit on validation)",
         ],
         calibration_rows,
     )

@@ -22,13 +22,13 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
 from anisoscreen.model.checksum import file_checksum
 from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.spread_calibration import fit_spread_calibration
 from anisoscreen.model.training.dataset import (
     clean_entries,
     load_entries,
     random_split,
     target_cleaning,
 )
-from anisoscreen.model.training.error_slices import fit_spread_calibration
 from anisoscreen.model.training.evaluate import crystal_systems, metrics, predict_irreps
 from anisoscreen.model.training.model_card import write_model_card
 from anisoscreen.model.training.train import (
@@ -121,12 +121,15 @@ def train_model(
         return [graphs[i] for i in idx], targets[idx]
 
     train, validation = subset("train"), subset("validation")
+    # the entry each validation structure comes from (an exfoliated copy: its parent's)
+    validation_groups = [int(i) for i in split["validation"] if kept.get(int(i), True)]
     exfoliated = _exfoliated_sets(entries, split, train_config, model_config)
     if exfoliated["validation"][0]:  # model selection sees the layered regime too
         validation = (
             [*validation[0], *exfoliated["validation"][0]],
             np.concatenate([validation[1], exfoliated["validation"][1]]),
         )
+        validation_groups += exfoliated["validation_parents"]
     elements = sorted({int(z) for g in train[0] for z in g.atomic_numbers})
     stats = target_stats(
         train[1], train[0], model_config.readout, target, model_config.outer_channels
@@ -165,7 +168,10 @@ def train_model(
     if len(networks) > 1:  # fitted on validation only (with its exfoliated copies)
         val_members = tmath.irreps_to_tensor(predict_irreps(networks, validation[0], dev))
         spread_calibration = fit_spread_calibration(
-            val_members, tmath.irreps_to_tensor(validation[1])
+            val_members,
+            tmath.irreps_to_tensor(validation[1]),
+            np.array([bool(np.any(g.depolarisation)) for g in validation[0]]),
+            np.array(validation_groups),
         )
     test_graphs, test_targets = subset("test")
     test_structures = [entries[i].structure for i in split["test"]]
@@ -261,11 +267,13 @@ def _exfoliated_sets(
     """Graphs and targets of the exfoliated copies, per split (never mixed across splits).
 
     ``train_groups`` holds one ``(graphs, targets)`` group per layered training entry (the
-    epoch draws from each); ``validation`` and ``test`` are flat ``(graphs, targets)``.
+    epoch draws from each); ``validation`` and ``test`` are flat ``(graphs, targets)``, and
+    ``validation_parents`` / ``test_parents`` the entry index of each copy.
     """
     empty: dict[str, Any] = {
         "train_groups": [],
         "validation": ([], np.zeros((0, 6))),
+        "validation_parents": [],
         "test": ([], np.zeros((0, 6))),
     }
     if not train_config.exfoliation_deltas:
@@ -294,7 +302,9 @@ def _exfoliated_sets(
         if key == "train":
             out["train_groups"] = [graphs_of(group) for group in copies.values()]
         elif copies:
-            out[key] = graphs_of([c for group in copies.values() for c in group])
+            flat = [c for group in copies.values() for c in group]
+            out[key] = graphs_of(flat)
+            out[f"{key}_parents"] = [int(c.parent) for c in flat]
     return out
 
 
