@@ -153,7 +153,7 @@ def test_local_sources(tmp_path, shared_dir):
     bundled.candidates[0].structure.to(filename=str(folder / "a.cif"))
     (folder / "bad.cif").write_text("garbage")
     batch = load_local(folder)
-    assert len(batch.candidates) == 1 and batch.candidates[0].material_id.startswith("as-")
+    assert len(batch.candidates) == 1 and batch.candidates[0].material_id == "a.cif"
     assert batch.failures[0]["material_id"] == "bad.cif"
     with pytest.raises(AnisoscreenError, match="does not exist"):
         load_local(tmp_path / "missing")
