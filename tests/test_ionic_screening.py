@@ -29,7 +29,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ELEMENTS = list(range(1, 95))
 
 
-def model_file(path: Path, target: str, readout: str, members: int = 2) -> Path:
+def model_file(
+    path: Path, target: str, readout: str, members: int = 2, metadata: dict | None = None
+) -> Path:
     """A small untrained ensemble saved as a model file (what the plumbing needs)."""
     config = ModelConfig(
         mul=4,
@@ -47,7 +49,9 @@ def model_file(path: Path, target: str, readout: str, members: int = 2) -> Path:
     for seed in range(members):
         torch.manual_seed(seed)
         states.append(AnisoNet(config).state_dict())
-    return save_model(path, config, states, name=f"set-{target}", version="0.0.1")
+    return save_model(
+        path, config, states, name=f"set-{target}", version="0.0.1", metadata=metadata
+    )
 
 
 @pytest.fixture(scope="module")

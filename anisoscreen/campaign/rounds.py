@@ -23,6 +23,7 @@ step holds the campaign's lock (:mod:`~anisoscreen.campaign.guard`): one writer 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,13 +52,19 @@ from anisoscreen.schemas import (
     ValidationState,
     utcnow,
 )
-from anisoscreen.screening.objectives import check_objective, needs_ionic, tensor_values
+from anisoscreen.screening.objectives import (
+    calibration_key,
+    check_objective,
+    needs_ionic,
+    tensor_values,
+)
 from anisoscreen.settings import AnisoscreenSettings
 from anisoscreen.store import ResultsStore
 
-__all__ = ["load_campaign", "start_campaign", "step_campaign"]
+__all__ = ["load_campaign", "spread_scale", "start_campaign", "step_campaign"]
 
 Progress = Callable[[str], None]
+logger = logging.getLogger(__name__)
 _FINISHED = {ValidationState.COMPLETED.value, ValidationState.FLAGGED.value}
 
 
@@ -97,14 +104,15 @@ def _member_values(
     settings: AnisoscreenSettings,
     results: ResultsStore,
     count: Callable[[int, int | None], None] | None = None,
-) -> tuple[list[str], np.ndarray, str]:
+) -> tuple[list[str], np.ndarray, str, float | None]:
     """Member objective values of the pool under the current model (cached per version).
 
     One pass of :meth:`~anisoscreen.model.inference.Predictor.predict_with_members`, the
     call behind ``predict``, writes the pool's PredictionDocs of that model version and
     gives the member tensors the values come from. Returns the predicted material ids, the
-    values ``(members, ids)`` and the model's stored name. ``count(done, total)`` follows
-    the structures predicted.
+    values ``(members, ids)``, the model's stored name and the calibration factor applied to
+    the members' spread (:func:`spread_scale`; ``None``: uncalibrated). ``count(done, total)``
+    follows the structures predicted.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -143,17 +151,33 @@ def _member_values(
             tensor_values(electronic, doc.objective, ionic, gaps[prediction.material_id])
         )
     values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
-    # the members' deviations from their mean carry the model's calibrated spread, so UCB,
-    # Thompson and exploration all use the calibrated sigma
-    scale = predictor.spread_scale(
-        "anisotropy_ratio" if doc.objective in ("ar", "ar-total") else "eps_poly"
-    )
-    if len(values) > 1 and scale != 1.0:
+    # the members' deviations from their mean carry the model's calibrated spread of this
+    # objective, so UCB, Thompson and exploration all use the calibrated sigma
+    scale = spread_scale(predictor.model.metadata, doc.objective)
+    if scale is None:
+        logger.warning(
+            "campaign %s: the %s spread of %s is uncalibrated (no spread calibration for it)",
+            doc.name,
+            doc.objective,
+            predictor.model.name,
+        )
+    elif len(values) > 1 and scale != 1.0:
         centre = values.mean(axis=0)
         values = centre + scale * (values - centre)
     results.upsert(docs)
-    write_values(path, ids, values, predictor.model.name)
-    return ids, values, predictor.model.name
+    write_values(path, ids, values, predictor.model.name, scale)
+    return ids, values, predictor.model.name, scale
+
+
+def spread_scale(metadata: dict[str, Any], objective: str) -> float | None:
+    """The calibration factor of the ensemble spread of ``objective``, from a model's metadata.
+
+    ``None`` when the model's ``spread_calibration`` has no entry for that objective
+    (:func:`~anisoscreen.screening.objectives.calibration_key`): its spread stays
+    uncalibrated rather than borrowing another quantity's factor.
+    """
+    entry = (metadata.get("spread_calibration") or {}).get(calibration_key(objective))
+    return None if entry is None else float(entry["scale"])
 
 
 def start_campaign(
@@ -172,7 +196,7 @@ def start_campaign(
         if results.query(CampaignDoc, {"name": doc.name}):
             raise AnisoscreenError(f"campaign {doc.name!r} exists; use `campaign step`")
         pool = _pool(doc, results)
-        ids, _, _ = _member_values(doc, pool, settings, results, count)
+        ids, *_ = _member_values(doc, pool, settings, results, count)
         save_campaign(doc, results, new=True)
     return len(ids)
 
@@ -184,7 +208,7 @@ def _select(
     if remaining <= 0:
         return None
     pool = _pool(doc, results)
-    ids, values, model_name = _member_values(doc, pool, settings, results)
+    ids, values, model_name, scale = _member_values(doc, pool, settings, results)
     by_id = {c.material_id: c for c in pool}
     picked = doc.picked_ids
     available = np.array([i not in picked for i in ids])
@@ -207,7 +231,13 @@ def _select(
         )
         for i in indices
     ]
-    return CampaignRound(index=len(doc.rounds), model=model_name, picks=picks)
+    return CampaignRound(
+        index=len(doc.rounds),
+        model=model_name,
+        picks=picks,
+        spread_calibrated=scale is not None,
+        spread_scale=scale,
+    )
 
 
 def _went_through(doc: CampaignDoc, pick: CampaignPick, jc: Any, results: ResultsStore) -> bool:
@@ -396,6 +426,11 @@ def step_campaign(
             doc.rounds.append(current)
             _save(doc, results)
             say(f"round {current.index}: picked {', '.join(p.material_id for p in current.picks)}")
+            if not current.spread_calibrated:
+                say(
+                    f"round {current.index}: the {doc.objective} spread of {current.model} is "
+                    "uncalibrated (the model has no spread calibration for this objective)"
+                )
         if current.stage == "selected":
             _submit(doc, current, settings, results, say)
             current.stage = "submitted"
