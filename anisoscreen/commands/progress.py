@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["Counter", "Heartbeat", "LineProgress", "progress"]
+__all__ = ["Counter", "EpochCount", "Heartbeat", "LineProgress", "progress"]
 
 Report = Callable[[int, int | None], None]
 """``report(done, total)``: ``done`` items of ``total`` (``None``: unknown) are finished."""
@@ -165,6 +165,31 @@ class Counter:
     def advance(self, n: int = 1) -> None:
         self.done += n
         self.report(self.done, self.total)
+
+
+class EpochCount:
+    """Training epochs of an ensemble as one count: ``members x max_epochs`` in all.
+
+    ``epoch(seed, n)`` reports member ``seed``'s epoch ``n`` (1-based, counted from the start
+    of its training, so a resumed member continues its count); a member that stops early
+    counts as all its epochs done once the next member starts, and ``finish()`` fills the
+    count when training ends.
+    """
+
+    def __init__(self, report: Report, seeds: list[int], max_epochs: int) -> None:
+        self.report, self.seeds, self.max_epochs = report, list(seeds), max_epochs
+        self.total = len(self.seeds) * max_epochs
+
+    def member(self, seed: int) -> int:
+        """0-based position of ``seed``'s member."""
+        return self.seeds.index(seed)
+
+    def epoch(self, seed: int, n: int) -> None:
+        done = self.member(seed) * self.max_epochs + min(n, self.max_epochs)
+        self.report(done, self.total)
+
+    def finish(self) -> None:
+        self.report(self.total, self.total)
 
 
 @contextmanager
