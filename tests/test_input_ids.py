@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 from anisoscreen.candidates.sources import load_bundled, load_local
 from anisoscreen.schemas import structure_id
 from anisoscreen.structures_io import as_records, file_ids, read_structure_inputs
 
-CLI = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
 EXPECTED = ["a/x.cif", "b/x.cif", "y.cif"]
 
 
@@ -67,9 +66,7 @@ def test_json_records_without_an_id_are_named_after_the_file_id(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", CLI, *args], capture_output=True, text=True, env=env, timeout=600
-    )
+    return run_cli(*args, env=env, timeout=600)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,10 @@ from anisoscreen.screening.objectives import objective_value
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 from anisoscreen.structures_io import StructureRecord
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from screening_helpers import local_maker  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ELEMENTS = list(range(1, 95))
@@ -138,17 +143,7 @@ def fom_screening(model_set, tmp_path_factory):
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(pool_docs()))
     settings = get_settings(data_dir=tmp_path / "d")
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(electronic),
-        ionic_model=str(ionic),
-        objective="fom",
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store={"data_dir": str(tmp_path / "d")},
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-    )
+    maker = local_maker(electronic, pool, tmp_path / "d", ionic_model=str(ionic), objective="fom")
     flow = maker.make("fom-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     ranking = responses[flow.jobs[2].uuid][1].output

@@ -7,9 +7,9 @@ import re
 import subprocess
 import sys
 
-from anisoscreen.commands.progress import LineProgress
+from cli_helpers import CLI
 
-CLI = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+from anisoscreen.commands.progress import LineProgress
 
 
 def test_line_progress_prints_every_tenth_and_the_end():
