@@ -531,9 +531,6 @@ class CampaignRound(BaseModel):
         description="Whether the picks' spread carries the model's calibration for this "
         "objective (False: uncalibrated ensemble spread; None: recorded before this was kept).",
     )
-    spread_scale: float | None = Field(
-        None, description="Calibration factor applied to the members' spread, when calibrated."
-    )
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 

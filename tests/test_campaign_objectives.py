@@ -128,17 +128,18 @@ def test_eps_poly_ranks_a_screen_too(settings, model_set):
 CALIBRATION = {"eps_poly": {"scale": 3.0, "n": 50}, "anisotropy_ratio": {"scale": 2.0, "n": 50}}
 
 
-def test_each_objective_has_its_own_spread_calibration_or_none():
-    from anisoscreen.campaign.rounds import spread_scale
+def test_only_the_objectives_the_model_calibrates_have_a_calibrated_spread():
+    from anisoscreen.campaign.rounds import spread_calibrated
 
     metadata = {"spread_calibration": CALIBRATION}
-    assert spread_scale(metadata, "ar") == 2.0 and spread_scale(metadata, "eps-poly") == 3.0
+    assert spread_calibrated(metadata, "ar") and spread_calibrated(metadata, "eps-poly")
     # no borrowing: eps_poly's factor is not the FOM's, nor a_r of eps_inf the static a_r's
     for objective in ("fom", "birefringence", "ar-total", "eps-total"):
-        assert spread_scale(metadata, objective) is None
-    with_own = {"spread_calibration": {**CALIBRATION, "birefringence": {"scale": 1.5}}}
-    assert spread_scale(with_own, "birefringence") == 1.5
-    assert spread_scale({}, "ar") is None  # a model without calibration
+        assert not spread_calibrated(metadata, objective)
+    assert not spread_calibrated({}, "ar")  # a model without calibration
+    # the per-regime form (dense crystals, cells with vacuum) counts as well
+    regimes = {"spread_calibration": {"eps_poly": {"dense": 1.6, "vacuum": 1.4}}}
+    assert spread_calibrated(regimes, "eps-poly") and not spread_calibrated(regimes, "ar")
 
 
 def test_campaign_spreads_come_from_the_objectives_own_calibration(settings, tmp_path):
@@ -163,15 +164,15 @@ def test_campaign_spreads_come_from_the_objectives_own_calibration(settings, tmp
     members = predictor.predict_graphs(graphs)
     ionic_members = predictor.predict_graphs(graphs, predictor.ionic)
     for objective, expected_scale in (("eps-poly", 3.0), ("birefringence", None), ("fom", None)):
+        calibrated = expected_scale is not None
         doc = campaign(objective, electronic, ionic if objective == "fom" else None)
         start_campaign(doc, settings)
         doc = load_campaign(doc.name, settings)
         with ResultsStore(settings) as results:
-            ids, values, _, scale = rounds._member_values(doc, pool, settings, results)
+            ids, values, _, was_calibrated = rounds._member_values(doc, pool, settings, results)
             chosen = rounds._select(doc, settings, results)
-        assert scale == expected_scale and ids == ["aln", "si"]
-        assert chosen is not None and chosen.spread_scale == expected_scale
-        assert chosen.spread_calibrated is (expected_scale is not None)
+        assert was_calibrated is calibrated and ids == ["aln", "si"]
+        assert chosen is not None and chosen.spread_calibrated is calibrated
         if objective == "fom":
             continue  # members are electronic x ionic: the spread check below is for eps_inf
         raw = tensor_values(members, objective)
@@ -189,7 +190,7 @@ def test_campaign_spreads_come_from_the_objectives_own_calibration(settings, tmp
         for line in lines
     ), lines
     stored = load_campaign("c-birefringence", settings).rounds[0]
-    assert stored.spread_calibrated is False and stored.spread_scale is None
+    assert stored.spread_calibrated is False
     # the FOM's member values are not stretched by eps_poly's factor of 3
     doc = load_campaign("c-fom", settings)
     with ResultsStore(settings) as results:

@@ -108,12 +108,12 @@ def test_a_second_step_stops_at_once_while_one_holds_the_lock(settings):
 def test_values_cache_round_trip_and_damaged_files_are_misses(tmp_path):
     path = tmp_path / "c" / "values-x.npz"
     values = np.arange(6.0).reshape(3, 2)
-    write_values(path, ["a", "b"], values, "model-1", 1.25)
-    ids, read, model, scale = read_values(path)
+    write_values(path, ["a", "b"], values, "model-1", True)
+    ids, read, model, calibrated = read_values(path)
     assert ids == ["a", "b"] and model == "model-1" and np.array_equal(read, values)
-    assert scale == 1.25
-    write_values(path, ["a", "b"], values, "model-1", None)
-    assert read_values(path)[3] is None  # an uncalibrated spread stays marked as such
+    assert calibrated is True
+    write_values(path, ["a", "b"], values, "model-1", False)
+    assert read_values(path)[3] is False  # an uncalibrated spread stays marked as such
     np.savez(path, material_ids=np.array(["a", "b"]), values=values, model="model-1")
     assert read_values(path) is None  # written before the factor was kept: recomputed
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
@@ -129,7 +129,7 @@ def test_values_cache_unwritable_folder_names_the_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(AnisoscreenError, match="campaign cache .*values-x.npz"):
-        write_values(blocker / "values-x.npz", ["a"], np.ones((1, 1)), "m", None)
+        write_values(blocker / "values-x.npz", ["a"], np.ones((1, 1)), "m", False)
 
 
 # -- real campaigns (tiny ensemble, local validations without VASP) -------------------------

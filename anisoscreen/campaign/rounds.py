@@ -52,16 +52,11 @@ from anisoscreen.schemas import (
     ValidationState,
     utcnow,
 )
-from anisoscreen.screening.objectives import (
-    calibration_key,
-    check_objective,
-    needs_ionic,
-    tensor_values,
-)
+from anisoscreen.screening.objectives import check_objective, needs_ionic, tensor_values
 from anisoscreen.settings import AnisoscreenSettings
 from anisoscreen.store import ResultsStore
 
-__all__ = ["load_campaign", "spread_scale", "start_campaign", "step_campaign"]
+__all__ = ["load_campaign", "spread_calibrated", "start_campaign", "step_campaign"]
 
 Progress = Callable[[str], None]
 logger = logging.getLogger(__name__)
@@ -104,15 +99,15 @@ def _member_values(
     settings: AnisoscreenSettings,
     results: ResultsStore,
     count: Callable[[int, int | None], None] | None = None,
-) -> tuple[list[str], np.ndarray, str, float | None]:
+) -> tuple[list[str], np.ndarray, str, bool]:
     """Member objective values of the pool under the current model (cached per version).
 
     One pass of :meth:`~anisoscreen.model.inference.Predictor.predict_with_members`, the
     call behind ``predict``, writes the pool's PredictionDocs of that model version and
     gives the member tensors the values come from. Returns the predicted material ids, the
-    values ``(members, ids)``, the model's stored name and the calibration factor applied to
-    the members' spread (:func:`spread_scale`; ``None``: uncalibrated). ``count(done, total)``
-    follows the structures predicted.
+    values ``(members, ids)``, the model's stored name and whether the members' spread carries
+    the model's calibration for the objective (:func:`spread_calibrated`). ``count(done,
+    total)`` follows the structures predicted.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -152,32 +147,43 @@ def _member_values(
         )
     values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
     # the members' deviations from their mean carry the model's calibrated spread of this
-    # objective, so UCB, Thompson and exploration all use the calibrated sigma
-    scale = spread_scale(predictor.model.metadata, doc.objective)
-    if scale is None:
+    # objective (the predictor's, as stored in each document), so UCB, Thompson and
+    # exploration all use the calibrated sigma; another objective keeps the members' own
+    # spread, and says so, rather than borrowing another quantity's factor
+    calibrated = spread_calibrated(predictor.model.metadata, doc.objective)
+    if not calibrated:
         logger.warning(
             "campaign %s: the %s spread of %s is uncalibrated (no spread calibration for it)",
             doc.name,
             doc.objective,
             predictor.model.name,
         )
-    elif len(values) > 1 and scale != 1.0:
+    elif values.shape[0] > 1 and values.shape[1]:
         centre = values.mean(axis=0)
-        values = centre + scale * (values - centre)
+        raw = values.std(axis=0, ddof=1)
+        field = _CALIBRATED_SPREADS[doc.objective]
+        target = np.array([getattr(d, field) or 0.0 for d in docs])
+        factor = np.divide(target, raw, out=np.ones_like(raw), where=(raw > 0) & (target > 0))
+        values = centre + factor * (values - centre)
     results.upsert(docs)
-    write_values(path, ids, values, predictor.model.name, scale)
-    return ids, values, predictor.model.name, scale
+    write_values(path, ids, values, predictor.model.name, calibrated)
+    return ids, values, predictor.model.name, calibrated
 
 
-def spread_scale(metadata: dict[str, Any], objective: str) -> float | None:
-    """The calibration factor of the ensemble spread of ``objective``, from a model's metadata.
+_CALIBRATED_SPREADS = {"ar": "anisotropy_ratio_std", "eps-poly": "eps_poly_std"}
+"""The document field holding each objective's calibrated spread (same quantity, same members);
+the model's ``spread_calibration`` holds it under the field's name without ``_std``."""
 
-    ``None`` when the model's ``spread_calibration`` has no entry for that objective
-    (:func:`~anisoscreen.screening.objectives.calibration_key`): its spread stays
-    uncalibrated rather than borrowing another quantity's factor.
+
+def spread_calibrated(metadata: dict[str, Any], objective: str) -> bool:
+    """Whether a model (its ``metadata``) calibrates the ensemble spread of ``objective``.
+
+    Training calibrates a_r and eps_poly of eps_inf (``ar``, ``eps-poly``); any other
+    objective (``birefringence``, ``fom``, the static-tensor ones) has an uncalibrated spread.
     """
-    entry = (metadata.get("spread_calibration") or {}).get(calibration_key(objective))
-    return None if entry is None else float(entry["scale"])
+    field = _CALIBRATED_SPREADS.get(objective)
+    stored = metadata.get("spread_calibration") or {}
+    return field is not None and field.removesuffix("_std") in stored
 
 
 def start_campaign(
@@ -208,7 +214,7 @@ def _select(
     if remaining <= 0:
         return None
     pool = _pool(doc, results)
-    ids, values, model_name, scale = _member_values(doc, pool, settings, results)
+    ids, values, model_name, calibrated = _member_values(doc, pool, settings, results)
     by_id = {c.material_id: c for c in pool}
     picked = doc.picked_ids
     available = np.array([i not in picked for i in ids])
@@ -235,8 +241,7 @@ def _select(
         index=len(doc.rounds),
         model=model_name,
         picks=picks,
-        spread_calibrated=scale is not None,
-        spread_scale=scale,
+        spread_calibrated=calibrated,
     )
 
 

@@ -13,10 +13,6 @@ All but ``ar``, ``birefringence`` and ``eps-poly`` need a model set with an ioni
 (``ionic_model`` in the settings). The same list serves ``run-screen`` (one value per
 :class:`~anisoscreen.schemas.PredictionDoc`, :func:`objective_value`) and campaigns (one
 value per ensemble member or DFT tensor, :func:`tensor_values`).
-
-A model's ensemble spread is calibrated per quantity (its metadata's ``spread_calibration``):
-:func:`calibration_key` names the entry that calibrates an objective; an objective whose entry
-the model lacks has an uncalibrated spread (never another quantity's factor).
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ from anisoscreen.schemas import PredictionDoc
 __all__ = [
     "OBJECTIVES",
     "SHIPPED_IONIC_MODEL",
-    "calibration_key",
     "check_objective",
     "ionic_model_for",
     "needs_ionic",
@@ -44,18 +39,6 @@ SHIPPED_IONIC_MODEL = "anisonet-mp-ionic-v1"
 OBJECTIVES = ("ar", "ar-total", "eps-total", "fom", "birefringence", "eps-poly")
 
 _ELECTRONIC_ONLY = ("ar", "birefringence", "eps-poly")
-
-_CALIBRATION_KEYS = {"ar": "anisotropy_ratio", "eps-poly": "eps_poly"}
-"""Objectives whose quantity has its own name in a model's ``spread_calibration``."""
-
-
-def calibration_key(objective: str) -> str:
-    """The ``spread_calibration`` entry that calibrates the spread of ``objective``.
-
-    a_r and eps_poly of eps_inf are what training calibrates (``anisotropy_ratio``,
-    ``eps_poly``); any other objective is looked up under its own name.
-    """
-    return _CALIBRATION_KEYS.get(objective, objective)
 
 
 def needs_ionic(objective: str) -> bool:
