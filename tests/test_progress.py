@@ -32,6 +32,18 @@ def test_line_progress_prints_every_tenth_and_the_end():
     assert len(stream.getvalue().splitlines()) == 4
 
 
+def test_the_rate_and_time_left_leave_out_the_set_up_before_the_first_count():
+    stream = io.StringIO()
+    now = [40.0]  # 40 s of loading before the work is counted
+    report = LineProgress("evaluating", stream=stream, clock=lambda: now[0])
+    report.start = 0.0
+    report(0, 100)
+    now[0] = 41.0
+    report(10, 100)
+    lines = stream.getvalue().splitlines()
+    assert lines[-1] == "evaluating: 10/100 (10 %), 10.0/s, 41 s elapsed, about 9 s left"
+
+
 def test_streamed_totals_end_with_a_line():
     stream = io.StringIO()
     report = LineProgress("predicting", stream=stream, every_items=1000)

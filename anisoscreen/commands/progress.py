@@ -57,11 +57,14 @@ class LineProgress:
         self._last_done = 0
         self._seen = 0
         self._total: int | None = None
+        self._first: tuple[float, int] | None = None
         self.lines = 0
 
     def __call__(self, done: int, total: int | None) -> None:
         self._seen, self._total = done, total
         now = self.clock()
+        if self._first is None:
+            self._first = (now, done)
         finished = total is not None and done >= total
         if total is None:
             by_count = done - self._last_done >= self.every_items
@@ -72,7 +75,13 @@ class LineProgress:
         if done == self._last_done and not finished and self.lines:
             return
         elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
+        # the rate from the first report on: set-up before the work (loading a model, building
+        # graphs) does not make the time left look longer than it is
+        since, counted = now - self._first[0], done - self._first[1]
+        if since > 0 and counted > 0:
+            rate = counted / since
+        else:
+            rate = done / elapsed if elapsed > 0 else 0.0
         text = f"{self.description}: {done}"
         if total is not None:
             text += f"/{total} ({100 * done / total:.0f} %)" if total else "/0"
