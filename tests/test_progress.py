@@ -123,7 +123,7 @@ def test_training_counts_the_epochs_of_every_member(monkeypatch):
 
     def fake_train_model(data, folder, name, model_config, train_config, **kwargs):
         for seed, last in zip(kwargs["seeds"], (3, train_config.max_epochs), strict=True):
-            for epoch in range(1, last + 1):  # the first member stops early, at epoch 3
+            for epoch in range(last):  # 0-based, as training records them; member 1 stops at 3
                 rec = {"epoch": epoch, "train_loss": 0.5, "val_loss": 0.6, "lr": 1e-3}
                 kwargs["progress"](seed, {**rec, "seconds": 1.0})
         maes = ("eps_poly_mae", "anisotropy_ratio_mae", "component_mae", "tensor_mae")
@@ -143,7 +143,7 @@ def test_training_counts_the_epochs_of_every_member(monkeypatch):
     # member 1 stopped at epoch 3: member 2's first epoch is the 11th of 20
     assert any(line.startswith("training 2 member(s): 11/20 (55 %)") for line in counted)
     assert counted[-1].startswith("training 2 member(s): 20/20 (100 %)")
-    assert "member 2/2 (seed 7) epoch    1" in out.output
+    assert "member 2/2 (seed 7) epoch    0" in out.output
 
 
 def test_evaluate_counts_the_structures_it_predicts(tiny_model, shared_dir):

@@ -344,7 +344,7 @@ def train(
     members = len(recipe.seeds)
 
     def on_epoch(seed: int, rec: dict) -> None:
-        epochs.epoch(seed, int(rec["epoch"]))
+        epochs.epoch(seed, int(rec["epoch"]) + 1)  # the record's epoch counts from 0
         console.print(
             f"member {epochs.member(seed) + 1}/{members} (seed {seed}) "
             f"epoch {rec['epoch']:4d}  train {rec['train_loss']:.4f}  "

@@ -179,8 +179,8 @@ class Counter:
 class EpochCount:
     """Training epochs of an ensemble as one count: ``members x max_epochs`` in all.
 
-    ``epoch(seed, n)`` reports member ``seed``'s epoch ``n`` (1-based, counted from the start
-    of its training, so a resumed member continues its count); a member that stops early
+    ``epoch(seed, n)`` reports that member ``seed`` has finished ``n`` epochs (counted from
+    the start of its training, so a resumed member continues its count); a member that stops early
     counts as all its epochs done once the next member starts, and ``finish()`` fills the
     count when training ends.
     """

@@ -143,7 +143,7 @@ def _member_tensors(
     posthoc_laminate: bool,
     count: PredictionCount,
 ) -> np.ndarray:
-    count.expect(len(graphs))
+    """Member tensors (members, n, 3, 3); ``count`` advances (its total already expects them)."""
     irreps = predict_irreps(networks, graphs, device, advance=count.advance)
     per_member = tmath.irreps_to_tensor(irreps)
     return apply_posthoc_laminate(per_member, structures) if posthoc_laminate else per_member
@@ -188,8 +188,9 @@ def evaluate_model(
     (:mod:`~anisoscreen.model.training.exfoliated`). ``posthoc_laminate`` applies
     :func:`apply_posthoc_laminate` to every prediction (the baseline for sum/V models).
 
-    ``progress(done, total)`` follows the structures predicted (every pass: the subset, its
-    gap-free copy, the exfoliated copies; the total grows as passes are known), or give a
+    ``progress(done, total)`` follows the structures predicted (every pass: the subset and
+    its gap-free copy, counted from the start; the exfoliated copies, added to the total once
+    they are made), or give a
     :class:`PredictionCount` to count on across evaluations.
 
     Returns
@@ -232,6 +233,8 @@ def evaluate_model(
         data_set_cache(features, data_path) if features else None,
     )
     structures = [e.structure for e in chosen]
+    # the subset, and again with the gaps hidden for a model that takes them
+    count.expect(len(graphs) * (2 if loaded.config.gap_input else 1))
     per_member = _member_tensors(networks, graphs, dev, structures, posthoc_laminate, count)
     predicted = per_member.mean(axis=0)
     reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
@@ -299,6 +302,7 @@ def _exfoliated_slice(
         )
         for c in copies
     ]
+    count.expect(len(graphs))
     per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate, count)
     reference = np.stack([c.eps_electronic for c in copies])
     return {
