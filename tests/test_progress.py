@@ -143,6 +143,7 @@ def test_training_counts_the_epochs_of_every_member(monkeypatch):
     # member 1 stopped at epoch 3: member 2's first epoch is the 11th of 20
     assert any(line.startswith("training 2 member(s): 11/20 (55 %)") for line in counted)
     assert counted[-1].startswith("training 2 member(s): 20/20 (100 %)")
+    assert sum("20/20 (100 %)" in line for line in counted) == 1  # the end is said once
     assert "member 2/2 (seed 7) epoch    0" in out.output
 
 

@@ -78,16 +78,14 @@ class LineProgress:
         # the rate from the first report on: set-up before the work (loading a model, building
         # graphs) does not make the time left look longer than it is
         since, counted = now - self._first[0], done - self._first[1]
-        if since > 0 and counted > 0:
-            rate = counted / since
-        else:
-            rate = done / elapsed if elapsed > 0 else 0.0
+        measured = counted / since if since > 0 and counted > 0 else None
+        rate = measured if measured is not None else (done / elapsed if elapsed > 0 else 0.0)
         text = f"{self.description}: {done}"
         if total is not None:
             text += f"/{total} ({100 * done / total:.0f} %)" if total else "/0"
         text += f", {rate:.1f}/s, {elapsed:.0f} s elapsed"
-        if total is not None and rate > 0 and not finished:
-            text += f", about {(total - done) / rate:.0f} s left"
+        if total is not None and measured and not finished:  # no guess from one report
+            text += f", about {(total - done) / measured:.0f} s left"
         print(text, file=self.stream, flush=True)
         self._last_time, self._last_done = now, done
         self._total = total
@@ -188,17 +186,21 @@ class EpochCount:
     def __init__(self, report: Report, seeds: list[int], max_epochs: int) -> None:
         self.report, self.seeds, self.max_epochs = report, list(seeds), max_epochs
         self.total = len(self.seeds) * max_epochs
+        self.done = 0
 
     def member(self, seed: int) -> int:
         """0-based position of ``seed``'s member."""
         return self.seeds.index(seed)
 
     def epoch(self, seed: int, n: int) -> None:
-        done = self.member(seed) * self.max_epochs + min(n, self.max_epochs)
-        self.report(done, self.total)
+        self.done = self.member(seed) * self.max_epochs + min(n, self.max_epochs)
+        self.report(self.done, self.total)
 
     def finish(self) -> None:
-        self.report(self.total, self.total)
+        """All epochs done (members that stopped early included), said once."""
+        if self.done < self.total:
+            self.done = self.total
+            self.report(self.total, self.total)
 
 
 @contextmanager
