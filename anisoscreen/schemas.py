@@ -526,6 +526,11 @@ class CampaignRound(BaseModel):
     stage: str = "selected"
     picks: list[CampaignPick] = Field(default_factory=list)
     new_model: str | None = Field(None, description="The version fine-tuned on this round.")
+    spread_calibrated: bool | None = Field(
+        None,
+        description="Whether the picks' spread carries the model's calibration for this "
+        "objective (False: uncalibrated ensemble spread; None: recorded before this was kept).",
+    )
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 

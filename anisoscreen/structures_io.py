@@ -16,6 +16,12 @@ parsing one structure file may take at most ``PARSE_SECONDS`` (main thread only,
 :mod:`anisoscreen.time_limit`). Structure dicts are read without monty's decoder
 (:func:`structure_from_dict`), left-handed cells are made right-handed
 (:mod:`anisoscreen.handedness`), and file names become ids losslessly (:func:`path_text`).
+
+Ids of file inputs follow one rule, the same for ``predict``, the Python API
+(:func:`as_records`) and ``run-screen --source`` (see :func:`file_ids`): a structure file's id is
+its file name, or, inside a folder where two files share that name, its path relative to the
+folder; a record of a JSON(.gz)/JSON Lines file keeps its ``material_id``, else
+``<file id>#<index>``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,6 +44,8 @@ from anisoscreen.time_limit import TimeLimitError, time_limit
 
 __all__ = [
     "StructureRecord",
+    "as_records",
+    "file_ids",
     "is_structure_file",
     "iter_json_lines_records",
     "iter_json_records",
@@ -241,16 +250,17 @@ def _record(obj: Any, ident: str, source: str) -> StructureRecord:
     return StructureRecord(ident, structure, source, fields=fields, explicit_id=explicit)
 
 
-def iter_json_records(path: Path) -> Iterator[StructureRecord]:
+def iter_json_records(path: Path, name: str | None = None) -> Iterator[StructureRecord]:
     """Records of a JSON(.gz) file holding a list of objects with a ``structure`` dict.
 
-    ``material_id`` is used when present, else ``<file>#<index>``; the other keys are kept in
+    ``material_id`` is used when present, else ``<name>#<index>`` (``name``: the file's id,
+    by default its file name); the other keys are kept in
     ``fields`` (e.g. ``energy_above_hull``, ``band_gap`` of MP summary documents). The list
     is decoded one element at a time (memory does not grow with its length); text that is not
     valid JSON, or a record longer than ``MAX_RECORD_CHARS``, ends the file with one record
     whose ``error`` says so.
     """
-    name, source = path_text(path.name), path_text(path)
+    name, source = name or path_text(path.name), path_text(path)
     index = 0
     try:
         with _open_text(path) as handle:
@@ -278,14 +288,14 @@ def _lines(handle: TextIO) -> Iterator[str | None]:
         yield None
 
 
-def iter_json_lines_records(path: Path) -> Iterator[StructureRecord]:
+def iter_json_lines_records(path: Path, name: str | None = None) -> Iterator[StructureRecord]:
     """Records of a JSON Lines(.gz) file: one object with a ``structure`` dict per line.
 
     Read one line at a time. A line that is not valid JSON, or longer than
     ``MAX_RECORD_CHARS``, becomes a record with an ``error`` (id ``<file>#<line number>``) and
     reading goes on; blank lines are skipped.
     """
-    name, source = path_text(path.name), path_text(path)
+    name, source = name or path_text(path.name), path_text(path)
     try:
         with _open_text(path) as handle:
             for number, line in enumerate(_lines(handle), start=1):
@@ -330,14 +340,28 @@ def _parse_structure_file(path: Path) -> Structure:
     return Structure.from_str(text, fmt="cif")
 
 
-def _read_file(path: Path) -> Iterator[StructureRecord]:
+def file_ids(folder: Path, files: Sequence[Path]) -> dict[Path, str]:
+    """The id of each of ``files`` found below ``folder``: the package's one id rule.
+
+    A file's id is its name, or its path relative to ``folder`` (``/``-separated) when
+    another of ``files`` has the same name, so ids stay unique and lead back to the file.
+    """
+    names = Counter(f.name for f in files)
+    return {
+        f: path_text(f.name if names[f.name] == 1 else f.relative_to(folder).as_posix())
+        for f in files
+    }
+
+
+def _read_file(path: Path, name: str | None = None) -> Iterator[StructureRecord]:
+    """The records of one file; ``name`` is its id (default: its file name)."""
     if path.name.lower().endswith(_JSON_LINES_SUFFIXES):
-        yield from iter_json_lines_records(path)
+        yield from iter_json_lines_records(path, name)
         return
     if path.name.lower().endswith(_JSON_SUFFIXES):
-        yield from iter_json_records(path)
+        yield from iter_json_records(path, name)
         return
-    name, source = path_text(path.name), path_text(path)
+    name, source = name or path_text(path.name), path_text(path)
     try:
         with time_limit(PARSE_SECONDS, "parsing the file"):
             structure = right_handed(_parse_structure_file(path))
@@ -352,6 +376,9 @@ def _read_file(path: Path) -> Iterator[StructureRecord]:
 
 def read_structure_inputs(inputs: Iterable[str | Path]) -> Iterator[StructureRecord]:
     """Expand files and directories into structure records (directories recursively, sorted).
+
+    Ids follow :func:`file_ids`: a file's name, or its path relative to the folder given
+    when two files below it share the name.
 
     Raises
     ------
@@ -368,7 +395,28 @@ def read_structure_inputs(inputs: Iterable[str | Path]) -> Iterator[StructureRec
                 for p in path.rglob("*")
                 if p.is_file() and (is_structure_file(p) or p.name.lower().endswith(_JSON_SUFFIXES))
             )
+            ids = file_ids(path, files)
             for file in files:
-                yield from _read_file(file)
+                yield from _read_file(file, ids[file])
         else:
             yield from _read_file(path)
+
+
+def as_records(
+    items: Iterable[Structure | StructureRecord | str | Path],
+) -> Iterator[StructureRecord]:
+    """Records of the Python API's inputs, under the ids of :func:`file_ids`.
+
+    A path (file or folder) is read as ``predict`` reads it (:func:`read_structure_inputs`),
+    so it gets the same ids; a record passes as it is; a :class:`Structure` object, having no
+    file, gets its structure hash (:func:`~anisoscreen.schemas.structure_id`).
+    """
+    from anisoscreen.schemas import structure_id
+
+    for item in items:
+        if isinstance(item, StructureRecord):
+            yield item
+        elif isinstance(item, str | Path):
+            yield from read_structure_inputs([item])
+        else:
+            yield StructureRecord(structure_id(item), item, "python")

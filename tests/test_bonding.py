@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from pymatgen.analysis.dimensionality import get_dimensionality_larsen
 from pymatgen.analysis.local_env import CrystalNN
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 from pymatgen.core.local_env import VoronoiNN
 
 from anisoscreen.bonding import FastVoronoiNN, crystalnn_bonds, larsen_dimensionality
 from anisoscreen.candidates.sources import load_bundled
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crystals  # noqa: E402
 
 
 def graph_bonds(graph) -> list[tuple]:
@@ -88,15 +94,8 @@ def test_larsen_dimensionality_of_hand_made_bond_graphs():
 
 
 def test_layered_and_framework_crystals():
-    mos2 = Structure.from_spacegroup(
-        "P6_3/mmc",
-        Lattice.hexagonal(3.16, 12.3),
-        ["Mo", "S"],
-        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
-    )
-    nacl = Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    mos2 = crystals.mos2()
+    nacl = crystals.nacl()
     assert larsen_dimensionality(len(mos2), crystalnn_bonds(mos2)) == 2
     assert larsen_dimensionality(len(nacl), crystalnn_bonds(nacl)) == 3
 

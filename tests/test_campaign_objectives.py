@@ -105,7 +105,7 @@ def test_a_fom_campaign_ranks_by_the_screening_fom(settings, model_set):
     doc = load_campaign(doc.name, settings)
     with ResultsStore(settings) as results:
         pool = sorted(results.query(CandidateDoc, {}), key=lambda c: c.material_id)
-        ids, values, _ = _member_values(doc, pool, settings, results)
+        ids, values, _, _ = _member_values(doc, pool, settings, results)
         stored = {p.material_id: p for p in results.query(PredictionDoc, {})}
     assert ids == ["aln", "si"] and values.shape == (2 * 3, 2)
     assert stored["aln"].figure_of_merit is not None
@@ -123,3 +123,88 @@ def test_eps_poly_ranks_a_screen_too(settings, model_set):
     with ResultsStore(settings) as results:
         (aln_doc,) = results.query(PredictionDoc, {"material_id": "aln"})
     assert objective_value(aln_doc, "eps-poly") == aln_doc.eps_poly
+
+
+CALIBRATION = {"eps_poly": {"scale": 3.0, "n": 50}, "anisotropy_ratio": {"scale": 2.0, "n": 50}}
+
+
+def test_only_the_objectives_the_model_calibrates_have_a_calibrated_spread():
+    from anisoscreen.campaign.rounds import spread_calibrated
+
+    metadata = {"spread_calibration": CALIBRATION}
+    assert spread_calibrated(metadata, "ar") and spread_calibrated(metadata, "eps-poly")
+    # no borrowing: eps_poly's factor is not the FOM's, nor a_r of eps_inf the static a_r's
+    for objective in ("fom", "birefringence", "ar-total", "eps-total"):
+        assert not spread_calibrated(metadata, objective)
+    assert not spread_calibrated({}, "ar")  # a model without calibration
+    # the per-regime form (dense crystals, cells with vacuum) counts as well
+    regimes = {"spread_calibration": {"eps_poly": {"dense": 1.6, "vacuum": 1.4}}}
+    assert spread_calibrated(regimes, "eps-poly") and not spread_calibrated(regimes, "ar")
+
+
+def test_campaign_spreads_come_from_the_objectives_own_calibration(settings, tmp_path):
+    """eps-poly is scaled by its factor; fom and birefringence stay raw and say so."""
+    from anisoscreen.campaign import rounds
+    from anisoscreen.model.inference import Predictor
+
+    electronic = model_file(
+        tmp_path / "calibrated.pt",
+        "electronic",
+        "mean",
+        members=3,
+        metadata={"spread_calibration": CALIBRATION},
+    )
+    ionic = model_file(tmp_path / "ionic.pt", "ionic", "psd_square_volume", members=3)
+    predictor = Predictor.load(
+        str(electronic), settings.data_dir, device="cpu", ionic_model=str(ionic)
+    )
+    with ResultsStore(settings) as results:
+        pool = sorted(results.query(CandidateDoc, {}), key=lambda c: c.material_id)
+    graphs = [predictor.graph_or_error(c.structure, c.band_gap) for c in pool]
+    members = predictor.predict_graphs(graphs)
+    ionic_members = predictor.predict_graphs(graphs, predictor.ionic)
+    for objective, expected_scale in (("eps-poly", 3.0), ("birefringence", None), ("fom", None)):
+        calibrated = expected_scale is not None
+        doc = campaign(objective, electronic, ionic if objective == "fom" else None)
+        start_campaign(doc, settings)
+        doc = load_campaign(doc.name, settings)
+        with ResultsStore(settings) as results:
+            ids, values, _, was_calibrated = rounds._member_values(doc, pool, settings, results)
+            chosen = rounds._select(doc, settings, results)
+        assert was_calibrated is calibrated and ids == ["aln", "si"]
+        assert chosen is not None and chosen.spread_calibrated is calibrated
+        if objective == "fom":
+            continue  # members are electronic x ionic: the spread check below is for eps_inf
+        raw = tensor_values(members, objective)
+        deviation = raw - raw.mean(axis=0)
+        np.testing.assert_allclose(
+            values - values.mean(axis=0), (expected_scale or 1.0) * deviation, atol=1e-6
+        )
+    # a step says so in its log
+    from anisoscreen.campaign.rounds import step_campaign
+
+    lines: list[str] = []
+    step_campaign("c-birefringence", settings, progress=lines.append)
+    assert any(
+        line.startswith("round 0: the birefringence spread of set-electronic is uncalibrated")
+        for line in lines
+    ), lines
+    stored = load_campaign("c-birefringence", settings).rounds[0]
+    assert stored.spread_calibrated is False
+    # the FOM's member values are not stretched by eps_poly's factor of 3
+    doc = load_campaign("c-fom", settings)
+    with ResultsStore(settings) as results:
+        _, fom_values, _, _ = rounds._member_values(doc, pool, settings, results)
+    raw_fom = np.stack(
+        [
+            tensor_values(
+                np.repeat(members[:, i], len(ionic_members), axis=0),
+                "fom",
+                np.tile(ionic_members[:, i], (len(members), 1, 1)),
+                c.band_gap,
+            )
+            for i, c in enumerate(pool)
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(fom_values, raw_fom, rtol=1e-5, atol=1e-6)

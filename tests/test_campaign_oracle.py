@@ -11,13 +11,12 @@ import warnings
 
 import numpy as np
 import pytest
+from cli_helpers import CLI
 from conftest import SHARED, TEST_DATA
 
 from anisoscreen.campaign.oracle import read_oracle_records
 from anisoscreen.campaign.simulate import load_oracle
 from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning
-
-CLI = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
 
 
 def _oracle_records() -> list[dict]:

@@ -108,9 +108,14 @@ def test_a_second_step_stops_at_once_while_one_holds_the_lock(settings):
 def test_values_cache_round_trip_and_damaged_files_are_misses(tmp_path):
     path = tmp_path / "c" / "values-x.npz"
     values = np.arange(6.0).reshape(3, 2)
-    write_values(path, ["a", "b"], values, "model-1")
-    ids, read, model = read_values(path)
+    write_values(path, ["a", "b"], values, "model-1", True)
+    ids, read, model, calibrated = read_values(path)
     assert ids == ["a", "b"] and model == "model-1" and np.array_equal(read, values)
+    assert calibrated is True
+    write_values(path, ["a", "b"], values, "model-1", False)
+    assert read_values(path)[3] is False  # an uncalibrated spread stays marked as such
+    np.savez(path, material_ids=np.array(["a", "b"]), values=values, model="model-1")
+    assert read_values(path) is None  # written before the factor was kept: recomputed
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
@@ -124,7 +129,7 @@ def test_values_cache_unwritable_folder_names_the_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(AnisoscreenError, match="campaign cache .*values-x.npz"):
-        write_values(blocker / "values-x.npz", ["a"], np.ones((1, 1)), "m")
+        write_values(blocker / "values-x.npz", ["a"], np.ones((1, 1)), "m", False)
 
 
 # -- real campaigns (tiny ensemble, local validations without VASP) -------------------------
@@ -401,7 +406,7 @@ def test_the_pool_goes_through_the_model_once(settings, monkeypatch, tiny_ensemb
         name="c1", base_model=str(tiny_ensemble), current_model=str(tiny_ensemble), local=True
     )
     with ResultsStore(settings) as results:
-        ids, values, _ = rounds._member_values(doc, pool, settings, results)
+        ids, values, _, _ = rounds._member_values(doc, pool, settings, results)
         stored = {p.material_id: p for p in results.query(PredictionDoc, {})}
     assert sum(seen) == len(pool) and ids == ["aln", "gano"]
     monkeypatch.setattr(Predictor, "predict_graphs", original)
@@ -423,7 +428,7 @@ def test_a_damaged_values_cache_is_recomputed(local_campaign, monkeypatch, capsy
 
     settings = local_campaign
     (path,) = (settings.data_dir / "campaigns" / "c1").glob("values-*.npz")
-    ids, values, model = read_values(path)
+    ids, values, model, _ = read_values(path)
     path.write_bytes(b"")  # empty: numpy raised EOFError, which the CLI called "interrupted"
     code, out, err = run_main(monkeypatch, capsys, "campaign", "step", "c1")
     assert code == 0, err

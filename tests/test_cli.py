@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
+from cli_helpers import run_cli
 
 from anisoscreen import __version__
 from anisoscreen.schemas import PredictionDoc
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
-
-
-def run_cli(*args: str, env=None) -> subprocess.CompletedProcess:
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
-    )
 
 
 def test_version():

@@ -16,6 +16,7 @@ import time
 
 import pytest
 import typer.main
+from cli_helpers import CLI
 from typer.testing import CliRunner
 
 from anisoscreen.cli import app
@@ -25,8 +26,6 @@ from anisoscreen.errors import (
     ExitCode,
     exit_code_help,
 )
-
-CLI = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
 
 
 def _commands(command=None, path=()):

@@ -10,6 +10,7 @@ import sys
 from importlib import resources
 
 import pytest
+from cli_helpers import CLI
 from jobflow import Flow, JobStore, job
 from maggma.stores import MemoryStore
 from pymatgen.core import Lattice, Structure
@@ -19,7 +20,7 @@ from anisoscreen.screening.flow_runner import run_flow_locally
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     env = {**os.environ, "COLUMNS": "250"}
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=900

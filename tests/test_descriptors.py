@@ -4,11 +4,18 @@ Bond-level agreement with pymatgen is tested in test_bonding.py."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
 from anisoscreen.candidates.sources import load_bundled
 from anisoscreen.screening import descriptors as ranking
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crystals  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +24,8 @@ def sample() -> list[Structure]:
 
 
 def test_known_dimensionalities():
-    mos2 = Structure.from_spacegroup(
-        "P6_3/mmc",
-        Lattice.hexagonal(3.16, 12.3),
-        ["Mo", "S"],
-        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
-    )
-    nacl = Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    mos2 = crystals.mos2()
+    nacl = crystals.nacl()
     assert ranking.dimensionality(mos2) == 2
     assert ranking.dimensionality(nacl) == 3
     assert ranking.crystal_system(mos2) == "hexagonal" and ranking.crystal_system(nacl) == "cubic"

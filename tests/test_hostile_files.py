@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CLI
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
@@ -120,7 +121,7 @@ def test_the_parse_time_of_one_file_is_bounded(folder, monkeypatch):
 @pytest.mark.slow
 def test_predict_writes_an_error_line_for_the_crafted_cif_and_predicts_the_rest(folder, tmp_path):
     output = tmp_path / "out" / "predictions.jsonl"
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     started = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-c", code, "predict", str(folder), "-o", str(output)],
@@ -241,7 +242,7 @@ def test_an_overlong_json_line_is_one_failure_and_the_next_lines_are_read(tmp_pa
 @pytest.mark.slow
 def test_run_screen_on_a_folder_lists_the_crafted_cif_and_screens_the_rest(folder, tmp_path):
     (folder / "[red]x.cif").write_text("not a cif\x1b[2J")
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     env = {**os.environ, "COLUMNS": "250"}
     out = subprocess.run(
         [sys.executable, "-c", code, "run-screen", "--source", str(folder), "--include-known"]

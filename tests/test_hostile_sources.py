@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cli_helpers import CLI
 
 from anisoscreen.candidates.json_cache import write_json_gz_atomic
 from anisoscreen.candidates.optimade import OptimadeFetch, OptimadeQuery, RetryPolicy
@@ -284,7 +285,7 @@ def test_a_server_error_text_is_printed_sanitised_escaped_and_cut(serve, tmp_pat
         handler.send_json({"errors": [{"status": "400", "detail": HOSTILE}]}, status=400)
 
     server = serve(lambda server, n: answer)
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     env = {**os.environ, "ANISOSCREEN_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
     env.pop("ANISOSCREEN_DEBUG", None)
     out = subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,17 @@ from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 from anisoscreen.structures_io import StructureRecord
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from screening_helpers import local_maker  # noqa: E402
+
 FIXTURES = Path(__file__).parent / "fixtures"
 ELEMENTS = list(range(1, 95))
 
 
-def model_file(path: Path, target: str, readout: str, members: int = 2) -> Path:
+def model_file(
+    path: Path, target: str, readout: str, members: int = 2, metadata: dict | None = None
+) -> Path:
     """A small untrained ensemble saved as a model file (what the plumbing needs)."""
     config = ModelConfig(
         mul=4,
@@ -47,7 +54,9 @@ def model_file(path: Path, target: str, readout: str, members: int = 2) -> Path:
     for seed in range(members):
         torch.manual_seed(seed)
         states.append(AnisoNet(config).state_dict())
-    return save_model(path, config, states, name=f"set-{target}", version="0.0.1")
+    return save_model(
+        path, config, states, name=f"set-{target}", version="0.0.1", metadata=metadata
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +143,7 @@ def fom_screening(model_set, tmp_path_factory):
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(pool_docs()))
     settings = get_settings(data_dir=tmp_path / "d")
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(electronic),
-        ionic_model=str(ionic),
-        objective="fom",
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store={"data_dir": str(tmp_path / "d")},
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-    )
+    maker = local_maker(electronic, pool, tmp_path / "d", ionic_model=str(ionic), objective="fom")
     flow = maker.make("fom-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     ranking = responses[flow.jobs[2].uuid][1].output

@@ -138,4 +138,6 @@ def test_model_set_evaluation_sums_the_two_models_against_dfpt_total(
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert "(total)" in out.output and "(ionic)" in out.output and "(electronic)" in out.output
+    counted = [line for line in out.output.splitlines() if line.startswith("evaluating: ")]
+    assert counted and "(100 %)" in counted[-1]  # both models' structures in one count
     assert all((tmp_path / f"set-{k}.png").stat().st_size > 10_000 for k in results)

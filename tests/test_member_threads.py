@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +14,12 @@ from pymatgen.core import Lattice, Structure
 from anisoscreen.model.checkpoint import load_model, save_model
 from anisoscreen.model.inference import PredictionFailure, Predictor
 from anisoscreen.model.member_threads import MemberThreads
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.network import AnisoNet
 from anisoscreen.structures_io import StructureRecord
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crystals  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -51,9 +57,7 @@ def test_map_keeps_member_order_runs_in_inference_mode_and_leaves_the_callers_th
 
 
 def _structures() -> list[Structure]:
-    rocksalt = Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    rocksalt = crystals.nacl()
     layered = Structure(
         Lattice.hexagonal(3.2, 18.0),
         ["Mo", "S", "S"],
@@ -67,14 +71,7 @@ def _structures() -> list[Structure]:
 
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory):
-    config = ModelConfig(
-        mul=4,
-        lmax=2,
-        readout="psd_laminate_volume",
-        volume_per_atom=15.0,
-        target_shift=0.5,
-        target_scale=0.4,
-    )
+    config = crystals.laminate_config()
     states = []
     for seed in range(3):
         torch.manual_seed(seed)

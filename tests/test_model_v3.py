@@ -4,11 +4,13 @@ tiny training run with exfoliation augmentation and the laminate read-out."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
 from anisoscreen.geometry import depolarisation_tensor, laminate_mix
 from anisoscreen.model.checkpoint import load_model
@@ -31,24 +33,18 @@ from anisoscreen.model.training.pipeline import train_model
 from anisoscreen.model.training.train import TrainConfig
 from anisoscreen.structures_io import StructureRecord
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crystals  # noqa: E402
+
 
 def rocksalt() -> Structure:
-    return Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    return crystals.nacl()
 
 
 def gap_network() -> AnisoNet:
     torch.manual_seed(0)
-    config = ModelConfig(
-        mul=4,
-        lmax=2,
-        readout="psd_laminate_volume",
-        volume_per_atom=15.0,
-        target_shift=0.5,
-        target_scale=0.4,
-        gap_input=True,
-    )
+    config = crystals.laminate_config(gap_input=True)
     return AnisoNet(config).double().eval()
 
 

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from jobflow import run_locally
-from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
 from anisoscreen import tensor as tmath
-from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.cli import app
-from anisoscreen.model.checkpoint import save_model
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.schemas import PredictionDoc
-from anisoscreen.screening.flows import ScreeningMaker
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crystals  # noqa: E402
+from screening_helpers import local_maker  # noqa: E402
+from test_ionic_screening import model_file  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -29,34 +30,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="module")
 def electronic_model(tmp_path_factory) -> Path:
     """A small untrained two-member electronic ensemble (what the plumbing needs)."""
-    config = ModelConfig(
-        mul=4,
-        lmax=1,
-        radial_hidden=16,
-        embed_dim=8,
-        readout="mean",
-        target="electronic",
-        volume_per_atom=12.0,
-        target_shift=4.0,
-        target_scale=1.0,
-        elements=list(range(1, 95)),
+    return model_file(
+        tmp_path_factory.mktemp("optics-model") / "electronic.pt", "electronic", "mean"
     )
-    states = []
-    for seed in range(2):
-        torch.manual_seed(seed)
-        states.append(AnisoNet(config).state_dict())
-    path = tmp_path_factory.mktemp("optics-model") / "electronic.pt"
-    return save_model(path, config, states, name="optics-test", version="0.0.1")
 
 
 def test_predict_lines_carry_the_optics(tmp_path):
     # 2H-MoS2, a hexagonal (uniaxial) structure, with the shipped model: the optic axis must come out as the c axis [0, 0, 1]
-    structure = Structure.from_spacegroup(
-        "P6_3/mmc",
-        Lattice.hexagonal(3.16, 12.3),
-        ["Mo", "S"],
-        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
-    )
+    structure = crystals.mos2()
     cif = tmp_path / "mos2.cif"
     structure.to(filename=str(cif))
     out = tmp_path / "out.jsonl"
@@ -82,16 +63,7 @@ def birefringence_screening(electronic_model, tmp_path_factory):
     with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
         pool.write_text(handle.read())
     settings = get_settings(data_dir=tmp_path / "d")
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(electronic_model),
-        objective="birefringence",
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store={"data_dir": str(tmp_path / "d")},
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-    )
+    maker = local_maker(electronic_model, pool, tmp_path / "d", objective="birefringence")
     assert maker.prediction_maker.ionic_model is None  # dn is a property of eps_inf alone
     flow = maker.make("dn-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from cli_helpers import CLI
 
 from anisoscreen.candidates.filters import NOBLE_GASES_AND_H
 from anisoscreen.candidates.optimade import (
@@ -215,7 +216,7 @@ def test_partially_occupied_entries_never_become_candidates(server, entries, tmp
 
 
 def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     env = {**os.environ, "ANISOSCREEN_DATA_DIR": str(data_dir), "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600
@@ -247,7 +248,7 @@ def test_run_screen_fetches_pages_and_a_killed_fetch_resumes_without_duplicates(
     assert total_pages >= 5
 
     # first run: killed once it has saved two pages (the server is paused so it cannot finish)
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     env = {**os.environ, "ANISOSCREEN_DATA_DIR": str(data_dir)}
     first = subprocess.Popen(
         [sys.executable, "-c", code, "run-screen", "--source", source, "--dry-run"],

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -25,6 +26,11 @@ from anisoscreen.schemas import CandidateDoc
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crystals  # noqa: E402
+from cli_helpers import CLI  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -34,15 +40,8 @@ def free_port() -> int:
 
 def structures() -> dict[str, Structure]:
     """A structure per stored material (shapes only matter for the round trip)."""
-    rock = Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
-    mos2 = Structure.from_spacegroup(
-        "P6_3/mmc",
-        Lattice.hexagonal(3.16, 12.3),
-        ["Mo", "S"],
-        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
-    )
+    rock = crystals.nacl()
+    mos2 = crystals.mos2()
     si = Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
     ortho = Structure(
         Lattice.orthorhombic(3.9, 5.1, 7.3),
@@ -76,7 +75,7 @@ def served(tmp_path_factory):
     port = free_port()
     log = folder / "serve.log"
     env = {**os.environ, "OPTIMADE_CONFIG_FILE": str(folder / "no-config.json")}
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     cmd = [sys.executable, "-c", code, "serve", "--data-dir", str(data_dir)]
     with open(log, "w") as handle:
         process = subprocess.Popen(

@@ -211,16 +211,9 @@ def invoke(app, *args):
     return CliRunner().invoke(app, list(args))
 
 
-@pytest.mark.parametrize("kind", ["dimensionality", "parity", "spectra", "periodic-count"])
-def test_cli_plot(app, tmp_path, kind):
-    from anisoscreen.settings import get_settings
-    from anisoscreen.store import ResultsStore
-
-    data_dir = tmp_path / "monty"
-    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
-        fill(results)
-    out = tmp_path / f"{kind}.png"
-    result = invoke(
+def plot(app, kind: str, data_dir, out, *extra: str):
+    """``anisoscreen plot KIND`` on the embedded store in ``data_dir``, written to ``out``."""
+    return invoke(
         app,
         "plot",
         kind,
@@ -230,9 +223,20 @@ def test_cli_plot(app, tmp_path, kind):
         str(data_dir),
         "-o",
         str(out),
-        "--dpi",
-        "40",
+        *extra,
     )
+
+
+@pytest.mark.parametrize("kind", ["dimensionality", "parity", "spectra", "periodic-count"])
+def test_cli_plot(app, tmp_path, kind):
+    from anisoscreen.settings import get_settings
+    from anisoscreen.store import ResultsStore
+
+    data_dir = tmp_path / "monty"
+    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
+        fill(results)
+    out = tmp_path / f"{kind}.png"
+    result = plot(app, kind, data_dir, out, "--dpi", "40")
     assert result.exit_code == 0, result.output
     width, height = FIGURE_SIZES[kind]
     assert png_size(out) == (round(width * 40), round(height * 40))
@@ -246,38 +250,15 @@ def test_cli_plot_histogram_with_training_file_and_filters(app, tmp_path, shared
     with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
         fill(results)
     out = tmp_path / "hist.svg"
-    result = invoke(
-        app,
-        "plot",
-        "histogram",
-        "--store",
-        "embedded",
-        "--data-dir",
-        str(data_dir),
-        "-o",
-        str(out),
-        "-e",
-        "O",
-        "--training",
-        str(shared_dir / "data" / "mp_dielectric_tensors.json.gz"),
-    )
+    training = str(shared_dir / "data" / "mp_dielectric_tensors.json.gz")
+    result = plot(app, "histogram", data_dir, out, "-e", "O", "--training", training)
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"<?xml")
 
 
 @pytest.mark.parametrize("kind", list(FIGURE_KINDS))
 def test_cli_plot_on_empty_store_gives_a_clear_message(app, tmp_path, kind):
-    result = invoke(
-        app,
-        "plot",
-        kind,
-        "--store",
-        "embedded",
-        "--data-dir",
-        str(tmp_path / "empty"),
-        "-o",
-        str(tmp_path / "x.png"),
-    )
+    result = plot(app, kind, tmp_path / "empty", tmp_path / "x.png")
     assert result.exit_code == 1
     assert isinstance(result.exception, AnisoscreenError)
     assert "no predictions in the store" in str(result.exception)
@@ -287,7 +268,5 @@ def test_cli_plot_on_empty_store_gives_a_clear_message(app, tmp_path, kind):
 def test_cli_plot_rejects_unknown_kind_and_format(app, tmp_path):
     result = invoke(app, "plot", "pie", "--store", "embedded", "--data-dir", str(tmp_path))
     assert result.exit_code == 2
-    result = invoke(
-        app, "plot", "parity", "--store", "embedded", "--data-dir", str(tmp_path), "-o", "x.gif"
-    )
+    result = plot(app, "parity", tmp_path, "x.gif")
     assert result.exit_code == 1 and "figure format must be one of" in str(result.exception)

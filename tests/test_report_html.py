@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from report_data import fill
 
 from anisoscreen.query import CandidateQuery, find_candidates
@@ -65,24 +64,13 @@ def test_report_command_writes_the_file(tmp_path):
     with ResultsStore(settings) as results:
         fill(results)
     out = tmp_path / "out" / "report.html"
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "report",
-            "--html",
-            str(out),
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--top",
-            "3",
-            "--ar-min",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
+    report = ["report", "--html", str(out), "--data-dir", str(tmp_path / "d")]
+    done = run_cli(
+        *report,
+        "--top",
+        "3",
+        "--ar-min",
+        "2",
         env={**os.environ, "ANISOSCREEN_SHARED": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
@@ -90,22 +78,7 @@ def test_report_command_writes_the_file(tmp_path):
     html = out.read_text(encoding="utf-8")
     assert len(re.findall(r"<tr data-material-id=", html)) == 3 and "a_r &gt;= 2" in html
     assert "Not drawn: no training data found" in html
-    empty = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "report",
-            "--html",
-            str(out),
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--ar-min",
-            "100",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    empty = run_cli(*report, "--ar-min", "100")
     assert (
         empty.returncode == 1
         and "no candidates" in empty.stderr

@@ -30,6 +30,10 @@ from anisoscreen.screening.jobs import rank_candidates
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from screening_helpers import local_maker, screen_args  # noqa: E402
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -153,7 +157,7 @@ def test_local_sources(tmp_path, shared_dir):
     bundled.candidates[0].structure.to(filename=str(folder / "a.cif"))
     (folder / "bad.cif").write_text("garbage")
     batch = load_local(folder)
-    assert len(batch.candidates) == 1 and batch.candidates[0].material_id.startswith("as-")
+    assert len(batch.candidates) == 1 and batch.candidates[0].material_id == "a.cif"
     assert batch.failures[0]["material_id"] == "bad.cif"
     with pytest.raises(AnisoscreenError, match="does not exist"):
         load_local(tmp_path / "missing")
@@ -172,15 +176,7 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
     pool = small_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     overrides = {"data_dir": str(tmp_path / "d")}
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(folder),
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store=overrides,
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-    )
+    maker = local_maker(folder, pool, tmp_path / "d")
     flow = maker.make("run-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     assert len(responses) == len(flow.jobs) == 4
@@ -287,15 +283,7 @@ def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_pa
         partial = results.count("predictions")
         expected = results.count("candidates")
     assert 0 < partial < expected
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(folder),
-        device="cpu",
-        batch_size=1,
-        processes=1,
-        store={"data_dir": str(data)},
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-    )
+    maker = local_maker(folder, pool, data, batch_size=1)
     run_locally(maker.make(), store=build_job_store(settings), create_folders=False, log=False)
     with ResultsStore(settings) as results:
         run = results.query(ScreeningRunDoc)[0]
@@ -330,22 +318,7 @@ def test_run_screen_cli_dry_run_and_summary(tiny_model, tmp_path):
     )
     real = runner.invoke(
         app,
-        [
-            "run-screen",
-            "--source",
-            str(pool),
-            "--model",
-            str(folder),
-            "--device",
-            "cpu",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--processes",
-            "1",
-            "--describe-top",
-            "1",
-            "--include-known",
-        ],
+        screen_args(folder, pool, tmp_path / "d", "--describe-top", "1", "--include-known"),
     )
     # the pool's deliberately broken record is listed and ends the run with FailedRecordsError
     # (exit status 3 through the console entry point); everything else is stored
@@ -505,15 +478,7 @@ def test_a_repeat_with_nothing_to_predict_builds_no_networks(tiny_model, tmp_pat
     pool = small_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     overrides = {"data_dir": str(tmp_path / "d")}
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(folder),
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store=overrides,
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-    )
+    maker = local_maker(folder, pool, tmp_path / "d")
     run_locally(
         maker.make("cold"), store=build_job_store(settings), create_folders=False, log=False
     )

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import PredictionDoc, ScreeningRunDoc
@@ -23,6 +22,7 @@ from anisoscreen.store import ResultsStore, build_job_store
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from screening_helpers import local_maker, screen_args  # noqa: E402
 from test_screening import small_pool  # noqa: E402
 
 
@@ -47,16 +47,7 @@ def test_shard_size_option_is_checked():
 
 def _run(folder: Path, pool: Path, data: Path, shard_size: int | None, run_id: str):
     settings = get_settings(data_dir=data)
-    maker = ScreeningMaker.from_options(
-        source=str(pool),
-        model=str(folder),
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store={"data_dir": str(data)},
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
-        shard_size=shard_size,
-    )
+    maker = local_maker(folder, pool, data, shard_size=shard_size)
     flow = maker.make(run_id)
     job_store = build_job_store(settings)
     responses = run_flow_locally(flow, job_store)
@@ -121,22 +112,7 @@ def test_run_screen_shard_size_option(tiny_model, tmp_path):
     data = tmp_path / "d"
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
         app,
-        [
-            "run-screen",
-            "--source",
-            str(pool),
-            "--model",
-            str(folder),
-            "--device",
-            "cpu",
-            "--data-dir",
-            str(data),
-            "--processes",
-            "1",
-            "--include-known",
-            "--shard-size",
-            "2",
-        ],
+        screen_args(folder, pool, data, "--include-known", "--shard-size", "2"),
     )
     assert "top 10 by anisotropy ratio" in result.output, result.output
     settings = get_settings(data_dir=data)

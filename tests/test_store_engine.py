@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bson import ObjectId
+from cli_helpers import CLI
 
 from anisoscreen.errors import AnisoscreenWarning, ExitCode, StoreError
 from anisoscreen.schemas import Dimensionality, PredictionDoc
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CLI
 
 from anisoscreen.errors import ConfigError, ExitCode, StoreError
 from anisoscreen.schemas import PredictionDoc
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, env=None) -> subprocess.CompletedProcess:
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
     )

@@ -19,11 +19,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_helpers import CLI
 
 from anisoscreen.model.checkpoint import save_model
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 
-CLI = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
 BASE_STRUCTURES = 200
 """Distinct pool structures cycled (all seen within the first 1,000 inputs)."""
 MAX_SITES = 12

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import CLI
 from conftest import SHARED, TEST_DATA
 
 from anisoscreen.errors import SourceError
@@ -179,7 +180,7 @@ def test_bundled_demo_results_hold_high_ar_and_held_out_materials():
 
 
 def test_missing_source_is_reported_fast_with_the_source_exit_code(tmp_path):
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", code, "validations", "import", str(tmp_path / "nope.json")],

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cli_helpers import CLI
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 
 
 def _cli(*args: str) -> list[str]:
-    code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    code = CLI
     return [sys.executable, "-c", code, *args]
 
 

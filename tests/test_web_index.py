@@ -37,7 +37,12 @@ def _campaign() -> CampaignDoc:
         budget=10,
         rounds=[
             CampaignRound(
-                index=0, model="anisonet-mp-v2", stage="done", picks=picks, new_model="demo-r0"
+                index=0,
+                model="anisonet-mp-v2",
+                stage="done",
+                picks=picks,
+                new_model="demo-r0",
+                spread_calibrated=False,
             )
         ],
     )
@@ -75,6 +80,7 @@ def test_campaigns_are_campaign_docs_with_a_page(client):
     assert page.status_code == 200
     assert 'data-material-id="mp-1001"' in page.text and "no VASP executable" in page.text
     assert "2.400" in page.text and "demo-r0" in page.text  # best DFT so far, round's model
+    assert "spread uncalibrated: the model has no calibration for ar" in page.text
     assert client.get("/campaigns/nope").status_code == 404
 
 

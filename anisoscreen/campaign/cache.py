@@ -2,7 +2,9 @@
 
 Written to a temporary file in the same folder and renamed into place, so a reader never
 sees half a file. A cache that cannot be read (empty, truncated, not an npz, missing arrays)
-is a miss: it is logged with its path and recomputed, never an error of the campaign.
+is a miss: it is logged with its path and recomputed, never an error of the campaign. So is
+a cache written before it said whether the spread is calibrated (the factor then came from
+eps_poly for every objective).
 """
 
 from __future__ import annotations
@@ -21,32 +23,43 @@ __all__ = ["read_values", "write_values"]
 
 logger = logging.getLogger(__name__)
 
-Values = tuple[list[str], np.ndarray, str]
+Values = tuple[list[str], np.ndarray, str, bool]
+"""Material ids, member values ``(members, ids)``, model name and whether their spread is
+calibrated."""
 
 
 def read_values(path: Path) -> Values | None:
-    """``(material ids, values (members, ids), model name)`` from ``path``; ``None`` on a miss.
+    """The cached :data:`Values` of ``path``; ``None`` on a miss.
 
-    A missing file is a miss; so is an unreadable one (it is logged and later replaced).
+    A missing file is a miss; so is an unreadable one (it is logged and later replaced) and
+    one that does not say whether its spread is calibrated (written by an older version).
     """
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as cached:
+            if "spread_calibrated" not in cached.files:
+                logger.info("campaign cache %s predates spread calibration; recomputing it", path)
+                return None
             ids = [str(i) for i in cached["material_ids"]]
             values = np.asarray(cached["values"], dtype=float)
             model = str(cached["model"])
+            calibrated = bool(cached["spread_calibrated"])
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         logger.warning("campaign cache %s is unreadable (%s); recomputing it", path, exc)
         return None
     if values.ndim != 2 or values.shape[1] != len(ids):
         logger.warning("campaign cache %s has inconsistent shapes; recomputing it", path)
         return None
-    return ids, values, model
+    return ids, values, model, calibrated
 
 
-def write_values(path: Path, ids: list[str], values: np.ndarray, model: str) -> None:
+def write_values(
+    path: Path, ids: list[str], values: np.ndarray, model: str, spread_calibrated: bool
+) -> None:
     """Write the cache atomically (temporary file in the same folder, then rename).
+
+    ``spread_calibrated``: whether the values' spread carries the model's calibration.
 
     Raises
     ------
@@ -58,7 +71,13 @@ def write_values(path: Path, ids: list[str], values: np.ndarray, model: str) -> 
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, material_ids=np.array(ids, dtype=str), values=values, model=model)
+                np.savez(
+                    handle,
+                    material_ids=np.array(ids, dtype=str),
+                    values=values,
+                    model=model,
+                    spread_calibrated=spread_calibrated,
+                )
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)

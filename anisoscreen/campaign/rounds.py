@@ -23,6 +23,7 @@ step holds the campaign's lock (:mod:`~anisoscreen.campaign.guard`): one writer 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,9 +56,10 @@ from anisoscreen.screening.objectives import check_objective, needs_ionic, tenso
 from anisoscreen.settings import AnisoscreenSettings
 from anisoscreen.store import ResultsStore
 
-__all__ = ["load_campaign", "start_campaign", "step_campaign"]
+__all__ = ["load_campaign", "spread_calibrated", "start_campaign", "step_campaign"]
 
 Progress = Callable[[str], None]
+logger = logging.getLogger(__name__)
 _FINISHED = {ValidationState.COMPLETED.value, ValidationState.FLAGGED.value}
 
 
@@ -97,14 +99,15 @@ def _member_values(
     settings: AnisoscreenSettings,
     results: ResultsStore,
     count: Callable[[int, int | None], None] | None = None,
-) -> tuple[list[str], np.ndarray, str]:
+) -> tuple[list[str], np.ndarray, str, bool]:
     """Member objective values of the pool under the current model (cached per version).
 
     One pass of :meth:`~anisoscreen.model.inference.Predictor.predict_with_members`, the
     call behind ``predict``, writes the pool's PredictionDocs of that model version and
     gives the member tensors the values come from. Returns the predicted material ids, the
-    values ``(members, ids)`` and the model's stored name. ``count(done, total)`` follows
-    the structures predicted.
+    values ``(members, ids)``, the model's stored name and whether the members' spread carries
+    the model's calibration for the objective (:func:`spread_calibrated`). ``count(done,
+    total)`` follows the structures predicted.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -143,23 +146,44 @@ def _member_values(
             tensor_values(electronic, doc.objective, ionic, gaps[prediction.material_id])
         )
     values = np.stack(columns, axis=1) if columns else np.zeros((len(predictor.model.networks), 0))
-    # the members' deviations from their mean carry the model's calibrated spread (the
-    # predictor's, as stored in each document), so UCB, Thompson and exploration all use the
-    # calibrated sigma; objectives without a calibration keep the members' own spread
-    calibrated = _CALIBRATED_SPREADS.get(doc.objective)
-    if calibrated is not None and values.shape[0] > 1 and values.shape[1]:
+    # the members' deviations from their mean carry the model's calibrated spread of this
+    # objective (the predictor's, as stored in each document), so UCB, Thompson and
+    # exploration all use the calibrated sigma; another objective keeps the members' own
+    # spread, and says so, rather than borrowing another quantity's factor
+    calibrated = spread_calibrated(predictor.model.metadata, doc.objective)
+    if not calibrated:
+        logger.warning(
+            "campaign %s: the %s spread of %s is uncalibrated (no spread calibration for it)",
+            doc.name,
+            doc.objective,
+            predictor.model.name,
+        )
+    elif values.shape[0] > 1 and values.shape[1]:
         centre = values.mean(axis=0)
         raw = values.std(axis=0, ddof=1)
-        target = np.array([getattr(d, calibrated) or 0.0 for d in docs])
+        field = _CALIBRATED_SPREADS[doc.objective]
+        target = np.array([getattr(d, field) or 0.0 for d in docs])
         factor = np.divide(target, raw, out=np.ones_like(raw), where=(raw > 0) & (target > 0))
         values = centre + factor * (values - centre)
     results.upsert(docs)
-    write_values(path, ids, values, predictor.model.name)
-    return ids, values, predictor.model.name
+    write_values(path, ids, values, predictor.model.name, calibrated)
+    return ids, values, predictor.model.name, calibrated
 
 
 _CALIBRATED_SPREADS = {"ar": "anisotropy_ratio_std", "eps-poly": "eps_poly_std"}
-"""The document field holding each objective's calibrated spread (same quantity, same members)."""
+"""The document field holding each objective's calibrated spread (same quantity, same members);
+the model's ``spread_calibration`` holds it under the field's name without ``_std``."""
+
+
+def spread_calibrated(metadata: dict[str, Any], objective: str) -> bool:
+    """Whether a model (its ``metadata``) calibrates the ensemble spread of ``objective``.
+
+    Training calibrates a_r and eps_poly of eps_inf (``ar``, ``eps-poly``); any other
+    objective (``birefringence``, ``fom``, the static-tensor ones) has an uncalibrated spread.
+    """
+    field = _CALIBRATED_SPREADS.get(objective)
+    stored = metadata.get("spread_calibration") or {}
+    return field is not None and field.removesuffix("_std") in stored
 
 
 def start_campaign(
@@ -178,7 +202,7 @@ def start_campaign(
         if results.query(CampaignDoc, {"name": doc.name}):
             raise AnisoscreenError(f"campaign {doc.name!r} exists; use `campaign step`")
         pool = _pool(doc, results)
-        ids, _, _ = _member_values(doc, pool, settings, results, count)
+        ids, *_ = _member_values(doc, pool, settings, results, count)
         save_campaign(doc, results, new=True)
     return len(ids)
 
@@ -190,7 +214,7 @@ def _select(
     if remaining <= 0:
         return None
     pool = _pool(doc, results)
-    ids, values, model_name = _member_values(doc, pool, settings, results)
+    ids, values, model_name, calibrated = _member_values(doc, pool, settings, results)
     by_id = {c.material_id: c for c in pool}
     picked = doc.picked_ids
     available = np.array([i not in picked for i in ids])
@@ -213,7 +237,12 @@ def _select(
         )
         for i in indices
     ]
-    return CampaignRound(index=len(doc.rounds), model=model_name, picks=picks)
+    return CampaignRound(
+        index=len(doc.rounds),
+        model=model_name,
+        picks=picks,
+        spread_calibrated=calibrated,
+    )
 
 
 def _went_through(doc: CampaignDoc, pick: CampaignPick, jc: Any, results: ResultsStore) -> bool:
@@ -402,6 +431,11 @@ def step_campaign(
             doc.rounds.append(current)
             _save(doc, results)
             say(f"round {current.index}: picked {', '.join(p.material_id for p in current.picks)}")
+            if not current.spread_calibrated:
+                say(
+                    f"round {current.index}: the {doc.objective} spread of {current.model} is "
+                    "uncalibrated (the model has no spread calibration for this objective)"
+                )
         if current.stage == "selected":
             _submit(doc, current, settings, results, say)
             current.stage = "submitted"

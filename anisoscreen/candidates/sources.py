@@ -122,8 +122,8 @@ def load_local(path: str | Path) -> CandidateBatch:
             record.material_id,
             record.structure,
             record.source,
-            # an id from the data, else a stable structure hash (file names can collide)
-            material_id=record.material_id if record.explicit_id else None,
+            # an id from the data, else the file's id: the same as `predict` gives it
+            material_id=record.material_id,
             energy_above_hull=fields.get("energy_above_hull"),
             band_gap=fields.get("band_gap"),
             is_stable=fields.get("is_stable"),

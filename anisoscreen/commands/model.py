@@ -304,6 +304,7 @@ def train(
     name my-anisonet.
     """
     from anisoscreen.commands.common import console, settings_from_options
+    from anisoscreen.commands.progress import EpochCount, progress
     from anisoscreen.model.training.pipeline import train_model
     from anisoscreen.model.training.recipe import default_recipe, load_recipe
 
@@ -340,9 +341,13 @@ def train(
     data = data or settings.shared / "data" / "mp_dielectric_tensors.json.gz"
     folder = (output_dir or settings.data_dir / "models") / recipe.name
 
-    def progress(seed: int, rec: dict) -> None:
+    members = len(recipe.seeds)
+
+    def on_epoch(seed: int, rec: dict) -> None:
+        epochs.epoch(seed, int(rec["epoch"]) + 1)  # the record's epoch counts from 0
         console.print(
-            f"seed {seed} epoch {rec['epoch']:4d}  train {rec['train_loss']:.4f}  "
+            f"member {epochs.member(seed) + 1}/{members} (seed {seed}) "
+            f"epoch {rec['epoch']:4d}  train {rec['train_loss']:.4f}  "
             f"val {rec['val_loss']:.4f}  lr {rec['lr']:.2e}  {rec['seconds']:.1f}s"
             + (
                 f"  born train {rec['train_born_loss']:.4f} val {rec['val_born_loss']:.4f}"
@@ -351,19 +356,24 @@ def train(
             )
         )
 
-    result = train_model(
-        data,
-        folder,
-        recipe.name,
-        recipe.model,
-        recipe.train,
-        seeds=recipe.seeds,
-        split_seed=recipe.split_seed,
-        device=settings.device,
-        max_entries=max_entries,
-        progress=progress,
-        version=recipe.version,
-    )
+    # counted: epochs of all members (bar with rate and ETA; lines when not a terminal)
+    with progress(f"training {members} member(s)", console) as report:
+        epochs = EpochCount(report, list(recipe.seeds), recipe.train.max_epochs)
+        result = train_model(
+            data,
+            folder,
+            recipe.name,
+            recipe.model,
+            recipe.train,
+            seeds=recipe.seeds,
+            split_seed=recipe.split_seed,
+            device=settings.device,
+            max_entries=max_entries,
+            progress=on_epoch,
+            version=recipe.version,
+        )
+        if result["finished"]:
+            epochs.finish()
     if not result["finished"]:
         console.print(f"stopped at epoch {result['epoch']} (time limit); run again to resume")
         return
@@ -425,7 +435,7 @@ def evaluate(
     (empty slab wider than 6 A), the eps_poly > 8 tail, and the ensemble calibration.
     """
     from anisoscreen.commands.common import console, settings_from_options
-    from anisoscreen.commands.progress import Heartbeat
+    from anisoscreen.commands.progress import progress
     from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
     from anisoscreen.screening.descriptors import dimensionality
 
@@ -434,27 +444,35 @@ def evaluate(
     if experimental:
         _evaluate_experimental(settings, data, parity_plot, json_output)
         return
-    beat = Heartbeat(f"evaluating {settings.model} on the {subset} split", console).start()
-    if ionic_model:
-        if split_seed is not None or member:
-            raise AnisoscreenError("--split-seed and --member apply to a single model")
-        results = evaluate_model_set(
-            settings.model, ionic_model, data, settings.data_dir, subset, settings.device
-        )
-    else:
-        results = {
-            "model": evaluate_model(
+    if ionic_model and (split_seed is not None or member):
+        raise AnisoscreenError("--split-seed and --member apply to a single model")
+    console.print(f"evaluating {settings.model} on the {subset} split")
+    # counted: the structures predicted (bar with rate and ETA; lines when not a terminal)
+    with progress("evaluating", console) as report:
+        if ionic_model:
+            results = evaluate_model_set(
                 settings.model,
+                ionic_model,
                 data,
                 settings.data_dir,
                 subset,
-                split_seed,
                 settings.device,
-                members=member or None,
-                dimensionality=dimensionality,
+                progress=report,
             )
-        }
-    beat.stop()
+        else:
+            results = {
+                "model": evaluate_model(
+                    settings.model,
+                    data,
+                    settings.data_dir,
+                    subset,
+                    split_seed,
+                    settings.device,
+                    members=member or None,
+                    dimensionality=dimensionality,
+                    progress=report,
+                )
+            }
     for key, result in results.items():
         if parity_plot is not None:
             from anisoscreen.report.figures import parity_from_arrays

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["Counter", "Heartbeat", "LineProgress", "progress"]
+__all__ = ["Counter", "EpochCount", "Heartbeat", "LineProgress", "progress"]
 
 Report = Callable[[int, int | None], None]
 """``report(done, total)``: ``done`` items of ``total`` (``None``: unknown) are finished."""
@@ -57,11 +57,14 @@ class LineProgress:
         self._last_done = 0
         self._seen = 0
         self._total: int | None = None
+        self._first: tuple[float, int] | None = None
         self.lines = 0
 
     def __call__(self, done: int, total: int | None) -> None:
         self._seen, self._total = done, total
         now = self.clock()
+        if self._first is None:
+            self._first = (now, done)
         finished = total is not None and done >= total
         if total is None:
             by_count = done - self._last_done >= self.every_items
@@ -72,13 +75,17 @@ class LineProgress:
         if done == self._last_done and not finished and self.lines:
             return
         elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
+        # the rate from the first report on: set-up before the work (loading a model, building
+        # graphs) does not make the time left look longer than it is
+        since, counted = now - self._first[0], done - self._first[1]
+        measured = counted / since if since > 0 and counted > 0 else None
+        rate = measured if measured is not None else (done / elapsed if elapsed > 0 else 0.0)
         text = f"{self.description}: {done}"
         if total is not None:
             text += f"/{total} ({100 * done / total:.0f} %)" if total else "/0"
         text += f", {rate:.1f}/s, {elapsed:.0f} s elapsed"
-        if total is not None and rate > 0 and not finished:
-            text += f", about {(total - done) / rate:.0f} s left"
+        if total is not None and measured and not finished:  # no guess from one report
+            text += f", about {(total - done) / measured:.0f} s left"
         print(text, file=self.stream, flush=True)
         self._last_time, self._last_done = now, done
         self._total = total
@@ -165,6 +172,35 @@ class Counter:
     def advance(self, n: int = 1) -> None:
         self.done += n
         self.report(self.done, self.total)
+
+
+class EpochCount:
+    """Training epochs of an ensemble as one count: ``members x max_epochs`` in all.
+
+    ``epoch(seed, n)`` reports that member ``seed`` has finished ``n`` epochs (counted from
+    the start of its training, so a resumed member continues its count); a member that stops early
+    counts as all its epochs done once the next member starts, and ``finish()`` fills the
+    count when training ends.
+    """
+
+    def __init__(self, report: Report, seeds: list[int], max_epochs: int) -> None:
+        self.report, self.seeds, self.max_epochs = report, list(seeds), max_epochs
+        self.total = len(self.seeds) * max_epochs
+        self.done = 0
+
+    def member(self, seed: int) -> int:
+        """0-based position of ``seed``'s member."""
+        return self.seeds.index(seed)
+
+    def epoch(self, seed: int, n: int) -> None:
+        self.done = self.member(seed) * self.max_epochs + min(n, self.max_epochs)
+        self.report(self.done, self.total)
+
+    def finish(self) -> None:
+        """All epochs done (members that stopped early included), said once."""
+        if self.done < self.total:
+            self.done = self.total
+            self.report(self.total, self.total)
 
 
 @contextmanager

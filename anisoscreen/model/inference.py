@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -395,7 +396,7 @@ def _finite_or_none(value: object) -> float | None:
 
 
 def predict_structures(
-    structures: Iterable[Structure | StructureRecord],
+    structures: Iterable[Structure | StructureRecord | str | Path],
     model: str = DEFAULT_MODEL,
     device: str = "auto",
     batch_size: int = 64,
@@ -403,13 +404,13 @@ def predict_structures(
 ) -> list[PredictionDoc | PredictionFailure]:
     """Python API: predict the dielectric tensors of structures with a named model or path.
 
-    With ``ionic_model`` the documents also hold ``eps_ionic`` and ``eps_total``.
+    ``structures`` may hold structure files and folders, named by the same ids as
+    ``predict`` and ``run-screen`` give them (:func:`anisoscreen.structures_io.file_ids`);
+    a :class:`Structure` object gets its structure hash. With ``ionic_model`` the documents
+    also hold ``eps_ionic`` and ``eps_total``.
     """
-    from anisoscreen.schemas import structure_id
+    from anisoscreen.structures_io import as_records
 
-    records = (
-        s if isinstance(s, StructureRecord) else StructureRecord(structure_id(s), s, "python")
-        for s in structures
-    )
+    records = as_records(structures)  # one id rule with `predict` and `run-screen`
     predictor = Predictor.load(model, device=device, batch_size=batch_size, ionic_model=ionic_model)
     return list(predictor.predict(records))

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,46 +115,78 @@ def _tensor_doc(
     )
 
 
-def validations_from_mp_set(
-    records: Iterable[dict[str, Any]], ids: set[str] | None = None
+@dataclass(frozen=True)
+class _TensorFields:
+    """Where a kind of DFPT record keeps its tensors and provenance."""
+
+    electronic: str
+    ionic: str
+    formula: tuple[str, ...]
+    task_id: str | None
+    """Field of the source's calculation id (``None``: the material id)."""
+    provenance: tuple[str, str]
+    """(key in ``input_settings``, field of the record) of the source's own reference."""
+    kind: str
+    """What the records are, for the error when the electronic tensor is missing."""
+
+
+_MP_SET_FIELDS = _TensorFields(
+    electronic="eps_electronic",
+    ionic="eps_ionic",
+    formula=("formula", "formula_pretty"),
+    task_id=None,
+    provenance=("reference", "source"),
+    kind="the shared MP DFPT set",
+)
+_MP_DOCS_FIELDS = _TensorFields(
+    electronic="electronic",
+    ionic="ionic",
+    formula=("formula_pretty",),
+    task_id="task_id",
+    provenance=("last_updated", "last_updated"),
+    kind="a DielectricDoc",
+)
+
+
+def _validations_from_records(
+    records: Iterable[dict[str, Any]],
+    ids: set[str] | None,
+    fields: _TensorFields,
+    source: str,
 ) -> Iterator[ValidationDoc]:
-    """Records of the shared MP DFPT set (``eps_electronic``, ``eps_ionic``) as validations."""
+    """DFPT records whose tensors and provenance sit under ``fields`` as validations."""
     for record in records:
         mid = str(record.get("material_id", ""))
         if not mid or (ids is not None and mid not in ids):
             continue
-        if "eps_electronic" not in record:
-            raise SourceError(f"record {mid} has no eps_electronic: not the shared MP DFPT set")
+        if fields.electronic not in record:
+            raise SourceError(
+                f"record {mid} has no {fields.electronic!r} tensor: not {fields.kind}"
+            )
+        setting, reference = fields.provenance
         yield _tensor_doc(
             material_id=mid,
-            formula=str(record.get("formula") or record.get("formula_pretty") or ""),
-            electronic=record["eps_electronic"],
-            ionic=record.get("eps_ionic"),
-            source=MP_SET_SOURCE,
-            task_id=mid,
-            input_settings={"functional": "PBE", "reference": str(record.get("source", ""))},
+            formula=str(next((record[k] for k in fields.formula if record.get(k)), "")),
+            electronic=record[fields.electronic],
+            ionic=record.get(fields.ionic),
+            source=source,
+            task_id=str((record.get(fields.task_id) if fields.task_id else None) or mid),
+            input_settings={"functional": "PBE", setting: str(record.get(reference, ""))},
         )
+
+
+def validations_from_mp_set(
+    records: Iterable[dict[str, Any]], ids: set[str] | None = None
+) -> Iterator[ValidationDoc]:
+    """Records of the shared MP DFPT set (``eps_electronic``, ``eps_ionic``) as validations."""
+    return _validations_from_records(records, ids, _MP_SET_FIELDS, MP_SET_SOURCE)
 
 
 def validations_from_mp_docs(
     records: Iterable[dict[str, Any]], ids: set[str] | None = None
 ) -> Iterator[ValidationDoc]:
     """mp-api ``DielectricDoc``s (``electronic``, ``ionic`` 3x3) as validations."""
-    for record in records:
-        mid = str(record.get("material_id", ""))
-        if not mid or (ids is not None and mid not in ids):
-            continue
-        if "electronic" not in record:
-            raise SourceError(f"document {mid} has no 'electronic' tensor: not a DielectricDoc")
-        yield _tensor_doc(
-            material_id=mid,
-            formula=str(record.get("formula_pretty") or ""),
-            electronic=record["electronic"],
-            ionic=record.get("ionic"),
-            source=MP_DOCS_SOURCE,
-            task_id=str(record.get("task_id") or mid),
-            input_settings={"functional": "PBE", "last_updated": str(record.get("last_updated"))},
-        )
+    return _validations_from_records(records, ids, _MP_DOCS_FIELDS, MP_DOCS_SOURCE)
 
 
 def _vasp_runs(folder: Path) -> list[tuple[Path, Path | None, str]]:

@@ -70,22 +70,14 @@ class PageParams(BaseModel):
         return _page_size(value)
 
 
-class CandidateParams(CandidateQuery):
-    """Candidate filters and sort of ``anisoscreen query``, plus a page.
+class CandidateParams(PageParams, CandidateQuery):
+    """Candidate filters and sort of ``anisoscreen query``, plus a page (:class:`PageParams`).
 
     ``limit`` is the page size here (0: all, as in the CLI, up to the 500 a page holds);
     ``skip`` pages on. ``elements``,
     ``exclude_elements`` and ``dimensionality`` take repeated parameters or comma-separated
     values (``elements=Mo,S``, ``dimensionality=1,2``).
     """
-
-    skip: int = Field(default=0, ge=0, le=10_000_000, description="Records to skip.")
-    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=0, le=MAX_PAGE_SIZE, description=LIMIT_HELP)
-
-    @field_validator("limit")
-    @classmethod
-    def _zero_means_all(cls, value: int) -> int:
-        return _page_size(value)
 
     def query(self) -> CandidateQuery:
         """The filters and sort, without the page."""

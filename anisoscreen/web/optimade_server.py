@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from anisoscreen import __version__
@@ -34,41 +35,52 @@ PREFIX = "anisoscreen"
 """The OPTIMADE provider prefix: fields are served as ``_anisoscreen_<name>``."""
 
 
-def _field(name: str, kind: str, description: str, unit: str | None = None) -> dict[str, Any]:
-    field = {"name": name, "type": kind, "description": description}
-    if unit:
-        field["unit"] = unit
-    return field
-
+_PROVIDER_TABLE: tuple[tuple[str, str, str, str, str | None], ...] = (
+    # (name, OPTIMADE type, description, where the value comes from, unit); the source is an
+    # attribute path of the CandidateRow ("" for the validation state, made from the states)
+    ("birefringence", "float", "dn = n_max - n_min of eps_inf: DFT when validated, else "
+     "predicted", "birefringence", None),
+    ("predicted_birefringence", "float", "Predicted dn = n_max - n_min",
+     "prediction.birefringence", None),
+    ("dft_birefringence", "float", "DFT (DFPT) dn, when validated", "dft_birefringence", None),
+    ("refractive_indices", "list", "Principal n = sqrt(eigenvalues of eps_inf), ascending: "
+     "DFT when validated, else predicted", "refractive_indices", None),
+    ("predicted_refractive_indices", "list", "Predicted principal refractive indices",
+     "prediction.refractive_indices", None),
+    ("anisotropy_ratio", "float", "a_r = lambda_max / lambda_min of eps_inf: DFT when "
+     "validated, else predicted", "anisotropy_ratio", None),
+    ("predicted_anisotropy_ratio", "float", "Predicted a_r", "prediction.anisotropy_ratio",
+     None),
+    ("dft_anisotropy_ratio", "float", "DFT a_r, when validated", "dft_anisotropy_ratio", None),
+    ("eps_poly", "float", "Polycrystalline eps_inf (mean eigenvalue), reported value",
+     "eps_poly", None),
+    ("predicted_dielectric_tensor", "list", "Predicted eps_inf, 3x3 (ensemble mean)",
+     "prediction.dielectric_tensor", None),
+    ("predicted_dielectric_tensor_std", "list", "Ensemble spread of eps_inf, 3x3",
+     "prediction.dielectric_tensor_std", None),
+    ("dft_dielectric_tensor", "list", "DFPT eps_inf, 3x3, when validated", "dft_tensor", None),
+    ("optical_character", "string", "isotropic, uniaxial or biaxial, positive or negative",
+     "optical_character", None),
+    ("space_group_symbol", "string", "Hermann-Mauguin symbol (spglib, 0.1 A)",
+     "prediction.space_group_symbol", None),
+    ("space_group_number", "integer", "International space group number",
+     "prediction.space_group_number", None),
+    ("dimensionality", "integer", "Larsen structural dimensionality 0-3", "dimensionality",
+     None),
+    ("model", "string", "Model that made the prediction", "prediction.model", None),
+    ("model_version", "string", "Version of that model", "prediction.model_version", None),
+    ("validation_state", "string", "DFT validation: none, submitted, completed, flagged or "
+     "failed", "", None),
+    ("energy_above_hull", "float", "Energy above the convex hull",
+     "prediction.energy_above_hull", "eV/atom"),
+    ("band_gap", "float", "Band gap of the source database", "prediction.band_gap", "eV"),
+)  # fmt: skip
+"""The one table of provider fields: their OPTIMADE description and where each value comes from."""
 
 PROVIDER_FIELDS: list[dict[str, Any]] = [
-    _field("birefringence", "float", "dn = n_max - n_min of eps_inf: DFT when validated, "
-           "else predicted"),
-    _field("predicted_birefringence", "float", "Predicted dn = n_max - n_min"),
-    _field("dft_birefringence", "float", "DFT (DFPT) dn, when validated"),
-    _field("refractive_indices", "list", "Principal n = sqrt(eigenvalues of eps_inf), "
-           "ascending: DFT when validated, else predicted"),
-    _field("predicted_refractive_indices", "list", "Predicted principal refractive indices"),
-    _field("anisotropy_ratio", "float", "a_r = lambda_max / lambda_min of eps_inf: DFT when "
-           "validated, else predicted"),
-    _field("predicted_anisotropy_ratio", "float", "Predicted a_r"),
-    _field("dft_anisotropy_ratio", "float", "DFT a_r, when validated"),
-    _field("eps_poly", "float", "Polycrystalline eps_inf (mean eigenvalue), reported value"),
-    _field("predicted_dielectric_tensor", "list", "Predicted eps_inf, 3x3 (ensemble mean)"),
-    _field("predicted_dielectric_tensor_std", "list", "Ensemble spread of eps_inf, 3x3"),
-    _field("dft_dielectric_tensor", "list", "DFPT eps_inf, 3x3, when validated"),
-    _field("optical_character", "string", "isotropic, uniaxial or biaxial, positive or "
-           "negative"),
-    _field("space_group_symbol", "string", "Hermann-Mauguin symbol (spglib, 0.1 A)"),
-    _field("space_group_number", "integer", "International space group number"),
-    _field("dimensionality", "integer", "Larsen structural dimensionality 0-3"),
-    _field("model", "string", "Model that made the prediction"),
-    _field("model_version", "string", "Version of that model"),
-    _field("validation_state", "string", "DFT validation: none, submitted, completed, "
-           "flagged or failed"),
-    _field("energy_above_hull", "float", "Energy above the convex hull", "eV/atom"),
-    _field("band_gap", "float", "Band gap of the source database", "eV"),
-]  # fmt: skip
+    {"name": name, "type": kind, "description": description} | ({"unit": unit} if unit else {})
+    for name, kind, description, _, unit in _PROVIDER_TABLE
+]
 """The provider fields of ``structures`` (served with the ``_anisoscreen_`` prefix)."""
 
 _STATE_ORDER = ("completed", "flagged", "failed", "submitted")
@@ -92,32 +104,9 @@ def _entry(row: CandidateRow, candidate: dict[str, Any], states: list[str]) -> d
     updated = prediction.last_updated
     if updated.tzinfo is None:
         updated = updated.replace(tzinfo=timezone.utc)
-    attributes.update(
-        id=row.material_id,
-        immutable_id=row.material_id,
-        last_modified=updated,
-        birefringence=row.birefringence,
-        predicted_birefringence=prediction.birefringence,
-        dft_birefringence=row.dft_birefringence,
-        refractive_indices=row.refractive_indices,
-        predicted_refractive_indices=prediction.refractive_indices,
-        anisotropy_ratio=row.anisotropy_ratio,
-        predicted_anisotropy_ratio=prediction.anisotropy_ratio,
-        dft_anisotropy_ratio=row.dft_anisotropy_ratio,
-        eps_poly=row.eps_poly,
-        predicted_dielectric_tensor=prediction.dielectric_tensor,
-        predicted_dielectric_tensor_std=prediction.dielectric_tensor_std,
-        dft_dielectric_tensor=row.dft_tensor,
-        optical_character=row.optical_character,
-        space_group_symbol=prediction.space_group_symbol,
-        space_group_number=prediction.space_group_number,
-        dimensionality=row.dimensionality,
-        model=prediction.model,
-        model_version=prediction.model_version,
-        validation_state=_validation_state(states),
-        energy_above_hull=prediction.energy_above_hull,
-        band_gap=prediction.band_gap,
-    )
+    attributes.update(id=row.material_id, immutable_id=row.material_id, last_modified=updated)
+    for name, _, _, path, _ in _PROVIDER_TABLE:
+        attributes[name] = attrgetter(path)(row) if path else _validation_state(states)
     return attributes
 
 

@@ -25,6 +25,7 @@ from anisoscreen.model.training.error_slices import (
 )
 
 __all__ = [
+    "PredictionCount",
     "apply_posthoc_laminate",
     "crystal_systems",
     "evaluate_model",
@@ -35,20 +36,52 @@ __all__ = [
 ]
 
 
+Report = Callable[[int, int | None], None]
+"""``report(done, total)``: ``done`` structures of ``total`` are predicted."""
+
+
+class PredictionCount:
+    """Counts the structures an evaluation predicts, for a ``report(done, total)`` callback.
+
+    ``expect(n)`` adds ``n`` predictions to the total (a pass over ``n`` structures);
+    ``advance(n)`` counts ``n`` done and reports. One count can span several evaluations
+    (a model set's electronic and ionic models).
+    """
+
+    def __init__(self, report: Report | None = None) -> None:
+        self.report, self.done, self.total = report, 0, 0
+
+    def expect(self, n: int) -> None:
+        self.total += n
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+
 @torch.inference_mode()
 def predict_irreps(
     networks: Sequence[torch.nn.Module],
     graphs: Sequence[CrystalGraph],
     device: torch.device | str = "cpu",
     batch_size: int = 64,
+    advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Irreps predictions of every network, shape (n_networks, n_graphs, 6)."""
+    """Irreps predictions of every network, shape (n_networks, n_graphs, 6).
+
+    ``advance(n)`` is called after each batch with the number of structures it predicted.
+    """
     out = np.zeros((len(networks), len(graphs), 6))
     for start in range(0, len(graphs), batch_size):
         batch = collate(graphs[start : start + batch_size]).to(device)
         geometry = networks[0].geometry(batch)  # type: ignore[operator]
         for k, net in enumerate(networks):
             out[k, start : start + batch.num_graphs] = net(batch, geometry).double().cpu().numpy()
+        if advance is not None:
+            advance(batch.num_graphs)
     return out
 
 
@@ -108,8 +141,11 @@ def _member_tensors(
     device: torch.device | str,
     structures: Sequence[Any],
     posthoc_laminate: bool,
+    count: PredictionCount,
 ) -> np.ndarray:
-    per_member = tmath.irreps_to_tensor(predict_irreps(networks, graphs, device))
+    """Member tensors (members, n, 3, 3); ``count`` advances (its total already expects them)."""
+    irreps = predict_irreps(networks, graphs, device, advance=count.advance)
+    per_member = tmath.irreps_to_tensor(irreps)
     return apply_posthoc_laminate(per_member, structures) if posthoc_laminate else per_member
 
 
@@ -130,6 +166,7 @@ def evaluate_model(
     dimensionality: Callable[[Any], int | None] | None = None,
     exfoliated: bool = True,
     posthoc_laminate: bool = False,
+    progress: Report | PredictionCount | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
 
@@ -151,6 +188,11 @@ def evaluate_model(
     (:mod:`~anisoscreen.model.training.exfoliated`). ``posthoc_laminate`` applies
     :func:`apply_posthoc_laminate` to every prediction (the baseline for sum/V models).
 
+    ``progress(done, total)`` follows the structures predicted (every pass: the subset and
+    its gap-free copy, counted from the start; the exfoliated copies, added to the total once
+    they are made), or give a
+    :class:`PredictionCount` to count on across evaluations.
+
     Returns
     -------
     dict
@@ -164,6 +206,7 @@ def evaluate_model(
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
     from anisoscreen.model.training.train import prepare_graphs, resolve_device
 
+    count = progress if isinstance(progress, PredictionCount) else PredictionCount(progress)
     dev = resolve_device(device)
     loaded = load_model(model, data_dir, device=dev)
     networks = loaded.networks
@@ -190,7 +233,9 @@ def evaluate_model(
         data_set_cache(features, data_path) if features else None,
     )
     structures = [e.structure for e in chosen]
-    per_member = _member_tensors(networks, graphs, dev, structures, posthoc_laminate)
+    # the subset, and again with the gaps hidden for a model that takes them
+    count.expect(len(graphs) * (2 if loaded.config.gap_input else 1))
+    per_member = _member_tensors(networks, graphs, dev, structures, posthoc_laminate, count)
     predicted = per_member.mean(axis=0)
     reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
@@ -201,7 +246,7 @@ def evaluate_model(
     slices["by_band_gap"] = by_band_gap(predicted, reference, gaps)
     if loaded.config.gap_input:
         gap_free = _member_tensors(
-            networks, _without_gaps(graphs), dev, structures, posthoc_laminate
+            networks, _without_gaps(graphs), dev, structures, posthoc_laminate, count
         )
         slices["without_gap"] = error_block(gap_free.mean(axis=0), reference)
         slices["by_band_gap_without_gap"] = by_band_gap(gap_free.mean(axis=0), reference, gaps)
@@ -212,7 +257,7 @@ def evaluate_model(
         and subset != "train"
     ):
         slices["exfoliated"] = _exfoliated_slice(
-            loaded, networks, entries, split[subset].tolist(), dev, posthoc_laminate, scales
+            loaded, networks, entries, split[subset].tolist(), dev, posthoc_laminate, scales, count
         )
     result = {
         "model": f"{loaded.name} {loaded.version}",
@@ -236,6 +281,7 @@ def _exfoliated_slice(
     device: torch.device,
     posthoc_laminate: bool,
     scales: dict[str, dict[str, float]] | None,
+    count: PredictionCount,
 ) -> dict[str, Any]:
     """Errors and calibration on the exfoliated copies of the layered entries of a split."""
     from anisoscreen.model.nn.graph import structure_to_graph
@@ -257,7 +303,8 @@ def _exfoliated_slice(
         )
         for c in copies
     ]
-    per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate)
+    count.expect(len(graphs))
+    per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate, count)
     reference = np.stack([c.eps_electronic for c in copies])
     return {
         **error_block(per_member.mean(axis=0), reference),
@@ -279,12 +326,13 @@ def evaluate_model_set(
     data_dir: Path | None = None,
     subset: str = "test",
     device: str = "auto",
+    progress: Report | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model set for eps_inf, eps0 and the static eps_total = eps_inf + eps0.
 
     Both models must have been trained on the same entries and split (they share the test
     structures); the total is the sum of the two ensemble means, compared with DFPT's
-    eps_total.
+    eps_total. ``progress(done, total)`` counts the structures both models predict.
 
     Returns
     -------
@@ -295,9 +343,10 @@ def evaluate_model_set(
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 
+    count = PredictionCount(progress)
     results = {
-        "electronic": evaluate_model(electronic, data_path, data_dir, subset, device=device),
-        "ionic": evaluate_model(ionic, data_path, data_dir, subset, device=device),
+        name: evaluate_model(path, data_path, data_dir, subset, device=device, progress=count)
+        for name, path in (("electronic", electronic), ("ionic", ionic))
     }
     if results["electronic"]["target"] != "electronic" or results["ionic"]["target"] != "ionic":
         raise AnisoscreenError("a model set needs an electronic and an ionic model")
