@@ -591,8 +591,10 @@ def _print_metrics(console: Console, result: dict[str, Any], where: str) -> None
         )
     console.print(table)
     for quantity, c in (slices.get("calibration") or {}).items():
+        calibrated = c.get("coverage_2sigma_calibrated")
         console.print(
             f"calibration {quantity}: Spearman(spread, |error|) = "
             f"{c['spearman_spread_vs_error']:.2f}, "
-            f"coverage of +-2 sigma = {c['coverage_2sigma']:.2f}"
+            f"coverage of +-2 sigma = {c['coverage_2sigma']:.2f} raw"
+            + ("" if calibrated is None else f", {calibrated:.2f} calibrated")
         )
