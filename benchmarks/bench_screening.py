@@ -105,8 +105,14 @@ main()
 """
 
 
-def _command(args: list[str], forward_file: Path | None = None) -> dict:
-    """Run ``anisoscreen ARGS`` in a fresh process: wall seconds, load average, forward time."""
+def _command(
+    args: list[str], forward_file: Path | None = None, accept: tuple[int, ...] = (0,)
+) -> dict:
+    """Run ``anisoscreen ARGS`` in a fresh process: wall seconds, load average, forward time.
+
+    ``accept``: exit codes that are not failures (``predict`` exits 3 when some inputs
+    could not be predicted).
+    """
     if forward_file is None:
         code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
     else:
@@ -118,10 +124,11 @@ def _command(args: list[str], forward_file: Path | None = None) -> dict:
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
+    if done.returncode not in accept:
         raise RuntimeError(f"anisoscreen {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     out = {
         "command": "anisoscreen " + " ".join(args),
+        "exit_code": done.returncode,
         "seconds": seconds,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
@@ -145,7 +152,8 @@ def run_cli(pool: str, model: str) -> dict:
                 str(predicted),
                 "--model",
                 model,
-            ]
+            ],
+            accept=(0, 3),
         )
         result["predict"]["n_lines"] = sum(1 for _ in predicted.open())
         data_dir = folder / "screen"
