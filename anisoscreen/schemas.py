@@ -26,11 +26,13 @@ __all__ = [
     "Dimensionality",
     "PredictionDoc",
     "ScreeningRunDoc",
+    "StructureDescriptorsDoc",
     "TensorPrediction",
     "ValidationDoc",
     "ValidationState",
     "lattice_parameters",
     "optics_fields",
+    "structure_hash",
     "structure_id",
     "utcnow",
 ]
@@ -56,6 +58,29 @@ def structure_id(structure: Structure, decimals: int = 3) -> str:
     )
     payload = json.dumps([lattice, sites], separators=(",", ":"))
     return "as-" + hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+
+
+def structure_hash(structure: Structure, decimals: int = 3) -> str:
+    """A stable hash of a structure's lattice, species and fractional coordinates.
+
+    Lattice vectors (Å) and fractional coordinates wrapped into [0, 1) are rounded to
+    ``decimals``; the sites are sorted, so the hash does not change with the order of the
+    sites, with a site moved by a lattice vector, or with float noise well below
+    ``10**-decimals``. It changes with the lattice, a species, or a site moved further than
+    that; it is not invariant to a change of cell setting or origin (symmetrically
+    equivalent descriptions of one crystal may hash differently, which only costs a
+    recomputation).
+    """
+    scale = 10**decimals
+    lattice = np.rint(np.asarray(structure.lattice.matrix) * scale).astype(np.int64)
+    frac = np.rint(np.mod(structure.frac_coords, 1.0) * scale).astype(np.int64) % scale
+    species = [site.species_string for site in structure]
+    order = sorted(range(len(species)), key=lambda i: (species[i], *frac[i].tolist()))
+    payload = json.dumps(
+        [decimals, lattice.tolist(), [[species[i], *frac[i].tolist()] for i in order]],
+        separators=(",", ":"),
+    )
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
 def _check_matrix3(value: Any) -> Matrix3 | None:
@@ -166,11 +191,16 @@ class CandidateDoc(_Document):
     lattice_parameters: dict[str, float] | None = Field(
         None, description="a, b, c (Å), alpha, beta, gamma (degrees); derived on read."
     )
+    structure_hash: str | None = Field(
+        None, description="structure_hash of the structure (keys the descriptor cache)."
+    )
 
     @model_validator(mode="after")
     def _derive_lattice(self) -> CandidateDoc:
         if self.lattice_parameters is None:
             self.lattice_parameters = lattice_parameters(self.structure)
+        if self.structure_hash is None:
+            self.structure_hash = structure_hash(self.structure)
         return self
 
     @classmethod
@@ -494,6 +524,24 @@ class ScreeningRunDoc(_Document):
     model_version: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class StructureDescriptorsDoc(_Document):
+    """The ranking descriptors of one structure, keyed by its :func:`structure_hash`.
+
+    Structural, so shared by every material id, model and run with the same structure: a
+    repeated screen, or a new model on the same structures, computes none of them again.
+    ``version`` is that of the descriptor computation; a new version recomputes.
+    """
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("structure_hash",)
+
+    structure_hash: str
+    version: int
+    dimensionality: Dimensionality | None = None
+    crystal_system: str | None = None
+    space_group_symbol: str | None = None
+    space_group_number: int | None = None
 
 
 class CampaignPick(BaseModel):

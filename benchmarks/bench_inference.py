@@ -15,7 +15,11 @@ Measures, on the shared 3,688-structure MP oxide pool (cells under 40 sites):
     dense float32 matmul peak (``--roofline``). FLOPs are counted by
     ``torch.utils.flop_counter`` on the PyTorch path of the edge tensor product (matrix
     products only; the fused kernel does the same contractions), per structure, and
-    multiplied by the measured forward rate.
+    multiplied by the measured forward rate,
+  * with ``--profile``, where the forward's time goes (``torch.profiler`` over the timed
+    batches): the share of the wall time inside operators by kind (the fused edge kernel,
+    matrix products with their mean size and rate, gathers and scatters, sorting, the rest)
+    and outside any operator (Python and dispatch), operators per batch and time per batch.
 Weights are random: speed does not depend on their values. Results print as JSON.
 ``ANISOSCREEN_FUSED_KERNEL=0`` measures the PyTorch path of the edge tensor product instead of
 the fused CPU kernel.
@@ -73,6 +77,14 @@ def main() -> None:
         "--roofline", action="store_true", help="report GFLOP/s against the matmul peak"
     )
     parser.add_argument(
+        "--profile", action="store_true", help="where the forward's time goes (torch.profiler)"
+    )
+    parser.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="stop after the forward, roofline and profile (no loop, training, memory)",
+    )
+    parser.add_argument(
         "--readout", default="mean", choices=["mean", "sum_volume", "psd_sum_volume"]
     )
     args = parser.parse_args()
@@ -118,6 +130,11 @@ def main() -> None:
     result["forward_structures_per_s_runs"] = [round(r, 1) for r in rates]
     if args.roofline:
         result.update(roofline(model, batches, result["forward_structures_per_s"]))
+    if args.profile:
+        result["profile"] = profile_forward(model, batches)
+        if args.profile_only:
+            print(json.dumps(result, indent=2))
+            return
     forward = len(graphs) / result["forward_structures_per_s"]
     result["end_to_end_structures_per_s"] = len(graphs) / (
         forward + len(graphs) / result["graph_structures_per_s"]
@@ -213,6 +230,87 @@ def roofline(model: AnisoNet, batches: list, structures_per_s: float) -> dict:
         "forward_gflops_achieved": achieved,
         "matmul_peak_gflops": peak,
         "roofline_ratio": achieved / peak,
+    }
+
+
+_KINDS = {
+    "fused edge kernel": ("anisoscreen", "edge_tp", "fused"),
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
+    "gathers and scatters": (
+        "aten::index",
+        "aten::index_select",
+        "aten::index_add",
+        "aten::index_put",
+        "aten::gather",
+        "aten::scatter",
+        "aten::embedding",
+        "aten::segment",
+    ),
+    "sorting and unique": ("aten::sort", "aten::argsort", "aten::unique", "aten::_unique"),
+}
+
+
+def _kind(name: str) -> str:
+    for kind, prefixes in _KINDS.items():
+        if any(name.startswith(p) or (p in name and not p.startswith("aten")) for p in prefixes):
+            return kind
+    return "other operators"
+
+
+def profile_forward(model: AnisoNet, batches: list) -> dict:
+    """Where the forward's wall time goes, by kind of top-level operator (torch.profiler).
+
+    Top-level operators (those called from Python, not from another operator) are timed on
+    the calling thread; their sum against the wall time of the batches leaves the time spent
+    in Python and dispatch between them. Matrix products report their mean FLOPs per call and
+    the rate they ran at.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        model(batches[0])  # warm-up
+        start = time.perf_counter()
+        for batch in batches:
+            model(batch)
+        unprofiled = time.perf_counter() - start
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            start = time.perf_counter()
+            for batch in batches:
+                model(batch)
+            wall = time.perf_counter() - start
+    top = [e for e in prof.events() if e.cpu_parent is None and not e.name.startswith("##")]
+    by_kind: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    mm_flops = mm_seconds = 0.0
+    mm_calls = 0
+    for event in top:
+        seconds = event.cpu_time_total / 1e6
+        kind = _kind(event.name)
+        by_kind[kind] = by_kind.get(kind, 0.0) + seconds
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "matrix products" and event.input_shapes and len(event.input_shapes) >= 2:
+            shapes = [s for s in event.input_shapes if s]
+            a, b = shapes[-2], shapes[-1]
+            if len(a) == 2 and len(b) == 2:
+                mm_flops += 2.0 * a[0] * a[1] * b[1]
+                mm_seconds += seconds
+                mm_calls += 1
+    in_operators = sum(by_kind.values())
+    n = len(batches)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    return {
+        "batches": n,
+        "structures": sum(b.num_graphs for b in batches),
+        "seconds_per_batch": wall / n,
+        "seconds_per_batch_unprofiled": unprofiled / n,
+        "operators_per_batch": len(top) / n,
+        "share_of_wall": {kind: t / wall for kind, t in sorted(by_kind.items())},
+        "share_outside_operators": max(0.0, 1.0 - in_operators / wall),
+        "calls_per_batch": {kind: c / n for kind, c in sorted(counts.items())},
+        "matmul_2d_calls_per_batch": mm_calls / n,
+        "matmul_2d_mean_mflop": mm_flops / max(mm_calls, 1) / 1e6,
+        "matmul_2d_gflops": mm_flops / max(mm_seconds, 1e-12) / 1e9,
+        "top_operators": table.splitlines(),
     }
 
 

@@ -1,6 +1,14 @@
 """End-to-end screening of the whole shared pool (3,688 MP structures), cold and repeated.
 
-    python benchmarks/bench_screening.py [--model NAME] [--pool PATH]
+    python benchmarks/bench_screening.py [--model NAME] [--pool PATH] [--cli] [--output JSON]
+
+With ``--cli`` it measures, in one sitting and each in a fresh process as a user runs them:
+``anisoscreen predict POOL --output pool.jsonl``, then ``anisoscreen run-screen --source POOL
+--include-known`` on a fresh data folder (cold) and again on the same folder (repeated),
+with the network forward timed inside the run-screen processes; it prints cold / predict,
+repeat / cold and the forward share of the cold wall time, the stage times of both runs
+and the load average around each command. Without ``--cli`` (below) the flow runs in this
+process.
 
 Runs the ScreeningMaker flow (load, filter, predict + descriptors, rank, store) with
 jobflow on a fresh embedded store, then again on the same store (everything reused), and
@@ -19,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -79,6 +89,104 @@ def run_once(maker: ScreeningMaker, settings) -> tuple[float, ScreeningRunDoc, f
     return seconds, runs[-1], timer.seconds
 
 
+FORWARD_TIMED_CLI = """
+import atexit, json, sys
+sys.path.insert(0, {bench!r})
+from bench_screening import ForwardTimer
+timer = ForwardTimer()
+context = timer.installed()
+context.__enter__()
+atexit.register(lambda: json.dump(
+    {{"forward_seconds": timer.seconds, "forward_calls": timer.calls}}, open({out!r}, "w")
+))
+from anisoscreen.cli import main
+sys.argv = ["anisoscreen", *sys.argv[1:]]
+main()
+"""
+
+
+def _command(
+    args: list[str], forward_file: Path | None = None, accept: tuple[int, ...] = (0,)
+) -> dict:
+    """Run ``anisoscreen ARGS`` in a fresh process: wall seconds, load average, forward time.
+
+    ``accept``: exit codes that are not failures (``predict`` exits 3 when some inputs
+    could not be predicted).
+    """
+    if forward_file is None:
+        code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+    else:
+        bench = str(Path(__file__).resolve().parent)
+        code = FORWARD_TIMED_CLI.format(bench=bench, out=str(forward_file))
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode not in accept:
+        raise RuntimeError(f"anisoscreen {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    out = {
+        "command": "anisoscreen " + " ".join(args),
+        "exit_code": done.returncode,
+        "seconds": seconds,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
+    if forward_file is not None:
+        out.update(json.loads(forward_file.read_text()))
+    return out
+
+
+def run_cli(pool: str, model: str) -> dict:
+    """predict, run-screen cold and run-screen repeated, each a fresh process, one sitting."""
+    result: dict = {"pool": Path(pool).name, "model": model, "mode": "cli"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        predicted = folder / "pool.jsonl"
+        result["predict"] = _command(
+            [
+                "predict",
+                pool,
+                "--output",
+                str(predicted),
+                "--model",
+                model,
+            ],
+            accept=(0, 3),
+        )
+        result["predict"]["n_lines"] = sum(1 for _ in predicted.open())
+        data_dir = folder / "screen"
+        screen = [
+            "run-screen",
+            "--source",
+            pool,
+            "--include-known",
+            "--model",
+            model,
+            "--data-dir",
+            str(data_dir),
+        ]
+        result["cold"] = _command(screen, folder / "cold_forward.json")
+        result["repeat"] = _command(screen, folder / "repeat_forward.json")
+        with ResultsStore(get_settings(data_dir=data_dir)) as results:
+            runs = sorted(results.query(ScreeningRunDoc), key=lambda r: r.finished_at)
+        for name, run in zip(("cold", "repeat"), runs, strict=True):
+            result[name].update(
+                stage_seconds=run.timings,
+                n_predicted=run.n_predicted,
+                n_reused=run.n_reused,
+                n_candidates=run.n_candidates,
+            )
+    cold, repeat, predict = result["cold"], result["repeat"], result["predict"]
+    result.update(
+        cold_over_predict=cold["seconds"] / predict["seconds"],
+        repeat_over_cold=repeat["seconds"] / cold["seconds"],
+        cold_forward_share=cold["forward_seconds"] / cold["seconds"],
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=DEFAULT_MODEL)
@@ -94,8 +202,21 @@ def main() -> None:
         action="store_true",
         help="also the single-process rate per CPU second (robust on a busy machine)",
     )
+    parser.add_argument(
+        "--cli",
+        action="store_true",
+        help="predict, cold and repeated run-screen as commands, in one sitting",
+    )
+    parser.add_argument("--output", default=None, help="also write the results JSON here")
     args = parser.parse_args()
     pool = args.pool or str(get_settings().shared / "data" / "mp_candidates_oxides.json.gz")
+    if args.cli:
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        result = {"started": started, **run_cli(pool, args.model)}
+        print(json.dumps(result, indent=2))
+        if args.output:
+            Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        return
     result: dict = {"pool": Path(pool).name}
 
     structures = [c.structure for c in load_local(pool).candidates if c.nsites < 40]

@@ -217,14 +217,28 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
                 for p in preds[:3]
             ]
         )
-    ranked = run_locally(
-        rank_candidates(outputs["predictions"], 1, overrides),
-        store=build_job_store(settings),
-        create_folders=False,
-        log=False,
-    )
-    ranking = next(iter(next(iter(ranked.values())).values())).output
-    assert ranking.n_descriptors_computed == 3
+
+    def rank():
+        ranked = run_locally(
+            rank_candidates(outputs["predictions"], 1, overrides),
+            store=build_job_store(settings),
+            create_folders=False,
+            log=False,
+        )
+        return next(iter(next(iter(ranked.values())).values())).output
+
+    # found in the descriptor cache by structure hash: nothing computed
+    assert rank().n_descriptors_computed == 0
+    with ResultsStore(settings) as results:
+        assert results.count("descriptors") == n_candidates
+        results.upsert(
+            [
+                p.model_copy(update={"dimensionality": None, "crystal_system": None})
+                for p in preds[:3]
+            ]
+        )
+        results.store("descriptors").remove_docs({})  # a store from before the cache
+    assert rank().n_descriptors_computed == 3
     with ResultsStore(settings) as results:
         after = {p.material_id: p for p in results.query(PredictionDoc)}
     for p in preds:

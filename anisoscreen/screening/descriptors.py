@@ -21,6 +21,7 @@ from pymatgen.core import Structure
 from anisoscreen.worker_lifetime import pool_initializer_args
 
 __all__ = [
+    "DESCRIPTOR_VERSION",
     "StructureDescriptors",
     "crystal_system",
     "describe",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 StructureDescriptors = dict[str, object]
+
+DESCRIPTOR_VERSION = 1
+"""Version of what :func:`iter_descriptors` computes; raise it when a result would change,
+so that descriptors cached under the old one are recomputed."""
 
 
 def dimensionality(structure: Structure, dataset=None) -> int | None:
@@ -71,12 +76,19 @@ def _analyzer(structure: Structure, symprec: float):
         return None
 
 
-def _descriptors_of(given: Structure | dict) -> StructureDescriptors:
+def _descriptors_of(given: Structure | dict | tuple) -> StructureDescriptors:
     """Dimensionality, crystal system and space group from one spglib run (0.1 Å).
 
-    ``structure`` may be a dict (what worker processes receive).
+    ``given`` may also be what worker processes receive: a compact ``(lattice, species,
+    frac_coords)`` tuple of an ordered structure, or a structure dict.
     """
-    structure = Structure.from_dict(given) if isinstance(given, dict) else given
+    if isinstance(given, tuple):
+        lattice, species, frac_coords, properties = given
+        structure = Structure(lattice, species, frac_coords, site_properties=properties)
+    elif isinstance(given, dict):
+        structure = Structure.from_dict(given)
+    else:
+        structure = given
     analyzer = _analyzer(structure, 0.1)
     if analyzer is None:
         return {
@@ -118,9 +130,22 @@ def iter_descriptors(
         for material_id in ids:
             yield material_id, _descriptors_of(structures[material_id])
         return
-    payload = (structures[i].as_dict() for i in ids)
+    # imported here once, so that the forked workers inherit the modules (~3 s each)
+    import pymatgen.symmetry.analyzer  # noqa: F401
+
+    import anisoscreen.bonding  # noqa: F401
+
+    payload = (_payload(structures[i]) for i in ids)
     with ProcessPoolExecutor(processes, **pool_initializer_args()) as pool:
         yield from zip(ids, pool.map(_descriptors_of, payload, chunksize=4), strict=True)
+
+
+def _payload(structure: Structure) -> tuple | dict:
+    """What a worker process needs to rebuild ``structure`` (arrays, cheaper than a dict)."""
+    if structure.is_ordered:
+        species = [site.specie for site in structure]
+        return (structure.lattice.matrix, species, structure.frac_coords, structure.site_properties)
+    return structure.as_dict()
 
 
 def descriptors(

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from jobflow import Flow, Response, job
+from pymatgen.core import Structure
 
-from anisoscreen.candidates.filters import FilterResult, ScreeningCriteria, apply_criteria
+from anisoscreen.candidates import parsed, source_cache
+from anisoscreen.candidates.filters import (
+    FilterResult,
+    ScreeningCriteria,
+    apply_criteria,
+    filter_fields,
+)
 from anisoscreen.candidates.sources import CandidateBatch
 from anisoscreen.schemas import CandidateDoc, Dimensionality, PredictionDoc, ScreeningRunDoc, utcnow
 from anisoscreen.screening.outputs import (
@@ -31,6 +38,7 @@ from anisoscreen.screening.outputs import (
 )
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
+from anisoscreen.structures_io import StructureRecord
 
 __all__ = [
     "fetch_candidates",
@@ -115,6 +123,15 @@ def filter_source(
     :class:`~anisoscreen.candidates.sources.CandidateBatch` and the
     :class:`~anisoscreen.candidates.filters.FilterResult`.
     """
+    criteria = _effective_criteria(criteria, model, data_dir)
+    batch = load_source(source, data_dir, criteria)
+    return criteria, batch, apply_criteria(batch.candidates, criteria)
+
+
+def _effective_criteria(
+    criteria: ScreeningCriteria | None, model: str | None, data_dir: Path | str | None
+) -> ScreeningCriteria:
+    """``criteria`` with ``model``'s training elements and materials joined in."""
     criteria = (criteria or ScreeningCriteria()).model_copy()
     if model is not None:
         from anisoscreen.model.checkpoint import read_model_info
@@ -123,8 +140,7 @@ def filter_source(
         if criteria.model_elements is None:
             criteria.model_elements = info.element_symbols
         criteria.extra_known_ids = sorted(set(criteria.extra_known_ids) | set(info.material_ids))
-    batch = load_source(source, data_dir, criteria)
-    return criteria, batch, apply_criteria(batch.candidates, criteria)
+    return criteria
 
 
 @job(output_schema=CandidateStageOutput)
@@ -141,18 +157,28 @@ def fetch_candidates(
     """
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
-    criteria, batch, result = filter_source(source, criteria, model, settings.data_dir)
+    criteria = _effective_criteria(criteria, model, settings.data_dir)
+    # a file's checked candidates are cached by its bytes: a repeat parses nothing
+    table = source_cache.candidate_table(
+        source,
+        settings.data_dir / "cache" / "sources",
+        lambda: load_source(source, settings.data_dir, criteria),
+    )
+    kept, removed_by, descriptions = filter_fields(table.fields(), criteria)
     with ResultsStore(settings) as results:
-        results.upsert(result.kept)
+        results.upsert_records("candidates", (table.stored(i) for i in kept))
+    records = [table.records[i] for i in kept]
+    structures = [table.structures[i] for i in kept] if table.structures is not None else None
+    parsed.remember_records(records, structures)  # the later stages parse nothing again
     return CandidateStageOutput(
-        material_ids=[doc.material_id for doc in result.kept],
-        n_input=len(batch.candidates) + len(batch.failures),
-        removed_by={"unreadable": len(batch.failures), **result.removed_by},
+        material_ids=[r["material_id"] for r in records],
+        n_input=table.n_input,
+        removed_by={"unreadable": len(table.failures), **removed_by},
         criteria={
             **criteria.model_dump(exclude={"extra_known_ids", "model_elements"}),
-            "descriptions": result.descriptions,
+            "descriptions": descriptions,
         },
-        failures=batch.failures,
+        failures=table.failures,
         seconds=time.perf_counter() - start,
     )
 
@@ -207,6 +233,47 @@ class _ModelSet:
         )
 
 
+_RECORD_PROPERTIES = ["material_id", "structure_hash", "source", "energy_above_hull", "band_gap"]
+
+
+def _candidate_records(results: ResultsStore, ids: Sequence[str]) -> Iterator[StructureRecord]:
+    """The stored candidates of ``ids`` as records to predict, their structures parsed once.
+
+    A candidate parsed by this process's candidate stage (same structure hash) is not decoded
+    again; the others are streamed from the store in one read.
+    """
+    if not ids:
+        return
+    unread = []
+    for record in results.records(
+        "candidates", {"material_id": {"$in": list(ids)}}, properties=_RECORD_PROPERTIES
+    ):
+        structure = parsed.structure_of(record["material_id"], record.get("structure_hash"))
+        if structure is None:
+            unread.append(record["material_id"])
+        else:
+            yield _structure_record(record, structure)
+    if unread:  # one streaming read (a query per batch would rescan the store)
+        for doc in map(
+            CandidateDoc.from_store,
+            results.records("candidates", {"material_id": {"$in": unread}}),
+        ):
+            yield _structure_record(doc.model_dump(exclude={"structure"}), doc.structure)
+
+
+def _structure_record(fields: dict[str, Any], structure: Structure) -> StructureRecord:
+    """A record to predict from a candidate's stored fields and its structure."""
+    return StructureRecord(
+        fields["material_id"],
+        structure,
+        fields.get("source", ""),
+        fields={
+            "energy_above_hull": fields.get("energy_above_hull"),
+            "band_gap": fields.get("band_gap"),
+        },
+    )
+
+
 @job(output_schema=PredictionStageOutput)
 def predict_candidates(
     candidates: CandidateStageOutput | dict[str, Any] | Sequence[str],
@@ -232,7 +299,6 @@ def predict_candidates(
     them, and ranking computes whatever is still missing.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
-    from anisoscreen.structures_io import StructureRecord
 
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
@@ -263,19 +329,7 @@ def predict_candidates(
         if todo or not ids:  # no ids: load anyway, so a broken model set still fails here
             predictor = Predictor.load(model, settings.data_dir, device, batch_size, ionic_model)
             model_set = _ModelSet.of(predictor)
-        # one streaming read of the candidates (a query per batch would rescan the store)
-        records = (
-            StructureRecord(
-                d.material_id,
-                d.structure,
-                d.source,
-                fields={"energy_above_hull": d.energy_above_hull, "band_gap": d.band_gap},
-            )
-            for d in map(
-                CandidateDoc.from_store,
-                results.records("candidates", {"material_id": {"$in": todo}}),
-            )
-        )
+        records = _candidate_records(results, todo)
         batch_docs: list[PredictionDoc] = []
 
         def flush() -> None:
@@ -298,11 +352,7 @@ def predict_candidates(
                     flush()
         flush()
         predicted = time.perf_counter()
-        predictions = results.query(
-            PredictionDoc,
-            {"model": name, "model_checksum": checksum, "material_id": {"$in": ids}},
-        )
-        _, n_descriptors = _add_descriptors(results, predictions, processes, total)
+        _, n_descriptors = _add_descriptors(results, ids, name, processes, total)
     return PredictionStageOutput(
         material_ids=ids,
         model=name,
@@ -420,13 +470,6 @@ def merge_predictions(
     )
 
 
-_DESCRIPTOR_FIELDS = (
-    "dimensionality",
-    "crystal_system",
-    "space_group_symbol",
-    "space_group_number",
-)
-
 RANK_CHUNK = 16
 """Ranked predictions stored per write while descriptors are computed."""
 
@@ -438,61 +481,127 @@ def _with_descriptors(doc: PredictionDoc, values: dict[str, Any] | None) -> Pred
     return doc.model_copy(update={**values, "last_updated": utcnow()})
 
 
+def _descriptor_values(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The descriptors stored on a prediction record, or ``None`` when it lacks them."""
+    from anisoscreen.screening.descriptor_cache import DESCRIPTOR_FIELDS
+
+    if record.get("crystal_system") is None or record.get("space_group_number") is None:
+        return None
+    values = {name: record.get(name) for name in DESCRIPTOR_FIELDS}
+    if values["dimensionality"] is not None:
+        values["dimensionality"] = Dimensionality(values["dimensionality"])
+    return values
+
+
+def _candidate_structures(
+    results: ResultsStore, hashes: dict[str, str | None], wanted: Sequence[str]
+) -> dict[str, Structure]:
+    """The structures of the ``wanted`` material ids: parsed ones, else read from the store."""
+    structures: dict[str, Structure] = {}
+    unread = []
+    for material_id in wanted:
+        structure = parsed.structure_of(material_id, hashes.get(material_id))
+        if structure is None:
+            unread.append(material_id)
+        else:
+            structures[material_id] = structure
+    for doc in results.query(CandidateDoc, {"material_id": {"$in": unread}}):
+        structures[doc.material_id] = doc.structure
+    return structures
+
+
 def _add_descriptors(
     results: ResultsStore,
-    docs: Sequence[PredictionDoc],
+    ids: Sequence[str],
+    model: str,
     processes: int | None,
     total: int | None,
     stage: str = "descriptors",
 ) -> tuple[dict[str, dict[str, Any]], int]:
-    """Store dimensionality and crystal system on every one of ``docs`` that lacks them.
+    """Store dimensionality, crystal system and space group on ``model``'s predictions of ``ids``.
 
-    Values stored on any model's prediction of the same material are reused; the others are
-    computed in parallel over ``processes`` and stored every :data:`RANK_CHUNK` documents,
-    so a killed run keeps what it computed. Returns the descriptors of every document by
-    material id and the number computed.
+    Found, in order: on any model's prediction of the same material; in the descriptor cache
+    under the candidate's structure hash (:mod:`anisoscreen.screening.descriptor_cache`);
+    else computed in parallel over ``processes``, once per distinct structure, and stored in
+    the cache and on the predictions every :data:`RANK_CHUNK` structures, so a killed run keeps
+    what it computed. Only the predictions whose descriptors change are read whole and
+    rewritten. Returns the descriptors of every material by id and the number computed.
     """
+    from anisoscreen.screening import descriptor_cache
     from anisoscreen.screening import descriptors as ranking
 
-    ids = [d.material_id for d in docs]
-    known: dict[str, dict[str, Any]] = {
-        d.material_id: {name: getattr(d, name) for name in _DESCRIPTOR_FIELDS}
-        for d in results.query(
-            PredictionDoc,
-            {
-                "material_id": {"$in": ids},
-                "crystal_system": {"$ne": None},
-                "space_group_number": {"$ne": None},
-            },
+    fields = list(descriptor_cache.DESCRIPTOR_FIELDS)
+    known: dict[str, dict[str, Any]] = {}
+    own: dict[str, dict[str, Any] | None] = {}  # what model's own predictions hold
+    for record in results.records(
+        "predictions",
+        {"material_id": {"$in": list(ids)}},
+        properties=["material_id", "model", *fields],
+    ):
+        values = _descriptor_values(record)
+        if record.get("model") == model:
+            own[record["material_id"]] = values
+        if values is not None:
+            known.setdefault(record["material_id"], values)
+    ids = [i for i in ids if i in own]  # materials this model predicted
+    missing = [i for i in ids if i not in known]
+    hashes: dict[str, str | None] = {
+        r["material_id"]: r.get("structure_hash")
+        for r in results.records(
+            "candidates",
+            {"material_id": {"$in": missing}},
+            properties=["material_id", "structure_hash"],
         )
     }
-    missing = [i for i in ids if i not in known]
-    structures = {
-        c.material_id: c.structure
-        for c in results.query(CandidateDoc, {"material_id": {"$in": missing}})
-    }
-    _report(stage, len(docs) - len(structures), total)
-    for values in known.values():
-        if values["dimensionality"] is not None:
-            values["dimensionality"] = Dimensionality(values["dimensionality"])
-    by_id = {d.material_id: d for d in docs}
-    updated = [_with_descriptors(d, known.get(d.material_id)) for d in docs]
-    results.upsert(d for d in updated if d is not None)  # reused descriptors
+    unhashed = [i for i in missing if hashes.get(i) is None]
+    if unhashed:  # candidates stored before they carried their hash
+        for doc in results.query(CandidateDoc, {"material_id": {"$in": unhashed}}):
+            hashes[doc.material_id] = doc.structure_hash
+    cached = descriptor_cache.lookup(results, (h for h in hashes.values() if h is not None))
+    for material_id in missing:
+        structure_hash = hashes.get(material_id)
+        if structure_hash is not None and structure_hash in cached:
+            known[material_id] = cached[structure_hash]
+    to_compute = [i for i in missing if i not in known and i in hashes]
+    by_hash: dict[str, list[str]] = {}
+    for material_id in to_compute:
+        by_hash.setdefault(cast(str, hashes[material_id]), []).append(material_id)
+    _report(stage, len(ids) - len(to_compute), total)
+
+    def changed(material_ids: Iterable[str]) -> list[PredictionDoc]:
+        """``model``'s predictions of ``material_ids`` whose stored descriptors differ."""
+        stale = [i for i in material_ids if i in own and own[i] != known.get(i)]
+        if not stale:
+            return []
+        docs = results.query(PredictionDoc, {"model": model, "material_id": {"$in": stale}})
+        updated = (_with_descriptors(d, known.get(d.material_id)) for d in docs)
+        return [d for d in updated if d is not None]
+
+    results.upsert(changed(i for i in ids if i in known))  # reused descriptors
+    structures = _candidate_structures(results, hashes, [ids[0] for ids in by_hash.values()])
+    unique = {cast(str, hashes[i]): s for i, s in structures.items()}
     n_computed = 0
-    chunk: list[PredictionDoc] = []
-    for material_id, values in ranking.iter_descriptors(structures, processes):
+    chunk: list[str] = []
+    cache_docs: list[Any] = []
+
+    def flush() -> None:
+        results.upsert(cache_docs)
+        results.upsert(changed(chunk))
+        cache_docs.clear()
+        chunk.clear()
+
+    for structure_hash, values in ranking.iter_descriptors(unique, processes):
         if values["dimensionality"] is not None:
             values["dimensionality"] = Dimensionality(cast(int, values["dimensionality"]))
-        known[material_id] = values
+        cache_docs.append(descriptor_cache.as_doc(structure_hash, values))
+        for material_id in by_hash[structure_hash]:
+            known[material_id] = values
+            chunk.append(material_id)
+            _report(stage, 1, total)
         n_computed += 1
-        doc = _with_descriptors(by_id[material_id], values)
-        if doc is not None:
-            chunk.append(doc)
-        _report(stage, 1, total)
         if len(chunk) >= RANK_CHUNK:  # stored as it goes: a killed run keeps these
-            results.upsert(chunk)
-            chunk.clear()
-    results.upsert(chunk)
+            flush()
+    flush()
     return known, n_computed
 
 
@@ -524,7 +633,9 @@ def rank_candidates(
         docs = results.query(
             PredictionDoc, {"model": predictions.model, "material_id": {"$in": ids}}
         )
-        known, n_computed = _add_descriptors(results, docs, processes, len(docs), "rank")
+        known, n_computed = _add_descriptors(
+            results, [d.material_id for d in docs], predictions.model, processes, len(docs), "rank"
+        )
 
         def rank_key(doc: PredictionDoc) -> tuple[bool, float]:
             value = objective_value(doc, objective)

@@ -12,6 +12,7 @@ from anisoscreen.schemas import (
     CandidateDoc,
     PredictionDoc,
     ScreeningRunDoc,
+    StructureDescriptorsDoc,
     ValidationDoc,
 )
 
@@ -23,6 +24,7 @@ COLLECTIONS: dict[str, type] = {
     "validations": ValidationDoc,
     "runs": ScreeningRunDoc,
     "campaigns": CampaignDoc,
+    "descriptors": StructureDescriptorsDoc,
 }
 """Result collections and the document each one holds."""
 
@@ -47,6 +49,7 @@ INDEXES: dict[str, list[str]] = {
     "validations": ["material_id", "job_uuid", "flow_uuid", "state", "calc_type"],
     "runs": ["run_id", "source"],
     "campaigns": ["name"],
+    "descriptors": ["structure_hash", "version"],
     JOB_COLLECTION: ["uuid", "index", "name", "state"],
     JOB_DATA_COLLECTION: ["blob_uuid", "job_uuid", "job_index"],
 }

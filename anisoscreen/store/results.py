@@ -163,20 +163,7 @@ class ResultsStore:
         def flush(collection: str) -> None:
             nonlocal count
             key, records = pending.pop(collection)
-            # one document per key (the last, as with sequential upserts): a bulk write
-            # that is unordered may otherwise apply repeated keys in any order
-            records = list({key_text(r, key): r for r in records}.values())
-            store = self.store(collection)
-            if isinstance(store, SQLiteStore):
-                store.upsert_records(records)
-            elif isinstance(store, MontyStore):  # legacy: no unique index, so lock the writers
-                lock = StoreLock(store.database_path)
-                with lock.hold():
-                    store.update(records, key=key)
-                    lock.advance()
-            else:
-                store.update(records, key=key)
-            count += len(records)
+            count += self._write(collection, key, records)
 
         try:
             for doc in docs:
@@ -189,6 +176,37 @@ class ResultsStore:
             for collection in list(pending):
                 flush(collection)
         return count
+
+    def upsert_records(self, collection: str, records: Iterable[dict[str, Any]]) -> int:
+        """:meth:`upsert` of ready store records (``store_dict`` output) of ``collection``."""
+        key = list(COLLECTIONS[collection].STORE_KEY)  # type: ignore[attr-defined]
+        count = 0
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= WRITE_CHUNK:
+                count += self._write(collection, key, chunk)
+                chunk = []
+        if chunk:
+            count += self._write(collection, key, chunk)
+        return count
+
+    def _write(self, collection: str, key: list[str], records: list[dict[str, Any]]) -> int:
+        """Write one chunk of records atomically; an unchanged record is not rewritten."""
+        # one document per key (the last, as with sequential upserts): a bulk write
+        # that is unordered may otherwise apply repeated keys in any order
+        records = list({key_text(r, key): r for r in records}.values())
+        store = self.store(collection)
+        if isinstance(store, SQLiteStore):
+            store.upsert_records(records)
+        elif isinstance(store, MontyStore):  # legacy: no unique index, so lock the writers
+            lock = StoreLock(store.database_path)
+            with lock.hold():
+                store.update(records, key=key)
+                lock.advance()
+        else:
+            store.update(records, key=key)
+        return len(records)
 
     def replace_if(self, doc: Any, field: str, expected: Any) -> bool:
         """Compare-and-set: write ``doc`` only if its stored version has ``field == expected``.
