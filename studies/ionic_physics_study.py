@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL, get_settings
 
 DEFAULT_CACHE = Path("runs/ionic-physics/phi-sevennet-0.jsonl")
+DEFAULT_DIRECT = Path("runs/ionic-physics/direct.npz")
 
 
 def _test_entries(ionic_model: str) -> list[Any]:
@@ -89,6 +91,33 @@ def phi(args: argparse.Namespace) -> int:
     return 0
 
 
+def direct(args: argparse.Namespace) -> int:
+    """Route (a): the shipped direct models' eps_inf and eps0 on the test split (cached)."""
+    import torch
+
+    from anisoscreen.model.training.evaluate import evaluate_model
+
+    torch.set_num_threads(1)
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    ionic = evaluate_model(args.ionic_model, data, subset="test", device="cpu")
+    electronic = evaluate_model(
+        args.electronic_model, data, subset="test", device="cpu", exfoliated=False
+    )
+    if ionic["split_seed"] != electronic["split_seed"] or len(ionic["predicted"]) != len(
+        electronic["predicted"]
+    ):
+        raise SystemExit("the electronic and ionic models were not trained on the same split")
+    args.direct.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        args.direct,
+        ionic=ionic["predicted"],
+        electronic=electronic["predicted"],
+        models=np.array([ionic["model"], electronic["model"]]),
+    )
+    print(f"-> {args.direct}: ionic MAE_ten {ionic['metrics']['tensor_mae']:.3f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,17 +126,159 @@ def main() -> int:
     p_phi.add_argument("--limit", type=int, default=0)
     p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_direct = sub.add_parser("direct")
+    p_direct.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_direct.add_argument("--electronic-model", default=DEFAULT_MODEL)
+    p_direct.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
     p_eval = sub.add_parser("evaluate")
+    p_eval.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
     p_eval.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_eval.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_eval.add_argument("--electronic-model", default=DEFAULT_MODEL)
     p_eval.add_argument("--output", type=Path, default=Path("studies/results/ionic-physics.json"))
     args = parser.parse_args()
-    return phi(args) if args.command == "phi" else evaluate(args)
+    return {"phi": phi, "direct": direct, "evaluate": evaluate}[args.command](args)
+
+
+def _block(predicted: np.ndarray, reference: np.ndarray, systems: list[str]) -> dict[str, Any]:
+    from anisoscreen.model.training.evaluate import metrics
+
+    if len(predicted) == 0:
+        return {"n": 0}
+    return metrics(predicted, reference, systems)
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Score routes (a), (b) with DFPT charges, (b) with nominal charges, and the refine rule."""
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.ionic_physics.born import nominal_born_charges
+    from anisoscreen.ionic_physics.force_constants import ForceConstants
+    from anisoscreen.ionic_physics.formula import eps_ionic, impose_born_asr
+    from anisoscreen.model.training.error_slices import tensor_mae
+    from anisoscreen.model.training.evaluate import crystal_systems
+
+    entries = _test_entries(args.ionic_model)
+    direct = np.load(args.direct)
+    records = [json.loads(line) for line in args.cache.read_text().splitlines()]
+    records = [r for r in records if "phi" in r and entries[r["index"]].born is not None]
+    rows: dict[str, list[Any]] = {k: [] for k in ("dfpt", "raw", "nominal", "flags")}
+    index = [r["index"] for r in records]
+    for record in records:
+        entry = entries[record["index"]]
+        structure = entry.structure
+        fc = ForceConstants(
+            phi=np.asarray(record["phi"]),
+            raw_asymmetry=record["raw_asymmetry"],
+            residual_forces=np.asarray(record["residual_forces"]),
+            n_displacements=record["n_displacements"],
+            n_operations=0,
+            seconds=record["seconds"],
+        )
+        result = physics_ionic(structure, entry.born, fc)
+        rows["dfpt"].append(result.eps_ionic)
+        rows["flags"].append(result.flags)
+        # the bare formula, soft modes kept (what an unguarded route would report)
+        rows["raw"].append(eps_ionic(impose_born_asr(entry.born), fc.phi, structure.volume))
+        try:
+            rows["nominal"].append(
+                physics_ionic(structure, nominal_born_charges(structure), fc).eps_ionic
+            )
+        except AnisoscreenError:
+            rows["nominal"].append(np.full((3, 3), np.nan))
+    reference_ionic = np.stack([entries[i].tensor("ionic") for i in index])
+    reference_total = np.stack([entries[i].tensor("total") for i in index])
+    electronic = direct["electronic"][index]
+    direct_ionic = direct["ionic"][index]
+    systems = crystal_systems([entries[i].structure for i in index])
+    flagged = np.array([bool(f) for f in rows["flags"]])
+    dfpt = np.stack(rows["dfpt"])
+    routes = {
+        "a_direct": direct_ionic,
+        "b_physics_dfpt_born": dfpt,
+        "b_physics_dfpt_born_unguarded": np.stack(rows["raw"]),
+        "b_physics_nominal_born": np.stack(rows["nominal"]),
+        "refine_rule_dfpt_born": np.where(flagged[:, None, None], direct_ionic, dfpt),
+    }
+    high = np.trace(reference_ionic, axis1=1, axis2=2) / 3 > 20
+    study: dict[str, Any] = {
+        "ionic_model": args.ionic_model,
+        "electronic_model": args.electronic_model,
+        "direct_models": direct["models"].tolist(),
+        "potential": "sevennet-0",
+        "n_test": len(entries),
+        "n_test_with_dfpt_born": sum(e.born is not None for e in entries),
+        "n_scored": len(index),
+        "scored_material_ids": [entries[i].material_id for i in index],
+        "note": (
+            "scored: the test entries with DFPT Born charges whose force constants were "
+            "computed (a seeded random order, cut by the time budget when n_scored is smaller)"
+        ),
+        "flags": {
+            "flagged_share": float(flagged.mean()),
+            "imaginary_share": float(np.mean(["imaginary_modes" in f for f in rows["flags"]])),
+            "soft_share": float(np.mean(["soft_modes" in f for f in rows["flags"]])),
+            "large_residual_share": float(
+                np.mean(["large_residual_forces" in f for f in rows["flags"]])
+            ),
+        },
+        "residual_force_eV_per_A": {
+            "median": float(
+                np.median([np.linalg.norm(r["residual_forces"], axis=1).max() for r in records])
+            ),
+        },
+        "phi_seconds": {
+            "mean": float(np.mean([r["seconds"] for r in records])),
+            "median": float(np.median([r["seconds"] for r in records])),
+            "max": float(np.max([r["seconds"] for r in records])),
+            "mean_nsites": float(np.mean([r["nsites"] for r in records])),
+            "hardware": "x86_64 CPU, 1 torch thread, 2 cores shared with other jobs (load ~7)",
+        },
+        "routes": {},
+        "direct_full_test_split_ionic_mae_ten": float(
+            tensor_mae(direct["ionic"], np.stack([e.tensor("ionic") for e in entries]))
+        ),
+        "direct_full_test_split_total_mae_ten": float(
+            tensor_mae(
+                direct["ionic"] + direct["electronic"],
+                np.stack([e.tensor("total") for e in entries]),
+            )
+        ),
+    }
+    for name, ionic in routes.items():
+        ok = np.isfinite(ionic).all(axis=(1, 2))
+        sys_ok = [s for s, k in zip(systems, ok, strict=True) if k]
+        block = {
+            "n": int(ok.sum()),
+            "ionic": _block(ionic[ok], reference_ionic[ok], sys_ok),
+            "total": _block(ionic[ok] + electronic[ok], reference_total[ok], sys_ok),
+            "ionic_unflagged": _block(
+                ionic[ok & ~flagged],
+                reference_ionic[ok & ~flagged],
+                [s for s, k in zip(systems, ok & ~flagged, strict=True) if k],
+            ),
+            "ionic_eps_poly_above_20": _block(
+                ionic[ok & high],
+                reference_ionic[ok & high],
+                [s for s, k in zip(systems, ok & high, strict=True) if k],
+            ),
+            "total_eps_poly_above_20": _block(
+                ionic[ok & high] + electronic[ok & high],
+                reference_total[ok & high],
+                [s for s, k in zip(systems, ok & high, strict=True) if k],
+            ),
+        }
+        study["routes"][name] = block
+        print(
+            f"{name}: n={block['n']} ionic MAE_ten {block['ionic'].get('tensor_mae', np.nan):.3f}"
+            f" total {block['total'].get('tensor_mae', np.nan):.3f}"
+            f" unflagged ionic {block['ionic_unflagged'].get('tensor_mae', np.nan):.3f}"
+            f" eps0_poly>20 ionic {block['ionic_eps_poly_above_20'].get('tensor_mae', np.nan):.3f}",
+            flush=True,
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(study, indent=2))
+    print(f"flagged {study['flags']['flagged_share']:.1%}; -> {args.output}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.model.checkpoint import save_model
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.schemas import CandidateDoc, PredictionDoc
-from anisoscreen.screening.flows import ScreeningMaker
+from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
 from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
@@ -46,7 +46,7 @@ def model_file(path: Path, target: str, readout: str) -> Path:
 
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory):
-    """A FOM screen of the recorded pool, then its top 3 refined in shards of 2."""
+    """``run-screen --objective fom --refine-top 3`` (as a flow), refined in shards of 2."""
     tmp_path = tmp_path_factory.mktemp("refine")
     with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
         (tmp_path / "pool.json").write_text(json.dumps(json.load(handle)))
@@ -62,22 +62,29 @@ def refined(tmp_path_factory):
         processes=1,
         store=store,
         criteria=ScreeningCriteria(exclude_known_dielectrics=False),
+        refine_top=3,
+        refine_maker=IonicRefineMaker(
+            potential="harmonic-springs", born_source="nominal", shard_size=2, store=store
+        ),
     )
     flow = maker.make("refine-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
-    ranking = responses[flow.jobs[2].uuid][1].output
-    refine = IonicRefineMaker(
-        top_k=3, potential="harmonic-springs", born_source="nominal", shard_size=2, store=store
-    ).make(ranking)
-    out = run_locally(refine, store=build_job_store(settings), create_folders=False, log=False)
+    outputs = screening_outputs(flow, responses)
+    assert outputs is not None and outputs.refinement is not None
+    return flow, outputs.refinement, outputs.ranking, *_stored(settings)
+
+
+def _stored(settings):
     with ResultsStore(settings) as results:
         predictions = {p.material_id: p for p in results.query(PredictionDoc)}
         structures = {c.material_id: c.structure for c in results.query(CandidateDoc)}
-    return refine, out[refine.jobs[-1].uuid][1].output, ranking, predictions, structures
+    return predictions, structures
 
 
 def test_refine_makes_shards_and_keeps_ranking_order(refined):
-    refine, output, ranking, _, _ = refined
+    flow, output, ranking, _, _ = refined
+    refine = flow.jobs[-1]
+    assert flow.output["refinement"].uuid == refine.jobs[-1].uuid
     assert [job.name for job in refine.jobs] == [
         "refine ionic 0-2",
         "refine ionic 2-3",
@@ -90,6 +97,8 @@ def test_refine_makes_shards_and_keeps_ranking_order(refined):
     assert [r.rank for r in output.refinements] == [0, 1, 2]
     assert output.n_physics == sum(r.ionic_method == "physics" for r in output.refinements)
     assert output.potential == "harmonic-springs" and output.born_source == "nominal"
+    methods = [r.ionic_method for r in output.refinements]
+    assert "physics" in methods and "direct" in methods  # a rigid cell, and a floppy one
 
 
 def test_refined_rows_hold_modes_totals_and_the_method(refined):
@@ -115,3 +124,13 @@ def test_refined_rows_hold_modes_totals_and_the_method(refined):
         assert row.figure_of_merit == pytest.approx(prediction.band_gap * np.trace(total) / 3)
         assert row.direct_figure_of_merit == prediction.figure_of_merit
         assert row.max_residual_force is not None and row.max_residual_force < 1e-9
+
+
+def test_refine_top_composes_with_the_stage_options():
+    maker = ScreeningMaker.from_options(objective="fom", ionic_model="x", refine_top=7)
+    assert maker.refine_maker is not None
+    assert maker.refine_maker.top_k == 7 and maker.refine_maker.potential == "sevennet-0"
+    assert ScreeningMaker.from_options().refine_maker is None
+    flow = ScreeningMaker.from_options(refine_top=120).make("r")
+    assert [job.name for job in flow.jobs[-1].jobs][-1] == "refine ionic merge"
+    assert len(flow.jobs[-1].jobs) == 4  # shards of 50: 0-50, 50-100, 100-120, merge
