@@ -91,30 +91,48 @@ def phi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _direct_tensors(model: str, entries: list[Any]) -> tuple[np.ndarray, str]:
+    """Ensemble-mean tensors (n, 3, 3) of a shipped model, as ``evaluate_model`` predicts."""
+    from anisoscreen import tensor as tmath
+    from anisoscreen.model.atom_features import data_set_cache
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.evaluate import predict_irreps
+    from anisoscreen.model.training.train import prepare_graphs
+
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    loaded = load_model(model, device="cpu")
+    features = loaded.config.atom_features
+    cache = data_set_cache(features, data) if features else None
+    graphs = prepare_graphs(entries, loaded.config.cutoff, features, cache)
+    per_member = tmath.irreps_to_tensor(predict_irreps(loaded.networks, graphs, "cpu"))
+    return per_member.mean(axis=0), f"{loaded.name} {loaded.version}"
+
+
 def direct(args: argparse.Namespace) -> int:
     """Route (a): the shipped direct models' eps_inf and eps0 on the test split (cached)."""
     import torch
 
-    from anisoscreen.model.training.evaluate import evaluate_model
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.error_slices import tensor_mae
 
     torch.set_num_threads(1)
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    ionic = evaluate_model(args.ionic_model, data, subset="test", device="cpu")
-    electronic = evaluate_model(
-        args.electronic_model, data, subset="test", device="cpu", exfoliated=False
-    )
-    if ionic["split_seed"] != electronic["split_seed"] or len(ionic["predicted"]) != len(
-        electronic["predicted"]
-    ):
+    meta = [load_model(m).metadata for m in (args.ionic_model, args.electronic_model)]
+    if {(m.get("split_seed"), m.get("n_entries")) for m in meta} != {
+        (meta[0].get("split_seed"), meta[0].get("n_entries"))
+    }:
         raise SystemExit("the electronic and ionic models were not trained on the same split")
+    entries = _test_entries(args.ionic_model)
+    ionic, ionic_name = _direct_tensors(args.ionic_model, entries)
+    electronic, electronic_name = _direct_tensors(args.electronic_model, entries)
     args.direct.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         args.direct,
-        ionic=ionic["predicted"],
-        electronic=electronic["predicted"],
-        models=np.array([ionic["model"], electronic["model"]]),
+        ionic=ionic,
+        electronic=electronic,
+        models=np.array([ionic_name, electronic_name]),
     )
-    print(f"-> {args.direct}: ionic MAE_ten {ionic['metrics']['tensor_mae']:.3f}")
+    reference = np.stack([e.tensor("ionic") for e in entries])
+    print(f"-> {args.direct}: ionic MAE_ten {tensor_mae(ionic, reference):.3f}")
     return 0
 
 

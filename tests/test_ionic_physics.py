@@ -196,7 +196,9 @@ def test_sevennet_rock_salt_force_constants():
     assert result.flags == []
     assert np.all(result.modes.frequencies_thz > 3.5)
     assert np.all(result.modes.frequencies_thz < 6.5)
-    np.testing.assert_allclose(result.modes.frequencies_thz, result.modes.frequencies_thz[0])
+    # triply degenerate TO mode, isotropic eps0 (up to float32 finite-difference noise)
+    frequencies = result.modes.frequencies_thz
+    np.testing.assert_allclose(frequencies, frequencies[0], rtol=1e-4)
     eps = result.eps_ionic
-    np.testing.assert_allclose(eps, eps[0, 0] * np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(eps, eps[0, 0] * np.eye(3), atol=1e-4 * eps[0, 0])
     assert 1.0 < eps[0, 0] < 5.0  # DFPT (PBE) for NaCl: about 3
