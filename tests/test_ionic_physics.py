@@ -172,6 +172,14 @@ def test_a_soft_mode_is_flagged_and_left_out():
     assert unflagged[0, 0] > 1e3  # what the formula alone would have said
 
 
+def test_a_soft_non_polar_mode_is_left_out_without_a_flag():
+    structure = rock_salt()
+    fc = gamma_force_constants(structure, HarmonicSpringPotential(1e-4, cutoff=3.0))
+    result = physics_ionic(structure, np.zeros((2, 3, 3)), fc)
+    assert result.flags == [] and result.n_dropped == 3
+    np.testing.assert_allclose(result.eps_ionic, 0)
+
+
 def test_an_unstable_cell_is_flagged_imaginary():
     structure = rock_salt()
     fc = gamma_force_constants(structure, HarmonicSpringPotential(-1.0, cutoff=3.0))
