@@ -1,16 +1,19 @@
 """Issue 28, route (b): eps0 from Born charges x SevenNet Gamma force constants, test split.
 
     # 1. force constants of the test structures (resumable cache, one JSON line each)
-    python studies/ionic_physics_study.py phi [--potential sevennet-0] [--limit N]
+    python studies/ionic_physics_study.py phi [--potential sevennet-0] [--limit N] [--max-sites 40]
         [--cache runs/ionic-physics/phi-sevennet-0.jsonl]
-    # 2. metrics: (a) the direct model, (b) physics with the DFPT Born charges
+    # 2. the shipped direct models' eps0 and eps_inf on the same split (route (a))
+    python studies/ionic_physics_study.py direct
+    # 3. metrics: (a) direct, (b) physics with DFPT and with nominal Born charges
     python studies/ionic_physics_study.py evaluate
         [--output studies/results/ionic-physics.json]
 
 The test split is the one ``anisoscreen evaluate`` uses for the shipped ionic model (its
 recorded split seed and entry count, the same cleaning). ``phi`` visits the test structures
-in a seeded random order, so a cache cut short is a random subset; ``evaluate`` scores the
-structures it holds (and says how many). Totals add the shipped electronic model's eps_inf.
+that carry DFPT Born charges and have fewer than 40 sites (the screen's limit) in a seeded
+random order, so a cache cut short is a random subset; ``evaluate`` scores the structures it
+holds (and says how many). Totals add the shipped electronic model's eps_inf.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def phi(args: argparse.Namespace) -> int:
     order = np.random.default_rng(0).permutation(len(entries))
     # route (b) is scored with the DFPT Born charges: only entries that carry them
     order = np.array([i for i in order if entries[i].born is not None], dtype=int)
+    # the screen's own size limit (run-screen --max-sites 40): larger cells are left out
+    order = np.array([i for i in order if len(entries[i].structure) < args.max_sites], dtype=int)
     if args.limit:
         order = order[: args.limit]
     args.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +147,7 @@ def main() -> int:
     p_phi = sub.add_parser("phi")
     p_phi.add_argument("--potential", default="sevennet-0")
     p_phi.add_argument("--limit", type=int, default=0)
+    p_phi.add_argument("--max-sites", type=int, default=40, help="keep cells with fewer sites")
     p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_direct = sub.add_parser("direct")

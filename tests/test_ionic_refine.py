@@ -16,7 +16,7 @@ from anisoscreen.model.checkpoint import save_model
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.schemas import CandidateDoc, PredictionDoc
 from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
-from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput
+from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput, refine_ionic
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
@@ -64,14 +64,18 @@ def refined(tmp_path_factory):
         criteria=ScreeningCriteria(exclude_known_dielectrics=False),
         refine_top=3,
         refine_maker=IonicRefineMaker(
-            potential="harmonic-springs", born_source="nominal", shard_size=2, store=store
+            potential="harmonic-springs",
+            born_source="nominal",
+            shard_size=2,
+            store=store,
+            physics_sources=("nominal",),
         ),
     )
     flow = maker.make("refine-1")
     responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
     outputs = screening_outputs(flow, responses)
     assert outputs is not None and outputs.refinement is not None
-    return flow, outputs.refinement, outputs.ranking, *_stored(settings)
+    return flow, outputs.refinement, outputs.ranking, *_stored(settings), store
 
 
 def _stored(settings):
@@ -82,7 +86,7 @@ def _stored(settings):
 
 
 def test_refine_makes_shards_and_keeps_ranking_order(refined):
-    flow, output, ranking, _, _ = refined
+    flow, output, ranking, *_ = refined
     refine = flow.jobs[-1]
     assert flow.output["refinement"].uuid == refine.jobs[-1].uuid
     assert [job.name for job in refine.jobs] == [
@@ -97,12 +101,11 @@ def test_refine_makes_shards_and_keeps_ranking_order(refined):
     assert [r.rank for r in output.refinements] == [0, 1, 2]
     assert output.n_physics == sum(r.ionic_method == "physics" for r in output.refinements)
     assert output.potential == "harmonic-springs" and output.born_source == "nominal"
-    methods = [r.ionic_method for r in output.refinements]
-    assert "physics" in methods and "direct" in methods  # a rigid cell, and a floppy one
+    assert [r.ionic_method for r in output.refinements] == ["physics"] * 3
 
 
 def test_refined_rows_hold_modes_totals_and_the_method(refined):
-    _, output, _, predictions, structures = refined
+    _, output, _, predictions, structures, _ = refined
     for row in output.refinements:
         assert row.error is None
         prediction = predictions[row.material_id]
@@ -130,7 +133,24 @@ def test_refine_top_composes_with_the_stage_options():
     maker = ScreeningMaker.from_options(objective="fom", ionic_model="x", refine_top=7)
     assert maker.refine_maker is not None
     assert maker.refine_maker.top_k == 7 and maker.refine_maker.potential == "sevennet-0"
+    # new candidates have no DFPT charges: by default their totals stay the direct model's
+    assert maker.refine_maker.born_source == "nominal"
+    assert maker.refine_maker.physics_sources == ("dfpt",)
     assert ScreeningMaker.from_options().refine_maker is None
     flow = ScreeningMaker.from_options(refine_top=120).make("r")
     assert [job.name for job in flow.jobs[-1].jobs][-1] == "refine ionic merge"
     assert len(flow.jobs[-1].jobs) == 4  # shards of 50: 0-50, 50-100, 100-120, merge
+
+
+def test_by_default_nominal_charges_keep_the_direct_values(refined):
+    """Only DFPT charges beat the direct model: with nominal ones the direct eps0 is kept."""
+    _, physics_output, ranking, predictions, _, store = refined
+    output = refine_ionic.original(ranking, 0, 2, "harmonic-springs", "nominal", 1.0, store)
+    assert output.n_physics == 0
+    for row, physics_row in zip(output.refinements, physics_output.refinements, strict=False):
+        assert row.ionic_method == "direct"
+        np.testing.assert_allclose(row.eps_ionic, predictions[row.material_id].eps_ionic.tensor)
+        assert row.figure_of_merit == pytest.approx(row.direct_figure_of_merit)
+        # the physics value and the modes are there all the same
+        np.testing.assert_allclose(row.physics_eps_ionic, physics_row.physics_eps_ionic)
+        assert len(row.modes) == len(physics_row.modes)
