@@ -210,3 +210,26 @@ def test_sevennet_rock_salt_force_constants():
     eps = result.eps_ionic
     np.testing.assert_allclose(eps, eps[0, 0] * np.eye(3), atol=1e-4 * eps[0, 0])
     assert 1.0 < eps[0, 0] < 5.0  # DFPT (PBE) for NaCl: about 3
+
+
+def test_born_sources(tmp_path):
+    import gzip
+    import json
+
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.ionic_physics.born import born_charges
+
+    structure = perovskite_distorted()
+    nominal = born_charges("nominal", structure)
+    np.testing.assert_allclose(nominal[:, 0, 0], [2, 4, -2, -2, -2])
+    np.testing.assert_allclose(nominal[:, 0, 1], 0)
+    dfpt = np.random.default_rng(4).normal(size=(5, 3, 3))
+    data = tmp_path / "dfpt.json.gz"
+    with gzip.open(data, "wt") as handle:
+        json.dump([{"material_id": "mp-1", "born": dfpt.tolist()}], handle)
+    got = born_charges("dfpt", structure, "mp-1", data)
+    np.testing.assert_allclose(got, dfpt - dfpt.mean(axis=0))  # sum rule imposed
+    with pytest.raises(AnisoscreenError, match="no DFPT Born charges"):
+        born_charges("dfpt", structure, "mp-2", data)
+    with pytest.raises(AnisoscreenError, match="unknown Born source"):
+        born_charges("predicted", structure)
