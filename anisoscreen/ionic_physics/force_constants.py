@@ -3,9 +3,9 @@
 Only the symmetry-inequivalent atoms are displaced (``+-h`` along x, y, z, as phonopy's
 displacements would be at Gamma); the rows of their images follow from the space group,
 ``Phi_p(i),p(j) = R Phi_ij R^T`` for an operation with Cartesian rotation ``R`` that maps atom
-``i`` to ``p(i)``. The matrix is then symmetrised and the translations are projected out
-(acoustic sum rule). The forces of the undisplaced cell come out too: large residual forces
-mean the potential disagrees with DFT about the structure.
+``i`` to ``p(i)``. The matrix is then averaged over the group, symmetrised and the
+translations are projected out (acoustic sum rule). The forces of the undisplaced cell come
+out too: large residual forces mean the potential disagrees with DFT about the structure.
 """
 
 from __future__ import annotations
@@ -173,8 +173,16 @@ def gamma_force_constants(
         # Phi_p(i),p(j) = R Phi_ij R^T
         rotated = np.einsum("ac,cjd,bd->jab", rotation, rows[i], rotation)
         phi[k, :, perm, :] = rotated
-    flat = phi.reshape(3 * n, 3 * n)
-    asymmetry = float(np.abs(flat - flat.T).max())
+    asymmetry = float(np.abs(phi.reshape(3 * n, 3 * n) - phi.reshape(3 * n, 3 * n).T).max())
+    # average over the group: finite-difference noise that breaks the symmetry cancels
+    averaged = np.zeros_like(phi)
+    for rotation, perm in operations:
+        image = np.zeros_like(phi)
+        image[np.ix_(perm, range(3), perm, range(3))] = np.einsum(
+            "ac,icjd,bd->iajb", rotation, phi, rotation
+        )
+        averaged += image
+    flat = (averaged / len(operations)).reshape(3 * n, 3 * n)
     flat = impose_force_constant_asr(symmetrize_force_constants(flat))
     return ForceConstants(
         phi=flat,
