@@ -176,9 +176,10 @@ def gamma_force_constants(
     asymmetry = float(np.abs(phi.reshape(3 * n, 3 * n) - phi.reshape(3 * n, 3 * n).T).max())
     # average over the group: finite-difference noise that breaks the symmetry cancels
     averaged = np.zeros_like(phi)
+    axes = np.arange(3)
     for rotation, perm in operations:
         image = np.zeros_like(phi)
-        image[np.ix_(perm, range(3), perm, range(3))] = np.einsum(
+        image[np.ix_(perm, axes, perm, axes)] = np.einsum(
             "ac,icjd,bd->iajb", rotation, phi, rotation
         )
         averaged += image
