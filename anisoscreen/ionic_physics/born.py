@@ -31,7 +31,11 @@ BORN_SOURCES = ("dfpt", "nominal")
 
 def nominal_born_charges(structure: Structure) -> np.ndarray:
     """Isotropic formal charges (N, 3, 3) from pymatgen's oxidation-state guess."""
-    guesses = structure.composition.oxi_state_guesses(max_sites=-20)
+    composition = structure.composition
+    try:
+        guesses = composition.oxi_state_guesses(max_sites=-20)
+    except ValueError:  # the reduced formula is already larger than that
+        guesses = composition.oxi_state_guesses()
     if not guesses:
         raise AnisoscreenError(f"no oxidation states for {structure.composition.reduced_formula}")
     charges = np.array([guesses[0][site.specie.symbol] for site in structure], dtype=float)
