@@ -23,6 +23,7 @@ from anisoscreen.errors import AnisoscreenError
 if TYPE_CHECKING:
     from anisoscreen.candidates.filters import ScreeningCriteria
     from anisoscreen.schemas import ScreeningRunDoc
+    from anisoscreen.screening.ionic_refine import IonicRefineOutput
     from anisoscreen.screening.outputs import RankingStageOutput
     from anisoscreen.settings import AnisoscreenSettings
 
@@ -30,6 +31,7 @@ STAGES = {
     "fetch": "fetching pages",
     "predict": "predicting",
     "descriptors": "dimensionality",
+    "refine": "refining eps0",
     "rank": "dimensionality (remaining)",
 }
 
@@ -38,6 +40,43 @@ def register(app: typer.Typer) -> None:
     """Add the screening commands to ``app``."""
     app.command("run-screen")(run_screen)
     app.command("query")(query_options(query))
+
+
+def _refinement_table(console: Console, refinement: IonicRefineOutput) -> None:
+    """The refine stage's rows: which eps0 each uses, the totals, the strongest mode."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"refined top {len(refinement.refinements)} ({refinement.potential} Gamma force "
+        f"constants, {refinement.born_source} Born charges)"
+    )
+    for column in ("#", "material", "formula", "eps0 from", "eps_total", "FOM", "FOM direct"):
+        table.add_column(column)
+    table.add_column("strongest mode (THz: share)")
+    table.add_column("flags")
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for row in refinement.refinements:
+        strongest = max(row.modes, key=lambda m: m.eps_contribution, default=None)
+        mode = (
+            f"{strongest.frequency_thz:.2f}: {strongest.eps_contribution:.2f}"
+            if strongest is not None and strongest.eps_contribution > 0
+            else "-"
+        )
+        table.add_row(
+            str(row.rank + 1),
+            row.material_id,
+            row.formula,
+            row.ionic_method,
+            number(row.eps_total_poly),
+            number(row.figure_of_merit),
+            number(row.direct_figure_of_merit),
+            mode,
+            ", ".join(row.flags) or row.error or "",
+        )
+    console.print(table)
 
 
 def run_screen(
@@ -125,6 +164,16 @@ def run_screen(
             help="Candidates per prediction job (default: one job); each shard is its own job.",
         ),
     ] = None,
+    refine_top: Annotated[
+        int | None,
+        typer.Option(
+            "--refine-top",
+            min=1,
+            help="Recompute eps0, eps_total and the FOM of the top K by physics (Born charges x "
+            "SevenNet-0 Gamma force constants) and list their Gamma modes (~10-60 s each on a "
+            "CPU; docs/ionic-physics.md).",
+        ),
+    ] = None,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
     _check_source_path(source)  # before the heavy imports: a typo fails at once
@@ -164,6 +213,7 @@ def run_screen(
         top_k=top_k,
         objective=objective,
         shard_size=shard_size,
+        refine_top=refine_top,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)
@@ -194,6 +244,8 @@ def run_screen(
     if bundled and include_known:
         _import_bundled_dfpt(settings)
     _summary(console, outputs.run, outputs.ranking, time.perf_counter() - start, settings)
+    if outputs.refinement is not None:
+        _refinement_table(console, outputs.refinement)
     if validate:
         _explain_validation(settings, outputs.ranking, ar_threshold, top_k)
     if outputs.run.failures:

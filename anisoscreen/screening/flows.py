@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import ScreeningRunDoc
+from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput
 from anisoscreen.screening.jobs import (
     fetch_candidates,
     predict_candidates,
@@ -43,8 +44,9 @@ __all__ = [
     "screening_outputs",
 ]
 
-OUTPUT_NAMES = ("candidates", "predictions", "ranking", "run", "selection")
-"""Keys of the screening flow's ``output`` (``selection`` only with validation)."""
+OUTPUT_NAMES = ("candidates", "predictions", "ranking", "run", "selection", "refinement")
+"""Keys of the screening flow's ``output`` (``selection`` only with validation,
+``refinement`` only with a refine stage)."""
 
 
 @dataclass
@@ -181,7 +183,16 @@ STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
     "ranking_maker": ("processes", "store", "describe_top", "objective"),
 }
 """The flat options of :meth:`ScreeningMaker.from_options`, by the stage maker they go to."""
-_OWN_OPTIONS = ("name", "store", "validate", "ar_threshold", "top_k", "validation_maker")
+_OWN_OPTIONS = (
+    "name",
+    "store",
+    "validate",
+    "ar_threshold",
+    "top_k",
+    "validation_maker",
+    "refine_top",
+    "refine_maker",
+)
 
 
 @dataclass
@@ -217,6 +228,12 @@ class ScreeningMaker(Maker):
     validation_maker
         A maker whose ``make(structure, material_id=..., prediction=...)`` returns the
         validation flow.
+    refine_top
+        Refine the ranking's first ``refine_top`` rows with the physics eps0
+        (:class:`~anisoscreen.screening.ionic_refine.IonicRefineMaker`, made with this
+        maker's ``store`` unless ``refine_maker`` is given; its ``top_k`` is set to this).
+    refine_maker
+        The refine stage's maker (``make(ranking)``); ``None`` and no ``refine_top``: none.
 
     The flow's ``output`` is a dict of the stage outputs named by :data:`OUTPUT_NAMES`.
     """
@@ -230,9 +247,17 @@ class ScreeningMaker(Maker):
     ar_threshold: float | None = None
     top_k: int | None = None
     validation_maker: Any = None
+    refine_top: int | None = None
+    refine_maker: IonicRefineMaker | None = None
 
     def __post_init__(self) -> None:
         from anisoscreen.screening.objectives import check_objective, ionic_model_for
+
+        if self.refine_top is not None:
+            if self.refine_top < 1:
+                raise AnisoscreenError("refine_top must be at least 1")
+            base = self.refine_maker or IonicRefineMaker(store=self.store)
+            self.refine_maker = replace(base, top_k=self.refine_top)
 
         objective = self.ranking_maker.objective
         given = getattr(self.prediction_maker, "ionic_model", None)
@@ -342,6 +367,10 @@ class ScreeningMaker(Maker):
             select.name = "select for validation"
             jobs.append(select)
             output["selection"] = select.output
+        if self.refine_maker is not None:
+            refine = self.refine_maker.make(ranking.output)
+            jobs.append(refine)
+            output["refinement"] = refine.output
         return Flow(jobs, output=output, name=self.name)
 
 
@@ -351,6 +380,7 @@ class ScreeningOutputs(BaseModel):
     run: ScreeningRunDoc
     ranking: RankingStageOutput
     selection: ValidationSelectionOutput | None = None
+    refinement: IonicRefineOutput | None = None
 
 
 def screening_outputs(flow: Flow, responses: dict[str, Any]) -> ScreeningOutputs | None:
@@ -368,4 +398,6 @@ def screening_outputs(flow: Flow, responses: dict[str, Any]) -> ScreeningOutputs
     run, ranking = output("run"), output("ranking")
     if run is None or ranking is None:
         return None
-    return ScreeningOutputs(run=run, ranking=ranking, selection=output("selection"))
+    return ScreeningOutputs(
+        run=run, ranking=ranking, selection=output("selection"), refinement=output("refinement")
+    )

@@ -1,0 +1,322 @@
+"""The ionic refine stage: eps0, the static tensor and the FOM of a screen's top-k, from physics.
+
+Screening thousands of structures stays on the cheap direct ionic model. This stage takes
+the ranking's first ``top_k`` rows and recomputes their eps0 by the harmonic formula
+(:mod:`anisoscreen.ionic_physics`): Gamma force constants from a potential (SevenNet-0 by
+default) and Born charges from a named source. Each refined candidate keeps its optical
+Gamma modes with their mode effective charges and oscillator strengths, so a user sees
+which phonons make it high-kappa.
+
+``ionic_method`` says which value a row reports: ``physics`` when the route ran without a
+flag (no polar imaginary or soft optical mode, small residual forces) with Born charges
+from one of ``physics_sources``, ``direct`` otherwise (the direct model's value is kept;
+the physics value, the modes and the flags are still stored). By default only DFPT charges
+qualify: on the test split the route beats the direct model with DFPT charges and loses
+to it with nominal ones (``docs/ionic-physics.md``), so for new candidates, which have no
+DFPT charges, the direct model stays the default and the stage adds the Gamma-mode analysis.
+
+:class:`IonicRefineMaker` makes one job per shard of ``shard_size`` rows (static slices of
+the ranking, so shards run in parallel and a failed shard reruns alone on jobflow-remote)
+and a job merging their outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from jobflow import Flow, Maker, job
+from pydantic import BaseModel, Field
+
+from anisoscreen.schemas import CandidateDoc, Matrix3, PredictionDoc
+from anisoscreen.screening.outputs import RankingStageOutput
+
+__all__ = [
+    "PHYSICS_SOURCES",
+    "GammaModeDoc",
+    "IonicRefineMaker",
+    "IonicRefineOutput",
+    "IonicRefinement",
+    "merge_refinements",
+    "refine_ionic",
+]
+
+
+PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
+"""Born sources whose physics eps0 beat the direct model on the test split."""
+
+
+class GammaModeDoc(BaseModel):
+    """One optical Gamma mode of a refined candidate."""
+
+    frequency_thz: float = Field(description="Frequency in THz; negative when imaginary.")
+    frequency_cm1: float = Field(description="Frequency in cm^-1; negative when imaginary.")
+    mode_charge: list[float] | None = Field(
+        None, description="Mode effective charge vector p_m, e/sqrt(amu)."
+    )
+    oscillator_strength: Matrix3 | None = Field(None, description="S_m = p_m p_m^T in e^2/amu.")
+    eps_contribution: float = Field(
+        0.0, description="The mode's share of eps0_poly (0 when left out)."
+    )
+    included: bool = Field(description="Whether the mode entered eps0.")
+
+
+class IonicRefinement(BaseModel):
+    """One candidate after the refine stage."""
+
+    material_id: str
+    formula: str
+    rank: int = Field(description="Row of the ranking (0: best).")
+    ionic_method: str = Field(description="Which eps0 the totals use: physics or direct.")
+    potential: str = Field(description="Potential of the force constants.")
+    born_source: str | None = Field(None, description="Where the Born charges came from.")
+    eps_ionic: Matrix3 | None = Field(None, description="eps0 of ionic_method.")
+    eps_total: Matrix3 | None = Field(None, description="eps_inf + eps0 of ionic_method.")
+    eps_total_poly: float | None = None
+    figure_of_merit: float | None = Field(None, description="band_gap x eps_total_poly.")
+    physics_eps_ionic: Matrix3 | None = Field(None, description="eps0 by the formula.")
+    direct_eps_ionic: Matrix3 | None = Field(None, description="eps0 of the direct model.")
+    direct_figure_of_merit: float | None = None
+    modes: list[GammaModeDoc] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list, description="Why physics was not used.")
+    max_residual_force: float | None = Field(None, description="eV/A, under the potential.")
+    seconds: float = Field(0.0, description="Wall time of this candidate.")
+    error: str | None = Field(None, description="Why the route could not run at all.")
+
+
+class IonicRefineOutput(BaseModel):
+    """The refine stage's rows, in ranking order."""
+
+    model: str = Field(description="Model whose ranking was refined.")
+    potential: str
+    born_source: str
+    refinements: list[IonicRefinement]
+    n_physics: int = Field(description="Rows whose totals use the physics eps0.")
+    n_flagged: int = Field(description="Rows with a soft/imaginary mode or large forces.")
+    seconds: float = Field(description="Wall time (sum over shards after merging).")
+
+
+def _load_potential(name: str) -> Any:
+    from anisoscreen.ionic_physics.potentials import HarmonicSpringPotential, SevenNetPotential
+
+    if name == HarmonicSpringPotential.name:
+        return HarmonicSpringPotential(spring=1.0, cutoff=3.2)
+    return SevenNetPotential(name)
+
+
+def _poly(tensor: np.ndarray) -> float:
+    return float(np.trace(tensor) / 3.0)
+
+
+def _refine_one(
+    rank: int,
+    prediction: PredictionDoc,
+    candidate: CandidateDoc,
+    potential: Any,
+    born_source: str,
+    min_frequency_thz: float,
+    physics_sources: list[str],
+) -> IonicRefinement:
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.ionic_physics.born import born_charges
+    from anisoscreen.ionic_physics.force_constants import gamma_force_constants
+    from anisoscreen.ionic_physics.route import physics_ionic
+
+    start = time.perf_counter()
+    eps_inf = np.asarray(prediction.dielectric_tensor, dtype=float)
+    gap = prediction.band_gap if prediction.band_gap is not None else candidate.band_gap
+    direct = np.asarray(prediction.eps_ionic.tensor) if prediction.eps_ionic else None
+    row: dict[str, Any] = {
+        "material_id": prediction.material_id,
+        "formula": prediction.formula_pretty,
+        "rank": rank,
+        "potential": potential.name,
+        "born_source": born_source,
+        "direct_eps_ionic": direct.tolist() if direct is not None else None,
+        "direct_figure_of_merit": prediction.figure_of_merit,
+    }
+    structure = candidate.structure
+    try:
+        fc = gamma_force_constants(structure, potential)
+    except AnisoscreenError as exc:
+        fc, row["error"] = None, str(exc)
+    charges = None
+    if fc is not None:
+        try:
+            charges = born_charges(born_source, structure, prediction.material_id)
+        except AnisoscreenError as exc:
+            row["error"] = str(exc)
+    if fc is not None and charges is not None:
+        result = physics_ionic(structure, charges, fc, min_frequency_thz)
+        modes, flags = result.modes, result.flags
+        row["physics_eps_ionic"] = result.eps_ionic.tolist()
+        assert modes.mode_charges is not None
+        assert modes.oscillator_strengths is not None
+        row["modes"] = [
+            GammaModeDoc(
+                frequency_thz=float(modes.frequencies_thz[m]),
+                frequency_cm1=float(modes.frequencies_cm1[m]),
+                mode_charge=modes.mode_charges[m].tolist(),
+                oscillator_strength=modes.oscillator_strengths[m].tolist(),
+                eps_contribution=float(result.contributions[m]),
+                included=bool(result.included[m]),
+            )
+            for m in range(len(modes.omega2))
+        ]
+        row["flags"] = flags
+        row["max_residual_force"] = result.max_residual_force
+        physics = None if flags or born_source not in physics_sources else result.eps_ionic
+    elif fc is not None:  # no charges: the modes alone
+        from anisoscreen.ionic_physics.formula import gamma_modes
+
+        masses = np.array([s.specie.atomic_mass for s in structure], dtype=float)
+        modes = gamma_modes(fc.phi, masses)
+        row["modes"] = [
+            GammaModeDoc(
+                frequency_thz=float(modes.frequencies_thz[m]),
+                frequency_cm1=float(modes.frequencies_cm1[m]),
+                included=False,
+            )
+            for m in range(len(modes.omega2))
+        ]
+        row["max_residual_force"] = fc.max_residual_force
+        physics = None
+    else:
+        physics = None
+    chosen = physics if physics is not None else direct
+    row["ionic_method"] = "physics" if physics is not None else "direct"
+    if chosen is not None:
+        total = eps_inf + chosen
+        row["eps_ionic"] = chosen.tolist()
+        row["eps_total"] = total.tolist()
+        row["eps_total_poly"] = _poly(total)
+        if gap is not None and math.isfinite(gap):
+            row["figure_of_merit"] = gap * _poly(total)
+    row["seconds"] = time.perf_counter() - start
+    return IonicRefinement(**row)
+
+
+@job(output_schema=IonicRefineOutput)
+def refine_ionic(
+    ranking: RankingStageOutput | dict[str, Any],
+    start: int,
+    stop: int,
+    potential: str = "sevennet-0",
+    born_source: str = "nominal",
+    min_frequency_thz: float = 1.0,
+    store: dict[str, Any] | None = None,
+    physics_sources: list[str] | None = None,
+) -> IonicRefineOutput:
+    """Refine rows ``start:stop`` of ``ranking`` by the physics route (see the module doc)."""
+    from anisoscreen.screening.jobs import _report, _results
+
+    begin = time.perf_counter()
+    ranking = RankingStageOutput.model_validate(ranking)
+    rows = ranking.ranking[start:stop]
+    ids = [r.material_id for r in rows]
+    wanted = {"$in": ids}
+    with _results(store) as results:
+        predictions = {
+            d.material_id: d
+            for d in results.query(PredictionDoc, {"model": ranking.model, "material_id": wanted})
+        }
+        candidates = {
+            c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})
+        }
+    model = _load_potential(potential)
+    refinements = []
+    for offset, material_id in enumerate(ids):
+        refinements.append(
+            _refine_one(
+                start + offset,
+                predictions[material_id],
+                candidates[material_id],
+                model,
+                born_source,
+                min_frequency_thz,
+                list(physics_sources if physics_sources is not None else PHYSICS_SOURCES),
+            )
+        )
+        _report("refine", 1, len(ids))
+    return IonicRefineOutput(
+        model=ranking.model,
+        potential=potential,
+        born_source=born_source,
+        refinements=refinements,
+        n_physics=sum(r.ionic_method == "physics" for r in refinements),
+        n_flagged=sum(bool(r.flags) for r in refinements),
+        seconds=time.perf_counter() - begin,
+    )
+
+
+@job(output_schema=IonicRefineOutput)
+def merge_refinements(shards: list[IonicRefineOutput | dict[str, Any]]) -> IonicRefineOutput:
+    """The shards' rows in ranking order, as one output."""
+    parts = [IonicRefineOutput.model_validate(s) for s in shards]
+    rows = sorted((r for p in parts for r in p.refinements), key=lambda r: r.rank)
+    return IonicRefineOutput(
+        model=parts[0].model,
+        potential=parts[0].potential,
+        born_source=parts[0].born_source,
+        refinements=rows,
+        n_physics=sum(p.n_physics for p in parts),
+        n_flagged=sum(p.n_flagged for p in parts),
+        seconds=sum(p.seconds for p in parts),
+    )
+
+
+@dataclass
+class IonicRefineMaker(Maker):
+    """Refine the top ``top_k`` of a ranking with the physics eps0 (see the module doc).
+
+    Parameters
+    ----------
+    top_k
+        Rows of the ranking refined.
+    potential
+        Potential of the force constants (``sevennet-0``, ``sevennet-l3i5``;
+        ``harmonic-springs`` is the tests' closed-form stand-in).
+    born_source
+        Born charges: ``nominal`` (formal charges) or ``dfpt`` (the data set's, where held).
+    min_frequency_thz
+        Optical modes below this (THz) are left out (and flag the row when polar).
+    physics_sources
+        Born sources whose unflagged physics eps0 replaces the direct one (default: DFPT).
+    shard_size
+        Rows per job.
+    store
+        Results-store settings overrides (where the predictions and structures are read).
+    """
+
+    name: str = "refine ionic"
+    top_k: int = 200
+    potential: str = "sevennet-0"
+    born_source: str = "nominal"
+    min_frequency_thz: float = 1.0
+    shard_size: int = 50
+    store: dict[str, Any] | None = None
+    physics_sources: tuple[str, ...] = PHYSICS_SOURCES
+
+    def make(self, ranking: Any) -> Flow:
+        """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
+        shards = []
+        size = max(1, self.shard_size)
+        for start in range(0, max(self.top_k, 0), size):
+            shard = refine_ionic(
+                ranking,
+                start,
+                min(start + size, self.top_k),
+                self.potential,
+                self.born_source,
+                self.min_frequency_thz,
+                self.store,
+                list(self.physics_sources),
+            )
+            shard.name = f"{self.name} {start}-{min(start + size, self.top_k)}"
+            shards.append(shard)
+        merge = merge_refinements([s.output for s in shards])
+        merge.name = f"{self.name} merge"
+        return Flow([*shards, merge], output=merge.output, name=self.name)

@@ -1,0 +1,322 @@
+"""Issue 28, route (b): eps0 from Born charges x SevenNet Gamma force constants, test split.
+
+    # 1. force constants of the test structures (resumable cache, one JSON line each)
+    python studies/ionic_physics_study.py phi [--potential sevennet-0] [--limit N] [--max-sites 40]
+        [--cache runs/ionic-physics/phi-sevennet-0.jsonl]
+    # 2. the shipped direct models' eps0 and eps_inf on the same split (route (a))
+    python studies/ionic_physics_study.py direct
+    # 3. metrics: (a) direct, (b) physics with DFPT and with nominal Born charges
+    python studies/ionic_physics_study.py evaluate
+        [--output studies/results/ionic-physics.json]
+
+The test split is the one ``anisoscreen evaluate`` uses for the shipped ionic model (its
+recorded split seed and entry count, the same cleaning). ``phi`` visits the test structures
+that carry DFPT Born charges and have fewer than 40 sites (the screen's limit) in a seeded
+random order, so a cache cut short is a random subset; ``evaluate`` scores the structures it
+holds (and says how many). Totals add the shipped electronic model's eps_inf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anisoscreen.ionic_physics.route import physics_ionic
+from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL, get_settings
+
+DEFAULT_CACHE = Path("runs/ionic-physics/phi-sevennet-0.jsonl")
+DEFAULT_DIRECT = Path("runs/ionic-physics/direct.npz")
+
+
+def _test_entries(ionic_model: str) -> list[Any]:
+    """The ionic model's test entries, as :func:`evaluate_model` rebuilds them."""
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
+
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    metadata = load_model(ionic_model).metadata
+    entries, _ = clean_entries(load_entries(data))
+    entries = entries[: metadata.get("n_entries") or len(entries)]
+    split = random_split(len(entries), metadata.get("split_seed", 42))
+    return [entries[i] for i in split["test"]]
+
+
+def phi(args: argparse.Namespace) -> int:
+    """Compute and cache the Gamma force constants of the test structures."""
+    import torch
+
+    from anisoscreen.ionic_physics.force_constants import gamma_force_constants
+    from anisoscreen.ionic_physics.potentials import SevenNetPotential
+
+    torch.set_num_threads(1)
+    entries = _test_entries(args.ionic_model)
+    order = np.random.default_rng(0).permutation(len(entries))
+    # route (b) is scored with the DFPT Born charges: only entries that carry them
+    order = np.array([i for i in order if entries[i].born is not None], dtype=int)
+    # the screen's own size limit (run-screen --max-sites 40): larger cells are left out
+    order = np.array([i for i in order if len(entries[i].structure) < args.max_sites], dtype=int)
+    if args.limit:
+        order = order[: args.limit]
+    args.cache.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if args.cache.exists():
+        done = {json.loads(line)["index"] for line in args.cache.read_text().splitlines()}
+    potential = SevenNetPotential(args.potential)
+    with args.cache.open("a") as handle:
+        for k, index in enumerate(order):
+            if int(index) in done:
+                continue
+            entry = entries[index]
+            record: dict[str, Any] = {"index": int(index), "material_id": entry.material_id}
+            record["nsites"] = len(entry.structure)
+            cpu = time.process_time()
+            try:
+                fc = gamma_force_constants(entry.structure, potential)
+                record.update(
+                    phi=fc.phi.round(6).tolist(),
+                    residual_forces=fc.residual_forces.round(6).tolist(),
+                    raw_asymmetry=fc.raw_asymmetry,
+                    n_displacements=fc.n_displacements,
+                    seconds=fc.seconds,
+                    cpu_seconds=time.process_time() - cpu,
+                )
+            except Exception as exc:  # an element the potential lacks
+                record["error"] = str(exc)
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            print(
+                f"{time.strftime('%H:%M:%S')} {k + 1}/{len(order)} {entry.material_id} "
+                f"n={record['nsites']} {record.get('seconds', float('nan')):.1f}s",
+                flush=True,
+            )
+    return 0
+
+
+def _direct_tensors(model: str, entries: list[Any]) -> tuple[np.ndarray, str]:
+    """Ensemble-mean tensors (n, 3, 3) of a shipped model, as ``evaluate_model`` predicts."""
+    from anisoscreen import tensor as tmath
+    from anisoscreen.model.atom_features import data_set_cache
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.evaluate import predict_irreps
+    from anisoscreen.model.training.train import prepare_graphs
+
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    loaded = load_model(model, device="cpu")
+    features = loaded.config.atom_features
+    cache = data_set_cache(features, data) if features else None
+    graphs = prepare_graphs(entries, loaded.config.cutoff, features, cache)
+    per_member = tmath.irreps_to_tensor(predict_irreps(loaded.networks, graphs, "cpu"))
+    return per_member.mean(axis=0), f"{loaded.name} {loaded.version}"
+
+
+def direct(args: argparse.Namespace) -> int:
+    """Route (a): the shipped direct models' eps_inf and eps0 on the test split (cached)."""
+    import torch
+
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.error_slices import tensor_mae
+
+    torch.set_num_threads(1)
+    meta = [load_model(m).metadata for m in (args.ionic_model, args.electronic_model)]
+    if {(m.get("split_seed"), m.get("n_entries")) for m in meta} != {
+        (meta[0].get("split_seed"), meta[0].get("n_entries"))
+    }:
+        raise SystemExit("the electronic and ionic models were not trained on the same split")
+    entries = _test_entries(args.ionic_model)
+    ionic, ionic_name = _direct_tensors(args.ionic_model, entries)
+    electronic, electronic_name = _direct_tensors(args.electronic_model, entries)
+    args.direct.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        args.direct,
+        ionic=ionic,
+        electronic=electronic,
+        models=np.array([ionic_name, electronic_name]),
+    )
+    reference = np.stack([e.tensor("ionic") for e in entries])
+    print(f"-> {args.direct}: ionic MAE_ten {tensor_mae(ionic, reference):.3f}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_phi = sub.add_parser("phi")
+    p_phi.add_argument("--potential", default="sevennet-0")
+    p_phi.add_argument("--limit", type=int, default=0)
+    p_phi.add_argument("--max-sites", type=int, default=40, help="keep cells with fewer sites")
+    p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_direct = sub.add_parser("direct")
+    p_direct.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_direct.add_argument("--electronic-model", default=DEFAULT_MODEL)
+    p_direct.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
+    p_eval = sub.add_parser("evaluate")
+    p_eval.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
+    p_eval.add_argument("--max-sites", type=int, default=40, help="score cells with fewer sites")
+    p_eval.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p_eval.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_eval.add_argument("--electronic-model", default=DEFAULT_MODEL)
+    p_eval.add_argument("--output", type=Path, default=Path("studies/results/ionic-physics.json"))
+    args = parser.parse_args()
+    return {"phi": phi, "direct": direct, "evaluate": evaluate}[args.command](args)
+
+
+def _block(predicted: np.ndarray, reference: np.ndarray, systems: list[str]) -> dict[str, Any]:
+    from anisoscreen.model.training.evaluate import metrics
+
+    if len(predicted) == 0:
+        return {"n": 0}
+    return metrics(predicted, reference, systems)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Score routes (a), (b) with DFPT charges, (b) with nominal charges, and the refine rule."""
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.ionic_physics.born import nominal_born_charges
+    from anisoscreen.ionic_physics.force_constants import ForceConstants
+    from anisoscreen.ionic_physics.formula import eps_ionic, impose_born_asr
+    from anisoscreen.model.training.error_slices import tensor_mae
+    from anisoscreen.model.training.evaluate import crystal_systems
+
+    entries = _test_entries(args.ionic_model)
+    direct = np.load(args.direct)
+    records = [json.loads(line) for line in args.cache.read_text().splitlines()]
+    records = [
+        r
+        for r in records
+        if "phi" in r and entries[r["index"]].born is not None and r["nsites"] < args.max_sites
+    ]
+    rows: dict[str, list[Any]] = {k: [] for k in ("dfpt", "raw", "nominal", "flags")}
+    index = [r["index"] for r in records]
+    for record in records:
+        entry = entries[record["index"]]
+        structure = entry.structure
+        fc = ForceConstants(
+            phi=np.asarray(record["phi"]),
+            raw_asymmetry=record["raw_asymmetry"],
+            residual_forces=np.asarray(record["residual_forces"]),
+            n_displacements=record["n_displacements"],
+            n_operations=0,
+            seconds=record["seconds"],
+        )
+        result = physics_ionic(structure, entry.born, fc)
+        rows["dfpt"].append(result.eps_ionic)
+        rows["flags"].append(result.flags)
+        # the bare formula, soft modes kept (what an unguarded route would report)
+        rows["raw"].append(eps_ionic(impose_born_asr(entry.born), fc.phi, structure.volume))
+        try:
+            rows["nominal"].append(
+                physics_ionic(structure, nominal_born_charges(structure), fc).eps_ionic
+            )
+        except AnisoscreenError:
+            rows["nominal"].append(np.full((3, 3), np.nan))
+    reference_ionic = np.stack([entries[i].tensor("ionic") for i in index])
+    reference_total = np.stack([entries[i].tensor("total") for i in index])
+    electronic = direct["electronic"][index]
+    direct_ionic = direct["ionic"][index]
+    systems = crystal_systems([entries[i].structure for i in index])
+    flagged = np.array([bool(f) for f in rows["flags"]])
+    dfpt = np.stack(rows["dfpt"])
+    routes = {
+        "a_direct": direct_ionic,
+        "b_physics_dfpt_born": dfpt,
+        "b_physics_dfpt_born_unguarded": np.stack(rows["raw"]),
+        "b_physics_nominal_born": np.stack(rows["nominal"]),
+        "refine_rule_dfpt_born": np.where(flagged[:, None, None], direct_ionic, dfpt),
+    }
+    high = np.trace(reference_ionic, axis1=1, axis2=2) / 3 > 20
+    cpu = [r["cpu_seconds"] for r in records if "cpu_seconds" in r]
+    study: dict[str, Any] = {
+        "ionic_model": args.ionic_model,
+        "electronic_model": args.electronic_model,
+        "direct_models": direct["models"].tolist(),
+        "potential": "sevennet-0",
+        "n_test": len(entries),
+        "n_test_with_dfpt_born": sum(e.born is not None for e in entries),
+        "n_scored": len(index),
+        "max_sites": args.max_sites,
+        "scored_material_ids": [entries[i].material_id for i in index],
+        "note": (
+            "scored: the test entries with DFPT Born charges and fewer than max_sites sites "
+            "whose force constants were computed (a seeded random order)"
+        ),
+        "flags": {
+            "flagged_share": float(flagged.mean()),
+            "imaginary_share": float(np.mean(["imaginary_modes" in f for f in rows["flags"]])),
+            "soft_share": float(np.mean(["soft_modes" in f for f in rows["flags"]])),
+            "large_residual_share": float(
+                np.mean(["large_residual_forces" in f for f in rows["flags"]])
+            ),
+        },
+        "residual_force_eV_per_A": {
+            "median": float(
+                np.median([np.linalg.norm(r["residual_forces"], axis=1).max() for r in records])
+            ),
+        },
+        "phi_seconds": {
+            "cpu_mean": float(np.mean(cpu)) if cpu else None,
+            "cpu_median": float(np.median(cpu)) if cpu else None,
+            "n_with_cpu_time": len(cpu),
+            "mean": float(np.mean([r["seconds"] for r in records])),
+            "median": float(np.median([r["seconds"] for r in records])),
+            "max": float(np.max([r["seconds"] for r in records])),
+            "mean_nsites": float(np.mean([r["nsites"] for r in records])),
+            "hardware": "x86_64 CPU, 1 torch thread, 2 cores shared with other jobs (load 7-10)",
+            "note": "mean/median: wall time under that load; cpu_*: the process's CPU time",
+        },
+        "routes": {},
+        "direct_full_test_split_ionic_mae_ten": float(
+            tensor_mae(direct["ionic"], np.stack([e.tensor("ionic") for e in entries]))
+        ),
+        "direct_full_test_split_total_mae_ten": float(
+            tensor_mae(
+                direct["ionic"] + direct["electronic"],
+                np.stack([e.tensor("total") for e in entries]),
+            )
+        ),
+    }
+    for name, ionic in routes.items():
+        ok = np.isfinite(ionic).all(axis=(1, 2))
+        sys_ok = [s for s, k in zip(systems, ok, strict=True) if k]
+        block = {
+            "n": int(ok.sum()),
+            "ionic": _block(ionic[ok], reference_ionic[ok], sys_ok),
+            "total": _block(ionic[ok] + electronic[ok], reference_total[ok], sys_ok),
+            "ionic_unflagged": _block(
+                ionic[ok & ~flagged],
+                reference_ionic[ok & ~flagged],
+                [s for s, k in zip(systems, ok & ~flagged, strict=True) if k],
+            ),
+            "ionic_eps_poly_above_20": _block(
+                ionic[ok & high],
+                reference_ionic[ok & high],
+                [s for s, k in zip(systems, ok & high, strict=True) if k],
+            ),
+            "total_eps_poly_above_20": _block(
+                ionic[ok & high] + electronic[ok & high],
+                reference_total[ok & high],
+                [s for s, k in zip(systems, ok & high, strict=True) if k],
+            ),
+        }
+        study["routes"][name] = block
+        print(
+            f"{name}: n={block['n']} ionic MAE_ten {block['ionic'].get('tensor_mae', np.nan):.3f}"
+            f" total {block['total'].get('tensor_mae', np.nan):.3f}"
+            f" unflagged ionic {block['ionic_unflagged'].get('tensor_mae', np.nan):.3f}"
+            f" eps0_poly>20 ionic {block['ionic_eps_poly_above_20'].get('tensor_mae', np.nan):.3f}",
+            flush=True,
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(study, indent=2))
+    print(f"flagged {study['flags']['flagged_share']:.1%}; -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The ionic refine stage on a real (small) screen, with the closed-form spring potential."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from jobflow import run_locally
+
+from anisoscreen.candidates.filters import ScreeningCriteria
+from anisoscreen.model.checkpoint import save_model
+from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.schemas import CandidateDoc, PredictionDoc
+from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
+from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput, refine_ionic
+from anisoscreen.settings import get_settings
+from anisoscreen.store import ResultsStore, build_job_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def model_file(path: Path, target: str, readout: str) -> Path:
+    """A small untrained two-member ensemble (what the plumbing needs)."""
+    config = ModelConfig(
+        mul=4,
+        lmax=1,
+        radial_hidden=16,
+        embed_dim=8,
+        readout=readout,
+        target=target,
+        volume_per_atom=12.0,
+        target_shift=4.0 if target == "electronic" else 0.0,
+        target_scale=1.0,
+        elements=list(range(1, 95)),
+    )
+    states = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        states.append(AnisoNet(config).state_dict())
+    return save_model(path, config, states, name=f"set-{target}", version="0.0.1")
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory):
+    """``run-screen --objective fom --refine-top 3`` (as a flow), refined in shards of 2."""
+    tmp_path = tmp_path_factory.mktemp("refine")
+    with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
+        (tmp_path / "pool.json").write_text(json.dumps(json.load(handle)))
+    store = {"data_dir": str(tmp_path / "d")}
+    settings = get_settings(data_dir=tmp_path / "d")
+    maker = ScreeningMaker.from_options(
+        source=str(tmp_path / "pool.json"),
+        model=str(model_file(tmp_path / "e.pt", "electronic", "mean")),
+        ionic_model=str(model_file(tmp_path / "i.pt", "ionic", "psd_square_volume")),
+        objective="fom",
+        device="cpu",
+        batch_size=4,
+        processes=1,
+        store=store,
+        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
+        refine_top=3,
+        refine_maker=IonicRefineMaker(
+            potential="harmonic-springs",
+            born_source="nominal",
+            shard_size=2,
+            store=store,
+            physics_sources=("nominal",),
+        ),
+    )
+    flow = maker.make("refine-1")
+    responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
+    outputs = screening_outputs(flow, responses)
+    assert outputs is not None and outputs.refinement is not None
+    return flow, outputs.refinement, outputs.ranking, *_stored(settings), store
+
+
+def _stored(settings):
+    with ResultsStore(settings) as results:
+        predictions = {p.material_id: p for p in results.query(PredictionDoc)}
+        structures = {c.material_id: c.structure for c in results.query(CandidateDoc)}
+    return predictions, structures
+
+
+def test_refine_makes_shards_and_keeps_ranking_order(refined):
+    flow, output, ranking, *_ = refined
+    refine = flow.jobs[-1]
+    assert flow.output["refinement"].uuid == refine.jobs[-1].uuid
+    assert [job.name for job in refine.jobs] == [
+        "refine ionic 0-2",
+        "refine ionic 2-3",
+        "refine ionic merge",
+    ]
+    assert isinstance(output, IonicRefineOutput)
+    assert [r.material_id for r in output.refinements] == [
+        row.material_id for row in ranking.ranking[:3]
+    ]
+    assert [r.rank for r in output.refinements] == [0, 1, 2]
+    assert output.n_physics == sum(r.ionic_method == "physics" for r in output.refinements)
+    assert output.potential == "harmonic-springs" and output.born_source == "nominal"
+    assert [r.ionic_method for r in output.refinements] == ["physics"] * 3
+
+
+def test_refined_rows_hold_modes_totals_and_the_method(refined):
+    _, output, _, predictions, structures, _ = refined
+    for row in output.refinements:
+        assert row.error is None
+        prediction = predictions[row.material_id]
+        n = len(structures[row.material_id])
+        assert len(row.modes) == 3 * n - 3
+        physics = np.asarray(row.physics_eps_ionic)
+        kept = [m for m in row.modes if m.included]
+        assert all(m.frequency_thz >= 1.0 for m in kept)
+        assert sum(m.eps_contribution for m in kept) == pytest.approx(np.trace(physics) / 3)
+        for mode in kept:
+            p = np.asarray(mode.mode_charge)
+            np.testing.assert_allclose(mode.oscillator_strength, np.outer(p, p), atol=1e-12)
+            assert mode.frequency_cm1 == pytest.approx(mode.frequency_thz * 33.35641, rel=1e-6)
+        expected = physics if row.ionic_method == "physics" else prediction.eps_ionic.tensor
+        assert (row.ionic_method == "physics") == (not row.flags)
+        np.testing.assert_allclose(row.eps_ionic, expected)
+        total = np.asarray(prediction.dielectric_tensor) + np.asarray(expected)
+        np.testing.assert_allclose(row.eps_total, total)
+        assert row.figure_of_merit == pytest.approx(prediction.band_gap * np.trace(total) / 3)
+        assert row.direct_figure_of_merit == prediction.figure_of_merit
+        assert row.max_residual_force is not None and row.max_residual_force < 1e-9
+
+
+def test_refine_top_composes_with_the_stage_options():
+    maker = ScreeningMaker.from_options(objective="fom", ionic_model="x", refine_top=7)
+    assert maker.refine_maker is not None
+    assert maker.refine_maker.top_k == 7 and maker.refine_maker.potential == "sevennet-0"
+    # new candidates have no DFPT charges: by default their totals stay the direct model's
+    assert maker.refine_maker.born_source == "nominal"
+    assert maker.refine_maker.physics_sources == ("dfpt",)
+    assert ScreeningMaker.from_options().refine_maker is None
+    flow = ScreeningMaker.from_options(refine_top=120).make("r")
+    assert [job.name for job in flow.jobs[-1].jobs][-1] == "refine ionic merge"
+    assert len(flow.jobs[-1].jobs) == 4  # shards of 50: 0-50, 50-100, 100-120, merge
+
+
+def test_by_default_nominal_charges_keep_the_direct_values(refined):
+    """Only DFPT charges beat the direct model: with nominal ones the direct eps0 is kept."""
+    _, physics_output, ranking, predictions, _, store = refined
+    output = refine_ionic.original(ranking, 0, 2, "harmonic-springs", "nominal", 1.0, store)
+    assert output.n_physics == 0
+    for row, physics_row in zip(output.refinements, physics_output.refinements, strict=False):
+        assert row.ionic_method == "direct"
+        np.testing.assert_allclose(row.eps_ionic, predictions[row.material_id].eps_ionic.tensor)
+        assert row.figure_of_merit == pytest.approx(row.direct_figure_of_merit)
+        # the physics value and the modes are there all the same
+        np.testing.assert_allclose(row.physics_eps_ionic, physics_row.physics_eps_ionic)
+        assert len(row.modes) == len(physics_row.modes)
