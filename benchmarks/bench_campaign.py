@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--finetune-strategies", nargs="+", default=None)
     parser.add_argument("--diversity", default="group", choices=["group", "embedding"])
     parser.add_argument("--recalibrate", action="store_true")
+    parser.add_argument("--gp-offset", action="store_true")
     parser.add_argument("--pool-size", type=int, default=None)
     parser.add_argument("--top-fraction", type=float, default=0.05)
     parser.add_argument("--epochs", type=int, default=3)
@@ -196,6 +197,7 @@ def main() -> None:
                     learner=learner,
                     diversity=args.diversity,
                     recalibrate=args.recalibrate,
+                    gp_offset=args.gp_offset,
                 )
                 report = simulate(
                     oracle,
@@ -236,6 +238,7 @@ def main() -> None:
         "seeds": args.seeds,
         "diversity": args.diversity,
         "recalibrate_finetune": args.recalibrate,
+        "gp_offset": args.gp_offset,
         "finetune": finetune.to_dict() if args.epochs else None,
         "max_per_group": args.max_per_group,
         "start_model_top30_holds_true_top10": len(start_top30 & top10),

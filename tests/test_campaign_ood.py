@@ -225,3 +225,26 @@ def test_simulated_campaign_with_the_residual_gp_and_embedding_diversity(tiny_en
     assert all(r["sigma_scale"] > 0 for r in report["rounds"][1:])
     assert all(0.0 <= r["coverage_2sigma"] <= 1.0 for r in report["rounds"])
     assert report["final_mae_unlabelled"] > 0
+
+
+@pytest.mark.slow
+def test_readout_only_finetune_changes_the_readout_alone(tiny_ensemble, tmp_path):
+    import torch
+
+    from anisoscreen.campaign.finetune import FinetuneConfig, LabelledEntry, finetune_model
+    from anisoscreen.campaign.simulate import load_oracle
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.dataset import DielectricEntry
+
+    model = load_model(tiny_ensemble / "model.pt")
+    labels = [
+        LabelledEntry(DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor))
+        for e in load_oracle(ORACLE)[:6]
+        if all(el.Z in set(model.config.elements) for el in e.structure.composition.elements)
+    ]
+    config = FinetuneConfig(epochs=1, replay=0, label_repeats=2, readout_only=True)
+    tuned = load_model(finetune_model(model, labels, [], config, tmp_path, "ro", "r1"))
+    before, after = model.networks[0].state_dict(), tuned.networks[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("output.") for k in changed)
+    assert tuned.metadata["finetune"]["config"]["label_repeats"] == 2

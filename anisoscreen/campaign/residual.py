@@ -83,19 +83,24 @@ def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class ResidualGP:
     """Exact GP regression of residuals on embedding coordinates.
 
-    Kernel ``amplitude^2 exp(-|x - x'|^2 / (2 length^2)) + noise^2 delta``, constant mean (the
-    labels' mean residual, shrunk towards zero with ``prior_count`` pseudo-labels). The three
+    Kernel ``amplitude^2 exp(-|x - x'|^2 / (2 length^2)) + noise^2 delta``. The three
     hyperparameters maximise the log marginal likelihood (L-BFGS from a few starts, bounded).
+    The prior mean is zero (far from every label the network's own prediction stands): the
+    labels a campaign picks are its best-ranked candidates, so their mean residual is biased
+    and would shift the whole pool.
 
     Parameters
     ----------
     prior_count
-        Pseudo-labels of zero residual the constant mean is shrunk with.
+        With ``fit_offset``: pseudo-labels of zero residual the constant mean is shrunk with.
+    fit_offset
+        Use the labels' (shrunk) mean residual as a constant prior mean instead of zero.
     min_noise
         Lower bound of the noise standard deviation (log units).
     """
 
     prior_count: float = 2.0
+    fit_offset: bool = False
     min_noise: float = 0.02
     x_: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     offset_: float = 0.0
@@ -123,13 +128,15 @@ class ResidualGP:
         x = np.asarray(x, dtype=float)
         y = np.asarray(residuals, dtype=float)
         self.x_ = x
-        self.offset_ = float(y.sum() / (len(y) + self.prior_count))
+        self.offset_ = float(y.sum() / (len(y) + self.prior_count)) if self.fit_offset else 0.0
         centred = y - self.offset_
-        spread = max(float(np.std(centred)), 0.05)
+        spread = max(float(np.sqrt(np.mean(centred**2))), 0.05)
+        # a few labels cannot pin the hyperparameters: the amplitude stays within twice the
+        # labels' RMS residual and the length above a fifth of the pool's RMS radius (1)
         bounds = [
-            (np.log(0.05), np.log(20.0)),
-            (np.log(0.02), np.log(5.0)),
-            (np.log(self.min_noise), np.log(2.0)),
+            (np.log(0.2), np.log(20.0)),
+            (np.log(0.02), np.log(2.0 * spread)),
+            (np.log(self.min_noise), np.log(2.0 * spread)),
         ]
         best = None
         if len(y) >= 3:
@@ -138,9 +145,10 @@ class ResidualGP:
                 (1.0, spread, spread / 4),
                 (2.0, spread, spread),
             ):
+                lower, upper = np.array(bounds).T
                 result = minimize(
                     self._nll,
-                    np.log(start),
+                    np.clip(np.log(start), lower, upper),
                     args=(x, centred),
                     method="L-BFGS-B",
                     bounds=bounds,

@@ -202,6 +202,9 @@ class SimulationConfig:
         ``finetune`` learner: scale the ensemble's spread each round so the picks made so far
         have unit RMS z-score, and let the strategies see posterior samples (``False``: they
         see the members, unscaled). The ``gp`` learner always recalibrates.
+    gp_offset
+        ``gp`` learner: a constant prior mean (the labels' shrunk mean residual) in place of
+        zero (:class:`~anisoscreen.campaign.residual.ResidualGP` ``fit_offset``).
     """
 
     strategy: str = "ucb"
@@ -219,6 +222,7 @@ class SimulationConfig:
     diversity: str = "group"
     diversity_quantile: float = 0.1
     recalibrate: bool = False
+    gp_offset: bool = False
 
 
 @dataclass
@@ -475,7 +479,7 @@ def _posterior(
             scale = loo_scale(truth_log[picks], mean, sigma, bounds=(0.25, 10.0))
         return Posterior(base, spread * (scale or 1.0)), scale, coords
     idx = np.flatnonzero(labelled)
-    gp = ResidualGP().fit(coords[idx], truth_log[idx] - base[idx])
+    gp = ResidualGP(fit_offset=config.gp_offset).fit(coords[idx], truth_log[idx] - base[idx])
     mean, sigma = gp.predict(coords)
     loo_mean, loo_sigma = gp.loo()
     scale = loo_scale(truth_log[idx] - base[idx], loo_mean, loo_sigma)
