@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--diversity", default="group", choices=["group", "embedding"])
     parser.add_argument("--recalibrate", action="store_true")
     parser.add_argument("--gp-offset", action="store_true")
+    parser.add_argument("--unseen-elements", action="store_true")
     parser.add_argument("--pool-size", type=int, default=None)
     parser.add_argument("--top-fraction", type=float, default=0.05)
     parser.add_argument("--epochs", type=int, default=3)
@@ -157,11 +158,16 @@ def main() -> None:
     model = load_model(model_name, settings.data_dir)
     oracle = _oracle(args, model, settings)
     known = set(model.config.elements)
-    oracle = [e for e in oracle if all(el.Z in known for el in e.structure.composition.elements)]
+    if not args.unseen_elements:
+        oracle = [
+            e for e in oracle if all(el.Z in known for el in e.structure.composition.elements)
+        ]
     top_k = math.ceil(args.top_fraction * len(oracle))
 
     # every campaign starts from the same model: predict the pool once (values + embeddings)
-    base_config = SimulationConfig(model=model_name, group_by="prototype")
+    base_config = SimulationConfig(
+        model=model_name, group_by="prototype", unseen_elements=args.unseen_elements
+    )
     pool = prepare_pool(oracle, model, base_config)
     irreps, embeddings = predict_with_embeddings(model.networks, pool.graphs)
     start_values = tensor_values(tmath.irreps_to_tensor(irreps), "ar")
@@ -198,6 +204,7 @@ def main() -> None:
                     diversity=args.diversity,
                     recalibrate=args.recalibrate,
                     gp_offset=args.gp_offset,
+                    unseen_elements=args.unseen_elements,
                 )
                 report = simulate(
                     oracle,
@@ -239,6 +246,7 @@ def main() -> None:
         "diversity": args.diversity,
         "recalibrate_finetune": args.recalibrate,
         "gp_offset": args.gp_offset,
+        "unseen_elements": args.unseen_elements,
         "finetune": finetune.to_dict() if args.epochs else None,
         "max_per_group": args.max_per_group,
         "start_model_top30_holds_true_top10": len(start_top30 & top10),

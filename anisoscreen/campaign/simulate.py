@@ -205,6 +205,9 @@ class SimulationConfig:
     gp_offset
         ``gp`` learner: a constant prior mean (the labels' shrunk mean residual) in place of
         zero (:class:`~anisoscreen.campaign.residual.ResidualGP` ``fit_offset``).
+    unseen_elements
+        Keep pool structures with elements the model never trained on (their element
+        embedding is the untrained one): an out-of-distribution chemical family.
     """
 
     strategy: str = "ucb"
@@ -223,6 +226,7 @@ class SimulationConfig:
     diversity_quantile: float = 0.1
     recalibrate: bool = False
     gp_offset: bool = False
+    unseen_elements: bool = False
 
 
 @dataclass
@@ -248,7 +252,9 @@ def prepare_pool(
     kept, dropped = [], []
     for entry in oracle:
         if not entry.structure.is_ordered or (
-            known and any(el.Z not in known for el in entry.structure.composition.elements)
+            known
+            and not config.unseen_elements
+            and any(el.Z not in known for el in entry.structure.composition.elements)
         ):
             dropped.append(entry.material_id)
         else:
