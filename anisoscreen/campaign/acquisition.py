@@ -5,14 +5,18 @@ returns the indices of the batch, best first. Score-based strategies (greedy, UC
 exploration, random) rank by one score per candidate; Thompson sampling draws one ensemble
 member per pick and takes that member's best. A :class:`DiversityGuard` caps how many picks
 of one batch share a group (a reduced composition or a structure prototype), so that one
-batch is not ten near-identical layered compounds.
+batch is not ten near-identical layered compounds. :class:`EmbeddingDiversity` adds a minimum
+distance between the picks of a batch in the network's embedding space
+(:class:`~anisoscreen.campaign.residual.EmbeddingSpace`): walking down the scores, a candidate
+closer than ``radius`` to a pick already taken is passed over; if the batch cannot be filled
+so, the radius is halved and the walk repeated.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -26,6 +30,7 @@ __all__ = [
     "STRATEGIES",
     "Acquisition",
     "DiversityGuard",
+    "EmbeddingDiversity",
     "Exploration",
     "Greedy",
     "RandomChoice",
@@ -61,6 +66,67 @@ class DiversityGuard:
         """Count candidate ``index`` in ``taken``."""
         if self.groups is not None:
             taken[self.groups[index]] += 1
+
+    def relaxed(self) -> DiversityGuard | None:
+        """A looser guard to fill a batch this one cannot (``None``: no looser one)."""
+        return None
+
+
+@dataclass
+class EmbeddingDiversity(DiversityGuard):
+    """The group guard plus a minimum embedding distance between the picks of one batch.
+
+    Parameters
+    ----------
+    coords
+        Embedding coordinates of every candidate, ``(n, d)``.
+    radius
+        Smallest distance from a pick to the picks already in its batch.
+    min_radius
+        Below this the distance test is dropped (only the group guard remains).
+    """
+
+    coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    radius: float = 0.0
+    min_radius: float = 1e-3
+
+    def admits(self, index: int, taken: Counter) -> bool:
+        if not super().admits(index, taken):
+            return False
+        picks = [key[1] for key in taken if isinstance(key, tuple) and key[0] == _PICK]
+        if not picks or self.radius <= 0:
+            return True
+        distances = np.linalg.norm(self.coords[picks] - self.coords[index], axis=1)
+        return bool(distances.min() >= self.radius)
+
+    def take(self, index: int, taken: Counter) -> None:
+        super().take(index, taken)
+        taken[(_PICK, index)] += 1  # the picks of the batch, beside the group counts
+
+    def relaxed(self) -> DiversityGuard | None:
+        if self.radius <= self.min_radius:
+            return None
+        radius = self.radius / 2 if self.radius / 2 > self.min_radius else 0.0
+        return replace(self, radius=radius)
+
+    @classmethod
+    def from_pool(
+        cls,
+        coords: np.ndarray,
+        quantile: float = 0.1,
+        groups: Sequence[str] | None = None,
+        max_per_group: int = 0,
+    ) -> EmbeddingDiversity:
+        """The guard whose radius is the ``quantile`` of the pool's pairwise distances."""
+        coords = np.asarray(coords, dtype=float)
+        sample = coords[np.random.default_rng(0).permutation(len(coords))[:500]]
+        distances = np.linalg.norm(sample[:, None] - sample[None], axis=-1)
+        upper = distances[np.triu_indices(len(sample), k=1)]
+        radius = float(np.quantile(upper, quantile)) if len(upper) else 0.0
+        return cls(groups, max_per_group, coords, radius)
+
+
+_PICK = "#pick"
 
 
 def _check(values: np.ndarray, available: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,12 +186,15 @@ def _fill(
 ) -> list[int]:
     picks: list[int] = []
     taken: Counter = Counter()
-    for index in order:
-        if len(picks) == batch_size:
-            break
-        if available[index] and guard.admits(int(index), taken):
-            picks.append(int(index))
-            guard.take(int(index), taken)
+    current: DiversityGuard | None = guard
+    while current is not None and len(picks) < batch_size:
+        for index in order:
+            if len(picks) == batch_size:
+                break
+            if available[index] and int(index) not in picks and current.admits(int(index), taken):
+                picks.append(int(index))
+                current.take(int(index), taken)
+        current = current.relaxed()
     return picks
 
 
@@ -185,19 +254,22 @@ class Thompson(Acquisition):
         guard: DiversityGuard | None = None,
     ) -> list[int]:
         values, available = _check(values, available)
-        guard = guard or DiversityGuard()
+        current: DiversityGuard | None = guard or DiversityGuard()
         open_ = available.copy()
         taken: Counter = Counter()
         picks: list[int] = []
-        while len(picks) < batch_size:
+        while len(picks) < batch_size and current is not None:
             member = values[rng.integers(len(values))]
             order = np.argsort(-member, kind="stable")
-            choice = next((int(i) for i in order if open_[i] and guard.admits(int(i), taken)), None)
+            choice = next(
+                (int(i) for i in order if open_[i] and current.admits(int(i), taken)), None
+            )
             if choice is None:
-                break
+                current = current.relaxed()
+                continue
             picks.append(choice)
             open_[choice] = False
-            guard.take(choice, taken)
+            current.take(choice, taken)
         return picks
 
 

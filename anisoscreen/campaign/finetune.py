@@ -145,6 +145,11 @@ class FinetuneConfig:
     warm_start
         Start from the current weights (``False``: re-initialise every member and train
         from scratch on the same data, for ``epochs`` epochs).
+    label_repeats
+        Times each new label is seen per epoch (weights the few new labels up against the
+        replay; 1 = once).
+    readout_only
+        Train only the read-out (the output convolution); the embedding layers stay frozen.
     """
 
     epochs: int = 3
@@ -154,6 +159,8 @@ class FinetuneConfig:
     batch_size: int = 12
     seed: int = 0
     warm_start: bool = True
+    label_repeats: int = 1
+    readout_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,8 +175,13 @@ def _train_member(
     member: int,
 ) -> list[float]:
     """Fine-tune one network in place; returns the mean loss of each epoch."""
+    if config.readout_only:
+        for name, parameter in network.named_parameters():
+            parameter.requires_grad_(name.startswith("output."))
     optimizer = torch.optim.AdamW(
-        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [p for p in network.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     history = []
     network.train()
@@ -187,6 +199,8 @@ def _train_member(
             running += float(loss.detach()) * len(idx)
         history.append(running / max(len(order), 1))
     network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(True)
     return history
 
 
@@ -228,7 +242,8 @@ def finetune_model(
         raise ValueError("fine-tuning needs at least one new label")
     tune_allocator()
     started = time.perf_counter()
-    entries = [label.entry for label in labels] + list(replay)
+    repeats = max(int(config.label_repeats), 1)
+    entries = [label.entry for label in labels] * repeats + list(replay)
     graphs = prepare_graphs(entries, model.config.cutoff, model.config.atom_features)
     targets = np.stack([e.irreps for e in entries])
     loss_config = TrainConfig(**model.metadata.get("train_config", {}))

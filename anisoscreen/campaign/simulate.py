@@ -24,7 +24,12 @@ import numpy as np
 from pymatgen.core import Structure
 
 from anisoscreen import tensor as tmath
-from anisoscreen.campaign.acquisition import DiversityGuard, group_labels, make_strategy
+from anisoscreen.campaign.acquisition import (
+    DiversityGuard,
+    EmbeddingDiversity,
+    group_labels,
+    make_strategy,
+)
 from anisoscreen.campaign.finetune import (
     FinetuneConfig,
     LabelledEntry,
@@ -33,6 +38,14 @@ from anisoscreen.campaign.finetune import (
     training_entries,
 )
 from anisoscreen.campaign.oracle import oracle_tensor, read_oracle_records
+from anisoscreen.campaign.residual import (
+    EmbeddingSpace,
+    Posterior,
+    ResidualGP,
+    coverage,
+    loo_scale,
+    posterior_samples,
+)
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.runtime import tune_allocator
@@ -42,16 +55,22 @@ from anisoscreen.model.training.dataset import (
     load_entries,
     random_split,
 )
-from anisoscreen.model.training.evaluate import predict_irreps
+from anisoscreen.model.training.evaluate import predict_with_embeddings
+from anisoscreen.model.training.exfoliated import EXFOLIATION_DELTAS, exfoliated_copies
+from anisoscreen.model.training.regimes import regime_indices
 from anisoscreen.model.training.train import prepare_graphs
 from anisoscreen.screening.objectives import needs_ionic, tensor_values
 from anisoscreen.settings import DEFAULT_MODEL
 
 __all__ = [
+    "LEARNERS",
     "OracleEntry",
+    "PreparedPool",
     "SimulationConfig",
     "build_oracle",
+    "build_regime_oracle",
     "load_oracle",
+    "prepare_pool",
     "simulate",
     "write_oracle",
 ]
@@ -96,6 +115,36 @@ def build_oracle(
     ]
 
 
+def build_regime_oracle(
+    data_path: str | Path,
+    regime: str,
+    indices: Sequence[int] | None = None,
+    deltas: Sequence[float] = EXFOLIATION_DELTAS,
+) -> list[OracleEntry]:
+    """The out-of-distribution pool of a regime: its entries of the cleaned data set, all splits.
+
+    ``layered`` also gets the exfoliated copies of its stacks (gaps opened by ``deltas``,
+    labelled by the laminate law; ids ``<parent>-exf<delta>``). ``indices``: the regime's
+    entries when already known (:func:`~anisoscreen.model.training.regimes.regime_indices`).
+    """
+    entries, _ = clean_entries(load_entries(data_path))
+    if indices is None:
+        indices = regime_indices(entries, regime).tolist()
+    pool = [
+        OracleEntry(entries[i].material_id, entries[i].structure, entries[i].eps_electronic)
+        for i in indices
+    ]
+    if regime == "layered":
+        for parent, copies in exfoliated_copies(entries, indices, deltas).items():
+            pool.extend(
+                OracleEntry(
+                    f"{entries[parent].material_id}-exf{c.delta:g}", c.structure, c.eps_electronic
+                )
+                for c in copies
+            )
+    return pool
+
+
 def write_oracle(entries: Sequence[OracleEntry], path: str | Path) -> Path:
     """Write an oracle file (gzipped when the name ends in ``.gz``)."""
     path = Path(path)
@@ -137,6 +186,28 @@ class SimulationConfig:
         Starting model (name or path).
     finetune
         Fine-tuning settings; ``None`` keeps the starting model for every round.
+    learner
+        How the revealed labels are learnt: ``"finetune"`` (the ensemble is fine-tuned with
+        ``finetune`` after each round and the strategies see its member values) or ``"gp"``
+        (the networks stay frozen; a :class:`~anisoscreen.campaign.residual.ResidualGP` on
+        their embeddings predicts the residual of the log objective, its sigma recalibrated
+        on the labels' leave-one-out errors, and the strategies see posterior samples).
+    diversity
+        ``"group"``: the ``group_by`` guard only; ``"embedding"``: also a minimum distance
+        between a batch's picks in the embedding space
+        (:class:`~anisoscreen.campaign.acquisition.EmbeddingDiversity`).
+    diversity_quantile
+        The embedding radius as a quantile of the pool's pairwise distances.
+    recalibrate
+        ``finetune`` learner: scale the ensemble's spread each round so the picks made so far
+        have unit RMS z-score, and let the strategies see posterior samples (``False``: they
+        see the members, unscaled). The ``gp`` learner always recalibrates.
+    gp_offset
+        ``gp`` learner: a constant prior mean (the labels' shrunk mean residual) in place of
+        zero (:class:`~anisoscreen.campaign.residual.ResidualGP` ``fit_offset``).
+    unseen_elements
+        Keep pool structures with elements the model never trained on (their element
+        embedding is the untrained one): an out-of-distribution chemical family.
     """
 
     strategy: str = "ucb"
@@ -150,10 +221,18 @@ class SimulationConfig:
     max_per_group: int = 3
     model: str = DEFAULT_MODEL
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
+    learner: str = "finetune"
+    diversity: str = "group"
+    diversity_quantile: float = 0.1
+    recalibrate: bool = False
+    gp_offset: bool = False
+    unseen_elements: bool = False
 
 
 @dataclass
-class _Pool:
+class PreparedPool:
+    """The predictable part of an oracle: entries, graphs, true objective and group labels."""
+
     entries: list[OracleEntry]
     graphs: list[Any]
     truth: np.ndarray
@@ -161,12 +240,21 @@ class _Pool:
     dropped: list[str]
 
 
-def _pool(oracle: Sequence[OracleEntry], model: LoadedModel, config: SimulationConfig) -> _Pool:
+def prepare_pool(
+    oracle: Sequence[OracleEntry], model: LoadedModel, config: SimulationConfig
+) -> PreparedPool:
+    """The oracle entries ``model`` can predict, with graphs, objective values and groups.
+
+    Reusable across campaigns of one model, objective and ``group_by`` (pass it to
+    :func:`simulate` as ``prepared``).
+    """
     known = set(model.config.elements)
     kept, dropped = [], []
     for entry in oracle:
         if not entry.structure.is_ordered or (
-            known and any(el.Z not in known for el in entry.structure.composition.elements)
+            known
+            and not config.unseen_elements
+            and any(el.Z not in known for el in entry.structure.composition.elements)
         ):
             dropped.append(entry.material_id)
         else:
@@ -179,7 +267,7 @@ def _pool(oracle: Sequence[OracleEntry], model: LoadedModel, config: SimulationC
     graphs = prepare_graphs(as_entries, model.config.cutoff, model.config.atom_features)
     truth = tensor_values(np.stack([e.dielectric_tensor for e in kept]), config.objective)
     groups = group_labels([e.structure for e in kept], config.group_by)
-    return _Pool(kept, graphs, truth, groups, dropped)
+    return PreparedPool(kept, graphs, truth, groups, dropped)
 
 
 def simulate(
@@ -190,6 +278,9 @@ def simulate(
     work_dir: Path | None = None,
     pool_predictions: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
+    pool_embeddings: np.ndarray | None = None,
+    evaluate_final: bool = False,
+    prepared: PreparedPool | None = None,
 ) -> dict[str, Any]:
     """Run one simulated campaign and return its report (JSON-ready).
 
@@ -198,21 +289,36 @@ def simulate(
     oracle
         The labelled pool.
     config
-        Strategy, rounds, batch size, objective, model and fine-tuning.
+        Strategy, rounds, batch size, objective, model, learner and fine-tuning.
     shared
         Shared data folder (the replay sample is read from the model's training data there).
     data_dir
         Where named models are looked up.
     work_dir
         Where fine-tuned versions are written (a temporary folder, deleted, when ``None``).
-    pool_predictions
-        Member values of the starting model on the pool (reused across runs to save time).
+    pool_predictions, pool_embeddings
+        Member values and member embeddings of the starting model on the pool (reused across
+        runs to save time; the embeddings are needed by the ``gp`` learner and the
+        ``embedding`` diversity, and computed in the same pass when not given).
     progress
         Called with one line per event.
+    evaluate_final
+        Also learn the last round's labels and report the MAE on the unlabelled rest after
+        them (``final_mae_unlabelled``).
+    prepared
+        :func:`prepare_pool` of this oracle, model and config (built when ``None``).
+
+    Every round reports the picks, hits, best value found, the MAE of the current model on
+    the unlabelled candidates, and the calibration of the sigma the picks were made with:
+    ``coverage_2sigma``, the share of the picks whose (then hidden) log objective lies within
+    ``mean +- 2 sigma``, and the ``sigma_scale`` applied.
     """
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="anisoscreen-sim-") as tmp:
-            return simulate(oracle, config, shared, data_dir, Path(tmp), pool_predictions, progress)
+            return simulate(
+                oracle, config, shared, data_dir, Path(tmp), pool_predictions, progress,
+                pool_embeddings, evaluate_final, prepared,
+            )  # fmt: skip
     tune_allocator()
     say = progress or (lambda line: None)
     started = time.perf_counter()
@@ -220,31 +326,57 @@ def simulate(
         raise AnisoscreenError(
             f"objective {config.objective!r} needs the ionic tensor; an oracle holds eps_inf only"
         )
+    if config.learner not in LEARNERS:
+        raise AnisoscreenError(f"unknown learner {config.learner!r}; use one of {LEARNERS}")
+    if config.diversity not in ("group", "embedding"):
+        raise AnisoscreenError(f"unknown diversity {config.diversity!r}; use group or embedding")
     strategy = make_strategy(config.strategy, config.kappa)
     rng = np.random.default_rng(config.seed)
     model = load_model(config.model, data_dir)
     say(f"building the graphs of {len(oracle)} oracle structures")
-    pool = _pool(oracle, model, config)
+    pool = prepared or prepare_pool(oracle, model, config)
     n = len(pool.entries)
     top_k = min(config.top_k, n)
     hits_set = set(np.argsort(-pool.truth, kind="stable")[:top_k].tolist())
-    guard = DiversityGuard(pool.groups, config.max_per_group)
     labelled = np.zeros(n, dtype=bool)
-    train_entries: list[Any] | None = None
+    needs_embeddings = config.learner == "gp" or config.diversity == "embedding"
+    logged = _LogSpace(config.objective)
+    truth_log = logged.forward(pool.truth)
+    state = _LearnerState(pool_predictions, pool_embeddings)
     rounds: list[dict[str, Any]] = []
-    values = pool_predictions
     cumulative = 0
-    for index in range(config.rounds):
+    pick_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (picks, mean, raw sigma)
+    final_mae = None
+    for index in range(config.rounds + int(evaluate_final)):
         round_start = time.perf_counter()
-        if values is None:
+        final = index == config.rounds
+        if state.values is None or (needs_embeddings and state.embeddings is None):
             say(f"round {index}: predicting {n} structures with {len(model.networks)} member(s)")
-            irreps = predict_irreps(model.networks, pool.graphs)
-            values = tensor_values(tmath.irreps_to_tensor(irreps), config.objective)
+            irreps, embeddings = predict_with_embeddings(model.networks, pool.graphs)
+            state.values = tensor_values(tmath.irreps_to_tensor(irreps), config.objective)
+            state.embeddings = embeddings
+        posterior, scale, coords = _posterior(state, labelled, truth_log, logged, config, pick_log)
         rest = ~labelled
-        mae = float(np.abs(values.mean(axis=0)[rest] - pool.truth[rest]).mean())
+        point = logged.inverse(posterior.mean)
+        mae = float(np.abs(point[rest] - pool.truth[rest]).mean())
+        if final:
+            final_mae = mae
+            break
+        if config.learner == "finetune" and (scale is None or not config.recalibrate):
+            values = state.values  # the ensemble's members, as before
+        else:
+            sample_rng = np.random.default_rng([config.seed, index, 7])
+            values = posterior_samples(posterior, POSTERIOR_SAMPLES, sample_rng)
+        guard: DiversityGuard = DiversityGuard(pool.groups, config.max_per_group)
+        if config.diversity == "embedding" and coords is not None:
+            guard = EmbeddingDiversity.from_pool(
+                coords, config.diversity_quantile, pool.groups, config.max_per_group
+            )
         picks = strategy.select(values, rest, config.batch_size, rng, guard)
         if not picks:
             break
+        chosen = np.asarray(picks)
+        pick_log.append((chosen, posterior.mean[chosen], posterior.sigma[chosen] / (scale or 1.0)))
         labelled[picks] = True
         hits = sum(1 for i in picks if i in hits_set)
         cumulative += hits
@@ -257,33 +389,21 @@ def simulate(
             "best": float(pool.truth[labelled].max()),
             "batch_mean": float(pool.truth[picks].mean()),
             "mae_unlabelled": mae,
+            "coverage_2sigma": coverage(
+                truth_log[chosen], posterior.mean[chosen], posterior.sigma[chosen]
+            ),
+            "sigma_scale": scale,
         }
         last = index == config.rounds - 1
-        if not last and config.finetune is not None and strategy.uses_model:
-            if train_entries is None:
-                train_entries = training_entries(model.metadata, shared)
-            tune = FinetuneConfig(**{**asdict(config.finetune), "seed": config.seed * 100 + index})
-            replay = replay_sample(
-                train_entries, tune.replay, tune.seed, {e.material_id for e in pool.entries}
-            )
-            labels = [
-                LabelledEntry(
-                    DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor),
-                    {"source": "oracle"},
-                )
-                for e in (pool.entries[i] for i in np.flatnonzero(labelled))
-            ]
-            name = f"sim-{config.strategy}-s{config.seed}-r{index + 1}"
-            path = finetune_model(
-                model, labels, replay, tune, work_dir / name, name, f"r{index + 1}"
-            )
-            model = load_model(path)
-            values = None
+        learn = (not last or evaluate_final) and config.learner == "finetune"
+        if learn and config.finetune is not None and (strategy.uses_model or evaluate_final):
+            model = _finetuned(model, pool, labelled, config, index, shared, work_dir, state)
         record["seconds"] = round(time.perf_counter() - round_start, 1)
         rounds.append(record)
         say(
             f"round {index}: {hits} hits ({cumulative} total), best {record['best']:.3f}, "
-            f"MAE on unlabelled {mae:.3f}, {record['seconds']} s"
+            f"MAE on unlabelled {mae:.3f}, coverage {record['coverage_2sigma']:.2f}, "
+            f"{record['seconds']} s"
         )
     return {
         "strategy": config.strategy,
@@ -297,5 +417,108 @@ def simulate(
         "total_hits": cumulative,
         "best": max((r["best"] for r in rounds), default=None),
         "best_possible": float(pool.truth.max()),
+        "final_mae_unlabelled": final_mae,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+LEARNERS = ("finetune", "gp")
+"""The ways a simulated campaign learns its labels (see :class:`SimulationConfig`)."""
+
+POSTERIOR_SAMPLES = 32
+"""Posterior draws the strategies see in place of ensemble members."""
+
+
+class _LogSpace:
+    """``log`` of a positive objective (a_r, eps_poly), identity for the others."""
+
+    def __init__(self, objective: str) -> None:
+        self.log = objective in ("ar", "eps-poly")
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(values, 1e-9)) if self.log else np.asarray(values, float)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return np.exp(values) if self.log else np.asarray(values, float)
+
+
+@dataclass
+class _LearnerState:
+    """The current model's member values and member embeddings on the pool."""
+
+    values: np.ndarray | None
+    embeddings: np.ndarray | None
+    train_entries: list[Any] | None = None
+
+
+def _posterior(
+    state: _LearnerState,
+    labelled: np.ndarray,
+    truth_log: np.ndarray,
+    logged: _LogSpace,
+    config: SimulationConfig,
+    pick_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[Posterior, float | None, np.ndarray | None]:
+    """The log-objective posterior of the pool, the sigma scale applied, and the coordinates.
+
+    ``finetune``: the ensemble's mean and spread (of the log values); from the second round
+    on the spread is scaled so that the RMS z-score of every pick made so far, under the
+    prediction it was picked with, is one. ``gp``: the ensemble mean plus the residual GP's
+    posterior on the labels so far, sigma scaled by the labels' leave-one-out z-scores.
+    """
+    assert state.values is not None
+    values = np.atleast_2d(state.values)
+    base = logged.forward(values.mean(axis=0))
+    members = logged.forward(values)
+    spread = members.std(axis=0, ddof=1) if len(members) > 1 else np.full(len(base), 0.1)
+    spread = np.maximum(spread, 1e-3)
+    coords = None
+    if state.embeddings is not None:
+        features = np.column_stack([state.embeddings.mean(axis=0), base])
+        coords = EmbeddingSpace().fit(features).transform(features)
+    if config.learner == "finetune" or not labelled.any() or coords is None:
+        scale = None
+        if pick_log and (config.recalibrate or config.learner == "gp"):
+            picks = np.concatenate([p for p, _, _ in pick_log])
+            mean = np.concatenate([m for _, m, _ in pick_log])
+            sigma = np.concatenate([s for _, _, s in pick_log])
+            scale = loo_scale(truth_log[picks], mean, sigma, bounds=(0.25, 10.0))
+        return Posterior(base, spread * (scale or 1.0)), scale, coords
+    idx = np.flatnonzero(labelled)
+    gp = ResidualGP(fit_offset=config.gp_offset).fit(coords[idx], truth_log[idx] - base[idx])
+    mean, sigma = gp.predict(coords)
+    loo_mean, loo_sigma = gp.loo()
+    scale = loo_scale(truth_log[idx] - base[idx], loo_mean, loo_sigma)
+    return Posterior(base + mean, sigma * scale), scale, coords
+
+
+def _finetuned(
+    model: LoadedModel,
+    pool: PreparedPool,
+    labelled: np.ndarray,
+    config: SimulationConfig,
+    index: int,
+    shared: Path,
+    work_dir: Path,
+    state: _LearnerState,
+) -> LoadedModel:
+    """The model fine-tuned on every label revealed so far (plus replay); resets ``state``."""
+    assert config.finetune is not None
+    tune = FinetuneConfig(**{**asdict(config.finetune), "seed": config.seed * 100 + index})
+    if state.train_entries is None:
+        state.train_entries = training_entries(model.metadata, shared)
+    replay = replay_sample(
+        state.train_entries, tune.replay, tune.seed, {e.material_id for e in pool.entries}
+    )
+    labels = [
+        LabelledEntry(
+            DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor),
+            {"source": "oracle"},
+        )
+        for e in (pool.entries[i] for i in np.flatnonzero(labelled))
+    ]
+    name = f"sim-{config.strategy}-s{config.seed}-r{index + 1}"
+    path = finetune_model(model, labels, replay, tune, work_dir / name, name, f"r{index + 1}")
+    state.values = None
+    state.embeddings = None
+    return load_model(path)

@@ -222,6 +222,17 @@ class Convolution(nn.Module):
         return out
 
 
+def _pooled_invariants(
+    x: dict[int, torch.Tensor], batch_index: torch.Tensor, num_graphs: int
+) -> torch.Tensor:
+    """Per-structure mean of the node invariants: scalars and the norm of each l > 0 channel."""
+    parts = [x[0][:, 0, :]] + [x[l].norm(dim=1) for l in sorted(x) if l > 0]
+    nodes = torch.cat(parts, dim=1)
+    pooled = nodes.new_zeros((num_graphs, nodes.shape[1])).index_add_(0, batch_index, nodes)
+    counts = torch.bincount(batch_index, minlength=num_graphs).clamp(min=1)
+    return pooled / counts[:, None].to(nodes.dtype)
+
+
 class AnisoNet(nn.Module):
     """Equivariant GNN mapping a crystal graph to its 3x3 dielectric tensor."""
 
@@ -310,6 +321,28 @@ class AnisoNet(nn.Module):
         """
         return self._predict(graph, with_born=False, geometry=geometry)[0]
 
+    def forward_with_embedding(
+        self, graph: GraphBatch, geometry: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``0e+2e`` irreps (num_graphs, 6) and the structure embedding, in one pass.
+
+        The embedding (num_graphs, :meth:`embedding_dim`) is the per-structure mean over atoms
+        of the last gated layer's invariants: its ``mul`` scalars and the norm of each of its
+        ``l > 0`` channels. It is rotation invariant, so a residual model on it
+        (:mod:`anisoscreen.campaign.residual`) sees the same crystal however it is oriented.
+        """
+        store: dict[str, torch.Tensor] = {}
+        irreps = self._predict(graph, with_born=False, geometry=geometry, embedding=store)[0]
+        return irreps, store["embedding"]
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of :meth:`forward_with_embedding`'s embedding."""
+        if self.config.num_layers >= 1:
+            return self.config.mul * (self.config.lmax + 1)
+        width = self.config.embed_dim * (1 + bool(self.config.atom_features))
+        return width + self.config.embed_dim * bool(self.config.gap_input)
+
     def forward_with_born(self, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``0e+2e`` irreps (num_graphs, 6) and per-atom Born charges (num_nodes, 3, 3).
 
@@ -378,9 +411,17 @@ class AnisoNet(nn.Module):
         }
 
     def _predict(
-        self, graph: GraphBatch, with_born: bool, geometry: dict[str, Any] | None = None
+        self,
+        graph: GraphBatch,
+        with_born: bool,
+        geometry: dict[str, Any] | None = None,
+        embedding: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The tensor irreps and, if ``with_born``, the per-atom Born charges."""
+        """The tensor irreps and, if ``with_born``, the per-atom Born charges.
+
+        ``embedding``: a dict that receives the structure embedding under ``"embedding"``
+        (see :meth:`forward_with_embedding`).
+        """
         cfg = self.config
         dtype = self.embedding.weight.dtype
         if geometry is None:
@@ -428,6 +469,8 @@ class AnisoNet(nn.Module):
             if layer == 0:
                 for l, value in higher.items():
                     x[l] = x[l] + value
+        if embedding is not None:
+            embedding["embedding"] = _pooled_invariants(x, batch_index, graph.num_graphs)
         born = None
         if with_born and self.born_head is not None:
             # back from the element-sorted order to the graph's node order

@@ -32,6 +32,7 @@ __all__ = [
     "evaluate_model_set",
     "metrics",
     "predict_irreps",
+    "predict_with_embeddings",
     "tensor_mae",
 ]
 
@@ -83,6 +84,35 @@ def predict_irreps(
         if advance is not None:
             advance(batch.num_graphs)
     return out
+
+
+@torch.inference_mode()
+def predict_with_embeddings(
+    networks: Sequence[torch.nn.Module],
+    graphs: Sequence[CrystalGraph],
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Irreps and structure embeddings of every network from one pass.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        Irreps ``(n_networks, n_graphs, 6)`` (as :func:`predict_irreps`) and embeddings
+        ``(n_networks, n_graphs, embedding_dim)`` (``AnisoNet.forward_with_embedding``).
+    """
+    width = int(networks[0].embedding_dim)  # type: ignore[arg-type]
+    irreps = np.zeros((len(networks), len(graphs), 6))
+    embeddings = np.zeros((len(networks), len(graphs), width))
+    for start in range(0, len(graphs), batch_size):
+        batch = collate(graphs[start : start + batch_size]).to(device)
+        geometry = networks[0].geometry(batch)  # type: ignore[operator]
+        stop = start + batch.num_graphs
+        for k, net in enumerate(networks):
+            out, embedded = net.forward_with_embedding(batch, geometry)  # type: ignore[operator]
+            irreps[k, start:stop] = out.double().cpu().numpy()
+            embeddings[k, start:stop] = embedded.double().cpu().numpy()
+    return irreps, embeddings
 
 
 def crystal_systems(structures: Sequence[Any], symprec: float = 0.1) -> list[str]:

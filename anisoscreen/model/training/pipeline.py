@@ -45,6 +45,7 @@ __all__ = [
     "ensemble_improves",
     "epoch_printer",
     "extend_ensemble",
+    "split_without",
     "target_recipe",
     "train_model",
 ]
@@ -85,6 +86,7 @@ def train_model(
     max_entries: int | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
     version: str = "1.0.0",
+    exclude: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train an ensemble (one network per seed), evaluate it and write the model folder.
 
@@ -94,6 +96,9 @@ def train_model(
     and total targets drop outliers from training and validation only
     (:func:`~anisoscreen.model.training.dataset.target_cleaning`), so every target is tested
     on the same structures.
+    ``exclude``: indices of cleaned entries left out of training and validation (and so
+    without exfoliated copies there), e.g. an out-of-distribution regime
+    (:mod:`anisoscreen.model.training.regimes`); the test split is unchanged.
     Returns the metrics dict, or ``{"finished": False}`` if a time limit stopped a member.
     """
     output_dir = Path(output_dir)
@@ -101,7 +106,7 @@ def train_model(
     entries, report = clean_entries(load_entries(data_path))
     if max_entries:
         entries = entries[:max_entries]
-    split = random_split(len(entries), split_seed)
+    split = split_without(random_split(len(entries), split_seed), exclude)
     feature_cache = None
     if model_config.atom_features:
         from anisoscreen.model.atom_features import data_set_cache
@@ -220,6 +225,7 @@ def train_model(
             "validation_size": len(validation[0]),
         },
         "split_seed": split_seed,
+        "excluded_from_training": len(exclude),
         "n_entries": len(entries),
         # every material of the data set (train, validation and test) is already known
         "material_ids": sorted({e.material_id for e in entries if e.material_id.startswith("mp-")}),
@@ -256,6 +262,15 @@ def train_model(
     (output_dir / "metrics.json").write_text(json.dumps(metadata, indent=2))
     write_model_card(output_dir / "MODEL_CARD.md", name, version, model_config, metadata)
     return result
+
+
+def split_without(split: dict[str, np.ndarray], exclude: Sequence[int]) -> dict[str, np.ndarray]:
+    """``split`` with the indices ``exclude`` removed from training and validation (not test)."""
+    dropped = np.asarray(exclude, dtype=np.int64)
+    return {
+        key: np.setdiff1d(idx, dropped) if key in ("train", "validation") else idx
+        for key, idx in split.items()
+    }
 
 
 def _exfoliated_sets(
