@@ -267,8 +267,9 @@ def train_model(
 def split_without(split: dict[str, np.ndarray], exclude: Sequence[int]) -> dict[str, np.ndarray]:
     """``split`` with the indices ``exclude`` removed from training and validation (not test)."""
     dropped = np.asarray(exclude, dtype=np.int64)
+    # order kept: the training's shuffles and batches follow the split's order
     return {
-        key: np.setdiff1d(idx, dropped) if key in ("train", "validation") else idx
+        key: idx[~np.isin(idx, dropped)] if key in ("train", "validation") else idx
         for key, idx in split.items()
     }
 
