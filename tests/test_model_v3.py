@@ -120,6 +120,40 @@ def test_the_released_single_factor_reads_as_one_factor_for_both_regimes():
     assert new.by_regime and new.apply(np.array([1.0]), True)[0] == 4.0
 
 
+def test_predictions_take_the_factor_of_their_regime(tmp_path):
+    from anisoscreen.model.checkpoint import save_model
+    from anisoscreen.schemas import PredictionDoc
+
+    config = ModelConfig(
+        mul=4,
+        lmax=2,
+        readout="psd_laminate_volume",
+        volume_per_atom=15.0,
+        target_shift=0.5,
+        target_scale=0.4,
+    )
+    states = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        states.append(AnisoNet(config).state_dict())
+    factors = {"dense": 2.0, "vacuum": 5.0, "n_dense": 1, "n_vacuum_entries": 1}
+    calibration = {"eps_poly": factors, "anisotropy_ratio": factors}
+    path = save_model(
+        tmp_path / "m.pt", config, states, "m", "0", {"spread_calibration": calibration}
+    )
+    predictor = Predictor(load_model(path), device="cpu")
+    structures = {"dense": rocksalt(), "vacuum": mos2_layer(30.0)}
+    records = [StructureRecord(name, s, "test") for name, s in structures.items()]
+    for doc in predictor.predict(records):
+        assert isinstance(doc, PredictionDoc)
+        graph = predictor.graph_or_error(structures[doc.material_id])
+        assert not isinstance(graph, str)
+        assert bool(np.any(graph.depolarisation)) is (doc.material_id == "vacuum")
+        members = predictor.predict_graphs([graph])[:, 0]
+        raw = float(np.linalg.eigvalsh(members).mean(axis=1).std(ddof=1))
+        assert doc.eps_poly_std == pytest.approx(raw * factors[doc.material_id], rel=1e-6)
+
+
 def test_errors_by_band_gap_bin():
     reference = np.stack([np.eye(3) * 3.0] * 4)
     predicted = reference + np.stack([np.eye(3) * d for d in (1.0, 0.2, 0.0, 0.5)])

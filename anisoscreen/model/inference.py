@@ -382,7 +382,8 @@ class Predictor:
             else:
                 assert tensors is not None
                 members = MemberTensors(tensors[:, k], None if ionic is None else ionic[:, k])
-                yield self._document(item, members.electronic, members.ionic), members
+                vacuum = bool(np.any(graphs[k].depolarisation))
+                yield self._document(item, members.electronic, members.ionic, vacuum), members
                 k += 1
 
 
