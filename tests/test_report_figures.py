@@ -256,6 +256,32 @@ def test_cli_plot_histogram_with_training_file_and_filters(app, tmp_path, shared
     assert out.read_bytes().startswith(b"<?xml")
 
 
+def test_cli_plot_histogram_without_training_data_draws_the_candidates_alone(
+    app, tmp_path, monkeypatch
+):
+    """A fresh install has no shared data: the figure is drawn, and says what it left out."""
+    from anisoscreen.settings import get_settings
+    from anisoscreen.store import ResultsStore
+
+    monkeypatch.setenv("ANISOSCREEN_SHARED", str(tmp_path / "no-shared-data"))
+    data_dir = tmp_path / "store"
+    with ResultsStore(get_settings(store="embedded", data_dir=data_dir)) as results:
+        fill(results)
+    out = tmp_path / "hist.png"
+    result = plot(app, "histogram", data_dir, out)
+    assert result.exit_code == 0, result.output
+    assert "drawing the validated candidates alone" in result.output
+    assert png_size(out)[0] > 0
+    # a training file the user names must exist
+    missing = plot(app, "histogram", data_dir, out, "--training", str(tmp_path / "x.json.gz"))
+    assert missing.exit_code != 0 and "not found" in str(missing.exception)
+    fig = figures.plot_ar_histogram([2.0, 3.0], [])
+    assert "training set not at hand" in fig.axes[0].get_title()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "Validated candidates (n=2, mean 2.50)"
+    ]
+
+
 @pytest.mark.parametrize("kind", list(FIGURE_KINDS))
 def test_cli_plot_on_empty_store_gives_a_clear_message(app, tmp_path, kind):
     result = plot(app, kind, tmp_path / "empty", tmp_path / "x.png")

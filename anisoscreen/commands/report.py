@@ -8,6 +8,7 @@ Both take the candidate filters of ``anisoscreen query``
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -212,9 +213,15 @@ def plot(
             raise AnisoscreenError(
                 _empty_message(results, query, validated=validated, can_include_predictions=False)
             )
-    training_ratios = None
+    training_ratios: Sequence[float] | None = None
     if name == "histogram":
-        training_ratios = training_anisotropy_ratios(training, shared=settings.shared)
+        try:
+            training_ratios = training_anisotropy_ratios(training, shared=settings.shared).tolist()
+        except AnisoscreenError as exc:
+            if training is not None:  # a file the user named must exist
+                raise
+            typer.echo(f"note: {exc}; drawing the validated candidates alone", err=True)
+            training_ratios = []
     figure = make_figure(
         name,
         rows,

@@ -215,25 +215,28 @@ def plot_ar_histogram(
     bins: int = 30,
     density: bool = True,
 ) -> Figure:
-    """Histogram of a_r: training set against validated candidates (DFPT a_r)."""
+    """Histogram of a_r: training set against validated candidates (DFPT a_r).
+
+    Without training ratios (an empty sequence: the training data is not at hand) only the
+    candidates are drawn, and the title says so.
+    """
     candidates = _finite(candidate_ratios)
     training = _finite(training_ratios)
     if candidates.size == 0:
         raise AnisoscreenError("no validated candidates with a DFPT anisotropy ratio to plot")
-    if training.size == 0:
-        raise AnisoscreenError("the training set has no anisotropy ratios to plot")
-    high = max(float(candidates.max()), float(training.max()))
+    high = max(float(candidates.max()), float(training.max()) if training.size else 1.0)
     edges = np.linspace(1.0, max(high, 1.5), bins + 1)
     fig = _figure("histogram")
     ax = fig.add_subplot()
-    ax.hist(
-        training,
-        bins=edges,
-        density=density,
-        alpha=0.55,
-        color="#7f7f7f",
-        label=f"Training set (n={training.size}, mean {training.mean():.2f})",
-    )
+    if training.size:
+        ax.hist(
+            training,
+            bins=edges,
+            density=density,
+            alpha=0.55,
+            color="#7f7f7f",
+            label=f"Training set (n={training.size}, mean {training.mean():.2f})",
+        )
     ax.hist(
         candidates,
         bins=edges,
@@ -245,7 +248,12 @@ def plot_ar_histogram(
     ax.set_xlabel(AR_LABEL)
     ax.set_ylabel("Probability density" if density else "Number of materials")
     ax.legend(fontsize=8, frameon=False)
-    ax.set_title("Anisotropy ratio: training set vs candidates", fontsize=10)
+    ax.set_title(
+        "Anisotropy ratio: training set vs candidates"
+        if training.size
+        else "Anisotropy ratio of validated candidates (training set not at hand)",
+        fontsize=10,
+    )
     return fig
 
 
