@@ -31,7 +31,6 @@ import torch
 from scipy.stats import spearmanr
 
 from anisoscreen.model.checkpoint import atomic_torch_save, load_model, resolve_model_path
-from anisoscreen.model.nn.graph import structure_to_graph
 from anisoscreen.model.spread_calibration import (
     COVERAGE_TARGET,
     SpreadCalibration,
@@ -40,7 +39,11 @@ from anisoscreen.model.spread_calibration import (
 )
 from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 from anisoscreen.model.training.evaluate import _member_tensors
-from anisoscreen.model.training.exfoliated import EXFOLIATION_DELTAS, exfoliated_copies
+from anisoscreen.model.training.exfoliated import (
+    EXFOLIATION_DELTAS,
+    exfoliated_copies,
+    exfoliated_graphs,
+)
 from anisoscreen.model.training.train import prepare_graphs, resolve_device
 from anisoscreen.settings import get_settings
 
@@ -70,25 +73,17 @@ def member_predictions(model: str, cache: Path) -> dict[str, np.ndarray]:
             loaded.networks, graphs, device, structures, False
         )
         out[f"{subset}_reference"] = np.stack([e.eps_electronic for e in chosen])
-        out[f"{subset}_vacuum"] = np.array([bool(np.any(g.depolarisation)) for g in graphs])
+        out[f"{subset}_vacuum"] = np.array([g.has_vacuum for g in graphs])
         out[f"{subset}_groups"] = np.asarray(split[subset])
         indices = split[subset].tolist()
         copies = [c for g in exfoliated_copies(entries, indices, deltas).values() for c in g]
-        graphs = [
-            structure_to_graph(
-                c.structure,
-                loaded.config.cutoff,
-                allow_isolated=True,
-                band_gap=entries[c.parent].band_gap,
-            )
-            for c in copies
-        ]
+        graphs = exfoliated_graphs(copies, entries, loaded.config.cutoff)
         name = f"{subset}_exfoliated"
         out[f"{name}_members"] = _member_tensors(
             loaded.networks, graphs, device, [c.structure for c in copies], False
         )
         out[f"{name}_reference"] = np.stack([c.eps_electronic for c in copies])
-        out[f"{name}_vacuum"] = np.array([bool(np.any(g.depolarisation)) for g in graphs])
+        out[f"{name}_vacuum"] = np.array([g.has_vacuum for g in graphs])
         out[f"{name}_groups"] = np.array([c.parent for c in copies])
     cache.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)

@@ -148,7 +148,7 @@ def test_predictions_take_the_factor_of_their_regime(tmp_path):
         assert isinstance(doc, PredictionDoc)
         graph = predictor.graph_or_error(structures[doc.material_id])
         assert not isinstance(graph, str)
-        assert bool(np.any(graph.depolarisation)) is (doc.material_id == "vacuum")
+        assert graph.has_vacuum is (doc.material_id == "vacuum")
         members = predictor.predict_graphs([graph])[:, 0]
         raw = float(np.linalg.eigvalsh(members).mean(axis=1).std(ddof=1))
         assert doc.eps_poly_std == pytest.approx(raw * factors[doc.material_id], rel=1e-6)
@@ -218,6 +218,6 @@ def test_v3_style_training_records_calibration_exfoliation_and_gap_use(shared_di
     assert not isinstance(graph, str)
     members = predictor.predict_graphs([graph])[:, 0]
     raw = float(np.linalg.eigvalsh(members).mean(axis=1).std(ddof=1))
-    vacuum = bool(np.any(graph.depolarisation))
+    vacuum = graph.has_vacuum
     scale = calibration["vacuum" if vacuum else "dense"]
     assert with_gap.eps_poly_std == pytest.approx(raw * scale)

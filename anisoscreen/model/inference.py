@@ -382,7 +382,7 @@ class Predictor:
             else:
                 assert tensors is not None
                 members = MemberTensors(tensors[:, k], None if ionic is None else ionic[:, k])
-                vacuum = bool(np.any(graphs[k].depolarisation))
+                vacuum = graphs[k].has_vacuum
                 yield self._document(item, members.electronic, members.ionic, vacuum), members
                 k += 1
 

@@ -69,6 +69,11 @@ class CrystalGraph:
         return len(self.atomic_numbers)
 
     @property
+    def has_vacuum(self) -> bool:
+        """Whether the cell holds vacuum (a non-zero depolarisation)."""
+        return bool(np.any(self.depolarisation))
+
+    @property
     def num_edges(self) -> int:
         return len(self.edge_src)
 

@@ -270,7 +270,7 @@ def evaluate_model(
     reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
     scales = loaded.metadata.get("spread_calibration")
-    vacuum = np.array([bool(np.any(g.depolarisation)) for g in graphs])
+    vacuum = np.array([g.has_vacuum for g in graphs])
     slices = error_slices(per_member, reference, structures, dimensionalities, scales, vacuum)
     gaps = [e.band_gap for e in chosen]
     slices["by_band_gap"] = by_band_gap(predicted, reference, gaps)
@@ -314,8 +314,11 @@ def _exfoliated_slice(
     count: PredictionCount,
 ) -> dict[str, Any]:
     """Errors and calibration on the exfoliated copies of the layered entries of a split."""
-    from anisoscreen.model.nn.graph import structure_to_graph
-    from anisoscreen.model.training.exfoliated import EXFOLIATION_DELTAS, exfoliated_copies
+    from anisoscreen.model.training.exfoliated import (
+        EXFOLIATION_DELTAS,
+        exfoliated_copies,
+        exfoliated_graphs,
+    )
 
     deltas = loaded.metadata.get("train_config", {}).get("exfoliation_deltas") or (
         EXFOLIATION_DELTAS
@@ -324,15 +327,7 @@ def _exfoliated_slice(
     if not copies:
         return {"n": 0}
     structures = [c.structure for c in copies]
-    graphs = [
-        structure_to_graph(
-            c.structure,
-            loaded.config.cutoff,
-            allow_isolated=True,
-            band_gap=entries[c.parent].band_gap,
-        )
-        for c in copies
-    ]
+    graphs = exfoliated_graphs(copies, entries, loaded.config.cutoff)
     count.expect(len(graphs))
     per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate, count)
     reference = np.stack([c.eps_electronic for c in copies])
@@ -344,7 +339,7 @@ def _exfoliated_slice(
             per_member,
             reference,
             scales,
-            np.array([bool(np.any(g.depolarisation)) for g in graphs]),
+            np.array([g.has_vacuum for g in graphs]),
         ),
     }
 

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_FRACTION_MISMATCH",
     "ExfoliatedCopy",
     "exfoliated_copies",
+    "exfoliated_graphs",
 ]
 
 EXFOLIATION_DELTAS: tuple[float, ...] = (2.0, 4.0, 8.0, 12.0, 16.0)
@@ -116,3 +117,17 @@ def exfoliated_copies(
             )
         out[int(index)] = copies
     return out
+
+
+def exfoliated_graphs(
+    copies: Sequence[ExfoliatedCopy], entries: Sequence[DielectricEntry], cutoff: float
+) -> list:
+    """The graphs of exfoliated copies, each with its parent entry's band gap."""
+    from anisoscreen.model.nn.graph import structure_to_graph
+
+    return [
+        structure_to_graph(
+            c.structure, cutoff, allow_isolated=True, band_gap=entries[c.parent].band_gap
+        )
+        for c in copies
+    ]

@@ -175,7 +175,7 @@ def train_model(
         spread_calibration = fit_spread_calibration(
             val_members,
             tmath.irreps_to_tensor(validation[1]),
-            np.array([bool(np.any(g.depolarisation)) for g in validation[0]]),
+            np.array([g.has_vacuum for g in validation[0]]),
             np.array(validation_groups),
         )
     test_graphs, test_targets = subset("test")
@@ -296,19 +296,10 @@ def _exfoliated_sets(
         return empty
     if model_config.target != "electronic":
         raise AnisoscreenError("exfoliation augmentation is defined for the electronic tensor")
-    from anisoscreen.model.nn.graph import structure_to_graph
-    from anisoscreen.model.training.exfoliated import exfoliated_copies
+    from anisoscreen.model.training.exfoliated import exfoliated_copies, exfoliated_graphs
 
     def graphs_of(copies: list[Any]) -> tuple[list[Any], np.ndarray]:
-        graphs = [
-            structure_to_graph(
-                c.structure,
-                model_config.cutoff,
-                allow_isolated=True,
-                band_gap=entries[c.parent].band_gap,
-            )
-            for c in copies
-        ]
+        graphs = exfoliated_graphs(copies, entries, model_config.cutoff)
         targets = np.stack([tmath.tensor_to_irreps(c.eps_electronic) for c in copies])
         return graphs, targets
 
