@@ -23,8 +23,9 @@ script then compares, on the same validation and test structures and their exfol
 
 It also runs the laminate test (MoS2, hBN and MoTe2 layers at c = 12-60 A) on v2 and v3.
 v3 is made the default only if it wins on validation (eps_poly MAE / v2's + a_r MAE / v2's
-below 2, on the validation split). With ``--ship`` the v3 file is written to
-``models/anisonet-mp-v3`` with float16 weights (half the size; evaluated as shipped), with
+below 2, on the validation split), and, with ``--previous``, the same score against the v3
+release it would replace. With ``--ship`` the v3 file is staged with float16 weights (half the
+size; evaluated as shipped) and, if it wins, written to ``models/anisonet-mp-v3`` with
 ``metrics.json`` holding this study and a model card. Results: ``studies/results/v3.json``.
 """
 
@@ -138,15 +139,24 @@ def main() -> int:
     parser.add_argument("--v3", type=Path, default=Path("runs/v3") / MODEL_FILENAME)
     parser.add_argument("--baseline", default="anisonet-mp-v2")
     parser.add_argument("--ship", action="store_true")
+    parser.add_argument(
+        "--previous",
+        default=None,
+        help="the v3 release it must also beat on validation to be shipped (e.g. anisonet-mp-v3)",
+    )
     parser.add_argument("--output", type=Path, default=Path("studies/results/v3.json"))
     args = parser.parse_args()
     data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
 
+    study: dict[str, Any] = {}
+    if args.previous:  # before anything is shipped over it
+        study["previous"] = evaluate_all(args.previous, data)
+        study["previous_model"] = study["previous"]["validation"]["model"]
     v3_path = args.v3
-    if args.ship:
-        v3_path = ship(args.v3, Path("models") / "anisonet-mp-v3")
+    if args.ship:  # evaluated as shipped: float16 weights, staged beside the trained file
+        v3_path = ship(args.v3, args.v3.parent / "float16")
         print(f"wrote {v3_path} (float16 weights)", flush=True)
-    study: dict[str, Any] = {
+    study |= {
         "v2": evaluate_all(args.baseline, data),
         "v2_posthoc": evaluate_all(args.baseline, data, posthoc=True),
         "v3": evaluate_all(str(v3_path), data),
@@ -154,14 +164,19 @@ def main() -> int:
     }
     study["validation_score_v3_vs_v2"] = score(study["v3"], study["v2"])
     study["v3_wins_on_validation"] = study["validation_score_v3_vs_v2"] < 2.0
+    if args.previous:
+        study["validation_score_vs_previous"] = score(study["v3"], study["previous"])
+        study["v3_wins_on_validation"] &= study["validation_score_vs_previous"] < 2.0
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(study, indent=1))
-    print(json.dumps({k: study[k] for k in ("validation_score_v3_vs_v2",)}), flush=True)
-    if args.ship:
+    scores = ("validation_score_v3_vs_v2", "validation_score_vs_previous", "v3_wins_on_validation")
+    print(json.dumps({k: study[k] for k in scores if k in study}), flush=True)
+    if args.ship and study["v3_wins_on_validation"]:
         loaded = load_model(v3_path)
         metadata = {**loaded.metadata, "v3_study": study}
+        folder = Path("models") / "anisonet-mp-v3"
         save_model(
-            v3_path,
+            folder / MODEL_FILENAME,
             loaded.config,
             [net.state_dict() for net in loaded.networks],
             loaded.name,
@@ -169,7 +184,6 @@ def main() -> int:
             metadata,
             storage_dtype=torch.float16,
         )
-        folder = v3_path.parent
         (folder / "metrics.json").write_text(json.dumps(metadata, indent=2))
         write_model_card(
             folder / "MODEL_CARD.md", loaded.name, loaded.version, loaded.config, metadata

@@ -56,6 +56,9 @@ def test_smoke_training_writes_model_card_and_metrics(tiny_model, entries):
     loaded = load_model(folder / "model.pt")
     assert loaded.name == "tiny" and len(loaded.networks) == 1 and len(loaded.checksum) == 64
     assert loaded.config.avg_num_neighbors > 5 and 1 < loaded.config.target_shift < 20
+    gaps = loaded.metadata["band_gaps"]
+    assert sum(gaps.values()) == 100 and gaps["matched_from_id_table"] > 0
+    assert f"{gaps['matched_from_id_table']} matched from `mp_dielectric_ids.csv`" in card
 
 
 def test_resumed_training_equals_uninterrupted(entries, tmp_path):
@@ -323,3 +326,27 @@ def test_epoch_printer_prints_one_line_per_epoch(capsys):
     progress(3, {"epoch": 7, "train_loss": 0.25, "val_loss": 0.5, "lr": 0.003, "seconds": 31.5})
     line = capsys.readouterr().out.strip()
     assert line.startswith("seed 3 epoch    7 train 0.2500 val 0.5000 lr 0.00300 31.5s [")
+
+
+def test_annealing_restarts_model_selection_and_resumes_into_the_phase(entries, tmp_path):
+    kept, _ = clean_entries(entries[:200])
+    graphs = prepare_graphs(kept[:40], 5.0)
+    targets = np.stack([e.irreps for e in kept[:40]])
+    train, val = (graphs[:30], targets[:30]), (graphs[30:], targets[30:])
+    config = TrainConfig(max_epochs=4, batch_size=10, anneal_from=2, anneal_decay=0.5)
+    full, state_full = fit(TINY, config, train, val, tmp_path / "full.ckpt", device="cpu")
+    lrs = [h["lr"] for h in state_full.history]
+    assert lrs[1] == pytest.approx(lrs[0] * config.lr_decay)
+    assert lrs[2] == pytest.approx(lrs[1] * 0.5) and lrs[3] == pytest.approx(lrs[2] * 0.5)
+    assert state_full.best_epoch in (2, 3)  # chosen among the annealing epochs only
+    assert state_full.best_val_loss == min(h["val_loss"] for h in state_full.history[2:])
+
+    # a run trained without the phase resumes into it, and ends where the full run ends
+    plain = TrainConfig(max_epochs=2, batch_size=10)
+    fit(TINY, plain, train, val, tmp_path / "part.ckpt", device="cpu")
+    resumed, state = fit(TINY, config, train, val, tmp_path / "part.ckpt", device="cpu")
+    assert [h["val_loss"] for h in state.history] == pytest.approx(
+        [h["val_loss"] for h in state_full.history]
+    )
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(v, w, msg=k)

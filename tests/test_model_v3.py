@@ -3,6 +3,7 @@ tiny training run with exfoliation augmentation and the laminate read-out."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -221,3 +222,21 @@ def test_v3_style_training_records_calibration_exfoliation_and_gap_use(shared_di
     vacuum = graph.has_vacuum
     scale = calibration["vacuum" if vacuum else "dense"]
     assert with_gap.eps_poly_std == pytest.approx(raw * scale)
+
+
+def test_the_card_compares_with_the_release_it_replaces(tmp_path):
+    """The v3 study with ``--previous``: the card's tables gain the replaced release's column."""
+    from anisoscreen.model.training.model_card import write_model_card
+
+    root = Path(__file__).parent.parent
+    study = json.loads((root / "studies" / "results" / "v3.json").read_text())
+    previous = study["v3"]
+    study = {**study, "previous": previous, "previous_model": "anisonet-mp-v3 3.1.0"}
+    metadata = json.loads((root / "models" / "anisonet-mp-v3" / "metrics.json").read_text())
+    config = crystals.laminate_config()
+    write_model_card(tmp_path / "card.md", "v3", "9.9.9", config, {**metadata, "v3_study": study})
+    card = (tmp_path / "card.md").read_text()
+    assert "anisonet-mp-v3 3.1.0: eps_poly / a_r MAE" in card
+    test = previous["test"]["metrics"]
+    pair = f"{test['eps_poly_mae']:.3f} / {test['anisotropy_ratio_mae']:.3f}"
+    assert "| test split | " in card and card.count(pair) >= 2  # previous and v3 columns

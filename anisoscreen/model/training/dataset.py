@@ -30,6 +30,7 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import structure_id
 
 __all__ = [
+    "GAP_TABLE",
     "MAX_IONIC_EPS_POLY",
     "TARGETS",
     "CleaningReport",
@@ -52,7 +53,9 @@ class DielectricEntry:
     """One training example: a structure and its DFPT dielectric tensors.
 
     ``eps_ionic`` / ``eps_total`` are ``None`` where the record lacks them; ``born`` holds the
-    per-site Born effective charges (n_sites, 3, 3) where present.
+    per-site Born effective charges (n_sites, 3, 3) where present. ``band_gap_source`` says
+    where ``band_gap`` came from: ``"record"``, or ``"matched <material id>"``
+    (:mod:`~anisoscreen.model.training.gap_matching`).
     """
 
     material_id: str
@@ -63,6 +66,7 @@ class DielectricEntry:
     eps_total: np.ndarray | None = None
     born: np.ndarray | None = None
     band_gap: float | None = None
+    band_gap_source: str | None = None
 
     @property
     def irreps(self) -> np.ndarray:
@@ -99,8 +103,16 @@ def _open_json(path: Path):
         return json.load(handle)
 
 
-def load_entries(path: str | Path) -> list[DielectricEntry]:
-    """Read a JSON(.gz) list of ``{material_id, structure, eps_electronic, ...}`` records."""
+GAP_TABLE = "mp_dielectric_ids.csv"
+
+
+def load_entries(path: str | Path, match_gaps: bool = True) -> list[DielectricEntry]:
+    """Read a JSON(.gz) list of ``{material_id, structure, eps_electronic, ...}`` records.
+
+    With ``match_gaps`` and the MP id table (:data:`GAP_TABLE`) beside the data file, entries
+    without a band gap take the gap of their unique match in it
+    (:func:`~anisoscreen.model.training.gap_matching.fill_band_gaps`).
+    """
     path = Path(path)
     if not path.is_file():
         raise AnisoscreenError(f"dielectric data set {path} not found (set ANISOSCREEN_SHARED?)")
@@ -123,8 +135,14 @@ def load_entries(path: str | Path) -> list[DielectricEntry]:
                 eps_total=optional(record, "eps_total"),
                 born=optional(record, "born"),
                 band_gap=record.get("band_gap"),
+                band_gap_source=None if record.get("band_gap") is None else "record",
             )
         )
+    table = path.parent / GAP_TABLE
+    if match_gaps and table.is_file():
+        from anisoscreen.model.training.gap_matching import fill_band_gaps, read_id_table
+
+        entries = fill_band_gaps(entries, read_id_table(table))[0]
     return entries
 
 

@@ -51,6 +51,13 @@ def write_model_card(
         if target_cleaning.get("removed")
         else ""
     )
+    gaps = metadata.get("band_gaps")
+    if gaps:
+        cleaning_line += (
+            f"\n- PBE band gaps (an input): {gaps['from_record']} from the records,"
+            f" {gaps['matched_from_id_table']} matched from `mp_dielectric_ids.csv` (unique"
+            f" formula, space group and volume; `gap_matching`), {gaps['unknown']} unknown."
+        )
     sections = (
         _readout_ablation_section(metadata.get("readout_ablation"))
         + _readout_study_section(metadata.get("readout_study"))
@@ -166,7 +173,13 @@ def _v3_study_section(study: dict[str, Any] | None) -> str:
     """Tables of ``studies/v3_study.py``: slices, gap bins, calibration, laminate test."""
     if not study:
         return ""
-    variants = (("v2", "v2"), ("v2_posthoc", "v2 + post-hoc laminate"), ("v3", "v3 (this model)"))
+    variants: tuple[tuple[str, str], ...] = (
+        ("v2", "v2"),
+        ("v2_posthoc", "v2 + post-hoc laminate"),
+    )
+    if "previous" in study:  # the release this one replaced, evaluated the same way
+        variants += (("previous", str(study.get("previous_model", "previous release"))),)
+    variants += (("v3", "v3 (this model)"),)
 
     def slice_of(key: str, subset: str, name: str) -> dict[str, Any] | None:
         result = study[key][subset]

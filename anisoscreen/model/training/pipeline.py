@@ -217,6 +217,13 @@ def train_model(
             "removed": report.removed,
             "n_output": report.n_output,
         },
+        "band_gaps": {
+            "from_record": sum(e.band_gap_source == "record" for e in entries),
+            "matched_from_id_table": sum(
+                (e.band_gap_source or "").startswith("matched") for e in entries
+            ),
+            "unknown": sum(e.band_gap is None for e in entries),
+        },
         "target": target,
         "target_cleaning": {
             "applies_to": "train and validation",

@@ -87,6 +87,13 @@ class TrainConfig:
         with the Born head and Born charges for (some of) the training structures; entries
         without them contribute nothing. Model selection (best epoch, early stopping) uses
         the main loss only.
+    anneal_from
+        The epoch that starts an annealing phase (``None``: none): training goes on from the
+        best weights so far, the learning rate decays by ``anneal_decay`` per epoch, and the
+        best epoch is chosen again among the annealing epochs only. A checkpoint trained
+        ``anneal_from`` epochs without it resumes into the phase.
+    anneal_decay
+        Learning-rate factor per annealing epoch.
     """
 
     lr: float = 0.003
@@ -104,6 +111,8 @@ class TrainConfig:
     gap_dropout: float = 0.0
     exfoliation_deltas: tuple[float, ...] = ()
     exfoliated_per_epoch: int = 2
+    anneal_from: int | None = None
+    anneal_decay: float = 0.75
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -386,6 +395,19 @@ def _epoch_examples(
     return [*graphs, *extra_graphs], np.concatenate([targets, np.stack(extra_targets)])
 
 
+def _start_annealing(
+    model: torch.nn.Module,
+    best_weights: dict[str, torch.Tensor],
+    scheduler: torch.optim.lr_scheduler.ExponentialLR,
+    state: TrainState,
+    decay: float,
+) -> None:
+    """Enter the annealing phase (see :class:`TrainConfig`): best weights, faster decay."""
+    model.load_state_dict(best_weights)
+    scheduler.gamma = decay
+    state.best_val_loss, state.best_epoch = math.inf, state.epoch - 1
+
+
 def fit(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -449,6 +471,8 @@ def fit(
     while not state.stopped_early and state.epoch < train_config.max_epochs:
         if train_config.time_limit and time.perf_counter() - started > train_config.time_limit:
             break
+        if state.epoch == train_config.anneal_from:
+            _start_annealing(model, best_weights, scheduler, state, train_config.anneal_decay)
         epoch_start = time.perf_counter()
         model.train()
         running, seen, born_running, born_atoms = 0.0, 0, 0.0, 0
