@@ -2,25 +2,35 @@
 
 A :class:`CandidateQuery` turns command-line filters into Mongo criteria on the
 ``predictions`` collection (:meth:`CandidateQuery.criteria`). :func:`find_candidates` runs it
-and joins each prediction with the *completed* validations of the same ``material_id`` into
-:class:`CandidateRow` objects, then sorts and truncates them.
+and joins each prediction with the *completed* validations of the same ``material_id`` and
+with its ionic refinement (:func:`join_refinement`, the one join of ``query``, ``table``, the
+browser and the report) into :class:`CandidateRow` objects, then sorts and truncates them.
+A refined row reports the refined static tensor and FOM, labelled by ``ionic_method``
+(``physics`` or ``direct``); an unrefined one the network's (``network``).
 
 Filters (``ar_min``, ``ar_max``, ``dimensionality``, elements) act on the prediction
 documents, so a material is selected by what the model predicted for it; sorting can use
-either the predicted or the DFT values. When no ``model`` is given and a material has
-predictions from several models, the newest prediction is used.
+either the predicted or the DFT values (the static-tensor keys sort by the reported, i.e.
+refined where refined, values; their filters act on the network's). When no ``model`` is given
+and a material has predictions from several models, the newest prediction is used.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.schemas import PredictionDoc, ValidationDoc, ValidationState
+from anisoscreen.schemas import (
+    PredictionDoc,
+    RefinementDoc,
+    TensorPrediction,
+    ValidationDoc,
+    ValidationState,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from anisoscreen.store import ResultsStore
@@ -31,6 +41,8 @@ __all__ = [
     "CandidateRow",
     "QueryError",
     "find_candidates",
+    "index_refinements",
+    "join_refinement",
     "join_validations",
     "parse_elements",
 ]
@@ -281,12 +293,20 @@ class CandidateQuery(BaseModel):
 
 
 class CandidateRow(BaseModel):
-    """One material: its prediction and its completed DFT validations (newest first)."""
+    """One material: its prediction, completed DFT validations (newest first), refinement.
+
+    The static-tensor values (``predicted_eps_ionic``, ``predicted_eps_total``,
+    ``predicted_ar_total``, ``figure_of_merit``) are those of :attr:`ionic_method`: the
+    refinement's when the prediction has one, else the network's.
+    """
 
     model_config = ConfigDict(protected_namespaces=())
 
     prediction: PredictionDoc
     validations: list[ValidationDoc] = Field(default_factory=list)
+    refinement: RefinementDoc | None = Field(
+        default=None, description="The ionic refinement of this prediction, if any."
+    )
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -380,25 +400,57 @@ class CandidateRow(BaseModel):
         tensor = self.dft_total_tensor
         return None if tensor is None else _poly(tensor)
 
-    # -- the static tensor (with an ionic model) ------------------------------------------
+    # -- the static tensor (with an ionic model, refined where refined) -------------------
+    @property
+    def refined(self) -> RefinementDoc | None:
+        """The refinement when it gives the static values (it has a static tensor)."""
+        doc = self.refinement
+        return doc if doc is not None and doc.eps_total is not None else None
+
+    @property
+    def ionic_method(self) -> str | None:
+        """Where the static values come from.
+
+        ``physics`` or ``direct`` (the refine stage), ``network`` (the prediction's ionic
+        model), ``None`` (no ionic value).
+        """
+        refined = self.refined
+        if refined is not None:
+            return refined.ionic_method
+        return "network" if self.prediction.eps_total is not None else None
+
+    @property
+    def ionic_tensor(self) -> TensorPrediction | None:
+        """eps0 of :attr:`ionic_method`."""
+        refined = self.refined
+        return self.prediction.eps_ionic if refined is None else refined.ionic
+
+    @property
+    def total_tensor(self) -> TensorPrediction | None:
+        """The static tensor eps_inf + eps0 of :attr:`ionic_method`."""
+        refined = self.refined
+        return self.prediction.eps_total if refined is None else refined.total
+
     @property
     def predicted_eps_ionic(self) -> float | None:
-        ionic = self.prediction.eps_ionic
+        ionic = self.ionic_tensor
         return None if ionic is None else ionic.eps_poly
 
     @property
     def predicted_eps_total(self) -> float | None:
-        total = self.prediction.eps_total
+        total = self.total_tensor
         return None if total is None else total.eps_poly
 
     @property
     def predicted_ar_total(self) -> float | None:
-        total = self.prediction.eps_total
+        total = self.total_tensor
         return None if total is None else total.anisotropy_ratio
 
     @property
     def figure_of_merit(self) -> float | None:
-        return self.prediction.figure_of_merit
+        """E_g x static eps_poly of :attr:`ionic_method`."""
+        refined = self.refined
+        return self.prediction.figure_of_merit if refined is None else refined.figure_of_merit
 
     # -- optics ---------------------------------------------------------------------------
     @property
@@ -479,6 +531,7 @@ class CandidateRow(BaseModel):
             "band_gap": self.band_gap,
             "crystal_system": self.prediction.crystal_system,
             "elements": self.elements,
+            "ionic_method": self.ionic_method,
             "predicted_eps_ionic": self.predicted_eps_ionic,
             "predicted_eps_total": self.predicted_eps_total,
             "predicted_ar_total": self.predicted_ar_total,
@@ -511,6 +564,23 @@ class CandidateRow(BaseModel):
             "predicted_eps_poly_std": prediction.eps_poly_std,
             "n_models": prediction.n_models,
             "dft_dielectric_tensor": self.dft_tensor,
+            **self._static_details(),
+        }
+
+    def _static_details(self) -> dict[str, Any]:
+        """The static tensors of :attr:`ionic_method`, the network's, and the refinement."""
+        ionic, total = self.ionic_tensor, self.total_tensor
+        network = self.prediction.eps_total
+        refinement = self.refinement
+        return {
+            "predicted_eps_ionic_tensor": None if ionic is None else ionic.tensor,
+            "predicted_eps_total_tensor": None if total is None else total.tensor,
+            "predicted_eps_total_eigenvalues": None if total is None else total.eigenvalues,
+            "network_eps_total": None if network is None else network.eps_poly,
+            "network_figure_of_merit": self.prediction.figure_of_merit,
+            "refinement": None
+            if refinement is None
+            else refinement.model_dump(mode="json", exclude={"last_updated"}),
         }
 
     def sort_value(self, field: str) -> Any:
@@ -551,13 +621,39 @@ def _newest_first(docs: Iterable[Any]) -> list[Any]:
     return sorted(docs, key=lambda d: d.last_updated, reverse=True)
 
 
+RefinementIndex = Mapping[tuple[str, str], RefinementDoc]
+"""Refinements by (material_id, model), as :func:`index_refinements` makes them."""
+
+
+def index_refinements(refinements: Iterable[RefinementDoc]) -> dict[tuple[str, str], RefinementDoc]:
+    """Refinements by their store key (material_id, model), for :func:`join_refinement`."""
+    return {(doc.material_id, doc.model): doc for doc in refinements}
+
+
+def join_refinement(
+    prediction: PredictionDoc, refinements: RefinementIndex
+) -> RefinementDoc | None:
+    """The ionic refinement of exactly this prediction, if any.
+
+    The one join of a prediction with the refine stage's row, used by ``query``, ``table``,
+    the browser and the report. A refinement counts only when it was made from this
+    prediction's model set (same model name and checksums): a material re-predicted by a
+    changed model set shows the network's values until it is refined again.
+    """
+    doc = refinements.get((prediction.material_id, prediction.model))
+    return doc if doc is not None and doc.refines(prediction) else None
+
+
 def join_validations(
-    predictions: Sequence[PredictionDoc], validations: Iterable[ValidationDoc]
+    predictions: Sequence[PredictionDoc],
+    validations: Iterable[ValidationDoc],
+    refinements: Iterable[RefinementDoc] = (),
 ) -> list[CandidateRow]:
-    """Pair predictions with the completed validations of the same material.
+    """Pair predictions with the completed validations of the same material and a refinement.
 
     Validations in any other state (submitted, flagged, failed) are ignored. When several
-    predictions exist for one material (several models), only the newest is kept.
+    predictions exist for one material (several models), only the newest is kept; it is
+    joined with its refinement by :func:`join_refinement`.
     """
     by_material: dict[str, list[ValidationDoc]] = {}
     for validation in validations:
@@ -571,8 +667,13 @@ def join_validations(
             kept.last_updated,
         ):
             newest[doc.material_id] = doc
+    refined = index_refinements(refinements)
     return [
-        CandidateRow(prediction=doc, validations=_newest_first(by_material.get(mid, [])))
+        CandidateRow(
+            prediction=doc,
+            validations=_newest_first(by_material.get(mid, [])),
+            refinement=join_refinement(doc, refined),
+        )
         for mid, doc in newest.items()
     ]
 
@@ -611,7 +712,8 @@ def find_candidates(
         predictions = [
             p for p in predictions if p.birefringence is not None and p.birefringence >= dn_min
         ]
-    rows = join_validations(predictions, validations)
+    refinements = results.query(RefinementDoc)  # the top of a few rankings: small
+    rows = join_validations(predictions, validations, refinements)
     if query.validated_only:
         rows = [row for row in rows if row.validated]
     rows = sort_rows(rows, query.sort, query.is_descending)

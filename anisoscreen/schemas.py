@@ -24,7 +24,10 @@ from anisoscreen import tensor as tmath
 __all__ = [
     "CandidateDoc",
     "Dimensionality",
+    "GammaModeDoc",
+    "IonicRefinement",
     "PredictionDoc",
+    "RefinementDoc",
     "ScreeningRunDoc",
     "StructureDescriptorsDoc",
     "TensorPrediction",
@@ -384,6 +387,95 @@ class PredictionDoc(_Document):
             anisotropy_ratio=summary.anisotropy_ratio,
             **fields,
         )
+
+
+class GammaModeDoc(BaseModel):
+    """One optical Gamma mode of a refined candidate."""
+
+    frequency_thz: float = Field(description="Frequency in THz; negative when imaginary.")
+    frequency_cm1: float = Field(description="Frequency in cm^-1; negative when imaginary.")
+    mode_charge: list[float] | None = Field(
+        None, description="Mode effective charge vector p_m, e/sqrt(amu)."
+    )
+    oscillator_strength: Matrix3 | None = Field(None, description="S_m = p_m p_m^T in e^2/amu.")
+    eps_contribution: float = Field(
+        0.0, description="The mode's share of eps0_poly (0 when left out)."
+    )
+    included: bool = Field(description="Whether the mode entered eps0.")
+
+
+class IonicRefinement(BaseModel):
+    """One candidate after the ionic refine stage (:mod:`anisoscreen.screening.ionic_refine`)."""
+
+    material_id: str
+    formula: str
+    rank: int = Field(description="Row of the ranking (0: best).")
+    ionic_method: str = Field(description="Which eps0 the totals use: physics or direct.")
+    potential: str = Field(description="Potential of the force constants.")
+    born_source: str | None = Field(None, description="Where the Born charges came from.")
+    eps_ionic: Matrix3 | None = Field(None, description="eps0 of ionic_method.")
+    eps_total: Matrix3 | None = Field(None, description="eps_inf + eps0 of ionic_method.")
+    eps_total_poly: float | None = None
+    figure_of_merit: float | None = Field(None, description="band_gap x eps_total_poly.")
+    physics_eps_ionic: Matrix3 | None = Field(None, description="eps0 by the formula.")
+    direct_eps_ionic: Matrix3 | None = Field(None, description="eps0 of the direct model.")
+    direct_figure_of_merit: float | None = None
+    modes: list[GammaModeDoc] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list, description="Why physics was not used.")
+    max_residual_force: float | None = Field(None, description="eV/A, under the potential.")
+    seconds: float = Field(0.0, description="Wall time of this candidate.")
+    error: str | None = Field(None, description="Why the route could not run at all.")
+
+
+class RefinementDoc(_Document, IonicRefinement):
+    """A refined row as stored: the refinement of one prediction (material and model set).
+
+    The refine stage writes one per refined candidate, keyed like the prediction it refines
+    and carrying that prediction's checksums, so :func:`anisoscreen.query.join_refinement`
+    joins it to exactly that prediction (a re-prediction by another model set leaves it out).
+    """
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("material_id", "model")
+
+    model: str = Field(description="Model name of the refined prediction.")
+    model_checksum: str = Field(description="SHA-256 of the refined prediction's model.")
+    ionic_model_checksum: str | None = Field(
+        None, description="SHA-256 of the refined prediction's ionic model."
+    )
+
+    @classmethod
+    def of(cls, refinement: IonicRefinement, prediction: PredictionDoc) -> RefinementDoc:
+        """The stored form of ``refinement``, made from ``prediction``."""
+        return cls(
+            **refinement.model_dump(),
+            model=prediction.model,
+            model_checksum=prediction.model_checksum,
+            ionic_model_checksum=prediction.ionic_model_checksum,
+        )
+
+    def refines(self, prediction: PredictionDoc) -> bool:
+        """Whether this is the refinement of ``prediction`` (same material and model set)."""
+        return (
+            self.material_id,
+            self.model,
+            self.model_checksum,
+            self.ionic_model_checksum,
+        ) == (
+            prediction.material_id,
+            prediction.model,
+            prediction.model_checksum,
+            prediction.ionic_model_checksum,
+        )
+
+    @property
+    def total(self) -> TensorPrediction | None:
+        """The static tensor of ``ionic_method`` with its descriptors (``None`` when absent)."""
+        return None if self.eps_total is None else TensorPrediction.from_members(self.eps_total)
+
+    @property
+    def ionic(self) -> TensorPrediction | None:
+        """eps0 of ``ionic_method`` with its descriptors (``None`` when absent)."""
+        return None if self.eps_ionic is None else TensorPrediction.from_members(self.eps_ionic)
 
 
 class ValidationState(str, Enum):

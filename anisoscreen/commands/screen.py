@@ -512,9 +512,12 @@ def query(
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} candidates ({request.describe()}), sorted by {request.sort}")
-    # the static-tensor columns appear when any row was predicted with an ionic model
+    # the static-tensor columns appear when any row was predicted with an ionic model; their
+    # values are those of the row's eps0 method (refined where the refine stage ran)
     with_static = any(record["predicted_eps_total"] is not None for record in records)
-    static_columns = ["eps_ionic", "eps_total", "a_r total", "FOM"] if with_static else []
+    static_columns = (
+        ["eps0 method", "eps_ionic", "eps_total", "a_r total", "FOM"] if with_static else []
+    )
     for column in (
         "material_id",
         "formula",
@@ -538,6 +541,7 @@ def query(
         dim = record["dimensionality"]
         static = (
             [
+                record["ionic_method"] or "",
                 number(record["predicted_eps_ionic"]),
                 number(record["predicted_eps_total"]),
                 number(record["predicted_ar_total"]),

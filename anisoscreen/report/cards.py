@@ -4,7 +4,9 @@ A :class:`CandidateRecord` is one flat row of the candidates table (API and page
 :class:`MaterialCard` flattens a :class:`~anisoscreen.query.CandidateRow` (prediction plus
 completed validations) into display-ready values: the predicted tensor with its eigenvalues,
 principal axes and ensemble spread, the DFPT tensor and a_r beside it when validated, the
-dimensionality, crystal system and robocrys description.
+dimensionality, crystal system and robocrys description, and, with an ionic model, the static
+tensor labelled by the method of its eps0 (:class:`StaticView`: the refine stage's
+``physics``/``direct`` value where the candidate was refined, else the ``network``'s).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from anisoscreen import tensor as tmath
 from anisoscreen.query import CandidateRow
 from anisoscreen.report.optics import principal_axes
 
-__all__ = ["CandidateRecord", "MaterialCard", "TensorView", "material_card", "mp_url"]
+__all__ = [
+    "CandidateRecord",
+    "MaterialCard",
+    "ModeView",
+    "StaticView",
+    "TensorView",
+    "material_card",
+    "mp_url",
+]
 
 Matrix3 = list[list[float]]
 
@@ -90,6 +100,68 @@ def _direction(axis: Any, lattice_matrix: Any) -> list[float]:
     return np.round(tmath.cartesian_to_crystal_direction(axis, lattice_matrix), 3).tolist()
 
 
+class ModeView(BaseModel):
+    """One optical Gamma mode of a refined candidate, as shown."""
+
+    frequency_cm1: float
+    eps_contribution: float = Field(description="The mode's share of eps0_poly.")
+
+
+class StaticView(BaseModel):
+    """The static tensor eps_inf + eps0 of one candidate and where its eps0 comes from."""
+
+    ionic_method: str = Field(description="physics or direct (refine stage), or network.")
+    total: TensorView
+    eps_ionic_poly: float | None = None
+    figure_of_merit: float | None = None
+    network_eps_total_poly: float | None = Field(
+        None, description="The network's static eps_poly (shown beside a refined value)."
+    )
+    network_figure_of_merit: float | None = None
+    potential: str | None = Field(None, description="Refined: potential of the force constants.")
+    born_source: str | None = Field(None, description="Refined: source of the Born charges.")
+    flags: list[str] = Field(default_factory=list, description="Refined: why not physics.")
+    strongest_modes: list[ModeView] = Field(
+        default_factory=list, description="Refined: the modes with the largest eps0 share."
+    )
+
+    @classmethod
+    def of(
+        cls, row: CandidateRow, lattice_matrix: Any = None, n_modes: int = 3
+    ) -> StaticView | None:
+        """The view of ``row``'s static values (``None`` without an ionic value)."""
+        total, method = row.total_tensor, row.ionic_method
+        if total is None or method is None:
+            return None
+        fields: dict[str, Any] = {}
+        refined = row.refined
+        if refined is not None:
+            network = row.prediction.eps_total
+            modes = sorted(
+                (m for m in refined.modes if m.included),
+                key=lambda m: m.eps_contribution,
+                reverse=True,
+            )
+            fields = {
+                "network_eps_total_poly": None if network is None else network.eps_poly,
+                "network_figure_of_merit": row.prediction.figure_of_merit,
+                "potential": refined.potential,
+                "born_source": refined.born_source,
+                "flags": refined.flags,
+                "strongest_modes": [
+                    ModeView(frequency_cm1=m.frequency_cm1, eps_contribution=m.eps_contribution)
+                    for m in modes[:n_modes]
+                ],
+            }
+        return cls(
+            ionic_method=method,
+            total=TensorView.of(total.tensor, lattice_matrix),
+            eps_ionic_poly=row.predicted_eps_ionic,
+            figure_of_merit=row.figure_of_merit,
+            **fields,
+        )
+
+
 class MaterialCard(BaseModel):
     """Display values of one candidate (see the module docstring)."""
 
@@ -118,6 +190,9 @@ class MaterialCard(BaseModel):
     space_group_number: int | None = None
     lattice_parameters: dict[str, float] | None = None
     mp_url: str | None = Field(None, description="The Materials Project page (MP ids only).")
+    static: StaticView | None = Field(
+        None, description="The static tensor (with an ionic model), labelled by its eps0 method."
+    )
 
     @property
     def validated(self) -> bool:
@@ -157,6 +232,7 @@ def material_card(row: CandidateRow, candidate: Any = None) -> MaterialCard:
         lattice_parameters=prediction.lattice_parameters
         or getattr(candidate, "lattice_parameters", None),
         mp_url=mp_url(row.material_id),
+        static=StaticView.of(row, lattice),
     )
 
 
@@ -191,6 +267,19 @@ class CandidateRecord(BaseModel):
     optical_character: str | None = None
     space_group_symbol: str | None = None
     space_group_number: int | None = None
+    ionic_method: str | None = Field(
+        default=None,
+        description="Where the static values' eps0 comes from: physics or direct (the ionic "
+        "refine stage), network (the prediction's ionic model); None without an ionic model.",
+    )
+    predicted_eps_ionic: float | None = Field(default=None, description="eps0_poly of the method.")
+    predicted_eps_total: float | None = Field(
+        default=None, description="Static eps_poly (eps_inf + eps0) of the method."
+    )
+    predicted_ar_total: float | None = Field(default=None, description="a_r of that tensor.")
+    figure_of_merit: float | None = Field(
+        default=None, description="High-kappa FOM E_g x static eps_poly of the method."
+    )
 
     @classmethod
     def of(cls, row: CandidateRow) -> CandidateRecord:

@@ -6,6 +6,9 @@ row without a completed DFPT validation shows the model's prediction and is mark
 ``predicted`` in a *Source* column (added whenever such rows are present; always in CSV).
 Optional columns (:data:`OPTIONAL_COLUMNS`) add the predicted tensor and a_r next to the
 DFPT ones, the structural dimensionality, the energy above hull, the band gap and eps_poly.
+With ``static`` or ``fom``, an *eps0 Method* column says where each row's predicted ionic and
+static values come from: ``physics`` or ``direct`` (the ionic refine stage), ``network`` (the
+prediction's ionic model); see :attr:`anisoscreen.query.CandidateRow.ionic_method`.
 
 Formats: CSV (one column per tensor component), Markdown, LaTeX (booktabs, tensors as
 ``bmatrix``, formulas with subscripts; needs ``booktabs`` and ``amsmath``) and HTML.
@@ -56,8 +59,10 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "e_hull": "energy above hull (eV/atom)",
     "band_gap": "band gap (eV)",
     "eps_poly": "polycrystalline eps_inf (DFPT when validated; predicted too with 'predicted')",
-    "static": "DFPT ionic and static (total) tensors beside the predicted ones (ionic model)",
-    "fom": "predicted static eps_poly and the high-kappa FOM = E_g x eps_poly(total)",
+    "static": "DFPT ionic and static (total) tensors beside the predicted ones (ionic model; "
+    "refined where refined, with the eps0 method)",
+    "fom": "predicted static eps_poly and the high-kappa FOM = E_g x eps_poly(total) "
+    "(refined where refined, with the eps0 method)",
     "optics": "principal refractive indices, birefringence and optical character "
     "(DFPT when validated)",
     "symmetry": "space group (symbol and number)",
@@ -214,16 +219,26 @@ def _columns(
                     "r",
                 )
             )
+    if "static" in extra or "fom" in extra:
+        cols.append(
+            _Column(
+                "ionic_method",
+                "ε⁰ Method",
+                r"$\varepsilon^0$ Method",
+                "text",
+                lambda r: r.ionic_method or "",
+            )
+        )
     if "static" in extra:
         for key, text, latex, getter in (
             ("dft_eps_ionic", "DFPT Ionic Tensor", r"DFPT $\varepsilon^0$",
              lambda r: r.dft_ionic_tensor),
             ("predicted_eps_ionic", "Predicted Ionic Tensor", r"Predicted $\varepsilon^0$",
-             lambda r: r.prediction.eps_ionic.tensor if r.prediction.eps_ionic else None),
+             lambda r: r.ionic_tensor.tensor if r.ionic_tensor else None),
             ("dft_eps_total", "DFPT Static Tensor", r"DFPT $\varepsilon$",
              lambda r: r.dft_total_tensor),
             ("predicted_eps_total", "Predicted Static Tensor", r"Predicted $\varepsilon$",
-             lambda r: r.prediction.eps_total.tensor if r.prediction.eps_total else None),
+             lambda r: r.total_tensor.tensor if r.total_tensor else None),
         ):  # fmt: skip
             cols.append(_Column(key, text, latex, "tensor", getter, tensor_decimals, "c"))
     if "fom" in extra:

@@ -17,7 +17,9 @@ DFPT charges, the direct model stays the default and the stage adds the Gamma-mo
 
 :class:`IonicRefineMaker` makes one job per shard of ``shard_size`` rows (static slices of
 the ranking, so shards run in parallel and a failed shard reruns alone on jobflow-remote)
-and a job merging their outputs.
+and a job merging their outputs. Each shard also writes its rows to the results store
+(:class:`~anisoscreen.schemas.RefinementDoc`), where ``query``, ``table``, the browser and
+the report join them to the predictions they refine (:func:`anisoscreen.query.join_refinement`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ import numpy as np
 from jobflow import Flow, Maker, job
 from pydantic import BaseModel, Field
 
-from anisoscreen.schemas import CandidateDoc, Matrix3, PredictionDoc
+from anisoscreen.schemas import (
+    CandidateDoc,
+    GammaModeDoc,
+    IonicRefinement,
+    PredictionDoc,
+    RefinementDoc,
+)
 from anisoscreen.screening.outputs import RankingStageOutput
 
 __all__ = [
@@ -47,44 +55,6 @@ __all__ = [
 
 PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 """Born sources whose physics eps0 beat the direct model on the test split."""
-
-
-class GammaModeDoc(BaseModel):
-    """One optical Gamma mode of a refined candidate."""
-
-    frequency_thz: float = Field(description="Frequency in THz; negative when imaginary.")
-    frequency_cm1: float = Field(description="Frequency in cm^-1; negative when imaginary.")
-    mode_charge: list[float] | None = Field(
-        None, description="Mode effective charge vector p_m, e/sqrt(amu)."
-    )
-    oscillator_strength: Matrix3 | None = Field(None, description="S_m = p_m p_m^T in e^2/amu.")
-    eps_contribution: float = Field(
-        0.0, description="The mode's share of eps0_poly (0 when left out)."
-    )
-    included: bool = Field(description="Whether the mode entered eps0.")
-
-
-class IonicRefinement(BaseModel):
-    """One candidate after the refine stage."""
-
-    material_id: str
-    formula: str
-    rank: int = Field(description="Row of the ranking (0: best).")
-    ionic_method: str = Field(description="Which eps0 the totals use: physics or direct.")
-    potential: str = Field(description="Potential of the force constants.")
-    born_source: str | None = Field(None, description="Where the Born charges came from.")
-    eps_ionic: Matrix3 | None = Field(None, description="eps0 of ionic_method.")
-    eps_total: Matrix3 | None = Field(None, description="eps_inf + eps0 of ionic_method.")
-    eps_total_poly: float | None = None
-    figure_of_merit: float | None = Field(None, description="band_gap x eps_total_poly.")
-    physics_eps_ionic: Matrix3 | None = Field(None, description="eps0 by the formula.")
-    direct_eps_ionic: Matrix3 | None = Field(None, description="eps0 of the direct model.")
-    direct_figure_of_merit: float | None = None
-    modes: list[GammaModeDoc] = Field(default_factory=list)
-    flags: list[str] = Field(default_factory=list, description="Why physics was not used.")
-    max_residual_force: float | None = Field(None, description="eV/A, under the potential.")
-    seconds: float = Field(0.0, description="Wall time of this candidate.")
-    error: str | None = Field(None, description="Why the route could not run at all.")
 
 
 class IonicRefineOutput(BaseModel):
@@ -241,6 +211,8 @@ def refine_ionic(
             )
         )
         _report("refine", 1, len(ids))
+    with _results(store) as results:  # what query, table, browser and report show
+        results.upsert(RefinementDoc.of(r, predictions[r.material_id]) for r in refinements)
     return IonicRefineOutput(
         model=ranking.model,
         potential=potential,

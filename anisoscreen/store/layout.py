@@ -11,6 +11,7 @@ from anisoscreen.schemas import (
     CampaignDoc,
     CandidateDoc,
     PredictionDoc,
+    RefinementDoc,
     ScreeningRunDoc,
     StructureDescriptorsDoc,
     ValidationDoc,
@@ -25,6 +26,7 @@ COLLECTIONS: dict[str, type] = {
     "runs": ScreeningRunDoc,
     "campaigns": CampaignDoc,
     "descriptors": StructureDescriptorsDoc,
+    "refinements": RefinementDoc,
 }
 """Result collections and the document each one holds."""
 
@@ -50,6 +52,7 @@ INDEXES: dict[str, list[str]] = {
     "runs": ["run_id", "source"],
     "campaigns": ["name"],
     "descriptors": ["structure_hash", "version"],
+    "refinements": ["material_id", "model"],
     JOB_COLLECTION: ["uuid", "index", "name", "state"],
     JOB_DATA_COLLECTION: ["blob_uuid", "job_uuid", "job_index"],
 }

@@ -16,7 +16,9 @@ what those steps need as numpy arrays, built once per snapshot (lazily, per fiel
 * :meth:`PredictionColumns.order` sorts like :func:`anisoscreen.query.sort_rows`: by the
   row's sort value, ties by material id, rows without a value last (by material id).
 
-Rows (:class:`~anisoscreen.query.CandidateRow`) are built once per prediction and shared.
+Rows (:class:`~anisoscreen.query.CandidateRow`) are built once per prediction and shared; each
+is joined with its ionic refinement by :func:`anisoscreen.query.join_refinement`, as in
+:func:`~anisoscreen.query.find_candidates`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from anisoscreen.query import SORT_FIELDS, CandidateRow
-from anisoscreen.schemas import PredictionDoc, ValidationDoc, ValidationState
+from anisoscreen.query import SORT_FIELDS, CandidateRow, index_refinements, join_refinement
+from anisoscreen.schemas import PredictionDoc, RefinementDoc, ValidationDoc, ValidationState
 
 __all__ = ["PredictionColumns"]
 
@@ -85,6 +87,8 @@ class PredictionColumns:
         The same records as documents, in the same order.
     validations
         Every validation of the snapshot (only completed ones are joined).
+    refinements
+        The ionic refinements of the snapshot (each joined to the prediction it refines).
     """
 
     def __init__(
@@ -92,8 +96,10 @@ class PredictionColumns:
         records: Sequence[dict[str, Any]],
         predictions: Sequence[PredictionDoc],
         validations: Sequence[ValidationDoc],
+        refinements: Sequence[RefinementDoc] = (),
     ) -> None:
         self.records = records
+        self._refinements = index_refinements(refinements)
         self.predictions = predictions
         self.size = len(predictions)
         by_material: dict[str, list[ValidationDoc]] = {}
@@ -129,7 +135,9 @@ class PredictionColumns:
         if row is None:
             doc = self.predictions[index]
             row = self._rows[index] = CandidateRow(
-                prediction=doc, validations=self._validations.get(doc.material_id, [])
+                prediction=doc,
+                validations=self._validations.get(doc.material_id, []),
+                refinement=join_refinement(doc, self._refinements),
             )
         return row
 

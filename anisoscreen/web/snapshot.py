@@ -36,6 +36,7 @@ from anisoscreen.schemas import (
     CampaignDoc,
     CandidateDoc,
     PredictionDoc,
+    RefinementDoc,
     ScreeningRunDoc,
     ValidationDoc,
     ValidationState,
@@ -78,7 +79,7 @@ class LazyDocuments(Sequence[PredictionDoc]):
 
 @dataclass
 class Snapshot:
-    """Predictions (raw records and documents), validations, runs and the candidate count.
+    """Predictions (raw records and documents), validations, refinements, runs, candidates.
 
     The predictions are also held as column arrays (``columns``) for fast filters and sorts;
     ``predictions`` validates a record into a document when it is first read.
@@ -92,11 +93,14 @@ class Snapshot:
     loaded_at: float
     revision: int | None = None
     campaigns: list[CampaignDoc] = field(default_factory=list)
+    refinements: list[RefinementDoc] = field(default_factory=list)
     cache: dict[Any, Any] = field(default_factory=dict)
     columns: PredictionColumns = field(init=False)
 
     def __post_init__(self) -> None:
-        self.columns = PredictionColumns(self.records, self.predictions, self.validations)
+        self.columns = PredictionColumns(
+            self.records, self.predictions, self.validations, self.refinements
+        )
 
     @classmethod
     def load(cls, results: ResultsStore) -> Snapshot:
@@ -123,6 +127,7 @@ class Snapshot:
             loaded_at=time.monotonic(),
             revision=revision,
             campaigns=results.query(CampaignDoc),
+            refinements=results.query(RefinementDoc),
         )
         if len(records) <= WARM_LIMIT:
             snapshot.summary_values()  # the joined rows, their default order and the summary
