@@ -28,7 +28,6 @@ the fused CPU kernel.
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import os
@@ -39,23 +38,12 @@ import time
 
 import numpy as np
 import torch
-from pymatgen.core import Structure
+from _pool import pool_candidates, pool_path
 
 from anisoscreen.model.nn.edge_tp import cpu_fused as fused
 from anisoscreen.model.nn.graph import collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.runtime import tune_allocator
-from anisoscreen.settings import get_settings
-
-
-def load_pool(limit: int | None) -> list[Structure]:
-    path = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
-    with gzip.open(path, "rt") as handle:
-        docs = json.load(handle)
-    docs = [d for d in docs if d["nsites"] < 40]
-    if limit:
-        docs = docs[:limit]
-    return [Structure.from_dict(d["structure"]) for d in docs]
 
 
 def main() -> None:
@@ -101,7 +89,7 @@ def main() -> None:
         "allocator_tuned": tuned,
     }
 
-    structures = load_pool(args.n)
+    structures = [c.structure for c in pool_candidates(args.n or None)]
     start = time.perf_counter()
     graphs = [structure_to_graph(s, allow_isolated=True) for s in structures[: args.n]]
     result["graph_structures_per_s"] = len(graphs) / (time.perf_counter() - start)
@@ -322,9 +310,8 @@ def stream_pool(mul: int, lmax: int, batch_size: int) -> dict:
     tune_allocator()
     torch.manual_seed(0)
     model = AnisoNet(ModelConfig(mul=mul, lmax=lmax)).eval()
-    path = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
     start, n = time.perf_counter(), 0
-    records = iter_json_records(path)
+    records = iter_json_records(pool_path())
     with torch.inference_mode():
         while chunk := [r.structure for r in itertools.islice(records, batch_size)]:
             model(collate([structure_to_graph(s, allow_isolated=True) for s in chunk]))

@@ -17,11 +17,10 @@ import time
 
 import numpy as np
 import torch
+from _pool import pool_candidates
 
 from anisoscreen.model.inference import Predictor
 from anisoscreen.model.member_threads import MemberThreads
-from anisoscreen.settings import get_settings
-from anisoscreen.structures_io import read_structure_inputs
 
 
 def main() -> None:
@@ -31,10 +30,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    pool = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
-    records = list(read_structure_inputs([pool]))[: args.n]
+    candidates = pool_candidates(args.n, max_sites=None)
     predictor = Predictor.load(args.model, device="cpu")
-    graphs = [predictor.graph_or_error(r.structure, r.fields.get("band_gap")) for r in records]
+    graphs = [predictor.graph_or_error(c.structure, c.band_gap) for c in candidates]
     graphs = [g for g in graphs if not isinstance(g, str)]
     batches = [graphs[i : i + 64] for i in range(0, len(graphs), 64)]
     runners = {"members_in_a_loop": MemberThreads(threads=1), "members_on_threads": MemberThreads()}

@@ -21,12 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _pool import pool_candidates
 
-from anisoscreen.candidates.sources import load_local
 from anisoscreen.model.checkpoint import load_model, save_model
 from anisoscreen.model.inference import Predictor
 from anisoscreen.model.nn.network import AnisoNet
-from anisoscreen.settings import get_settings
 from anisoscreen.structures_io import StructureRecord
 
 
@@ -60,8 +59,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
-    pool = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
-    candidates = [c for c in load_local(str(pool)).candidates if c.nsites < 40][: args.n]
+    candidates = pool_candidates(args.n)
     records = [StructureRecord(c.material_id, c.structure, "bundled") for c in candidates]
     with tempfile.TemporaryDirectory() as folder:
         ionic = args.ionic_model or stand_in_ionic(args.model, args.ionic_members, Path(folder))

@@ -17,27 +17,17 @@ Results print as JSON.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 import time
 
 import torch
-from pymatgen.core import Structure
+from _pool import pool_candidates
 
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.nn.graph import collate
 from anisoscreen.model.nn.network import AnisoNet
 from anisoscreen.model.pretrained_features import SevenNetFeaturizer
-from anisoscreen.settings import get_settings
-
-
-def load_pool(limit: int) -> list[Structure]:
-    path = get_settings().shared / "data" / "mp_candidates_oxides.json.gz"
-    with gzip.open(path, "rt") as handle:
-        docs = json.load(handle)
-    docs = [d for d in docs if d["nsites"] < 40][:limit]
-    return [Structure.from_dict(d["structure"]) for d in docs]
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -68,7 +58,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    structures = load_pool(args.n)
+    structures = [c.structure for c in pool_candidates(args.n)]
     featurizer = SevenNetFeaturizer("sevennet-0", batch_size=args.batch_size)
     n_atoms = sum(len(s) for s in structures)
     result: dict = {"n_structures": len(structures), "n_atoms": n_atoms, "runs": []}

@@ -35,10 +35,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from _pool import pool_candidates, pool_path
 from jobflow import run_locally
 
 from anisoscreen.candidates.filters import ScreeningCriteria
-from anisoscreen.candidates.sources import load_local
 from anisoscreen.schemas import ScreeningRunDoc
 from anisoscreen.screening import descriptors as ranking
 from anisoscreen.screening.flows import ScreeningMaker
@@ -209,7 +209,7 @@ def main() -> None:
     )
     parser.add_argument("--output", default=None, help="also write the results JSON here")
     args = parser.parse_args()
-    pool = args.pool or str(get_settings().shared / "data" / "mp_candidates_oxides.json.gz")
+    pool = str(pool_path(args.pool))
     if args.cli:
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         result = {"started": started, **run_cli(pool, args.model)}
@@ -219,7 +219,7 @@ def main() -> None:
         return
     result: dict = {"pool": Path(pool).name}
 
-    structures = [c.structure for c in load_local(pool).candidates if c.nsites < 40]
+    structures = [c.structure for c in pool_candidates(path=pool)]
     sample = {str(i): s for i, s in enumerate(structures[: args.dimensionality_n])}
     start = time.perf_counter()
     ranking.descriptors(sample)

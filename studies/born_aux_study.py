@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _study_io import save_study
 
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model
 from anisoscreen.model.nn.graph import collate
@@ -155,9 +156,7 @@ def main() -> int:
         print(f"Born head on test entries with charges: {study['born_head_test']}")
     else:
         print(f"{args.born_dir / MODEL_FILENAME} not written yet (training unfinished)")
-    output = args.output or args.born_dir / "study.json"
-    output.write_text(json.dumps(study, indent=2))
-    print(f"-> {output}")
+    save_study(study, args.output or args.born_dir / "study.json")
     return 0
 
 

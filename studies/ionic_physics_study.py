@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _study_io import save_study
 
 from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL, get_settings
@@ -312,9 +313,7 @@ def evaluate(args: argparse.Namespace) -> int:
             f" eps0_poly>20 ionic {block['ionic_eps_poly_above_20'].get('tensor_mae', np.nan):.3f}",
             flush=True,
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(study, indent=2))
-    print(f"flagged {study['flags']['flagged_share']:.1%}; -> {args.output}")
+    save_study(study, args.output, f"flagged {study['flags']['flagged_share']:.1%}; ")
     return 0
 
 

@@ -18,11 +18,11 @@ total 1.911 (about 6,650 MP entries).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from _study_io import save_study
 
 from anisoscreen.model.training.evaluate import evaluate_model_set
 from anisoscreen.settings import get_settings
@@ -66,9 +66,7 @@ def main() -> int:
             f"non-PSD eps0 {row['non_psd_fraction']:.1%} (n={row['ionic']['n']})",
             flush=True,
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(study, indent=2))
-    print(f"-> {args.output}")
+    save_study(study, args.output)
     return 0
 
 

@@ -94,6 +94,14 @@ def memory_results(memory_settings):
         yield results
 
 
+@pytest.fixture(scope="module")
+def model_set(tmp_path_factory) -> tuple[Path, Path]:
+    """A small untrained electronic + ionic model set: ``(electronic, ionic)`` model files."""
+    from model_sets import write_model_set  # tests/ is on the path (pytest's rootdir conftest)
+
+    return write_model_set(tmp_path_factory.mktemp("model-set"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(shared_dir, tmp_path_factory):
     """A model trained for 2 epochs on 100 cleaned entries (the CI smoke training).

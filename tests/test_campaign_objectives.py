@@ -19,7 +19,7 @@ from anisoscreen.store import ResultsStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_ionic_screening import model_file  # noqa: E402
+from model_sets import model_file  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -66,6 +66,26 @@ def test_wrong_oracles_are_named_with_the_expected_shape(tmp_path, content, mess
     assert "campaign simulate --help" in str(info.value)
 
 
+def test_oracles_and_dfpt_imports_read_json_and_gzipped_json_alike(tmp_path):
+    from anisoscreen.candidates.json_cache import read_json
+    from anisoscreen.errors import SourceError
+    from anisoscreen.validation.imports import read_json_records
+
+    records = [{"material_id": "mp-1", "note": "\u03b5 \u00c5"}]
+    plain, packed = tmp_path / "r.json", tmp_path / "r.json.gz"
+    plain.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    with gzip.open(packed, "wt", encoding="utf-8") as handle:
+        json.dump(records, handle, ensure_ascii=False)
+    assert read_json(plain) == read_json(packed) == records
+    assert read_json_records(packed) == records
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(b"not gzip")
+    with pytest.raises(AnisoscreenError, match="oracle file .*broken.json.gz is not readable JSON"):
+        read_oracle_records(broken)
+    with pytest.raises(SourceError, match="broken.json.gz is not readable JSON"):
+        read_json_records(broken)
+
+
 def test_a_wrong_oracle_fails_before_the_model_loads(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps([{"material_id": "a"}]))

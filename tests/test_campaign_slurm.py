@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hpc_env import make_hpc_env  # noqa: E402
+from hpc_env import make_slurm_env  # noqa: E402
 from test_campaign_rounds import cli, run_round, start_args  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -24,14 +24,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("i
 def test_campaign_round_through_sbatch(slurm, tmp_path, monkeypatch, shared_dir, tiny_ensemble):
     from anisoscreen.hpc.config import job_controller
 
-    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
-    env = make_hpc_env(
-        tmp_path,
-        monkeypatch,
-        shared_dir,
-        scheduler="slurm",
-        cpu_resources={"nodes": 1, "ntasks": 1, "time": "00:10:00"},
-    )
+    env = make_slurm_env(slurm, tmp_path, monkeypatch, shared_dir)
     cli(*start_args("slurm", tiny_ensemble, env.project))
     out = cli("campaign", "step", "slurm")
     assert out.count("submitted ") == 2 and "waiting for 2 validation(s)" in out

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
-from hpc_env import ALN_ID, CRASH_ID, make_hpc_env  # noqa: E402
+from hpc_env import ALN_ID, CRASH_ID, make_slurm_env  # noqa: E402
 from slurm_cluster import SlurmCluster  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -26,14 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.filterwarnings("i
 
 @pytest.fixture
 def env(slurm, tmp_path, monkeypatch, shared_dir):
-    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
-    return make_hpc_env(
-        tmp_path,
-        monkeypatch,
-        shared_dir,
-        scheduler="slurm",
-        cpu_resources={"nodes": 1, "ntasks": 1, "time": "00:10:00"},
-    )
+    return make_slurm_env(slurm, tmp_path, monkeypatch, shared_dir)
 
 
 @pytest.fixture

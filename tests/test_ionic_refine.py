@@ -2,66 +2,38 @@
 
 from __future__ import annotations
 
-import gzip
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from jobflow import run_locally
 
-from anisoscreen.candidates.filters import ScreeningCriteria
-from anisoscreen.model.checkpoint import save_model
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.schemas import CandidateDoc, PredictionDoc
 from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
 from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput, refine_ionic
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
-FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def model_file(path: Path, target: str, readout: str) -> Path:
-    """A small untrained two-member ensemble (what the plumbing needs)."""
-    config = ModelConfig(
-        mul=4,
-        lmax=1,
-        radial_hidden=16,
-        embed_dim=8,
-        readout=readout,
-        target=target,
-        volume_per_atom=12.0,
-        target_shift=4.0 if target == "electronic" else 0.0,
-        target_scale=1.0,
-        elements=list(range(1, 95)),
-    )
-    states = []
-    for seed in range(2):
-        torch.manual_seed(seed)
-        states.append(AnisoNet(config).state_dict())
-    return save_model(path, config, states, name=f"set-{target}", version="0.0.1")
+from model_sets import write_pool  # noqa: E402
+from screening_helpers import local_maker  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def refined(tmp_path_factory):
+def refined(model_set, tmp_path_factory):
     """``run-screen --objective fom --refine-top 3`` (as a flow), refined in shards of 2."""
+    electronic, ionic = model_set
     tmp_path = tmp_path_factory.mktemp("refine")
-    with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
-        (tmp_path / "pool.json").write_text(json.dumps(json.load(handle)))
     store = {"data_dir": str(tmp_path / "d")}
     settings = get_settings(data_dir=tmp_path / "d")
-    maker = ScreeningMaker.from_options(
-        source=str(tmp_path / "pool.json"),
-        model=str(model_file(tmp_path / "e.pt", "electronic", "mean")),
-        ionic_model=str(model_file(tmp_path / "i.pt", "ionic", "psd_square_volume")),
+    maker = local_maker(
+        electronic,
+        write_pool(tmp_path / "pool.json"),
+        tmp_path / "d",
+        ionic_model=str(ionic),
         objective="fom",
-        device="cpu",
-        batch_size=4,
-        processes=1,
-        store=store,
-        criteria=ScreeningCriteria(exclude_known_dielectrics=False),
         refine_top=3,
         refine_maker=IonicRefineMaker(
             potential="harmonic-springs",

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from jobflow import run_locally
 from typer.testing import CliRunner
 
 from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.cli import app
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.checkpoint import save_model
 from anisoscreen.model.inference import Predictor, predict_structures
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.schemas import PredictionDoc, ScreeningRunDoc, ValidationDoc, ValidationState
 from anisoscreen.screening.flows import RankingMaker, ScreeningMaker
 from anisoscreen.screening.objectives import objective_value
@@ -28,48 +24,8 @@ from anisoscreen.structures_io import StructureRecord
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from model_sets import pool_docs, write_pool  # noqa: E402
 from screening_helpers import local_maker  # noqa: E402
-
-FIXTURES = Path(__file__).parent / "fixtures"
-ELEMENTS = list(range(1, 95))
-
-
-def model_file(
-    path: Path, target: str, readout: str, members: int = 2, metadata: dict | None = None
-) -> Path:
-    """A small untrained ensemble saved as a model file (what the plumbing needs)."""
-    config = ModelConfig(
-        mul=4,
-        lmax=1,
-        radial_hidden=16,
-        embed_dim=8,
-        readout=readout,
-        target=target,
-        volume_per_atom=12.0,
-        target_shift=4.0 if target == "electronic" else 0.0,
-        target_scale=1.0,
-        elements=ELEMENTS,
-    )
-    states = []
-    for seed in range(members):
-        torch.manual_seed(seed)
-        states.append(AnisoNet(config).state_dict())
-    return save_model(
-        path, config, states, name=f"set-{target}", version="0.0.1", metadata=metadata
-    )
-
-
-@pytest.fixture(scope="module")
-def model_set(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model-set")
-    electronic = model_file(folder / "electronic.pt", "electronic", "mean")
-    ionic = model_file(folder / "ionic.pt", "ionic", "psd_square_volume")
-    return electronic, ionic
-
-
-def pool_docs() -> list[dict]:
-    with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
-        return json.load(handle)
 
 
 def test_total_is_electronic_plus_ionic_exactly_with_spreads(model_set):
@@ -140,8 +96,7 @@ def fom_screening(model_set, tmp_path_factory):
     """``run-screen --objective fom`` (as a flow) twice on the recorded pool."""
     electronic, ionic = model_set
     tmp_path = tmp_path_factory.mktemp("fom")
-    pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps(pool_docs()))
+    pool = write_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     maker = local_maker(electronic, pool, tmp_path / "d", ionic_model=str(ionic), objective="fom")
     flow = maker.make("fom-1")
@@ -221,8 +176,7 @@ def test_query_table_and_plot_show_the_static_columns(fom_screening, tmp_path):
 
 def test_adding_an_ionic_model_repredicts_electronic_only_results(model_set, tmp_path):
     electronic, ionic = model_set
-    pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps(pool_docs()))
+    pool = write_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     common = dict(
         source=str(pool),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -21,10 +20,8 @@ from anisoscreen.store import ResultsStore, build_job_store
 sys.path.insert(0, str(Path(__file__).parent))
 
 import crystals  # noqa: E402
+from model_sets import model_file, write_pool  # noqa: E402
 from screening_helpers import local_maker  # noqa: E402
-from test_ionic_screening import model_file  # noqa: E402
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +56,7 @@ def test_predict_lines_carry_the_optics(tmp_path):
 def birefringence_screening(electronic_model, tmp_path_factory):
     """``run-screen --objective birefringence`` (as a flow) on the recorded pool."""
     tmp_path = tmp_path_factory.mktemp("dn")
-    pool = tmp_path / "pool.json"
-    with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
-        pool.write_text(handle.read())
+    pool = write_pool(tmp_path / "pool.json")
     settings = get_settings(data_dir=tmp_path / "d")
     maker = local_maker(electronic_model, pool, tmp_path / "d", objective="birefringence")
     assert maker.prediction_maker.ionic_model is None  # dn is a property of eps_inf alone

@@ -16,7 +16,7 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import PredictionDoc, ScreeningRunDoc
 from anisoscreen.screening.flow_runner import run_flow_locally
 from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
-from anisoscreen.screening.jobs import shard_ids
+from anisoscreen.screening.shards import shard_bounds, shard_ids
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
@@ -36,6 +36,16 @@ def test_shard_ids_cover_every_id_once_in_order():
         shard_ids(ids, 0)
     with pytest.raises(AnisoscreenError, match="at least 1"):
         ScreeningMaker.from_options(shard_size=0)
+
+
+def test_shard_bounds_are_the_slices_of_shard_ids():
+    assert shard_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert shard_bounds(3, 3) == [(0, 3)]
+    assert shard_bounds(0, 3) == [] and shard_bounds(-1, 3) == []  # no rows: no shards
+    ids = [f"mp-{i}" for i in range(7)]
+    assert shard_ids(ids, 3) == [ids[a:b] for a, b in shard_bounds(7, 3)]
+    with pytest.raises(ValueError, match="at least 1"):
+        shard_bounds(5, 0)
 
 
 def test_shard_size_option_is_checked():

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hpc_env import make_hpc_env  # noqa: E402
+from hpc_env import make_slurm_env  # noqa: E402
 from slurm_cluster import SlurmCluster  # noqa: E402
 from test_screening import small_pool  # noqa: E402
 
@@ -95,14 +95,12 @@ def test_sharded_screening_through_sbatch(slurm, tmp_path, monkeypatch, shared_d
 
     folder, _ = tiny_model
     pool = small_pool(tmp_path / "pool.json")
-    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     marker = tmp_path / "shard-1-failed-once"
-    env = make_hpc_env(
+    env = make_slurm_env(
+        slurm,
         tmp_path,
         monkeypatch,
         shared_dir,
-        scheduler="slurm",
-        cpu_resources={"nodes": 1, "ntasks": 1, "time": "00:10:00"},
         # the worker command (tests/fixtures/mock_vasp_exec.py) reads the VASP mock spec
         gpu_pre_run=f"export ANISOSCREEN_MOCK_VASP={tmp_path / 'mock_vasp.json'}\n"
         + FAIL_SHARD_1_ONCE.format(marker=marker),

@@ -2,7 +2,9 @@
 
 The scripts of ``workflows/`` (maintenance users run), ``studies/`` (one-off studies, each
 with its results) and ``benchmarks/`` import the package as it is now, so a renamed or moved
-function breaks this test, not the next person who runs the script.
+function breaks this test, not the next person who runs the script. A module whose name starts
+with ``_`` is a helper the folder's scripts import (``benchmarks/_pool.py``), not a script: it
+is checked through the scripts that import it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ SCRIPTS = sorted(
     path.relative_to(REPO).as_posix()
     for folder in ("workflows", "studies", "benchmarks")
     for path in (REPO / folder).glob("*.py")
+    if not path.name.startswith("_")
+)
+HELPERS = sorted(
+    path.relative_to(REPO).as_posix()
+    for folder in ("workflows", "studies", "benchmarks")
+    for path in (REPO / folder).glob("_*.py")
     if path.name != "__init__.py"
 )
 
@@ -27,6 +35,9 @@ def test_the_script_folders_hold_what_they_should():
     assert not (REPO / "workflows" / "train_shipped_model.py").exists()  # anisoscreen train
     assert all(not name.endswith("_study.py") for name in SCRIPTS if name.startswith("workflows"))
     assert "studies/v3_study.py" in SCRIPTS and len(SCRIPTS) >= 15
+    assert "benchmarks/_pool.py" in HELPERS
+    for helper in HELPERS:  # a helper runs nothing of its own
+        assert '__name__ == "__main__"' not in (REPO / helper).read_text(), helper
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -10,11 +10,10 @@ never trained on.
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Any
 
+from anisoscreen.candidates.json_cache import read_json
 from anisoscreen.errors import AnisoscreenError
 
 __all__ = ["TENSOR_KEYS", "oracle_tensor", "read_oracle_records"]
@@ -51,10 +50,8 @@ def read_oracle_records(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise AnisoscreenError(f"oracle file {path} not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            records = json.load(handle)
+        records = read_json(path)
     except (OSError, ValueError) as exc:
         raise AnisoscreenError(f"oracle file {path} is not readable JSON: {exc}") from exc
     expected = (

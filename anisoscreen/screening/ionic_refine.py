@@ -41,6 +41,7 @@ from anisoscreen.schemas import (
     RefinementDoc,
 )
 from anisoscreen.screening.outputs import RankingStageOutput
+from anisoscreen.screening.shards import shard_bounds
 
 __all__ = [
     "PHYSICS_SOURCES",
@@ -275,19 +276,18 @@ class IonicRefineMaker(Maker):
     def make(self, ranking: Any) -> Flow:
         """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
         shards = []
-        size = max(1, self.shard_size)
-        for start in range(0, max(self.top_k, 0), size):
+        for start, stop in shard_bounds(self.top_k, max(1, self.shard_size)):
             shard = refine_ionic(
                 ranking,
                 start,
-                min(start + size, self.top_k),
+                stop,
                 self.potential,
                 self.born_source,
                 self.min_frequency_thz,
                 self.store,
                 list(self.physics_sources),
             )
-            shard.name = f"{self.name} {start}-{min(start + size, self.top_k)}"
+            shard.name = f"{self.name} {start}-{stop}"
             shards.append(shard)
         merge = merge_refinements([s.output for s in shards])
         merge.name = f"{self.name} merge"

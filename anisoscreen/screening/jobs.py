@@ -10,7 +10,6 @@ machine runs it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from anisoscreen.screening.outputs import (
     RankingStageOutput,
     ValidationSelectionOutput,
 )
+from anisoscreen.screening.shards import shard_ids
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 from anisoscreen.structures_io import StructureRecord
@@ -367,17 +367,6 @@ def predict_candidates(
         n_descriptors_computed=n_descriptors,
         descriptor_seconds=time.perf_counter() - predicted,
     )
-
-
-def shard_ids(ids: Sequence[str], shard_size: int) -> list[list[str]]:
-    """``ids`` cut into consecutive shards of ``shard_size`` (the last may be shorter).
-
-    No ids give one empty shard, so that the stage still reports its model.
-    """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, not {shard_size}")
-    n_shards = max(1, math.ceil(len(ids) / shard_size))
-    return [list(ids[i * shard_size : (i + 1) * shard_size]) for i in range(n_shards)]
 
 
 SHARD_METADATA = "anisoscreen_shard"

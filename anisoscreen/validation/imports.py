@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from anisoscreen import tensor as tmath
+from anisoscreen.candidates.json_cache import read_json
 from anisoscreen.errors import AnisoscreenError, AnisoscreenWarning, SourceError
 from anisoscreen.schemas import ValidationDoc, ValidationState
 
@@ -59,10 +60,8 @@ Progress = Callable[[int, int], None]
 def read_json_records(path: str | Path) -> list[dict[str, Any]]:
     """A JSON(.gz) list of objects (or ``{"data": [...]}``, mp-api's export form)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = read_json(path)
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path} is not readable JSON: {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("data"), list):
