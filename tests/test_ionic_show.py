@@ -11,7 +11,6 @@ for the others.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import re
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from jobflow import run_locally
-from test_ionic_refine import model_file
+from model_sets import write_model_set, write_pool
 from typer.testing import CliRunner
 
 from anisoscreen.candidates.filters import ScreeningCriteria
@@ -35,7 +34,6 @@ from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 from anisoscreen.web import create_app
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOP = 2
 
 
@@ -43,15 +41,15 @@ TOP = 2
 def screened(tmp_path_factory):
     """``run-screen --objective fom --refine-top 2`` (as a flow) into a fresh data dir."""
     tmp_path = tmp_path_factory.mktemp("show")
-    with gzip.open(FIXTURES / "mp_summary_recorded.json.gz", "rt") as handle:
-        (tmp_path / "pool.json").write_text(json.dumps(json.load(handle)))
+    write_pool(tmp_path / "pool.json")
+    electronic, ionic = write_model_set(tmp_path)
     data_dir = tmp_path / "d"
     store = {"data_dir": str(data_dir)}
     settings = get_settings(data_dir=data_dir)
     maker = ScreeningMaker.from_options(
         source=str(tmp_path / "pool.json"),
-        model=str(model_file(tmp_path / "e.pt", "electronic", "mean")),
-        ionic_model=str(model_file(tmp_path / "i.pt", "ionic", "psd_square_volume")),
+        model=str(electronic),
+        ionic_model=str(ionic),
         objective="fom",
         device="cpu",
         batch_size=4,
