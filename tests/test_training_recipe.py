@@ -58,7 +58,7 @@ def test_v3_recipe_holds_the_study_flags():
     recipe = load_recipe(MODELS / "anisonet-mp-v3" / "recipe.yaml")
     assert (recipe.name, recipe.version, recipe.seeds) == (
         "anisonet-mp-v3",
-        "3.1.0",
+        "3.2.0",
         tuple(range(8)),
     )
     model, train = recipe.model, recipe.train
@@ -73,9 +73,10 @@ def test_v3_recipe_holds_the_study_flags():
         0.25,
         (2.0, 4.0, 8.0, 12.0, 16.0),
     )
+    assert (train.max_epochs, train.anneal_from, train.anneal_decay) == (38, 30, 0.75)
     assert (train.exfoliated_per_epoch, train.max_epochs, train.patience, train.lr_decay) == (
         2,
-        30,
+        38,
         30,
         0.98,
     )
@@ -139,7 +140,7 @@ def test_train_config_file_with_overrides(captured, tmp_path):
         "anisonet-mp-v3",
         tmp_path / "anisonet-mp-v3",
         (3,),
-        "3.1.0",
+        "3.2.0",
     )
     assert (model_config.lmax, model_config.readout, model_config.gap_input) == (
         1,
