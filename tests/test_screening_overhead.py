@@ -269,3 +269,35 @@ def test_a_repeated_candidate_stage_reads_the_source_cache_and_parses_nothing(
     source.write_text(json.dumps(docs[:10]))
     edited = fetch_candidates.original(str(source), criteria, None, overrides)
     assert edited.n_input == 10
+
+
+def test_the_source_cache_keeps_the_most_recently_used_sources(tmp_path):
+    import json
+    import os
+
+    from anisoscreen.candidates import source_cache
+    from anisoscreen.candidates.sources import CandidateBatch
+
+    cache = tmp_path / "cache"
+    sources = []
+    for k in range(4):
+        path = tmp_path / f"pool-{k}.json"
+        path.write_text(json.dumps([{"material_id": f"mp-{k}"}]))
+        sources.append(str(path))
+
+    def read(k: int, max_files: int = 3) -> source_cache.CandidateTable:
+        table = source_cache.candidate_table(sources[k], cache, lambda: CandidateBatch([], []))
+        source_cache.prune(cache, max_files=max_files)
+        return table
+
+    for k in range(3):
+        assert not read(k).cached
+        key = source_cache.source_key(sources[k])
+        os.utime(cache / f"{key}.json", (1000.0 + k, 1000.0 + k))  # written in this order
+    assert read(0).cached  # a hit marks pool 0 as the most recently used
+    read(3)  # a fourth source: the least recently used (pool 1) goes
+    kept = {p.stem for p in cache.glob("*.json")}
+    assert kept == {source_cache.source_key(sources[k]) for k in (0, 2, 3)}
+    # the byte bound keeps the most recently used file whatever its size
+    removed = source_cache.prune(cache, max_bytes=1)
+    assert len(removed) == 2 and len(list(cache.glob("*.json"))) == 1

@@ -10,6 +10,10 @@ until a later stage needs one (:mod:`anisoscreen.candidates.parsed`). The key co
 file's bytes, this module's :data:`CACHE_VERSION` and the package version, so an edited
 file or a new release of the checks reads the source again. Other sources (folders,
 Materials Project, OPTIMADE) are not cached here.
+
+The cache keeps the :data:`MAX_CACHED_SOURCES` most recently used sources within
+:data:`MAX_CACHE_BYTES`: a hit marks its file as used, and each new file written removes the
+least recently used ones beyond either bound (an edited pool leaves its old key behind).
 """
 
 from __future__ import annotations
@@ -31,10 +35,22 @@ from anisoscreen.candidates.filters import CandidateFields
 from anisoscreen.candidates.sources import BUNDLED, CandidateBatch
 from anisoscreen.schemas import utcnow
 
-__all__ = ["CACHE_VERSION", "CandidateTable", "candidate_table", "source_key"]
+__all__ = [
+    "CACHE_VERSION",
+    "MAX_CACHED_SOURCES",
+    "MAX_CACHE_BYTES",
+    "CandidateTable",
+    "candidate_table",
+    "prune",
+    "source_key",
+]
 
 CACHE_VERSION = 1
 """Raise when what a source's candidates are cached as changes."""
+MAX_CACHED_SOURCES = 8
+"""Most sources kept in the cache."""
+MAX_CACHE_BYTES = 2 * 1024**3
+"""Most bytes the cache keeps (the most recently used file is kept whatever its size)."""
 
 
 @dataclass
@@ -92,9 +108,39 @@ def _read(path: Path) -> CandidateTable | None:
     try:
         with path.open("rb") as handle:
             data = json.load(handle)
-        return CandidateTable(data["records"], data["failures"], cached=True)
+        table = CandidateTable(data["records"], data["failures"], cached=True)
+        os.utime(path)  # used now: the last to be pruned
+        return table
     except (OSError, ValueError, KeyError, TypeError):  # missing or damaged: read the source
         return None
+
+
+def prune(
+    cache_dir: Path, max_files: int = MAX_CACHED_SOURCES, max_bytes: int = MAX_CACHE_BYTES
+) -> list[Path]:
+    """Remove the least recently used cache files beyond ``max_files`` or ``max_bytes``.
+
+    Returns the removed files. Files another process removes meanwhile are skipped.
+    """
+    entries = []
+    for path in cache_dir.glob("*.json"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    entries.sort(reverse=True)  # most recently used first
+    removed, kept_bytes = [], 0
+    for rank, (_, size, path) in enumerate(entries):
+        kept_bytes += size
+        if rank == 0 or (rank < max_files and kept_bytes <= max_bytes):
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def _write(path: Path, table: CandidateTable) -> None:
@@ -107,6 +153,7 @@ def _write(path: Path, table: CandidateTable) -> None:
         with os.fdopen(handle, "w") as out:
             out.write(text)
         os.replace(temporary, path)
+        prune(path.parent)
     except OSError:
         return
 
