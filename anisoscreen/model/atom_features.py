@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -187,9 +188,17 @@ def cached_features(
     return [cached[key] for key in keys]
 
 
-def featurizer_for(
-    name: str, device: str | torch.device = "cpu"
-) -> Callable[[Sequence[Structure]], list[np.ndarray]]:
+class Featurizer(Protocol):
+    """What a predictor needs of a feature set's featurizer."""
+
+    def __call__(self, structures: Sequence[Structure]) -> list[np.ndarray]: ...
+
+    def featurize_each(
+        self, structures: Sequence[Structure], graphs: Sequence[Any] | None = None
+    ) -> list[np.ndarray | str]: ...
+
+
+def featurizer_for(name: str, device: str | torch.device = "cpu") -> Featurizer:
     """The featurizer of feature set ``name`` (CHGNet invariant or SevenNet equivariant)."""
     from anisoscreen.model.pretrained_features import (
         EQUIVARIANT_FEATURE_SETS,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from anisoscreen.schemas import (
 from anisoscreen.settings import DEFAULT_MODEL
 from anisoscreen.structure_checks import check_structure
 from anisoscreen.structures_io import StructureRecord
+
+if TYPE_CHECKING:
+    from anisoscreen.model.atom_features import Featurizer
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +132,7 @@ class Predictor:
             self._known &= set(ionic.config.elements)
         # members side by side on CPU threads (see anisoscreen.model.member_threads)
         self._members = MemberThreads()
-        self._featurizer = None
+        self._featurizer: Featurizer | None = None
         if model.config.atom_features:
             from anisoscreen.model.atom_features import featurizer_for
 
@@ -260,6 +264,8 @@ class Predictor:
         if self.model.config.gap_input:
             extra["band_gap_used"] = _finite_or_none(record.fields.get("band_gap")) is not None
         structure = record.structure
+        if structure is None:
+            raise ValueError(f"{record.material_id}: no structure to describe")
         fields = {
             k: record.fields.get(k) for k in _RECORD_FIELDS if record.fields.get(k) is not None
         }
@@ -285,10 +291,13 @@ class Predictor:
         positions = [i for i, item in enumerate(results) if not isinstance(item, PredictionFailure)]
         # a potential with the model's cutoff reuses the model's graphs (one neighbour search)
         structures = [results[i].structure for i in positions]
-        if getattr(self._featurizer, "cutoff", None) == self.model.config.cutoff:
-            features = self._featurizer.featurize_each(structures, graphs)
+        featurizer = self._featurizer
+        if featurizer is None:
+            raise ValueError("this model takes no atom features")
+        if getattr(featurizer, "cutoff", None) == self.model.config.cutoff:
+            features = featurizer.featurize_each(structures, graphs)
         else:
-            features = self._featurizer.featurize_each(structures)
+            features = featurizer.featurize_each(structures)
         kept = []
         for graph, position, value in zip(graphs, positions, features, strict=True):
             if isinstance(value, str):

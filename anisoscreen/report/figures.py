@@ -84,7 +84,7 @@ def _figure(kind: str) -> Figure:
     return Figure(figsize=FIGURE_SIZES[kind], layout="constrained")
 
 
-def _finite(values: Sequence[Any]) -> np.ndarray:
+def _finite(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     array = np.asarray([np.nan if v is None else v for v in values], dtype=float)
     return array[np.isfinite(array)]
 
@@ -210,8 +210,8 @@ def training_anisotropy_ratios(
 
 
 def plot_ar_histogram(
-    candidate_ratios: Sequence[float],
-    training_ratios: Sequence[float],
+    candidate_ratios: Sequence[float | None],
+    training_ratios: Sequence[float] | np.ndarray,
     bins: int = 30,
     density: bool = True,
 ) -> Figure:
@@ -225,7 +225,7 @@ def plot_ar_histogram(
     if candidates.size == 0:
         raise AnisoscreenError("no validated candidates with a DFPT anisotropy ratio to plot")
     high = max(float(candidates.max()), float(training.max()) if training.size else 1.0)
-    edges = np.linspace(1.0, max(high, 1.5), bins + 1)
+    edges = np.linspace(1.0, max(high, 1.5), bins + 1).tolist()
     fig = _figure("histogram")
     ax = fig.add_subplot()
     if training.size:
@@ -364,8 +364,8 @@ def parity_from_arrays(
 
     panels = {
         _PARITY["eps_poly"][0]: (
-            tmath.polycrystalline_average(reference),
-            tmath.polycrystalline_average(predicted),
+            np.asarray(tmath.polycrystalline_average(reference)),
+            np.asarray(tmath.polycrystalline_average(predicted)),
         ),
         _PARITY["ar"][0]: (ratio(reference), ratio(predicted)),
     }

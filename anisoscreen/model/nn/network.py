@@ -242,6 +242,7 @@ class AnisoNet(nn.Module):
         masses = torch.zeros(NUM_ELEMENTS + 1)
         for z in range(1, NUM_ELEMENTS + 1):
             masses[z] = float(Element.from_Z(z).atomic_mass) / _MASS_SCALE
+        self.masses: torch.Tensor
         self.register_buffer("masses", masses, persistent=False)
         self.embedding = nn.Linear(NUM_ELEMENTS, config.embed_dim)
         # unit-variance embeddings: the equivariant layers are normalised for O(1) inputs
@@ -249,13 +250,18 @@ class AnisoNet(nn.Module):
         nn.init.zeros_(self.embedding.bias)
 
         mul, lmax = config.mul, config.lmax
-        conv_kwargs = dict(
-            attr_dim=config.embed_dim,
-            lmax_sh=lmax,
-            num_basis=config.num_basis,
-            radial_hidden=config.radial_hidden,
-            avg_num_neighbors=config.avg_num_neighbors,
-        )
+
+        def convolution(channels_in: dict[int, int], channels_out: dict[int, int]) -> Convolution:
+            return Convolution(
+                channels_in,
+                channels_out,
+                attr_dim=config.embed_dim,
+                lmax_sh=lmax,
+                num_basis=config.num_basis,
+                radial_hidden=config.radial_hidden,
+                avg_num_neighbors=config.avg_num_neighbors,
+            )
+
         channels = {0: config.embed_dim}
         # channels per l > 0 of equivariant pretrained features, mapped into the first layer
         self.feature_orders: dict[int, int] = {}
@@ -290,7 +296,7 @@ class AnisoNet(nn.Module):
         for _ in range(config.num_layers):
             # l=0 carries mul scalars plus one gate per gated channel
             channels_out = {0: mul * (1 + len(gated_orders)), **dict.fromkeys(gated_orders, mul)}
-            self.convolutions.append(Convolution(channels, channels_out, **conv_kwargs))
+            self.convolutions.append(convolution(channels, channels_out))
             self.gates.append(Gate(mul, gated_orders))
             channels = dict.fromkeys(range(lmax + 1), mul)
         if config.readout != "mean" and config.output != "equivariant":
@@ -303,7 +309,7 @@ class AnisoNet(nn.Module):
             out_channels = {0: 1, 2: 1}
         else:
             out_channels = {0: 6}
-        self.output = Convolution(channels, out_channels, **conv_kwargs)
+        self.output = convolution(channels, out_channels)
         if config.born_head and (config.lmax < 2 or config.num_layers < 1):
             raise ValueError("the Born-charge head needs lmax >= 2 and at least one gated layer")
         # built last, so the other weights get the same initialisation with or without it
@@ -498,16 +504,18 @@ class AnisoNet(nn.Module):
             pooled = pooled.index_add_(0, batch_index, outer) / counts[:, None].to(outer.dtype)
             ionic = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
             return baseline + density[:, None] * ionic, born
-        x = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
+        flat = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
 
-        shift = x.new_zeros(6)
+        shift = flat.new_zeros(6)
         shift[0] = cfg.target_shift
         if cfg.readout in ("psd_sum_volume", "psd_laminate_volume"):
             # alpha_i = exp(M_i): positive definite per atom, so their sum is too
-            per_atom = irreps_to_tensor_torch(x * cfg.target_scale + shift)
-            x = torch.linalg.matrix_exp(per_atom).flatten(1)
-        pooled = torch.zeros((graph.num_graphs, x.shape[1]), dtype=x.dtype, device=x.device)
-        pooled = pooled.index_add_(0, batch_index, x) / counts[:, None].to(x.dtype)
+            per_atom = irreps_to_tensor_torch(flat * cfg.target_scale + shift)
+            flat = torch.linalg.matrix_exp(per_atom).flatten(1)
+        pooled = torch.zeros(
+            (graph.num_graphs, flat.shape[1]), dtype=flat.dtype, device=flat.device
+        )
+        pooled = pooled.index_add_(0, batch_index, flat) / counts[:, None].to(flat.dtype)
 
         if cfg.readout == "mean":
             if cfg.output == "scalar":

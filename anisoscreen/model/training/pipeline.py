@@ -312,7 +312,7 @@ def _exfoliated_sets(
 
     out = dict(empty)
     for key in ("train", "validation", "test"):
-        copies = exfoliated_copies(entries, split[key], train_config.exfoliation_deltas)
+        copies = exfoliated_copies(entries, split[key].tolist(), train_config.exfoliation_deltas)
         if key == "train":
             out["train_groups"] = [graphs_of(group) for group in copies.values()]
         elif copies:

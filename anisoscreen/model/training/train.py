@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import torch
@@ -199,13 +199,22 @@ def prepare_graphs(
     return graphs
 
 
+class TargetStats(TypedDict):
+    """The :class:`ModelConfig` fields that :func:`target_stats` sets from the data."""
+
+    target_shift: float
+    target_scale: float
+    avg_num_neighbors: float
+    volume_per_atom: float
+
+
 def target_stats(
     targets: np.ndarray,
     graphs: Sequence[CrystalGraph],
     readout: str = "mean",
     target: str = "electronic",
     outer_channels: int = 4,
-) -> dict[str, float]:
+) -> TargetStats:
     """Output shift/scale for ``readout``, the reference volume and the mean neighbour count.
 
     For ``mean`` the shift and scale standardise the ``0e+2e`` targets themselves. The
@@ -230,12 +239,12 @@ def target_stats(
         values = values / density[:, None]
         if readout in ("psd_outer_volume", "psd_square_volume"):
             per_atom_poly = np.trace(tmath.irreps_to_tensor(values), axis1=1, axis2=2) / 3.0
-            return {
-                "target_shift": 0.0,
-                "target_scale": max(float(per_atom_poly.mean()) / outer_channels, 1e-6),
-                "avg_num_neighbors": float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
-                "volume_per_atom": volume_per_atom,
-            }
+            return TargetStats(
+                target_shift=0.0,
+                target_scale=max(float(per_atom_poly.mean()) / outer_channels, 1e-6),
+                avg_num_neighbors=float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
+                volume_per_atom=volume_per_atom,
+            )
         if readout in ("psd_sum_volume", "psd_laminate_volume"):
             # log of the per-atom susceptibility, eigenvalues floored away from zero
             lam, vec = np.linalg.eigh(tmath.irreps_to_tensor(values))
@@ -244,12 +253,12 @@ def target_stats(
     shift = float(values[:, 0].mean())
     centred = values.copy()
     centred[:, 0] -= shift
-    return {
-        "target_shift": shift,
-        "target_scale": float(np.sqrt(np.mean(centred**2))),
-        "avg_num_neighbors": float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
-        "volume_per_atom": volume_per_atom,
-    }
+    return TargetStats(
+        target_shift=shift,
+        target_scale=float(np.sqrt(np.mean(centred**2))),
+        avg_num_neighbors=float(np.mean([g.num_edges / g.num_nodes for g in graphs])),
+        volume_per_atom=volume_per_atom,
+    )
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
