@@ -228,3 +228,19 @@ def test_the_simulation_takes_the_vacuum_geometry_as_gp_input(tiny_ensemble):
     # round 0 has no labels: the same picks; after it the GP sees other coordinates
     assert reports[0]["rounds"][0]["picked"] == reports[1]["rounds"][0]["picked"]
     assert reports[0]["rounds"][1]["mae_unlabelled"] != reports[1]["rounds"][1]["mae_unlabelled"]
+
+
+@pytest.mark.slow
+def test_embeddings_come_from_the_same_pass_as_the_tensors(tiny_ensemble, triclinic):
+    from anisoscreen.model.inference import Predictor
+    from anisoscreen.model.training.evaluate import predict_with_embeddings
+
+    predictor = Predictor.load(str(tiny_ensemble), device="cpu")
+    structures = [e.structure for e in load_oracle(ORACLE)[:6]] + [triclinic]
+    graphs = [predictor.graph_or_error(s) for s in structures]
+    graphs = [g for g in graphs if not isinstance(g, str)]
+    tensors, embeddings = predictor.predict_graphs_with_embeddings(graphs)
+    np.testing.assert_array_equal(tensors, predictor.predict_graphs(graphs))
+    irreps, expected = predict_with_embeddings(predictor.model.networks, graphs)
+    assert embeddings.shape == expected.shape == (3, len(graphs), expected.shape[2])
+    np.testing.assert_allclose(embeddings, expected, rtol=1e-5, atol=1e-6)
