@@ -244,3 +244,23 @@ def test_embeddings_come_from_the_same_pass_as_the_tensors(tiny_ensemble, tricli
     irreps, expected = predict_with_embeddings(predictor.model.networks, graphs)
     assert embeddings.shape == expected.shape == (3, len(graphs), expected.shape[2])
     np.testing.assert_allclose(embeddings, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_nearly_constant_extra_column_does_not_swamp_the_coordinates():
+    from anisoscreen.campaign.learner import GEOMETRY_SCALE
+
+    rng = np.random.default_rng(1)
+    embedding, base = rng.normal(size=(200, 8)), rng.normal(size=200)
+    geometry = np.zeros((200, 2))
+    geometry[:3] = [0.1, 0.5]  # three slightly padded cells among dense crystals
+    floored = np.linalg.norm(pool_coordinates(embedding, base, geometry), axis=1)
+    raw = np.linalg.norm(pool_coordinates(embedding, base, geometry, None), axis=1)
+    # standardised by the pool's own spread the three stand ~8 sigma out, beyond every other
+    assert raw[:3].min() > 2 * raw[3:].max()
+    # with the least scale they are half a scale unit off: among the others
+    assert floored[:3].max() < np.median(floored[3:])
+    assert GEOMETRY_SCALE == (0.2, 0.4)
+    # without extra columns the floor changes nothing
+    np.testing.assert_array_equal(
+        pool_coordinates(embedding, base), pool_coordinates(embedding, base, extra_scale=None)
+    )

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 __all__ = [
+    "GEOMETRY_SCALE",
     "LEARNERS",
     "POSTERIOR_SAMPLES",
     "LogSpace",
@@ -73,6 +74,12 @@ class LogSpace:
         return np.exp(values) if self.log else np.asarray(values, float)
 
 
+GEOMETRY_SCALE = (0.2, 0.4)
+"""The least scale of the :func:`geometry_columns` in the GP's coordinates: a vacuum fraction
+0.2 apart, or widest slabs a factor e^0.4 ~ 1.5 apart. On a pool of dense crystals with a few
+padded ones, standardising by the pool's own spread would let those few swamp the space."""
+
+
 def geometry_columns(structures: Sequence[Structure]) -> np.ndarray:
     """The vacuum geometry of each structure, ``(n, 2)``: largest vacuum fraction, log slab.
 
@@ -94,7 +101,10 @@ def geometry_columns(structures: Sequence[Structure]) -> np.ndarray:
 
 
 def pool_coordinates(
-    embedding: np.ndarray, base: np.ndarray, extra: np.ndarray | None = None
+    embedding: np.ndarray,
+    base: np.ndarray,
+    extra: np.ndarray | None = None,
+    extra_scale: Sequence[float] | None = GEOMETRY_SCALE,
 ) -> np.ndarray:
     """The pool's GP and diversity coordinates (:class:`EmbeddingSpace`, fitted on the pool).
 
@@ -106,12 +116,17 @@ def pool_coordinates(
         The ensemble's (log) prediction of the objective, ``(n,)``.
     extra
         More columns, ``(n, k)`` (e.g. :func:`geometry_columns`), or ``None``.
+    extra_scale
+        The least scale each extra column is standardised by (``None``: its pool spread).
     """
     columns = [np.asarray(embedding, float), np.asarray(base, float)[:, None]]
+    floor = np.zeros(columns[0].shape[1] + 1)
     if extra is not None:
         columns.append(np.asarray(extra, float).reshape(len(base), -1))
+        least = np.zeros(columns[-1].shape[1]) if extra_scale is None else extra_scale
+        floor = np.concatenate([floor, np.asarray(least, dtype=float)])
     features = np.column_stack(columns)
-    return EmbeddingSpace().fit(features).transform(features)
+    return EmbeddingSpace().fit(features, floor).transform(features)
 
 
 def residual_posterior(
