@@ -666,6 +666,11 @@ class CampaignRound(BaseModel):
     stage: str = "selected"
     picks: list[CampaignPick] = Field(default_factory=list)
     new_model: str | None = Field(None, description="The version fine-tuned on this round.")
+    sigma_scale: float | None = Field(
+        None,
+        description="GP learner: the factor on the GP's sigma from the labels' leave-one-out "
+        "z-scores when the picks were made (None: no labels yet, or the finetune learner).",
+    )
     spread_calibrated: bool | None = Field(
         None,
         description="Whether the picks' spread carries the model's calibration for this "
@@ -699,6 +704,19 @@ class CampaignDoc(_Document):
     project: str | None = None
     worker: str | None = None
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig fields.")
+    learner: str = Field(
+        "finetune",
+        description="finetune: the ensemble is fine-tuned on the labels after each round; gp: "
+        "the networks stay frozen and a residual GP on their embeddings is refit on the labels.",
+    )
+    diversity: str = Field(
+        "group",
+        description="group: the max_per_group guard; embedding: also a minimum distance "
+        "between a batch's picks in the embedding space.",
+    )
+    gp_geometry: bool = Field(
+        False, description="Add the vacuum geometry to the GP's and the diversity's coordinates."
+    )
     rounds: list[CampaignRound] = Field(default_factory=list)
     revision: int = Field(0, description="Saves so far; every save checks it (compare-and-set).")
     created_at: datetime = Field(default_factory=utcnow)

@@ -50,11 +50,17 @@ class EmbeddingSpace:
     scale_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     axes_: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
-    def fit(self, features: np.ndarray) -> EmbeddingSpace:
-        """Fit on ``features`` (n, d): member-mean embeddings, plus any extra columns."""
+    def fit(self, features: np.ndarray, min_scale: np.ndarray | None = None) -> EmbeddingSpace:
+        """Fit on ``features`` (n, d): member-mean embeddings, plus any extra columns.
+
+        ``min_scale`` (d,): the least scale a column is standardised by, so that a column
+        nearly constant over the pool (a few outliers) does not swamp the others.
+        """
         features = np.asarray(features, dtype=float)
         self.mean_ = features.mean(axis=0)
         self.scale_ = features.std(axis=0) + 1e-8
+        if min_scale is not None:
+            self.scale_ = np.maximum(self.scale_, np.asarray(min_scale, dtype=float))
         z = (features - self.mean_) / self.scale_
         _, _, vt = np.linalg.svd(z, full_matrices=False)
         self.axes_ = vt[: min(self.components, len(vt))].T

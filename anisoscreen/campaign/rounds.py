@@ -18,6 +18,11 @@ step holds the campaign's lock (:mod:`~anisoscreen.campaign.guard`): one writer 
    as model ``campaign-<name>-r<k>`` (kept if it already exists).
 5. **predict**: the pool is re-predicted with the new version (PredictionDocs keyed by
    ``(material_id, model)``, so every version keeps its own), which becomes current.
+
+With ``learner="gp"`` (:mod:`~anisoscreen.campaign.learner`) the networks stay frozen: the
+pool's one prediction pass also keeps the members' structure embeddings, **select** refits the
+residual GP on every label so far, recalibrates its sigma on their leave-one-out z-scores and
+lets the strategy pick from the GP posterior; **train** and **predict** have nothing to do.
 """
 
 from __future__ import annotations
@@ -31,8 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from anisoscreen.campaign.acquisition import DiversityGuard, group_labels, make_strategy
-from anisoscreen.campaign.cache import read_values, write_values
+from anisoscreen.campaign.acquisition import (
+    DiversityGuard,
+    EmbeddingDiversity,
+    group_labels,
+    make_strategy,
+)
+from anisoscreen.campaign.cache import read_embeddings, read_values, write_values
 from anisoscreen.campaign.finetune import (
     FinetuneConfig,
     finetune_model,
@@ -41,6 +51,15 @@ from anisoscreen.campaign.finetune import (
     training_entries,
 )
 from anisoscreen.campaign.guard import campaign_folder, check_name, save_campaign, step_lock
+from anisoscreen.campaign.learner import (
+    LogSpace,
+    check_learner,
+    geometry_columns,
+    pool_coordinates,
+    posterior_values,
+    residual_posterior,
+)
+from anisoscreen.campaign.residual import Posterior
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import (
     CampaignDoc,
@@ -107,14 +126,16 @@ def _member_values(
     gives the member tensors the values come from. Returns the predicted material ids, the
     values ``(members, ids)``, the model's stored name and whether the members' spread carries
     the model's calibration for the objective (:func:`spread_calibrated`). ``count(done,
-    total)`` follows the structures predicted.
+    total)`` follows the structures predicted. A campaign that needs the embeddings
+    (:func:`_needs_embeddings`) caches them from the same pass (:func:`_pool_embeddings`).
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
 
     path = _values_file(settings, doc, doc.current_model)
+    embed = _needs_embeddings(doc)
     cached = read_values(path)
-    if cached is not None:
+    if cached is not None and (not embed or read_embeddings(path) is not None):
         return cached
     predictor = Predictor.load(
         doc.current_model, settings.data_dir, device="auto", ionic_model=doc.ionic_model
@@ -132,12 +153,15 @@ def _member_values(
             count(done, total)
 
     gaps = {c.material_id: c.band_gap for c in pool}
-    ids, docs, columns = [], [], []
-    for prediction, members in predictor.predict_with_members(records, progress=advance):
+    ids, docs, columns, embedded = [], [], [], []
+    passed = predictor.predict_with_members(records, progress=advance, embeddings=embed)
+    for prediction, members in passed:
         if isinstance(prediction, PredictionFailure) or members is None:
             continue
         ids.append(prediction.material_id)
         docs.append(prediction)
+        if members.embedding is not None:
+            embedded.append(members.embedding.mean(axis=0))
         electronic, ionic = members.electronic, members.ionic
         if ionic is not None:  # the static tensor's members: every electronic + every ionic one
             electronic = np.repeat(electronic, len(ionic), axis=0)
@@ -166,8 +190,24 @@ def _member_values(
         factor = np.divide(target, raw, out=np.ones_like(raw), where=(raw > 0) & (target > 0))
         values = centre + factor * (values - centre)
     results.upsert(docs)
-    write_values(path, ids, values, predictor.model.name, calibrated)
+    embeddings = None
+    if embed:
+        embeddings = np.stack(embedded) if embedded else np.zeros((0, 0))
+    write_values(path, ids, values, predictor.model.name, calibrated, embeddings)
     return ids, values, predictor.model.name, calibrated
+
+
+def _needs_embeddings(doc: CampaignDoc) -> bool:
+    """Whether the campaign's learner or diversity works in the embedding space."""
+    return doc.learner == "gp" or doc.diversity == "embedding"
+
+
+def _pool_embeddings(doc: CampaignDoc, settings: AnisoscreenSettings) -> np.ndarray:
+    """The member-mean embeddings cached by :func:`_member_values` (current model)."""
+    embeddings = read_embeddings(_values_file(settings, doc, doc.current_model))
+    if embeddings is None:
+        raise AnisoscreenError(f"campaign {doc.name}: the pool's embeddings are not cached")
+    return embeddings
 
 
 _CALIBRATED_SPREADS = {"ar": "anisotropy_ratio_std", "eps-poly": "eps_poly_std"}
@@ -198,6 +238,9 @@ def start_campaign(
     check_name(doc.name)
     check_objective(doc.objective, doc.ionic_model)  # one line when the model set lacks one
     make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
+    check_learner(doc.learner)
+    if doc.diversity not in ("group", "embedding"):
+        raise AnisoscreenError(f"unknown diversity {doc.diversity!r}; use group or embedding")
     with ResultsStore(settings) as results:
         if results.query(CampaignDoc, {"name": doc.name}):
             raise AnisoscreenError(f"campaign {doc.name!r} exists; use `campaign step`")
@@ -219,13 +262,25 @@ def _select(
     picked = doc.picked_ids
     available = np.array([i not in picked for i in ids])
     strategy = make_strategy(doc.strategy, doc.kappa)
-    guard = DiversityGuard(
-        group_labels([by_id[i].structure for i in ids], doc.group_by), doc.max_per_group
-    )
+    structures = [by_id[i].structure for i in ids]
+    guard = DiversityGuard(group_labels(structures, doc.group_by), doc.max_per_group)
+    logged = LogSpace(doc.objective)
+    scale, coords = None, None
+    if _needs_embeddings(doc):
+        base = logged.forward(values.mean(axis=0))
+        extra = geometry_columns(structures) if doc.gp_geometry else None
+        coords = pool_coordinates(_pool_embeddings(doc, settings), base, extra)
+    if doc.diversity == "embedding" and coords is not None:
+        guard = EmbeddingDiversity.from_pool(coords, 0.1, guard.groups, doc.max_per_group)
+    if doc.learner == "gp" and coords is not None:
+        posterior, scale = _gp_posterior(doc, ids, values, coords, logged)
+        values = posterior_values(posterior, (doc.seed, len(doc.rounds), 7))
     rng = np.random.default_rng([doc.seed, len(doc.rounds)])
     indices = strategy.select(values, available, min(doc.batch_size, remaining), rng, guard)
     if not indices:
         return None
+    if doc.learner == "gp":
+        values = logged.inverse(values)  # the picks record objective values
     mean = values.mean(axis=0)
     spread = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(ids))
     picks = [
@@ -242,7 +297,33 @@ def _select(
         model=model_name,
         picks=picks,
         spread_calibrated=calibrated,
+        sigma_scale=scale,
     )
+
+
+def _gp_posterior(
+    doc: CampaignDoc, ids: list[str], values: np.ndarray, coords: np.ndarray, logged: LogSpace
+) -> tuple[Posterior, float | None]:
+    """The pool's posterior after every label of the campaign so far, and the sigma scale.
+
+    Before the first label: the ensemble's mean and (calibrated) spread of the (log)
+    objective. After: :func:`~anisoscreen.campaign.learner.residual_posterior` on the labels.
+    """
+    members = logged.forward(values)
+    base = logged.forward(values.mean(axis=0))
+    index = {m: k for k, m in enumerate(ids)}
+    labels = {
+        p.material_id: p.observed
+        for r in doc.rounds
+        for p in r.picks
+        if p.observed is not None and p.material_id in index
+    }
+    if not labels:
+        spread = members.std(axis=0, ddof=1) if len(members) > 1 else np.full(len(base), 0.1)
+        return Posterior(base, np.maximum(spread, 1e-3)), None
+    labelled = np.array([index[m] for m in labels])
+    observed = logged.forward(np.array(list(labels.values()), dtype=float))
+    return residual_posterior(base, coords, labelled, observed)
 
 
 def _went_through(doc: CampaignDoc, pick: CampaignPick, jc: Any, results: ResultsStore) -> bool:
@@ -369,6 +450,10 @@ def _train(
     """Fine-tune the current model on every valid label of the campaign (or keep it)."""
     from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model
 
+    if doc.learner == "gp":
+        labelled = sum(p.observed is not None for r in doc.rounds for p in r.picks)
+        say(f"gp learner: the model is kept; the next selection refits on {labelled} label(s)")
+        return None
     if not doc.finetune:
         return None
     picked = sorted(doc.picked_ids)

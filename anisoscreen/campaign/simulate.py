@@ -37,15 +37,17 @@ from anisoscreen.campaign.finetune import (
     replay_sample,
     training_entries,
 )
-from anisoscreen.campaign.oracle import oracle_tensor, read_oracle_records
-from anisoscreen.campaign.residual import (
-    EmbeddingSpace,
-    Posterior,
-    ResidualGP,
-    coverage,
-    loo_scale,
-    posterior_samples,
+from anisoscreen.campaign.learner import (
+    LEARNERS,
+    LogSpace,
+    check_learner,
+    geometry_columns,
+    pool_coordinates,
+    posterior_values,
+    residual_posterior,
 )
+from anisoscreen.campaign.oracle import oracle_tensor, read_oracle_records
+from anisoscreen.campaign.residual import Posterior, coverage, loo_scale
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.runtime import tune_allocator
@@ -205,6 +207,9 @@ class SimulationConfig:
     gp_offset
         ``gp`` learner: a constant prior mean (the labels' shrunk mean residual) in place of
         zero (:class:`~anisoscreen.campaign.residual.ResidualGP` ``fit_offset``).
+    gp_geometry
+        Add the vacuum geometry (:func:`~anisoscreen.campaign.learner.geometry_columns`) to
+        the coordinates of the GP and of the embedding diversity.
     unseen_elements
         Keep pool structures with elements the model never trained on (their element
         embedding is the untrained one): an out-of-distribution chemical family.
@@ -226,6 +231,7 @@ class SimulationConfig:
     diversity_quantile: float = 0.1
     recalibrate: bool = False
     gp_offset: bool = False
+    gp_geometry: bool = False
     unseen_elements: bool = False
 
 
@@ -238,6 +244,7 @@ class PreparedPool:
     truth: np.ndarray
     groups: list[str] | None
     dropped: list[str]
+    geometry: np.ndarray | None = None
 
 
 def prepare_pool(
@@ -267,7 +274,8 @@ def prepare_pool(
     graphs = prepare_graphs(as_entries, model.config.cutoff, model.config.atom_features)
     truth = tensor_values(np.stack([e.dielectric_tensor for e in kept]), config.objective)
     groups = group_labels([e.structure for e in kept], config.group_by)
-    return PreparedPool(kept, graphs, truth, groups, dropped)
+    geometry = geometry_columns([e.structure for e in kept]) if config.gp_geometry else None
+    return PreparedPool(kept, graphs, truth, groups, dropped, geometry)
 
 
 def simulate(
@@ -326,8 +334,7 @@ def simulate(
         raise AnisoscreenError(
             f"objective {config.objective!r} needs the ionic tensor; an oracle holds eps_inf only"
         )
-    if config.learner not in LEARNERS:
-        raise AnisoscreenError(f"unknown learner {config.learner!r}; use one of {LEARNERS}")
+    check_learner(config.learner)
     if config.diversity not in ("group", "embedding"):
         raise AnisoscreenError(f"unknown diversity {config.diversity!r}; use group or embedding")
     strategy = make_strategy(config.strategy, config.kappa)
@@ -335,12 +342,14 @@ def simulate(
     model = load_model(config.model, data_dir)
     say(f"building the graphs of {len(oracle)} oracle structures")
     pool = prepared or prepare_pool(oracle, model, config)
+    if config.gp_geometry and pool.geometry is None:
+        pool.geometry = geometry_columns([e.structure for e in pool.entries])
     n = len(pool.entries)
     top_k = min(config.top_k, n)
     hits_set = set(np.argsort(-pool.truth, kind="stable")[:top_k].tolist())
     labelled = np.zeros(n, dtype=bool)
     needs_embeddings = config.learner == "gp" or config.diversity == "embedding"
-    logged = _LogSpace(config.objective)
+    logged = LogSpace(config.objective)
     truth_log = logged.forward(pool.truth)
     state = _LearnerState(pool_predictions, pool_embeddings)
     rounds: list[dict[str, Any]] = []
@@ -355,7 +364,9 @@ def simulate(
             irreps, embeddings = predict_with_embeddings(model.networks, pool.graphs)
             state.values = tensor_values(tmath.irreps_to_tensor(irreps), config.objective)
             state.embeddings = embeddings
-        posterior, scale, coords = _posterior(state, labelled, truth_log, logged, config, pick_log)
+        posterior, scale, coords = _posterior(
+            state, labelled, truth_log, logged, config, pick_log, pool.geometry
+        )
         rest = ~labelled
         point = logged.inverse(posterior.mean)
         mae = float(np.abs(point[rest] - pool.truth[rest]).mean())
@@ -365,8 +376,7 @@ def simulate(
         if config.learner == "finetune" and (scale is None or not config.recalibrate):
             values = state.values  # the ensemble's members, as before
         else:
-            sample_rng = np.random.default_rng([config.seed, index, 7])
-            values = posterior_samples(posterior, POSTERIOR_SAMPLES, sample_rng)
+            values = posterior_values(posterior, (config.seed, index, 7))
         guard: DiversityGuard = DiversityGuard(pool.groups, config.max_per_group)
         if config.diversity == "embedding" and coords is not None:
             guard = EmbeddingDiversity.from_pool(
@@ -422,26 +432,6 @@ def simulate(
     }
 
 
-LEARNERS = ("finetune", "gp")
-"""The ways a simulated campaign learns its labels (see :class:`SimulationConfig`)."""
-
-POSTERIOR_SAMPLES = 32
-"""Posterior draws the strategies see in place of ensemble members."""
-
-
-class _LogSpace:
-    """``log`` of a positive objective (a_r, eps_poly), identity for the others."""
-
-    def __init__(self, objective: str) -> None:
-        self.log = objective in ("ar", "eps-poly")
-
-    def forward(self, values: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(values, 1e-9)) if self.log else np.asarray(values, float)
-
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        return np.exp(values) if self.log else np.asarray(values, float)
-
-
 @dataclass
 class _LearnerState:
     """The current model's member values and member embeddings on the pool."""
@@ -455,16 +445,18 @@ def _posterior(
     state: _LearnerState,
     labelled: np.ndarray,
     truth_log: np.ndarray,
-    logged: _LogSpace,
+    logged: LogSpace,
     config: SimulationConfig,
     pick_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    geometry: np.ndarray | None = None,
 ) -> tuple[Posterior, float | None, np.ndarray | None]:
     """The log-objective posterior of the pool, the sigma scale applied, and the coordinates.
 
     ``finetune``: the ensemble's mean and spread (of the log values); from the second round
     on the spread is scaled so that the RMS z-score of every pick made so far, under the
     prediction it was picked with, is one. ``gp``: the ensemble mean plus the residual GP's
-    posterior on the labels so far, sigma scaled by the labels' leave-one-out z-scores.
+    posterior on the labels so far, sigma scaled by the labels' leave-one-out z-scores
+    (:func:`~anisoscreen.campaign.learner.residual_posterior`, as a real campaign).
     """
     assert state.values is not None
     values = np.atleast_2d(state.values)
@@ -474,8 +466,8 @@ def _posterior(
     spread = np.maximum(spread, 1e-3)
     coords = None
     if state.embeddings is not None:
-        features = np.column_stack([state.embeddings.mean(axis=0), base])
-        coords = EmbeddingSpace().fit(features).transform(features)
+        extra = geometry if config.gp_geometry else None
+        coords = pool_coordinates(state.embeddings.mean(axis=0), base, extra)
     if config.learner == "finetune" or not labelled.any() or coords is None:
         scale = None
         if pick_log and (config.recalibrate or config.learner == "gp"):
@@ -485,11 +477,8 @@ def _posterior(
             scale = loo_scale(truth_log[picks], mean, sigma, bounds=(0.25, 10.0))
         return Posterior(base, spread * (scale or 1.0)), scale, coords
     idx = np.flatnonzero(labelled)
-    gp = ResidualGP(fit_offset=config.gp_offset).fit(coords[idx], truth_log[idx] - base[idx])
-    mean, sigma = gp.predict(coords)
-    loo_mean, loo_sigma = gp.loo()
-    scale = loo_scale(truth_log[idx] - base[idx], loo_mean, loo_sigma)
-    return Posterior(base + mean, sigma * scale), scale, coords
+    posterior, scale = residual_posterior(base, coords, idx, truth_log[idx], config.gp_offset)
+    return posterior, scale, coords
 
 
 def _finetuned(

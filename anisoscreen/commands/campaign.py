@@ -50,6 +50,29 @@ ReplayOption = Annotated[
 ModelOption = Annotated[
     str | None, typer.Option("--model", help="Starting model (default: the settings' model).")
 ]
+LearnerOption = Annotated[
+    str,
+    typer.Option(
+        "--learner",
+        help="finetune: fine-tune the ensemble on the labels each round; gp: keep it frozen "
+        "and refit a residual GP on its embeddings (no re-prediction).",
+    ),
+]
+DiversityOption = Annotated[
+    str,
+    typer.Option(
+        "--diversity",
+        help="group: the --max-per-group guard; embedding: also spread a batch over the "
+        "embedding space.",
+    ),
+]
+GpGeometryOption = Annotated[
+    bool,
+    typer.Option(
+        "--gp-geometry/--no-gp-geometry",
+        help="Add the vacuum geometry to the GP's and the diversity's coordinates.",
+    ),
+]
 
 
 def start(
@@ -74,6 +97,9 @@ def start(
     max_per_group: MaxPerGroupOption = 3,
     epochs: EpochsOption = 3,
     replay: ReplayOption = 200,
+    learner: LearnerOption = "finetune",
+    diversity: DiversityOption = "group",
+    gp_geometry: GpGeometryOption = False,
     seed: Annotated[
         int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
     ] = 0,
@@ -126,6 +152,9 @@ def start(
         finetune=FinetuneConfig(epochs=max(epochs, 1), replay=replay, seed=seed).to_dict()
         if epochs
         else {},
+        learner=learner,
+        diversity=diversity,
+        gp_geometry=gp_geometry,
     )
     from anisoscreen.commands.progress import progress
 
@@ -162,8 +191,8 @@ def status(
     settings = settings_from_options(store, data_dir)
     doc = load_campaign(name, settings)
     console.print(
-        f"campaign {doc.name}: {doc.strategy} on {doc.objective}, {doc.n_picked}/{doc.budget} "
-        f"validations, model {doc.current_model}"
+        f"campaign {doc.name}: {doc.strategy} on {doc.objective} ({doc.learner} learner), "
+        f"{doc.n_picked}/{doc.budget} validations, model {doc.current_model}"
     )
     table = Table("round", "stage", "model", "picks", "states", "best DFT", "new model")
     best = None
@@ -219,6 +248,9 @@ def simulate(
     max_per_group: MaxPerGroupOption = 3,
     epochs: EpochsOption = 2,
     replay: ReplayOption = 50,
+    learner: LearnerOption = "finetune",
+    diversity: DiversityOption = "group",
+    gp_geometry: GpGeometryOption = False,
     model: ModelOption = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Figure of hits against DFT calculations.")
@@ -249,6 +281,9 @@ def simulate(
         max_per_group=max_per_group,
         model=model or settings.model,
         finetune=FinetuneConfig(epochs=epochs, replay=replay) if epochs else None,
+        learner=learner,
+        diversity=diversity,
+        gp_geometry=gp_geometry,
     )
     report = run_simulation(
         load_oracle(labels), config, settings.shared, settings.data_dir, progress=console.print

@@ -69,11 +69,13 @@ class MemberTensors:
     """Every member's Cartesian tensors of one prediction.
 
     ``electronic`` has shape (members, 3, 3); ``ionic`` (ionic members, 3, 3) or ``None``
-    without an ionic model.
+    without an ionic model; ``embedding`` (members, embedding width), the electronic members'
+    structure embeddings (``AnisoNet.forward_with_embedding``), where asked for.
     """
 
     electronic: np.ndarray
     ionic: np.ndarray | None = None
+    embedding: np.ndarray | None = None
 
 
 class Predictor:
@@ -215,6 +217,25 @@ class Predictor:
         )
         return tmath.irreps_to_tensor(irreps.double().cpu().numpy())
 
+    @torch.inference_mode()
+    def predict_graphs_with_embeddings(
+        self, graphs: list[CrystalGraph]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_graphs` and each member's structure embeddings, from one pass.
+
+        Returns the tensors (members, len(graphs), 3, 3) and the embeddings (members,
+        len(graphs), width) of ``AnisoNet.forward_with_embedding``.
+        """
+        batch = collate(graphs).to(self.device)
+        networks = self.model.networks
+        geometry = networks[0].geometry(batch)
+        pairs = self._members.map(
+            lambda net: net.forward_with_embedding(batch, geometry), networks, self.device
+        )
+        irreps = torch.stack([p[0] for p in pairs]).double().cpu().numpy()
+        embeddings = torch.stack([p[1] for p in pairs]).double().cpu().numpy()
+        return tmath.irreps_to_tensor(irreps), embeddings
+
     def _ionic_fields(
         self, record: StructureRecord, electronic: np.ndarray, ionic: np.ndarray
     ) -> dict:
@@ -323,11 +344,13 @@ class Predictor:
         self,
         records: Iterable[StructureRecord],
         progress: Callable[[int], None] | None = None,
+        embeddings: bool = False,
     ) -> Iterator[tuple[PredictionDoc | PredictionFailure, MemberTensors | None]]:
         """Like :meth:`predict`, with each prediction's member tensors from the same pass.
 
         Yields ``(doc, members)`` in input order; ``members`` is ``None`` for a
-        :class:`PredictionFailure`.
+        :class:`PredictionFailure`. With ``embeddings`` the members also carry their
+        structure embeddings (same pass, same tensors).
         """
         iterator = iter(records)
         # the next chunk's graphs are built on a second thread while this chunk runs through
@@ -342,7 +365,7 @@ class Predictor:
                 size = len(chunk)
                 chunk = list(itertools.islice(iterator, self.batch_size))
                 pending = builder.submit(self._graphs_of, chunk)
-                yield from self._predict_chunk(graphs, results)
+                yield from self._predict_chunk(graphs, results, embeddings)
                 if progress is not None:
                     progress(size)
 
@@ -375,12 +398,19 @@ class Predictor:
         return graphs, results
 
     def _predict_chunk(
-        self, graphs: list[CrystalGraph], results: list[StructureRecord | PredictionFailure]
+        self,
+        graphs: list[CrystalGraph],
+        results: list[StructureRecord | PredictionFailure],
+        with_embeddings: bool = False,
     ) -> Iterator[tuple[PredictionDoc | PredictionFailure, MemberTensors | None]]:
         """Documents (or failures) of one chunk, in input order, with the member tensors."""
         if self._featurizer is not None and graphs:
             graphs = self._add_atom_features(graphs, results)
-        tensors = self.predict_graphs(graphs) if graphs else None
+        embedded = None
+        if graphs and with_embeddings:
+            tensors, embedded = self.predict_graphs_with_embeddings(graphs)
+        else:
+            tensors = self.predict_graphs(graphs) if graphs else None
         ionic = (
             self.predict_graphs(graphs, self.ionic) if graphs and self.ionic is not None else None
         )
@@ -390,7 +420,11 @@ class Predictor:
                 yield item, None
             else:
                 assert tensors is not None
-                members = MemberTensors(tensors[:, k], None if ionic is None else ionic[:, k])
+                members = MemberTensors(
+                    tensors[:, k],
+                    None if ionic is None else ionic[:, k],
+                    None if embedded is None else embedded[:, k],
+                )
                 vacuum = graphs[k].has_vacuum
                 yield self._document(item, members.electronic, members.ionic, vacuum), members
                 k += 1
