@@ -406,11 +406,12 @@ class Predictor:
         """Documents (or failures) of one chunk, in input order, with the member tensors."""
         if self._featurizer is not None and graphs:
             graphs = self._add_atom_features(graphs, results)
-        embedded = None
+        embedded: np.ndarray | None = None
+        tensors: np.ndarray | None = None
         if graphs and with_embeddings:
             tensors, embedded = self.predict_graphs_with_embeddings(graphs)
-        else:
-            tensors = self.predict_graphs(graphs) if graphs else None
+        elif graphs:
+            tensors = self.predict_graphs(graphs)
         ionic = (
             self.predict_graphs(graphs, self.ionic) if graphs and self.ionic is not None else None
         )
