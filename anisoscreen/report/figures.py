@@ -177,7 +177,7 @@ def _load_training_ratios(path: str, mtime: float) -> tuple[float, ...]:
     from anisoscreen import tensor as tmath
     from anisoscreen.model.training.dataset import clean_entries, load_entries
 
-    kept, _ = clean_entries(load_entries(path))
+    kept, _ = clean_entries(load_entries(path, match_gaps=False))  # tensors only
     tensors = np.stack([entry.eps_electronic for entry in kept])
     eig = tmath.eigenvalues(tensors)
     eig = eig[eig[:, 0] > 0]

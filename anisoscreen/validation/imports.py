@@ -308,7 +308,8 @@ def training_split_ids(metrics_or_model: str | Path, shared: Path) -> set[str]:
     data = Path(shared) / "data" / str(metadata.get("data_file", ""))
     if not data.is_file() or "split_seed" not in metadata:
         return set()
-    entries, _ = clean_entries(load_entries(data))
+    # only ids and the split are needed here: no band-gap matching (seconds of symmetry analysis)
+    entries, _ = clean_entries(load_entries(data, match_gaps=False))
     entries = entries[: metadata.get("n_entries") or len(entries)]
     train = random_split(len(entries), metadata["split_seed"])["train"]
     return {entries[i].material_id for i in train}

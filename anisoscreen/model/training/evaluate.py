@@ -380,7 +380,7 @@ def evaluate_model_set(
     ):
         raise AnisoscreenError("the two models were not trained on the same split")
     seed = results["electronic"]["split_seed"]
-    entries, _ = clean_entries(load_entries(data_path))
+    entries, _ = clean_entries(load_entries(data_path, match_gaps=False))  # reference tensors
     n = len(results["electronic"]["reference"])
     chosen_all = random_split(len(entries), seed)[subset]
     predicted = results["electronic"]["predicted"] + results["ionic"]["predicted"]
