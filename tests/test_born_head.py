@@ -18,6 +18,7 @@ from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.training.dataset import clean_entries, load_entries
 from anisoscreen.model.training.train import (
     TrainConfig,
+    _born_loss,
     born_loss,
     born_targets,
     fit,
@@ -233,6 +234,54 @@ def test_training_with_born_weight_learns_the_charges_and_resumes(entries, tmp_p
     save_model(tmp_path / "model.pt", net.config, [net.state_dict()], "born", "0.0.1")
     loaded = load_model(tmp_path / "model.pt")
     assert loaded.config.born_head and loaded.networks[0].born_head is not None
+
+
+def test_born_selection_picks_the_epoch_of_the_lowest_validation_born_loss(entries, tmp_path):
+    graphs = prepare_graphs(entries, 5.0)
+    targets = np.stack([e.target_irreps("ionic") for e in entries])
+    born = [e.born for e in entries]
+    config = ModelConfig(
+        mul=4,
+        lmax=2,
+        radial_hidden=16,
+        embed_dim=8,
+        readout="psd_square_volume",
+        target="ionic",
+        volume_per_atom=20.0,
+        born_head=True,
+        born_scale=1.35,
+    )
+    train_idx, val_idx = [0, 1, 2, 3, 4, 5, 8, 9, 10], [6, 7, 11]
+    train = ([graphs[i] for i in train_idx], targets[train_idx])
+    validation = ([graphs[i] for i in val_idx], targets[val_idx])
+    split_born = ([born[i] for i in train_idx], [born[i] for i in val_idx])
+    train_config = TrainConfig(
+        loss="huber_log1p_eig",
+        batch_size=4,
+        max_epochs=4,
+        born_weight=10.0,
+        lr=0.02,
+        selection="born",
+    )
+    net, state = fit(
+        config, train_config, train, validation, tmp_path / "b.ckpt", "cpu", born=split_born
+    )
+    born_losses = [r["val_born_loss"] for r in state.history]
+    assert state.best_epoch == int(np.argmin(born_losses))
+    assert state.best_val_loss == pytest.approx(min(born_losses))
+    # the returned network holds that epoch's weights: its validation Born loss is the minimum
+    assert _born_loss(net, validation[0], split_born[1], torch.device("cpu")) == pytest.approx(
+        min(born_losses), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="selection 'born' needs born_weight > 0"):
+        fit(
+            config,
+            replace(train_config, born_weight=0.0),
+            train,
+            validation,
+            tmp_path / "c.ckpt",
+            "cpu",
+        )
 
 
 def test_born_weight_needs_the_head_and_the_charges(entries, tmp_path):

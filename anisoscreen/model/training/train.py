@@ -86,7 +86,11 @@ class TrainConfig:
         Weight of the auxiliary Born-charge loss (:func:`born_loss`; 0 = off). Needs a model
         with the Born head and Born charges for (some of) the training structures; entries
         without them contribute nothing. Model selection (best epoch, early stopping) uses
-        the main loss only.
+        the loss that ``selection`` names.
+    selection
+        The validation loss that picks the best epoch and stops early: ``"target"`` (the
+        tensor loss) or ``"born"`` (the Born-charge loss; needs ``born_weight > 0``), for a
+        network trained for its Born charges (the tensor then only regularises the trunk).
     anneal_from
         The epoch that starts an annealing phase (``None``: none): training goes on from the
         best weights so far, the learning rate decays by ``anneal_decay`` per epoch, and the
@@ -108,6 +112,7 @@ class TrainConfig:
     log_eig_weight: float = 10.0
     huber_delta: float = 1.0
     born_weight: float = 0.0
+    selection: Literal["target", "born"] = "target"
     gap_dropout: float = 0.0
     exfoliation_deltas: tuple[float, ...] = ()
     exfoliated_per_epoch: int = 2
@@ -476,6 +481,8 @@ def fit(
         raise ValueError("born_weight > 0 needs a model with born_head and the Born charges")
     if use_born and augment:
         raise ValueError("the Born-charge loss and exfoliation augmentation do not combine")
+    if train_config.selection == "born" and not use_born:
+        raise ValueError("selection 'born' needs born_weight > 0")
     started = time.perf_counter()
     while not state.stopped_early and state.epoch < train_config.max_epochs:
         if train_config.time_limit and time.perf_counter() - started > train_config.time_limit:
@@ -536,8 +543,9 @@ def fit(
             record["train_born_loss"] = born_running / max(born_atoms, 1)
             record["val_born_loss"] = _born_loss(model, val_graphs, born[1], dev)
         state.history.append(record)
-        if val_loss < state.best_val_loss:
-            state.best_val_loss, state.best_epoch = val_loss, state.epoch
+        selected = record["val_born_loss"] if train_config.selection == "born" else val_loss
+        if selected < state.best_val_loss:
+            state.best_val_loss, state.best_epoch = selected, state.epoch
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         state.epoch += 1
         state.stopped_early = state.epoch - state.best_epoch > train_config.patience
