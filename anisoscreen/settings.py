@@ -106,6 +106,8 @@ DEFAULT_MODEL = "anisonet-mp-v3"
 """The electronic model used when none is named (the one the package ships as default)."""
 DEFAULT_IONIC_MODEL = "anisonet-mp-ionic-v1"
 """The ionic model the package ships (for ``--ionic-model`` and the FOM)."""
+DEFAULT_BORN_MODEL = "anisonet-mp-born"
+"""The Born-charge model of the ionic refine stage's ``predicted`` charges (source checkout)."""
 
 
 class ConfigFileSource(PydanticBaseSettingsSource):

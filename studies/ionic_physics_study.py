@@ -5,8 +5,9 @@
         [--cache runs/ionic-physics/phi-sevennet-0.jsonl]
     # 2. the shipped direct models' eps0 and eps_inf on the same split (route (a))
     python studies/ionic_physics_study.py direct
-    # 3. metrics: (a) direct, (b) physics with DFPT and with nominal Born charges
-    python studies/ionic_physics_study.py evaluate
+    # 3. metrics: (a) direct, (b) physics with DFPT and with nominal Born charges, and with
+    #    a Born-charge model's predicted charges (route (b) proper) when --born-model is given
+    python studies/ionic_physics_study.py evaluate [--born-model anisonet-mp-born]
         [--output studies/results/ionic-physics.json]
 
 The test split is the one ``anisoscreen evaluate`` uses for the shipped ionic model (its
@@ -164,6 +165,11 @@ def main() -> int:
     p_eval.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_eval.add_argument("--electronic-model", default=DEFAULT_MODEL)
     p_eval.add_argument("--output", type=Path, default=Path("studies/results/ionic-physics.json"))
+    p_eval.add_argument(
+        "--born-model",
+        default=None,
+        help="also route (b) with this Born-charge model's predicted charges (name or path)",
+    )
     args = parser.parse_args()
     return {"phi": phi, "direct": direct, "evaluate": evaluate}[args.command](args)
 
@@ -217,6 +223,29 @@ def evaluate(args: argparse.Namespace) -> int:
             )
         except AnisoscreenError:
             rows["nominal"].append(np.full((3, 3), np.nan))
+    predicted_flags: list[list[str]] = []
+    born_errors: list[np.ndarray] = []
+    if args.born_model:
+        from anisoscreen.model.born_charges import predict_born_charges
+
+        predicted_born = predict_born_charges(
+            args.born_model, [entries[r["index"]].structure for r in records]
+        )
+        rows["predicted"] = []
+        for record, charges in zip(records, predicted_born, strict=True):
+            entry = entries[record["index"]]
+            fc = ForceConstants(
+                phi=np.asarray(record["phi"]),
+                raw_asymmetry=record["raw_asymmetry"],
+                residual_forces=np.asarray(record["residual_forces"]),
+                n_displacements=record["n_displacements"],
+                n_operations=0,
+                seconds=record["seconds"],
+            )
+            result = physics_ionic(entry.structure, charges, fc)
+            rows["predicted"].append(result.eps_ionic)
+            predicted_flags.append(result.flags)
+            born_errors.append(np.abs(charges - impose_born_asr(entry.born)).ravel())
     reference_ionic = np.stack([entries[i].tensor("ionic") for i in index])
     reference_total = np.stack([entries[i].tensor("total") for i in index])
     electronic = direct["electronic"][index]
@@ -231,6 +260,13 @@ def evaluate(args: argparse.Namespace) -> int:
         "b_physics_nominal_born": np.stack(rows["nominal"]),
         "refine_rule_dfpt_born": np.where(flagged[:, None, None], direct_ionic, dfpt),
     }
+    if args.born_model:
+        flagged_predicted = np.array([bool(f) for f in predicted_flags])
+        physics_predicted = np.stack(rows["predicted"])
+        routes["b_physics_predicted_born"] = physics_predicted
+        routes["refine_rule_predicted_born"] = np.where(
+            flagged_predicted[:, None, None], direct_ionic, physics_predicted
+        )
     high = np.trace(reference_ionic, axis1=1, axis2=2) / 3 > 20
     cpu = [r["cpu_seconds"] for r in records if "cpu_seconds" in r]
     study: dict[str, Any] = {
@@ -272,6 +308,17 @@ def evaluate(args: argparse.Namespace) -> int:
             "note": "mean/median: wall time under that load; cpu_*: the process's CPU time",
         },
         "routes": {},
+        "born_model": (
+            {
+                "model": str(args.born_model),
+                "born_mae_e": float(np.mean(np.concatenate(born_errors))),
+                "flagged_share": float(np.mean([bool(f) for f in predicted_flags])),
+                "note": "MAE per component of the predicted Born charges against the DFPT "
+                "ones (sum rule imposed) over the scored structures' sites",
+            }
+            if args.born_model
+            else None
+        ),
         "direct_full_test_split_ionic_mae_ten": float(
             tensor_mae(direct["ionic"], np.stack([e.tensor("ionic") for e in entries]))
         ),

@@ -311,6 +311,15 @@ def test_cli_trains_an_ionic_model_with_the_born_target(shared_dir, tmp_path):
     # the RMS Born component of the training entries with charges (about 1.35 on the full set)
     assert 0.5 < model.config.born_scale < 3.0
     assert model.metadata["train_config"]["born_weight"] == 5.0
+    # the card reports the head's test error next to the element-mean reference
+    born = model.metadata["metrics"]["test_born"]
+    assert born["n_structures"] >= 1 and born["n_sites"] >= born["n_structures"]
+    # one epoch on 40 entries: not trained yet, but the errors are finite and of charge size
+    assert 0 < born["born_mae"] < 2 * born["zero_mae"]
+    assert 0 < born["element_mean_mae"] < 2 * born["zero_mae"]
+    card = (tmp_path / "tiny-born" / "MODEL_CARD.md").read_text()
+    assert "## Born effective charges (test split)" in card
+    assert f"**{born['born_mae']:.3f}**" in card
 
 
 @pytest.mark.parametrize("name", SHIPPED)

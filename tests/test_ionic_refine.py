@@ -126,3 +126,28 @@ def test_by_default_nominal_charges_keep_the_direct_values(refined):
         # the physics value and the modes are there all the same
         np.testing.assert_allclose(row.physics_eps_ionic, physics_row.physics_eps_ionic)
         assert len(row.modes) == len(physics_row.modes)
+
+
+def test_predicted_charges_come_from_the_born_model(refined, tmp_path):
+    """``born_source="predicted"``: the physics eps0 is the formula on the model's charges."""
+    from test_born_charges import born_model_file
+
+    from anisoscreen.ionic_physics.force_constants import gamma_force_constants
+    from anisoscreen.ionic_physics.potentials import HarmonicSpringPotential
+    from anisoscreen.ionic_physics.route import physics_ionic
+    from anisoscreen.model.born_charges import predict_born_charges
+
+    _, _, ranking, _, structures, store = refined
+    born_model = str(born_model_file(tmp_path / "born.pt", elements=()))
+    output = refine_ionic.original(
+        ranking, 0, 2, "harmonic-springs", "predicted", 1.0, store, ["predicted"], born_model
+    )
+    assert output.born_source == "predicted"
+    potential = HarmonicSpringPotential(spring=1.0, cutoff=3.2)
+    for row in output.refinements:
+        assert row.error is None and row.born_source == "predicted"
+        structure = structures[row.material_id]
+        charges = predict_born_charges(born_model, [structure])[0]
+        expected = physics_ionic(structure, charges, gamma_force_constants(structure, potential))
+        np.testing.assert_allclose(row.physics_eps_ionic, expected.eps_ionic, atol=1e-8)
+        assert row.ionic_method == ("direct" if row.flags else "physics")

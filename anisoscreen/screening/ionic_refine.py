@@ -42,6 +42,7 @@ from anisoscreen.schemas import (
 )
 from anisoscreen.screening.outputs import RankingStageOutput
 from anisoscreen.screening.shards import shard_bounds
+from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 __all__ = [
     "PHYSICS_SOURCES",
@@ -90,6 +91,7 @@ def _refine_one(
     born_source: str,
     min_frequency_thz: float,
     physics_sources: list[str],
+    born_model: Any = None,
 ) -> IonicRefinement:
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.ionic_physics.born import born_charges
@@ -117,7 +119,12 @@ def _refine_one(
     charges = None
     if fc is not None:
         try:
-            charges = born_charges(born_source, structure, prediction.material_id)
+            if born_source == "predicted":
+                from anisoscreen.model.born_charges import predict_born_charges
+
+                charges = predict_born_charges(born_model, [structure])[0]
+            else:
+                charges = born_charges(born_source, structure, prediction.material_id)
         except AnisoscreenError as exc:
             row["error"] = str(exc)
     if fc is not None and charges is not None:
@@ -180,6 +187,7 @@ def refine_ionic(
     min_frequency_thz: float = 1.0,
     store: dict[str, Any] | None = None,
     physics_sources: list[str] | None = None,
+    born_model: str = DEFAULT_BORN_MODEL,
 ) -> IonicRefineOutput:
     """Refine rows ``start:stop`` of ``ranking`` by the physics route (see the module doc)."""
     from anisoscreen.screening.jobs import _report, _results
@@ -198,6 +206,11 @@ def refine_ionic(
             c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})
         }
     model = _load_potential(potential)
+    charges_model = None
+    if born_source == "predicted":
+        from anisoscreen.model.checkpoint import load_model
+
+        charges_model = load_model(born_model)
     refinements = []
     for offset, material_id in enumerate(ids):
         refinements.append(
@@ -209,6 +222,7 @@ def refine_ionic(
                 born_source,
                 min_frequency_thz,
                 list(physics_sources if physics_sources is not None else PHYSICS_SOURCES),
+                charges_model,
             )
         )
         _report("refine", 1, len(ids))
@@ -253,11 +267,14 @@ class IonicRefineMaker(Maker):
         Potential of the force constants (``sevennet-0``, ``sevennet-l3i5``;
         ``harmonic-springs`` is the tests' closed-form stand-in).
     born_source
-        Born charges: ``nominal`` (formal charges) or ``dfpt`` (the data set's, where held).
+        Born charges: ``nominal`` (formal charges), ``dfpt`` (the data set's, where held) or
+        ``predicted`` (``born_model``'s, :mod:`anisoscreen.model.born_charges`).
     min_frequency_thz
         Optical modes below this (THz) are left out (and flag the row when polar).
     physics_sources
         Born sources whose unflagged physics eps0 replaces the direct one (default: DFPT).
+    born_model
+        The model with a Born head that ``born_source="predicted"`` uses.
     shard_size
         Rows per job.
     store
@@ -272,6 +289,7 @@ class IonicRefineMaker(Maker):
     shard_size: int = 50
     store: dict[str, Any] | None = None
     physics_sources: tuple[str, ...] = PHYSICS_SOURCES
+    born_model: str = DEFAULT_BORN_MODEL
 
     def make(self, ranking: Any) -> Flow:
         """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
@@ -286,6 +304,7 @@ class IonicRefineMaker(Maker):
                 self.min_frequency_thz,
                 self.store,
                 list(self.physics_sources),
+                self.born_model,
             )
             shard.name = f"{self.name} {start}-{stop}"
             shards.append(shard)

@@ -59,7 +59,8 @@ def write_model_card(
             f" formula, space group and volume; `gap_matching`), {gaps['unknown']} unknown."
         )
     sections = (
-        _readout_ablation_section(metadata.get("readout_ablation"))
+        _born_section(metadata["metrics"].get("test_born"), metadata["train_config"])
+        + _readout_ablation_section(metadata.get("readout_ablation"))
         + _readout_study_section(metadata.get("readout_study"))
         + _laminate_section(config, metadata)
         + _experimental_section(metadata.get("experimental"))
@@ -104,6 +105,33 @@ Screening of ordered, stoichiometric crystals with a band gap. {_limits(config)}
 absent from training are refused at prediction time.
 """
     path.write_text(text)
+
+
+def _born_section(born: dict[str, Any] | None, train_config: dict[str, Any]) -> str:
+    """The Born-charge head's test errors, for a model trained with the Born loss."""
+    if not born or not born.get("n_structures"):
+        return ""
+    chosen = (
+        "the validation Born loss picks the best epoch, so the charges are this model's product"
+        if train_config.get("selection") == "born"
+        else "the tensor's validation loss picks the best epoch (the charges are auxiliary)"
+    )
+    return f"""
+## Born effective charges (test split)
+The Born-charge head predicts one 3x3 tensor `Z*` per site (e); it subtracts each
+structure's mean, so the acoustic sum rule holds by construction. Born loss weight
+{train_config.get("born_weight")}; {chosen}.
+
+| predictor | MAE per component (e) |
+| --- | --- |
+| this model | **{born["born_mae"]:.3f}** |
+| element mean of the training charges | {born["element_mean_mae"]:.3f} |
+| zero | {born["zero_mae"]:.3f} |
+
+{born["n_structures"]} test structures with DFPT charges ({born["n_sites"]} sites). The DFPT
+charges themselves miss the sum rule by {born["dfpt_sum_rule_violation"]:.3f} e per component
+on average.
+"""
 
 
 def _limits(config: ModelConfig) -> str:

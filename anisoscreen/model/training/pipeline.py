@@ -204,6 +204,19 @@ def train_model(
         result["test_exfoliated"] = metrics(
             tmath.irreps_to_tensor(slice_predicted), tmath.irreps_to_tensor(slice_targets)
         )
+    if born is not None:
+        from anisoscreen.model.training.born_metrics import born_charge_metrics
+
+        train_ids = [i for i in split["train"] if kept.get(int(i), True)]
+        result["test_born"] = born_charge_metrics(
+            networks,
+            test_graphs,
+            [entries[i].born for i in split["test"]],
+            test_structures,
+            [entries[i].structure for i in train_ids],
+            [entries[i].born for i in train_ids],
+            dev,
+        )
     if len(networks) > 1:
         single = predict_irreps(networks[:1], test_graphs, dev)[0]
         result["test_single_member"] = metrics(
