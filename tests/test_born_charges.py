@@ -37,7 +37,13 @@ def born_model_file(path, elements=(8, 12, 22, 38), members=2, head=True):
 @pytest.fixture
 def perovskite():
     lattice = Lattice.from_parameters(3.9, 4.0, 4.1, 89.0, 91.0, 90.5)
-    coords = [[0.02, 0.01, 0.0], [0.5, 0.52, 0.49], [0.5, 0.5, 0.03], [0.5, 0.01, 0.5], [0, 0.5, 0.5]]
+    coords = [
+        [0.02, 0.01, 0.0],
+        [0.5, 0.52, 0.49],
+        [0.5, 0.5, 0.03],
+        [0.5, 0.01, 0.5],
+        [0, 0.5, 0.5],
+    ]
     return Structure(lattice, ["Sr", "Ti", "O", "O", "O"], coords)
 
 
