@@ -36,8 +36,8 @@ DEFAULT_CACHE = Path("runs/ionic-physics/phi-sevennet-0.jsonl")
 DEFAULT_DIRECT = Path("runs/ionic-physics/direct.npz")
 
 
-def _test_entries(ionic_model: str) -> list[Any]:
-    """The ionic model's test entries, as :func:`evaluate_model` rebuilds them."""
+def _test_entries(ionic_model: str, split_name: str = "test") -> list[Any]:
+    """The ionic model's test (or validation) entries, as :func:`evaluate_model` rebuilds them."""
     from anisoscreen.model.checkpoint import load_model
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 
@@ -46,7 +46,7 @@ def _test_entries(ionic_model: str) -> list[Any]:
     entries, _ = clean_entries(load_entries(data))
     entries = entries[: metadata.get("n_entries") or len(entries)]
     split = random_split(len(entries), metadata.get("split_seed", 42))
-    return [entries[i] for i in split["test"]]
+    return [entries[i] for i in split[split_name]]
 
 
 def phi(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def phi(args: argparse.Namespace) -> int:
     from anisoscreen.ionic_physics.potentials import SevenNetPotential
 
     torch.set_num_threads(1)
-    entries = _test_entries(args.ionic_model)
+    entries = _test_entries(args.ionic_model, args.split)
     order = np.random.default_rng(0).permutation(len(entries))
     # route (b) is scored with the DFPT Born charges: only entries that carry them
     order = np.array([i for i in order if entries[i].born is not None], dtype=int)
@@ -130,7 +130,7 @@ def direct(args: argparse.Namespace) -> int:
         (meta[0].get("split_seed"), meta[0].get("n_entries"))
     }:
         raise SystemExit("the electronic and ionic models were not trained on the same split")
-    entries = _test_entries(args.ionic_model)
+    entries = _test_entries(args.ionic_model, args.split)
     ionic, ionic_name = _direct_tensors(args.ionic_model, entries)
     electronic, electronic_name = _direct_tensors(args.electronic_model, entries)
     args.direct.parent.mkdir(parents=True, exist_ok=True)
@@ -154,10 +154,12 @@ def main() -> int:
     p_phi.add_argument("--max-sites", type=int, default=40, help="keep cells with fewer sites")
     p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_phi.add_argument("--split", choices=["test", "validation"], default="test")
     p_direct = sub.add_parser("direct")
     p_direct.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_direct.add_argument("--electronic-model", default=DEFAULT_MODEL)
     p_direct.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
+    p_direct.add_argument("--split", choices=["test", "validation"], default="test")
     p_eval = sub.add_parser("evaluate")
     p_eval.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
     p_eval.add_argument("--max-sites", type=int, default=40, help="score cells with fewer sites")
@@ -170,8 +172,128 @@ def main() -> int:
         default=None,
         help="also route (b) with this Born-charge model's predicted charges (name or path)",
     )
+    p_hybrid = sub.add_parser("hybrid")
+    p_hybrid.add_argument("--born-model", required=True)
+    p_hybrid.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_hybrid.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p_hybrid.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
+    p_hybrid.add_argument(
+        "--validation-cache", type=Path, default=Path("runs/ionic-physics/phi-validation.jsonl")
+    )
+    p_hybrid.add_argument(
+        "--validation-direct", type=Path, default=Path("runs/ionic-physics/direct-validation.npz")
+    )
+    p_hybrid.add_argument(
+        "--output", type=Path, default=Path("studies/results/ionic-physics-hybrid.json")
+    )
     args = parser.parse_args()
-    return {"phi": phi, "direct": direct, "evaluate": evaluate}[args.command](args)
+    commands = {"phi": phi, "direct": direct, "evaluate": evaluate, "hybrid": hybrid}
+    return commands[args.command](args)
+
+
+def _force_constants(record: dict[str, Any]) -> Any:
+    """The cached force constants of one structure."""
+    from anisoscreen.ionic_physics.force_constants import ForceConstants
+
+    return ForceConstants(
+        phi=np.asarray(record["phi"]),
+        raw_asymmetry=record["raw_asymmetry"],
+        residual_forces=np.asarray(record["residual_forces"]),
+        n_displacements=record["n_displacements"],
+        n_operations=0,
+        seconds=record["seconds"],
+    )
+
+
+def _predicted_route(
+    entries: list[Any], cache: Path, direct_file: Path, born_model: str, max_sites: int
+) -> dict[str, Any]:
+    """Route (b) with a Born model's charges on the cached structures, next to route (a)."""
+    from anisoscreen.ionic_physics.formula import impose_born_asr
+    from anisoscreen.model.born_charges import predict_born_charges
+
+    records = [json.loads(line) for line in cache.read_text().splitlines()]
+    records = [
+        r
+        for r in records
+        if "phi" in r and entries[r["index"]].born is not None and r["nsites"] < max_sites
+    ]
+    index = [r["index"] for r in records]
+    charges = predict_born_charges(born_model, [entries[i].structure for i in index])
+    results = [
+        physics_ionic(entries[r["index"]].structure, z, _force_constants(r))
+        for r, z in zip(records, charges, strict=True)
+    ]
+    direct = np.load(direct_file)
+    errors = [
+        np.abs(z - impose_born_asr(entries[i].born)).ravel()
+        for i, z in zip(index, charges, strict=True)
+    ]
+    return {
+        "index": index,
+        "born_mae": float(np.mean(np.concatenate(errors))),
+        "physics": np.stack([r.eps_ionic for r in results]),
+        "flagged": np.array([bool(r.flags) for r in results]),
+        "direct": direct["ionic"][index],
+        "electronic": direct["electronic"][index],
+        "reference_ionic": np.stack([entries[i].tensor("ionic") for i in index]),
+        "reference_total": np.stack([entries[i].tensor("total") for i in index]),
+    }
+
+
+def hybrid(args: argparse.Namespace) -> int:
+    """(c), as a blend fitted on validation: direct + alpha (physics - direct) where unflagged.
+
+    The physics value is route (b) with the Born model's predicted charges; flagged
+    structures keep the direct value. ``alpha`` is chosen on the validation split (ionic
+    MAE_ten, a grid of 0.05) and scored on the test split.
+    """
+    from anisoscreen.model.training.error_slices import tensor_mae
+
+    rows = {
+        name: _predicted_route(
+            _test_entries(args.ionic_model, name), cache, direct_file, args.born_model, 40
+        )
+        for name, cache, direct_file in (
+            ("validation", args.validation_cache, args.validation_direct),
+            ("test", args.cache, args.direct),
+        )
+    }
+
+    def blend(part: dict[str, Any], alpha: float) -> np.ndarray:
+        mixed = part["direct"] + alpha * (part["physics"] - part["direct"])
+        return np.where(part["flagged"][:, None, None], part["direct"], mixed)
+
+    grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+    validation_mae = [
+        float(tensor_mae(blend(rows["validation"], a), rows["validation"]["reference_ionic"]))
+        for a in grid
+    ]
+    alpha = float(grid[int(np.argmin(validation_mae))])
+    test = rows["test"]
+    scored = {}
+    for name, value in (("direct", 0.0), ("refine_rule", 1.0), ("blend", alpha)):
+        ionic = blend(test, value)
+        scored[name] = {
+            "alpha": value,
+            "ionic_mae_ten": float(tensor_mae(ionic, test["reference_ionic"])),
+            "total_mae_ten": float(tensor_mae(ionic + test["electronic"], test["reference_total"])),
+        }
+        print(f"{name} (alpha {value}): {scored[name]}", flush=True)
+    study = {
+        "born_model": str(args.born_model),
+        "what": "ionic eps0 = direct + alpha (physics - direct) on unflagged structures, "
+        "physics = SevenNet-0 force constants x the Born model's charges; alpha fitted on "
+        "validation (ionic MAE_ten), scored on test",
+        "n_validation": len(rows["validation"]["index"]),
+        "n_test": len(test["index"]),
+        "flagged_share": {k: float(v["flagged"].mean()) for k, v in rows.items()},
+        "validation_mae_by_alpha": dict(zip(grid.tolist(), validation_mae, strict=True)),
+        "alpha": alpha,
+        "test": scored,
+    }
+    save_study(study, args.output, f"alpha {alpha}; ")
+    return 0
 
 
 def _block(predicted: np.ndarray, reference: np.ndarray, systems: list[str]) -> dict[str, Any]:
@@ -186,7 +308,6 @@ def evaluate(args: argparse.Namespace) -> int:
     """Score routes (a), (b) with DFPT charges, (b) with nominal charges, and the refine rule."""
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.ionic_physics.born import nominal_born_charges
-    from anisoscreen.ionic_physics.force_constants import ForceConstants
     from anisoscreen.ionic_physics.formula import eps_ionic, impose_born_asr
     from anisoscreen.model.training.error_slices import tensor_mae
     from anisoscreen.model.training.evaluate import crystal_systems
@@ -204,14 +325,7 @@ def evaluate(args: argparse.Namespace) -> int:
     for record in records:
         entry = entries[record["index"]]
         structure = entry.structure
-        fc = ForceConstants(
-            phi=np.asarray(record["phi"]),
-            raw_asymmetry=record["raw_asymmetry"],
-            residual_forces=np.asarray(record["residual_forces"]),
-            n_displacements=record["n_displacements"],
-            n_operations=0,
-            seconds=record["seconds"],
-        )
+        fc = _force_constants(record)
         result = physics_ionic(structure, entry.born, fc)
         rows["dfpt"].append(result.eps_ionic)
         rows["flags"].append(result.flags)
@@ -223,29 +337,12 @@ def evaluate(args: argparse.Namespace) -> int:
             )
         except AnisoscreenError:
             rows["nominal"].append(np.full((3, 3), np.nan))
-    predicted_flags: list[list[str]] = []
-    born_errors: list[np.ndarray] = []
+    predicted = None
     if args.born_model:
-        from anisoscreen.model.born_charges import predict_born_charges
-
-        predicted_born = predict_born_charges(
-            args.born_model, [entries[r["index"]].structure for r in records]
+        predicted = _predicted_route(
+            entries, args.cache, args.direct, args.born_model, args.max_sites
         )
-        rows["predicted"] = []
-        for record, charges in zip(records, predicted_born, strict=True):
-            entry = entries[record["index"]]
-            fc = ForceConstants(
-                phi=np.asarray(record["phi"]),
-                raw_asymmetry=record["raw_asymmetry"],
-                residual_forces=np.asarray(record["residual_forces"]),
-                n_displacements=record["n_displacements"],
-                n_operations=0,
-                seconds=record["seconds"],
-            )
-            result = physics_ionic(entry.structure, charges, fc)
-            rows["predicted"].append(result.eps_ionic)
-            predicted_flags.append(result.flags)
-            born_errors.append(np.abs(charges - impose_born_asr(entry.born)).ravel())
+        assert predicted["index"] == [r["index"] for r in records]
     reference_ionic = np.stack([entries[i].tensor("ionic") for i in index])
     reference_total = np.stack([entries[i].tensor("total") for i in index])
     electronic = direct["electronic"][index]
@@ -260,12 +357,10 @@ def evaluate(args: argparse.Namespace) -> int:
         "b_physics_nominal_born": np.stack(rows["nominal"]),
         "refine_rule_dfpt_born": np.where(flagged[:, None, None], direct_ionic, dfpt),
     }
-    if args.born_model:
-        flagged_predicted = np.array([bool(f) for f in predicted_flags])
-        physics_predicted = np.stack(rows["predicted"])
-        routes["b_physics_predicted_born"] = physics_predicted
+    if predicted is not None:
+        routes["b_physics_predicted_born"] = predicted["physics"]
         routes["refine_rule_predicted_born"] = np.where(
-            flagged_predicted[:, None, None], direct_ionic, physics_predicted
+            predicted["flagged"][:, None, None], direct_ionic, predicted["physics"]
         )
     high = np.trace(reference_ionic, axis1=1, axis2=2) / 3 > 20
     cpu = [r["cpu_seconds"] for r in records if "cpu_seconds" in r]
@@ -311,12 +406,12 @@ def evaluate(args: argparse.Namespace) -> int:
         "born_model": (
             {
                 "model": str(args.born_model),
-                "born_mae_e": float(np.mean(np.concatenate(born_errors))),
-                "flagged_share": float(np.mean([bool(f) for f in predicted_flags])),
+                "born_mae_e": predicted["born_mae"],
+                "flagged_share": float(predicted["flagged"].mean()),
                 "note": "MAE per component of the predicted Born charges against the DFPT "
                 "ones (sum rule imposed) over the scored structures' sites",
             }
-            if args.born_model
+            if predicted is not None
             else None
         ),
         "direct_full_test_split_ionic_mae_ten": float(
