@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anisoscreen.model.training import gap_matching
 from anisoscreen.model.training.dataset import GAP_TABLE, DielectricEntry, load_entries
 from anisoscreen.model.training.gap_matching import IdTableRow, fill_band_gaps, read_id_table
 
@@ -68,6 +69,66 @@ def test_load_entries_matches_gaps_from_the_table_beside_the_data(tmp_path):
     assert recorded.band_gap == 3.0 and recorded.band_gap_source == "record"
     unmatched, _ = load_entries(tmp_path / "data.json", match_gaps=False)
     assert unmatched.band_gap is None and unmatched.band_gap_source is None
+
+
+def _write_data_and_table(folder: Path, gap: float) -> Path:
+    nacl = crystals.nacl()
+    record = {"structure": nacl.as_dict(), "eps_electronic": (np.eye(3) * 2.3).tolist()}
+    other = {**record, "material_id": "mp-no-match", "structure": crystals.mos2().as_dict()}
+    data = folder / "data.json"
+    data.write_text(json.dumps([record, other, {**record, "band_gap": 3.0}]))
+    with (folder / GAP_TABLE).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["material_id", "formula", "n_sites", "volume", "bandgap_pbe", "spacegroup"]
+        )
+        writer.writerow(["mp-22862", "NaCl", len(nacl), nacl.volume, gap, 225])
+    return data
+
+
+def _gaps(entries: list[DielectricEntry]) -> list[tuple[str, float | None, str | None]]:
+    return [(e.material_id, e.band_gap, e.band_gap_source) for e in entries]
+
+
+def test_the_matching_is_cached_in_the_process_and_on_disk(tmp_path, monkeypatch):
+    analysed: list[str] = []
+    space_group = gap_matching._space_group
+
+    def counting(structure):
+        analysed.append(structure.composition.reduced_formula)
+        return space_group(structure)
+
+    monkeypatch.setattr(gap_matching, "_space_group", counting)
+    monkeypatch.setattr(gap_matching, "_MATCHES", {})
+    data = _write_data_and_table(tmp_path, gap=5.0)
+    first = load_entries(data)
+    assert analysed == ["NaCl"]
+    assert _gaps(first)[0][1:] == (5.0, "matched mp-22862")
+    assert _gaps(first)[1:] == [("mp-no-match", None, None), (first[2].material_id, 3.0, "record")]
+
+    again = load_entries(data)  # this process's cache
+    assert analysed == ["NaCl"] and _gaps(again) == _gaps(first)
+
+    monkeypatch.setattr(gap_matching, "_MATCHES", {})  # a new process: the disk cache
+    (cache,) = (tmp_path / "data" / "cache" / "gap_matching").iterdir()
+    assert _gaps(load_entries(data)) == _gaps(first)
+    assert analysed == ["NaCl"]
+
+    _write_data_and_table(tmp_path, gap=4.5)  # a changed table is matched again
+    changed = load_entries(data)
+    assert analysed == ["NaCl", "NaCl"] and changed[0].band_gap == 4.5
+    assert len(list(cache.parent.iterdir())) == 2
+
+
+def test_a_corrupt_disk_cache_is_ignored_and_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(gap_matching, "_MATCHES", {})
+    data = _write_data_and_table(tmp_path, gap=5.0)
+    expected = _gaps(load_entries(data))
+    (cache,) = (tmp_path / "data" / "cache" / "gap_matching").iterdir()
+    cache.write_bytes(b"not gzip")
+    monkeypatch.setattr(gap_matching, "_MATCHES", {})
+    assert _gaps(load_entries(data)) == expected
+    assert gap_matching._read_outcome(cache) is not None
 
 
 @pytest.mark.slow

@@ -108,15 +108,25 @@ def evaluate_data():
 
 
 def test_model_set_evaluation_sums_the_two_models_against_dfpt_total(
-    tiny_model, ionic_model, tmp_path
+    tiny_model, ionic_model, tmp_path, monkeypatch
 ):
+    from anisoscreen.model.training import dataset
     from anisoscreen.model.training.evaluate import evaluate_model_set
 
     electronic_folder, _ = tiny_model
     ionic_folder, _ = ionic_model
+    reads: list[str] = []
+    read = dataset.load_entries
+
+    def counting(path, *args, **kwargs):
+        reads.append(str(path))
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(dataset, "load_entries", counting)
     results = evaluate_model_set(
         str(electronic_folder), str(ionic_folder), evaluate_data(), device="cpu"
     )
+    assert reads == [str(evaluate_data())]  # the data set is read once for both models
     total = results["total"]
     np.testing.assert_array_equal(
         total["predicted"], results["electronic"]["predicted"] + results["ionic"]["predicted"]

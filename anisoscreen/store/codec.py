@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 from bson import ObjectId
 
+from anisoscreen.dotted_path import get_path
+
 __all__ = [
     "BOOKKEEPING_FIELDS",
     "content_hash",
@@ -150,13 +152,3 @@ def content_hash(record: dict[str, Any], prepared: bool = False) -> bytes:
 def key_text(record: dict[str, Any], key: list[str]) -> str:
     """The unique-key column value of ``record``: its ``key`` values as a JSON array."""
     return encode([get_path(record, field) for field in key]).decode()
-
-
-def get_path(record: dict[str, Any], field: str) -> Any:
-    """``record``'s value at a dotted ``field`` (``None`` when missing)."""
-    value: Any = record
-    for part in field.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value

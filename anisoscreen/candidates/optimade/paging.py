@@ -26,6 +26,7 @@ from anisoscreen.candidates.optimade.query import (
 )
 from anisoscreen.candidates.paging_guard import PagingGuard, page_limit_from
 from anisoscreen.candidates.retry import OPTIMADE_RETRY, RetryPolicy
+from anisoscreen.dotted_path import get_path
 from anisoscreen.errors import AnisoscreenWarning, SourceError
 from anisoscreen.handedness import right_handed
 from anisoscreen.safe_text import safe_text
@@ -301,8 +302,8 @@ class OptimadeFetch:
             structure,
             source=f"optimade:{self.provider.name}",
             material_id=material_id,
-            energy_above_hull=_number(_nested(attributes, fields.stability)),
-            band_gap=_number(_nested(attributes, fields.band_gap)),
+            energy_above_hull=_number(get_path(attributes, fields.stability)),
+            band_gap=_number(get_path(attributes, fields.band_gap)),
         )
 
     def load(self, progress: Callable[[int, int | None], None] | None = None) -> Any:
@@ -334,17 +335,6 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _entry_ids(entries: list[Any]) -> list[str]:
     return [str(e.get("id")) if isinstance(e, dict) else repr(e) for e in entries]
-
-
-def _nested(attributes: dict[str, Any], name: str | None) -> Any:
-    if name is None:
-        return None
-    value: Any = attributes
-    for part in name.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 def _number(value: Any) -> float | None:

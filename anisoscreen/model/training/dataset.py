@@ -111,7 +111,8 @@ def load_entries(path: str | Path, match_gaps: bool = True) -> list[DielectricEn
 
     With ``match_gaps`` and the MP id table (:data:`GAP_TABLE`) beside the data file, entries
     without a band gap take the gap of their unique match in it
-    (:func:`~anisoscreen.model.training.gap_matching.fill_band_gaps`).
+    (:func:`~anisoscreen.model.training.gap_matching.fill_band_gaps`); the outcome is cached
+    by both files' checksums (:func:`~anisoscreen.model.training.gap_matching.match_band_gaps`).
     """
     path = Path(path)
     if not path.is_file():
@@ -140,9 +141,9 @@ def load_entries(path: str | Path, match_gaps: bool = True) -> list[DielectricEn
         )
     table = path.parent / GAP_TABLE
     if match_gaps and table.is_file():
-        from anisoscreen.model.training.gap_matching import fill_band_gaps, read_id_table
+        from anisoscreen.model.training.gap_matching import match_band_gaps
 
-        entries = fill_band_gaps(entries, read_id_table(table))[0]
+        entries = match_band_gaps(entries, path, table)[0]
     return entries
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from anisoscreen.model.training.error_slices import (
     error_slices,
     tensor_mae,
 )
+
+if TYPE_CHECKING:
+    from anisoscreen.model.training.dataset import DielectricEntry
 
 __all__ = [
     "PredictionCount",
@@ -197,6 +200,7 @@ def evaluate_model(
     exfoliated: bool = True,
     posthoc_laminate: bool = False,
     progress: Report | PredictionCount | None = None,
+    cleaned: Sequence[DielectricEntry] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
 
@@ -223,6 +227,9 @@ def evaluate_model(
     they are made), or give a
     :class:`PredictionCount` to count on across evaluations.
 
+    ``cleaned`` are ``data_path``'s cleaned entries (``clean_entries(load_entries(data_path))``)
+    where the caller has read them already; by default they are read here.
+
     Returns
     -------
     dict
@@ -248,7 +255,7 @@ def evaluate_model(
             )
         networks = [networks[k] for k in members]
     seed = split_seed if split_seed is not None else loaded.metadata.get("split_seed", 42)
-    entries, _ = clean_entries(load_entries(data_path))
+    entries = list(cleaned) if cleaned is not None else clean_entries(load_entries(data_path))[0]
     # a model trained on the first n cleaned entries is evaluated on the split of those n
     entries = entries[: loaded.metadata.get("n_entries") or len(entries)]
     split = random_split(len(entries), seed)
@@ -369,8 +376,12 @@ def evaluate_model_set(
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 
     count = PredictionCount(progress)
+    # read once: both evaluations and the total's reference tensors use the same entries
+    entries, _ = clean_entries(load_entries(data_path))
     results = {
-        name: evaluate_model(path, data_path, data_dir, subset, device=device, progress=count)
+        name: evaluate_model(
+            path, data_path, data_dir, subset, device=device, progress=count, cleaned=entries
+        )
         for name, path in (("electronic", electronic), ("ionic", ionic))
     }
     if results["electronic"]["target"] != "electronic" or results["ionic"]["target"] != "ionic":
@@ -380,7 +391,6 @@ def evaluate_model_set(
     ):
         raise AnisoscreenError("the two models were not trained on the same split")
     seed = results["electronic"]["split_seed"]
-    entries, _ = clean_entries(load_entries(data_path, match_gaps=False))  # reference tensors
     n = len(results["electronic"]["reference"])
     chosen_all = random_split(len(entries), seed)[subset]
     predicted = results["electronic"]["predicted"] + results["ionic"]["predicted"]
