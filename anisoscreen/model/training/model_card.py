@@ -45,6 +45,8 @@ def write_model_card(
         "ionic": "ionic (lattice) dielectric tensor eps0",
         "total": "static dielectric tensor eps_inf + eps0",
     }[config.target]
+    if metadata["train_config"].get("selection") == "born":
+        tensor_name = f"Born effective charges Z* of each site and, as co-target, the {tensor_name}"
     target_cleaning = metadata.get("target_cleaning") or {}
     cleaning_line = (
         f"\n- Target cleaning (train and validation only): removed {target_cleaning['removed']}."
