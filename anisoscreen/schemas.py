@@ -410,7 +410,9 @@ class IonicRefinement(BaseModel):
     material_id: str
     formula: str
     rank: int = Field(description="Row of the ranking (0: best).")
-    ionic_method: str = Field(description="Which eps0 the totals use: physics or direct.")
+    ionic_method: str = Field(
+        description="Which eps0 the totals use: physics, blend (of physics and direct) or direct."
+    )
     potential: str = Field(description="Potential of the force constants.")
     born_source: str | None = Field(None, description="Where the Born charges came from.")
     eps_ionic: Matrix3 | None = Field(None, description="eps0 of ionic_method.")

@@ -59,8 +59,10 @@ def phi(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     entries = _test_entries(args.ionic_model, args.split)
     order = np.random.default_rng(0).permutation(len(entries))
-    # route (b) is scored with the DFPT Born charges: only entries that carry them
-    order = np.array([i for i in order if entries[i].born is not None], dtype=int)
+    # route (b) is scored with the DFPT Born charges: only entries that carry them, unless
+    # the predicted charges are to be scored on every entry (--all-entries)
+    if not args.all_entries:
+        order = np.array([i for i in order if entries[i].born is not None], dtype=int)
     # the screen's own size limit (run-screen --max-sites 40): larger cells are left out
     order = np.array([i for i in order if len(entries[i].structure) < args.max_sites], dtype=int)
     if args.limit:
@@ -155,6 +157,11 @@ def main() -> int:
     p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_phi.add_argument("--split", choices=["test", "validation"], default="test")
+    p_phi.add_argument(
+        "--all-entries",
+        action="store_true",
+        help="also the entries without DFPT Born charges (for predicted charges)",
+    )
     p_direct = sub.add_parser("direct")
     p_direct.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_direct.add_argument("--electronic-model", default=DEFAULT_MODEL)
@@ -206,17 +213,29 @@ def _force_constants(record: dict[str, Any]) -> Any:
 
 
 def _predicted_route(
-    entries: list[Any], cache: Path, direct_file: Path, born_model: str, max_sites: int
+    entries: list[Any],
+    cache: Path,
+    direct_file: Path,
+    born_model: str,
+    max_sites: int,
+    with_dfpt_born_only: bool = True,
 ) -> dict[str, Any]:
-    """Route (b) with a Born model's charges on the cached structures, next to route (a)."""
+    """Route (b) with a Born model's charges on the cached structures, next to route (a).
+
+    ``with_dfpt_born_only``: only the structures with DFPT Born charges (those the other
+    routes are scored on); otherwise every cached one (``born_mae`` is over the former).
+    """
     from anisoscreen.ionic_physics.formula import impose_born_asr
     from anisoscreen.model.born_charges import predict_born_charges
+    from anisoscreen.model.training.evaluate import crystal_systems
 
     records = [json.loads(line) for line in cache.read_text().splitlines()]
     records = [
         r
         for r in records
-        if "phi" in r and entries[r["index"]].born is not None and r["nsites"] < max_sites
+        if "phi" in r
+        and (entries[r["index"]].born is not None or not with_dfpt_born_only)
+        and r["nsites"] < max_sites
     ]
     index = [r["index"] for r in records]
     charges = predict_born_charges(born_model, [entries[i].structure for i in index])
@@ -228,6 +247,7 @@ def _predicted_route(
     errors = [
         np.abs(z - impose_born_asr(entries[i].born)).ravel()
         for i, z in zip(index, charges, strict=True)
+        if entries[i].born is not None
     ]
     return {
         "index": index,
@@ -238,6 +258,7 @@ def _predicted_route(
         "electronic": direct["electronic"][index],
         "reference_ionic": np.stack([entries[i].tensor("ionic") for i in index]),
         "reference_total": np.stack([entries[i].tensor("total") for i in index]),
+        "systems": crystal_systems([entries[i].structure for i in index]),
     }
 
 
@@ -250,14 +271,21 @@ def hybrid(args: argparse.Namespace) -> int:
     """
     from anisoscreen.model.training.error_slices import tensor_mae
 
+    test_entries = _test_entries(args.ionic_model)
     rows = {
-        name: _predicted_route(
-            _test_entries(args.ionic_model, name), cache, direct_file, args.born_model, 40
-        )
-        for name, cache, direct_file in (
-            ("validation", args.validation_cache, args.validation_direct),
-            ("test", args.cache, args.direct),
-        )
+        "validation": _predicted_route(
+            _test_entries(args.ionic_model, "validation"),
+            args.validation_cache,
+            args.validation_direct,
+            args.born_model,
+            40,
+        ),
+        "test": _predicted_route(test_entries, args.cache, args.direct, args.born_model, 40),
+        # every test cell under 40 sites whose force constants are cached, with or without
+        # DFPT charges (phi --all-entries): the predicted charges need none
+        "test_all": _predicted_route(
+            test_entries, args.cache, args.direct, args.born_model, 40, with_dfpt_born_only=False
+        ),
     }
 
     def blend(part: dict[str, Any], alpha: float) -> np.ndarray:
@@ -270,23 +298,38 @@ def hybrid(args: argparse.Namespace) -> int:
         for a in grid
     ]
     alpha = float(grid[int(np.argmin(validation_mae))])
-    test = rows["test"]
-    scored = {}
-    for name, value in (("direct", 0.0), ("refine_rule", 1.0), ("blend", alpha)):
-        ionic = blend(test, value)
-        scored[name] = {
-            "alpha": value,
-            "ionic_mae_ten": float(tensor_mae(ionic, test["reference_ionic"])),
-            "total_mae_ten": float(tensor_mae(ionic + test["electronic"], test["reference_total"])),
-        }
-        print(f"{name} (alpha {value}): {scored[name]}", flush=True)
+    scored: dict[str, dict[str, Any]] = {}
+    for part in ("test", "test_all"):
+        test = rows[part]
+        scored[part] = {"n": len(test["index"])}
+        for name, value in (("direct", 0.0), ("refine_rule", 1.0), ("blend", alpha)):
+            ionic = blend(test, value)
+            scored[part][name] = {
+                "alpha": value,
+                "ionic_mae_ten": float(tensor_mae(ionic, test["reference_ionic"])),
+                "total_mae_ten": float(
+                    tensor_mae(ionic + test["electronic"], test["reference_total"])
+                ),
+            }
+            print(f"{part} {name} (alpha {value}): {scored[part][name]}", flush=True)
+            high = np.trace(test["reference_ionic"], axis1=1, axis2=2) / 3 > 20
+            scored[part][name]["ionic"] = _block(ionic, test["reference_ionic"], test["systems"])
+            scored[part][name]["ionic_eps_poly_above_20"] = _block(
+                ionic[high],
+                test["reference_ionic"][high],
+                [s for s, k in zip(test["systems"], high, strict=True) if k],
+            )
     study = {
         "born_model": str(args.born_model),
         "what": "ionic eps0 = direct + alpha (physics - direct) on unflagged structures, "
         "physics = SevenNet-0 force constants x the Born model's charges; alpha fitted on "
         "validation (ionic MAE_ten), scored on test",
         "n_validation": len(rows["validation"]["index"]),
-        "n_test": len(test["index"]),
+        "n_test": len(rows["test"]["index"]),
+        "parts": {
+            "test": "the test cells under 40 sites with DFPT Born charges (as in evaluate)",
+            "test_all": "every test cell under 40 sites whose force constants are cached",
+        },
         "flagged_share": {k: float(v["flagged"].mean()) for k, v in rows.items()},
         "validation_mae_by_alpha": dict(zip(grid.tolist(), validation_mae, strict=True)),
         "alpha": alpha,
@@ -399,7 +442,7 @@ def evaluate(args: argparse.Namespace) -> int:
             "median": float(np.median([r["seconds"] for r in records])),
             "max": float(np.max([r["seconds"] for r in records])),
             "mean_nsites": float(np.mean([r["nsites"] for r in records])),
-            "hardware": "x86_64 CPU, 1 torch thread, 2 cores shared with other jobs (load 7-10)",
+            "hardware": "x86_64 CPU, 1 torch thread, 2 cores shared with other jobs",
             "note": "mean/median: wall time under that load; cpu_*: the process's CPU time",
         },
         "routes": {},

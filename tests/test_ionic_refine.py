@@ -151,3 +151,60 @@ def test_predicted_charges_come_from_the_born_model(refined, tmp_path):
         expected = physics_ionic(structure, charges, gamma_force_constants(structure, potential))
         np.testing.assert_allclose(row.physics_eps_ionic, expected.eps_ionic, atol=1e-8)
         assert row.ionic_method == ("direct" if row.flags else "physics")
+
+
+def test_predicted_charges_blend_the_physics_value_with_the_direct_one(refined, tmp_path):
+    from test_born_charges import born_model_file
+
+    _, _, ranking, predictions, _, store = refined
+    born_model = str(born_model_file(tmp_path / "born.pt", elements=()))
+    args = (ranking, 0, 2, "harmonic-springs", "predicted", 1.0, store, ["predicted"], born_model)
+    alone = refine_ionic.original(*args)
+    blended = refine_ionic.original(*args, 0.4)
+    assert blended.n_physics == alone.n_physics
+    for row, physics_row in zip(blended.refinements, alone.refinements, strict=True):
+        direct = np.asarray(predictions[row.material_id].eps_ionic.tensor)
+        physics = np.asarray(physics_row.physics_eps_ionic)
+        if physics_row.ionic_method == "physics":
+            assert row.ionic_method == "blend"
+            np.testing.assert_allclose(row.eps_ionic, direct + 0.4 * (physics - direct))
+            eps_inf = np.asarray(predictions[row.material_id].dielectric_tensor)
+            np.testing.assert_allclose(row.eps_total, eps_inf + np.asarray(row.eps_ionic))
+        else:
+            assert row.ionic_method == "direct"
+            np.testing.assert_allclose(row.eps_ionic, direct)
+
+
+def test_each_born_source_gets_its_measured_recipe():
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.screening.ionic_refine import PREDICTED_PHYSICS_WEIGHT
+
+    dfpt = IonicRefineMaker.for_charges("dfpt", top_k=5)
+    assert (dfpt.born_source, dfpt.physics_sources, dfpt.physics_weight, dfpt.top_k) == (
+        "dfpt",
+        ("dfpt",),
+        1.0,
+        5,
+    )
+    predicted = IonicRefineMaker.for_charges("predicted")
+    assert predicted.physics_sources == ("predicted",)
+    assert predicted.physics_weight == PREDICTED_PHYSICS_WEIGHT == 0.4
+    assert predicted.born_model == "anisonet-mp-born"
+    # nominal charges never replace the direct value: the same as the default stage
+    assert IonicRefineMaker.for_charges("nominal") == IonicRefineMaker()
+    with pytest.raises(AnisoscreenError, match="unknown Born source 'formal'"):
+        IonicRefineMaker.for_charges("formal")
+    with pytest.raises(AnisoscreenError, match="physics_weight must be in"):
+        IonicRefineMaker(physics_weight=0.0)
+
+
+def test_run_screen_refuses_an_unknown_born_source_in_one_line(tmp_path):
+    from cli_helpers import run_cli
+
+    out = run_cli(
+        "run-screen", "--data-dir", str(tmp_path), "--refine-top", "1", "--refine-charges", "x"
+    )
+    assert out.returncode == 1
+    assert (
+        out.stderr.strip() == "error: unknown Born source 'x'; use one of dfpt, predicted, nominal"
+    )

@@ -174,6 +174,15 @@ def run_screen(
             "CPU; docs/ionic-physics.md).",
         ),
     ] = None,
+    refine_charges: Annotated[
+        str,
+        typer.Option(
+            "--refine-charges",
+            help="Born charges of --refine-top: nominal (the direct eps0 is kept; the Gamma "
+            "modes are added), dfpt (the data set's, where it holds the material) or "
+            "predicted (anisonet-mp-born's, blended with the direct eps0).",
+        ),
+    ] = "nominal",
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
     _check_source_path(source)  # before the heavy imports: a typo fails at once
@@ -203,6 +212,12 @@ def run_screen(
     with ResultsStore(settings) as results:
         results.check()  # an unreachable or corrupt store fails now, in one line
 
+    refine_maker = None
+    if refine_top is not None:
+        from anisoscreen.screening.ionic_refine import IonicRefineMaker
+        from anisoscreen.settings import store_overrides
+
+        refine_maker = IonicRefineMaker.for_charges(refine_charges, store=store_overrides(settings))
     maker = ScreeningMaker.from_settings(
         settings,
         source=source,
@@ -214,6 +229,7 @@ def run_screen(
         objective=objective,
         shard_size=shard_size,
         refine_top=refine_top,
+        refine_maker=refine_maker,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)

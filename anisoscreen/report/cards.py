@@ -110,7 +110,7 @@ class ModeView(BaseModel):
 class StaticView(BaseModel):
     """The static tensor eps_inf + eps0 of one candidate and where its eps0 comes from."""
 
-    ionic_method: str = Field(description="physics or direct (refine stage), or network.")
+    ionic_method: str = Field(description="physics, blend or direct (refine stage), or network.")
     total: TensorView
     eps_ionic_poly: float | None = None
     figure_of_merit: float | None = None

@@ -9,11 +9,14 @@ which phonons make it high-kappa.
 
 ``ionic_method`` says which value a row reports: ``physics`` when the route ran without a
 flag (no polar imaginary or soft optical mode, small residual forces) with Born charges
-from one of ``physics_sources``, ``direct`` otherwise (the direct model's value is kept;
-the physics value, the modes and the flags are still stored). By default only DFPT charges
-qualify: on the test split the route beats the direct model with DFPT charges and loses
-to it with nominal ones (``docs/ionic-physics.md``), so for new candidates, which have no
-DFPT charges, the direct model stays the default and the stage adds the Gamma-mode analysis.
+from one of ``physics_sources``, ``blend`` when that value is mixed with the direct one
+(``physics_weight`` < 1), ``direct`` otherwise (the direct model's value is kept; the
+physics value, the modes and the flags are still stored). By default only DFPT charges
+qualify: on the test split the route beats the direct model with DFPT charges, loses to it
+with nominal ones, and with the charges of ``anisonet-mp-born`` helps as a blend
+(:meth:`IonicRefineMaker.for_charges`, ``docs/ionic-physics.md``). For new candidates, which
+have no DFPT charges, the direct model stays the default and the stage adds the Gamma-mode
+analysis.
 
 :class:`IonicRefineMaker` makes one job per shard of ``shard_size`` rows (static slices of
 the ranking, so shards run in parallel and a failed shard reruns alone on jobflow-remote)
@@ -33,6 +36,7 @@ import numpy as np
 from jobflow import Flow, Maker, job
 from pydantic import BaseModel, Field
 
+from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import (
     CandidateDoc,
     GammaModeDoc,
@@ -46,6 +50,7 @@ from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 __all__ = [
     "PHYSICS_SOURCES",
+    "PREDICTED_PHYSICS_WEIGHT",
     "GammaModeDoc",
     "IonicRefineMaker",
     "IonicRefineOutput",
@@ -57,6 +62,9 @@ __all__ = [
 
 PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 """Born sources whose physics eps0 beat the direct model on the test split."""
+PREDICTED_PHYSICS_WEIGHT = 0.4
+"""Weight of the physics eps0 with predicted charges, fitted on validation
+(``studies/ionic_physics_study.py hybrid``: test ionic MAE_ten 2.399 against the direct 2.668)."""
 
 
 class IonicRefineOutput(BaseModel):
@@ -66,7 +74,7 @@ class IonicRefineOutput(BaseModel):
     potential: str
     born_source: str
     refinements: list[IonicRefinement]
-    n_physics: int = Field(description="Rows whose totals use the physics eps0.")
+    n_physics: int = Field(description="Rows whose totals use the physics eps0 (or blend).")
     n_flagged: int = Field(description="Rows with a soft/imaginary mode or large forces.")
     seconds: float = Field(description="Wall time (sum over shards after merging).")
 
@@ -92,8 +100,8 @@ def _refine_one(
     min_frequency_thz: float,
     physics_sources: list[str],
     born_model: Any = None,
+    physics_weight: float = 1.0,
 ) -> IonicRefinement:
-    from anisoscreen.errors import AnisoscreenError
     from anisoscreen.ionic_physics.born import born_charges
     from anisoscreen.ionic_physics.force_constants import gamma_force_constants
     from anisoscreen.ionic_physics.route import physics_ionic
@@ -164,8 +172,12 @@ def _refine_one(
         physics = None
     else:
         physics = None
-    chosen = physics if physics is not None else direct
-    row["ionic_method"] = "physics" if physics is not None else "direct"
+    chosen, method = direct, "direct"
+    if physics is not None and direct is not None and physics_weight < 1.0:
+        chosen, method = direct + physics_weight * (physics - direct), "blend"
+    elif physics is not None:
+        chosen, method = physics, "physics"
+    row["ionic_method"] = method
     if chosen is not None:
         total = eps_inf + chosen
         row["eps_ionic"] = chosen.tolist()
@@ -188,6 +200,7 @@ def refine_ionic(
     store: dict[str, Any] | None = None,
     physics_sources: list[str] | None = None,
     born_model: str = DEFAULT_BORN_MODEL,
+    physics_weight: float = 1.0,
 ) -> IonicRefineOutput:
     """Refine rows ``start:stop`` of ``ranking`` by the physics route (see the module doc)."""
     from anisoscreen.screening.jobs import _report, _results
@@ -223,6 +236,7 @@ def refine_ionic(
                 min_frequency_thz,
                 list(physics_sources if physics_sources is not None else PHYSICS_SOURCES),
                 charges_model,
+                physics_weight,
             )
         )
         _report("refine", 1, len(ids))
@@ -233,7 +247,7 @@ def refine_ionic(
         potential=potential,
         born_source=born_source,
         refinements=refinements,
-        n_physics=sum(r.ionic_method == "physics" for r in refinements),
+        n_physics=sum(r.ionic_method in ("physics", "blend") for r in refinements),
         n_flagged=sum(bool(r.flags) for r in refinements),
         seconds=time.perf_counter() - begin,
     )
@@ -275,6 +289,10 @@ class IonicRefineMaker(Maker):
         Born sources whose unflagged physics eps0 replaces the direct one (default: DFPT).
     born_model
         The model with a Born head that ``born_source="predicted"`` uses.
+    physics_weight
+        Where the physics eps0 is used, the reported value is ``direct + physics_weight *
+        (physics - direct)`` (``ionic_method`` ``blend``; 1: the physics value alone,
+        ``physics``). :meth:`for_charges` sets the measured weight of each Born source.
     shard_size
         Rows per job.
     store
@@ -290,6 +308,34 @@ class IonicRefineMaker(Maker):
     store: dict[str, Any] | None = None
     physics_sources: tuple[str, ...] = PHYSICS_SOURCES
     born_model: str = DEFAULT_BORN_MODEL
+    physics_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.physics_weight <= 1.0:
+            raise AnisoscreenError("physics_weight must be in (0, 1]")
+
+    @classmethod
+    def for_charges(cls, born_source: str, **fields: Any) -> IonicRefineMaker:
+        """The refine stage with the measured best use of a Born source's physics eps0.
+
+        On the test split (``docs/ionic-physics.md``): ``dfpt`` charges beat the direct model
+        with the physics value alone; ``predicted`` ones (``anisonet-mp-born``) help only as a
+        blend, with :data:`PREDICTED_PHYSICS_WEIGHT` fitted on validation; with ``nominal``
+        ones the direct value is kept (the stage adds the Gamma-mode analysis).
+        """
+        recipes: dict[str, dict[str, Any]] = {
+            "dfpt": {"physics_sources": ("dfpt",)},
+            "predicted": {
+                "physics_sources": ("predicted",),
+                "physics_weight": PREDICTED_PHYSICS_WEIGHT,
+            },
+            "nominal": {"physics_sources": PHYSICS_SOURCES},
+        }
+        if born_source not in recipes:
+            raise AnisoscreenError(
+                f"unknown Born source {born_source!r}; use one of {', '.join(recipes)}"
+            )
+        return cls(born_source=born_source, **{**recipes[born_source], **fields})
 
     def make(self, ranking: Any) -> Flow:
         """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
@@ -305,6 +351,7 @@ class IonicRefineMaker(Maker):
                 self.store,
                 list(self.physics_sources),
                 self.born_model,
+                self.physics_weight,
             )
             shard.name = f"{self.name} {start}-{stop}"
             shards.append(shard)
