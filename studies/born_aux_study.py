@@ -27,16 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from _study_io import save_study
 
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model
-from anisoscreen.model.nn.graph import collate
+from anisoscreen.model.training.born_metrics import born_charge_metrics
 from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 from anisoscreen.model.training.evaluate import evaluate_model
 from anisoscreen.model.training.train import load_training_checkpoint, prepare_graphs
@@ -50,49 +48,28 @@ def history(checkpoint: Path) -> list[dict[str, float]]:
     return list(load_training_checkpoint(checkpoint)["state"]["history"])
 
 
-@torch.inference_mode()
 def born_head_errors(model_dir: Path, data: Path) -> dict[str, Any]:
     """MAE (e) of the Born head on the test entries with Born charges, and a reference.
 
     The reference predicts, for every site, the mean Born tensor of its element over the
-    training entries with charges (zero for elements without any).
+    training entries with charges (zero for elements without any): the package's
+    :func:`~anisoscreen.model.training.born_metrics.born_charge_metrics`, on the first member.
     """
     loaded = load_model(model_dir / MODEL_FILENAME)
-    net = loaded.networks[0]
     entries, _ = clean_entries(load_entries(data))
     entries = entries[: loaded.metadata.get("n_entries") or len(entries)]
     split = random_split(len(entries), loaded.metadata.get("split_seed", 42))
-    sums: dict[int, np.ndarray] = defaultdict(lambda: np.zeros((3, 3)))
-    counts: dict[int, int] = defaultdict(int)
-    for i in split["train"]:
-        if entries[i].born is not None:
-            for z, charge in zip(entries[i].structure.atomic_numbers, entries[i].born, strict=True):
-                sums[z] += charge
-                counts[z] += 1
-    test = [entries[i] for i in split["test"] if entries[i].born is not None]
-    graphs = prepare_graphs(test, loaded.config.cutoff)
-    predicted, reference, element_mean = [], [], []
-    for start in range(0, len(graphs), 32):
-        _, born = net.forward_with_born(collate(graphs[start : start + 32]))
-        predicted.append(born.double().numpy())
-    for entry in test:
-        reference.append(np.asarray(entry.born))
-        element_mean.append(
-            np.stack(
-                [
-                    sums[z] / counts[z] if counts[z] else np.zeros((3, 3))
-                    for z in entry.structure.atomic_numbers
-                ]
-            )
-        )
-    pred, ref, mean = (np.concatenate(x) for x in (predicted, reference, element_mean))
-    return {
-        "n_structures": len(test),
-        "n_sites": len(ref),
-        "born_mae": float(np.abs(pred - ref).mean()),
-        "element_mean_mae": float(np.abs(mean - ref).mean()),
-        "zero_mae": float(np.abs(ref).mean()),
-    }
+    test = [entries[i] for i in split["test"]]
+    train = [entries[i] for i in split["train"]]
+    return born_charge_metrics(
+        loaded.networks[:1],
+        prepare_graphs(test, loaded.config.cutoff),
+        [e.born for e in test],
+        [e.structure for e in test],
+        [e.structure for e in train],
+        [e.born for e in train],
+        torch.device("cpu"),
+    )
 
 
 def main() -> int:

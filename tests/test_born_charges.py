@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,23 +13,16 @@ from pymatgen.core import Lattice, Structure
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model, save_model
-from anisoscreen.model.nn.network import AnisoNet, ModelConfig
+from anisoscreen.model.nn.network import AnisoNet
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_born_head import tiny_born_config  # noqa: E402
 
 
 def born_model_file(path, elements=(8, 12, 22, 38), members=2, head=True):
     """A small untrained model with the Born head (weights are random: behaviour, not values)."""
-    config = ModelConfig(
-        mul=4,
-        lmax=2,
-        radial_hidden=16,
-        embed_dim=8,
-        readout="psd_square_volume",
-        target="ionic",
-        volume_per_atom=12.0,
-        born_head=head,
-        born_scale=1.4,
-        elements=list(elements),
-    )
+    config = tiny_born_config(born_head=head, elements=list(elements))
     states = []
     for seed in range(members):
         torch.manual_seed(seed)

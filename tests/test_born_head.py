@@ -191,31 +191,40 @@ def test_a_model_without_the_head_refuses_born_output(triclinic):
         net.forward_with_born(graph)
 
 
-def test_training_with_born_weight_learns_the_charges_and_resumes(entries, tmp_path):
-    graphs = prepare_graphs(entries, 5.0)
-    targets = np.stack([e.target_irreps("ionic") for e in entries])
-    born = [e.born for e in entries]
-    config = ModelConfig(
+def tiny_born_config(**fields) -> ModelConfig:
+    """A small ionic network with the Born head, fast enough to train in a test."""
+    values = dict(
         mul=4,
         lmax=2,
         radial_hidden=16,
         embed_dim=8,
         readout="psd_square_volume",
         target="ionic",
-        target_scale=1.0,
         volume_per_atom=20.0,
         born_head=True,
         born_scale=1.35,
     )
+    return ModelConfig(**{**values, **fields})
+
+
+def born_split(entries):
+    """Training and validation sets that both mix entries with and without Born charges."""
+    graphs = prepare_graphs(entries, 5.0)
+    targets = np.stack([e.target_irreps("ionic") for e in entries])
+    born = [e.born for e in entries]
+    train_idx, val_idx = [0, 1, 2, 3, 4, 5, 8, 9, 10], [6, 7, 11]
+    train = ([graphs[i] for i in train_idx], targets[train_idx])
+    validation = ([graphs[i] for i in val_idx], targets[val_idx])
+    return train, validation, ([born[i] for i in train_idx], [born[i] for i in val_idx])
+
+
+def test_training_with_born_weight_learns_the_charges_and_resumes(entries, tmp_path):
+    config = tiny_born_config(target_scale=1.0)
     train_config = TrainConfig(
         loss="huber_log1p_eig", batch_size=4, max_epochs=2, born_weight=10.0, lr=0.01
     )
     checkpoint = tmp_path / "born.ckpt"
-    # both subsets mix entries with and without Born charges
-    train_idx, val_idx = [0, 1, 2, 3, 4, 5, 8, 9, 10], [6, 7, 11]
-    train = ([graphs[i] for i in train_idx], targets[train_idx])
-    validation = ([graphs[i] for i in val_idx], targets[val_idx])
-    split_born = ([born[i] for i in train_idx], [born[i] for i in val_idx])
+    train, validation, split_born = born_split(entries)
     one = replace(train_config, max_epochs=1)
     fit(config, one, train, validation, checkpoint, "cpu", born=split_born)
     net, state = fit(config, train_config, train, validation, checkpoint, "cpu", born=split_born)
@@ -237,24 +246,8 @@ def test_training_with_born_weight_learns_the_charges_and_resumes(entries, tmp_p
 
 
 def test_born_selection_picks_the_epoch_of_the_lowest_validation_born_loss(entries, tmp_path):
-    graphs = prepare_graphs(entries, 5.0)
-    targets = np.stack([e.target_irreps("ionic") for e in entries])
-    born = [e.born for e in entries]
-    config = ModelConfig(
-        mul=4,
-        lmax=2,
-        radial_hidden=16,
-        embed_dim=8,
-        readout="psd_square_volume",
-        target="ionic",
-        volume_per_atom=20.0,
-        born_head=True,
-        born_scale=1.35,
-    )
-    train_idx, val_idx = [0, 1, 2, 3, 4, 5, 8, 9, 10], [6, 7, 11]
-    train = ([graphs[i] for i in train_idx], targets[train_idx])
-    validation = ([graphs[i] for i in val_idx], targets[val_idx])
-    split_born = ([born[i] for i in train_idx], [born[i] for i in val_idx])
+    config = tiny_born_config()
+    train, validation, split_born = born_split(entries)
     train_config = TrainConfig(
         loss="huber_log1p_eig",
         batch_size=4,
