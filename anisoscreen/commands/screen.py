@@ -175,14 +175,14 @@ def run_screen(
         ),
     ] = None,
     refine_charges: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--refine-charges",
-            help="Born charges of --refine-top: nominal (the direct eps0 is kept; the Gamma "
-            "modes are added), dfpt (the data set's, where it holds the material) or "
+            help="Born charges of --refine-top: nominal (default: the direct eps0 is kept; the "
+            "Gamma modes are added), dfpt (the data set's, where it holds the material) or "
             "predicted (anisonet-mp-born's, blended with the direct eps0).",
         ),
-    ] = "nominal",
+    ] = None,
 ) -> None:
     """Screen a pool of structures: filter, predict eps_inf (and eps0), rank, store everything."""
     _check_source_path(source)  # before the heavy imports: a typo fails at once
@@ -213,11 +213,15 @@ def run_screen(
         results.check()  # an unreachable or corrupt store fails now, in one line
 
     refine_maker = None
+    if refine_charges is not None and refine_top is None:
+        raise AnisoscreenError("--refine-charges needs --refine-top")
     if refine_top is not None:
         from anisoscreen.screening.ionic_refine import IonicRefineMaker
         from anisoscreen.settings import store_overrides
 
-        refine_maker = IonicRefineMaker.for_charges(refine_charges, store=store_overrides(settings))
+        refine_maker = IonicRefineMaker.for_charges(
+            refine_charges or "nominal", store=store_overrides(settings)
+        )
     maker = ScreeningMaker.from_settings(
         settings,
         source=source,
