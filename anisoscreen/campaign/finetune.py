@@ -108,17 +108,35 @@ def labels_from_validations(
     return labels
 
 
+_TRAINING_SPLITS: dict[tuple[Any, ...], list[DielectricEntry]] = {}
+"""The last :func:`training_entries` result, by data file (path, size, mtime) and split."""
+
+
 def training_entries(metadata: dict[str, Any], shared: Path) -> list[DielectricEntry]:
     """The training split a model was trained on (data file, cleaning, split from metadata).
 
-    Empty when the data file is not in ``shared/data`` or the metadata does not say.
+    Empty when the data file is not in ``shared/data`` or the metadata does not say. Read
+    once per process and data file: every round of a campaign (and every fine-tuned version,
+    whose metadata names the same file and split) replays from the same split.
     """
     path = Path(shared) / "data" / str(metadata.get("data_file", ""))
     if not path.is_file() or "split_seed" not in metadata:
         return []
-    entries, _ = clean_entries(load_entries(path))
-    entries = entries[: metadata.get("n_entries") or len(entries)]
-    return [entries[i] for i in random_split(len(entries), metadata["split_seed"])["train"]]
+    stat = path.stat()
+    key = (
+        str(path.resolve()),
+        stat.st_size,
+        stat.st_mtime_ns,
+        metadata.get("n_entries"),
+        metadata["split_seed"],
+    )
+    if key not in _TRAINING_SPLITS:
+        entries, _ = clean_entries(load_entries(path))
+        entries = entries[: metadata.get("n_entries") or len(entries)]
+        split = random_split(len(entries), metadata["split_seed"])["train"]
+        _TRAINING_SPLITS.clear()  # one data set at a time
+        _TRAINING_SPLITS[key] = [entries[i] for i in split]
+    return list(_TRAINING_SPLITS[key])
 
 
 def replay_sample(
