@@ -1,4 +1,4 @@
-"""The campaign's cache of member objective values per model version (``values-*.npz``).
+"""The campaign's caches: member objective values per model version (``values-*.npz``).
 
 Written to a temporary file in the same folder and renamed into place, so a reader never
 sees half a file. A cache that cannot be read (empty, truncated, not an npz, missing arrays)
@@ -9,7 +9,7 @@ eps_poly for every objective).
 A campaign whose learner is the residual GP also keeps the pool's member-mean structure
 embeddings from the same pass (``embeddings``, read by :func:`read_embeddings`).
 
-The pool's graphs are kept too (``graphs-*.npz``, :func:`read_graphs` and
+The pool's graphs are kept too (``graphs.npz``, :func:`read_graphs` and
 :func:`write_graphs`), by :func:`~anisoscreen.model.inference.graph_key`, so that each new
 model version re-predicts the pool without building a graph again. They are stored as
 concatenated arrays (no pickle); atom features are not kept (a model that takes them
