@@ -12,7 +12,9 @@ pool once; then each ``campaign step`` (:func:`~anisoscreen.campaign.rounds.step
 learn, re-predict where the learner needs it. The DFT is the stand-in
 (:class:`~anisoscreen.campaign.standin.OracleRunner`: the known labels stored as finished
 DFPT results at once), so a step's time excludes the DFT and nothing else. Reported: storing
-the pool, the start (the one prediction pass) and every step's wall and CPU seconds.
+the pool, the start (the one prediction pass) and every step's wall and CPU seconds (CPU:
+this process, all its threads), with the machine's 1-minute load average before and after
+each, since wall time on a shared machine depends on the other jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,9 +42,13 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def _since(start: tuple[float, float]) -> dict[str, float]:
+def _since(start: tuple[float, float], load: float) -> dict[str, float]:
     wall, cpu = _clock()
-    return {"wall_s": round(wall - start[0], 1), "cpu_s": round(cpu - start[1], 1)}
+    return {
+        "wall_s": round(wall - start[0], 1),
+        "cpu_s": round(cpu - start[1], 1),
+        "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+    }
 
 
 def main() -> None:
@@ -73,12 +81,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="anisoscreen-round-") as tmp:
         os.environ["ANISOSCREEN_DATA_DIR"] = str(Path(tmp) / "data")
         settings = get_settings(data_dir=Path(tmp) / "data")
-        start = _clock()
+        start, load = _clock(), os.getloadavg()[0]
         with ResultsStore(settings) as results:
             results.upsert(
                 [CandidateDoc.from_structure(e.structure, "bench", e.material_id) for e in oracle]
             )
-        stored = _since(start)
+        stored = _since(start, load)
         print(f"pool of {len(oracle)} stored: {stored['wall_s']} s wall", flush=True)
         runner = OracleRunner({e.material_id: e.dielectric_tensor for e in oracle})
         local_run.run_local_validation = runner  # type: ignore[assignment]  # the DFT stand-in
@@ -97,18 +105,20 @@ def main() -> None:
             diversity=args.diversity,
             finetune={"epochs": 3, "replay": 200} if args.learner == "finetune" else {},
         )
-        start = _clock()
+        start, load = _clock(), os.getloadavg()[0]
         predicted = start_campaign(doc, settings)
-        started = _since(start)
+        started = _since(start, load)
         print(f"start: {predicted} predicted, {started['wall_s']} s wall", flush=True)
         steps = []
         for _ in range(args.rounds):
-            start = _clock()
+            start, load = _clock(), os.getloadavg()[0]
             outcome = step_campaign("bench", settings, progress=lambda line: None)
-            steps.append({**_since(start), "outcome": outcome})
+            steps.append({**_since(start, load), "outcome": outcome})
             print(f"step: {outcome}; {steps[-1]['wall_s']} s wall", flush=True)
         final = load_campaign("bench", settings)
     result = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs",
         "learner": args.learner,
         "model": name,
         "members": len(model.networks),
@@ -124,6 +134,7 @@ def main() -> None:
         "sigma_scale": [r.sigma_scale for r in final.rounds],
         "validations_run": len(runner.calls),
         "one_round_wall_s": max(s["wall_s"] for s in steps),
+        "one_round_cpu_s": max(s["cpu_s"] for s in steps),
     }
     print(json.dumps(result, indent=2))
     if args.json:

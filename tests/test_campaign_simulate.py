@@ -125,3 +125,49 @@ def test_finetune_learns_the_new_labels_and_records_them(tiny_ensemble, tmp_path
     assert "uuid-3" in (tmp_path / "v2" / "MODEL_CARD.md").read_text()
     # the parent is untouched
     assert error(load_model(tiny_ensemble).networks) == pytest.approx(before)
+
+
+@pytest.mark.slow
+def test_finetune_gives_the_same_weights_for_any_number_of_cores(tiny_ensemble, tmp_path):
+    """Members train side by side, one intra-op thread each: 1 or 2 cores, same bits."""
+    import torch
+
+    from anisoscreen.campaign.finetune import FinetuneConfig, LabelledEntry, finetune_model
+    from anisoscreen.campaign.simulate import load_oracle
+    from anisoscreen.model.checkpoint import load_model
+    from anisoscreen.model.training.dataset import DielectricEntry
+
+    model = load_model(tiny_ensemble)
+    known = set(model.config.elements)
+    oracle = [
+        e
+        for e in load_oracle(ORACLE)
+        if all(el.Z in known for el in e.structure.composition.elements)
+    ][:6]
+    labels = [
+        LabelledEntry(DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor))
+        for e in oracle
+    ]
+    config = FinetuneConfig(epochs=2, replay=0, lr=1e-2, batch_size=4)
+    cores = torch.get_num_threads()
+    weights, lines = {}, {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            seen: list[str] = []
+            path = finetune_model(
+                model, labels, [], config, tmp_path / str(threads), "t", "2", seen.append
+            )
+            assert torch.get_num_threads() == threads  # the caller's setting is restored
+            weights[threads] = [n.state_dict() for n in load_model(path).networks]
+            lines[threads] = sorted(seen)
+    finally:
+        torch.set_num_threads(cores)
+    assert len(weights[1]) == 3 and lines[1] == lines[2] and len(lines[1]) == 3
+    for one, two in zip(weights[1], weights[2], strict=True):
+        assert all(torch.equal(one[key], two[key]) for key in one)
+    # fine-tuning moved every member
+    assert not all(
+        torch.equal(weights[1][0][key], model.networks[0].state_dict()[key])
+        for key in weights[1][0]
+    )

@@ -17,7 +17,8 @@ step holds the campaign's lock (:mod:`~anisoscreen.campaign.guard`): one writer 
 4. **train**: the ensemble is fine-tuned on every valid DFT label of the campaign and saved
    as model ``campaign-<name>-r<k>`` (kept if it already exists).
 5. **predict**: the pool is re-predicted with the new version (PredictionDocs keyed by
-   ``(material_id, model)``, so every version keeps its own), which becomes current.
+   ``(material_id, model)``, so every version keeps its own), which becomes current. The
+   pool's graphs come from the campaign's graph cache, built in the first pass.
 
 With ``learner="gp"`` (:mod:`~anisoscreen.campaign.learner`) the networks stay frozen: the
 pool's one prediction pass also keeps the members' structure embeddings, **select** refits the
@@ -32,7 +33,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +43,14 @@ from anisoscreen.campaign.acquisition import (
     group_labels,
     make_strategy,
 )
-from anisoscreen.campaign.cache import read_embeddings, read_values, write_values
+from anisoscreen.campaign.cache import (
+    cached_rows,
+    read_embeddings,
+    read_graphs,
+    read_values,
+    write_graphs,
+    write_values,
+)
 from anisoscreen.campaign.finetune import (
     FinetuneConfig,
     finetune_model,
@@ -69,11 +77,15 @@ from anisoscreen.schemas import (
     PredictionDoc,
     ValidationDoc,
     ValidationState,
+    structure_hash,
     utcnow,
 )
 from anisoscreen.screening.objectives import check_objective, needs_ionic, tensor_values
 from anisoscreen.settings import AnisoscreenSettings
 from anisoscreen.store import ResultsStore
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 __all__ = ["load_campaign", "spread_calibrated", "start_campaign", "step_campaign"]
 
@@ -112,6 +124,11 @@ def _values_file(settings: AnisoscreenSettings, doc: CampaignDoc, model: str) ->
     return campaign_folder(settings, doc.name) / f"values-{key}.npz"
 
 
+def _graphs_file(settings: AnisoscreenSettings, doc: CampaignDoc) -> Path:
+    """The campaign's pool graphs (every model version of the campaign shares them)."""
+    return campaign_folder(settings, doc.name) / "graphs.npz"
+
+
 def _member_values(
     doc: CampaignDoc,
     pool: list[CandidateDoc],
@@ -128,6 +145,8 @@ def _member_values(
     the model's calibration for the objective (:func:`spread_calibrated`). ``count(done,
     total)`` follows the structures predicted. A campaign that needs the embeddings
     (:func:`_needs_embeddings`) caches them from the same pass (:func:`_pool_embeddings`).
+    The pool's graphs are built in the first pass and kept in the campaign folder
+    (:func:`_graphs_file`): the next versions' passes build none.
     """
     from anisoscreen.model.inference import PredictionFailure, Predictor
     from anisoscreen.structures_io import StructureRecord
@@ -140,6 +159,8 @@ def _member_values(
     predictor = Predictor.load(
         doc.current_model, settings.data_dir, device="auto", ionic_model=doc.ionic_model
     )
+    graphs_path = _graphs_file(settings, doc)
+    graphs = predictor.graph_cache = read_graphs(graphs_path)
     records = [
         StructureRecord(c.material_id, c.structure, c.source, fields={"band_gap": c.band_gap})
         for c in pool
@@ -190,6 +211,8 @@ def _member_values(
         factor = np.divide(target, raw, out=np.ones_like(raw), where=(raw > 0) & (target > 0))
         values = centre + factor * (values - centre)
     results.upsert(docs)
+    if predictor.graphs_built:
+        write_graphs(graphs_path, graphs)
     embeddings = None
     if embed:
         embeddings = np.stack(embedded) if embedded else np.zeros((0, 0))
@@ -263,12 +286,28 @@ def _select(
     available = np.array([i not in picked for i in ids])
     strategy = make_strategy(doc.strategy, doc.kappa)
     structures = [by_id[i].structure for i in ids]
-    guard = DiversityGuard(group_labels(structures, doc.group_by), doc.max_per_group)
+    hashes = [by_id[i].structure_hash or structure_hash(by_id[i].structure) for i in ids]
+    folder = campaign_folder(settings, doc.name)
+
+    def rows(name: str, function: Callable[[list[Structure]], Any]) -> np.ndarray:
+        """``function`` of the pool's structures, kept in the campaign folder by hash."""
+        return cached_rows(
+            folder / f"{name}.npz",
+            hashes,
+            lambda at: np.asarray(function([structures[i] for i in at])),
+        )
+
+    groups: list[str] | None
+    if doc.group_by == "prototype":  # a symmetry analysis each: once per structure
+        groups = [str(g) for g in rows("prototypes", lambda s: group_labels(s, "prototype"))]
+    else:
+        groups = group_labels(structures, doc.group_by)
+    guard = DiversityGuard(groups, doc.max_per_group)
     logged = LogSpace(doc.objective)
     scale, coords = None, None
     if _needs_embeddings(doc):
         base = logged.forward(values.mean(axis=0))
-        extra = geometry_columns(structures) if doc.gp_geometry else None
+        extra = rows("geometry", geometry_columns) if doc.gp_geometry else None
         coords = pool_coordinates(_pool_embeddings(doc, settings), base, extra)
     if doc.diversity == "embedding" and coords is not None:
         guard = EmbeddingDiversity.from_pool(coords, 0.1, guard.groups, doc.max_per_group)

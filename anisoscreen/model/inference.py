@@ -8,13 +8,17 @@ A predictor holds a *model set*: the electronic model and, optionally, an ionic 
 an ionic model every document also gets ``eps_ionic`` and ``eps_total = eps_inf + eps_ionic``
 (the sum of the two ensemble means, exactly); the spread of the total is that of the sums
 of every electronic member with every ionic member.
+
+A caller that predicts the same structures again (a campaign re-predicting its pool with each
+new model version) gives the predictor a :attr:`Predictor.graph_cache`: graphs are then looked
+up by :func:`graph_key` (structure hash, band gap, cutoff, depolarisation) and built only once.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ from anisoscreen.schemas import (
     TensorPrediction,
     lattice_parameters,
     optics_fields,
+    structure_hash,
 )
 from anisoscreen.settings import DEFAULT_MODEL
 from anisoscreen.structure_checks import check_structure
@@ -46,9 +51,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MemberTensors", "PredictionFailure", "Predictor", "predict_structures"]
+__all__ = ["MemberTensors", "PredictionFailure", "Predictor", "graph_key", "predict_structures"]
 
 _RECORD_FIELDS = ("energy_above_hull", "band_gap")
+
+
+def graph_key(
+    structure: Structure, band_gap: float | None, cutoff: float, depolarisation: bool
+) -> str:
+    """What a predictor's graph of ``structure`` depends on, as a cache key.
+
+    The :func:`~anisoscreen.schemas.structure_hash`, the band gap the graph carries, the
+    cutoff and whether the vacuum's depolarisation is built; the model's known elements are
+    checked again on every use, so a key serves every version of a model.
+    """
+    gap = _finite_or_none(band_gap)
+    return f"{structure_hash(structure)}|{gap!r}|{cutoff!r}|{int(depolarisation)}"
 
 
 @dataclass
@@ -132,6 +150,10 @@ class Predictor:
         self._known = set(model.config.elements)
         if ionic is not None and ionic.config.elements:
             self._known &= set(ionic.config.elements)
+        self.graph_cache: MutableMapping[str, CrystalGraph] | None = None
+        """Graphs by :func:`graph_key`, looked up before building one and added to after."""
+        self.graphs_built = 0
+        """Graphs this predictor has built (not found in :attr:`graph_cache`)."""
         # members side by side on CPU threads (see anisoscreen.model.member_threads)
         self._members = MemberThreads()
         self._featurizer: Featurizer | None = None
@@ -175,14 +197,11 @@ class Predictor:
             logger.warning("%s: %s", structure.composition.reduced_formula, p.message)
         if not structure.is_ordered:
             return "disordered or partially occupied structure; the model needs ordered sites"
-        if self._known:
-            unseen = sorted(
-                {el.symbol for el in structure.composition.elements if el.Z not in self._known}
-            )
-            if unseen:
-                return f"element(s) not seen in training: {', '.join(unseen)}"
+        unseen = self._unseen_elements(structure)
+        if unseen:
+            return unseen
         try:
-            return structure_to_graph(
+            graph = structure_to_graph(
                 structure,
                 self.model.config.cutoff,
                 band_gap=_finite_or_none(band_gap),
@@ -192,6 +211,33 @@ class Predictor:
             return str(exc)
         except Exception as exc:  # one record never stops the batch
             return f"cannot build the graph: {type(exc).__name__}: {exc}"
+        self.graphs_built += 1
+        return graph
+
+    def _unseen_elements(self, structure: Structure) -> str | None:
+        """Why the model cannot take ``structure``'s elements, or ``None`` if it can."""
+        if not self._known:
+            return None
+        unseen = sorted(
+            {el.symbol for el in structure.composition.elements if el.Z not in self._known}
+        )
+        return f"element(s) not seen in training: {', '.join(unseen)}" if unseen else None
+
+    def _cached_graph(
+        self, structure: Structure, band_gap: float | None = None
+    ) -> CrystalGraph | str:
+        """:meth:`graph_or_error` through :attr:`graph_cache` (a cached graph passed the checks)."""
+        cache = self.graph_cache
+        if cache is None:
+            return self.graph_or_error(structure, band_gap)
+        key = graph_key(structure, band_gap, self.model.config.cutoff, self._depolarisation)
+        cached = cache.get(key)
+        if cached is not None:
+            return self._unseen_elements(structure) or cached
+        graph = self.graph_or_error(structure, band_gap)
+        if not isinstance(graph, str):
+            cache[key] = graph
+        return graph
 
     def spread_calibration(self, quantity: str) -> SpreadCalibration:
         """The calibration of ``quantity``'s spread (``eps_poly``, ``anisotropy_ratio``).
@@ -387,7 +433,7 @@ class Predictor:
                     )
                 )
                 continue
-            graph = self.graph_or_error(record.structure, record.fields.get("band_gap"))
+            graph = self._cached_graph(record.structure, record.fields.get("band_gap"))
             if isinstance(graph, str):
                 results.append(
                     PredictionFailure(record.material_id, record.formula, graph, record.source)
