@@ -6,9 +6,12 @@ With ``--cli`` it measures, in one sitting and each in a fresh process as a user
 ``anisoscreen predict POOL --output pool.jsonl``, then ``anisoscreen run-screen --source POOL
 --include-known`` on a fresh data folder (cold) and again on the same folder (repeated),
 with the network forward timed inside the run-screen processes; it prints cold / predict,
-repeat / cold and the forward share of the cold wall time, the stage times of both runs
-and the load average around each command. Without ``--cli`` (below) the flow runs in this
-process.
+repeat / cold and the forward share of the cold wall time, the stage times of both runs, the
+load average around each command, and CPU seconds: of each command (its worker processes
+included), of each stage (``stage_cpu``: the process's threads, and the worker processes
+that ended in it) and of the process while a forward ran (``forward_cpu_seconds``).
+``--keep DIR`` leaves the stores behind, e.g. to compare two versions' results. Without
+``--cli`` (below) the flow runs in this process.
 
 Runs the ScreeningMaker flow (load, filter, predict + descriptors, rank, store) with
 jobflow on a fresh embedded store, then again on the same store (everything reused), and
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,11 +50,55 @@ from anisoscreen.settings import DEFAULT_MODEL, get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended (and waited-for) child processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class StageTimer:
+    """Wall and CPU seconds of each jobflow job (stage) run in this process.
+
+    ``cpu_seconds`` is this process's CPU time (all its threads) and ``children_cpu_seconds``
+    that of the worker processes that ended during the stage (the descriptor pool).
+    """
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, float]] = {}
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        from jobflow.core.job import Job
+
+        original = Job.run
+
+        def timed(job, *args, **kwargs):
+            wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+            try:
+                return original(job, *args, **kwargs)
+            finally:
+                self.stages[job.name] = {
+                    "seconds": time.perf_counter() - wall,
+                    "cpu_seconds": time.process_time() - cpu,
+                    "children_cpu_seconds": _children_cpu() - children,
+                }
+
+        Job.run = timed  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            Job.run = original  # type: ignore[method-assign]
+
+
 class ForwardTimer:
-    """Wall time spent in the network forward (``Predictor.predict_graphs``), in-process."""
+    """Wall time spent in the network forward (``Predictor.predict_graphs``), in-process.
+
+    ``cpu_seconds``: this process's CPU time (every thread) while a forward ran.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.calls = 0
 
     @contextmanager
@@ -60,11 +108,12 @@ class ForwardTimer:
         original = Predictor.predict_graphs
 
         def timed(predictor, *args, **kwargs):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 return original(predictor, *args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
+                self.cpu_seconds += time.process_time() - cpu
                 self.calls += 1
 
         Predictor.predict_graphs = timed  # type: ignore[method-assign]
@@ -92,12 +141,14 @@ def run_once(maker: ScreeningMaker, settings) -> tuple[float, ScreeningRunDoc, f
 FORWARD_TIMED_CLI = """
 import atexit, json, sys
 sys.path.insert(0, {bench!r})
-from bench_screening import ForwardTimer
-timer = ForwardTimer()
-context = timer.installed()
-context.__enter__()
+from bench_screening import ForwardTimer, StageTimer
+timer, stages = ForwardTimer(), StageTimer()
+contexts = [timer.installed(), stages.installed()]  # held: a collected one would uninstall
+for context in contexts:
+    context.__enter__()
 atexit.register(lambda: json.dump(
-    {{"forward_seconds": timer.seconds, "forward_calls": timer.calls}}, open({out!r}, "w")
+    {{"forward_seconds": timer.seconds, "forward_cpu_seconds": timer.cpu_seconds,
+      "forward_calls": timer.calls, "stage_cpu": stages.stages}}, open({out!r}, "w")
 ))
 from anisoscreen.cli import main
 sys.argv = ["anisoscreen", *sys.argv[1:]]
@@ -119,17 +170,19 @@ def _command(
         bench = str(Path(__file__).resolve().parent)
         code = FORWARD_TIMED_CLI.format(bench=bench, out=str(forward_file))
     load_before = os.getloadavg()
-    start = time.perf_counter()
+    start, children = time.perf_counter(), _children_cpu()
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - start
+    cpu_seconds = _children_cpu() - children
     if done.returncode not in accept:
         raise RuntimeError(f"anisoscreen {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     out = {
         "command": "anisoscreen " + " ".join(args),
         "exit_code": done.returncode,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
@@ -138,11 +191,16 @@ def _command(
     return out
 
 
-def run_cli(pool: str, model: str) -> dict:
-    """predict, run-screen cold and run-screen repeated, each a fresh process, one sitting."""
+def run_cli(pool: str, model: str, keep: Path | None = None) -> dict:
+    """predict, run-screen cold and run-screen repeated, each a fresh process, one sitting.
+
+    ``keep``: a folder to run in and leave behind (the screen's store and the predictions),
+    e.g. to compare two versions' stores; by default a temporary one.
+    """
     result: dict = {"pool": Path(pool).name, "model": model, "mode": "cli"}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(tmp) if keep is None else keep
+        folder.mkdir(parents=True, exist_ok=True)
         predicted = folder / "pool.jsonl"
         result["predict"] = _command(
             [
@@ -208,11 +266,15 @@ def main() -> None:
         help="predict, cold and repeated run-screen as commands, in one sitting",
     )
     parser.add_argument("--output", default=None, help="also write the results JSON here")
+    parser.add_argument(
+        "--keep", default=None, help="with --cli: run in this (new) folder and keep it"
+    )
     args = parser.parse_args()
     pool = str(pool_path(args.pool))
     if args.cli:
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        result = {"started": started, **run_cli(pool, args.model)}
+        keep = Path(args.keep) if args.keep else None
+        result = {"started": started, **run_cli(pool, args.model, keep)}
         print(json.dumps(result, indent=2))
         if args.output:
             Path(args.output).write_text(json.dumps(result, indent=2) + "\n")

@@ -45,3 +45,18 @@ def test_descriptors_parallel_equals_serial(sample):
         "space_group_symbol",
         "space_group_number",
     }
+
+
+def test_descriptor_jobs_run_in_workers_and_answer_in_any_order(sample):
+    structures = {f"s{i}": s for i, s in enumerate(sample[:10])}
+    serial = ranking.descriptors(structures, processes=1)
+    with ranking.DescriptorJobs(structures, processes=2) as jobs:
+        assert len(jobs) == 10 and "s9" in jobs and "other" not in jobs
+        answers = {key: jobs.result(key) for key in reversed(list(structures))}
+        assert all(jobs.done(key) for key in structures)
+    assert answers == serial
+    # fewer than MIN_PARALLEL structures: computed here, when asked, with the same values
+    few = dict(list(structures.items())[: ranking.MIN_PARALLEL - 1])
+    with ranking.DescriptorJobs(few, processes=2) as jobs:
+        assert all(jobs.done(key) for key in few)
+        assert {key: jobs.result(key) for key in few} == {key: serial[key] for key in few}

@@ -256,6 +256,41 @@ def test_screening_flow_end_to_end_and_idempotent(tiny_model, tmp_path):
         assert results.count("predictions") == n_candidates
 
 
+def test_a_cold_screen_writes_each_prediction_once_with_its_descriptors(
+    tiny_model, tmp_path, monkeypatch
+):
+    folder, _ = tiny_model
+    data = tmp_path / "d"
+    settings = get_settings(data_dir=data)
+    written: list[PredictionDoc] = []
+    upsert = ResultsStore.upsert
+
+    def recorded(self, docs):
+        docs = list(docs)
+        written.extend(d for d in docs if isinstance(d, PredictionDoc))
+        return upsert(self, docs)
+
+    monkeypatch.setattr(ResultsStore, "upsert", recorded)
+    maker = local_maker(folder, small_pool(tmp_path / "pool.json"), data, processes=2)
+    flow = maker.make("cold")
+    responses = run_locally(flow, store=build_job_store(settings), create_folders=False, log=False)
+    predictions = next(iter(responses[flow.output["predictions"].uuid].values())).output
+    ids = [d.material_id for d in written]
+    assert len(ids) == len(set(ids)) == predictions.n_predicted > 0  # one write each
+    assert all(d.crystal_system and d.space_group_number for d in written)
+    with ResultsStore(settings) as results:
+        structures = {c.material_id: c.structure for c in results.query(CandidateDoc)}
+        hashes = {c.structure_hash for c in results.query(CandidateDoc)}
+        assert results.count("descriptors") == predictions.n_descriptors_computed == len(hashes)
+    expected = descriptors(structures, processes=1)
+    for doc in written:
+        assert (doc.dimensionality, doc.crystal_system, doc.space_group_number) == (
+            expected[doc.material_id]["dimensionality"],
+            expected[doc.material_id]["crystal_system"],
+            expected[doc.material_id]["space_group_number"],
+        )
+
+
 @pytest.mark.slow
 def test_killed_prediction_resumes_without_loss_or_duplicates(tiny_model, tmp_path):
     folder, _ = tiny_model

@@ -11,7 +11,12 @@ from anisoscreen.candidates.filters import ScreeningCriteria
 from anisoscreen.candidates.sources import load_bundled
 from anisoscreen.schemas import CandidateDoc, PredictionDoc, structure_hash
 from anisoscreen.screening import descriptors
-from anisoscreen.screening.jobs import _add_descriptors, _candidate_records, fetch_candidates
+from anisoscreen.screening.jobs import (
+    _add_descriptors,
+    _candidate_records,
+    _PendingDescriptors,
+    fetch_candidates,
+)
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 
@@ -152,6 +157,45 @@ def test_a_cache_of_another_descriptor_version_is_not_used(
 
     monkeypatch.setattr(descriptor_cache, "DESCRIPTOR_VERSION", descriptors.DESCRIPTOR_VERSION + 1)
     assert _add_descriptors(results, ids, "m2", processes=1, total=None)[1] == 2
+
+
+def test_new_predictions_get_their_descriptors_before_their_first_write(
+    pool, memory_results, computed
+):
+    results = memory_results
+    ids = [c.material_id for c in pool]
+    results.upsert(pool)
+    expected = descriptors.descriptors({c.material_id: c.structure for c in pool}, processes=1)
+    # m1 predicted the first two (their descriptors are stored on m1's predictions)
+    results.upsert(prediction(c, "m1") for c in pool[:2])
+    _add_descriptors(results, ids[:2], "m1", processes=1, total=None)
+    # m2's older prediction of the third material holds other descriptors: it is being
+    # replaced, so they are not reused
+    older = {"crystal_system": "cubic", "space_group_number": 225, "dimensionality": 0}
+    assert expected[ids[2]]["space_group_number"] != 225
+    results.upsert([prediction(pool[2], "m2").model_copy(update=older)])
+    computed.clear()
+    with _PendingDescriptors.start(results, ids, "m2", processes=1) as pending:
+        assert set(pending.known) == set(ids[:2]) and computed == []  # started, not computed
+        docs, cache_docs = pending.attach([prediction(c, "m2") for c in pool])
+    assert [d.material_id for d in docs] == ids
+    for doc in docs:
+        values = expected[doc.material_id]
+        assert doc.crystal_system == values["crystal_system"]
+        assert doc.space_group_symbol == values["space_group_symbol"]
+        assert doc.space_group_number == values["space_group_number"]
+        assert doc.dimensionality == values["dimensionality"]
+    # the other four were computed once each, and their cache documents come with them
+    assert pending.n_computed == len(computed) == len(pool) - 2
+    assert sorted(d.structure_hash for d in cache_docs) == sorted(
+        c.structure_hash for c in pool[2:]
+    )
+    # written with the predictions, nothing is left for the post pass to compute or rewrite
+    results.upsert([*cache_docs, *docs])
+    before = {p.material_id: p.last_updated for p in results.query(PredictionDoc, {"model": "m2"})}
+    assert _add_descriptors(results, ids, "m2", processes=1, total=None)[1] == 0
+    after = {p.material_id: p.last_updated for p in results.query(PredictionDoc, {"model": "m2"})}
+    assert after == before
 
 
 def test_the_prediction_stage_reads_parsed_structures_not_the_store(pool, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import cast
 
 from pymatgen.core import Structure
@@ -22,6 +22,8 @@ from anisoscreen.worker_lifetime import pool_initializer_args
 
 __all__ = [
     "DESCRIPTOR_VERSION",
+    "MIN_PARALLEL",
+    "DescriptorJobs",
     "StructureDescriptors",
     "crystal_system",
     "describe",
@@ -35,6 +37,9 @@ StructureDescriptors = dict[str, object]
 DESCRIPTOR_VERSION = 1
 """Version of what :func:`iter_descriptors` computes; raise it when a result would change,
 so that descriptors cached under the old one are recomputed."""
+
+MIN_PARALLEL = 8
+"""Fewest structures worth worker processes (fewer are computed in the calling process)."""
 
 
 def dimensionality(structure: Structure, dataset=None) -> int | None:
@@ -124,20 +129,84 @@ def iter_descriptors(
     Runs in parallel over cores; the workers die with this process (no orphan survives a
     killed CLI), and a consumer can store results as they come, so a kill keeps them.
     """
-    ids = list(structures)
-    processes = processes or os.cpu_count() or 1
-    if processes == 1 or len(ids) < 8:
-        for material_id in ids:
-            yield material_id, _descriptors_of(structures[material_id])
-        return
-    # imported here once, so that the forked workers inherit the modules (~3 s each)
-    import pymatgen.symmetry.analyzer  # noqa: F401
+    with DescriptorJobs(structures, processes) as jobs:
+        for key in structures:
+            yield key, jobs.result(key)
 
-    import anisoscreen.bonding  # noqa: F401
 
-    payload = (_payload(structures[i]) for i in ids)
-    with ProcessPoolExecutor(processes, **pool_initializer_args()) as pool:
-        yield from zip(ids, pool.map(_descriptors_of, payload, chunksize=4), strict=True)
+class DescriptorJobs:
+    """Descriptors of structures computed in worker processes while the caller goes on.
+
+    Every structure is handed to the workers at once (``processes`` of them, ``None``: one
+    per core; a few at a time, as compact arrays); :meth:`result` takes one by key, in any
+    order, waiting only if it is not done yet. With one process or fewer than
+    :data:`MIN_PARALLEL` structures nothing runs in the background: :meth:`result` computes
+    in this process. The workers die with this process; leaving the ``with`` block (or
+    :meth:`close`) cancels what was not started.
+    """
+
+    def __init__(
+        self,
+        structures: Mapping[str, Structure],
+        processes: int | None = None,
+        chunk: int = 4,
+    ) -> None:
+        self._structures = dict(structures)
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[str, tuple[Future, int]] = {}
+        processes = processes or os.cpu_count() or 1
+        if processes == 1 or len(self._structures) < MIN_PARALLEL:
+            return
+        # imported here once, so that the forked workers inherit the modules (~3 s each)
+        import pymatgen.symmetry.analyzer  # noqa: F401
+
+        import anisoscreen.bonding  # noqa: F401
+
+        self._pool = ProcessPoolExecutor(processes, **pool_initializer_args())
+        keys = list(self._structures)
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            future = self._pool.submit(
+                _descriptors_of_many, [_payload(self._structures[k]) for k in part]
+            )
+            for position, key in enumerate(part):
+                self._futures[key] = (future, position)
+
+    def __len__(self) -> int:
+        return len(self._structures)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._structures
+
+    def done(self, key: str) -> bool:
+        """Whether :meth:`result` of ``key`` returns without waiting for a worker."""
+        entry = self._futures.get(key)
+        return entry is None or entry[0].done()
+
+    def result(self, key: str) -> StructureDescriptors:
+        """The descriptors of structure ``key`` (waits for its worker if needed)."""
+        entry = self._futures.get(key)
+        if entry is None:
+            return _descriptors_of(self._structures[key])
+        future, position = entry
+        return cast(StructureDescriptors, future.result()[position])
+
+    def close(self) -> None:
+        """Cancel the work not started and let the workers end."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> DescriptorJobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _descriptors_of_many(given: list[Structure | dict | tuple]) -> list[StructureDescriptors]:
+    """:func:`_descriptors_of` of each of a few structures (one task of a worker)."""
+    return [_descriptors_of(one) for one in given]
 
 
 def _payload(structure: Structure) -> tuple | dict:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from jobflow import Flow, Response, job
 from pymatgen.core import Structure
@@ -27,7 +27,14 @@ from anisoscreen.candidates.filters import (
     filter_fields,
 )
 from anisoscreen.candidates.sources import CandidateBatch
-from anisoscreen.schemas import CandidateDoc, Dimensionality, PredictionDoc, ScreeningRunDoc, utcnow
+from anisoscreen.schemas import (
+    CandidateDoc,
+    Dimensionality,
+    PredictionDoc,
+    ScreeningRunDoc,
+    StructureDescriptorsDoc,
+    utcnow,
+)
 from anisoscreen.screening.outputs import (
     CandidateStageOutput,
     PredictionStageOutput,
@@ -39,6 +46,9 @@ from anisoscreen.screening.shards import shard_ids
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 from anisoscreen.structures_io import StructureRecord
+
+if TYPE_CHECKING:
+    from anisoscreen.screening.descriptors import DescriptorJobs
 
 __all__ = [
     "fetch_candidates",
@@ -325,33 +335,41 @@ def predict_candidates(
         )
         todo = [i for i in ids if i not in done]
         _report("predict", len(done), total)
+        # the descriptors of what is to be predicted start in worker processes now, alongside
+        # the model's loading and pass, so that each prediction is written once, with them
+        pending = _PendingDescriptors.start(results, todo, name, processes)
         predictor: Predictor | None = None
-        if todo or not ids:  # no ids: load anyway, so a broken model set still fails here
-            predictor = Predictor.load(model, settings.data_dir, device, batch_size, ionic_model)
-            model_set = _ModelSet.of(predictor)
-        records = _candidate_records(results, todo)
-        batch_docs: list[PredictionDoc] = []
+        with pending:
+            if todo or not ids:  # no ids: load anyway, so a broken model set still fails here
+                predictor = Predictor.load(
+                    model, settings.data_dir, device, batch_size, ionic_model
+                )
+                model_set = _ModelSet.of(predictor)
+            records = _candidate_records(results, todo)
+            batch_docs: list[PredictionDoc] = []
 
-        def flush() -> None:
-            nonlocal n_predicted
-            results.upsert(batch_docs)
-            n_predicted += len(batch_docs)
-            batch_docs.clear()
+            def flush() -> None:
+                nonlocal n_predicted
+                docs, cache_docs = pending.attach(batch_docs)
+                results.upsert([*cache_docs, *docs])
+                n_predicted += len(batch_docs)
+                batch_docs.clear()
 
-        outputs = (
-            predictor.predict(records, progress=lambda n: _report("predict", n, total))
-            if predictor is not None
-            else ()
-        )
-        for out in outputs:
-            if isinstance(out, PredictionFailure):
-                failures.append(out.as_dict())
-            else:
-                batch_docs.append(out)
-                if len(batch_docs) == batch_size:
-                    flush()
-        flush()
+            outputs = (
+                predictor.predict(records, progress=lambda n: _report("predict", n, total))
+                if predictor is not None
+                else ()
+            )
+            for out in outputs:
+                if isinstance(out, PredictionFailure):
+                    failures.append(out.as_dict())
+                else:
+                    batch_docs.append(out)
+                    if len(batch_docs) == batch_size:
+                        flush()
+            flush()
         predicted = time.perf_counter()
+        # what the predictions still lack (reused predictions made without descriptors)
         _, n_descriptors = _add_descriptors(results, ids, name, processes, total)
     return PredictionStageOutput(
         material_ids=ids,
@@ -364,8 +382,8 @@ def predict_candidates(
         ionic_model=model_set.ionic_name,
         device=model_set.device,
         seconds=time.perf_counter() - start,
-        n_descriptors_computed=n_descriptors,
-        descriptor_seconds=time.perf_counter() - predicted,
+        n_descriptors_computed=n_descriptors + pending.n_computed,
+        descriptor_seconds=time.perf_counter() - predicted + pending.wait_seconds,
     )
 
 
@@ -499,6 +517,152 @@ def _candidate_structures(
     return structures
 
 
+def _stored_descriptors(
+    results: ResultsStore, ids: Sequence[str], model: str, others_only: bool = False
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any] | None]]:
+    """Descriptors stored on predictions of ``ids``: by any model, and by ``model`` itself.
+
+    Returns ``(known, own)``: the first stored descriptors of each material (any model's
+    prediction that has them; with ``others_only``, any other model's) and what ``model``'s
+    own prediction of each holds (``None`` where it lacks them; materials ``model`` did not
+    predict are absent).
+    """
+    from anisoscreen.screening.descriptor_cache import DESCRIPTOR_FIELDS
+
+    known: dict[str, dict[str, Any]] = {}
+    own: dict[str, dict[str, Any] | None] = {}
+    if not ids:
+        return known, own
+    for record in results.records(
+        "predictions",
+        {"material_id": {"$in": list(ids)}},
+        properties=["material_id", "model", *DESCRIPTOR_FIELDS],
+    ):
+        values = _descriptor_values(record)
+        mine = record.get("model") == model
+        if mine:
+            own[record["material_id"]] = values
+        if values is not None and not (mine and others_only):
+            known.setdefault(record["material_id"], values)
+    return known, own
+
+
+def _hashes_and_cached(
+    results: ResultsStore, missing: Sequence[str], known: dict[str, dict[str, Any]]
+) -> dict[str, str | None]:
+    """The structure hashes of the ``missing`` materials; those cached go into ``known``.
+
+    Returns the hash of every stored candidate among ``missing`` (``None`` if it has none).
+    """
+    from anisoscreen.screening import descriptor_cache
+
+    if not missing:
+        return {}
+    hashes: dict[str, str | None] = {
+        r["material_id"]: r.get("structure_hash")
+        for r in results.records(
+            "candidates",
+            {"material_id": {"$in": list(missing)}},
+            properties=["material_id", "structure_hash"],
+        )
+    }
+    unhashed = [i for i in missing if hashes.get(i) is None]
+    if unhashed:  # candidates stored before they carried their hash
+        for doc in results.query(CandidateDoc, {"material_id": {"$in": unhashed}}):
+            hashes[doc.material_id] = doc.structure_hash
+    cached = descriptor_cache.lookup(results, (h for h in hashes.values() if h is not None))
+    for material_id in missing:
+        structure_hash = hashes.get(material_id)
+        if structure_hash is not None and structure_hash in cached:
+            known[material_id] = cached[structure_hash]
+    return hashes
+
+
+class _PendingDescriptors:
+    """The ranking descriptors of the materials about to be predicted, found or started early.
+
+    Found as :func:`_add_descriptors` finds them (another model's prediction, then the
+    descriptor cache by structure hash); the rest are computed in worker processes
+    (:class:`~anisoscreen.screening.descriptors.DescriptorJobs`) while the model loads and
+    runs, once per distinct structure. :meth:`attach` gives each new prediction its
+    descriptors before its first write, so no prediction is read back and written again.
+    """
+
+    def __init__(
+        self,
+        known: dict[str, dict[str, Any]],
+        hashes: dict[str, str | None],
+        jobs: DescriptorJobs | None = None,
+    ) -> None:
+        self.known = known
+        self.hashes = hashes
+        self.jobs = jobs
+        self.n_computed = 0
+        self.wait_seconds = 0.0
+        self._computed: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def start(
+        cls, results: ResultsStore, ids: Sequence[str], model: str, processes: int | None
+    ) -> _PendingDescriptors:
+        """Look up the descriptors of ``ids`` and start computing the missing ones."""
+        from anisoscreen.screening.descriptors import DescriptorJobs
+
+        if not ids:
+            return cls({}, {})
+        # model's own (older) predictions are being replaced: theirs are not reused, as when
+        # the replacing prediction was written without them
+        known, _ = _stored_descriptors(results, ids, model, others_only=True)
+        missing = [i for i in ids if i not in known]
+        hashes = _hashes_and_cached(results, missing, known)
+        first: dict[str, str] = {}
+        for material_id in missing:
+            structure_hash = hashes.get(material_id)
+            if material_id not in known and structure_hash is not None:
+                first.setdefault(structure_hash, material_id)
+        structures = _candidate_structures(results, hashes, list(first.values()))
+        unique = {cast(str, hashes[i]): s for i, s in structures.items()}
+        return cls(known, hashes, DescriptorJobs(unique, processes) if unique else None)
+
+    def attach(
+        self, docs: Sequence[PredictionDoc]
+    ) -> tuple[list[PredictionDoc], list[StructureDescriptorsDoc]]:
+        """``docs`` with their descriptors, and the cache documents of those computed now.
+
+        Waits for the workers where a structure's descriptors are not done yet.
+        """
+        from anisoscreen.screening import descriptor_cache
+
+        out: list[PredictionDoc] = []
+        cache_docs: list[StructureDescriptorsDoc] = []
+        for doc in docs:
+            values = self.known.get(doc.material_id)
+            structure_hash = self.hashes.get(doc.material_id)
+            if values is None and self.jobs is not None and structure_hash in self.jobs:
+                structure_hash = cast(str, structure_hash)
+                values = self._computed.get(structure_hash)
+                if values is None:
+                    start = time.perf_counter()
+                    values = dict(self.jobs.result(structure_hash))
+                    self.wait_seconds += time.perf_counter() - start
+                    if values["dimensionality"] is not None:
+                        values["dimensionality"] = Dimensionality(
+                            cast(int, values["dimensionality"])
+                        )
+                    self._computed[structure_hash] = values
+                    cache_docs.append(descriptor_cache.as_doc(structure_hash, values))
+                    self.n_computed += 1
+            out.append(doc if values is None else doc.model_copy(update=values))
+        return out, cache_docs
+
+    def __enter__(self) -> _PendingDescriptors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
+
+
 def _add_descriptors(
     results: ResultsStore,
     ids: Sequence[str],
@@ -519,38 +683,10 @@ def _add_descriptors(
     from anisoscreen.screening import descriptor_cache
     from anisoscreen.screening import descriptors as ranking
 
-    fields = list(descriptor_cache.DESCRIPTOR_FIELDS)
-    known: dict[str, dict[str, Any]] = {}
-    own: dict[str, dict[str, Any] | None] = {}  # what model's own predictions hold
-    for record in results.records(
-        "predictions",
-        {"material_id": {"$in": list(ids)}},
-        properties=["material_id", "model", *fields],
-    ):
-        values = _descriptor_values(record)
-        if record.get("model") == model:
-            own[record["material_id"]] = values
-        if values is not None:
-            known.setdefault(record["material_id"], values)
+    known, own = _stored_descriptors(results, ids, model)
     ids = [i for i in ids if i in own]  # materials this model predicted
     missing = [i for i in ids if i not in known]
-    hashes: dict[str, str | None] = {
-        r["material_id"]: r.get("structure_hash")
-        for r in results.records(
-            "candidates",
-            {"material_id": {"$in": missing}},
-            properties=["material_id", "structure_hash"],
-        )
-    }
-    unhashed = [i for i in missing if hashes.get(i) is None]
-    if unhashed:  # candidates stored before they carried their hash
-        for doc in results.query(CandidateDoc, {"material_id": {"$in": unhashed}}):
-            hashes[doc.material_id] = doc.structure_hash
-    cached = descriptor_cache.lookup(results, (h for h in hashes.values() if h is not None))
-    for material_id in missing:
-        structure_hash = hashes.get(material_id)
-        if structure_hash is not None and structure_hash in cached:
-            known[material_id] = cached[structure_hash]
+    hashes = _hashes_and_cached(results, missing, known)
     to_compute = [i for i in missing if i not in known and i in hashes]
     by_hash: dict[str, list[str]] = {}
     for material_id in to_compute:

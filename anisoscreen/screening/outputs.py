@@ -50,7 +50,10 @@ class PredictionStageOutput(BaseModel):
         0, description="Materials whose ranking descriptors this stage computed."
     )
     descriptor_seconds: float = Field(
-        0.0, description="Wall time of the descriptors (part of ``seconds``)."
+        0.0,
+        description="Wall time the stage spent on descriptors beyond the prediction (part of "
+        "``seconds``): waiting for the worker processes that compute them beside the model, "
+        "and the pass after it for reused predictions.",
     )
 
 
