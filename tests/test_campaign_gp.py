@@ -4,6 +4,7 @@ is stood in for by known labels (:class:`~anisoscreen.campaign.standin.OracleRun
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,40 +21,29 @@ from anisoscreen.campaign.learner import (
 )
 from anisoscreen.campaign.rounds import load_campaign, start_campaign, step_campaign
 from anisoscreen.campaign.simulate import load_oracle
-from anisoscreen.campaign.standin import OracleRunner
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.schemas import CampaignDoc, CandidateDoc, ValidationDoc
+from anisoscreen.schemas import CampaignDoc, ValidationDoc
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).parent))
 
-ORACLE = Path(__file__).parent / "data" / "campaign_oracle_40.json.gz"
+from campaign_helpers import ORACLE, oracle_pool, record_calls  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture
 def gp_campaign(tmp_path, monkeypatch, tiny_ensemble):
     """A started ``--local`` GP campaign on the oracle's predictable structures (batch 3,
     budget 9); returns the settings, the stand-in, the prediction passes, the true a_r."""
-    monkeypatch.setenv("ANISOSCREEN_STORE", "monty")
-    settings = get_settings(store="monty", data_dir=tmp_path / "data")
-    oracle = load_oracle(ORACLE)
-    with ResultsStore(settings) as results:
-        results.upsert(
-            [CandidateDoc.from_structure(e.structure, "test", e.material_id) for e in oracle]
-        )
-    runner = OracleRunner({e.material_id: e.dielectric_tensor for e in oracle})
-    monkeypatch.setattr(local_run, "run_local_validation", runner)
-    passes: list[int] = []
+    settings, oracle, runner = oracle_pool(tmp_path, monkeypatch)
     from anisoscreen.model.inference import Predictor
 
-    original = Predictor.predict_graphs_with_embeddings
-
-    def counting(self, graphs):
-        passes.append(len(graphs))
-        return original(self, graphs)
-
-    monkeypatch.setattr(Predictor, "predict_graphs_with_embeddings", counting)
+    # one entry per prediction pass: the number of graphs it ran
+    passes = record_calls(
+        monkeypatch, Predictor, "predict_graphs_with_embeddings", lambda _, graphs: len(graphs)
+    )
     doc = CampaignDoc(
         name="gp1",
         source="test",

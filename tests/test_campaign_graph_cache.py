@@ -6,24 +6,23 @@ stood in for by known labels (:class:`~anisoscreen.campaign.standin.OracleRunner
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from anisoscreen.campaign import local_run
 from anisoscreen.campaign.cache import cached_rows, read_graphs, write_graphs
 from anisoscreen.campaign.rounds import load_campaign, start_campaign, step_campaign
-from anisoscreen.campaign.simulate import load_oracle
-from anisoscreen.campaign.standin import OracleRunner
 from anisoscreen.schemas import CampaignDoc, CandidateDoc, PredictionDoc
-from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore
 from anisoscreen.structures_io import StructureRecord
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).parent))
 
-ORACLE = Path(__file__).parent / "data" / "campaign_oracle_40.json.gz"
+from campaign_helpers import oracle_pool, record_calls  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def test_graph_cache_round_trip_and_damaged_files_are_misses(tmp_path, triclinic):
@@ -77,31 +76,9 @@ def test_a_finetune_round_repredicts_the_pool_without_building_a_graph(
     import anisoscreen.campaign.acquisition as acquisition
     import anisoscreen.model.inference as inference
 
-    monkeypatch.setenv("ANISOSCREEN_STORE", "monty")
-    settings = get_settings(store="monty", data_dir=tmp_path / "data")
-    oracle = load_oracle(ORACLE)
-    with ResultsStore(settings) as results:
-        results.upsert(
-            [CandidateDoc.from_structure(e.structure, "test", e.material_id) for e in oracle]
-        )
-    runner = OracleRunner({e.material_id: e.dielectric_tensor for e in oracle})
-    monkeypatch.setattr(local_run, "run_local_validation", runner)
-    built: list[str] = []
-    original = inference.structure_to_graph
-
-    def counting(structure, *args, **kwargs):
-        built.append(structure.composition.reduced_formula)
-        return original(structure, *args, **kwargs)
-
-    monkeypatch.setattr(inference, "structure_to_graph", counting)
-    prototypes: list[str] = []
-    prototype = acquisition._prototype
-
-    def counting_prototypes(structure):
-        prototypes.append(structure.composition.reduced_formula)
-        return prototype(structure)
-
-    monkeypatch.setattr(acquisition, "_prototype", counting_prototypes)
+    settings, _, _ = oracle_pool(tmp_path, monkeypatch)
+    built = record_calls(monkeypatch, inference, "structure_to_graph")
+    prototypes = record_calls(monkeypatch, acquisition, "_prototype")
     doc = CampaignDoc(
         name="ft1",
         source="test",

@@ -83,22 +83,28 @@ def test_random_baseline_depends_on_the_seed_only(tiny_ensemble):
     assert run(3) != run(4)
 
 
+def oracle_the_model_knows(model):
+    """The oracle's entries made only of elements ``model`` was trained on."""
+    from anisoscreen.campaign.simulate import load_oracle
+
+    known = set(model.config.elements)
+    return [
+        e
+        for e in load_oracle(ORACLE)
+        if all(el.Z in known for el in e.structure.composition.elements)
+    ]
+
+
 @pytest.mark.slow
 def test_finetune_learns_the_new_labels_and_records_them(tiny_ensemble, tmp_path):
     from anisoscreen.campaign.finetune import FinetuneConfig, LabelledEntry, finetune_model
-    from anisoscreen.campaign.simulate import load_oracle
     from anisoscreen.model.checkpoint import load_model
     from anisoscreen.model.training.dataset import DielectricEntry
     from anisoscreen.model.training.evaluate import predict_irreps
     from anisoscreen.model.training.train import prepare_graphs
 
     model = load_model(tiny_ensemble)
-    known = set(model.config.elements)
-    oracle = [
-        e
-        for e in load_oracle(ORACLE)
-        if all(el.Z in known for el in e.structure.composition.elements)
-    ][:4]
+    oracle = oracle_the_model_knows(model)[:4]
     labels = [
         LabelledEntry(
             DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor),
@@ -133,17 +139,11 @@ def test_finetune_gives_the_same_weights_for_any_number_of_cores(tiny_ensemble, 
     import torch
 
     from anisoscreen.campaign.finetune import FinetuneConfig, LabelledEntry, finetune_model
-    from anisoscreen.campaign.simulate import load_oracle
     from anisoscreen.model.checkpoint import load_model
     from anisoscreen.model.training.dataset import DielectricEntry
 
     model = load_model(tiny_ensemble)
-    known = set(model.config.elements)
-    oracle = [
-        e
-        for e in load_oracle(ORACLE)
-        if all(el.Z in known for el in e.structure.composition.elements)
-    ][:6]
+    oracle = oracle_the_model_knows(model)[:6]
     labels = [
         LabelledEntry(DielectricEntry(e.material_id, "", e.structure, e.dielectric_tensor))
         for e in oracle

@@ -18,6 +18,7 @@ from anisoscreen.model.training.gap_matching import IdTableRow, fill_band_gaps, 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import crystals  # noqa: E402
+from campaign_helpers import record_calls  # noqa: E402
 
 
 def _entry(structure, gap=None) -> DielectricEntry:
@@ -91,14 +92,7 @@ def _gaps(entries: list[DielectricEntry]) -> list[tuple[str, float | None, str |
 
 
 def test_the_matching_is_cached_in_the_process_and_on_disk(tmp_path, monkeypatch):
-    analysed: list[str] = []
-    space_group = gap_matching._space_group
-
-    def counting(structure):
-        analysed.append(structure.composition.reduced_formula)
-        return space_group(structure)
-
-    monkeypatch.setattr(gap_matching, "_space_group", counting)
+    analysed = record_calls(monkeypatch, gap_matching, "_space_group")
     monkeypatch.setattr(gap_matching, "_MATCHES", {})
     data = _write_data_and_table(tmp_path, gap=5.0)
     first = load_entries(data)

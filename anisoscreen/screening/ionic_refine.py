@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from jobflow import Flow, Maker, job
 from pydantic import BaseModel, Field
+from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import (
@@ -79,6 +81,19 @@ class IonicRefineOutput(BaseModel):
     seconds: float = Field(description="Wall time (sum over shards after merging).")
 
 
+def _charges_source(born_source: str, born_model: str) -> Callable[[Structure, str], np.ndarray]:
+    """``(structure, material_id) -> Born charges`` of a named source (the model loaded once)."""
+    if born_source == "predicted":
+        from anisoscreen.model.born_charges import predict_born_charges
+        from anisoscreen.model.checkpoint import load_model
+
+        loaded = load_model(born_model)
+        return lambda structure, _: predict_born_charges(loaded, [structure])[0]
+    from anisoscreen.ionic_physics.born import born_charges
+
+    return lambda structure, material_id: born_charges(born_source, structure, material_id)
+
+
 def _load_potential(name: str) -> Any:
     from anisoscreen.ionic_physics.potentials import HarmonicSpringPotential, SevenNetPotential
 
@@ -99,10 +114,9 @@ def _refine_one(
     born_source: str,
     min_frequency_thz: float,
     physics_sources: list[str],
-    born_model: Any = None,
+    charges_of: Callable[[Structure, str], np.ndarray],
     physics_weight: float = 1.0,
 ) -> IonicRefinement:
-    from anisoscreen.ionic_physics.born import born_charges
     from anisoscreen.ionic_physics.force_constants import gamma_force_constants
     from anisoscreen.ionic_physics.route import physics_ionic
 
@@ -127,12 +141,7 @@ def _refine_one(
     charges = None
     if fc is not None:
         try:
-            if born_source == "predicted":
-                from anisoscreen.model.born_charges import predict_born_charges
-
-                charges = predict_born_charges(born_model, [structure])[0]
-            else:
-                charges = born_charges(born_source, structure, prediction.material_id)
+            charges = charges_of(structure, prediction.material_id)
         except AnisoscreenError as exc:
             row["error"] = str(exc)
     if fc is not None and charges is not None:
@@ -219,11 +228,7 @@ def refine_ionic(
             c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})
         }
     model = _load_potential(potential)
-    charges_model = None
-    if born_source == "predicted":
-        from anisoscreen.model.checkpoint import load_model
-
-        charges_model = load_model(born_model)
+    charges_of = _charges_source(born_source, born_model)
     refinements = []
     for offset, material_id in enumerate(ids):
         refinements.append(
@@ -235,7 +240,7 @@ def refine_ionic(
                 born_source,
                 min_frequency_thz,
                 list(physics_sources if physics_sources is not None else PHYSICS_SOURCES),
-                charges_model,
+                charges_of,
                 physics_weight,
             )
         )
