@@ -38,7 +38,7 @@ from anisoscreen.model.spread_calibration import (
     spread_quantities,
 )
 from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.training.evaluate import _member_tensors
+from anisoscreen.model.training.evaluate import predict_irreps
 from anisoscreen.model.training.exfoliated import (
     EXFOLIATION_DELTAS,
     exfoliated_copies,
@@ -46,6 +46,7 @@ from anisoscreen.model.training.exfoliated import (
 )
 from anisoscreen.model.training.train import prepare_graphs, resolve_device
 from anisoscreen.settings import get_settings
+from anisoscreen.tensor import irreps_to_tensor
 
 SETS = ("validation", "validation_exfoliated", "test", "test_exfoliated")
 
@@ -68,10 +69,7 @@ def member_predictions(model: str, cache: Path) -> dict[str, np.ndarray]:
     for subset in ("validation", "test"):
         chosen = [entries[i] for i in split[subset]]
         graphs = prepare_graphs(chosen, loaded.config.cutoff, None, None)
-        structures = [e.structure for e in chosen]
-        out[f"{subset}_members"] = _member_tensors(
-            loaded.networks, graphs, device, structures, False
-        )
+        out[f"{subset}_members"] = irreps_to_tensor(predict_irreps(loaded.networks, graphs, device))
         out[f"{subset}_reference"] = np.stack([e.eps_electronic for e in chosen])
         out[f"{subset}_vacuum"] = np.array([g.has_vacuum for g in graphs])
         out[f"{subset}_groups"] = np.asarray(split[subset])
@@ -79,9 +77,7 @@ def member_predictions(model: str, cache: Path) -> dict[str, np.ndarray]:
         copies = [c for g in exfoliated_copies(entries, indices, deltas).values() for c in g]
         graphs = exfoliated_graphs(copies, entries, loaded.config.cutoff)
         name = f"{subset}_exfoliated"
-        out[f"{name}_members"] = _member_tensors(
-            loaded.networks, graphs, device, [c.structure for c in copies], False
-        )
+        out[f"{name}_members"] = irreps_to_tensor(predict_irreps(loaded.networks, graphs, device))
         out[f"{name}_reference"] = np.stack([c.eps_electronic for c in copies])
         out[f"{name}_vacuum"] = np.array([g.has_vacuum for g in graphs])
         out[f"{name}_groups"] = np.array([c.parent for c in copies])

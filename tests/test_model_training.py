@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,14 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.inference import PredictionFailure, predict_structures
 from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.training.train import TrainConfig, fit, prepare_graphs
+from anisoscreen.model.training.train import (
+    TrainConfig,
+    WeightAverage,
+    _loss,
+    fit,
+    load_training_checkpoint,
+    prepare_graphs,
+)
 
 
 @pytest.fixture(scope="session")
@@ -344,6 +352,45 @@ def test_annealing_restarts_model_selection_and_resumes_into_the_phase(entries, 
     # a run trained without the phase resumes into it, and ends where the full run ends
     plain = TrainConfig(max_epochs=2, batch_size=10)
     fit(TINY, plain, train, val, tmp_path / "part.ckpt", device="cpu")
+    resumed, state = fit(TINY, config, train, val, tmp_path / "part.ckpt", device="cpu")
+    assert [h["val_loss"] for h in state.history] == pytest.approx(
+        [h["val_loss"] for h in state_full.history]
+    )
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(v, w, msg=k)
+
+
+def test_weight_average_is_an_exponential_moving_average_of_the_steps():
+    net = torch.nn.Linear(2, 1)
+    average = WeightAverage(net, decay=0.75)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(4.0)
+    average.update()
+    torch.testing.assert_close(average.average["weight"], start + 0.25 * 4.0)
+    with average.swapped_in():
+        torch.testing.assert_close(net.weight, start + 1.0)
+    torch.testing.assert_close(net.weight.detach(), start + 4.0)  # raw weights back
+
+
+def test_ema_training_selects_and_saves_the_average_and_resumes_it(entries, tmp_path):
+    kept, _ = clean_entries(entries[:200])
+    graphs = prepare_graphs(kept[:40], 5.0)
+    targets = np.stack([e.irreps for e in kept[:40]])
+    train, val = (graphs[:30], targets[:30]), (graphs[30:], targets[30:])
+    config = TrainConfig(max_epochs=3, batch_size=10, ema_decay=0.9)
+    full, state_full = fit(TINY, config, train, val, tmp_path / "full.ckpt", device="cpu")
+    saved = load_training_checkpoint(tmp_path / "full.ckpt")
+    # the last epoch's average is in the checkpoint, and differs from the raw weights
+    assert any(
+        not torch.equal(saved["weight_average"][k], saved["model"][k]) for k in saved["model"]
+    )
+    # the validated loss is the average's: recomputing it with the returned weights agrees
+    best = state_full.history[state_full.best_epoch]["val_loss"]
+    assert _loss(full, *val, torch.device("cpu"), config) == pytest.approx(best, rel=1e-5)
+
+    # stopped after two epochs, a run resumes with its average and ends where the full run ends
+    fit(TINY, replace(config, max_epochs=2), train, val, tmp_path / "part.ckpt", device="cpu")
     resumed, state = fit(TINY, config, train, val, tmp_path / "part.ckpt", device="cpu")
     assert [h["val_loss"] for h in state.history] == pytest.approx(
         [h["val_loss"] for h in state_full.history]

@@ -70,6 +70,23 @@ def test_the_gap_changes_the_prediction_and_a_missing_one_is_the_gap_free_mode()
         np.testing.assert_allclose(tensor, np.eye(3) * tensor[0, 0], atol=1e-10)
 
 
+def test_the_gap_read_out_scales_every_polarisability_by_exp_of_its_shift():
+    torch.manual_seed(0)
+    net = AnisoNet(crystals.laminate_config(gap_input=True, gap_readout=True)).double().eval()
+    graphs = [structure_to_graph(crystals.nacl(), band_gap=gap) for gap in (0.6, 0.6, None)]
+    with torch.no_grad():
+        before = net.predict_tensor(collate(graphs, torch.float64)).numpy()
+        assert net.gap_log_scale is not None
+        net.gap_log_scale.weight.fill_(0.1)  # s = 0.1 * sum of the gap features
+        after = net.predict_tensor(collate(graphs, torch.float64)).numpy()
+    shift = 0.1 * float(gap_features(torch.tensor([0.6], dtype=torch.float64)).sum())
+    # eps - 1 = (v0 / V) sum exp(M_i + s I) = e^s (eps_before - 1), for a known gap only
+    np.testing.assert_allclose(after[0] - np.eye(3), math.exp(shift) * (before[0] - np.eye(3)))
+    np.testing.assert_array_equal(after[2], before[2])
+    with pytest.raises(ValueError, match="gap_readout needs gap_input"):
+        AnisoNet(crystals.laminate_config(gap_readout=True))
+
+
 def _overconfident_members(rng, n: int, k: int, truth: np.ndarray, confidence: float):
     """Members whose spread is ``confidence`` times too small for their mean's error."""
     sigma = rng.uniform(0.05, 0.3, size=n)

@@ -71,6 +71,11 @@ class ModelConfig:
     gap_input
         Take the band gap (eV) as a global input; ``nan`` (unknown) falls back to the
         gap-free behaviour the network learnt from gaps dropped in training.
+    gap_readout
+        With ``gap_input`` and an ``exp``-polarisability read-out, also shift every atom's
+        log-polarisability ``M_i`` by ``s(E_g) I``, a learnt linear function of the gap
+        features (Penn: eps - 1 scales like ``E_g^-2``, a shift of ``log alpha``); an
+        unknown gap gives ``s = 0``. Model files without the field load without it.
     """
 
     mul: int = 48
@@ -101,6 +106,7 @@ class ModelConfig:
     born_head: bool = False
     born_scale: float = 1.0
     gap_input: bool = False
+    gap_readout: bool = False
 
     @property
     def has_identity(self) -> bool:

@@ -314,6 +314,14 @@ class AnisoNet(nn.Module):
             raise ValueError("the Born-charge head needs lmax >= 2 and at least one gated layer")
         # built last, so the other weights get the same initialisation with or without it
         self.born_head = BornChargeHead(mul, config.born_scale) if config.born_head else None
+        self.gap_log_scale: nn.Linear | None = None
+        if config.gap_readout:
+            exp_readouts = ("psd_sum_volume", "psd_laminate_volume")
+            if not config.gap_input or config.readout not in exp_readouts:
+                raise ValueError("gap_readout needs gap_input and a psd_sum/laminate read-out")
+            # zero at the start: training begins from the gap-input network's read-out
+            self.gap_log_scale = nn.Linear(GAP_FEATURES, 1, bias=False)
+            nn.init.zeros_(self.gap_log_scale.weight)
 
     @property
     def num_parameters(self) -> int:
@@ -462,11 +470,15 @@ class AnisoNet(nn.Module):
                 higher = self._equivariant_inputs(blocks)
             pretrained = self.feature_embedding(self.feature_norm(features))
             node_scalars = torch.cat([node_scalars, torch.relu(pretrained)], dim=1)
+        gap_log_scale = None
         if cfg.gap_input:
             gaps = graph.band_gap
             if gaps is None:
                 gaps = torch.full((graph.num_graphs,), math.nan, device=node_scalars.device)
-            embedded = torch.relu(self.gap_embedding(gap_features(gaps.to(dtype))))
+            expanded = gap_features(gaps.to(dtype))
+            embedded = torch.relu(self.gap_embedding(expanded))
+            if self.gap_log_scale is not None:
+                gap_log_scale = self.gap_log_scale(expanded)[batch_index]  # (nodes, 1)
             node_scalars = torch.cat([node_scalars, embedded[batch_index]], dim=1)
         x = {0: node_scalars[:, None, :]}
 
@@ -511,6 +523,9 @@ class AnisoNet(nn.Module):
         if cfg.readout in ("psd_sum_volume", "psd_laminate_volume"):
             # alpha_i = exp(M_i): positive definite per atom, so their sum is too
             per_atom = irreps_to_tensor_torch(flat * cfg.target_scale + shift)
+            if gap_log_scale is not None:
+                eye = torch.eye(3, dtype=per_atom.dtype, device=per_atom.device)
+                per_atom = per_atom + gap_log_scale[:, :, None] * eye
             flat = torch.linalg.matrix_exp(per_atom).flatten(1)
         pooled = torch.zeros(
             (graph.num_graphs, flat.shape[1]), dtype=flat.dtype, device=flat.device

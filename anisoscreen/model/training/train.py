@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -98,6 +99,11 @@ class TrainConfig:
         ``anneal_from`` epochs without it resumes into the phase.
     anneal_decay
         Learning-rate factor per annealing epoch.
+    ema_decay
+        With a value (``None``: off), an exponential moving average of the weights, updated
+        after every optimiser step with this decay, is what is validated, selected and
+        saved as the best weights (as MACE and NequIP train); the optimiser steps the raw
+        weights. The average sits in the checkpoint, so a resumed run keeps it.
     """
 
     lr: float = 0.003
@@ -118,6 +124,7 @@ class TrainConfig:
     exfoliated_per_epoch: int = 2
     anneal_from: int | None = None
     anneal_decay: float = 0.75
+    ema_decay: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -422,6 +429,41 @@ def _start_annealing(
     state.best_val_loss, state.best_epoch = math.inf, state.epoch - 1
 
 
+class WeightAverage:
+    """Exponential moving average of a network's floating-point weights (``TrainConfig.ema_decay``).
+
+    :meth:`update` follows each optimiser step; :meth:`swapped_in` puts the average into the
+    network for validation and gives the raw weights back afterwards.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model, self.decay = model, decay
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the network's current weights."""
+        for key, value in self.model.state_dict().items():
+            if value.is_floating_point():
+                self.average[key].lerp_(value, 1.0 - self.decay)
+            else:
+                self.average[key].copy_(value)
+
+    def reset(self) -> None:
+        """Restart the average at the network's current weights."""
+        self.average = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    @contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The average in the network inside the block, the raw weights after it."""
+        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.average)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(raw)
+
+
 def fit(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -473,6 +515,9 @@ def fit(
         )
         state = TrainState(**saved_state)
         best_weights = saved["best_weights"]
+    average = WeightAverage(model, train_config.ema_decay) if train_config.ema_decay else None
+    if average is not None and checkpoint.is_file() and "weight_average" in saved:
+        average.average = saved["weight_average"]
 
     train_graphs, train_targets = train
     val_graphs, val_targets = validation
@@ -489,6 +534,8 @@ def fit(
             break
         if state.epoch == train_config.anneal_from:
             _start_annealing(model, best_weights, scheduler, state, train_config.anneal_decay)
+            if average is not None:
+                average.reset()
         epoch_start = time.perf_counter()
         model.train()
         running, seen, born_running, born_atoms = 0.0, 0, 0.0, 0
@@ -525,10 +572,15 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update()
             running += float(main.detach()) * len(idx)
             seen += len(idx)
         scheduler.step()
-        val_loss = _loss(model, val_graphs, val_targets, dev, train_config)
+        with average.swapped_in() if average is not None else nullcontext():
+            val_loss = _loss(model, val_graphs, val_targets, dev, train_config)
+            val_born = _born_loss(model, val_graphs, born[1], dev) if use_born and born else None
+            validated = {k: v.detach().clone() for k, v in model.state_dict().items()}
         epoch_seconds = time.perf_counter() - epoch_start
         state.train_seconds += epoch_seconds
         record = {
@@ -541,12 +593,12 @@ def fit(
         if use_born:
             assert born is not None
             record["train_born_loss"] = born_running / max(born_atoms, 1)
-            record["val_born_loss"] = _born_loss(model, val_graphs, born[1], dev)
+            record["val_born_loss"] = val_born
         state.history.append(record)
         selected = record["val_born_loss"] if train_config.selection == "born" else val_loss
         if selected < state.best_val_loss:
             state.best_val_loss, state.best_epoch = selected, state.epoch
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_weights = validated
         state.epoch += 1
         state.stopped_early = state.epoch - state.best_epoch > train_config.patience
         state.finished = state.stopped_early or state.epoch >= train_config.max_epochs
@@ -559,6 +611,7 @@ def fit(
                 "best_weights": best_weights,
                 "model_config": model_config.to_dict(),
                 "train_config": train_config.to_dict(),
+                **({"weight_average": average.average} if average is not None else {}),
             },
             checkpoint,
         )
