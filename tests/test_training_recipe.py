@@ -58,7 +58,7 @@ def test_v3_recipe_holds_the_study_flags():
     recipe = load_recipe(MODELS / "anisonet-mp-v3" / "recipe.yaml")
     assert (recipe.name, recipe.version, recipe.seeds) == (
         "anisonet-mp-v3",
-        "3.2.0",
+        "3.3.0",
         tuple(range(8)),
     )
     model, train = recipe.model, recipe.train
@@ -140,7 +140,7 @@ def test_train_config_file_with_overrides(captured, tmp_path):
         "anisonet-mp-v3",
         tmp_path / "anisonet-mp-v3",
         (3,),
-        "3.2.0",
+        "3.3.0",
     )
     assert (model_config.lmax, model_config.readout, model_config.gap_input) == (
         1,
