@@ -1,11 +1,12 @@
 r"""Training variants of model v3, two members each, compared on validation only.
 
     python studies/v3_variants.py --reference anisonet-mp-v3 \
-        --variant anneal-log-eig-3=runs/pilotB/anisonet-mp-v3/model.pt ...
+        --variant scratch=runs/v3-variants/scratch/anisonet-mp-v3/model.pt ...
 
-Each variant is a recipe trained for seeds 0 and 1 (``anisoscreen train --config <recipe>
---output-dir <dir>``, one process per seed, then once more to assemble); the recipes are the
-shipped v3 recipe with one change each (see ``docs/models/history.md``). Every variant is
+Each variant is a recipe of ``studies/recipes/v3-variants/`` trained for seeds 0 and 1
+(``anisoscreen train --config <recipe> --output-dir runs/v3-variants/<label> --seed 0``, the
+same with ``--seed 1``, one process per core, then once without ``--seed`` to assemble): the
+v3 recipe with one change each (see ``docs/models/history.md``). Every variant is
 scored on the validation split, the 0.5-1 eV gap bin of it and its exfoliated copies, against
 the *same two members* (seeds 0 and 1) of the reference ensemble, so that ensemble size does
 not enter the comparison. Only validation numbers are reported (the cached member predictions

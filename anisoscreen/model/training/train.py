@@ -1,8 +1,9 @@
 """Training: AdamW on the MSE of the ``0e+2e`` irreps, exponential LR decay, early stopping.
 
-Every epoch writes a resumable checkpoint (model, optimiser, scheduler, history, best weights)
-atomically, so training can be split into chunks (``time_limit``) and resumed with the same
-result as an uninterrupted run: the batch order of epoch ``k`` depends only on ``(seed, k)``.
+Every epoch writes a resumable checkpoint (model, optimiser, scheduler, history, best weights,
+and the weight average with ``ema_decay``) atomically, so training can be split into chunks
+(``time_limit``) and resumed with the same result as an uninterrupted run: the batch order of
+epoch ``k`` depends only on ``(seed, k)``.
 """
 
 from __future__ import annotations
