@@ -16,7 +16,7 @@ from anisoscreen.schemas import Dimensionality, StructureDescriptorsDoc
 from anisoscreen.screening.descriptors import DESCRIPTOR_VERSION
 from anisoscreen.store import ResultsStore
 
-__all__ = ["DESCRIPTOR_FIELDS", "as_doc", "lookup"]
+__all__ = ["DESCRIPTOR_FIELDS", "as_doc", "descriptor_values", "lookup"]
 
 DESCRIPTOR_FIELDS = (
     "dimensionality",
@@ -25,6 +25,14 @@ DESCRIPTOR_FIELDS = (
     "space_group_number",
 )
 """The descriptors a prediction carries for ranking (the cache's values)."""
+
+
+def descriptor_values(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`DESCRIPTOR_FIELDS` of a record or computed result, dimensionality as its enum."""
+    values = {name: source.get(name) for name in DESCRIPTOR_FIELDS}
+    if values["dimensionality"] is not None:
+        values["dimensionality"] = Dimensionality(values["dimensionality"])
+    return values
 
 
 def lookup(results: ResultsStore, hashes: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -38,10 +46,7 @@ def lookup(results: ResultsStore, hashes: Iterable[str]) -> dict[str, dict[str, 
         {"structure_hash": {"$in": wanted}, "version": DESCRIPTOR_VERSION},
         properties=["structure_hash", *DESCRIPTOR_FIELDS],
     ):
-        values = {name: record.get(name) for name in DESCRIPTOR_FIELDS}
-        if values["dimensionality"] is not None:
-            values["dimensionality"] = Dimensionality(values["dimensionality"])
-        found[record["structure_hash"]] = values
+        found[record["structure_hash"]] = descriptor_values(record)
     return found
 
 

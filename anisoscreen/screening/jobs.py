@@ -29,7 +29,6 @@ from anisoscreen.candidates.filters import (
 from anisoscreen.candidates.sources import CandidateBatch
 from anisoscreen.schemas import (
     CandidateDoc,
-    Dimensionality,
     PredictionDoc,
     ScreeningRunDoc,
     StructureDescriptorsDoc,
@@ -490,14 +489,11 @@ def _with_descriptors(doc: PredictionDoc, values: dict[str, Any] | None) -> Pred
 
 def _descriptor_values(record: dict[str, Any]) -> dict[str, Any] | None:
     """The descriptors stored on a prediction record, or ``None`` when it lacks them."""
-    from anisoscreen.screening.descriptor_cache import DESCRIPTOR_FIELDS
+    from anisoscreen.screening.descriptor_cache import descriptor_values
 
     if record.get("crystal_system") is None or record.get("space_group_number") is None:
         return None
-    values = {name: record.get(name) for name in DESCRIPTOR_FIELDS}
-    if values["dimensionality"] is not None:
-        values["dimensionality"] = Dimensionality(values["dimensionality"])
-    return values
+    return descriptor_values(record)
 
 
 def _candidate_structures(
@@ -643,12 +639,8 @@ class _PendingDescriptors:
                 values = self._computed.get(structure_hash)
                 if values is None:
                     start = time.perf_counter()
-                    values = dict(self.jobs.result(structure_hash))
+                    values = descriptor_cache.descriptor_values(self.jobs.result(structure_hash))
                     self.wait_seconds += time.perf_counter() - start
-                    if values["dimensionality"] is not None:
-                        values["dimensionality"] = Dimensionality(
-                            cast(int, values["dimensionality"])
-                        )
                     self._computed[structure_hash] = values
                     cache_docs.append(descriptor_cache.as_doc(structure_hash, values))
                     self.n_computed += 1
@@ -715,9 +707,8 @@ def _add_descriptors(
         cache_docs.clear()
         chunk.clear()
 
-    for structure_hash, values in ranking.iter_descriptors(unique, processes):
-        if values["dimensionality"] is not None:
-            values["dimensionality"] = Dimensionality(cast(int, values["dimensionality"]))
+    for structure_hash, computed in ranking.iter_descriptors(unique, processes):
+        values = descriptor_cache.descriptor_values(computed)
         cache_docs.append(descriptor_cache.as_doc(structure_hash, values))
         for material_id in by_hash[structure_hash]:
             known[material_id] = values
