@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from jobflow import run_locally
 
+from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import CandidateDoc, PredictionDoc
 from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
 from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput, refine_ionic
@@ -112,6 +113,20 @@ def test_refine_top_composes_with_the_stage_options():
     flow = ScreeningMaker.from_options(refine_top=120).make("r")
     assert [job.name for job in flow.jobs[-1].jobs][-1] == "refine ionic merge"
     assert len(flow.jobs[-1].jobs) == 4  # shards of 50: 0-50, 50-100, 100-120, merge
+
+
+def test_refine_charges_pick_the_measured_use_of_each_born_source():
+    maker = ScreeningMaker.from_options(refine_top=5, refine_charges="predicted", store={"x": 1})
+    assert maker.refine_maker == IonicRefineMaker.for_charges("predicted", top_k=5, store={"x": 1})
+    assert maker.refine_maker.physics_weight < 1.0  # the blend fitted on validation
+    with pytest.raises(AnisoscreenError, match="refine_charges needs refine_top"):
+        ScreeningMaker.from_options(refine_charges="dfpt")
+    with pytest.raises(AnisoscreenError, match="unknown Born source"):
+        ScreeningMaker.from_options(refine_top=5, refine_charges="formal")
+    with pytest.raises(AnisoscreenError, match="not both"):
+        ScreeningMaker.from_options(
+            refine_top=5, refine_charges="dfpt", refine_maker=IonicRefineMaker()
+        )
 
 
 def test_by_default_nominal_charges_keep_the_direct_values(refined):

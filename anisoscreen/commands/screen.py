@@ -212,16 +212,8 @@ def run_screen(
     with ResultsStore(settings) as results:
         results.check()  # an unreachable or corrupt store fails now, in one line
 
-    refine_maker = None
     if refine_charges is not None and refine_top is None:
         raise AnisoscreenError("--refine-charges needs --refine-top")
-    if refine_top is not None:
-        from anisoscreen.screening.ionic_refine import IonicRefineMaker
-        from anisoscreen.settings import store_overrides
-
-        refine_maker = IonicRefineMaker.for_charges(
-            refine_charges or "nominal", store=store_overrides(settings)
-        )
     maker = ScreeningMaker.from_settings(
         settings,
         source=source,
@@ -233,7 +225,7 @@ def run_screen(
         objective=objective,
         shard_size=shard_size,
         refine_top=refine_top,
-        refine_maker=refine_maker,
+        refine_charges=refine_charges,
     )
     run_id = str(uuid.uuid4())
     flow = maker.make(run_id)

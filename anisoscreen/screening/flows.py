@@ -191,6 +191,7 @@ _OWN_OPTIONS = (
     "top_k",
     "validation_maker",
     "refine_top",
+    "refine_charges",
     "refine_maker",
 )
 
@@ -232,6 +233,10 @@ class ScreeningMaker(Maker):
         Refine the ranking's first ``refine_top`` rows with the physics eps0
         (:class:`~anisoscreen.screening.ionic_refine.IonicRefineMaker`, made with this
         maker's ``store`` unless ``refine_maker`` is given; its ``top_k`` is set to this).
+    refine_charges
+        The Born charges of that stage (``nominal``, ``dfpt`` or ``predicted``), each with its
+        measured use of the physics eps0 (:meth:`IonicRefineMaker.for_charges`); ``None``:
+        ``nominal``. Needs ``refine_top`` and no ``refine_maker``.
     refine_maker
         The refine stage's maker (``make(ranking)``); ``None`` and no ``refine_top``: none.
 
@@ -248,15 +253,23 @@ class ScreeningMaker(Maker):
     top_k: int | None = None
     validation_maker: Any = None
     refine_top: int | None = None
+    refine_charges: str | None = None
     refine_maker: IonicRefineMaker | None = None
 
     def __post_init__(self) -> None:
         from anisoscreen.screening.objectives import check_objective, ionic_model_for
 
+        if self.refine_charges is not None:
+            if self.refine_top is None:
+                raise AnisoscreenError("refine_charges needs refine_top")
+            if self.refine_maker is not None:
+                raise AnisoscreenError("give refine_charges or refine_maker, not both")
         if self.refine_top is not None:
             if self.refine_top < 1:
                 raise AnisoscreenError("refine_top must be at least 1")
-            base = self.refine_maker or IonicRefineMaker(store=self.store)
+            base = self.refine_maker or IonicRefineMaker.for_charges(
+                self.refine_charges or "nominal", store=self.store
+            )
             self.refine_maker = replace(base, top_k=self.refine_top)
 
         objective = self.ranking_maker.objective
