@@ -128,7 +128,7 @@ def train_model(
     train, validation = subset("train"), subset("validation")
     # the entry each validation structure comes from (an exfoliated copy: its parent's)
     validation_groups = [int(i) for i in split["validation"] if kept.get(int(i), True)]
-    exfoliated = _exfoliated_sets(entries, split, train_config, model_config)
+    exfoliated = _exfoliated_sets(entries, split, train_config, model_config, feature_cache)
     if exfoliated["validation"][0]:  # model selection sees the layered regime too
         validation = (
             [*validation[0], *exfoliated["validation"][0]],
@@ -299,6 +299,7 @@ def _exfoliated_sets(
     split: dict[str, np.ndarray],
     train_config: TrainConfig,
     model_config: ModelConfig,
+    feature_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Graphs and targets of the exfoliated copies, per split (never mixed across splits).
 
@@ -319,7 +320,9 @@ def _exfoliated_sets(
     from anisoscreen.model.training.exfoliated import exfoliated_copies, exfoliated_graphs
 
     def graphs_of(copies: list[Any]) -> tuple[list[Any], np.ndarray]:
-        graphs = exfoliated_graphs(copies, entries, model_config.cutoff)
+        graphs = exfoliated_graphs(
+            copies, entries, model_config.cutoff, model_config.atom_features, feature_cache
+        )
         targets = np.stack([tmath.tensor_to_irreps(c.eps_electronic) for c in copies])
         return graphs, targets
 
@@ -433,15 +436,20 @@ def extend_ensemble(
     }
     states = [net.state_dict() for net in [*current.networks, *extra.networks]]
     save_model(candidate_path, current.config, states, current.name, version, merged_metadata)
+    cleaned = clean_entries(load_entries(data_path))[0]  # read once for the three evaluations
+
+    def evaluated(path: Path, subset: str) -> dict[str, Any]:
+        return evaluate_model(str(path), data_path, subset=subset, device=device, cleaned=cleaned)
+
     validation = {
-        label: evaluate_model(str(path), data_path, subset="validation", device=device)["metrics"]
+        label: evaluated(path, "validation")["metrics"]
         for label, path in (("current", model_path), ("extended", candidate_path))
     }
     kept = ensemble_improves(validation["current"], validation["extended"])
     outcome = {"finished": True, "kept": kept, "validation": validation}
     if not kept:
         return outcome
-    test = evaluate_model(str(candidate_path), data_path, subset="test", device=device)["metrics"]
+    test = evaluated(candidate_path, "test")["metrics"]
     merged_metadata["metrics"] = {
         **metadata["metrics"],
         "test": test,
