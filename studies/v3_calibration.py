@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from anisoscreen.model.atom_features import data_set_cache
 from anisoscreen.model.checkpoint import atomic_torch_save, load_model, resolve_model_path
 from anisoscreen.model.spread_calibration import (
     COVERAGE_TARGET,
@@ -66,16 +67,18 @@ def member_predictions(model: str, cache: Path) -> dict[str, np.ndarray]:
         EXFOLIATION_DELTAS
     )
     out: dict[str, np.ndarray] = {}
+    features = loaded.config.atom_features
+    feature_cache = data_set_cache(features, data) if features else None
     for subset in ("validation", "test"):
         chosen = [entries[i] for i in split[subset]]
-        graphs = prepare_graphs(chosen, loaded.config.cutoff, None, None)
+        graphs = prepare_graphs(chosen, loaded.config.cutoff, features, feature_cache)
         out[f"{subset}_members"] = irreps_to_tensor(predict_irreps(loaded.networks, graphs, device))
         out[f"{subset}_reference"] = np.stack([e.eps_electronic for e in chosen])
         out[f"{subset}_vacuum"] = np.array([g.has_vacuum for g in graphs])
         out[f"{subset}_groups"] = np.asarray(split[subset])
         indices = split[subset].tolist()
         copies = [c for g in exfoliated_copies(entries, indices, deltas).values() for c in g]
-        graphs = exfoliated_graphs(copies, entries, loaded.config.cutoff)
+        graphs = exfoliated_graphs(copies, entries, loaded.config.cutoff, features, feature_cache)
         name = f"{subset}_exfoliated"
         out[f"{name}_members"] = irreps_to_tensor(predict_irreps(loaded.networks, graphs, device))
         out[f"{name}_reference"] = np.stack([c.eps_electronic for c in copies])

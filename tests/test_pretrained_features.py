@@ -10,7 +10,11 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from anisoscreen import tensor as tm
-from anisoscreen.model.atom_features import cached_features, with_feature_channels
+from anisoscreen.model.atom_features import (
+    cached_features,
+    feature_channels,
+    with_feature_channels,
+)
 from anisoscreen.model.checkpoint import load_model, save_model
 from anisoscreen.model.inference import Predictor
 from anisoscreen.model.nn.graph import collate, structure_to_graph
@@ -71,6 +75,15 @@ def test_features_rotate_with_the_crystal(featurizer, triclinic):
         assert float((moved_blocks[l] - expected).abs().max()) < 1e-5 * scale
 
 
+def test_scalar_feature_set_is_the_invariant_part_of_the_full_one(featurizer, triclinic):
+    scalars = SevenNetFeaturizer("sevennet-0-scalars")
+    turned, _ = rotated(triclinic, 3)
+    base, moved = scalars([triclinic, turned])
+    assert base.shape == (4, 128) and feature_channels("sevennet-0-scalars") == [128]
+    np.testing.assert_allclose(base, featurizer([triclinic])[0][:, :128], atol=1e-6)
+    np.testing.assert_allclose(moved, base, atol=1e-5 * np.abs(base).max())
+
+
 def test_features_of_a_supercell_repeat_those_of_the_cell(featurizer, triclinic):
     supercell = triclinic * (1, 2, 1)  # pymatgen lists the images of each site together
     cell, big = featurizer([triclinic, supercell])
@@ -118,3 +131,29 @@ def test_cache_and_predictor_use_the_same_features(net, featurizer, triclinic, t
     np.testing.assert_allclose(
         np.array(doc.dielectric_tensor), predict(net, featurizer, triclinic), atol=1e-4
     )
+
+
+def test_exfoliated_copies_get_the_features_of_their_own_cell(featurizer, tmp_path):
+    """A model on pretrained features trains and is scored on the exfoliated copies too."""
+    from anisoscreen.model.training.dataset import DielectricEntry
+    from anisoscreen.model.training.exfoliated import exfoliated_copies, exfoliated_graphs
+
+    bulk = Structure.from_spacegroup(
+        "P6_3/mmc",
+        Lattice.hexagonal(3.16, 12.29),
+        ["Mo", "S"],
+        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
+    )
+    entry = DielectricEntry("mp-2815", "MoS2", bulk, np.diag([15.6, 15.6, 6.5]), band_gap=1.2)
+    (copies,) = exfoliated_copies([entry], [0], (4.0, 12.0)).values()
+    cache = tmp_path / "features.npz"
+    graphs = exfoliated_graphs(copies, [entry], 5.0, "sevennet-0", cache)
+    assert [g.band_gap for g in graphs] == [1.2, 1.2]
+    for copy, graph in zip(copies, graphs, strict=True):
+        # the opened cell's own features, not the bulk's: its atoms lost their neighbours across
+        # the gap
+        np.testing.assert_allclose(graph.atom_features, featurizer([copy.structure])[0], atol=1e-5)
+    bulk_features = featurizer([bulk])[0]
+    assert np.abs(graphs[1].atom_features - bulk_features).max() > 1e-2
+    # and they are kept in the cache, beside the data set's own structures
+    assert len(np.load(cache).files) == 2

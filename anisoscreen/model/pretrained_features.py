@@ -52,8 +52,20 @@ EQUIVARIANT_FEATURE_SETS: dict[str, dict[str, object]] = {
         "channels": {0: 128, 1: 64, 2: 32},
         "cutoff": 5.0,
     },
+    "sevennet-0-scalars": {
+        "checkpoint": "7net-0",
+        "layer": "3_equivariant_gate",
+        "channels": {0: 128},
+        "cutoff": 5.0,
+    },
 }
-"""Known equivariant feature sets: checkpoint, the module whose output is taken, channels per l."""
+"""Known SevenNet feature sets: checkpoint, the module whose output is taken, channels per l.
+
+The channels are a leading part of that module's output in e3nn's layout (all ``l = 0``
+channels first): ``sevennet-0-scalars`` keeps the 128 invariant channels of ``sevennet-0``
+alone, so the network on them is invariant in its input like the CHGNet option, and the
+directions come from its own equivariant layers only.
+"""
 
 
 def feature_orders(name: str) -> dict[int, int]:
@@ -160,7 +172,7 @@ class SevenNetFeaturizer:
         }
         for module in self._modules:
             data = module(data)
-        flat = data[key.NODE_FEATURE].float().cpu().numpy()
+        flat = data[key.NODE_FEATURE][:, : self.dim].float().cpu().numpy()
         return list(np.split(flat, np.cumsum(sizes)[:-1]))
 
     def featurize_each(
@@ -185,5 +197,5 @@ class SevenNetFeaturizer:
             return results
 
     def __call__(self, structures: Sequence[Structure]) -> list[np.ndarray]:
-        """Features of every structure, each of shape ``(len(structure), 480)`` (float32)."""
+        """Features of every structure, each of shape ``(len(structure), dim)`` (float32)."""
         return self.features_of_graphs(self.graphs(structures))

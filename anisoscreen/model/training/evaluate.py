@@ -287,14 +287,17 @@ def evaluate_model(
         )
         slices["without_gap"] = error_block(gap_free.mean(axis=0), reference)
         slices["by_band_gap_without_gap"] = by_band_gap(gap_free.mean(axis=0), reference, gaps)
-    if (
-        exfoliated
-        and loaded.config.target == "electronic"
-        and not loaded.config.atom_features
-        and subset != "train"
-    ):
+    if exfoliated and loaded.config.target == "electronic" and subset != "train":
         slices["exfoliated"] = _exfoliated_slice(
-            loaded, networks, entries, split[subset].tolist(), dev, posthoc_laminate, scales, count
+            loaded,
+            networks,
+            entries,
+            split[subset].tolist(),
+            dev,
+            posthoc_laminate,
+            scales,
+            count,
+            data_set_cache(features, data_path) if features else None,
         )
     result = {
         "model": f"{loaded.name} {loaded.version}",
@@ -319,6 +322,7 @@ def _exfoliated_slice(
     posthoc_laminate: bool,
     scales: dict[str, dict[str, float]] | None,
     count: PredictionCount,
+    feature_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Errors and calibration on the exfoliated copies of the layered entries of a split."""
     from anisoscreen.model.training.exfoliated import (
@@ -334,7 +338,9 @@ def _exfoliated_slice(
     if not copies:
         return {"n": 0}
     structures = [c.structure for c in copies]
-    graphs = exfoliated_graphs(copies, entries, loaded.config.cutoff)
+    graphs = exfoliated_graphs(
+        copies, entries, loaded.config.cutoff, loaded.config.atom_features, feature_cache
+    )
     count.expect(len(graphs))
     per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate, count)
     reference = np.stack([c.eps_electronic for c in copies])

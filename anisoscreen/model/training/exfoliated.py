@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Structure
@@ -120,14 +121,28 @@ def exfoliated_copies(
 
 
 def exfoliated_graphs(
-    copies: Sequence[ExfoliatedCopy], entries: Sequence[DielectricEntry], cutoff: float
+    copies: Sequence[ExfoliatedCopy],
+    entries: Sequence[DielectricEntry],
+    cutoff: float,
+    atom_features: str | None = None,
+    feature_cache: str | Path | None = None,
 ) -> list:
-    """The graphs of exfoliated copies, each with its parent entry's band gap."""
+    """The graphs of exfoliated copies, each with its parent entry's band gap.
+
+    With ``atom_features`` (a model on pretrained features), each graph also gets that feature
+    set of its copy, read from or added to ``feature_cache`` like the data set's own graphs
+    (:func:`~anisoscreen.model.training.train.prepare_graphs`).
+    """
     from anisoscreen.model.nn.graph import structure_to_graph
 
-    return [
+    graphs = [
         structure_to_graph(
             c.structure, cutoff, allow_isolated=True, band_gap=entries[c.parent].band_gap
         )
         for c in copies
     ]
+    if atom_features:
+        from anisoscreen.model.training.train import attach_atom_features
+
+        attach_atom_features(graphs, [c.structure for c in copies], atom_features, feature_cache)
+    return graphs

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypedDict
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 
 from anisoscreen import tensor as tmath
 from anisoscreen.model.atom_features import with_feature_channels
@@ -200,16 +201,28 @@ def prepare_graphs(
         for e in entries
     ]
     if atom_features:
-        from anisoscreen.model.atom_features import cached_features
-        from anisoscreen.schemas import structure_id
-
-        structures = [e.structure for e in entries]
-        keys = [structure_id(s) for s in structures]
-        for graph, features in zip(
-            graphs, cached_features(structures, keys, atom_features, feature_cache), strict=True
-        ):
-            graph.atom_features = features
+        attach_atom_features(graphs, [e.structure for e in entries], atom_features, feature_cache)
     return graphs
+
+
+def attach_atom_features(
+    graphs: Sequence[CrystalGraph],
+    structures: Sequence[Structure],
+    atom_features: str,
+    feature_cache: str | Path | None = None,
+) -> None:
+    """Give each graph the pretrained feature set ``atom_features`` of its structure.
+
+    The features are read from or added to ``feature_cache`` (an ``.npz`` keyed by
+    :func:`anisoscreen.schemas.structure_id`), so a data set is featurised once.
+    """
+    from anisoscreen.model.atom_features import cached_features
+    from anisoscreen.schemas import structure_id
+
+    keys = [structure_id(s) for s in structures]
+    values = cached_features(structures, keys, atom_features, feature_cache)
+    for graph, features in zip(graphs, values, strict=True):
+        graph.atom_features = features
 
 
 class TargetStats(TypedDict):
