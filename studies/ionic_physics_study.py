@@ -15,6 +15,9 @@ recorded split seed and entry count, the same cleaning). ``phi`` visits the test
 that carry DFPT Born charges and have fewer than 40 sites (the screen's limit) in a seeded
 random order, so a cache cut short is a random subset; ``evaluate`` scores the structures it
 holds (and says how many). Totals add the shipped electronic model's eps_inf.
+``phi --split train --all-entries --cache runs/ionic-physics/phi-train.jsonl`` fills the
+training split's force constants, the input a hybrid network would learn from (about 5
+CPU-s a structure: run it niced in the background; it resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def main() -> int:
     p_phi.add_argument("--max-sites", type=int, default=40, help="keep cells with fewer sites")
     p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
-    p_phi.add_argument("--split", choices=["test", "validation"], default="test")
+    p_phi.add_argument("--split", choices=["train", "test", "validation"], default="test")
     p_phi.add_argument(
         "--all-entries",
         action="store_true",
