@@ -82,6 +82,10 @@ def test_scalar_feature_set_is_the_invariant_part_of_the_full_one(featurizer, tr
     assert base.shape == (4, 128) and feature_channels("sevennet-0-scalars") == [128]
     np.testing.assert_allclose(base, featurizer([triclinic])[0][:, :128], atol=1e-6)
     np.testing.assert_allclose(moved, base, atol=1e-5 * np.abs(base).max())
+    # SevenNet-l3i5's invariant channels: another potential, the same contract
+    other, other_moved = SevenNetFeaturizer("sevennet-l3i5-scalars")([triclinic, turned])
+    assert other.shape == (4, 128) and np.abs(other - base).max() > 1e-2
+    np.testing.assert_allclose(other_moved, other, atol=1e-5 * np.abs(other).max())
 
 
 def test_features_of_a_supercell_repeat_those_of_the_cell(featurizer, triclinic):

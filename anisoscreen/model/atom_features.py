@@ -36,9 +36,15 @@ __all__ = [
     "with_feature_channels",
 ]
 
-FEATURE_SETS: dict[str, int] = {"chgnet-0.3.0": 64, "sevennet-0": 480, "sevennet-0-scalars": 128}
+FEATURE_SETS: dict[str, int] = {
+    "chgnet-0.3.0": 64,
+    "sevennet-0": 480,
+    "sevennet-0-scalars": 128,
+    "sevennet-l3i5-scalars": 128,
+}
 """Known feature sets and their width per atom (``sevennet-0``: equivariant ``0e + 1 + 2``
-features, ``sevennet-0-scalars`` their 128 invariant channels alone,
+features, ``sevennet-0-scalars`` their 128 invariant channels alone, ``sevennet-l3i5-scalars``
+those of SevenNet-l3i5,
 :mod:`anisoscreen.model.pretrained_features`)."""
 
 

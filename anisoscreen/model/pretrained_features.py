@@ -58,13 +58,20 @@ EQUIVARIANT_FEATURE_SETS: dict[str, dict[str, object]] = {
         "channels": {0: 128},
         "cutoff": 5.0,
     },
+    "sevennet-l3i5-scalars": {
+        "checkpoint": "7net-l3i5",
+        "layer": "3_equivariant_gate",
+        "channels": {0: 128},
+        "cutoff": 5.0,
+    },
 }
 """Known SevenNet feature sets: checkpoint, the module whose output is taken, channels per l.
 
 The channels are a leading part of that module's output in e3nn's layout (all ``l = 0``
 channels first): ``sevennet-0-scalars`` keeps the 128 invariant channels of ``sevennet-0``
 alone, so the network on them is invariant in its input like the CHGNet option, and the
-directions come from its own equivariant layers only.
+directions come from its own equivariant layers only. ``sevennet-l3i5-scalars`` takes the
+same channels of SevenNet-l3i5 (its blocks carry ``l`` up to 3; about 3x SevenNet-0's cost).
 """
 
 
