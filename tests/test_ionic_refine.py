@@ -123,10 +123,13 @@ def test_refine_charges_pick_the_measured_use_of_each_born_source():
         ScreeningMaker.from_options(refine_charges="dfpt")
     with pytest.raises(AnisoscreenError, match="unknown Born source"):
         ScreeningMaker.from_options(refine_top=5, refine_charges="formal")
-    with pytest.raises(AnisoscreenError, match="not both"):
+    with pytest.raises(AnisoscreenError, match="contradicts the refine_maker's born_source"):
         ScreeningMaker.from_options(
             refine_top=5, refine_charges="dfpt", refine_maker=IonicRefineMaker()
         )
+    # a maker survives serialisation (jobflow rebuilds it from its dict)
+    again = ScreeningMaker.from_dict(maker.as_dict())
+    assert again.refine_maker == maker.refine_maker and again.refine_charges == "predicted"
 
 
 def test_by_default_nominal_charges_keep_the_direct_values(refined):

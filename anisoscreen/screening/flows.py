@@ -236,7 +236,8 @@ class ScreeningMaker(Maker):
     refine_charges
         The Born charges of that stage (``nominal``, ``dfpt`` or ``predicted``), each with its
         measured use of the physics eps0 (:meth:`IonicRefineMaker.for_charges`); ``None``:
-        ``nominal``. Needs ``refine_top`` and no ``refine_maker``.
+        ``nominal``. Needs ``refine_top``; a ``refine_maker`` given as well must use the same
+        Born source.
     refine_maker
         The refine stage's maker (``make(ranking)``); ``None`` and no ``refine_top``: none.
 
@@ -262,8 +263,12 @@ class ScreeningMaker(Maker):
         if self.refine_charges is not None:
             if self.refine_top is None:
                 raise AnisoscreenError("refine_charges needs refine_top")
-            if self.refine_maker is not None:
-                raise AnisoscreenError("give refine_charges or refine_maker, not both")
+            given = self.refine_maker
+            if given is not None and given.born_source != self.refine_charges:
+                raise AnisoscreenError(
+                    f"refine_charges {self.refine_charges!r} contradicts the refine_maker's "
+                    f"born_source {given.born_source!r}; give one of them"
+                )
         if self.refine_top is not None:
             if self.refine_top < 1:
                 raise AnisoscreenError("refine_top must be at least 1")

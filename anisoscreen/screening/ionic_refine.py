@@ -316,6 +316,7 @@ class IonicRefineMaker(Maker):
     physics_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        self.physics_sources = tuple(self.physics_sources)  # a list after a JSON round trip
         if not 0.0 < self.physics_weight <= 1.0:
             raise AnisoscreenError("physics_weight must be in (0, 1]")
 
