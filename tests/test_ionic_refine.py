@@ -206,7 +206,7 @@ def test_each_born_source_gets_its_measured_recipe():
     )
     predicted = IonicRefineMaker.for_charges("predicted")
     assert predicted.physics_sources == ("predicted",)
-    assert predicted.physics_weight == PREDICTED_PHYSICS_WEIGHT == 0.4
+    assert predicted.physics_weight == PREDICTED_PHYSICS_WEIGHT == 0.45
     assert predicted.born_model == "anisonet-mp-born"
     # nominal charges never replace the direct value: the same as the default stage
     assert IonicRefineMaker.for_charges("nominal") == IonicRefineMaker()

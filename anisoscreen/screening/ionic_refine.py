@@ -64,9 +64,10 @@ __all__ = [
 
 PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 """Born sources whose physics eps0 beat the direct model on the test split."""
-PREDICTED_PHYSICS_WEIGHT = 0.4
+PREDICTED_PHYSICS_WEIGHT = 0.45
 """Weight of the physics eps0 with predicted charges, fitted on validation
-(``studies/ionic_physics_study.py hybrid``: test ionic MAE_ten 2.399 against the direct 2.668)."""
+(``studies/ionic_physics_study.py hybrid`` with ``anisonet-mp-born`` 1.1.0: test ionic MAE_ten
+2.365 against the direct 2.668)."""
 
 
 class IonicRefineOutput(BaseModel):
@@ -325,7 +326,7 @@ class IonicRefineMaker(Maker):
         """The refine stage with the measured best use of a Born source's physics eps0.
 
         On the test split (``docs/ionic-physics.md``): ``dfpt`` charges beat the direct model
-        with the physics value alone; ``predicted`` ones (``anisonet-mp-born``) help only as a
+        with the physics value alone; ``predicted`` ones (``anisonet-mp-born``) help most as a
         blend, with :data:`PREDICTED_PHYSICS_WEIGHT` fitted on validation; with ``nominal``
         ones the direct value is kept (the stage adds the Gamma-mode analysis).
         """
