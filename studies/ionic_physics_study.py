@@ -17,7 +17,9 @@ random order, so a cache cut short is a random subset; ``evaluate`` scores the s
 holds (and says how many). Totals add the shipped electronic model's eps_inf.
 ``phi --split train --all-entries --cache runs/ionic-physics/phi-train.jsonl`` fills the
 training split's force constants, the input a hybrid network would learn from (about 5
-CPU-s a structure: run it niced in the background; it resumes where it stopped).
+CPU-s a structure: run it niced in the background; it resumes where it stopped). Two
+processes: ``--shard 0/2`` and ``--shard 1/2``, each with its own ``--cache`` and the other's
+(and any earlier run's) as ``--also-done``.
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ def phi(args: argparse.Namespace) -> int:
     order = np.array([i for i in order if len(entries[i].structure) < args.max_sites], dtype=int)
     if args.limit:
         order = order[: args.limit]
+    shard, shards = (int(k) for k in args.shard.split("/"))
+    order = order[shard::shards]  # shard k of n: every n-th structure from the k-th
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     done = set()
-    if args.cache.exists():
-        done = {json.loads(line)["index"] for line in args.cache.read_text().splitlines()}
+    for cache in (args.cache, *args.also_done):  # this shard's cache, then the others'
+        if cache.exists():
+            done |= {json.loads(line)["index"] for line in cache.read_text().splitlines()}
     potential = SevenNetPotential(args.potential)
     with args.cache.open("a") as handle:
         for k, index in enumerate(order):
@@ -160,6 +165,18 @@ def main() -> int:
     p_phi.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p_phi.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_phi.add_argument("--split", choices=["train", "test", "validation"], default="test")
+    p_phi.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: only every N-th structure from the K-th (one process and --cache per shard)",
+    )
+    p_phi.add_argument(
+        "--also-done",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="caches of other shards or runs: their structures are skipped",
+    )
     p_phi.add_argument(
         "--all-entries",
         action="store_true",
