@@ -43,9 +43,8 @@ FEATURE_SETS: dict[str, int] = {
     "sevennet-l3i5-scalars": 128,
 }
 """Known feature sets and their width per atom (``sevennet-0``: equivariant ``0e + 1 + 2``
-features, ``sevennet-0-scalars`` their 128 invariant channels alone, ``sevennet-l3i5-scalars``
-those of SevenNet-l3i5,
-:mod:`anisoscreen.model.pretrained_features`)."""
+features; ``sevennet-0-scalars``: their 128 invariant channels alone; ``sevennet-l3i5-scalars``:
+the same channels of SevenNet-l3i5; see :mod:`anisoscreen.model.pretrained_features`)."""
 
 
 def feature_channels(name: str) -> list[int]:
