@@ -263,12 +263,8 @@ def evaluate_model(
         raise AnisoscreenError(f"unknown subset {subset!r}; use train, validation or test")
     chosen = [entries[i] for i in split[subset]]
     features = loaded.config.atom_features
-    graphs = prepare_graphs(
-        chosen,
-        loaded.config.cutoff,
-        features,
-        data_set_cache(features, data_path) if features else None,
-    )
+    feature_cache = data_set_cache(features, data_path) if features else None  # checksum once
+    graphs = prepare_graphs(chosen, loaded.config.cutoff, features, feature_cache)
     structures = [e.structure for e in chosen]
     # the subset, and again with the gaps hidden for a model that takes them
     count.expect(len(graphs) * (2 if loaded.config.gap_input else 1))
@@ -297,7 +293,7 @@ def evaluate_model(
             posthoc_laminate,
             scales,
             count,
-            data_set_cache(features, data_path) if features else None,
+            feature_cache,
         )
     result = {
         "model": f"{loaded.name} {loaded.version}",
