@@ -1,6 +1,7 @@
 """Throughput of batched, forward-only SevenNet-0 node-feature extraction.
 
     python benchmarks/bench_pretrained_features.py [--n 256] [--threads 1 2] [--batch-size 32]
+        [--feature-set sevennet-0]
 
 On the first ``--n`` structures (cells under 40 sites) of the shared 3,688-structure MP oxide
 pool (the speed target's set), for each thread count:
@@ -54,14 +55,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--model", default=None, help="a model trained on sevennet-0 features (optional)"
+        "--feature-set",
+        default="sevennet-0",
+        help="a SevenNet feature set (sevennet-0, sevennet-0-scalars, sevennet-l3i5-scalars)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="a model trained on that feature set (optional)"
     )
     args = parser.parse_args()
 
     structures = [c.structure for c in pool_candidates(args.n)]
-    featurizer = SevenNetFeaturizer("sevennet-0", batch_size=args.batch_size)
+    featurizer = SevenNetFeaturizer(args.feature_set, batch_size=args.batch_size)
     n_atoms = sum(len(s) for s in structures)
-    result: dict = {"n_structures": len(structures), "n_atoms": n_atoms, "runs": []}
+    result: dict = {
+        "feature_set": args.feature_set,
+        "n_structures": len(structures),
+        "n_atoms": n_atoms,
+        "runs": [],
+    }
     v2 = load_model("anisonet-mp-v2").networks
     sevennet_model = load_model(args.model).networks if args.model else None
     start = time.perf_counter()

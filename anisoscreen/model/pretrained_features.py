@@ -71,7 +71,7 @@ The channels are a leading part of that module's output in e3nn's layout (all ``
 channels first): ``sevennet-0-scalars`` keeps the 128 invariant channels of ``sevennet-0``
 alone, so the network on them is invariant in its input like the CHGNet option, and the
 directions come from its own equivariant layers only. ``sevennet-l3i5-scalars`` takes the
-same channels of SevenNet-l3i5 (its blocks carry ``l`` up to 3; about 3x SevenNet-0's cost).
+same channels of SevenNet-l3i5 (its blocks carry ``l`` up to 3; 2.6x SevenNet-0's cost).
 """
 
 
