@@ -228,4 +228,4 @@ def test_run_screen_refuses_an_unknown_born_source_in_one_line(tmp_path):
     )
     alone = run_cli("run-screen", "--data-dir", str(tmp_path), "--refine-charges", "dfpt")
     assert alone.returncode == 1
-    assert alone.stderr.strip() == "error: --refine-charges needs --refine-top"
+    assert alone.stderr.strip() == "error: refine_charges needs refine_top"

@@ -212,8 +212,6 @@ def run_screen(
     with ResultsStore(settings) as results:
         results.check()  # an unreachable or corrupt store fails now, in one line
 
-    if refine_charges is not None and refine_top is None:
-        raise AnisoscreenError("--refine-charges needs --refine-top")
     maker = ScreeningMaker.from_settings(
         settings,
         source=source,

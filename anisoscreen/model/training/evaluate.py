@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,18 +169,26 @@ def apply_posthoc_laminate(per_member: np.ndarray, structures: Sequence[Any]) ->
     return laminate_mix(per_member - np.eye(3), depolarisation[None])
 
 
-def _member_tensors(
-    networks: Sequence[torch.nn.Module],
-    graphs: list[CrystalGraph],
-    device: torch.device | str,
-    structures: Sequence[Any],
-    posthoc_laminate: bool,
-    count: PredictionCount,
-) -> np.ndarray:
-    """Member tensors (members, n, 3, 3); ``count`` advances (its total already expects them)."""
-    irreps = predict_irreps(networks, graphs, device, advance=count.advance)
-    per_member = tmath.irreps_to_tensor(irreps)
-    return apply_posthoc_laminate(per_member, structures) if posthoc_laminate else per_member
+@dataclass(frozen=True)
+class _MemberTensors:
+    """The members' tensors (members, n, 3, 3) of a list of graphs, one call a pass.
+
+    Holds what every pass of an evaluation shares: the members, the device, whether the
+    post-hoc laminate re-mix applies and the count, which each pass advances (its total
+    already expects them).
+    """
+
+    networks: Sequence[torch.nn.Module]
+    device: torch.device | str
+    posthoc_laminate: bool
+    count: PredictionCount
+
+    def __call__(self, graphs: list[CrystalGraph], structures: Sequence[Any]) -> np.ndarray:
+        irreps = predict_irreps(self.networks, graphs, self.device, advance=self.count.advance)
+        per_member = tmath.irreps_to_tensor(irreps)
+        if self.posthoc_laminate:
+            return apply_posthoc_laminate(per_member, structures)
+        return per_member
 
 
 def _without_gaps(graphs: list[CrystalGraph]) -> list[CrystalGraph]:
@@ -268,7 +277,8 @@ def evaluate_model(
     structures = [e.structure for e in chosen]
     # the subset, and again with the gaps hidden for a model that takes them
     count.expect(len(graphs) * (2 if loaded.config.gap_input else 1))
-    per_member = _member_tensors(networks, graphs, dev, structures, posthoc_laminate, count)
+    member_tensors = _MemberTensors(networks, dev, posthoc_laminate, count)
+    per_member = member_tensors(graphs, structures)
     predicted = per_member.mean(axis=0)
     reference = np.stack([e.tensor(loaded.config.target) for e in chosen])
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
@@ -278,22 +288,12 @@ def evaluate_model(
     gaps = [e.band_gap for e in chosen]
     slices["by_band_gap"] = by_band_gap(predicted, reference, gaps)
     if loaded.config.gap_input:
-        gap_free = _member_tensors(
-            networks, _without_gaps(graphs), dev, structures, posthoc_laminate, count
-        )
+        gap_free = member_tensors(_without_gaps(graphs), structures)
         slices["without_gap"] = error_block(gap_free.mean(axis=0), reference)
         slices["by_band_gap_without_gap"] = by_band_gap(gap_free.mean(axis=0), reference, gaps)
     if exfoliated and loaded.config.target == "electronic" and subset != "train":
         slices["exfoliated"] = _exfoliated_slice(
-            loaded,
-            networks,
-            entries,
-            split[subset].tolist(),
-            dev,
-            posthoc_laminate,
-            scales,
-            count,
-            feature_cache,
+            loaded, member_tensors, entries, split[subset].tolist(), scales, feature_cache
         )
     result = {
         "model": f"{loaded.name} {loaded.version}",
@@ -311,14 +311,11 @@ def evaluate_model(
 
 def _exfoliated_slice(
     loaded: Any,
-    networks: Sequence[torch.nn.Module],
+    member_tensors: _MemberTensors,
     entries: Sequence[Any],
     indices: Sequence[int],
-    device: torch.device,
-    posthoc_laminate: bool,
     scales: dict[str, dict[str, float]] | None,
-    count: PredictionCount,
-    feature_cache: Path | None = None,
+    feature_cache: Path | None,
 ) -> dict[str, Any]:
     """Errors and calibration on the exfoliated copies of the layered entries of a split."""
     from anisoscreen.model.training.exfoliated import (
@@ -337,8 +334,8 @@ def _exfoliated_slice(
     graphs = exfoliated_graphs(
         copies, entries, loaded.config.cutoff, loaded.config.atom_features, feature_cache
     )
-    count.expect(len(graphs))
-    per_member = _member_tensors(networks, graphs, device, structures, posthoc_laminate, count)
+    member_tensors.count.expect(len(graphs))
+    per_member = member_tensors(graphs, structures)
     reference = np.stack([c.eps_electronic for c in copies])
     return {
         **error_block(per_member.mean(axis=0), reference),
