@@ -213,9 +213,78 @@ def main() -> int:
     p_hybrid.add_argument(
         "--output", type=Path, default=Path("studies/results/ionic-physics-hybrid.json")
     )
+    p_priors = sub.add_parser("priors")
+    p_priors.add_argument("--born-model", required=True)
+    p_priors.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    for split_name in ("train", "validation", "test"):
+        p_priors.add_argument(f"--{split_name}-caches", type=Path, nargs="+", required=True)
+    p_priors.add_argument("--output", type=Path, required=True)
+    p_gate = sub.add_parser("gate")
+    p_gate.add_argument("--born-model", required=True)
+    p_gate.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
+    p_gate.add_argument("--validation-caches", type=Path, nargs="+", required=True)
+    p_gate.add_argument("--test-caches", type=Path, nargs="+", default=[DEFAULT_CACHE])
+    p_gate.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
+    p_gate.add_argument(
+        "--validation-direct", type=Path, default=Path("runs/ionic-physics/direct-validation.npz")
+    )
+    p_gate.add_argument(
+        "--output", type=Path, default=Path("studies/results/ionic-physics-gate.json")
+    )
     args = parser.parse_args()
-    commands = {"phi": phi, "direct": direct, "evaluate": evaluate, "hybrid": hybrid}
+    commands = {
+        "phi": phi,
+        "direct": direct,
+        "evaluate": evaluate,
+        "hybrid": hybrid,
+        "priors": priors,
+        "gate": gate,
+    }
     return commands[args.command](args)
+
+
+def priors(args: argparse.Namespace) -> int:
+    """Physics eps0 of every cached structure of every split, as a hybrid model's input.
+
+    Route (b) with the Born model's predicted charges (the charges a screen has) and the
+    cached SevenNet force constants; flagged structures get none. Written as an ``.npz``
+    keyed by structure hash (``train.physics_priors`` of a hybrid recipe). The Born model
+    was trained on the training split, so its charges there are in-sample (closer to DFPT
+    than on validation and test).
+    """
+    from anisoscreen.model.born_charges import predict_born_charges
+    from anisoscreen.schemas import structure_id
+
+    tensors: dict[str, np.ndarray] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for split_name, caches in (
+        ("train", args.train_caches),
+        ("validation", args.validation_caches),
+        ("test", args.test_caches),
+    ):
+        entries = _test_entries(args.ionic_model, split_name)
+        records = {}
+        for cache in caches:
+            for line in cache.read_text().splitlines():
+                record = json.loads(line)
+                if "phi" in record:
+                    records[record["index"]] = record
+        index = sorted(records)
+        structures = [entries[i].structure for i in index]
+        charges = predict_born_charges(args.born_model, structures)
+        flagged = 0
+        for i, structure, z in zip(index, structures, charges, strict=True):
+            result = physics_ionic(structure, z, _force_constants(records[i]))
+            if result.flags:
+                flagged += 1
+                continue
+            tensors[structure_id(structure)] = result.eps_ionic
+        counts[split_name] = {"entries": len(entries), "cached": len(index), "flagged": flagged}
+        print(f"{split_name}: {counts[split_name]}", flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.output, **tensors)
+    print(f"{len(tensors)} priors -> {args.output}", flush=True)
+    return 0
 
 
 def _force_constants(record: dict[str, Any]) -> Any:
@@ -356,6 +425,155 @@ def hybrid(args: argparse.Namespace) -> int:
         "test": scored,
     }
     save_study(study, args.output, f"alpha {alpha}; ")
+    return 0
+
+
+GATE_FEATURES = (
+    "log1p physics eps0_poly",
+    "log1p direct eps0_poly",
+    "their difference",
+    "log lowest included frequency",
+    "largest mode share of eps0",
+    "max residual force",
+    "log sites",
+    "log volume per atom",
+    "mean |Z*|",
+    "share of modes dropped",
+)
+
+
+def _gate_rows(entries: list[Any], caches: list[Path], direct_file: Path, born: str) -> dict:
+    """Direct and physics eps0, reference and gate features of the cached cells under 40 sites."""
+    from anisoscreen.model.born_charges import predict_born_charges
+
+    records = {}
+    for cache in caches:
+        for line in cache.read_text().splitlines():
+            record = json.loads(line)
+            if "phi" in record and record["nsites"] < 40:
+                records[record["index"]] = record
+    index = sorted(records)
+    charges = predict_born_charges(born, [entries[i].structure for i in index])
+    direct = np.load(direct_file)["ionic"]
+    features, physics, unflagged = [], [], []
+    for i, z in zip(index, charges, strict=True):
+        structure = entries[i].structure
+        result = physics_ionic(structure, z, _force_constants(records[i]))
+        kept = result.modes.frequencies_thz[result.included]
+        share = result.contributions.max() / max(result.contributions.sum(), 1e-9)
+        p_poly, d_poly = np.trace(result.eps_ionic) / 3, np.trace(direct[i]) / 3
+        features.append(
+            [
+                np.log1p(p_poly),
+                np.log1p(d_poly),
+                np.log1p(p_poly) - np.log1p(d_poly),
+                np.log(kept.min()) if len(kept) else 0.0,
+                share,
+                result.max_residual_force,
+                np.log(len(structure)),
+                np.log(structure.volume / len(structure)),
+                float(np.abs(z).mean()),
+                result.n_dropped / len(result.modes.omega2),
+            ]
+        )
+        physics.append(result.eps_ionic)
+        unflagged.append(not result.flags)
+    return {
+        "features": np.array(features),
+        "physics": np.array(physics),
+        "direct": direct[index],
+        "reference": np.stack([entries[i].tensor("ionic") for i in index]),
+        "unflagged": np.array(unflagged),
+    }
+
+
+def gate(args: argparse.Namespace) -> int:
+    """(c) as a learnt gate: direct + w(x) (physics - direct), w a logistic in cell features.
+
+    ``w`` is fitted on validation (mean absolute component error, L2 penalty ``lam``,
+    five-fold cross-validation on validation to compare feature sets) and scored on test,
+    against the constant weight of ``hybrid``. Flagged cells keep the direct value.
+    """
+    from scipy.optimize import minimize
+
+    from anisoscreen.model.training.error_slices import tensor_mae
+
+    rows = {
+        "validation": _gate_rows(
+            _test_entries(args.ionic_model, "validation"),
+            args.validation_caches,
+            args.validation_direct,
+            args.born_model,
+        ),
+        "test": _gate_rows(
+            _test_entries(args.ionic_model), args.test_caches, args.direct, args.born_model
+        ),
+    }
+    val = rows["validation"]
+
+    def blended(weights: np.ndarray, part: dict, cols: list[int], scale: tuple) -> np.ndarray:
+        x = (part["features"][:, cols] - scale[0]) / scale[1]
+        w = np.where(part["unflagged"], 1 / (1 + np.exp(-(x @ weights[1:] + weights[0]))), 0.0)
+        return part["direct"] + w[:, None, None] * (part["physics"] - part["direct"])
+
+    def fitted(part: dict, cols: list[int], lam: float, scale: tuple) -> np.ndarray:
+        def loss(weights: np.ndarray) -> float:
+            error = np.abs(blended(weights, part, cols, scale) - part["reference"]).mean()
+            return float(error + lam * np.sum(weights[1:] ** 2))
+
+        start = np.zeros(1 + len(cols))
+        start[0] = np.log(0.45 / 0.55)
+        return minimize(loss, start, method="Powell", options={"maxiter": 20000}).x
+
+    def subset(part: dict, mask: np.ndarray) -> dict:
+        return {k: v[mask] for k, v in part.items()}
+
+    folds = np.random.default_rng(0).permutation(len(val["reference"])) % 5
+    results = []
+    for cols in ([2], [0, 2], [2, 3], [2, 4], [0, 1, 2, 3, 4], list(range(len(GATE_FEATURES)))):
+        ok = val["features"][val["unflagged"]][:, cols]
+        scale = (ok.mean(axis=0), ok.std(axis=0) + 1e-9)
+        for lam in (0.0, 0.01, 0.05):
+            cross = np.zeros_like(val["direct"])
+            for k in range(5):
+                train, held = subset(val, folds != k), subset(val, folds == k)
+                cross[folds == k] = blended(fitted(train, cols, lam, scale), held, cols, scale)
+            weights = fitted(val, cols, lam, scale)
+            test = rows["test"]
+            row = {
+                "features": [GATE_FEATURES[c] for c in cols],
+                "lam": lam,
+                "validation_cv_ionic_mae_ten": float(tensor_mae(cross, val["reference"])),
+                "test_ionic_mae_ten": float(
+                    tensor_mae(blended(weights, test, cols, scale), test["reference"])
+                ),
+            }
+            print(row, flush=True)
+            results.append(row)
+    constant = {
+        part: float(
+            tensor_mae(
+                np.where(
+                    rows[part]["unflagged"][:, None, None],
+                    rows[part]["direct"] + 0.45 * (rows[part]["physics"] - rows[part]["direct"]),
+                    rows[part]["direct"],
+                ),
+                rows[part]["reference"],
+            )
+        )
+        for part in rows
+    }
+    study = {
+        "what": "a learnt per-cell weight w(x) of the physics eps0 (predicted charges), "
+        "logistic in cell features, fitted on validation, against the constant 0.45",
+        "n": {part: len(rows[part]["reference"]) for part in rows},
+        "direct_ionic_mae_ten": {
+            part: float(tensor_mae(rows[part]["direct"], rows[part]["reference"])) for part in rows
+        },
+        "constant_0.45_ionic_mae_ten": constant,
+        "gates": results,
+    }
+    save_study(study, args.output)
     return 0
 
 

@@ -76,6 +76,14 @@ class ModelConfig:
         log-polarisability ``M_i`` by ``s(E_g) I``, a learnt linear function of the gap
         features (Penn: eps - 1 scales like ``E_g^-2``, a shift of ``log alpha``); an
         unknown gap gives ``s = 0``. Model files without the field load without it.
+    physics_prior
+        Hybrid ionic model (issue 28, route c): add each structure's physics eps0 ``P``
+        (Born charges x Gamma force constants, :mod:`anisoscreen.ionic_physics`), times a
+        weight ``w`` in [0, 1], to the direct read-out. ``w`` is learnt from the structure's
+        pooled invariants and ``P``'s eigenvalues. A structure without a ``P`` (``nan``:
+        flagged soft modes, no force constants) gets the direct read-out alone. The trunk
+        is the direct network's, so a hybrid can start from a direct model's weights
+        (``TrainConfig.init_from``). Needs the ``psd_square_volume`` read-out.
     """
 
     mul: int = 48
@@ -107,6 +115,7 @@ class ModelConfig:
     born_scale: float = 1.0
     gap_input: bool = False
     gap_readout: bool = False
+    physics_prior: bool = False
 
     @property
     def has_identity(self) -> bool:

@@ -53,6 +53,9 @@ class CrystalGraph:
         by the laminate read-out.
     band_gap
         The structure's band gap in eV where known (``nan`` if not), for models that take it.
+    physics_prior
+        (3, 3) physics eps0 of the structure (``nan`` where there is none), for hybrid ionic
+        models (:attr:`~anisoscreen.model.nn.config.ModelConfig.physics_prior`).
     """
 
     atomic_numbers: np.ndarray
@@ -63,6 +66,7 @@ class CrystalGraph:
     atom_features: np.ndarray | None = None
     depolarisation: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
     band_gap: float = math.nan
+    physics_prior: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
 
     @property
     def num_nodes(self) -> int:
@@ -139,6 +143,7 @@ class GraphBatch:
     atom_features: torch.Tensor | None = None
     depolarisation: torch.Tensor | None = None
     band_gap: torch.Tensor | None = None
+    physics_prior: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to ``device`` (and cast edge vectors and atom features to ``dtype``)."""
@@ -157,6 +162,7 @@ class GraphBatch:
             moved(self.atom_features),
             moved(self.depolarisation),
             moved(self.band_gap),
+            moved(self.physics_prior),
         )
 
 
@@ -188,4 +194,7 @@ def collate(graphs: Sequence[CrystalGraph], dtype: torch.dtype = torch.float32) 
             np.stack([g.depolarisation for g in graphs]) if graphs else np.zeros((0, 3, 3))
         ).to(dtype),
         band_gap=torch.tensor([g.band_gap for g in graphs], dtype=dtype),
+        physics_prior=torch.from_numpy(
+            np.stack([g.physics_prior for g in graphs]) if graphs else np.zeros((0, 3, 3))
+        ).to(dtype),
     )

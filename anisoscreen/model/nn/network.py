@@ -83,6 +83,7 @@ __all__ = [
     "ModelConfig",
     "gap_features",
     "laminate_susceptibility",
+    "prior_features",
     "split_orders",
 ]
 
@@ -105,6 +106,29 @@ def gap_features(band_gap: torch.Tensor) -> torch.Tensor:
     gaussians = torch.exp(-(((gap[:, None] - centres) / GAP_WIDTH) ** 2))
     features = torch.cat([gaussians, torch.ones_like(gap)[:, None], 1.0 / (1.0 + gap[:, None])], 1)
     return features * known[:, None].to(gap.dtype)
+
+
+PRIOR_FEATURES = 5  # log(1 + lambda) of the prior's three eigenvalues, its log trace, "known"
+PRIOR_HIDDEN = 32
+PRIOR_START_LOGIT = -2.0
+
+
+def prior_features(prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Invariant features of per-structure physics eps0 priors, and the priors made finite.
+
+    ``prior`` (B, 3, 3) holds ``nan`` where a structure has none. Returns the
+    (B, PRIOR_FEATURES) features (all zero for an unknown prior: "no prior") and the
+    priors with the unknown ones set to zero.
+    """
+    known = torch.isfinite(prior).flatten(1).all(dim=1)
+    finite = torch.where(known[:, None, None], prior, torch.zeros_like(prior))
+    finite = 0.5 * (finite + finite.transpose(1, 2))
+    eigenvalues = torch.linalg.eigvalsh(finite).clamp(min=0.0)  # ascending
+    trace = eigenvalues.sum(dim=1, keepdim=True) / 3.0
+    features = torch.cat(
+        [torch.log1p(eigenvalues), torch.log1p(trace), torch.ones_like(trace)], dim=1
+    )
+    return features * known[:, None].to(prior.dtype), finite
 
 
 def split_orders(features: torch.Tensor, orders: dict[int, int]) -> dict[int, torch.Tensor]:
@@ -322,6 +346,18 @@ class AnisoNet(nn.Module):
             # zero at the start: training begins from the gap-input network's read-out
             self.gap_log_scale = nn.Linear(GAP_FEATURES, 1, bias=False)
             nn.init.zeros_(self.gap_log_scale.weight)
+        # the weight of the physics prior, from the pooled invariants of the last layer and
+        # the prior's own; built last, so the trunk is that of the direct network
+        self.prior_weight: nn.Sequential | None = None
+        if config.physics_prior:
+            if config.readout != "psd_square_volume" or config.num_layers < 1:
+                raise ValueError("physics_prior needs the psd_square_volume read-out")
+            last = nn.Linear(PRIOR_HIDDEN, 1)
+            # w = sigmoid(-2) = 0.12 at the start: close to the direct network
+            nn.init.constant_(last.bias, PRIOR_START_LOGIT)
+            self.prior_weight = nn.Sequential(
+                nn.Linear(mul * (lmax + 1) + PRIOR_FEATURES, PRIOR_HIDDEN), nn.SiLU(), last
+            )
 
     @property
     def num_parameters(self) -> int:
@@ -515,7 +551,10 @@ class AnisoNet(nn.Module):
             pooled = torch.zeros((graph.num_graphs, 9), dtype=outer.dtype, device=outer.device)
             pooled = pooled.index_add_(0, batch_index, outer) / counts[:, None].to(outer.dtype)
             ionic = tensor_to_irreps_torch(pooled.view(-1, 3, 3))
-            return baseline + density[:, None] * ionic, born
+            result = baseline + density[:, None] * ionic
+            if self.prior_weight is not None:
+                result = result + self._weighted_prior(graph, x, batch_index, dtype)
+            return result, born
         flat = torch.cat([out[l].flatten(1) for l in sorted(out)], dim=1)
 
         shift = flat.new_zeros(6)
@@ -555,6 +594,29 @@ class AnisoNet(nn.Module):
             vacuum = graph.depolarisation.flatten(1).ne(0).any(dim=1)
             return torch.where(vacuum[:, None], laminate, dense), born
         return dense, born
+
+    def _weighted_prior(
+        self,
+        graph: GraphBatch,
+        x: dict[int, torch.Tensor],
+        batch_index: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """``w P`` irreps (num_graphs, 6): each structure's physics prior times its weight.
+
+        ``w`` in [0, 1] comes from the structure's pooled invariants and the prior's own
+        (:func:`prior_features`); a structure without a prior gets zero. ``w P`` is positive
+        semi-definite (``P`` is), so the sum with the direct read-out stays so.
+        """
+        assert self.prior_weight is not None
+        given = graph.physics_prior
+        if given is None:
+            given = torch.full((graph.num_graphs, 3, 3), math.nan, device=batch_index.device)
+        inputs, prior = prior_features(given.to(dtype))
+        invariants = _pooled_invariants(x, batch_index, graph.num_graphs)
+        logit = self.prior_weight(torch.cat([invariants, inputs], dim=1))
+        weight = torch.sigmoid(logit) * inputs[:, -1:]  # the last feature: "known"
+        return weight * tensor_to_irreps_torch(prior)
 
     def _equivariant_inputs(self, blocks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Node inputs of order l > 0 from pretrained ``(N, 2l+1, c_l)`` feature blocks.

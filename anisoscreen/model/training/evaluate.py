@@ -250,7 +250,11 @@ def evaluate_model(
     from anisoscreen.model.atom_features import data_set_cache
     from anisoscreen.model.checkpoint import load_model
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
-    from anisoscreen.model.training.train import prepare_graphs, resolve_device
+    from anisoscreen.model.training.train import (
+        attach_physics_priors,
+        prepare_graphs,
+        resolve_device,
+    )
 
     count = progress if isinstance(progress, PredictionCount) else PredictionCount(progress)
     dev = resolve_device(device)
@@ -275,6 +279,11 @@ def evaluate_model(
     feature_cache = data_set_cache(features, data_path) if features else None  # checksum once
     graphs = prepare_graphs(chosen, loaded.config.cutoff, features, feature_cache)
     structures = [e.structure for e in chosen]
+    if loaded.config.physics_prior:  # the priors the model was trained with, for any split
+        priors = loaded.metadata.get("train_config", {}).get("physics_priors")
+        if not priors:
+            raise AnisoscreenError("this hybrid model records no physics_priors file")
+        attach_physics_priors(graphs, structures, priors)
     # the subset, and again with the gaps hidden for a model that takes them
     count.expect(len(graphs) * (2 if loaded.config.gap_input else 1))
     member_tensors = _MemberTensors(networks, dev, posthoc_laminate, count)

@@ -33,6 +33,7 @@ from anisoscreen.model.training.evaluate import crystal_systems, metrics, predic
 from anisoscreen.model.training.model_card import write_model_card
 from anisoscreen.model.training.train import (
     TrainConfig,
+    attach_physics_priors,
     fit,
     prepare_graphs,
     resolve_device,
@@ -113,6 +114,10 @@ def train_model(
 
         feature_cache = data_set_cache(model_config.atom_features, data_path)
     graphs = prepare_graphs(entries, model_config.cutoff, model_config.atom_features, feature_cache)
+    if model_config.physics_prior:
+        if not train_config.physics_priors:
+            raise AnisoscreenError("a physics_prior model needs train.physics_priors (an .npz)")
+        attach_physics_priors(graphs, [e.structure for e in entries], train_config.physics_priors)
     target = model_config.target
     targets = np.stack([e.target_irreps(target) for e in entries])
     trainable, target_removed = target_cleaning(

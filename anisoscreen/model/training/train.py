@@ -106,6 +106,15 @@ class TrainConfig:
         after every optimiser step with this decay, is what is validated, selected and
         saved as the best weights (as MACE and NequIP train); the optimiser steps the raw
         weights. The average sits in the checkpoint, so a resumed run keeps it.
+    init_from
+        A model (name or folder) whose weights start each member: member ``seed mod n``
+        of its ``n``. Its configuration must be this one's, up to the hybrid's
+        ``physics_prior``, whose extra weights keep their initialisation (a hybrid
+        fine-tuned from the direct model it extends). A resumed member ignores it.
+    physics_priors
+        For a hybrid ionic model (``ModelConfig.physics_prior``): an ``.npz`` of physics
+        eps0 tensors keyed by :func:`anisoscreen.schemas.structure_id`
+        (:func:`attach_physics_priors`); evaluation reads the same file.
     """
 
     lr: float = 0.003
@@ -127,6 +136,8 @@ class TrainConfig:
     anneal_from: int | None = None
     anneal_decay: float = 0.75
     ema_decay: float | None = None
+    init_from: str | None = None
+    physics_priors: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -203,6 +214,31 @@ def prepare_graphs(
     if atom_features:
         attach_atom_features(graphs, [e.structure for e in entries], atom_features, feature_cache)
     return graphs
+
+
+def attach_physics_priors(
+    graphs: Sequence[CrystalGraph], structures: Sequence[Structure], priors: str | Path
+) -> int:
+    """Give each graph its structure's physics eps0 from ``priors``; returns how many had one.
+
+    ``priors`` is an ``.npz`` of (3, 3) tensors keyed by
+    :func:`anisoscreen.schemas.structure_id` (``studies/ionic_physics_study.py priors``
+    writes one); a structure not in it keeps the ``nan`` prior (none).
+    """
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.schemas import structure_id
+
+    path = Path(priors)
+    if not path.is_file():
+        raise AnisoscreenError(f"physics priors {path} not found")
+    with np.load(path, allow_pickle=False) as stored:
+        found = 0
+        for graph, structure in zip(graphs, structures, strict=True):
+            key = structure_id(structure)
+            if key in stored.files:
+                graph.physics_prior = np.asarray(stored[key], dtype=float).reshape(3, 3)
+                found += 1
+    return found
 
 
 def attach_atom_features(
@@ -478,6 +514,26 @@ class WeightAverage:
             self.model.load_state_dict(raw)
 
 
+def start_from_model(model: AnisoNet, source: str, seed: int) -> None:
+    """Load member ``seed mod n`` of model ``source`` into ``model`` (see ``init_from``)."""
+    from dataclasses import asdict
+
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.model.checkpoint import load_model
+
+    loaded = load_model(source, device="cpu")
+    theirs = asdict(loaded.networks[0].config)
+    ours = asdict(model.config)
+    differ = sorted(k for k in ours if k != "physics_prior" and ours[k] != theirs.get(k))
+    if differ:
+        raise AnisoscreenError(f"init_from {source}: its configuration differs in {differ}")
+    member = loaded.networks[seed % len(loaded.networks)]
+    missing, unexpected = model.load_state_dict(member.state_dict(), strict=False)
+    extra = [k for k in missing if not k.startswith("prior_weight.")]
+    if extra or unexpected:
+        raise AnisoscreenError(f"init_from {source}: weights differ ({extra + unexpected})")
+
+
 def fit(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -517,6 +573,9 @@ def fit(
     state = TrainState()
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    if train_config.init_from and not checkpoint.is_file():
+        start_from_model(model, train_config.init_from, train_config.seed)
+        best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if checkpoint.is_file():
         saved = load_training_checkpoint(checkpoint, dev)
         model.load_state_dict(saved["model"])
