@@ -76,6 +76,11 @@ class ModelConfig:
         log-polarisability ``M_i`` by ``s(E_g) I``, a learnt linear function of the gap
         features (Penn: eps - 1 scales like ``E_g^-2``, a shift of ``log alpha``); an
         unknown gap gives ``s = 0``. Model files without the field load without it.
+    element_features
+        Also give every atom its element's tabulated properties
+        (:mod:`anisoscreen.model.nn.elements`: electronegativity, radii, ionisation energy,
+        electron affinity, row and group), embedded linearly and added to the learnt one-hot
+        embedding (the layers keep their widths).
     physics_prior
         Hybrid ionic model (issue 28, route c): add each structure's physics eps0 ``P``
         (Born charges x Gamma force constants, :mod:`anisoscreen.ionic_physics`), times a
@@ -115,6 +120,7 @@ class ModelConfig:
     born_scale: float = 1.0
     gap_input: bool = False
     gap_readout: bool = False
+    element_features: bool = False
     physics_prior: bool = False
 
     @property

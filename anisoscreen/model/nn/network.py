@@ -67,6 +67,7 @@ from torch import nn
 
 from anisoscreen.model.nn.born_head import BornChargeHead
 from anisoscreen.model.nn.config import ModelConfig
+from anisoscreen.model.nn.elements import element_property_table
 from anisoscreen.model.nn.graph import GraphBatch
 from anisoscreen.model.nn.layers import (
     AttributeLinear,
@@ -108,7 +109,7 @@ def gap_features(band_gap: torch.Tensor) -> torch.Tensor:
     return features * known[:, None].to(gap.dtype)
 
 
-PRIOR_FEATURES = 5  # log(1 + lambda) of the prior's three eigenvalues, its log trace, "known"
+PRIOR_FEATURES = 5  # log(1 + lambda) of the three eigenvalues, log(1 + eps0_poly), "known"
 PRIOR_HIDDEN = 32
 PRIOR_START_LOGIT = -2.0
 
@@ -314,6 +315,13 @@ class AnisoNet(nn.Module):
         if config.gap_input:
             self.gap_embedding = nn.Linear(GAP_FEATURES, config.embed_dim)
             channels = {0: channels[0] + config.embed_dim}
+        self.element_table: torch.Tensor | None
+        table = None
+        if config.element_features:
+            table = torch.tensor(element_property_table(NUM_ELEMENTS).tolist())
+        self.register_buffer("element_table", table, persistent=False)
+        if table is not None:  # added to the one-hot embedding: no wider layers
+            self.element_embedding = nn.Linear(table.shape[1], config.embed_dim)
         gated_orders = list(range(1, lmax + 1))
         self.convolutions = nn.ModuleList()
         self.gates = nn.ModuleList()
@@ -492,8 +500,13 @@ class AnisoNet(nn.Module):
             geometry["edge"],
         )
         one_hot = torch.nn.functional.one_hot(species - 1, NUM_ELEMENTS).to(dtype)
-        species_attr = torch.relu(self.embedding(one_hot))
-        species_feat = torch.relu(self.embedding(one_hot * self.masses[species].to(dtype)[:, None]))
+        embedded = self.embedding(one_hot)
+        embedded_mass = self.embedding(one_hot * self.masses[species].to(dtype)[:, None])
+        if self.element_table is not None:
+            tabulated = self.element_embedding(self.element_table[species].to(dtype))
+            embedded, embedded_mass = embedded + tabulated, embedded_mass + tabulated
+        species_attr = torch.relu(embedded)
+        species_feat = torch.relu(embedded_mass)
         node_scalars = species_feat[species_index]
         higher: dict[int, torch.Tensor] = {}
         if cfg.atom_features:
