@@ -58,14 +58,15 @@ def test_v3_recipe_holds_the_study_flags():
     recipe = load_recipe(MODELS / "anisonet-mp-v3" / "recipe.yaml")
     assert (recipe.name, recipe.version, recipe.seeds) == (
         "anisonet-mp-v3",
-        "3.3.0",
+        "3.4.0",
         tuple(range(8)),
     )
     model, train = recipe.model, recipe.train
-    assert (model.mul, model.lmax, model.readout, model.gap_input) == (
+    assert (model.mul, model.lmax, model.readout, model.gap_input, model.element_features) == (
         32,
         2,
         "psd_laminate_volume",
+        True,
         True,
     )
     assert (train.loss, train.gap_dropout, train.exfoliation_deltas) == (
@@ -140,7 +141,7 @@ def test_train_config_file_with_overrides(captured, tmp_path):
         "anisonet-mp-v3",
         tmp_path / "anisonet-mp-v3",
         (3,),
-        "3.3.0",
+        "3.4.0",
     )
     assert (model_config.lmax, model_config.readout, model_config.gap_input) == (
         1,
