@@ -20,6 +20,12 @@ training split's force constants, the input a hybrid network would learn from (a
 CPU-s a structure: run it niced in the background; it resumes where it stopped). Two
 processes: ``--shard 0/2`` and ``--shard 1/2``, each with its own ``--cache`` and the other's
 (and any earlier run's) as ``--also-done``.
+
+Route (c) beyond the constant blend of ``hybrid``: ``priors`` writes the physics eps0 of every
+cached cell of the three splits (predicted charges, unflagged cells) as the ``.npz`` a hybrid
+network trains on (``ModelConfig.physics_prior``, recipes in ``studies/recipes/ionic-hybrid/``);
+``gate`` fits a per-cell weight of the physics value on validation and scores it on test
+(``docs/ionic-physics.md`` has the commands and the results).
 """
 
 from __future__ import annotations
