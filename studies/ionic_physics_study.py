@@ -269,12 +269,7 @@ def priors(args: argparse.Namespace) -> int:
         ("test", args.test_caches),
     ):
         entries = _test_entries(args.ionic_model, split_name)
-        records = {}
-        for cache in caches:
-            for line in cache.read_text().splitlines():
-                record = json.loads(line)
-                if "phi" in record:
-                    records[record["index"]] = record
+        records = _phi_records(caches)
         index = sorted(records)
         structures = [entries[i].structure for i in index]
         charges = predict_born_charges(args.born_model, structures)
@@ -291,6 +286,17 @@ def priors(args: argparse.Namespace) -> int:
     np.savez_compressed(args.output, **tensors)
     print(f"{len(tensors)} priors -> {args.output}", flush=True)
     return 0
+
+
+def _phi_records(caches: list[Path], max_sites: int | None = None) -> dict[int, dict[str, Any]]:
+    """The cached force-constant records of several caches by split index (errors left out)."""
+    records = {}
+    for cache in caches:
+        for line in cache.read_text().splitlines():
+            record = json.loads(line)
+            if "phi" in record and (max_sites is None or record["nsites"] < max_sites):
+                records[record["index"]] = record
+    return records
 
 
 def _force_constants(record: dict[str, Any]) -> Any:
@@ -452,12 +458,7 @@ def _gate_rows(entries: list[Any], caches: list[Path], direct_file: Path, born: 
     """Direct and physics eps0, reference and gate features of the cached cells under 40 sites."""
     from anisoscreen.model.born_charges import predict_born_charges
 
-    records = {}
-    for cache in caches:
-        for line in cache.read_text().splitlines():
-            record = json.loads(line)
-            if "phi" in record and record["nsites"] < 40:
-                records[record["index"]] = record
+    records = _phi_records(caches, max_sites=40)
     index = sorted(records)
     charges = predict_born_charges(born, [entries[i].structure for i in index])
     direct = np.load(direct_file)["ionic"]
