@@ -1,13 +1,15 @@
 """Starting models for the out-of-distribution campaign benchmark, trained without a regime.
 
-    python benchmarks/ood_start.py REGIME [--members 3] [--max-epochs N] [--output runs/ood]
+    python benchmarks/ood_start.py REGIME [--members 3] [--max-epochs N] [--seed K] [--output runs/ood]
 
 Trains the shipped v3 recipe (``models/anisonet-mp-v3/recipe.yaml``) through the package's
 training pipeline with every entry of ``REGIME`` (:mod:`anisoscreen.model.training.regimes`),
 and so its exfoliated copies, removed from training and validation. For CPU: ``--members``
-seeds (3 instead of the recipe's 8) and ``--max-epochs`` (the recipe's 30 by default).
-Resumable: run again to continue. The regime's member indices are cached in
-``<output>/regime-<REGIME>.json``; the model goes to ``<output>/start-<REGIME>/model.pt``.
+seeds (3 instead of the recipe's 8) and ``--max-epochs`` (the recipe's own by default).
+Resumable: run again to continue. ``--seed K`` trains that member only (one process per
+core, as ``anisoscreen train --seed``); the run without it then assembles the finished
+members. The regime's member indices are cached in ``<output>/regime-<REGIME>.json``; the
+model goes to ``<output>/start-<REGIME>/model.pt``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("regime", choices=sorted(REGIMES))
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="train this member only")
     parser.add_argument("--output", type=Path, default=Path("runs/ood"))
     args = parser.parse_args()
 
@@ -71,7 +74,7 @@ def main() -> None:
         f"anisonet-ood-{args.regime}",
         recipe.model,
         replace(recipe.train, max_epochs=args.max_epochs or recipe.train.max_epochs),
-        seeds=tuple(recipe.seeds[: args.members]),
+        seeds=(args.seed,) if args.seed is not None else tuple(recipe.seeds[: args.members]),
         split_seed=recipe.split_seed,
         device="cpu",
         progress=epoch_printer(),

@@ -54,7 +54,7 @@ class CrystalGraph:
     band_gap
         The structure's band gap in eV where known (``nan`` if not), for models that take it.
     physics_prior
-        (3, 3) physics eps0 of the structure (``nan`` where there is none), for hybrid ionic
+        (3, 3) physics eps0 of the structure (``None`` where there is none), for hybrid ionic
         models (:attr:`~anisoscreen.model.nn.config.ModelConfig.physics_prior`).
     """
 
@@ -66,7 +66,7 @@ class CrystalGraph:
     atom_features: np.ndarray | None = None
     depolarisation: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
     band_gap: float = math.nan
-    physics_prior: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
+    physics_prior: np.ndarray | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -194,7 +194,14 @@ def collate(graphs: Sequence[CrystalGraph], dtype: torch.dtype = torch.float32) 
             np.stack([g.depolarisation for g in graphs]) if graphs else np.zeros((0, 3, 3))
         ).to(dtype),
         band_gap=torch.tensor([g.band_gap for g in graphs], dtype=dtype),
-        physics_prior=torch.from_numpy(
-            np.stack([g.physics_prior for g in graphs]) if graphs else np.zeros((0, 3, 3))
-        ).to(dtype),
+        physics_prior=_stacked_priors(graphs, dtype),
     )
+
+
+def _stacked_priors(graphs: Sequence[CrystalGraph], dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, 3, 3) physics priors of a batch, ``nan`` for graphs without; ``None`` if none has."""
+    if all(g.physics_prior is None for g in graphs):
+        return None
+    missing = np.full((3, 3), np.nan)
+    stacked = np.stack([missing if g.physics_prior is None else g.physics_prior for g in graphs])
+    return torch.from_numpy(stacked).to(dtype)
