@@ -33,9 +33,11 @@ def _shifted_regime(n: int, seed: int):
 
 
 def test_residual_gp_learns_a_shifted_regime_from_a_few_labels():
+    # a residual smooth over the whole regime, labels drawn at random: learnt when the length
+    # scale may grow (the default bounds it, for a campaign's biased picks: test_campaign_gp)
     x, residual = _shifted_regime(400, 0)
     labelled = np.arange(40)
-    gp = ResidualGP().fit(x[labelled], residual[labelled])
+    gp = ResidualGP(max_length=20.0).fit(x[labelled], residual[labelled])
     mean, sigma = gp.predict(x[40:])
     before = np.abs(residual[40:]).mean()  # the frozen model's error (residual 0)
     after = np.abs(residual[40:] - mean).mean()

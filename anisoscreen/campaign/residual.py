@@ -103,11 +103,18 @@ class ResidualGP:
         Use the labels' (shrunk) mean residual as a constant prior mean instead of zero.
     min_noise
         Lower bound of the noise standard deviation (log units).
+    max_length
+        Upper bound of the length scale, in units of the pool's RMS radius (the coordinates
+        of :class:`EmbeddingSpace`). A correction learnt from a few labels stays local: with
+        a longer one the marginal likelihood of a campaign's first picks (its best-ranked
+        candidates, which share one bias) favours an offset of the whole pool, and the MAE on
+        the unlabelled pool jumped after the first round (``docs/guide/campaigns.md``).
     """
 
     prior_count: float = 2.0
     fit_offset: bool = False
     min_noise: float = 0.02
+    max_length: float = 0.3
     x_: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     offset_: float = 0.0
     length_: float = 1.0
@@ -138,9 +145,10 @@ class ResidualGP:
         centred = y - self.offset_
         spread = max(float(np.sqrt(np.mean(centred**2))), 0.05)
         # a few labels cannot pin the hyperparameters: the amplitude stays within twice the
-        # labels' RMS residual and the length above a fifth of the pool's RMS radius (1)
+        # labels' RMS residual and the length between a fifth of the pool's RMS radius (1)
+        # and max_length
         bounds = [
-            (np.log(0.2), np.log(20.0)),
+            (np.log(min(0.2, self.max_length)), np.log(self.max_length)),
             (np.log(0.02), np.log(2.0 * spread)),
             (np.log(self.min_noise), np.log(2.0 * spread)),
         ]
@@ -164,7 +172,7 @@ class ResidualGP:
         if best is not None:
             self.length_, self.amplitude_, self.noise_ = (float(v) for v in np.exp(best.x))
         else:  # too few labels to fit: a broad prior around their mean
-            self.length_, self.amplitude_, self.noise_ = 1.0, spread, spread / 2
+            self.length_, self.amplitude_, self.noise_ = self.max_length, spread, spread / 2
         k = self._kernel(x, x, self.length_, self.amplitude_)
         k += (self.noise_**2 + 1e-9) * np.eye(len(x))
         self.chol_ = np.linalg.cholesky(k)
