@@ -1,6 +1,7 @@
 """Starting models for the out-of-distribution campaign benchmark, trained without a regime.
 
-    python benchmarks/ood_start.py REGIME [--members 3] [--max-epochs N] [--seed K] [--output runs/ood]
+    python benchmarks/ood_start.py REGIME [--members 3] [--max-epochs N] [--seed K]
+        [--output runs/ood]
 
 Trains the shipped v3 recipe (``models/anisonet-mp-v3/recipe.yaml``) through the package's
 training pipeline with every entry of ``REGIME`` (:mod:`anisoscreen.model.training.regimes`),
