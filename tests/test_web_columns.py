@@ -58,6 +58,7 @@ def _prediction(rng, index: int, model: str, created_at: datetime) -> Prediction
         energy_above_hull=round(float(rng.uniform(0.0, 0.1)), 2),  # ties in the sort value
         anisotropy_ratio_std=None if index % 5 == 0 else float(rng.uniform(0, 0.5)),
         created_at=created_at,
+        last_updated=created_at,  # a tie is a tie, whichever millisecond the docs were built in
         **fields,
     )
 
