@@ -189,6 +189,11 @@ def test_residual_posterior_is_the_gp_on_the_residual_with_loo_scaled_sigma():
     np.testing.assert_allclose(posterior.mean, base + mean)
     assert scale == pytest.approx(loo_scale(truth[labelled] - base[labelled], *gp.loo()))
     np.testing.assert_allclose(posterior.sigma, sigma * scale)
+    # a residual smooth over the whole pool is learnt only near the labels (the length scale is
+    # bounded for a campaign's biased picks; unbounded, test_campaign_ood learns it everywhere)
+    rest = np.setdiff1d(np.arange(60), labelled)
+    before = np.abs(base[rest] - truth[rest]).mean()
+    assert np.abs(posterior.mean[rest] - truth[rest]).mean() < 0.9 * before
 
 
 def test_a_correction_learnt_from_one_family_stays_local():
