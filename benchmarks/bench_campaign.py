@@ -12,7 +12,8 @@ model; ``--pool-size`` takes a seeded subsample for a reduced run).
 Out of distribution::
 
     python benchmarks/bench_campaign.py --ood layered|chalcogenide [--learners gp finetune]
-        [--diversity group|embedding] [--json benchmarks/results/campaign_ood_layered.json]
+        [--diversity group|embedding] [--gp-geometry] [--carry-siblings]
+        [--json benchmarks/results/campaign_ood_layered.json]
 
 The pool is a regime (:mod:`anisoscreen.model.training.regimes`): every entry of the cleaned
 data set in it (all splits) and, for ``layered``, their exfoliated copies; the starting model
@@ -111,6 +112,25 @@ def _hits(report: dict[str, Any], truth: dict[str, float], top: set[str]) -> lis
     return out
 
 
+def _found(report: dict[str, Any], top: set[str], ids: list[str], groups: np.ndarray) -> list[int]:
+    """Cumulative candidates of ``top`` known after each round, picked or carried.
+
+    Carried: a sibling of a pick, its label given by the laminate law (``--carry-siblings``).
+    """
+    group_of = dict(zip(ids, groups.tolist(), strict=True))
+    members: dict[float, set[str]] = {}
+    for material_id, group in group_of.items():
+        if group >= 0:
+            members.setdefault(group, set()).add(material_id)
+    known: set[str] = set()
+    out = []
+    for record in report["rounds"]:
+        for material_id in record["picked"]:
+            known |= members.get(group_of[material_id], {material_id})
+        out.append(len(known & top))
+    return out
+
+
 def _summary(runs: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
     def mean_curve(key: str) -> list[float | None]:
         curves = [[r[key] for r in run["rounds"]] for run in runs]
@@ -124,7 +144,17 @@ def _summary(runs: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
     finals = [r["final_mae_unlabelled"] for r in runs if r["final_mae_unlabelled"] is not None]
     mae0 = float(np.mean([r["rounds"][0]["mae_unlabelled"] for r in runs]))
     final = float(np.mean(finals)) if finals else None
+    found = (
+        {
+            "found_top10": [r["found_top10"][-1] for r in runs],
+            "mean_found_top10": float(np.mean([r["found_top10"][-1] for r in runs])),
+            "mean_found_top5pct": float(np.mean([r["found_top5pct"][-1] for r in runs])),
+        }
+        if runs and "found_top10" in runs[0]
+        else {}
+    )
     return {
+        **found,
         "hits_top10": [r["hits_top10"][-1] for r in runs],
         "mean_hits_top10": float(np.mean([r["hits_top10"][-1] for r in runs])),
         "hits_top5pct": [r["hits_top5pct"][-1] for r in runs],
@@ -156,6 +186,7 @@ def main() -> None:
     parser.add_argument("--recalibrate", action="store_true")
     parser.add_argument("--gp-offset", action="store_true")
     parser.add_argument("--gp-geometry", action="store_true")
+    parser.add_argument("--carry-siblings", action="store_true")
     parser.add_argument("--unseen-elements", action="store_true")
     parser.add_argument("--pool-size", type=int, default=None)
     parser.add_argument("--top-fraction", type=float, default=0.05)
@@ -231,6 +262,7 @@ def main() -> None:
                     gp_offset=args.gp_offset,
                     gp_geometry=args.gp_geometry,
                     unseen_elements=args.unseen_elements,
+                    carry_siblings=args.carry_siblings,
                 )
                 report = simulate(
                     oracle,
@@ -246,6 +278,11 @@ def main() -> None:
                 report["cpu_seconds"] = round(time.process_time() - cpu, 1)
                 report["hits_top10"] = _hits(report, truth, top10)
                 report["hits_top5pct"] = _hits(report, truth, top_pct)
+                if args.carry_siblings:
+                    groups = pool.sibling_table()[:, 0]
+                    ids = [e.material_id for e in pool.entries]
+                    report["found_top10"] = _found(report, top10, ids, groups)
+                    report["found_top5pct"] = _found(report, top_pct, ids, groups)
                 for i, record in enumerate(report["rounds"]):
                     record["dft"] = (i + 1) * args.batch_size
                 tag = f"{learner}-{strategy}-seed{seed}"
@@ -273,6 +310,7 @@ def main() -> None:
         "recalibrate_finetune": args.recalibrate,
         "gp_offset": args.gp_offset,
         "gp_geometry": args.gp_geometry,
+        "carry_siblings": args.carry_siblings,
         "unseen_elements": args.unseen_elements,
         "finetune": finetune.to_dict() if args.epochs else None,
         "max_per_group": args.max_per_group,

@@ -1,8 +1,8 @@
 """Time of real campaign rounds on a 3,000-structure pool (batch 20), DFT stood in for.
 
     python benchmarks/bench_campaign_round.py [--learner gp|finetune] [--model anisonet-mp-v3]
-        [--pool 3000] [--batch-size 20] [--rounds 2] [--gp-geometry] [--max-per-group 3]
-        [--diversity group|embedding] [--json benchmarks/results/...json]
+        [--pool 3000] [--batch-size 20] [--rounds 2] [--gp-geometry] [--carry-siblings]
+        [--max-per-group 3] [--diversity group|embedding] [--json benchmarks/results/...json]
 
 The pool is the cleaned shared data set plus exfoliated copies of its layered entries, cut
 to ``--pool`` structures, stored as candidates in a fresh embedded store (a temporary
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gp-geometry", action="store_true")
+    parser.add_argument("--carry-siblings", action="store_true")
     parser.add_argument("--max-per-group", type=int, default=3)
     parser.add_argument("--diversity", default="group", choices=["group", "embedding"])
     parser.add_argument("--json", type=Path, default=None)
@@ -101,6 +102,7 @@ def main() -> None:
             local=True,
             learner=args.learner,
             gp_geometry=args.gp_geometry,
+            carry_siblings=args.carry_siblings,
             max_per_group=args.max_per_group,
             diversity=args.diversity,
             finetune={"epochs": 3, "replay": 200} if args.learner == "finetune" else {},
@@ -125,6 +127,7 @@ def main() -> None:
         "pool": predicted,
         "batch_size": args.batch_size,
         "gp_geometry": args.gp_geometry,
+        "carry_siblings": args.carry_siblings,
         "max_per_group": args.max_per_group,
         "diversity": args.diversity,
         "threads": os.environ.get("OMP_NUM_THREADS"),

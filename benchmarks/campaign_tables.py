@@ -30,6 +30,7 @@ def _settings(summary: dict[str, Any]) -> str:
         for name, on in (
             ("GP constant offset", summary.get("gp_offset")),
             ("GP + vacuum geometry", summary.get("gp_geometry")),
+            ("labels carried to siblings", summary.get("carry_siblings")),
         )
         if on
     ]
@@ -63,8 +64,11 @@ def table(path: Path) -> str:
             v["mae_drop_round0_to_end"],
         )
         end = "-" if final is None else f"{final:.3f} ({-100 * drop:+.0f} %)"
+        found = ""
+        if "mean_found_top10" in v:  # labels carried to siblings: known without a DFT run
+            found = f" (known {v['mean_found_top10']:.2f})"
         lines.append(
-            f"| {key} | {', '.join(map(str, v['hits_top10']))} | {v['mean_hits_top10']:.2f} "
+            f"| {key} | {', '.join(map(str, v['hits_top10']))} | {v['mean_hits_top10']:.2f}{found} "
             f"| {v['mean_hits_top5pct']:.2f} | {_curve(v['best_vs_dft']['mean_best'], 2)} "
             f"| {mae[0]:.3f} → {_curve(mae[1:], 3)} → {end} "
             f"| {_curve(v['coverage_2sigma_per_round'], 2)} |"

@@ -38,11 +38,14 @@ __all__ = [
     "LEARNERS",
     "POSTERIOR_SAMPLES",
     "LogSpace",
+    "check_carry_siblings",
     "check_learner",
     "geometry_columns",
     "pool_coordinates",
     "posterior_values",
     "residual_posterior",
+    "with_carried_labels",
+    "with_siblings",
 ]
 
 LEARNERS = ("finetune", "gp")
@@ -72,6 +75,17 @@ class LogSpace:
     def inverse(self, values: np.ndarray) -> np.ndarray:
         """Back to objective values."""
         return np.exp(values) if self.log else np.asarray(values, float)
+
+
+def check_carry_siblings(carry: bool, learner: str, objective: str) -> None:
+    """A one-line error unless labels can be carried to siblings with these settings."""
+    from anisoscreen.screening.objectives import needs_ionic
+
+    if carry and (learner != "gp" or needs_ionic(objective)):
+        raise AnisoscreenError(
+            "carrying labels to siblings needs the gp learner and an eps_inf objective "
+            "(ar, eps-poly, birefringence)"
+        )
 
 
 GEOMETRY_SCALE = (0.2, 0.4)
@@ -164,6 +178,57 @@ def residual_posterior(
     loo_mean, loo_sigma = gp.loo()
     scale = loo_scale(residual, loo_mean, loo_sigma)
     return Posterior(base + mean, sigma * scale), scale
+
+
+CARRIED_SIGMA = 0.05
+"""Least standard deviation (log units) of a label carried to a sibling by the laminate law:
+MP's DFPT of padded van der Waals stacks follows the law within about 2 %."""
+
+
+def with_carried_labels(
+    posterior: Posterior,
+    indices: np.ndarray,
+    carried: np.ndarray,
+    sigma: float = CARRIED_SIGMA,
+) -> Posterior:
+    """``posterior`` combined with labels carried to siblings (:mod:`~.siblings`).
+
+    Each carried (log) value is an independent Gaussian measurement of standard deviation
+    ``sigma``: the two are combined by their precisions, so a carried label dominates a
+    broad posterior and is tempered by a confident one.
+    """
+    mean, spread = posterior.mean.copy(), posterior.sigma.copy()
+    if len(indices):
+        prior_precision = 1.0 / spread[indices] ** 2
+        precision = prior_precision + 1.0 / sigma**2
+        mean[indices] = (mean[indices] * prior_precision + carried / sigma**2) / precision
+        spread[indices] = 1.0 / np.sqrt(precision)
+    return Posterior(mean, spread)
+
+
+def with_siblings(
+    posterior: Posterior,
+    table: np.ndarray,
+    labelled: Sequence[int],
+    tensors: Sequence[np.ndarray],
+    objective: str,
+) -> tuple[Posterior, np.ndarray]:
+    """``posterior`` (of the log objective) with every label carried to its siblings.
+
+    ``table``: :func:`~anisoscreen.campaign.siblings.sibling_table` of the pool;
+    ``labelled`` and ``tensors``: the labelled candidates and their DFT eps_inf (3x3). An
+    electronic objective only (the DFT labels carried are eps_inf). Also returns the indices
+    of the candidates a label was carried to: the laminate law gives them, so a campaign
+    spends no DFT calculation on them.
+    """
+    from anisoscreen.campaign.siblings import carried_values
+    from anisoscreen.screening.objectives import tensor_values
+
+    indices, values = carried_values(
+        table, labelled, tensors, lambda stacked: tensor_values(stacked, objective)
+    )
+    carried = with_carried_labels(posterior, indices, LogSpace(objective).forward(values))
+    return carried, indices
 
 
 def posterior_values(posterior: Posterior, seed: Sequence[int]) -> np.ndarray:

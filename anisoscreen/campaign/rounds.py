@@ -61,11 +61,13 @@ from anisoscreen.campaign.finetune import (
 from anisoscreen.campaign.guard import campaign_folder, check_name, save_campaign, step_lock
 from anisoscreen.campaign.learner import (
     LogSpace,
+    check_carry_siblings,
     check_learner,
     geometry_columns,
     pool_coordinates,
     posterior_values,
     residual_posterior,
+    with_siblings,
 )
 from anisoscreen.campaign.residual import Posterior
 from anisoscreen.errors import AnisoscreenError
@@ -262,6 +264,7 @@ def start_campaign(
     check_objective(doc.objective, doc.ionic_model)  # one line when the model set lacks one
     make_strategy(doc.strategy, doc.kappa)  # a bad name fails before anything is stored
     check_learner(doc.learner)
+    check_carry_siblings(doc.carry_siblings, doc.learner, doc.objective)
     if doc.diversity not in ("group", "embedding"):
         raise AnisoscreenError(f"unknown diversity {doc.diversity!r}; use group or embedding")
     with ResultsStore(settings) as results:
@@ -311,8 +314,14 @@ def _select(
         coords = pool_coordinates(_pool_embeddings(doc, settings), base, extra)
     if doc.diversity == "embedding" and coords is not None:
         guard = EmbeddingDiversity.from_pool(coords, 0.1, guard.groups, doc.max_per_group)
+    carried: list[str] = []
     if doc.learner == "gp" and coords is not None:
         posterior, scale = _gp_posterior(doc, ids, values, coords, logged)
+        if doc.carry_siblings:
+            cache = folder / "siblings.npz"
+            posterior, known = _carried(doc, ids, posterior, cache, structures, hashes)
+            available[known] = False  # the laminate law gives them: no DFT spent on them
+            carried = [ids[i] for i in known]
         values = posterior_values(posterior, (doc.seed, len(doc.rounds), 7))
     rng = np.random.default_rng([doc.seed, len(doc.rounds)])
     indices = strategy.select(values, available, min(doc.batch_size, remaining), rng, guard)
@@ -337,6 +346,43 @@ def _select(
         picks=picks,
         spread_calibrated=calibrated,
         sigma_scale=scale,
+        carried=carried,
+    )
+
+
+def _carried(
+    doc: CampaignDoc,
+    ids: list[str],
+    posterior: Posterior,
+    cache: Path,
+    structures: list[Structure],
+    hashes: list[str],
+) -> tuple[Posterior, np.ndarray]:
+    """The posterior with the campaign's DFT labels carried to their siblings in the pool.
+
+    Also returns the indices carried to (:func:`~anisoscreen.campaign.learner.with_siblings`).
+    The pool's :func:`~anisoscreen.campaign.siblings.sibling_table` is kept in ``cache``,
+    keyed by the pool's structure hashes together (its groups span the whole pool).
+    """
+    from anisoscreen.campaign.siblings import sibling_table
+
+    index = {m: k for k, m in enumerate(ids)}
+    labels = {
+        p.material_id: p.observed_tensor
+        for r in doc.rounds
+        for p in r.picks
+        if p.observed_tensor is not None and p.material_id in index
+    }
+    if not labels:
+        return posterior, np.zeros(0, dtype=np.int64)
+    pool_key = hashlib.sha256("|".join(hashes).encode()).hexdigest()
+    table = cached_rows(cache, [pool_key], lambda _: sibling_table(structures)[None])
+    return with_siblings(
+        posterior,
+        table[0],
+        [index[m] for m in labels],
+        [np.asarray(t, dtype=float) for t in labels.values()],
+        doc.objective,
     )
 
 
@@ -463,6 +509,7 @@ def _collect(
             pick.error = "; ".join(best.flags) or None
             if best.is_valid and best.epsilon_electronic is not None:
                 pick.observed = _observed(doc, best, results)
+                pick.observed_tensor = np.asarray(best.epsilon_electronic, float).tolist()
         elif failed:
             pick.state, pick.error = "failed", failed[0].error
         else:

@@ -40,14 +40,17 @@ from anisoscreen.campaign.finetune import (
 from anisoscreen.campaign.learner import (
     LEARNERS,
     LogSpace,
+    check_carry_siblings,
     check_learner,
     geometry_columns,
     pool_coordinates,
     posterior_values,
     residual_posterior,
+    with_siblings,
 )
 from anisoscreen.campaign.oracle import oracle_tensor, read_oracle_records
 from anisoscreen.campaign.residual import Posterior, coverage, loo_scale
+from anisoscreen.campaign.siblings import sibling_table
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.runtime import tune_allocator
@@ -213,6 +216,11 @@ class SimulationConfig:
     unseen_elements
         Keep pool structures with elements the model never trained on (their element
         embedding is the untrained one): an out-of-distribution chemical family.
+    carry_siblings
+        ``gp`` learner: carry each label by the laminate law to the other paddings of the
+        same layer stack in the pool (:mod:`~anisoscreen.campaign.siblings`), combined with
+        the GP's posterior (:func:`~anisoscreen.campaign.learner.with_siblings`).
+        Electronic objectives only.
     """
 
     strategy: str = "ucb"
@@ -233,6 +241,7 @@ class SimulationConfig:
     gp_offset: bool = False
     gp_geometry: bool = False
     unseen_elements: bool = False
+    carry_siblings: bool = False
 
 
 @dataclass
@@ -245,6 +254,13 @@ class PreparedPool:
     groups: list[str] | None
     dropped: list[str]
     geometry: np.ndarray | None = None
+    siblings: np.ndarray | None = None
+
+    def sibling_table(self) -> np.ndarray:
+        """:func:`~anisoscreen.campaign.siblings.sibling_table` of the entries (computed once)."""
+        if self.siblings is None:
+            self.siblings = sibling_table([e.structure for e in self.entries])
+        return self.siblings
 
 
 def prepare_pool(
@@ -337,6 +353,7 @@ def simulate(
     check_learner(config.learner)
     if config.diversity not in ("group", "embedding"):
         raise AnisoscreenError(f"unknown diversity {config.diversity!r}; use group or embedding")
+    check_carry_siblings(config.carry_siblings, config.learner, config.objective)
     strategy = make_strategy(config.strategy, config.kappa)
     rng = np.random.default_rng(config.seed)
     model = load_model(config.model, data_dir)
@@ -368,6 +385,15 @@ def simulate(
             state, labelled, truth_log, logged, config, pick_log, pool.geometry
         )
         rest = ~labelled
+        pickable = rest.copy()
+        known = np.zeros(0, dtype=np.int64)
+        if config.carry_siblings and labelled.any():
+            idx = np.flatnonzero(labelled).tolist()
+            tensors = [pool.entries[i].dielectric_tensor for i in idx]
+            posterior, known = with_siblings(
+                posterior, pool.sibling_table(), idx, tensors, config.objective
+            )
+            pickable[known] = False  # the laminate law gives them: no DFT spent on them
         point = logged.inverse(posterior.mean)
         mae = float(np.abs(point[rest] - pool.truth[rest]).mean())
         if final:
@@ -382,7 +408,7 @@ def simulate(
             guard = EmbeddingDiversity.from_pool(
                 coords, config.diversity_quantile, pool.groups, config.max_per_group
             )
-        picks = strategy.select(values, rest, config.batch_size, rng, guard)
+        picks = strategy.select(values, pickable, config.batch_size, rng, guard)
         if not picks:
             break
         chosen = np.asarray(picks)
@@ -403,6 +429,7 @@ def simulate(
                 truth_log[chosen], posterior.mean[chosen], posterior.sigma[chosen]
             ),
             "sigma_scale": scale,
+            "carried": [pool.entries[i].material_id for i in known],
         }
         last = index == config.rounds - 1
         learn = (not last or evaluate_final) and config.learner == "finetune"

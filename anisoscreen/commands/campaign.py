@@ -66,6 +66,14 @@ DiversityOption = Annotated[
         "embedding space.",
     ),
 ]
+CarrySiblingsOption = Annotated[
+    bool,
+    typer.Option(
+        "--carry-siblings/--no-carry-siblings",
+        help="gp learner: carry each DFT label by the laminate law to the other paddings of "
+        "the same layer stack in the pool, and spend no DFT on them.",
+    ),
+]
 GpGeometryOption = Annotated[
     bool,
     typer.Option(
@@ -100,6 +108,7 @@ def start(
     learner: LearnerOption = "finetune",
     diversity: DiversityOption = "group",
     gp_geometry: GpGeometryOption = False,
+    carry_siblings: CarrySiblingsOption = False,
     seed: Annotated[
         int, typer.Option("--seed", help="Seeds random and Thompson picks and fine-tuning.")
     ] = 0,
@@ -155,6 +164,7 @@ def start(
         learner=learner,
         diversity=diversity,
         gp_geometry=gp_geometry,
+        carry_siblings=carry_siblings,
     )
     from anisoscreen.commands.progress import progress
 
@@ -216,6 +226,12 @@ def status(
     console.print(
         f"best {doc.objective} found: {best:.3f}" if best is not None else "no labels yet"
     )
+    if doc.rounds and doc.rounds[-1].carried:
+        carried = doc.rounds[-1].carried
+        console.print(
+            f"{len(carried)} candidate(s) given by the laminate law from a sibling's label "
+            f"(no DFT spent): {', '.join(carried[:10])}{', ...' if len(carried) > 10 else ''}"
+        )
 
 
 def simulate(
@@ -251,6 +267,7 @@ def simulate(
     learner: LearnerOption = "finetune",
     diversity: DiversityOption = "group",
     gp_geometry: GpGeometryOption = False,
+    carry_siblings: CarrySiblingsOption = False,
     model: ModelOption = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Figure of hits against DFT calculations.")
@@ -284,6 +301,7 @@ def simulate(
         learner=learner,
         diversity=diversity,
         gp_geometry=gp_geometry,
+        carry_siblings=carry_siblings,
     )
     report = run_simulation(
         load_oracle(labels), config, settings.shared, settings.data_dir, progress=console.print
