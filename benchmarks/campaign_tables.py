@@ -64,6 +64,9 @@ def table(path: Path) -> str:
             v["mae_drop_round0_to_end"],
         )
         end = "-" if final is None else f"{final:.3f} ({-100 * drop:+.0f} %)"
+        for name, part in v.get("mae_subsets", {}).items():  # e.g. the data-set entries alone
+            start, after = part["mae_unlabelled"]
+            end += f"; {name} {start:.3f} → {after:.3f} ({-100 * part['mae_drop']:+.0f} %)"
         found = ""
         if "mean_found_top10" in v:  # labels carried to siblings: known without a DFT run
             found = f" (known {v['mean_found_top10']:.2f})"

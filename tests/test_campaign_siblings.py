@@ -138,8 +138,18 @@ def test_a_simulated_campaign_carries_its_labels_to_the_siblings(tiny_ensemble):
         learner="gp",
         carry_siblings=True,
     )
-    report = simulate([*family, *others], config, get_settings().shared, evaluate_final=True)
+    pool = [*family, *others]
+    subsets = {"all": {e.material_id for e in pool}, "stack": names}
+    report = simulate(
+        pool, config, get_settings().shared, evaluate_final=True, mae_subsets=subsets
+    )
     first, second = report["rounds"]
+    # the MAE of a subset that is the whole pool is the pool's; the stack's is lower once
+    # its labels are carried
+    assert first["mae_unlabelled_subsets"]["all"] == pytest.approx(first["mae_unlabelled"])
+    final = report["final_mae_unlabelled_subsets"]
+    assert final["all"] == pytest.approx(report["final_mae_unlabelled"])
+    assert final["stack"] < first["mae_unlabelled_subsets"]["stack"]
     labelled = names & set(first["picked"])
     assert labelled  # the tiny ensemble ranks the stack's bulk among its first two
     assert first["carried"] == []

@@ -15,7 +15,7 @@ import gzip
 import json
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,7 @@ def simulate(
     pool_embeddings: np.ndarray | None = None,
     evaluate_final: bool = False,
     prepared: PreparedPool | None = None,
+    mae_subsets: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Any]:
     """Run one simulated campaign and return its report (JSON-ready).
 
@@ -331,6 +332,10 @@ def simulate(
         them (``final_mae_unlabelled``).
     prepared
         :func:`prepare_pool` of this oracle, model and config (built when ``None``).
+    mae_subsets
+        Named sets of material ids: every round (and the final evaluation) also reports the
+        MAE on the unlabelled members of each (``mae_unlabelled_subsets``), e.g. a pool's
+        data-set entries without the copies made from them.
 
     Every round reports the picks, hits, best value found, the MAE of the current model on
     the unlabelled candidates, and the calibration of the sigma the picks were made with:
@@ -341,7 +346,7 @@ def simulate(
         with tempfile.TemporaryDirectory(prefix="anisoscreen-sim-") as tmp:
             return simulate(
                 oracle, config, shared, data_dir, Path(tmp), pool_predictions, progress,
-                pool_embeddings, evaluate_final, prepared,
+                pool_embeddings, evaluate_final, prepared, mae_subsets,
             )  # fmt: skip
     tune_allocator()
     say = progress or (lambda line: None)
@@ -373,6 +378,12 @@ def simulate(
     cumulative = 0
     pick_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (picks, mean, raw sigma)
     final_mae = None
+    final_subset_mae: dict[str, float] = {}
+    ids = np.array([e.material_id for e in pool.entries])
+    subsets = {
+        name: np.isin(ids, np.array(sorted(members), dtype=str))
+        for name, members in (mae_subsets or {}).items()
+    }
     for index in range(config.rounds + int(evaluate_final)):
         round_start = time.perf_counter()
         final = index == config.rounds
@@ -396,8 +407,13 @@ def simulate(
             pickable[known] = False  # the laminate law gives them: no DFT spent on them
         point = logged.inverse(posterior.mean)
         mae = float(np.abs(point[rest] - pool.truth[rest]).mean())
+        subset_mae = {
+            name: float(np.abs(point - pool.truth)[rest & inside].mean())
+            for name, inside in subsets.items()
+            if (rest & inside).any()
+        }
         if final:
-            final_mae = mae
+            final_mae, final_subset_mae = mae, subset_mae
             break
         if config.learner == "finetune" and (scale is None or not config.recalibrate):
             values = state.values  # the ensemble's members, as before
@@ -425,6 +441,7 @@ def simulate(
             "best": float(pool.truth[labelled].max()),
             "batch_mean": float(pool.truth[picks].mean()),
             "mae_unlabelled": mae,
+            "mae_unlabelled_subsets": subset_mae,
             "coverage_2sigma": coverage(
                 truth_log[chosen], posterior.mean[chosen], posterior.sigma[chosen]
             ),
@@ -455,6 +472,7 @@ def simulate(
         "best": max((r["best"] for r in rounds), default=None),
         "best_possible": float(pool.truth.max()),
         "final_mae_unlabelled": final_mae,
+        "final_mae_unlabelled_subsets": final_subset_mae,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
