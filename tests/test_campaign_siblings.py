@@ -140,9 +140,7 @@ def test_a_simulated_campaign_carries_its_labels_to_the_siblings(tiny_ensemble):
     )
     pool = [*family, *others]
     subsets = {"all": {e.material_id for e in pool}, "stack": names}
-    report = simulate(
-        pool, config, get_settings().shared, evaluate_final=True, mae_subsets=subsets
-    )
+    report = simulate(pool, config, get_settings().shared, evaluate_final=True, mae_subsets=subsets)
     first, second = report["rounds"]
     # the MAE of a subset that is the whole pool is the pool's; the stack's is lower once
     # its labels are carried
