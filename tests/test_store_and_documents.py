@@ -21,7 +21,6 @@ from anisoscreen.schemas import (
     PredictionDoc,
     ScreeningRunDoc,
     ValidationDoc,
-    structure_dict,
     structure_id,
 )
 from anisoscreen.settings import get_settings
@@ -69,24 +68,6 @@ def test_candidate_from_structure_and_stable_id(aln):
     moved = aln.copy()
     moved.translate_sites([0], [0.01, 0, 0])
     assert structure_id(moved) != doc.material_id
-
-
-def test_structure_dict_equals_pymatgens_dict(aln):
-    """The fast conversion gives pymatgen's ``as_dict()`` key for key, odd sites included."""
-    from anisoscreen.candidates.sources import load_bundled
-
-    odd = Structure(
-        Lattice.monoclinic(4.1, 5.2, 6.3, 97.0),
-        [{"Fe2+": 0.5, "Ni2+": 0.5}, "O2-", "O2-"],
-        [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.8, -0.1]],
-        site_properties={"magmom": [1.5, 0.0, 0.0]},
-        labels=["M1", None, "O_b"],
-        properties={"source": "made up"},
-    )
-    structures = [aln, odd, *(c.structure for c in load_bundled().candidates[:40])]
-    for structure in structures:
-        assert structure_dict(structure) == structure.as_dict()
-    assert Structure.from_dict(structure_dict(odd)) == odd
 
 
 def test_round_trip_through_memory_store(memory_results, aln):

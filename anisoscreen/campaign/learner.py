@@ -181,7 +181,7 @@ def residual_posterior(
 
 
 CARRIED_SIGMA = 0.05
-"""Least standard deviation (log units) of a label carried to a sibling by the laminate law:
+"""Standard deviation (log units) given to a label carried to a sibling by the laminate law:
 MP's DFPT of padded van der Waals stacks follows the law within about 2 %."""
 
 
@@ -191,11 +191,12 @@ def with_carried_labels(
     carried: np.ndarray,
     sigma: float = CARRIED_SIGMA,
 ) -> Posterior:
-    """``posterior`` combined with labels carried to siblings (:mod:`~.siblings`).
+    """``posterior`` combined with labels carried to siblings.
 
-    Each carried (log) value is an independent Gaussian measurement of standard deviation
-    ``sigma``: the two are combined by their precisions, so a carried label dominates a
-    broad posterior and is tempered by a confident one.
+    The labels come from :mod:`~anisoscreen.campaign.siblings`. Each carried (log) value is
+    an independent Gaussian measurement of standard deviation ``sigma``: the two are
+    combined by their precisions, so a carried label dominates a broad posterior and is
+    tempered by a confident one.
     """
     mean, spread = posterior.mean.copy(), posterior.sigma.copy()
     if len(indices):

@@ -367,12 +367,7 @@ def _carried(
     from anisoscreen.campaign.siblings import sibling_table
 
     index = {m: k for k, m in enumerate(ids)}
-    labels = {
-        p.material_id: p.observed_tensor
-        for r in doc.rounds
-        for p in r.picks
-        if p.observed_tensor is not None and p.material_id in index
-    }
+    labels = _revealed(doc, index, "observed_tensor")
     if not labels:
         return posterior, np.zeros(0, dtype=np.int64)
     pool_key = hashlib.sha256("|".join(hashes).encode()).hexdigest()
@@ -386,6 +381,16 @@ def _carried(
     )
 
 
+def _revealed(doc: CampaignDoc, index: dict[str, int], field: str) -> dict[str, Any]:
+    """``field`` (``observed`` or ``observed_tensor``) of every pick in the pool that has it."""
+    return {
+        p.material_id: getattr(p, field)
+        for r in doc.rounds
+        for p in r.picks
+        if getattr(p, field) is not None and p.material_id in index
+    }
+
+
 def _gp_posterior(
     doc: CampaignDoc, ids: list[str], values: np.ndarray, coords: np.ndarray, logged: LogSpace
 ) -> tuple[Posterior, float | None]:
@@ -397,12 +402,7 @@ def _gp_posterior(
     members = logged.forward(values)
     base = logged.forward(values.mean(axis=0))
     index = {m: k for k, m in enumerate(ids)}
-    labels = {
-        p.material_id: p.observed
-        for r in doc.rounds
-        for p in r.picks
-        if p.observed is not None and p.material_id in index
-    }
+    labels = _revealed(doc, index, "observed")
     if not labels:
         spread = members.std(axis=0, ddof=1) if len(members) > 1 else np.full(len(base), 0.1)
         return Posterior(base, np.maximum(spread, 1e-3)), None
