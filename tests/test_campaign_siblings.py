@@ -195,3 +195,16 @@ def test_a_campaign_spends_no_dft_on_the_siblings_of_a_label(tmp_path, monkeypat
     assert sorted(runner.calls) == sorted(p.material_id for r in doc.rounds for p in r.picks)
     with pytest.raises(Exception, match="gp learner"):
         start_campaign(doc.model_copy(update={"name": "other", "learner": "finetune"}), settings)
+
+
+def test_the_cli_refuses_carried_labels_without_the_gp_learner(tmp_path):
+    from cli_helpers import run_cli
+
+    from anisoscreen.errors import ExitCode
+
+    out = run_cli(
+        "campaign", "start", "c1", "--carry-siblings", "--data-dir", str(tmp_path), "--local"
+    )
+    assert out.returncode == ExitCode.USAGE, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "needs the gp learner" in lines[0]
