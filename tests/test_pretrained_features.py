@@ -155,8 +155,11 @@ def test_exfoliated_copies_get_the_features_of_their_own_cell(featurizer, tmp_pa
     assert [g.band_gap for g in graphs] == [1.2, 1.2]
     for copy, graph in zip(copies, graphs, strict=True):
         # the opened cell's own features, not the bulk's: its atoms lost their neighbours across
-        # the gap
-        np.testing.assert_allclose(graph.atom_features, featurizer([copy.structure])[0], atol=1e-5)
+        # the gap (float32 features up to ~25: equal to a few float32 steps, as summation
+        # order differs between machines)
+        np.testing.assert_allclose(
+            graph.atom_features, featurizer([copy.structure])[0], rtol=1e-5, atol=5e-5
+        )
     bulk_features = featurizer([bulk])[0]
     assert np.abs(graphs[1].atom_features - bulk_features).max() > 1e-2
     # and they are kept in the cache, beside the data set's own structures
