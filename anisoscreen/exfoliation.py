@@ -18,6 +18,7 @@ when they are separated.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 
@@ -27,7 +28,7 @@ from pymatgen.core import Lattice, Structure
 from anisoscreen.bonding import Bond, bonded_components
 from anisoscreen.geometry import laminate_mix
 
-__all__ = ["LayerStack", "exfoliate", "laminate_tensor", "layer_stack"]
+__all__ = ["LayerStack", "exfoliate", "find_layer_stack", "laminate_tensor", "layer_stack"]
 
 
 @dataclass
@@ -108,6 +109,21 @@ def layer_stack(structure: Structure, bonds: list[Bond]) -> LayerStack | None:
     reciprocal = hkl @ structure.lattice.reciprocal_lattice_crystallographic.matrix
     spacing = 1.0 / float(np.linalg.norm(reciprocal))
     return LayerStack(miller, reciprocal * spacing, spacing, m, site_layer)
+
+
+def find_layer_stack(structure: Structure) -> LayerStack | None:
+    """:func:`layer_stack` of ``structure`` from its own CrystalNN bonds.
+
+    ``None`` also when CrystalNN fails (it can on exotic coordination): no stack is found.
+    """
+    from anisoscreen.bonding import crystalnn_bonds
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return layer_stack(structure, crystalnn_bonds(structure))
+    except Exception:
+        return None
 
 
 def exfoliate(structure: Structure, stack: LayerStack, delta: float) -> Structure:

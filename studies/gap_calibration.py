@@ -15,21 +15,15 @@ and without each correction; structures without a gap keep the model's value.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _gap_split import GAP_BINS, GapSubset
 from _study_io import save_study
 
-from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.training.evaluate import predict_irreps
-from anisoscreen.model.training.train import prepare_graphs
-from anisoscreen.settings import get_settings
 
-GAP_BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 20.0))
 SHAPES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "1/gap": lambda gap: 1.0 / np.maximum(gap, 0.3),
     "1/gap^2": lambda gap: 1.0 / np.maximum(gap, 0.3) ** 2,
@@ -52,22 +46,11 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("studies/results/gap_calibration.json"))
     args = parser.parse_args()
 
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    entries, _ = clean_entries(load_entries(data))
-    split = random_split(len(entries), 42)
     loaded = load_model(args.model, device="cpu")
     sets = {}
     for subset in ("validation", "test"):
-        chosen = [entries[i] for i in split[subset]]
-        graphs = prepare_graphs(chosen, loaded.networks[0].config.cutoff, None, None)
-        mean = predict_irreps(loaded.networks, graphs, "cpu").mean(axis=0)
-        sets[subset] = (
-            np.array(
-                [tmath.irreps_to_tensor(e.target_irreps("electronic")).trace() / 3 for e in chosen]
-            ),
-            np.trace(tmath.irreps_to_tensor(mean), axis1=1, axis2=2) / 3,
-            np.array([math.nan if e.band_gap is None else e.band_gap for e in chosen]),
-        )
+        chosen = GapSubset.of(subset, loaded.networks[0].config.cutoff)
+        sets[subset] = (chosen.reference, chosen.eps_poly(loaded.networks), chosen.gaps)
 
     reference, predicted, gaps = sets["validation"]
     known = ~np.isnan(gaps)

@@ -16,16 +16,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from _gap_split import GAP_BINS, GapSubset
 from _study_io import save_study
 
-from anisoscreen import tensor as tmath
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
-from anisoscreen.model.training.evaluate import predict_irreps
-from anisoscreen.model.training.train import prepare_graphs
-from anisoscreen.settings import get_settings
-
-GAP_BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 20.0))
 
 
 def main() -> int:
@@ -34,24 +28,13 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("studies/results/gap_dependence.json"))
     args = parser.parse_args()
 
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    entries, _ = clean_entries(load_entries(data))
-    validation = [entries[i] for i in random_split(len(entries), 42)["validation"]]
     loaded = load_model(args.model, device="cpu")
-    graphs = prepare_graphs(validation, loaded.networks[0].config.cutoff, None, None)
-    reference = np.array(
-        [tmath.irreps_to_tensor(e.target_irreps("electronic")).trace() / 3 for e in validation]
-    )
-    gaps = np.array([math.nan if e.band_gap is None else e.band_gap for e in validation])
-
-    def eps_poly() -> np.ndarray:
-        mean = predict_irreps(loaded.networks, graphs, "cpu").mean(axis=0)
-        return np.trace(tmath.irreps_to_tensor(mean), axis1=1, axis2=2) / 3
-
-    with_gap = eps_poly()
-    for graph in graphs:
+    validation = GapSubset.of("validation", loaded.networks[0].config.cutoff)
+    reference, gaps = validation.reference, validation.gaps
+    with_gap = validation.eps_poly(loaded.networks)
+    for graph in validation.graphs:
         graph.band_gap = math.nan
-    without_gap = eps_poly()
+    without_gap = validation.eps_poly(loaded.networks)
     bins = []
     for low, high in GAP_BINS:
         inside = (gaps >= low) & (gaps < high)

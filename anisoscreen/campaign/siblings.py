@@ -11,20 +11,19 @@ and MoS2 stacks 12-14 Å apart obeys this within 2 % (issue 23); it holds for va
 layers and not for ionic ones, whose charge changes when they are separated.
 
 Siblings are found from the structures alone (:func:`sibling_table`): both cells are stacks
-of parallel 2D layers (:func:`~anisoscreen.exfoliation.layer_stack`) with the same
+of parallel 2D layers (:func:`~anisoscreen.exfoliation.find_layer_stack`) with the same
 composition and layers per period, and opening or closing the gaps of one to the other's
 period gives a structure that pymatgen's ``StructureMatcher`` matches to it.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from pymatgen.core import Structure
 
-from anisoscreen.exfoliation import LayerStack, exfoliate, layer_stack
+from anisoscreen.exfoliation import exfoliate, find_layer_stack
 from anisoscreen.geometry import laminate_mix
 
 __all__ = ["SIBLING_TOLERANCES", "carried_values", "carry", "sibling_table"]
@@ -33,18 +32,6 @@ SIBLING_TOLERANCES = (0.02, 0.1, 1.0)
 """``StructureMatcher``'s ``ltol``, ``stol`` and ``angle_tol`` (degrees) for two paddings of
 one stack, brought to one period: tighter than its defaults (0.2, 0.3, 5), which would take a
 layer strained by 5 % in the plane for the same one."""
-
-
-def _stack(structure: Structure) -> LayerStack | None:
-    """The structure's layer stack from its CrystalNN bonds (``None``: no stack, or no bonds)."""
-    from anisoscreen.bonding import crystalnn_bonds
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return layer_stack(structure, crystalnn_bonds(structure))
-    except Exception:  # CrystalNN fails on exotic coordination: not a stack
-        return None
 
 
 def sibling_table(structures: Sequence[Structure]) -> np.ndarray:
@@ -68,7 +55,7 @@ def sibling_table(structures: Sequence[Structure]) -> np.ndarray:
         scale=False,
         attempt_supercell=False,
     )
-    stacks = [_stack(s) for s in structures]
+    stacks = [find_layer_stack(s) for s in structures]
     table = np.full((len(structures), 5), np.nan)
     table[:, 0] = -1
     buckets: dict[tuple[str, int, int], list[int]] = {}

@@ -16,7 +16,6 @@ the label's filling fraction ``d / (d + m delta)``. Such entries are left out
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from anisoscreen.bonding import crystalnn_bonds
-from anisoscreen.exfoliation import exfoliate, laminate_tensor, layer_stack
+from anisoscreen.exfoliation import exfoliate, find_layer_stack, laminate_tensor
 from anisoscreen.geometry import depolarisation_tensor
 from anisoscreen.model.training.dataset import DielectricEntry
 
@@ -91,13 +89,8 @@ def exfoliated_copies(
     widest = max(deltas)
     for index in indices:
         entry = entries[int(index)]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                stack = layer_stack(entry.structure, crystalnn_bonds(entry.structure))
-        except Exception:  # CrystalNN can fail on exotic coordination: no copies
-            continue
-        if stack is None:
+        stack = find_layer_stack(entry.structure)
+        if stack is None:  # not a stack, or CrystalNN failed: no copies
             continue
         opened = exfoliate(entry.structure, stack, widest)
         _, label_fraction = laminate_tensor(entry.tensor("electronic"), stack, widest)
