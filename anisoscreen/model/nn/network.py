@@ -204,8 +204,7 @@ def silu_scale() -> float:
     """Second-moment normalisation of silu for unit-normal inputs (e3nn's ``normalize2mom``).
 
     A constant (e3nn draws its million samples from a fixed seed), computed once per process:
-    a model builds one radial network per convolution per member, and each draw took 16 ms
-    on one idle core, several times that when the cores are shared.
+    a model builds one radial network per convolution per member.
     """
     return float(normalize2mom(torch.nn.functional.silu).cst)
 
