@@ -225,6 +225,24 @@ def main() -> None:
     sys.exit(int(status or 0))
 
 
+def run() -> None:
+    """The ``anisoscreen`` command: :func:`main`, then an exit that skips interpreter teardown.
+
+    The teardown that torch makes slow (over a second) is skipped; the exit handlers still run
+    (:func:`anisoscreen.process_end.end_process`). :func:`main` itself raises ``SystemExit``.
+    """
+    from anisoscreen.process_end import end_process
+
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise  # a message: printed by the normal exit
+        status = exc.code or 0
+    end_process(status)
+
+
 def _report_bug(exc: BaseException) -> ExitCode:
     """One ``internal error`` line (the traceback too in debug mode)."""
     if _debug():

@@ -20,6 +20,7 @@ __all__ = [
     "crystalnn_semicircle_integral",
     "installed_versions",
     "module_children",
+    "run_exit_handlers",
     "sevenn_keys",
 ]
 
@@ -57,3 +58,14 @@ def module_children(module: Any) -> Iterator[tuple[str, Any]]:
     a SevenNet model's sequence of layers is cut at a named layer.
     """
     yield from module._modules.items()
+
+
+def run_exit_handlers() -> None:
+    """CPython's private ``atexit._run_exitfuncs``: run the registered exit handlers now.
+
+    The standard library's own way for a process that ends by ``os._exit`` to do what a normal
+    exit does first (each handler runs once; they are unregistered as they run).
+    """
+    import atexit
+
+    atexit._run_exitfuncs()

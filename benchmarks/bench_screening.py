@@ -150,9 +150,12 @@ atexit.register(lambda: json.dump(
     {{"forward_seconds": timer.seconds, "forward_cpu_seconds": timer.cpu_seconds,
       "forward_calls": timer.calls, "stage_cpu": stages.stages}}, open({out!r}, "w")
 ))
-from anisoscreen.cli import main
+try:  # the console script's entry (older versions: main)
+    from anisoscreen.cli import run as entry
+except ImportError:
+    from anisoscreen.cli import main as entry
 sys.argv = ["anisoscreen", *sys.argv[1:]]
-main()
+entry()
 """
 
 
@@ -161,11 +164,16 @@ def _command(
 ) -> dict:
     """Run ``anisoscreen ARGS`` in a fresh process: wall seconds, load average, forward time.
 
-    ``accept``: exit codes that are not failures (``predict`` exits 3 when some inputs
+    It enters as the console script does (``anisoscreen.cli.run``: no interpreter teardown),
+    or by ``main`` in a version without it, for comparisons. ``accept``: exit codes that are not failures (``predict`` exits 3 when some inputs
     could not be predicted).
     """
     if forward_file is None:
-        code = "import sys; from anisoscreen.cli import main; sys.argv[0] = 'anisoscreen'; main()"
+        code = (
+            "import sys\ntry:\n    from anisoscreen.cli import run as entry\n"
+            "except ImportError:\n    from anisoscreen.cli import main as entry\n"
+            "sys.argv[0] = 'anisoscreen'\nentry()"
+        )
     else:
         bench = str(Path(__file__).resolve().parent)
         code = FORWARD_TIMED_CLI.format(bench=bench, out=str(forward_file))

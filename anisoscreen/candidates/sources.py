@@ -3,7 +3,8 @@
 Every structure is checked (:mod:`anisoscreen.structure_checks`) as it is read: one that is
 not a plausible bulk crystal becomes a per-record failure with the reason, and the rest of the
 source goes on. Repeated material ids are reported once as a warning; the last record of each
-id is kept (as a sequence of upserts would keep it).
+id is kept (as a sequence of upserts would keep it). A caller can watch each candidate as it
+is added (:func:`watching_candidates`), e.g. to start work on it while the source is still read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import gzip
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,9 +28,28 @@ from anisoscreen.schemas import CandidateDoc
 from anisoscreen.structure_checks import structure_error
 from anisoscreen.structures_io import path_text, read_structure_inputs, structure_from_dict
 
-__all__ = ["CandidateBatch", "candidates_from_summary_docs", "load_bundled", "load_local"]
+__all__ = [
+    "CandidateBatch",
+    "candidates_from_summary_docs",
+    "load_bundled",
+    "load_local",
+    "watching_candidates",
+]
 
 BUNDLED = "bundled_candidates.json.gz"
+
+CandidateWatcher = Callable[[CandidateDoc, Structure], None]
+_WATCHER: ContextVar[CandidateWatcher | None] = ContextVar("candidate_watcher", default=None)
+
+
+@contextmanager
+def watching_candidates(watcher: CandidateWatcher | None) -> Iterator[None]:
+    """Call ``watcher(doc, structure)`` on every candidate added in this block (``None``: none)."""
+    token = _WATCHER.set(watcher)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
 
 
 @dataclass
@@ -49,6 +71,9 @@ class CandidateBatch:
             self.failures.append({"material_id": ident, "error": problem})
             return
         self.candidates.append(doc)
+        watcher = _WATCHER.get()
+        if watcher is not None:
+            watcher(doc, structure)
 
     def drop_duplicate_ids(self, source: str) -> None:
         """Keep the last candidate of each material id; warn once if there were repeats."""

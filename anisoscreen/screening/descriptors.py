@@ -138,11 +138,13 @@ class DescriptorJobs:
     """Descriptors of structures computed in worker processes while the caller goes on.
 
     Every structure is handed to the workers at once (``processes`` of them, ``None``: one
-    per core; a few at a time, as compact arrays); :meth:`result` takes one by key, in any
-    order, waiting only if it is not done yet. With one process or fewer than
-    :data:`MIN_PARALLEL` structures nothing runs in the background: :meth:`result` computes
-    in this process. The workers die with this process; leaving the ``with`` block (or
-    :meth:`close`) cancels what was not started.
+    per core; a few at a time, as compact arrays), and :meth:`add` hands over more;
+    :meth:`result` takes one by key, in any order, waiting only if it is not done yet, and
+    :meth:`finished` takes all those done without waiting. With one process or fewer than
+    :data:`MIN_PARALLEL` structures nothing runs in the background unless ``background``:
+    :meth:`result` computes in this process. The workers die with this process; leaving the
+    ``with`` block (or :meth:`close`) cancels what was not started. ``background`` workers
+    import the descriptor modules themselves, so that the caller's core does not wait on that.
     """
 
     def __init__(
@@ -150,27 +152,42 @@ class DescriptorJobs:
         structures: Mapping[str, Structure],
         processes: int | None = None,
         chunk: int = 4,
+        background: bool = False,
     ) -> None:
-        self._structures = dict(structures)
+        self._structures: dict[str, Structure] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[str, tuple[Future, int]] = {}
+        self._chunk = chunk
         processes = processes or os.cpu_count() or 1
-        if processes == 1 or len(self._structures) < MIN_PARALLEL:
+        if background or (processes > 1 and len(structures) >= MIN_PARALLEL):
+            if not background:  # imported here once: the forked workers inherit the modules
+                import pymatgen.symmetry.analyzer  # noqa: F401
+
+                import anisoscreen.bonding  # noqa: F401
+
+            self._pool = ProcessPoolExecutor(processes, **pool_initializer_args())
+        self.add(structures)
+
+    def add(self, structures: Mapping[str, Structure]) -> None:
+        """Hand more structures to the workers (a key already given is not computed again)."""
+        new = {k: s for k, s in structures.items() if k not in self._structures}
+        self._structures.update(new)
+        if self._pool is None:
             return
-        # imported here once, so that the forked workers inherit the modules (~3 s each)
-        import pymatgen.symmetry.analyzer  # noqa: F401
-
-        import anisoscreen.bonding  # noqa: F401
-
-        self._pool = ProcessPoolExecutor(processes, **pool_initializer_args())
-        keys = list(self._structures)
-        for start in range(0, len(keys), chunk):
-            part = keys[start : start + chunk]
-            future = self._pool.submit(
-                _descriptors_of_many, [_payload(self._structures[k]) for k in part]
-            )
+        keys = list(new)
+        for start in range(0, len(keys), self._chunk):
+            part = keys[start : start + self._chunk]
+            future = self._pool.submit(_descriptors_of_many, [_payload(new[k]) for k in part])
             for position, key in enumerate(part):
                 self._futures[key] = (future, position)
+
+    def finished(self) -> dict[str, StructureDescriptors]:
+        """The descriptors the workers have finished, by key (none is computed here)."""
+        done: dict[str, StructureDescriptors] = {}
+        for key, (future, position) in self._futures.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                done[key] = cast(StructureDescriptors, future.result()[position])
+        return done
 
     def __len__(self) -> int:
         return len(self._structures)

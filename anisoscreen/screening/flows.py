@@ -66,6 +66,9 @@ class CandidateMaker(Maker):
         Model whose training elements restrict the candidates (``None``: no restriction).
     store
         Results-store settings overrides (``{"store": ..., "data_dir": ...}``).
+    processes
+        Cores of the stage (``None``: all): all but the one reading the source compute the
+        ranking descriptors of the candidates already read.
     """
 
     name: str = "candidates"
@@ -73,9 +76,10 @@ class CandidateMaker(Maker):
     criteria: ScreeningCriteria = field(default_factory=ScreeningCriteria)
     model: str | None = None
     store: dict[str, Any] | None = None
+    processes: int | None = None
 
     def make(self) -> Job:
-        job = fetch_candidates(self.source, self.criteria, self.model, self.store)
+        job = fetch_candidates(self.source, self.criteria, self.model, self.store, self.processes)
         job.name = self.name
         return job
 
@@ -170,7 +174,7 @@ _STAGE_MAKERS: dict[str, type[Maker]] = {
     "ranking_maker": RankingMaker,
 }
 STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "candidate_maker": ("source", "criteria", "model", "store"),
+    "candidate_maker": ("source", "criteria", "model", "store", "processes"),
     "prediction_maker": (
         "model",
         "device",

@@ -26,7 +26,7 @@ from anisoscreen.candidates.filters import (
     apply_criteria,
     filter_fields,
 )
-from anisoscreen.candidates.sources import CandidateBatch
+from anisoscreen.candidates.sources import CandidateBatch, watching_candidates
 from anisoscreen.schemas import (
     CandidateDoc,
     PredictionDoc,
@@ -34,6 +34,7 @@ from anisoscreen.schemas import (
     StructureDescriptorsDoc,
     utcnow,
 )
+from anisoscreen.screening.early_descriptors import EarlyDescriptors, idle_cores
 from anisoscreen.screening.outputs import (
     CandidateStageOutput,
     PredictionStageOutput,
@@ -158,24 +159,33 @@ def fetch_candidates(
     criteria: ScreeningCriteria | None = None,
     model: str | None = None,
     store: dict[str, Any] | None = None,
+    processes: int | None = None,
 ) -> CandidateStageOutput:
     """Load candidates, apply the criteria and upsert the survivors as ``CandidateDoc``s.
 
     When ``model`` is given, its training elements become the ``unseen_elements`` criterion
-    and the materials of its data set join the known dielectrics.
+    and the materials of its data set join the known dielectrics. While the source is read,
+    the other ``processes`` less one (``None``: all cores) compute the ranking descriptors of
+    the survivors and cache what they finish
+    (:mod:`~anisoscreen.screening.early_descriptors`).
     """
     start = time.perf_counter()
     settings = get_settings(**(store or {}))
     criteria = _effective_criteria(criteria, model, settings.data_dir)
-    # a file's checked candidates are cached by its bytes: a repeat parses nothing
-    table = source_cache.candidate_table(
-        source,
-        settings.data_dir / "cache" / "sources",
-        lambda: load_source(source, settings.data_dir, criteria),
-    )
-    kept, removed_by, descriptions = filter_fields(table.fields(), criteria)
-    with ResultsStore(settings) as results:
+    with (
+        ResultsStore(settings) as results,
+        EarlyDescriptors(results, criteria, idle_cores(processes)) as early,
+    ):
+        # a file's checked candidates are cached by its bytes: a repeat parses nothing
+        with watching_candidates(early.offer):
+            table = source_cache.candidate_table(
+                source,
+                settings.data_dir / "cache" / "sources",
+                lambda: load_source(source, settings.data_dir, criteria),
+            )
+        kept, removed_by, descriptions = filter_fields(table.fields(), criteria)
         results.upsert_records("candidates", (table.stored(i) for i in kept))
+        n_descriptors = early.store()
     records = [table.records[i] for i in kept]
     structures = [table.structures[i] for i in kept] if table.structures is not None else None
     parsed.remember_records(records, structures)  # the later stages parse nothing again
@@ -189,6 +199,7 @@ def fetch_candidates(
         },
         failures=table.failures,
         seconds=time.perf_counter() - start,
+        n_descriptors_computed=n_descriptors,
     )
 
 

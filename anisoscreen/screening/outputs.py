@@ -31,6 +31,11 @@ class CandidateStageOutput(BaseModel):
     criteria: dict[str, Any] = Field(description="The effective criteria and their text.")
     failures: list[dict[str, Any]] = Field(default_factory=list, description="Unreadable inputs.")
     seconds: float = Field(description="Wall time of the stage.")
+    n_descriptors_computed: int = Field(
+        0,
+        description="Structures whose ranking descriptors were computed and cached while the "
+        "source was read.",
+    )
 
 
 class PredictionStageOutput(BaseModel):

@@ -1,0 +1,78 @@
+"""The ``anisoscreen`` command ends without interpreter teardown once torch is loaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from anisoscreen import __version__
+from anisoscreen.errors import ExitCode
+
+
+def _python(*parts: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    code = "".join(textwrap.dedent(part) for part in parts)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _marking(tmp_path: Path) -> str:
+    """Code that registers an exit handler and a teardown-time finaliser, each writing a file."""
+    return f"""
+        import atexit, sys, torch
+        from pathlib import Path
+        folder = Path({str(tmp_path)!r})
+        atexit.register(lambda: (folder / "handler").write_text("ran"))
+        class Finaliser:
+            def __del__(self):
+                (folder / "finaliser").write_text("ran")
+        keep = Finaliser()
+        sys.argv[0] = "anisoscreen"
+        from anisoscreen.cli import run
+        print("before", end="")
+    """
+
+
+def test_the_command_runs_exit_handlers_flushes_and_skips_teardown(tmp_path):
+    out = _python(_marking(tmp_path), "run()\n", args=("--version",))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("before") and __version__ in out.stdout
+    assert (tmp_path / "handler").read_text() == "ran"
+    assert not (tmp_path / "finaliser").exists()  # module teardown skipped
+
+
+def test_the_command_keeps_its_exit_status_and_one_line_error(tmp_path):
+    out = _python(
+        _marking(tmp_path), "run()\n", args=("run-screen", "--source", str(tmp_path / "no"))
+    )
+    assert out.returncode == ExitCode.SOURCE, out.stderr
+    assert "does not exist" in out.stderr and "Traceback" not in out.stderr
+    assert (tmp_path / "handler").read_text() == "ran"
+
+
+def test_a_working_thread_or_no_torch_means_a_normal_exit(tmp_path):
+    threaded = """
+        import threading, time
+        def work():
+            time.sleep(0.5)
+            (folder / "thread").write_text("done")
+        threading.Thread(target=work).start()
+        from anisoscreen.process_end import end_process
+        end_process(3)
+    """
+    out = _python(_marking(tmp_path), threaded)
+    assert out.returncode == 3, out.stderr
+    assert (tmp_path / "thread").read_text() == "done"
+    assert (tmp_path / "finaliser").read_text() == "ran"  # a normal teardown
+    plain = """
+        import sys
+        from anisoscreen.process_end import end_process
+        end_process(4)
+    """
+    out = _python(plain)
+    assert out.returncode == 4 and "torch" not in out.stderr
