@@ -29,9 +29,10 @@ def _wait_for(jobs: ranking.DescriptorJobs, n: int, timeout: float = 120.0) -> N
         time.sleep(0.05)
 
 
-def test_idle_cores_leave_one_for_the_reader():
-    assert idle_cores(4) == 3 and idle_cores(1) == 0
-    assert idle_cores(None) >= 0
+def test_idle_cores_leave_one_for_the_reader_and_no_more_than_it_feeds():
+    assert idle_cores(3) == 2 and idle_cores(1) == 0
+    assert idle_cores(64) == early_descriptors.MAX_WORKERS == 3
+    assert 0 <= idle_cores(None) <= 3
 
 
 def test_descriptor_jobs_take_more_structures_and_report_those_finished(bundled):

@@ -22,15 +22,21 @@ from anisoscreen.screening import descriptor_cache
 from anisoscreen.screening.descriptors import DescriptorJobs
 from anisoscreen.store import ResultsStore
 
-__all__ = ["OFFER_BATCH", "EarlyDescriptors", "idle_cores"]
+__all__ = ["MAX_WORKERS", "OFFER_BATCH", "EarlyDescriptors", "idle_cores"]
 
 OFFER_BATCH = 32
 """Candidates filtered and handed to the workers together (a source with fewer starts none)."""
+MAX_WORKERS = 3
+"""Most worker processes: one core reads a pool file about three times as fast as a worker
+describes what it reads (~1.7 against ~5 ms a structure), so more would wait."""
 
 
 def idle_cores(processes: int | None) -> int:
-    """Worker processes beside the reading one: ``processes`` (``None``: all cores) less one."""
-    return max((processes or os.cpu_count() or 1) - 1, 0)
+    """Worker processes beside the reader: ``processes`` (``None``: all cores) less one, ≤ 3.
+
+    The bound is :data:`MAX_WORKERS`.
+    """
+    return min(max((processes or os.cpu_count() or 1) - 1, 0), MAX_WORKERS)
 
 
 class EarlyDescriptors:

@@ -67,8 +67,8 @@ class CandidateMaker(Maker):
     store
         Results-store settings overrides (``{"store": ..., "data_dir": ...}``).
     processes
-        Cores of the stage (``None``: all): all but the one reading the source compute the
-        ranking descriptors of the candidates already read.
+        Cores of the stage (``None``: all): all but the one reading the source (at most 3)
+        compute the ranking descriptors of the candidates already read.
     """
 
     name: str = "candidates"

@@ -165,8 +165,8 @@ def fetch_candidates(
 
     When ``model`` is given, its training elements become the ``unseen_elements`` criterion
     and the materials of its data set join the known dielectrics. While the source is read,
-    the other ``processes`` less one (``None``: all cores) compute the ranking descriptors of
-    the survivors and cache what they finish
+    the other ``processes`` less one (``None``: all cores; at most 3) compute the ranking
+    descriptors of the survivors and cache what they finish
     (:mod:`~anisoscreen.screening.early_descriptors`).
     """
     start = time.perf_counter()
