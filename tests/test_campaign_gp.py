@@ -283,3 +283,23 @@ def test_a_nearly_constant_extra_column_does_not_swamp_the_coordinates():
     np.testing.assert_array_equal(
         pool_coordinates(embedding, base), pool_coordinates(embedding, base, extra_scale=None)
     )
+
+
+def test_the_fit_finds_the_best_length_anywhere_within_its_bounds():
+    """Starts spread over the length's bounds: a short-range residual is not missed."""
+    from anisoscreen.campaign.residual import ResidualGP
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 2))
+    x /= np.sqrt((x**2).sum(axis=1).mean())
+    y = np.sin(12 * x[:, 0]) * 0.3 + 0.01 * rng.normal(size=40)  # varies over ~0.1
+    gp = ResidualGP(max_length=0.3).fit(x, y)
+    fitted = gp._nll(np.log([gp.length_, gp.amplitude_, gp.noise_]), x, y)
+    spread = np.sqrt(np.mean(y**2))
+    grid = [
+        gp._nll(np.log([length, amplitude, noise]), x, y)
+        for length in np.geomspace(0.2, 0.3, 8)
+        for amplitude in np.geomspace(0.02, 2 * spread, 12)
+        for noise in np.geomspace(0.02, 2 * spread, 12)
+    ]
+    assert fitted <= min(grid) + 1e-6

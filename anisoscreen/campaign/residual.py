@@ -154,12 +154,13 @@ class ResidualGP:
         ]
         best = None
         if len(y) >= 3:
+            lower, upper = np.array(bounds).T
+            shortest, longest = np.exp(bounds[0])  # starts at both ends of the length's range
             for start in (
-                (0.5, spread, spread / 2),
-                (1.0, spread, spread / 4),
-                (2.0, spread, spread),
+                (shortest, spread, spread / 2),
+                (np.sqrt(shortest * longest), spread, spread / 4),
+                (longest, spread, spread),
             ):
-                lower, upper = np.array(bounds).T
                 result = minimize(
                     self._nll,
                     np.clip(np.log(start), lower, upper),
