@@ -1,7 +1,7 @@
 """Ending the ``anisoscreen`` process without tearing the interpreter down.
 
-Once torch is loaded (and with its custom operators, its compiler stack), Python's
-finalisation takes over a second: module teardown and libtorch's destructors. A finished
+Once torch is loaded, with the compiler stack that the package's custom operators import,
+Python's finalisation takes over a second: module teardown and libtorch's destructors. A finished
 command needs none of that. :func:`end_process` runs the exit handlers (log handlers, worker
 processes, coverage), flushes the standard streams and ends the process with its status. Where
 torch is not loaded, or a thread other than a daemon may still be working, it exits normally.

@@ -128,7 +128,8 @@ def run_screen(
     min_gap: Annotated[float, typer.Option("--min-band-gap", help="eV.")] = 0.5,
     max_sites: Annotated[int, typer.Option("--max-sites", help="Keep fewer sites than this.")] = 40,
     processes: Annotated[
-        int | None, typer.Option("--processes", help="Cores for dimensionality.")
+        int | None,
+        typer.Option("--processes", help="Cores for the ranking descriptors (default: all)."),
     ] = None,
     include_known: Annotated[
         bool | None,
