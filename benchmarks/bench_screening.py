@@ -165,8 +165,8 @@ def _command(
     """Run ``anisoscreen ARGS`` in a fresh process: wall seconds, load average, forward time.
 
     It enters as the console script does (``anisoscreen.cli.run``: no interpreter teardown),
-    or by ``main`` in a version without it, for comparisons. ``accept``: exit codes that are not failures (``predict`` exits 3 when some inputs
-    could not be predicted).
+    or by ``main`` in a version without it, for comparisons. ``accept``: exit codes that are
+    not failures (``predict`` exits 3 when some inputs could not be predicted).
     """
     if forward_file is None:
         code = (
