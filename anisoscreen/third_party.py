@@ -61,11 +61,15 @@ def module_children(module: Any) -> Iterator[tuple[str, Any]]:
 
 
 def run_exit_handlers() -> None:
-    """CPython's private ``atexit._run_exitfuncs``: run the registered exit handlers now.
+    """What CPython's normal exit does before its teardown, run now, in the same order.
 
-    The standard library's own way for a process that ends by ``os._exit`` to do what a normal
-    exit does first (each handler runs once; they are unregistered as they run).
+    ``threading._shutdown`` joins the threads a normal exit waits for (with the thread pools'
+    own exit hooks), then ``atexit._run_exitfuncs`` runs the exit handlers. Both are private:
+    the interpreter's finalisation calls them. A process that then ends by ``os._exit`` has
+    done everything a normal exit does but tear the interpreter down.
     """
     import atexit
+    import threading
 
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
