@@ -228,8 +228,8 @@ def main() -> None:
 def run() -> None:
     """The ``anisoscreen`` command: :func:`main`, then an exit that skips interpreter teardown.
 
-    The teardown that torch makes slow (over a second) is skipped; the exit handlers still run
-    (:func:`anisoscreen.process_end.end_process`). :func:`main` itself raises ``SystemExit``.
+    The teardown that torch makes slow is skipped; the threads a normal exit waits for and the
+    exit handlers still run first (:func:`anisoscreen.process_end.end_process`). :func:`main` itself raises ``SystemExit``.
     """
     from anisoscreen.process_end import end_process
 
