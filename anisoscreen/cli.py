@@ -229,7 +229,8 @@ def run() -> None:
     """The ``anisoscreen`` command: :func:`main`, then an exit that skips interpreter teardown.
 
     The teardown that torch makes slow is skipped; the threads a normal exit waits for and the
-    exit handlers still run first (:func:`anisoscreen.process_end.end_process`). :func:`main` itself raises ``SystemExit``.
+    exit handlers still run first (:func:`anisoscreen.process_end.end_process`). :func:`main`
+    itself raises ``SystemExit``.
     """
     from anisoscreen.process_end import end_process
 
