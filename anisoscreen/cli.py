@@ -234,13 +234,11 @@ def run() -> None:
     """
     from anisoscreen.process_end import end_process
 
+    status = 0
     try:
         main()
-        status = 0
-    except SystemExit as exc:
-        if exc.code is not None and not isinstance(exc.code, int):
-            raise  # a message: printed by the normal exit
-        status = exc.code or 0
+    except SystemExit as exc:  # main ends by sys.exit with an integer status
+        status = int(exc.code or 0)
     end_process(status)
 
 

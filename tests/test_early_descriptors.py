@@ -76,7 +76,7 @@ def test_only_the_candidates_that_pass_and_are_not_cached_go_to_the_workers(
         results.upsert([descriptor_cache.as_doc(cached, serial[cached])])
         with EarlyDescriptors(results, criteria, workers=1) as early:
             for doc in bundled[:-1]:  # 11 offered: two batches of 4 go, the last 3 wait
-                early.offer(doc, doc.structure)
+                early.offer(doc)
             first_eight = {str(d.structure_hash) for d in bundled[:8]}
             expected = [
                 str(d.structure_hash)
@@ -98,11 +98,11 @@ def test_no_worker_starts_without_an_idle_core_or_a_full_batch(bundled, tmp_path
     with ResultsStore(settings) as results:
         with EarlyDescriptors(results, criteria, workers=0) as early:
             for doc in bundled:
-                early.offer(doc, doc.structure)
+                early.offer(doc)
             assert early.store() == 0
         with EarlyDescriptors(results, criteria, workers=1) as early:
             for doc in bundled[: early_descriptors.OFFER_BATCH - 1]:
-                early.offer(doc, doc.structure)
+                early.offer(doc)
             assert early.store() == 0
         assert results.count("descriptors") == 0
 
@@ -119,7 +119,7 @@ def test_a_watcher_sees_each_candidate_read_in_its_block_only(tmp_path):
         )
         + ', {"material_id": "broken", "structure": {"lattice": "nonsense"}}]'
     )
-    with watching_candidates(lambda doc, structure: seen.append(doc.material_id)):
+    with watching_candidates(lambda doc: seen.append(doc.material_id)):
         batch = load_local(source)
     assert seen == [d.material_id for d in batch.candidates] and len(seen) == 3
     load_local(source)

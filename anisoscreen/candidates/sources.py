@@ -38,13 +38,13 @@ __all__ = [
 
 BUNDLED = "bundled_candidates.json.gz"
 
-CandidateWatcher = Callable[[CandidateDoc, Structure], None]
+CandidateWatcher = Callable[[CandidateDoc], None]
 _WATCHER: ContextVar[CandidateWatcher | None] = ContextVar("candidate_watcher", default=None)
 
 
 @contextmanager
 def watching_candidates(watcher: CandidateWatcher | None) -> Iterator[None]:
-    """Call ``watcher(doc, structure)`` on every candidate added in this block (``None``: none)."""
+    """Call ``watcher(doc)`` on every candidate added in this block (``None``: none)."""
     token = _WATCHER.set(watcher)
     try:
         yield
@@ -73,7 +73,7 @@ class CandidateBatch:
         self.candidates.append(doc)
         watcher = _WATCHER.get()
         if watcher is not None:
-            watcher(doc, structure)
+            watcher(doc)
 
     def drop_duplicate_ids(self, source: str) -> None:
         """Keep the last candidate of each material id; warn once if there were repeats."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from pymatgen.core import Structure
-
 from anisoscreen.candidates.filters import CandidateFields, ScreeningCriteria, filter_fields
 from anisoscreen.schemas import CandidateDoc
 from anisoscreen.screening import descriptor_cache
@@ -52,22 +50,22 @@ class EarlyDescriptors:
         self._results = results
         self._criteria = criteria
         self._workers = workers
-        self._waiting: list[tuple[CandidateDoc, Structure]] = []
+        self._waiting: list[CandidateDoc] = []
         self._jobs: DescriptorJobs | None = None
 
-    def offer(self, doc: CandidateDoc, structure: Structure) -> None:
+    def offer(self, doc: CandidateDoc) -> None:
         """Take one candidate just read (kept for the next batch)."""
         if self._workers < 1 or doc.structure_hash is None:
             return
-        self._waiting.append((doc, structure))
+        self._waiting.append(doc)
         if len(self._waiting) >= OFFER_BATCH:
             self._hand_over(self._waiting)
             self._waiting = []
 
-    def _hand_over(self, batch: Sequence[tuple[CandidateDoc, Structure]]) -> None:
+    def _hand_over(self, batch: Sequence[CandidateDoc]) -> None:
         """Give the workers the candidates of ``batch`` that pass and are not cached."""
-        kept, _, _ = filter_fields(CandidateFields.of([doc for doc, _ in batch]), self._criteria)
-        chosen = {str(batch[i][0].structure_hash): batch[i][1] for i in kept}
+        kept, _, _ = filter_fields(CandidateFields.of(batch), self._criteria)
+        chosen = {str(batch[i].structure_hash): batch[i].structure for i in kept}
         cached = descriptor_cache.lookup(self._results, chosen)
         new = {key: structure for key, structure in chosen.items() if key not in cached}
         if not new:
