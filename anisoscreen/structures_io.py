@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Element, Lattice, Structure
 
 from anisoscreen.cif_bounds import cif_size_error
 from anisoscreen.errors import AnisoscreenError
@@ -224,16 +224,49 @@ def structure_from_dict(data: dict[str, Any]) -> Structure:
 
     ``Structure.from_dict`` decodes site properties with ``MontyDecoder``, which imports any
     ``@module`` and calls any ``@class`` named in them. Here the site and structure
-    properties are made plain JSON first (:func:`_plain`), so they stay data.
+    properties are made plain JSON first (:func:`_plain`), so they stay data. A dict whose
+    sites carry no properties and only elements (the common case) is built in one step,
+    without the per-site objects that ``from_dict`` makes and then copies (same structure).
     """
-    sites = [
-        {**site, "properties": _plain(site["properties"])} if site.get("properties") else site
-        for site in data["sites"]
-    ]
-    plain = {**data, "sites": sites}
     if data.get("properties"):
-        plain["properties"] = _plain(data["properties"])
-    return right_handed(Structure.from_dict(plain))
+        data = {**data, "properties": _plain(data["properties"])}
+    structure = _structure_of_elements(data)
+    if structure is None:
+        sites = [
+            {**site, "properties": _plain(site["properties"])} if site.get("properties") else site
+            for site in data["sites"]
+        ]
+        structure = Structure.from_dict({**data, "sites": sites})
+    return right_handed(structure)
+
+
+def _structure_of_elements(data: dict[str, Any]) -> Structure | None:
+    """``Structure.from_dict(data)``, built in one step.
+
+    ``None`` unless every site holds only elements (no oxidation states or spins) and no
+    properties.
+    """
+    species = []
+    occupancies: dict[tuple, Composition] = {}  # one per distinct occupancy, as sites share
+    for site in data["sites"]:
+        entries = site["species"]
+        if site.get("properties") or any(entry.keys() != _ELEMENT_KEYS for entry in entries):
+            return None
+        key = tuple((entry["element"], entry["occu"]) for entry in entries)
+        if key not in occupancies:
+            occupancies[key] = Composition({Element(e): occu for e, occu in key})
+        species.append(occupancies[key])
+    return Structure(
+        Lattice.from_dict(data["lattice"]),
+        species,
+        [site["abc"] for site in data["sites"]],
+        charge=data.get("charge"),
+        labels=[site.get("label") for site in data["sites"]],
+        properties=data.get("properties"),
+    )
+
+
+_ELEMENT_KEYS = {"element", "occu"}
 
 
 def _record(obj: Any, ident: str, source: str) -> StructureRecord:

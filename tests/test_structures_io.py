@@ -87,3 +87,70 @@ def test_json_lines_are_read_line_by_line_and_a_bad_line_is_one_failure(document
     assert records[1].error.startswith("unreadable JSON")
     assert records[2].formula == "TiO2"
     assert records[3].error == "record has no 'structure'"
+
+
+def _variety() -> list[Structure]:
+    """Structures a source may hold: plain elements, and every case the fast path leaves."""
+    plain = Structure(
+        Lattice.from_parameters(3.1, 4.2, 5.3, 80, 95, 110),
+        ["Mg", "O", "O", "Si"],
+        [[0, 0, 0], [0.25, 0.5, 0.1], [0.7, 0.2, 0.9], [0.5, 0.5, 0.5]],
+        labels=["Mg1", None, "O2", None],
+    )
+    charged = plain.copy()
+    charged.add_oxidation_state_by_element({"Mg": 2, "O": -2, "Si": 4})
+    disordered = plain.copy()
+    disordered.replace(0, {"Mg": 0.5, "Fe": 0.5})
+    with_sites = plain.copy()
+    with_sites.add_site_property("magmom", [0.5, 0.0, 0.0, 1.0])
+    with_props = plain.copy()
+    with_props.properties = {"note": "x", "energy": -1.5}
+    left = Structure(
+        plain.lattice.matrix[[1, 0, 2]], plain.species, plain.frac_coords[:, [1, 0, 2]]
+    )
+    return [plain, charged, disordered, with_sites, with_props, left]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_structure_from_dict_is_pymatgens_from_dict_made_right_handed(index):
+    from anisoscreen.handedness import right_handed
+    from anisoscreen.structures_io import structure_from_dict
+
+    data = _variety()[index].as_dict()
+    expected = right_handed(Structure.from_dict(json.loads(json.dumps(data))))
+    got = structure_from_dict(json.loads(json.dumps(data)))
+    assert got.lattice.matrix.tobytes() == expected.lattice.matrix.tobytes()
+    assert got.frac_coords.tobytes() == expected.frac_coords.tobytes()
+    assert [s.species for s in got] == [s.species for s in expected]
+    assert got.labels == expected.labels
+    assert got.site_properties == expected.site_properties
+    assert got.properties == expected.properties
+    assert got.charge == expected.charge
+    assert got.lattice.volume > 0
+
+
+def test_structure_from_dict_keeps_pymatgens_errors():
+    from anisoscreen.structures_io import structure_from_dict
+
+    data = _variety()[0].as_dict()
+    data["sites"][1]["species"] = [{"element": "Xx", "occu": 1}]
+    with pytest.raises(ValueError, match="Xx"):
+        structure_from_dict(data)
+    data = _variety()[0].as_dict()
+    data["sites"][1]["species"] = [{"element": "O", "occu": 0.8}, {"element": "N", "occu": 0.7}]
+    with pytest.raises(ValueError, match="more than 1"):
+        structure_from_dict(data)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_structure_dict_is_the_sanitised_as_dict_key_for_key(index):
+    from monty.json import jsanitize
+
+    from anisoscreen.schemas import structure_dict
+
+    structure = _variety()[index]
+    expected = jsanitize(structure.as_dict(), strict=True, allow_bson=True)
+    assert json.dumps(structure_dict(structure)) == json.dumps(expected)  # order included
+    _, first, second = structure_dict(structure)["sites"][:3]  # two oxygen sites
+    first["species"][0]["occu"] = 0.25  # entries are not shared between sites
+    assert second["species"][0]["occu"] == 1

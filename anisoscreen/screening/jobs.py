@@ -260,17 +260,25 @@ def _candidate_records(results: ResultsStore, ids: Sequence[str]) -> Iterator[St
     """The stored candidates of ``ids`` as records to predict, their structures parsed once.
 
     A candidate parsed by this process's candidate stage (same structure hash) is not decoded
-    again; the others are streamed from the store in one read.
+    again and comes in the order of ``ids``, the order in which its descriptors are computed
+    (:class:`_PendingDescriptors`); the others follow, streamed from the store in one read.
     """
     if not ids:
         return
+    fields = {
+        record["material_id"]: record
+        for record in results.records(
+            "candidates", {"material_id": {"$in": list(ids)}}, properties=_RECORD_PROPERTIES
+        )
+    }
     unread = []
-    for record in results.records(
-        "candidates", {"material_id": {"$in": list(ids)}}, properties=_RECORD_PROPERTIES
-    ):
-        structure = parsed.structure_of(record["material_id"], record.get("structure_hash"))
+    for material_id in ids:
+        record = fields.get(material_id)
+        if record is None:
+            continue
+        structure = parsed.structure_of(material_id, record.get("structure_hash"))
         if structure is None:
-            unread.append(record["material_id"])
+            unread.append(material_id)
         else:
             yield _structure_record(record, structure)
     if unread:  # one streaming read (a query per batch would rescan the store)
