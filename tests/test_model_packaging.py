@@ -145,3 +145,50 @@ def _compact_default_weights(path: str, file: Path) -> bool:
         for tensor in state.values()
         if tensor.is_floating_point()
     )
+
+
+def test_model_info_is_read_without_torch_and_equals_torch_load():
+    import sys
+
+    script = (
+        "import sys\n"
+        "from anisoscreen.model.checkpoint import read_model_info\n"
+        "info = read_model_info('anisonet-mp-v3')\n"
+        "print(info.name, len(info.element_symbols), len(info.material_ids), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    name, n_elements, n_ids, torch_imported = out.stdout.split()
+    assert name == "anisonet-mp-v3" and int(n_elements) > 50 and int(n_ids) > 2000
+    assert torch_imported == "False"
+
+    import torch
+
+    from anisoscreen.model.model_header import read_header
+
+    path = resolve_model_path("anisonet-mp-v3")
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    del payload["state_dicts"]
+    assert read_header(path, checkpoint.FORMAT) == payload
+
+
+def test_a_model_file_that_names_other_code_is_not_run(tmp_path):
+    import pickle
+    import zipfile
+
+    from anisoscreen.model.model_header import read_header
+
+    class Shell:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    hostile = tmp_path / "model.pt"
+    with zipfile.ZipFile(hostile, "w") as archive:
+        archive.writestr("m/data.pkl", pickle.dumps({"format": checkpoint.FORMAT, "x": Shell()}))
+    assert read_header(hostile, checkpoint.FORMAT) is None
+    with pytest.raises(AnisoscreenError, match="cannot read model file"):
+        checkpoint.read_model_info(hostile)  # torch's weights-only reader refuses it too
+    assert not (tmp_path / "ran").exists()
+    other = tmp_path / "other.pt"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("m/data.pkl", pickle.dumps({"format": "something-else"}))
+    assert read_header(other, checkpoint.FORMAT) is None

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.atom_features import with_feature_channels
 from anisoscreen.model.checksum import file_checksum
+from anisoscreen.model.model_header import read_header
 from anisoscreen.model.nn.config import ModelConfig
 from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    import torch
+
     from anisoscreen.model.nn.network import AnisoNet
 
 __all__ = [
@@ -72,6 +72,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    import torch
+
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
@@ -146,13 +148,16 @@ def save_model(
     name: str,
     version: str,
     metadata: dict[str, Any] | None = None,
-    storage_dtype: torch.dtype = torch.float32,
+    storage_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write a model file atomically.
 
-    Floating-point weights are stored as ``storage_dtype`` (``torch.float16`` halves the
-    file; :func:`load_model` computes in float32 either way).
+    Floating-point weights are stored as ``storage_dtype`` (``None``: ``torch.float32``;
+    ``torch.float16`` halves the file; :func:`load_model` computes in float32 either way).
     """
+    import torch
+
+    storage_dtype = storage_dtype or torch.float32
 
     def stored(value: torch.Tensor) -> torch.Tensor:
         value = value.detach().cpu()
@@ -172,6 +177,8 @@ def save_model(
 
 def _read_payload(path: Path, mmap: bool = False) -> dict[str, Any]:
     """The checked payload of a model file; with ``mmap`` the weights stay on disk."""
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # corrupted or foreign file
@@ -179,6 +186,20 @@ def _read_payload(path: Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise AnisoscreenError(f"{path} is not an anisoscreen model file ({FORMAT})")
     return payload
+
+
+def _config_of(payload: dict[str, Any]) -> ModelConfig:
+    """The config of a model file's payload, with its atom feature widths filled in.
+
+    Without atom features there is nothing to fill, and the feature module (which needs
+    torch) is not imported.
+    """
+    config = ModelConfig.from_dict(payload["config"])
+    if not config.atom_features:
+        return config
+    from anisoscreen.model.atom_features import with_feature_channels
+
+    return with_feature_channels(config)
 
 
 @dataclass
@@ -205,13 +226,17 @@ class ModelInfo:
 
 
 def read_model_info(name_or_path: str | Path, data_dir: Path | None = None) -> ModelInfo:
-    """Name, version, config and metadata of a model file (weights memory-mapped, not read)."""
+    """Name, version, config and metadata of a model file, its weights not read.
+
+    Read without torch (:mod:`~anisoscreen.model.model_header`); a file that reader does not
+    take is opened by ``torch.load`` (weights memory-mapped), which reports what is wrong.
+    """
     path = resolve_model_path(name_or_path, data_dir)
-    payload = _read_payload(path, mmap=True)
+    payload = read_header(path, FORMAT) or _read_payload(path, mmap=True)
     return ModelInfo(
         name=payload["name"],
         version=payload["version"],
-        config=with_feature_channels(ModelConfig.from_dict(payload["config"])),
+        config=_config_of(payload),
         metadata=payload.get("metadata", {}),
         path=path,
     )
@@ -221,19 +246,21 @@ def load_model(
     name_or_path: str | Path,
     data_dir: Path | None = None,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> LoadedModel:
-    """Load a model file (by name or path) into evaluation-mode networks."""
+    """Load a model file (by name or path) into evaluation-mode networks (``None``: float32)."""
+    import torch
+
     from anisoscreen.model.nn.network import AnisoNet  # e3nn: only when networks are built
 
     path = resolve_model_path(name_or_path, data_dir)
     payload = _read_payload(path)
-    config = with_feature_channels(ModelConfig.from_dict(payload["config"]))
+    config = _config_of(payload)
     networks = []
     for state in payload["state_dicts"]:
         net = AnisoNet(config)
         net.load_state_dict(state)
-        networks.append(net.to(device=device, dtype=dtype).eval())
+        networks.append(net.to(device=device, dtype=dtype or torch.float32).eval())
     return LoadedModel(
         name=payload["name"],
         version=payload["version"],
