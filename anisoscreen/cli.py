@@ -228,12 +228,15 @@ def main() -> None:
 def run() -> None:
     """The ``anisoscreen`` command: :func:`main`, then an exit that skips interpreter teardown.
 
-    The teardown that torch makes slow is skipped; the threads a normal exit waits for and the
-    exit handlers still run first (:func:`anisoscreen.process_end.end_process`). :func:`main`
+    The command collects garbage less often (:mod:`anisoscreen.gc_thresholds`). The teardown
+    that torch makes slow is skipped; the threads a normal exit waits for and the exit
+    handlers still run first (:func:`anisoscreen.process_end.end_process`). :func:`main`
     itself raises ``SystemExit``.
     """
+    from anisoscreen.gc_thresholds import set_command_thresholds
     from anisoscreen.process_end import end_process
 
+    set_command_thresholds()
     status = 0
     try:
         main()

@@ -9,7 +9,10 @@ with the network forward timed inside the run-screen processes; it prints cold /
 repeat / cold and the forward share of the cold wall time, the stage times of both runs, the
 load average around each command, and CPU seconds: of each command (its worker processes
 included), of each stage (``stage_cpu``: the process's threads, and the worker processes
-that ended in it) and of the process while a forward ran (``forward_cpu_seconds``).
+that ended in it) and of the process while a forward ran (``forward_cpu_seconds``), and the
+garbage collections of each run-screen process (``gc_seconds``, ``gc_collections``: by
+generation). The timers go in before the command runs; the forward's, when the command first
+imports the inference module (so the timing does not import torch earlier than the command).
 ``--keep DIR`` leaves the stores behind, e.g. to compare two versions' results. Without
 ``--cli`` (below) the flow runs in this process.
 
@@ -28,6 +31,9 @@ over cold ratio.
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.abc
+import importlib.util
 import json
 import os
 import resource
@@ -35,9 +41,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 from _pool import pool_candidates, pool_path
 from jobflow import run_locally
@@ -103,24 +110,91 @@ class ForwardTimer:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        from anisoscreen.model.inference import Predictor
+        """Time every forward while in the block; the timing is put in when the inference
+        module is first imported (not before: importing it imports torch, which the command
+        may do later or never)."""
+        patched: list[type] = []
 
-        original = Predictor.predict_graphs
+        def patch(module: ModuleType) -> None:
+            predictor = module.Predictor
+            original = predictor.predict_graphs
 
-        def timed(predictor, *args, **kwargs):
-            start, cpu = time.perf_counter(), time.process_time()
-            try:
-                return original(predictor, *args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-                self.cpu_seconds += time.process_time() - cpu
-                self.calls += 1
+            def timed(model, *args, **kwargs):
+                start, cpu = time.perf_counter(), time.process_time()
+                try:
+                    return original(model, *args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - start
+                    self.cpu_seconds += time.process_time() - cpu
+                    self.calls += 1
 
-        Predictor.predict_graphs = timed  # type: ignore[method-assign]
+            predictor.predict_graphs = timed
+            predictor._untimed_predict_graphs = original  # noqa: SLF001
+            patched.append(predictor)
+
+        try:
+            with _after_import("anisoscreen.model.inference", patch):
+                yield
+        finally:
+            for predictor in patched:
+                predictor.predict_graphs = predictor._untimed_predict_graphs  # noqa: SLF001
+
+
+class GarbageTimer:
+    """Seconds and number of garbage collections in this process, by generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        gc.callbacks.append(self)
         try:
             yield
         finally:
-            Predictor.predict_graphs = original  # type: ignore[method-assign]
+            gc.callbacks.remove(self)
+
+
+@contextmanager
+def _after_import(name: str, callback: Callable[[ModuleType], None]) -> Iterator[None]:
+    """Call ``callback(module)`` once module ``name`` is imported (now, if it already is)."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+        yield
+        return
+
+    class Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            if fullname != name:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(fullname)
+            if spec is not None and spec.loader is not None:
+                execute = spec.loader.exec_module
+
+                def exec_then_call(module: ModuleType) -> None:
+                    execute(module)
+                    callback(module)
+
+                spec.loader.exec_module = exec_then_call  # type: ignore[method-assign]
+            return spec
+
+    hook = Hook()
+    sys.meta_path.insert(0, hook)
+    try:
+        yield
+    finally:
+        if hook in sys.meta_path:
+            sys.meta_path.remove(hook)
 
 
 def run_once(maker: ScreeningMaker, settings) -> tuple[float, ScreeningRunDoc, float]:
@@ -141,14 +215,15 @@ def run_once(maker: ScreeningMaker, settings) -> tuple[float, ScreeningRunDoc, f
 FORWARD_TIMED_CLI = """
 import atexit, json, sys
 sys.path.insert(0, {bench!r})
-from bench_screening import ForwardTimer, StageTimer
-timer, stages = ForwardTimer(), StageTimer()
-contexts = [timer.installed(), stages.installed()]  # held: a collected one would uninstall
-for context in contexts:
+from bench_screening import ForwardTimer, GarbageTimer, StageTimer
+timer, stages, garbage = ForwardTimer(), StageTimer(), GarbageTimer()
+contexts = [timer.installed(), stages.installed(), garbage.installed()]  # held: see below
+for context in contexts:  # (a context collected as garbage would uninstall its timer)
     context.__enter__()
 atexit.register(lambda: json.dump(
     {{"forward_seconds": timer.seconds, "forward_cpu_seconds": timer.cpu_seconds,
-      "forward_calls": timer.calls, "stage_cpu": stages.stages}}, open({out!r}, "w")
+      "forward_calls": timer.calls, "stage_cpu": stages.stages,
+      "gc_seconds": garbage.seconds, "gc_collections": garbage.collections}}, open({out!r}, "w")
 ))
 try:  # the console script's entry (older versions: main)
     from anisoscreen.cli import run as entry

@@ -86,3 +86,24 @@ def test_without_torch_the_exit_is_normal(tmp_path):
     out = _python(plain)
     assert out.returncode == 4, out.stderr
     assert (tmp_path / "finaliser").read_text() == "ran"  # the interpreter's teardown ran
+
+
+def test_the_command_collects_garbage_at_its_own_thresholds_and_a_library_caller_keeps_its(
+    tmp_path,
+):
+    from anisoscreen.gc_thresholds import OLDER_THRESHOLD, YOUNG_THRESHOLD
+
+    report = f"""
+        import atexit, gc, sys
+        from pathlib import Path
+        atexit.register(lambda: Path({str(tmp_path / "seen")!r}).write_text(str(gc.get_threshold())))
+        sys.argv[0] = "anisoscreen"
+        from anisoscreen.cli import main, run
+    """
+    out = _python(report, "run()\n", args=("--version",))
+    assert out.returncode == 0, out.stderr
+    expected = (YOUNG_THRESHOLD, OLDER_THRESHOLD, OLDER_THRESHOLD)
+    assert (tmp_path / "seen").read_text() == str(expected)
+    out = _python(report, "import gc; before = gc.get_threshold()\nmain()\n", args=("--version",))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "seen").read_text() == str((700, 10, 10))  # CPython's defaults, kept
