@@ -3,8 +3,9 @@
 A screen keeps every structure it parses until its last stage (pymatgen sites and their
 compositions: millions of objects for a pool of a few thousand), and CPython 3.11 runs a full
 collection each time the objects that survived grow by a quarter, each one traversing them all.
-A cold ``run-screen`` of the 3,688-structure pool spent about 2.6 s of its main thread in
-14 such collections on 2 cores (``gc_seconds`` in ``benchmarks/bench_screening.py --cli``).
+A cold ``run-screen`` of the 3,688-structure pool spent 2.6 s of its main thread in 11 such
+collections on 2 cores, 2.9 s in all collections (``gc_seconds`` in
+``benchmarks/bench_screening.py --cli``; 0.3-0.4 s at these thresholds).
 The package makes no reference cycles that need prompt collection, so a command collects
 less often, as mypy does for the same reason: the youngest generation every
 :data:`YOUNG_THRESHOLD` allocations, the older ones after :data:`OLDER_THRESHOLD` of the

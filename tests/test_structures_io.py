@@ -154,3 +154,23 @@ def test_structure_dict_is_the_sanitised_as_dict_key_for_key(index):
     _, first, second = structure_dict(structure)["sites"][:3]  # two oxygen sites
     first["species"][0]["occu"] = 0.25  # entries are not shared between sites
     assert second["species"][0]["occu"] == 1
+
+
+def test_both_fast_paths_equal_pymatgen_on_the_bundled_pool():
+    from monty.json import jsanitize
+
+    from anisoscreen.candidates.sources import load_bundled
+    from anisoscreen.handedness import right_handed
+    from anisoscreen.schemas import structure_dict
+    from anisoscreen.structures_io import structure_from_dict
+
+    structures = [c.structure for c in load_bundled().candidates]
+    assert len(structures) >= 300
+    for structure in structures:
+        data = jsanitize(structure.as_dict(), strict=True, allow_bson=True)
+        assert json.dumps(structure_dict(structure)) == json.dumps(data)
+        got, expected = structure_from_dict(data), right_handed(Structure.from_dict(data))
+        assert got.lattice.matrix.tobytes() == expected.lattice.matrix.tobytes()
+        assert got.frac_coords.tobytes() == expected.frac_coords.tobytes()
+        assert [s.species for s in got] == [s.species for s in expected]
+        assert got.labels == expected.labels
