@@ -8,7 +8,7 @@
     # 3. metrics: (a) direct, (b) physics with DFPT and with nominal Born charges, and with
     #    a Born-charge model's predicted charges (route (b) proper) when --born-model is given
     python studies/ionic_physics_study.py evaluate [--born-model anisonet-mp-born]
-        [--output studies/results/ionic-physics.json]
+        [--output studies/results/ionic-physics.json] [--cache ... --potential sevennet-l3i5]
 
 The test split is the one ``anisoscreen evaluate`` uses for the shipped ionic model (its
 recorded split seed and entry count, the same cleaning). ``phi`` visits the test structures
@@ -197,6 +197,9 @@ def main() -> int:
     p_eval.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
     p_eval.add_argument("--max-sites", type=int, default=40, help="score cells with fewer sites")
     p_eval.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p_eval.add_argument(
+        "--potential", default="sevennet-0", help="the potential of the cache's force constants"
+    )
     p_eval.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
     p_eval.add_argument("--electronic-model", default=DEFAULT_MODEL)
     p_eval.add_argument("--output", type=Path, default=Path("studies/results/ionic-physics.json"))
@@ -676,7 +679,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "ionic_model": args.ionic_model,
         "electronic_model": args.electronic_model,
         "direct_models": direct["models"].tolist(),
-        "potential": "sevennet-0",
+        "potential": args.potential,
         "n_test": len(entries),
         "n_test_with_dfpt_born": sum(e.born is not None for e in entries),
         "n_scored": len(index),
