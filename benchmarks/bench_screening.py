@@ -113,7 +113,7 @@ class ForwardTimer:
         """Time every forward while in the block; the timing is put in when the inference
         module is first imported (not before: importing it imports torch, which the command
         may do later or never)."""
-        patched: list[type] = []
+        patched: list[tuple[type, Callable]] = []  # (class, its untimed method)
 
         def patch(module: ModuleType) -> None:
             predictor = module.Predictor
@@ -129,15 +129,14 @@ class ForwardTimer:
                     self.calls += 1
 
             predictor.predict_graphs = timed
-            predictor._untimed_predict_graphs = original  # noqa: SLF001
-            patched.append(predictor)
+            patched.append((predictor, original))
 
         try:
             with _after_import("anisoscreen.model.inference", patch):
                 yield
         finally:
-            for predictor in patched:
-                predictor.predict_graphs = predictor._untimed_predict_graphs  # noqa: SLF001
+            for predictor, original in patched:
+                predictor.predict_graphs = original
 
 
 class GarbageTimer:
