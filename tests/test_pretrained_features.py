@@ -10,12 +10,9 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from anisoscreen import tensor as tm
-from anisoscreen.model.atom_features import (
-    cached_features,
-    feature_channels,
-    with_feature_channels,
-)
+from anisoscreen.model.atom_features import cached_features
 from anisoscreen.model.checkpoint import load_model, save_model
+from anisoscreen.model.feature_sets import feature_channels, with_feature_channels
 from anisoscreen.model.inference import Predictor
 from anisoscreen.model.nn.graph import collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig, split_orders

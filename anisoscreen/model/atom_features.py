@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,53 +22,18 @@ from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checksum import file_checksum
-from anisoscreen.model.nn.config import ModelConfig
+from anisoscreen.model.feature_sets import (
+    EQUIVARIANT_FEATURE_SETS,
+    FEATURE_SETS,
+)
 
 __all__ = [
-    "FEATURE_SETS",
     "AtomFeatureError",
     "AtomFeaturizer",
     "cached_features",
     "data_set_cache",
-    "feature_channels",
     "featurizer_for",
-    "with_feature_channels",
 ]
-
-FEATURE_SETS: dict[str, int] = {
-    "chgnet-0.3.0": 64,
-    "sevennet-0": 480,
-    "sevennet-0-scalars": 128,
-    "sevennet-l3i5-scalars": 128,
-}
-"""Known feature sets and their width per atom (``sevennet-0``: equivariant ``0e + 1 + 2``
-features; ``sevennet-0-scalars``: their 128 invariant channels alone; ``sevennet-l3i5-scalars``:
-the same channels of SevenNet-l3i5; see :mod:`anisoscreen.model.pretrained_features`)."""
-
-
-def feature_channels(name: str) -> list[int]:
-    """Channels per rotational order ``l`` of feature set ``name`` (``[64]``: invariant)."""
-    from anisoscreen.model.pretrained_features import EQUIVARIANT_FEATURE_SETS, feature_orders
-
-    if name in EQUIVARIANT_FEATURE_SETS:
-        orders = feature_orders(name)
-        return [orders.get(l, 0) for l in range(max(orders) + 1)]
-    if name not in FEATURE_SETS:
-        raise AnisoscreenError(
-            f"unknown atom feature set {name!r}; known: {', '.join(FEATURE_SETS)}"
-        )
-    return [FEATURE_SETS[name]]
-
-
-def with_feature_channels(config: ModelConfig) -> ModelConfig:
-    """``config`` with :attr:`~ModelConfig.atom_feature_channels` filled from its feature set.
-
-    The network takes the feature widths from its config only; model files written before the
-    field existed get it here, from the feature set's name.
-    """
-    if not config.atom_features or config.atom_feature_channels:
-        return config
-    return replace(config, atom_feature_channels=feature_channels(config.atom_features))
 
 
 class AtomFeatureError(AnisoscreenError):
@@ -82,7 +46,7 @@ class AtomFeaturizer:
     Parameters
     ----------
     name
-        One of :data:`FEATURE_SETS` (``chgnet-<version>``).
+        One of :data:`~anisoscreen.model.feature_sets.FEATURE_SETS` (``chgnet-<version>``).
     device
         Torch device for the potential.
     batch_size
@@ -206,10 +170,7 @@ class Featurizer(Protocol):
 
 def featurizer_for(name: str, device: str | torch.device = "cpu") -> Featurizer:
     """The featurizer of feature set ``name`` (CHGNet invariant or SevenNet equivariant)."""
-    from anisoscreen.model.pretrained_features import (
-        EQUIVARIANT_FEATURE_SETS,
-        SevenNetFeaturizer,
-    )
+    from anisoscreen.model.pretrained_features import SevenNetFeaturizer
 
     if name in EQUIVARIANT_FEATURE_SETS:
         return SevenNetFeaturizer(name, device=device)

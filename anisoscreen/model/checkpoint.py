@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checksum import file_checksum
+from anisoscreen.model.feature_sets import with_feature_channels
 from anisoscreen.model.model_header import read_header
 from anisoscreen.model.nn.config import ModelConfig
 from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL
@@ -189,17 +190,8 @@ def _read_payload(path: Path, mmap: bool = False) -> dict[str, Any]:
 
 
 def _config_of(payload: dict[str, Any]) -> ModelConfig:
-    """The config of a model file's payload, with its atom feature widths filled in.
-
-    Without atom features there is nothing to fill, and the feature module (which needs
-    torch) is not imported.
-    """
-    config = ModelConfig.from_dict(payload["config"])
-    if not config.atom_features:
-        return config
-    from anisoscreen.model.atom_features import with_feature_channels
-
-    return with_feature_channels(config)
+    """The config of a model file's payload, with its atom feature widths filled in."""
+    return with_feature_channels(ModelConfig.from_dict(payload["config"]))
 
 
 @dataclass

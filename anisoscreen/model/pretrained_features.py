@@ -34,54 +34,15 @@ import torch
 from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
+from anisoscreen.model.feature_sets import EQUIVARIANT_FEATURE_SETS, feature_orders
 from anisoscreen.model.nn.graph import CrystalGraph, structure_to_graph
 from anisoscreen.model.nn.network import split_orders
 from anisoscreen.third_party import module_children
 
 __all__ = [
-    "EQUIVARIANT_FEATURE_SETS",
     "SevenNetFeaturizer",
-    "feature_orders",
     "split_orders",
 ]
-
-EQUIVARIANT_FEATURE_SETS: dict[str, dict[str, object]] = {
-    "sevennet-0": {
-        "checkpoint": "7net-0",
-        "layer": "3_equivariant_gate",
-        "channels": {0: 128, 1: 64, 2: 32},
-        "cutoff": 5.0,
-    },
-    "sevennet-0-scalars": {
-        "checkpoint": "7net-0",
-        "layer": "3_equivariant_gate",
-        "channels": {0: 128},
-        "cutoff": 5.0,
-    },
-    "sevennet-l3i5-scalars": {
-        "checkpoint": "7net-l3i5",
-        "layer": "3_equivariant_gate",
-        "channels": {0: 128},
-        "cutoff": 5.0,
-    },
-}
-"""Known SevenNet feature sets: checkpoint, the module whose output is taken, channels per l.
-
-The channels are a leading part of that module's output in e3nn's layout (all ``l = 0``
-channels first): ``sevennet-0-scalars`` keeps the 128 invariant channels of ``sevennet-0``
-alone, so the network on them is invariant in its input like the CHGNet option, and the
-directions come from its own equivariant layers only. ``sevennet-l3i5-scalars`` takes the
-same channels of SevenNet-l3i5 (its blocks carry ``l`` up to 3; 2.6x SevenNet-0's cost).
-"""
-
-
-def feature_orders(name: str) -> dict[int, int]:
-    """Channels per rotational order ``l`` of feature set ``name``."""
-    if name not in EQUIVARIANT_FEATURE_SETS:
-        raise AnisoscreenError(f"unknown equivariant feature set {name!r}")
-    channels = EQUIVARIANT_FEATURE_SETS[name]["channels"]
-    assert isinstance(channels, dict)
-    return {int(l): int(c) for l, c in channels.items()}
 
 
 class SevenNetFeaturizer:
@@ -90,7 +51,7 @@ class SevenNetFeaturizer:
     Parameters
     ----------
     name
-        One of :data:`EQUIVARIANT_FEATURE_SETS`.
+        One of :data:`~anisoscreen.model.feature_sets.EQUIVARIANT_FEATURE_SETS`.
     device
         Torch device for the potential.
     batch_size

@@ -59,7 +59,7 @@ class ModelConfig:
     atom_feature_channels
         Channels per rotational order ``l`` of those features (``[64]``: invariant; more than
         one entry: equivariant, e3nn's flat layout). The network reads the widths from here
-        only; :func:`anisoscreen.model.atom_features.with_feature_channels` fills them from
+        only; :func:`anisoscreen.model.feature_sets.with_feature_channels` fills them from
         the feature set's name (model files without the field load so).
     born_head
         Build the auxiliary per-atom Born-charge head

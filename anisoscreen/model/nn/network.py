@@ -304,7 +304,7 @@ class AnisoNet(nn.Module):
             if not config.atom_feature_channels:
                 raise ValueError(
                     f"atom features {config.atom_features!r} need atom_feature_channels "
-                    "(anisoscreen.model.atom_features.with_feature_channels fills them)"
+                    "(anisoscreen.model.feature_sets.with_feature_channels fills them)"
                 )
             width = config.atom_feature_channels[0]
             channels = {0: 2 * config.embed_dim}

@@ -21,8 +21,8 @@ import torch
 from pymatgen.core import Structure
 
 from anisoscreen import tensor as tmath
-from anisoscreen.model.atom_features import with_feature_channels
 from anisoscreen.model.checkpoint import atomic_torch_save
+from anisoscreen.model.feature_sets import with_feature_channels
 from anisoscreen.model.nn.graph import CrystalGraph, collate, structure_to_graph
 from anisoscreen.model.nn.network import AnisoNet, ModelConfig
 from anisoscreen.model.runtime import resolve_device, tune_allocator
