@@ -211,10 +211,16 @@ def main() -> int:
     p_hybrid = sub.add_parser("hybrid")
     p_hybrid.add_argument("--born-model", required=True)
     p_hybrid.add_argument("--ionic-model", default=DEFAULT_IONIC_MODEL)
-    p_hybrid.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p_hybrid.add_argument("--cache", type=Path, nargs="+", default=[DEFAULT_CACHE])
     p_hybrid.add_argument("--direct", type=Path, default=DEFAULT_DIRECT)
     p_hybrid.add_argument(
-        "--validation-cache", type=Path, default=Path("runs/ionic-physics/phi-validation.jsonl")
+        "--validation-cache",
+        type=Path,
+        nargs="+",
+        default=[Path("runs/ionic-physics/phi-validation.jsonl")],
+    )
+    p_hybrid.add_argument(
+        "--potential", default="sevennet-0", help="the potential of the caches' force constants"
     )
     p_hybrid.add_argument(
         "--validation-direct", type=Path, default=Path("runs/ionic-physics/direct-validation.npz")
@@ -318,7 +324,7 @@ def _force_constants(record: dict[str, Any]) -> Any:
 
 def _predicted_route(
     entries: list[Any],
-    cache: Path,
+    caches: list[Path],
     direct_file: Path,
     born_model: str,
     max_sites: int,
@@ -333,13 +339,10 @@ def _predicted_route(
     from anisoscreen.model.born_charges import predict_born_charges
     from anisoscreen.model.training.evaluate import crystal_systems
 
-    records = [json.loads(line) for line in cache.read_text().splitlines()]
     records = [
         r
-        for r in records
-        if "phi" in r
-        and (entries[r["index"]].born is not None or not with_dfpt_born_only)
-        and r["nsites"] < max_sites
+        for r in _phi_records(caches, max_sites).values()
+        if entries[r["index"]].born is not None or not with_dfpt_born_only
     ]
     index = [r["index"] for r in records]
     charges = predict_born_charges(born_model, [entries[i].structure for i in index])
@@ -366,12 +369,39 @@ def _predicted_route(
     }
 
 
+def _whole_split(entries: list[Any], cached: dict[str, Any], direct_file: Path) -> dict[str, Any]:
+    """A route's rows over every entry of the split: uncached entries keep the direct value.
+
+    Uncached entries are marked flagged, so a blend leaves them at the direct value.
+    """
+    from anisoscreen.model.training.evaluate import crystal_systems
+
+    direct = np.load(direct_file)
+    physics = direct["ionic"].copy()
+    flagged = np.ones(len(entries), dtype=bool)
+    physics[cached["index"]] = cached["physics"]
+    flagged[cached["index"]] = cached["flagged"]
+    return {
+        "index": list(range(len(entries))),
+        "physics": physics,
+        "flagged": flagged,
+        "direct": direct["ionic"],
+        "electronic": direct["electronic"],
+        "reference_ionic": np.stack([e.tensor("ionic") for e in entries]),
+        "reference_total": np.stack([e.tensor("total") for e in entries]),
+        "systems": crystal_systems([e.structure for e in entries]),
+    }
+
+
 def hybrid(args: argparse.Namespace) -> int:
     """(c), as a blend fitted on validation: direct + alpha (physics - direct) where unflagged.
 
     The physics value is route (b) with the Born model's predicted charges; flagged
     structures keep the direct value. ``alpha`` is chosen on the validation split (ionic
-    MAE_ten, a grid of 0.05) and scored on the test split.
+    MAE_ten, a grid of 0.05) and scored on the test split. A second variant weighs the two
+    values freely, ``direct_weight direct + alpha physics`` (both on validation): it can
+    scale down a physics value that a potential's softened modes inflate. ``--cache`` and
+    ``--validation-cache`` take several caches (a split's cells computed in parts).
     """
     from anisoscreen.model.training.error_slices import tensor_mae
 
@@ -391,25 +421,40 @@ def hybrid(args: argparse.Namespace) -> int:
             test_entries, args.cache, args.direct, args.born_model, 40, with_dfpt_born_only=False
         ),
     }
+    rows["test_split"] = _whole_split(test_entries, rows["test_all"], args.direct)
 
-    def blend(part: dict[str, Any], alpha: float) -> np.ndarray:
-        mixed = part["direct"] + alpha * (part["physics"] - part["direct"])
+    def blend(part: dict[str, Any], alpha: float, direct_weight: float | None = None) -> np.ndarray:
+        """``direct + alpha (physics - direct)``, or ``direct_weight direct + alpha physics``."""
+        kept = 1.0 - alpha if direct_weight is None else direct_weight
+        mixed = kept * part["direct"] + alpha * part["physics"]
         return np.where(part["flagged"][:, None, None], part["direct"], mixed)
 
+    def validation_mae(alpha: float, direct_weight: float | None = None) -> float:
+        part = rows["validation"]
+        return float(tensor_mae(blend(part, alpha, direct_weight), part["reference_ionic"]))
+
     grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
-    validation_mae = [
-        float(tensor_mae(blend(rows["validation"], a), rows["validation"]["reference_ionic"]))
-        for a in grid
-    ]
-    alpha = float(grid[int(np.argmin(validation_mae))])
+    mae_by_alpha = [validation_mae(a) for a in grid]
+    alpha = float(grid[int(np.argmin(mae_by_alpha))])
+    # two weights: a physics value scaled down (the potential's softened modes raise eps0)
+    # next to a direct one; both chosen on validation
+    pairs = [(float(a), float(d)) for a in grid for d in grid]
+    two_weights = pairs[int(np.argmin([validation_mae(a, d) for a, d in pairs]))]
     scored: dict[str, dict[str, Any]] = {}
-    for part in ("test", "test_all"):
+    for part in ("test", "test_all", "test_split"):
         test = rows[part]
         scored[part] = {"n": len(test["index"])}
-        for name, value in (("direct", 0.0), ("refine_rule", 1.0), ("blend", alpha)):
-            ionic = blend(test, value)
+        variants = (
+            ("direct", 0.0, None),
+            ("refine_rule", 1.0, None),
+            ("blend", alpha, None),
+            ("two_weight_blend", *two_weights),
+        )
+        for name, value, direct_weight in variants:
+            ionic = blend(test, value, direct_weight)
             scored[part][name] = {
                 "alpha": value,
+                "direct_weight": 1.0 - value if direct_weight is None else direct_weight,
                 "ionic_mae_ten": float(tensor_mae(ionic, test["reference_ionic"])),
                 "total_mae_ten": float(
                     tensor_mae(ionic + test["electronic"], test["reference_total"])
@@ -425,18 +470,32 @@ def hybrid(args: argparse.Namespace) -> int:
             )
     study = {
         "born_model": str(args.born_model),
+        "potential": args.potential,
         "what": "ionic eps0 = direct + alpha (physics - direct) on unflagged structures, "
-        "physics = SevenNet-0 force constants x the Born model's charges; alpha fitted on "
-        "validation (ionic MAE_ten), scored on test",
+        f"physics = {args.potential} force constants x the Born model's charges; alpha fitted "
+        "on validation (ionic MAE_ten), scored on test",
         "n_validation": len(rows["validation"]["index"]),
         "n_test": len(rows["test"]["index"]),
         "parts": {
             "test": "the test cells under 40 sites with DFPT Born charges (as in evaluate)",
             "test_all": "every test cell under 40 sites whose force constants are cached",
+            "test_split": "the whole test split, as anisoscreen evaluate scores it: the direct "
+            "value where no force constants are cached (cells of 40 sites or more) or the "
+            "route is flagged",
         },
-        "flagged_share": {k: float(v["flagged"].mean()) for k, v in rows.items()},
-        "validation_mae_by_alpha": dict(zip(grid.tolist(), validation_mae, strict=True)),
+        "flagged_share": {
+            k: float(v["flagged"].mean()) for k, v in rows.items() if k != "test_split"
+        },
+        "validation_mae_by_alpha": dict(zip(grid.tolist(), mae_by_alpha, strict=True)),
         "alpha": alpha,
+        "two_weights": {
+            "what": "ionic eps0 = direct_weight direct + alpha physics on unflagged structures "
+            "(both on a grid of 0.05 in [0, 1], chosen on validation)",
+            "alpha": two_weights[0],
+            "direct_weight": two_weights[1],
+            "validation_mae": validation_mae(*two_weights),
+            "validation_mae_of_blend": validation_mae(alpha),
+        },
         "test": scored,
     }
     save_study(study, args.output, f"alpha {alpha}; ")
@@ -651,7 +710,7 @@ def evaluate(args: argparse.Namespace) -> int:
     predicted = None
     if args.born_model:
         predicted = _predicted_route(
-            entries, args.cache, args.direct, args.born_model, args.max_sites
+            entries, [args.cache], args.direct, args.born_model, args.max_sites
         )
         assert predicted["index"] == [r["index"] for r in records]
     reference_ionic = np.stack([entries[i].tensor("ionic") for i in index])

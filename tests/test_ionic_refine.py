@@ -179,23 +179,29 @@ def test_predicted_charges_blend_the_physics_value_with_the_direct_one(refined, 
     args = (ranking, 0, 2, "harmonic-springs", "predicted", 1.0, store, ["predicted"], born_model)
     alone = refine_ionic.original(*args)
     blended = refine_ionic.original(*args, 0.4)
-    assert blended.n_physics == alone.n_physics
-    for row, physics_row in zip(blended.refinements, alone.refinements, strict=True):
+    weighted = refine_ionic.original(*args, 0.8, 0.1)  # a physics value scaled down, as fitted
+    assert blended.n_physics == alone.n_physics == weighted.n_physics
+    assert any(row.ionic_method == "physics" for row in alone.refinements)
+    for row, two, physics_row in zip(
+        blended.refinements, weighted.refinements, alone.refinements, strict=True
+    ):
         direct = np.asarray(predictions[row.material_id].eps_ionic.tensor)
         physics = np.asarray(physics_row.physics_eps_ionic)
         if physics_row.ionic_method == "physics":
-            assert row.ionic_method == "blend"
+            assert row.ionic_method == two.ionic_method == "blend"
             np.testing.assert_allclose(row.eps_ionic, direct + 0.4 * (physics - direct))
+            np.testing.assert_allclose(two.eps_ionic, 0.1 * direct + 0.8 * physics)
             eps_inf = np.asarray(predictions[row.material_id].dielectric_tensor)
             np.testing.assert_allclose(row.eps_total, eps_inf + np.asarray(row.eps_ionic))
         else:
-            assert row.ionic_method == "direct"
+            assert row.ionic_method == two.ionic_method == "direct"
             np.testing.assert_allclose(row.eps_ionic, direct)
+            np.testing.assert_allclose(two.eps_ionic, direct)
 
 
 def test_each_born_source_gets_its_measured_recipe():
     from anisoscreen.errors import AnisoscreenError
-    from anisoscreen.screening.ionic_refine import PREDICTED_PHYSICS_WEIGHT
+    from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS
 
     dfpt = IonicRefineMaker.for_charges("dfpt", top_k=5)
     assert (dfpt.born_source, dfpt.physics_sources, dfpt.physics_weight, dfpt.top_k) == (
@@ -204,16 +210,30 @@ def test_each_born_source_gets_its_measured_recipe():
         1.0,
         5,
     )
+    # predicted charges: SevenNet-l3i5 force constants, both blend weights fitted on validation
     predicted = IonicRefineMaker.for_charges("predicted")
     assert predicted.physics_sources == ("predicted",)
-    assert predicted.physics_weight == PREDICTED_PHYSICS_WEIGHT == 0.45
+    assert (predicted.potential, predicted.physics_weight, predicted.direct_weight) == (
+        "sevennet-l3i5",
+        0.8,
+        0.1,
+    )
     assert predicted.born_model == "anisonet-mp-born"
+    older = IonicRefineMaker.for_charges("predicted", potential="sevennet-0")
+    assert (older.physics_weight, older.direct_weight) == PREDICTED_BLEND_WEIGHTS["sevennet-0"]
+    # weights given by the caller replace the table's, both of them
+    mine = IonicRefineMaker.for_charges("predicted", potential="harmonic-springs", physics_weight=1)
+    assert (mine.physics_weight, mine.direct_weight) == (1, None)
+    with pytest.raises(AnisoscreenError, match="no blend of predicted charges is measured"):
+        IonicRefineMaker.for_charges("predicted", potential="harmonic-springs")
     # nominal charges never replace the direct value: the same as the default stage
     assert IonicRefineMaker.for_charges("nominal") == IonicRefineMaker()
     with pytest.raises(AnisoscreenError, match="unknown Born source 'formal'"):
         IonicRefineMaker.for_charges("formal")
     with pytest.raises(AnisoscreenError, match="physics_weight must be in"):
         IonicRefineMaker(physics_weight=0.0)
+    with pytest.raises(AnisoscreenError, match="direct_weight must be in"):
+        IonicRefineMaker(direct_weight=-0.1)
 
 
 def test_run_screen_refuses_an_unknown_born_source_in_one_line(tmp_path):

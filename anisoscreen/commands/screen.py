@@ -171,8 +171,8 @@ def run_screen(
             "--refine-top",
             min=1,
             help="Recompute eps0, eps_total and the FOM of the top K by physics (Born charges x "
-            "SevenNet-0 Gamma force constants) and list their Gamma modes (~10-60 s each on a "
-            "CPU; docs/ionic-physics.md).",
+            "SevenNet Gamma force constants) and list their Gamma modes (~10-60 s each on a "
+            "CPU with SevenNet-0, about 3x that with SevenNet-l3i5; docs/ionic-physics.md).",
         ),
     ] = None,
     refine_charges: Annotated[
@@ -181,7 +181,8 @@ def run_screen(
             "--refine-charges",
             help="Born charges of --refine-top: nominal (default: the direct eps0 is kept; the "
             "Gamma modes are added), dfpt (the data set's, where it holds the material) or "
-            "predicted (anisonet-mp-born's, blended with the direct eps0).",
+            "predicted (anisonet-mp-born's with SevenNet-l3i5 force constants, blended with "
+            "the direct eps0: the most accurate, its weights rebuilt from its recipe).",
         ),
     ] = None,
 ) -> None:

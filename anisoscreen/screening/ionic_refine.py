@@ -3,20 +3,21 @@
 Screening thousands of structures stays on the cheap direct ionic model. This stage takes
 the ranking's first ``top_k`` rows and recomputes their eps0 by the harmonic formula
 (:mod:`anisoscreen.ionic_physics`): Gamma force constants from a potential (SevenNet-0 by
-default) and Born charges from a named source. Each refined candidate keeps its optical
-Gamma modes with their mode effective charges and oscillator strengths, so a user sees
-which phonons make it high-kappa.
+default, SevenNet-l3i5 with predicted charges) and Born charges from a named source. Each
+refined candidate keeps its optical Gamma modes with their mode effective charges and
+oscillator strengths, so a user sees which phonons make it high-kappa.
 
 ``ionic_method`` says which value a row reports: ``physics`` when the route ran without a
 flag (no polar imaginary or soft optical mode, small residual forces) with Born charges
 from one of ``physics_sources``, ``blend`` when that value is mixed with the direct one
-(``physics_weight`` < 1), ``direct`` otherwise (the direct model's value is kept; the
-physics value, the modes and the flags are still stored). By default only DFPT charges
-qualify: on the test split the route beats the direct model with DFPT charges, loses to it
-with nominal ones, and with the charges of ``anisonet-mp-born`` helps as a blend
-(:meth:`IonicRefineMaker.for_charges`, ``docs/ionic-physics.md``). For new candidates, which
-have no DFPT charges, the direct model stays the default and the stage adds the Gamma-mode
-analysis.
+(``physics_weight`` < 1 or a ``direct_weight``), ``direct`` otherwise (the direct model's
+value is kept; the physics value, the modes and the flags are still stored). By default only
+DFPT charges qualify: on the test split the route beats the direct model with DFPT charges,
+loses to it with nominal ones, and with the charges of ``anisonet-mp-born`` and SevenNet-l3i5
+force constants, blended, beats it by 23 % (:meth:`IonicRefineMaker.for_charges`,
+``docs/ionic-physics.md``). That Born model's weights are rebuilt from its recipe (they are
+not in the wheel), so for new candidates the direct model stays the default and the stage
+adds the Gamma-mode analysis; ``predicted`` charges are one option away.
 
 :class:`IonicRefineMaker` makes one job per shard of ``shard_size`` rows (static slices of
 the ranking, so shards run in parallel and a failed shard reruns alone on jobflow-remote)
@@ -52,7 +53,8 @@ from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 __all__ = [
     "PHYSICS_SOURCES",
-    "PREDICTED_PHYSICS_WEIGHT",
+    "PREDICTED_BLEND_WEIGHTS",
+    "PREDICTED_POTENTIAL",
     "GammaModeDoc",
     "IonicRefineMaker",
     "IonicRefineOutput",
@@ -64,10 +66,16 @@ __all__ = [
 
 PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 """Born sources whose physics eps0 beat the direct model on the test split."""
-PREDICTED_PHYSICS_WEIGHT = 0.45
-"""Weight of the physics eps0 with predicted charges, fitted on validation
-(``studies/ionic_physics_study.py hybrid`` with ``anisonet-mp-born`` 1.1.0: test ionic MAE_ten
-2.365 against the direct 2.668)."""
+PREDICTED_POTENTIAL = "sevennet-l3i5"
+"""The potential of the refine stage with predicted charges: the better one on validation."""
+PREDICTED_BLEND_WEIGHTS: dict[str, tuple[float, float]] = {
+    "sevennet-l3i5": (0.8, 0.1),
+    "sevennet-0": (0.65, 0.2),
+}
+"""``(physics_weight, direct_weight)`` of the eps0 with predicted charges, per potential: the
+blend ``direct_weight direct + physics_weight physics``, both weights fitted on validation
+(``studies/ionic_physics_study.py hybrid`` with ``anisonet-mp-born`` 1.1.0; test ionic
+MAE_ten 1.718 with SevenNet-l3i5 and 1.991 with SevenNet-0, against the direct 2.242)."""
 
 
 class IonicRefineOutput(BaseModel):
@@ -117,6 +125,7 @@ def _refine_one(
     physics_sources: list[str],
     charges_of: Callable[[Structure, str], np.ndarray],
     physics_weight: float = 1.0,
+    direct_weight: float | None = None,
 ) -> IonicRefinement:
     from anisoscreen.ionic_physics.force_constants import gamma_force_constants
     from anisoscreen.ionic_physics.route import physics_ionic
@@ -183,8 +192,9 @@ def _refine_one(
     else:
         physics = None
     chosen, method = direct, "direct"
-    if physics is not None and direct is not None and physics_weight < 1.0:
-        chosen, method = direct + physics_weight * (physics - direct), "blend"
+    kept = 1.0 - physics_weight if direct_weight is None else direct_weight
+    if physics is not None and direct is not None and (physics_weight < 1.0 or kept > 0.0):
+        chosen, method = kept * direct + physics_weight * physics, "blend"
     elif physics is not None:
         chosen, method = physics, "physics"
     row["ionic_method"] = method
@@ -211,6 +221,7 @@ def refine_ionic(
     physics_sources: list[str] | None = None,
     born_model: str = DEFAULT_BORN_MODEL,
     physics_weight: float = 1.0,
+    direct_weight: float | None = None,
 ) -> IonicRefineOutput:
     """Refine rows ``start:stop`` of ``ranking`` by the physics route (see the module doc)."""
     from anisoscreen.screening.jobs import _report, _results
@@ -243,6 +254,7 @@ def refine_ionic(
                 list(physics_sources if physics_sources is not None else PHYSICS_SOURCES),
                 charges_of,
                 physics_weight,
+                direct_weight,
             )
         )
         _report("refine", 1, len(ids))
@@ -296,9 +308,12 @@ class IonicRefineMaker(Maker):
     born_model
         The model with a Born head that ``born_source="predicted"`` uses.
     physics_weight
-        Where the physics eps0 is used, the reported value is ``direct + physics_weight *
-        (physics - direct)`` (``ionic_method`` ``blend``; 1: the physics value alone,
-        ``physics``). :meth:`for_charges` sets the measured weight of each Born source.
+        Where the physics eps0 is used, the reported value is ``direct_weight * direct +
+        physics_weight * physics`` (``ionic_method`` ``blend``; weight 1 and no direct
+        weight: the physics value alone, ``physics``). :meth:`for_charges` sets the measured
+        weights of each Born source.
+    direct_weight
+        The direct value's weight in that blend; ``None``: ``1 - physics_weight``.
     shard_size
         Rows per job.
     store
@@ -315,11 +330,14 @@ class IonicRefineMaker(Maker):
     physics_sources: tuple[str, ...] = PHYSICS_SOURCES
     born_model: str = DEFAULT_BORN_MODEL
     physics_weight: float = 1.0
+    direct_weight: float | None = None
 
     def __post_init__(self) -> None:
         self.physics_sources = tuple(self.physics_sources)  # a list after a JSON round trip
         if not 0.0 < self.physics_weight <= 1.0:
             raise AnisoscreenError("physics_weight must be in (0, 1]")
+        if self.direct_weight is not None and not 0.0 <= self.direct_weight <= 1.0:
+            raise AnisoscreenError("direct_weight must be in [0, 1]")
 
     @classmethod
     def for_charges(cls, born_source: str, **fields: Any) -> IonicRefineMaker:
@@ -327,22 +345,34 @@ class IonicRefineMaker(Maker):
 
         On the test split (``docs/ionic-physics.md``): ``dfpt`` charges beat the direct model
         with the physics value alone; ``predicted`` ones (``anisonet-mp-born``) help most as a
-        blend, with :data:`PREDICTED_PHYSICS_WEIGHT` fitted on validation; with ``nominal``
-        ones the direct value is kept (the stage adds the Gamma-mode analysis).
+        blend with SevenNet-l3i5 force constants (:data:`PREDICTED_POTENTIAL`), its weights
+        fitted on validation (:data:`PREDICTED_BLEND_WEIGHTS`, also for SevenNet-0 when
+        ``potential`` names it); with ``nominal`` ones the direct value is kept (the stage
+        adds the Gamma-mode analysis).
         """
         recipes: dict[str, dict[str, Any]] = {
             "dfpt": {"physics_sources": ("dfpt",)},
-            "predicted": {
-                "physics_sources": ("predicted",),
-                "physics_weight": PREDICTED_PHYSICS_WEIGHT,
-            },
+            "predicted": {"physics_sources": ("predicted",)},
             "nominal": {"physics_sources": PHYSICS_SOURCES},
         }
         if born_source not in recipes:
             raise AnisoscreenError(
                 f"unknown Born source {born_source!r}; use one of {', '.join(recipes)}"
             )
-        return cls(born_source=born_source, **{**recipes[born_source], **fields})
+        recipe = recipes[born_source]
+        if born_source == "predicted":
+            potential = fields.get("potential", PREDICTED_POTENTIAL)
+            recipe = {**recipe, "potential": potential}
+            if "physics_weight" not in fields:  # the weights measured for this potential
+                if potential not in PREDICTED_BLEND_WEIGHTS:
+                    raise AnisoscreenError(
+                        f"no blend of predicted charges is measured for potential "
+                        f"{potential!r}; use one of {', '.join(PREDICTED_BLEND_WEIGHTS)} or "
+                        "give physics_weight"
+                    )
+                physics_weight, direct_weight = PREDICTED_BLEND_WEIGHTS[potential]
+                recipe.update(physics_weight=physics_weight, direct_weight=direct_weight)
+        return cls(born_source=born_source, **{**recipe, **fields})
 
     def make(self, ranking: Any) -> Flow:
         """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
@@ -359,6 +389,7 @@ class IonicRefineMaker(Maker):
                 list(self.physics_sources),
                 self.born_model,
                 self.physics_weight,
+                self.direct_weight,
             )
             shard.name = f"{self.name} {start}-{stop}"
             shards.append(shard)
