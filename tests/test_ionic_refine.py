@@ -249,3 +249,18 @@ def test_run_screen_refuses_an_unknown_born_source_in_one_line(tmp_path):
     alone = run_cli("run-screen", "--data-dir", str(tmp_path), "--refine-charges", "dfpt")
     assert alone.returncode == 1
     assert alone.stderr.strip() == "error: refine_charges needs refine_top"
+
+
+def test_refine_progress_counts_up_to_the_last_shards_end(refined):
+    """Shards run in order share one progress bar: its total ends at the rows refined."""
+    from anisoscreen.screening import jobs
+
+    _, _, ranking, _, _, store = refined
+    calls = []
+    jobs.set_progress_reporter(lambda stage, advance, total: calls.append((advance, total)))
+    try:
+        for start, stop in ((0, 2), (2, 3)):
+            refine_ionic.original(ranking, start, stop, "harmonic-springs", "nominal", 1.0, store)
+    finally:
+        jobs.set_progress_reporter(None)
+    assert calls == [(1, 2), (1, 2), (1, 3)]

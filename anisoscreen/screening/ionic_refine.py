@@ -257,7 +257,9 @@ def refine_ionic(
                 direct_weight,
             )
         )
-        _report("refine", 1, len(ids))
+        # one progress bar for all shards: run in order (locally) they count up to the last
+        # shard's end, so the total shown is this shard's end, not its own length
+        _report("refine", 1, start + len(ids))
     with _results(store) as results:  # what query, table, browser and report show
         results.upsert(RefinementDoc.of(r, predictions[r.material_id]) for r in refinements)
     return IonicRefineOutput(
