@@ -69,13 +69,13 @@ PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 PREDICTED_POTENTIAL = "sevennet-l3i5"
 """The potential of the refine stage with predicted charges: the better one on validation."""
 PREDICTED_BLEND_WEIGHTS: dict[str, tuple[float, float]] = {
-    "sevennet-l3i5": (0.8, 0.1),
-    "sevennet-0": (0.65, 0.2),
+    "sevennet-l3i5": (0.85, 0.1),
+    "sevennet-0": (0.7, 0.15),
 }
 """``(physics_weight, direct_weight)`` of the eps0 with predicted charges, per potential: the
 blend ``direct_weight direct + physics_weight physics``, both weights fitted on validation
-(``studies/ionic_physics_study.py hybrid`` with ``anisonet-mp-born`` 1.1.0; test ionic
-MAE_ten 1.718 with SevenNet-l3i5 and 1.991 with SevenNet-0, against the direct 2.242)."""
+(``studies/ionic_physics_study.py hybrid`` with ``anisonet-mp-born`` 1.2.0; test ionic
+MAE_ten 1.685 with SevenNet-l3i5 and 1.984 with SevenNet-0, against the direct 2.242)."""
 
 
 class IonicRefineOutput(BaseModel):
