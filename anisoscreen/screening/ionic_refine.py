@@ -14,7 +14,7 @@ from one of ``physics_sources``, ``blend`` when that value is mixed with the dir
 value is kept; the physics value, the modes and the flags are still stored). By default only
 DFPT charges qualify: on the test split the route beats the direct model with DFPT charges,
 loses to it with nominal ones, and with the charges of ``anisonet-mp-born`` and SevenNet-l3i5
-force constants, blended, beats it by 23 % (:meth:`IonicRefineMaker.for_charges`,
+force constants, blended, beats it by 25 % (:meth:`IonicRefineMaker.for_charges`,
 ``docs/ionic-physics.md``). That Born model's weights are rebuilt from its recipe (they are
 not in the wheel), so for new candidates the direct model stays the default and the stage
 adds the Gamma-mode analysis; ``predicted`` charges are one option away.
