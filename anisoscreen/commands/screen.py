@@ -171,8 +171,9 @@ def run_screen(
             "--refine-top",
             min=1,
             help="Recompute eps0, eps_total and the FOM of the top K by physics (Born charges x "
-            "SevenNet Gamma force constants) and list their Gamma modes (~10-60 s each on a "
-            "CPU with SevenNet-0, about 3x that with SevenNet-l3i5; docs/ionic-physics.md).",
+            "SevenNet Gamma force constants) and list their Gamma modes (seconds to a minute "
+            "each on a CPU: the top 200 took 25 minutes on 2 idle cores with --refine-charges "
+            "predicted; docs/ionic-physics.md).",
         ),
     ] = None,
     refine_charges: Annotated[
