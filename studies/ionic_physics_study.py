@@ -369,6 +369,15 @@ def _predicted_route(
     }
 
 
+def _subset(part: dict[str, Any], keep: list[bool]) -> dict[str, Any]:
+    """The rows of a route's cells where ``keep`` is true (per-cell fields only)."""
+    mask = np.asarray(keep, dtype=bool)
+    subset = {k: v[mask] for k, v in part.items() if isinstance(v, np.ndarray)}
+    subset["index"] = [i for i, k in zip(part["index"], mask, strict=True) if k]
+    subset["systems"] = [s for s, k in zip(part["systems"], mask, strict=True) if k]
+    return subset
+
+
 def _whole_split(entries: list[Any], cached: dict[str, Any], direct_file: Path) -> dict[str, Any]:
     """A route's rows over every entry of the split: uncached entries keep the direct value.
 
@@ -414,13 +423,16 @@ def hybrid(args: argparse.Namespace) -> int:
             args.born_model,
             40,
         ),
-        "test": _predicted_route(test_entries, args.cache, args.direct, args.born_model, 40),
         # every test cell under 40 sites whose force constants are cached, with or without
         # DFPT charges (phi --all-entries): the predicted charges need none
         "test_all": _predicted_route(
             test_entries, args.cache, args.direct, args.born_model, 40, with_dfpt_born_only=False
         ),
     }
+    # the cells with DFPT charges, the ones the other routes are scored on
+    rows["test"] = _subset(
+        rows["test_all"], [test_entries[i].born is not None for i in rows["test_all"]["index"]]
+    )
     rows["test_split"] = _whole_split(test_entries, rows["test_all"], args.direct)
 
     def blend(part: dict[str, Any], alpha: float, direct_weight: float | None = None) -> np.ndarray:
@@ -684,11 +696,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
     entries = _test_entries(args.ionic_model)
     direct = np.load(args.direct)
-    records = [json.loads(line) for line in args.cache.read_text().splitlines()]
     records = [
         r
-        for r in records
-        if "phi" in r and entries[r["index"]].born is not None and r["nsites"] < args.max_sites
+        for r in _phi_records([args.cache], args.max_sites).values()
+        if entries[r["index"]].born is not None
     ]
     rows: dict[str, list[Any]] = {k: [] for k in ("dfpt", "raw", "nominal", "flags")}
     index = [r["index"] for r in records]
