@@ -24,6 +24,7 @@ from anisoscreen import tensor as tmath
 __all__ = [
     "CandidateDoc",
     "Dimensionality",
+    "ForceConstantsDoc",
     "GammaModeDoc",
     "IonicRefinement",
     "PredictionDoc",
@@ -677,6 +678,29 @@ class StructureDescriptorsDoc(_Document):
     crystal_system: str | None = None
     space_group_symbol: str | None = None
     space_group_number: int | None = None
+
+
+class ForceConstantsDoc(_Document):
+    """The Gamma force constants of one structure under one potential, cached.
+
+    Keyed by :func:`structure_hash` and the potential's name, so a refine stage or an
+    evaluation that meets the structure again (another material id, model, Born source or
+    run) computes none of them again. ``version`` is that of the force-constant computation
+    (:data:`anisoscreen.ionic_physics.force_constant_cache.FORCE_CONSTANTS_VERSION`); another
+    version recomputes.
+    """
+
+    STORE_KEY: ClassVar[tuple[str, ...]] = ("structure_hash", "potential")
+
+    structure_hash: str
+    potential: str = Field(description="Name of the potential (e.g. sevennet-l3i5).")
+    version: int
+    phi: list[list[float]] = Field(description="(3N, 3N) force constants, eV/A^2.")
+    residual_forces: list[list[float]] = Field(description="(N, 3) forces of the cell, eV/A.")
+    raw_asymmetry: float
+    n_displacements: int
+    n_operations: int
+    seconds: float = Field(description="Wall time of the computation that made them.")
 
 
 class CampaignPick(BaseModel):

@@ -151,3 +151,94 @@ def test_model_set_evaluation_sums_the_two_models_against_dfpt_total(
     counted = [line for line in out.output.splitlines() if line.startswith("evaluating: ")]
     assert counted and "(100 %)" in counted[-1]  # both models' structures in one count
     assert all((tmp_path / f"set-{k}.png").stat().st_size > 10_000 for k in results)
+
+
+def test_refined_evaluation_scores_the_refine_stage_on_the_split(
+    tiny_model, ionic_model, cleaned, tmp_path, monkeypatch
+):
+    """evaluate --refine-charges: each small structure's eps0 is the refine stage's row."""
+    from anisoscreen.ionic_physics import force_constant_cache
+    from anisoscreen.ionic_physics.born import nominal_born_charges
+    from anisoscreen.ionic_physics.force_constants import gamma_force_constants
+    from anisoscreen.ionic_physics.potentials import HarmonicSpringPotential
+    from anisoscreen.ionic_physics.route import physics_ionic
+    from anisoscreen.model.training.evaluate import evaluate_model_set
+    from anisoscreen.screening.ionic_refine import IonicRefineMaker
+    from anisoscreen.screening.refined_evaluation import refine_model_set
+
+    electronic_folder, _ = tiny_model
+    ionic_folder, _ = ionic_model
+    results = evaluate_model_set(
+        str(electronic_folder), str(ionic_folder), evaluate_data(), device="cpu", cleaned=cleaned
+    )
+    chosen = [cleaned[i] for i in results["total"]["indices"]]
+    sizes = sorted(len(e.structure) for e in chosen)
+    max_sites = sizes[len(sizes) // 2]  # the larger half keeps the direct value
+    refine = IonicRefineMaker(
+        potential="harmonic-springs",
+        born_source="nominal",
+        physics_sources=("nominal",),
+        physics_weight=0.8,
+        direct_weight=0.1,
+        store={"data_dir": str(tmp_path / "d")},
+    )
+    refined = refine_model_set(results, refine, cleaned, max_sites=max_sites)
+    direct, eps_inf = results["ionic"]["predicted"], results["electronic"]["predicted"]
+    ionic = refined["ionic_refined"]["predicted"]
+    potential = HarmonicSpringPotential(spring=1.0, cutoff=3.2)
+    blended = 0
+    for row, entry in enumerate(chosen):
+        if len(entry.structure) >= max_sites:
+            np.testing.assert_array_equal(ionic[row], direct[row])
+            continue
+        fc = gamma_force_constants(entry.structure, potential)
+        physics = physics_ionic(entry.structure, nominal_born_charges(entry.structure), fc)
+        if physics.flags:
+            np.testing.assert_array_equal(ionic[row], direct[row])
+        else:
+            blended += 1
+            expected = 0.1 * direct[row] + 0.8 * physics.eps_ionic
+            np.testing.assert_allclose(ionic[row], expected, rtol=1e-6, atol=1e-9)
+    assert blended > 0
+    total = refined["total_refined"]
+    np.testing.assert_allclose(total["predicted"], eps_inf + ionic)
+    np.testing.assert_array_equal(total["reference"], results["total"]["reference"])
+    assert total["metrics"]["tensor_mae"] == pytest.approx(
+        tensor_mae(eps_inf + ionic, results["total"]["reference"])
+    )
+    small = sum(len(e.structure) < max_sites for e in chosen)
+    assert refined["ionic_refined"]["n_refined"] == small
+    assert refined["ionic_refined"]["methods"].get("blend", 0) == blended
+    assert sum(refined["ionic_refined"]["methods"].values()) == len(chosen)
+
+    # again: every force constant comes from the store, none is computed
+    def fail(*_args, **_kwargs):
+        raise AssertionError("force constants computed again")
+
+    monkeypatch.setattr(force_constant_cache, "gamma_force_constants", fail)
+    again = refine_model_set(results, refine, cleaned, max_sites=max_sites)
+    np.testing.assert_array_equal(again["ionic_refined"]["predicted"], ionic)
+
+
+def test_evaluate_cli_reports_the_refined_model_set(tiny_model, ionic_model, tmp_path, monkeypatch):
+    electronic_folder, _ = tiny_model
+    ionic_folder, _ = ionic_model
+    monkeypatch.setenv("ANISOSCREEN_DATA_DIR", str(tmp_path / "d"))
+    out = CliRunner().invoke(
+        app,
+        ["evaluate", "--model", str(electronic_folder), "--ionic-model", str(ionic_folder),
+         "--device", "cpu", "--refine-charges", "dfpt", "--refine-potential", "harmonic-springs",
+         "--json", str(tmp_path / "set.json")],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert out.output.count("refined (dfpt Born") == 2  # the ionic and the total tables
+    summary = json.loads((tmp_path / "set.json").read_text())
+    assert set(summary) == {"electronic", "ionic", "total", "ionic_refined", "total_refined"}
+    refined = summary["ionic_refined"]
+    assert "refined (dfpt Born charges, harmonic-springs force constants" in refined["model"]
+    assert refined["n_refined"] > 0 and sum(refined["methods"].values()) == 10
+    assert refined["metrics"]["n"] == 10 and refined["subset"] == "test"
+    # the DFPT charges with a stand-in potential: the physics value where it is not flagged
+    assert refined["methods"].get("physics", 0) + refined["n_flagged"] >= 1
+    out = CliRunner().invoke(app, ["evaluate", "--refine-charges", "dfpt"])
+    assert out.exit_code != 0 and "need --ionic-model" in str(out.exception)

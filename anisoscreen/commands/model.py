@@ -428,6 +428,24 @@ def evaluate(
             "sum against DFPT eps_total (MAE_ten for all three).",
         ),
     ] = None,
+    refine_charges: Annotated[
+        str | None,
+        typer.Option(
+            "--refine-charges",
+            help="With --ionic-model, also score the refine stage of run-screen --refine-top "
+            "with these Born charges (predicted, dfpt or nominal) on every structure of the "
+            "split under 40 sites: force constants for each (about 15 CPU seconds a "
+            "structure with SevenNet-l3i5), cached in the results store.",
+        ),
+    ] = None,
+    refine_potential: Annotated[
+        str | None,
+        typer.Option(
+            "--refine-potential",
+            help="Potential of --refine-charges (sevennet-0, sevennet-l3i5; default: the "
+            "refine stage's for those charges).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model on a split of the data: MAE of eps_poly, a_r, components and MAE_ten.
 
@@ -446,7 +464,20 @@ def evaluate(
         return
     if ionic_model and (split_seed is not None or member):
         raise AnisoscreenError("--split-seed and --member apply to a single model")
+    refine = None
+    if refine_charges is not None or refine_potential is not None:
+        if not ionic_model:
+            raise AnisoscreenError("--refine-charges and --refine-potential need --ionic-model")
+        from anisoscreen.screening.ionic_refine import IonicRefineMaker
+
+        chosen = {"potential": refine_potential} if refine_potential else {}
+        refine = IonicRefineMaker.for_charges(refine_charges or "nominal", **chosen)
     console.print(f"evaluating {settings.model} on the {subset} split")
+    cleaned = None
+    if refine is not None:  # read once: the model set and the refined structures share them
+        from anisoscreen.model.training.dataset import clean_entries, load_entries
+
+        cleaned = clean_entries(load_entries(data))[0]
     # counted: the structures predicted (bar with rate and ETA; lines when not a terminal)
     with progress("evaluating", console) as report:
         if ionic_model:
@@ -458,6 +489,7 @@ def evaluate(
                 subset,
                 settings.device,
                 progress=report,
+                cleaned=cleaned,
             )
         else:
             results = {
@@ -473,6 +505,12 @@ def evaluate(
                     progress=report,
                 )
             }
+    if refine is not None:
+        from anisoscreen.screening.refined_evaluation import refine_model_set
+
+        assert cleaned is not None
+        with progress("refining eps0", console) as report:
+            results = refine_model_set(results, refine, cleaned, progress=report)
     for key, result in results.items():
         if parity_plot is not None:
             from anisoscreen.report.figures import parity_from_arrays

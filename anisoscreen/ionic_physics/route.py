@@ -31,7 +31,7 @@ from anisoscreen.ionic_physics.formula import (
     impose_born_asr,
 )
 
-__all__ = ["IMAGINARY_TOL_THZ", "PhysicsIonic", "physics_ionic"]
+__all__ = ["IMAGINARY_TOL_THZ", "PhysicsIonic", "blend_ionic", "physics_ionic"]
 
 IMAGINARY_TOL_THZ = 0.1
 """Imaginary frequencies smaller than this (THz) are taken as numerical noise, not instability."""
@@ -115,3 +115,24 @@ def physics_ionic(
         max_residual_force=residual,
         n_dropped=int((~included).sum()),
     )
+
+
+def blend_ionic(
+    direct: np.ndarray | None,
+    physics: np.ndarray | None,
+    physics_weight: float = 1.0,
+    direct_weight: float | None = None,
+) -> tuple[np.ndarray | None, str]:
+    """``(eps0, method)``: the value a refinement reports from its two routes.
+
+    ``physics`` is the physics eps0 where it may be used (``None`` where it is flagged or its
+    Born source is not trusted). With both, ``direct_weight direct + physics_weight physics``
+    (``direct_weight=None``: ``1 - physics_weight``) is the ``blend``, or the physics value
+    alone (``physics``) at weight 1 with no direct weight; otherwise the ``direct`` value.
+    """
+    kept = 1.0 - physics_weight if direct_weight is None else direct_weight
+    if physics is not None and direct is not None and (physics_weight < 1.0 or kept > 0.0):
+        return kept * direct + physics_weight * physics, "blend"
+    if physics is not None:
+        return physics, "physics"
+    return direct, "direct"

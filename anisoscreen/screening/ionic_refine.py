@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from anisoscreen.schemas import (
 from anisoscreen.screening.outputs import RankingStageOutput
 from anisoscreen.screening.shards import shard_bounds
 from anisoscreen.settings import DEFAULT_BORN_MODEL
+from anisoscreen.store import ResultsStore
 
 __all__ = [
     "PHYSICS_SOURCES",
@@ -59,8 +60,10 @@ __all__ = [
     "IonicRefineMaker",
     "IonicRefineOutput",
     "IonicRefinement",
+    "RefineInput",
     "merge_refinements",
     "refine_ionic",
+    "refine_structures",
 ]
 
 
@@ -115,43 +118,67 @@ def _poly(tensor: np.ndarray) -> float:
     return float(np.trace(tensor) / 3.0)
 
 
+@dataclass(frozen=True)
+class RefineInput:
+    """One structure to refine, with its direct predictions.
+
+    Attributes
+    ----------
+    rank
+        Its row in the ranking (or data split) refined.
+    eps_inf
+        (3, 3) electronic tensor the totals add to eps0.
+    direct
+        (3, 3) direct eps0, or ``None`` where no ionic model predicted one.
+    gap
+        Band gap in eV for the FOM (``None``: no FOM).
+    direct_figure_of_merit
+        The FOM of the direct prediction, kept beside the refined one.
+    """
+
+    rank: int
+    material_id: str
+    formula: str
+    structure: Structure
+    eps_inf: np.ndarray
+    direct: np.ndarray | None
+    gap: float | None = None
+    direct_figure_of_merit: float | None = None
+
+
 def _refine_one(
-    rank: int,
-    prediction: PredictionDoc,
-    candidate: CandidateDoc,
+    item: RefineInput,
     potential: Any,
     born_source: str,
     min_frequency_thz: float,
     physics_sources: list[str],
     charges_of: Callable[[Structure, str], np.ndarray],
-    physics_weight: float = 1.0,
-    direct_weight: float | None = None,
+    physics_weight: float,
+    direct_weight: float | None,
+    results: ResultsStore | None,
 ) -> IonicRefinement:
-    from anisoscreen.ionic_physics.force_constants import gamma_force_constants
-    from anisoscreen.ionic_physics.route import physics_ionic
+    from anisoscreen.ionic_physics.force_constant_cache import cached_force_constants
+    from anisoscreen.ionic_physics.route import blend_ionic, physics_ionic
 
     start = time.perf_counter()
-    eps_inf = np.asarray(prediction.dielectric_tensor, dtype=float)
-    gap = prediction.band_gap if prediction.band_gap is not None else candidate.band_gap
-    direct = np.asarray(prediction.eps_ionic.tensor) if prediction.eps_ionic else None
+    direct, gap, structure = item.direct, item.gap, item.structure
     row: dict[str, Any] = {
-        "material_id": prediction.material_id,
-        "formula": prediction.formula_pretty,
-        "rank": rank,
+        "material_id": item.material_id,
+        "formula": item.formula,
+        "rank": item.rank,
         "potential": potential.name,
         "born_source": born_source,
         "direct_eps_ionic": direct.tolist() if direct is not None else None,
-        "direct_figure_of_merit": prediction.figure_of_merit,
+        "direct_figure_of_merit": item.direct_figure_of_merit,
     }
-    structure = candidate.structure
     try:
-        fc = gamma_force_constants(structure, potential)
+        fc, _ = cached_force_constants(structure, potential, results)
     except AnisoscreenError as exc:
         fc, row["error"] = None, str(exc)
     charges = None
     if fc is not None:
         try:
-            charges = charges_of(structure, prediction.material_id)
+            charges = charges_of(structure, item.material_id)
         except AnisoscreenError as exc:
             row["error"] = str(exc)
     if fc is not None and charges is not None:
@@ -191,15 +218,10 @@ def _refine_one(
         physics = None
     else:
         physics = None
-    chosen, method = direct, "direct"
-    kept = 1.0 - physics_weight if direct_weight is None else direct_weight
-    if physics is not None and direct is not None and (physics_weight < 1.0 or kept > 0.0):
-        chosen, method = kept * direct + physics_weight * physics, "blend"
-    elif physics is not None:
-        chosen, method = physics, "physics"
+    chosen, method = blend_ionic(direct, physics, physics_weight, direct_weight)
     row["ionic_method"] = method
     if chosen is not None:
-        total = eps_inf + chosen
+        total = item.eps_inf + chosen
         row["eps_ionic"] = chosen.tolist()
         row["eps_total"] = total.tolist()
         row["eps_total_poly"] = _poly(total)
@@ -207,6 +229,47 @@ def _refine_one(
             row["figure_of_merit"] = gap * _poly(total)
     row["seconds"] = time.perf_counter() - start
     return IonicRefinement(**row)
+
+
+def refine_structures(
+    items: Iterable[RefineInput],
+    potential: str = "sevennet-0",
+    born_source: str = "nominal",
+    min_frequency_thz: float = 1.0,
+    physics_sources: Iterable[str] = PHYSICS_SOURCES,
+    born_model: str = DEFAULT_BORN_MODEL,
+    physics_weight: float = 1.0,
+    direct_weight: float | None = None,
+    results: ResultsStore | None = None,
+    on_row: Callable[[IonicRefinement], None] | None = None,
+) -> list[IonicRefinement]:
+    """The refinement of each item (the parameters are :class:`IonicRefineMaker`'s).
+
+    The potential and the Born model load once. Force constants are read from and written
+    to ``results`` (:mod:`anisoscreen.ionic_physics.force_constant_cache`; ``None``: none
+    cached); ``on_row`` is called after each row.
+    """
+    model = _load_potential(potential)
+    charges_of = _charges_source(born_source, born_model)
+    sources = list(physics_sources)
+    rows = []
+    for item in items:
+        rows.append(
+            _refine_one(
+                item,
+                model,
+                born_source,
+                min_frequency_thz,
+                sources,
+                charges_of,
+                physics_weight,
+                direct_weight,
+                results,
+            )
+        )
+        if on_row is not None:
+            on_row(rows[-1])
+    return rows
 
 
 @job(output_schema=IonicRefineOutput)
@@ -239,28 +302,25 @@ def refine_ionic(
         candidates = {
             c.material_id: c for c in results.query(CandidateDoc, {"material_id": {"$in": ids}})
         }
-    model = _load_potential(potential)
-    charges_of = _charges_source(born_source, born_model)
-    refinements = []
-    for offset, material_id in enumerate(ids):
-        refinements.append(
-            _refine_one(
-                start + offset,
-                predictions[material_id],
-                candidates[material_id],
-                model,
-                born_source,
-                min_frequency_thz,
-                list(physics_sources if physics_sources is not None else PHYSICS_SOURCES),
-                charges_of,
-                physics_weight,
-                direct_weight,
-            )
+        items = [
+            _refine_input(start + offset, predictions[material_id], candidates[material_id])
+            for offset, material_id in enumerate(ids)
+        ]
+        refinements = refine_structures(
+            items,
+            potential,
+            born_source,
+            min_frequency_thz,
+            physics_sources if physics_sources is not None else PHYSICS_SOURCES,
+            born_model,
+            physics_weight,
+            direct_weight,
+            results,
+            # one progress bar for all shards: run in order (locally) they count up to the
+            # last shard's end, so the total shown is this shard's end, not its own length
+            on_row=lambda _: _report("refine", 1, start + len(ids)),
         )
-        # one progress bar for all shards: run in order (locally) they count up to the last
-        # shard's end, so the total shown is this shard's end, not its own length
-        _report("refine", 1, start + len(ids))
-    with _results(store) as results:  # what query, table, browser and report show
+        # what query, table, browser and report show
         results.upsert(RefinementDoc.of(r, predictions[r.material_id]) for r in refinements)
     return IonicRefineOutput(
         model=ranking.model,
@@ -270,6 +330,21 @@ def refine_ionic(
         n_physics=sum(r.ionic_method in ("physics", "blend") for r in refinements),
         n_flagged=sum(bool(r.flags) for r in refinements),
         seconds=time.perf_counter() - begin,
+    )
+
+
+def _refine_input(rank: int, prediction: PredictionDoc, candidate: CandidateDoc) -> RefineInput:
+    """A ranking row's structure and direct predictions."""
+    gap = prediction.band_gap if prediction.band_gap is not None else candidate.band_gap
+    return RefineInput(
+        rank=rank,
+        material_id=prediction.material_id,
+        formula=prediction.formula_pretty,
+        structure=candidate.structure,
+        eps_inf=np.asarray(prediction.dielectric_tensor, dtype=float),
+        direct=np.asarray(prediction.eps_ionic.tensor) if prediction.eps_ionic else None,
+        gap=gap,
+        direct_figure_of_merit=prediction.figure_of_merit,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from anisoscreen.schemas import (
     CampaignDoc,
     CandidateDoc,
+    ForceConstantsDoc,
     PredictionDoc,
     RefinementDoc,
     ScreeningRunDoc,
@@ -27,6 +28,7 @@ COLLECTIONS: dict[str, type] = {
     "campaigns": CampaignDoc,
     "descriptors": StructureDescriptorsDoc,
     "refinements": RefinementDoc,
+    "force_constants": ForceConstantsDoc,
 }
 """Result collections and the document each one holds."""
 
@@ -53,6 +55,7 @@ INDEXES: dict[str, list[str]] = {
     "campaigns": ["name"],
     "descriptors": ["structure_hash", "version"],
     "refinements": ["material_id", "model"],
+    "force_constants": ["structure_hash", "potential", "version"],
     JOB_COLLECTION: ["uuid", "index", "name", "state"],
     JOB_DATA_COLLECTION: ["blob_uuid", "job_uuid", "job_index"],
 }

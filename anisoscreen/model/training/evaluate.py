@@ -367,25 +367,28 @@ def evaluate_model_set(
     subset: str = "test",
     device: str = "auto",
     progress: Report | None = None,
+    cleaned: Sequence[DielectricEntry] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model set for eps_inf, eps0 and the static eps_total = eps_inf + eps0.
 
     Both models must have been trained on the same entries and split (they share the test
     structures); the total is the sum of the two ensemble means, compared with DFPT's
     eps_total. ``progress(done, total)`` counts the structures both models predict.
+    ``cleaned``: the data set's entries after :func:`clean_entries`, if already loaded.
 
     Returns
     -------
     dict
         ``{"electronic": ..., "ionic": ..., "total": ...}`` results of :func:`evaluate_model`
-        shape (the total's ``model`` names both).
+        shape (the total's ``model`` names both; its ``indices`` are the split's entries in
+        ``cleaned``, in the order of the predictions).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
 
     count = PredictionCount(progress)
     # read once: both evaluations and the total's reference tensors use the same entries
-    entries, _ = clean_entries(load_entries(data_path))
+    entries = list(cleaned) if cleaned is not None else clean_entries(load_entries(data_path))[0]
     results = {
         name: evaluate_model(
             path, data_path, data_dir, subset, device=device, progress=count, cleaned=entries
@@ -415,6 +418,7 @@ def evaluate_model_set(
         "subset": subset,
         "split_seed": seed,
         "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+        "indices": [int(i) for i in chosen_all],
         "predicted": predicted,
         "reference": reference,
     }
