@@ -210,6 +210,11 @@ def test_refined_evaluation_scores_the_refine_stage_on_the_split(
     assert refined["ionic_refined"]["n_refined"] == small
     assert refined["ionic_refined"]["methods"].get("blend", 0) == blended
     assert sum(refined["ionic_refined"]["methods"].values()) == len(chosen)
+    assert refined["ionic_refined"]["ionic_method"] == [
+        "direct" if len(e.structure) >= max_sites or np.array_equal(ionic[i], direct[i])
+        else "blend"
+        for i, e in enumerate(chosen)
+    ]  # fmt: skip
 
     # again: every force constant comes from the store, none is computed
     def fail(*_args, **_kwargs):

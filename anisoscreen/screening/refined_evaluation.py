@@ -54,8 +54,8 @@ def refine_model_set(
     -------
     dict
         ``results`` with ``ionic_refined`` and ``total_refined`` in the same shape, each
-        with ``methods`` (rows per ``ionic_method``; larger structures count as
-        ``direct``), ``n_refined``, ``n_flagged`` and ``refine_seconds`` (their wall time,
+        with ``ionic_method`` (each row's; ``direct`` for the larger structures), ``methods``
+        (rows per method), ``n_refined``, ``n_flagged`` and ``refine_seconds`` (their wall time,
         cached force constants taking none).
     """
     from anisoscreen.model.training.evaluate import crystal_systems
@@ -99,11 +99,12 @@ def refine_model_set(
         )
     results = dict(results)
     refined = direct.copy()
+    per_row = ["direct"] * len(chosen)
     for row in rows:
+        per_row[row.rank] = row.ionic_method
         if row.eps_ionic is not None:
             refined[row.rank] = np.asarray(row.eps_ionic)
-    methods = Counter(row.ionic_method for row in rows)
-    methods["direct"] += len(chosen) - len(rows)
+    methods = Counter(per_row)
     systems = crystal_systems([e.structure for e in chosen])
     what = (
         f"{results['ionic']['model']} refined ({refine.born_source} Born charges, "
@@ -115,6 +116,7 @@ def refine_model_set(
         "split_seed": results["total"]["split_seed"],
         "max_sites": max_sites,
         "methods": dict(methods),
+        "ionic_method": per_row,
         "n_refined": len(rows),
         "n_flagged": sum(bool(row.flags) for row in rows),
         "errors": {row.material_id: row.error for row in rows if row.error},

@@ -1,0 +1,105 @@
+"""Issue 28: the predicted-charge blend's weights fitted on every validation cell.
+
+The refine stage's blend ``w_d direct + w_p physics`` (``PREDICTED_BLEND_WEIGHTS``) was fitted
+by ``ionic_physics_study.py hybrid`` on 120 validation cells: those with DFPT Born charges.
+The blend serves new candidates, which have none, and the test split is scored on every cell
+under 40 sites. This fits the two weights on every validation cell under 40 sites instead,
+through the package's own path: ``evaluate_model_set`` for the direct values and
+``refine_model_set`` with the physics value alone (weight 1, no direct weight) for the
+physics ones, on the force constants ``anisoscreen evaluate --refine-charges predicted``
+cached in the results store (run it first on both splits, with the same data dir):
+
+    ANISOSCREEN_DATA_DIR=runs/ionic-eval anisoscreen evaluate --subset validation \\
+        --ionic-model anisonet-mp-ionic-v1 --refine-charges predicted
+    ANISOSCREEN_DATA_DIR=runs/ionic-eval anisoscreen evaluate \\
+        --ionic-model anisonet-mp-ionic-v1 --refine-charges predicted
+    ANISOSCREEN_DATA_DIR=runs/ionic-eval python studies/blend_fit.py \\
+        --output studies/results/ionic-physics-blend-fit-all-validation.json
+
+Both weights on a grid of 0.05 in [0, 1], chosen by the validation ionic MAE_ten; the test
+split is scored with them and with the weights in use, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _study_io import save_study
+
+from anisoscreen.model.training.dataset import clean_entries, load_entries
+from anisoscreen.model.training.error_slices import tensor_mae
+from anisoscreen.model.training.evaluate import evaluate_model_set
+from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, IonicRefineMaker
+from anisoscreen.screening.refined_evaluation import refine_model_set
+from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL, get_settings
+
+
+def _split(subset: str, cleaned: list[Any], data: Path, potential: str) -> dict[str, np.ndarray]:
+    """Direct, physics (where used), eps_inf and reference tensors of one split."""
+    results = evaluate_model_set(
+        DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
+    )
+    physics_alone = IonicRefineMaker.for_charges(
+        "predicted", potential=potential, physics_weight=1.0, direct_weight=0.0
+    )
+    refined = refine_model_set(results, physics_alone, cleaned)["ionic_refined"]
+    return {
+        "direct": results["ionic"]["predicted"],
+        "physics": refined["predicted"],
+        "used": np.array([m == "physics" for m in refined["ionic_method"]]),
+        "electronic": results["electronic"]["predicted"],
+        "reference_ionic": results["ionic"]["reference"],
+        "reference_total": results["total"]["reference"],
+    }
+
+
+def _blend(part: dict[str, np.ndarray], physics_weight: float, direct_weight: float) -> np.ndarray:
+    mixed = direct_weight * part["direct"] + physics_weight * part["physics"]
+    return np.where(part["used"][:, None, None], mixed, part["direct"])
+
+
+def _scores(part: dict[str, np.ndarray], weights: tuple[float, float]) -> dict[str, float]:
+    ionic = _blend(part, *weights)
+    return {
+        "physics_weight": weights[0],
+        "direct_weight": weights[1],
+        "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
+        "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--potential", default="sevennet-l3i5")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    cleaned = clean_entries(load_entries(data))[0]
+    parts = {s: _split(s, cleaned, data, args.potential) for s in ("validation", "test")}
+    grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+    pairs = [(float(p), float(d)) for p in grid for d in grid]
+    validation_mae = [_scores(parts["validation"], w)["ionic_mae_ten"] for w in pairs]
+    chosen = pairs[int(np.argmin(validation_mae))]
+    in_use = PREDICTED_BLEND_WEIGHTS[args.potential]
+    study = {
+        "what": "w_d direct + w_p physics on the unflagged cells under 40 sites (predicted "
+        f"charges, {args.potential} force constants), both weights chosen on every validation "
+        "cell under 40 sites by the ionic MAE_ten; scored on the whole test split",
+        "potential": args.potential,
+        "n": {s: int(len(p["direct"])) for s, p in parts.items()},
+        "n_physics": {s: int(p["used"].sum()) for s, p in parts.items()},
+        "chosen": {s: _scores(p, chosen) for s, p in parts.items()},
+        "in_use": {s: _scores(p, in_use) for s, p in parts.items()},
+        "direct": {s: _scores(p, (0.0, 1.0)) for s, p in parts.items()},
+    }
+    for name in ("direct", "in_use", "chosen"):
+        print(name, {s: round(v["ionic_mae_ten"], 4) for s, v in study[name].items()})
+    save_study(study, args.output, f"chosen {chosen}; ")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
