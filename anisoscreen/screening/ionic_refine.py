@@ -24,6 +24,11 @@ the ranking, so shards run in parallel and a failed shard reruns alone on jobflo
 and a job merging their outputs. Each shard also writes its rows to the results store
 (:class:`~anisoscreen.schemas.RefinementDoc`), where ``query``, ``table``, the browser and
 the report join them to the predictions they refine (:func:`anisoscreen.query.join_refinement`).
+The force constants, the stage's cost, are stored there too as each is computed
+(:mod:`anisoscreen.ionic_physics.force_constant_cache`): a shard killed part-way, rerun,
+computes only what it had not reached, and a second refine of the same structures none.
+:func:`refine_structures` is the stage's per-structure work, which ``anisoscreen evaluate
+--refine-charges`` runs on a data split (:mod:`anisoscreen.screening.refined_evaluation`).
 """
 
 from __future__ import annotations
@@ -72,13 +77,15 @@ PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 PREDICTED_POTENTIAL = "sevennet-l3i5"
 """The potential of the refine stage with predicted charges: the better one on validation."""
 PREDICTED_BLEND_WEIGHTS: dict[str, tuple[float, float]] = {
-    "sevennet-l3i5": (0.85, 0.1),
+    "sevennet-l3i5": (0.8, 0.15),
     "sevennet-0": (0.7, 0.15),
 }
 """``(physics_weight, direct_weight)`` of the eps0 with predicted charges, per potential: the
 blend ``direct_weight direct + physics_weight physics``, both weights fitted on validation
-(``studies/ionic_physics_study.py hybrid`` with ``anisonet-mp-born`` 1.2.0; test ionic
-MAE_ten 1.685 with SevenNet-l3i5 and 1.984 with SevenNet-0, against the direct 2.242)."""
+with ``anisonet-mp-born`` 1.2.0. SevenNet-l3i5's on every validation cell under 40 sites
+through this stage's code (``studies/blend_fit.py``; test ionic MAE_ten 1.685), SevenNet-0's
+on the 120 with DFPT charges (``studies/ionic_physics_study.py hybrid``; 1.984); the direct
+model gives 2.242."""
 
 
 class IonicRefineOutput(BaseModel):
