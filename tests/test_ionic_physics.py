@@ -233,3 +233,45 @@ def test_born_sources(tmp_path):
         born_charges("dfpt", structure, "mp-2", data)
     with pytest.raises(AnisoscreenError, match="unknown Born source"):
         born_charges("predicted", structure)
+
+
+def test_dfpt_charges_follow_the_sites_and_records_without_an_mp_id(tmp_path):
+    """A record's charges go to the matching sites, found by MP id or by structure id."""
+    import gzip
+    import json
+
+    from anisoscreen.errors import AnisoscreenError
+    from anisoscreen.ionic_physics.born import born_charges
+    from anisoscreen.schemas import structure_id
+
+    structure = perovskite_distorted()
+    dfpt = np.random.default_rng(5).normal(size=(5, 3, 3))
+    records = [
+        {"material_id": "mp-1", "structure": structure.as_dict(), "born": dfpt.tolist()},
+        {"structure": rock_salt().as_dict(), "born": [np.eye(3).tolist(), (-np.eye(3)).tolist()]},
+    ]
+    data = tmp_path / "dfpt.json.gz"
+    with gzip.open(data, "wt") as handle:
+        json.dump(records, handle)
+    expected = dfpt - dfpt.mean(axis=0)
+    np.testing.assert_allclose(born_charges("dfpt", structure, "mp-1", data), expected)
+    # the same crystal with its sites in reverse order, one moved by a lattice vector
+    order = [4, 3, 2, 1, 0]
+    shuffled = Structure(
+        structure.lattice,
+        [structure[i].species for i in order],
+        [structure[i].frac_coords + (1.0 if i == 2 else 0.0) for i in order],
+    )
+    np.testing.assert_allclose(born_charges("dfpt", shuffled, "mp-1", data), expected[order])
+    # a record without an MP id is found by the structure id its entry gets
+    salt = born_charges("dfpt", rock_salt(), structure_id(rock_salt()), data)
+    np.testing.assert_allclose(salt[:, 0, 0], [1.0, -1.0])
+    # another structure under the record's id gets no charges, even with as many sites
+    strained = structure.copy()
+    strained.apply_strain(0.02)
+    with pytest.raises(AnisoscreenError, match="belong to another structure"):
+        born_charges("dfpt", strained, "mp-1", data)
+    moved = structure.copy()
+    moved.translate_sites([0], [0.05, 0.0, 0.0])
+    with pytest.raises(AnisoscreenError, match="belong to another structure"):
+        born_charges("dfpt", moved, "mp-1", data)

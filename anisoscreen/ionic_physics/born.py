@@ -1,8 +1,10 @@
 """Where the Born charges of the physics route come from, by name.
 
 * ``dfpt``: the DFPT charges of the data set (``born`` of the shared
-  ``mp_dielectric_tensors.json.gz``), for materials it holds: the route then measures only
-  the potential's error.
+  ``mp_dielectric_tensors.json.gz``), for materials it holds (by MP id, or by structure id
+  for its records without one): the route then measures only the potential's error. The
+  charges are matched to the given structure site by site, so a structure with its sites in
+  another order gets them in its order, and another structure under the same id gets none.
 * ``nominal``: isotropic formal charges, ``Z*_i = q_i I`` with ``q_i`` pymatgen's most likely
   oxidation state of the element (rigid-ion charges; real Born charges of covalent or
   ferroelectric-like bonds are often larger, so this underestimates eps0 there).
@@ -43,15 +45,52 @@ def nominal_born_charges(structure: Structure) -> np.ndarray:
 
 
 @lru_cache(maxsize=2)
-def dfpt_born_table(path: Path) -> dict[str, np.ndarray]:
-    """``material_id -> Born charges (N, 3, 3)`` of the entries of a data file that have them."""
+def dfpt_born_table(path: Path) -> dict[str, tuple[Structure | None, np.ndarray]]:
+    """``id -> (structure, Born charges (N, 3, 3))`` of the records of a data file with charges.
+
+    A record without a ``material_id`` is keyed by the
+    :func:`~anisoscreen.schemas.structure_id` of its structure, the id the data set's entries
+    and a screen's structures without an MP id get. ``structure`` is ``None`` when the record
+    holds none.
+    """
+    from anisoscreen.schemas import structure_id
+
     with gzip.open(path, "rt") as handle:
         records = json.load(handle)
-    return {
-        str(r["material_id"]): np.asarray(r["born"], dtype=float)
-        for r in records
-        if r.get("born") is not None and r.get("material_id")
-    }
+    table: dict[str, tuple[Structure | None, np.ndarray]] = {}
+    for record in records:
+        if record.get("born") is None:
+            continue
+        stored = record.get("structure")
+        structure = Structure.from_dict(stored) if stored else None
+        key = record.get("material_id") or (structure_id(structure) if structure else None)
+        if key:
+            table[str(key)] = (structure, np.asarray(record["born"], dtype=float))
+    return table
+
+
+def _site_order(reference: Structure, structure: Structure, tolerance: float = 0.01) -> np.ndarray:
+    """For each site of ``structure``, the index of the same site of ``reference``.
+
+    The two must share the lattice; each site matches the reference site of its species at the
+    same position (modulo lattice vectors, within ``tolerance`` A). Raises
+    :class:`~anisoscreen.errors.AnisoscreenError` when they are not one structure.
+    """
+    if len(reference) != len(structure) or not np.allclose(
+        reference.lattice.matrix, structure.lattice.matrix, atol=1e-3
+    ):
+        raise AnisoscreenError("another cell")
+    delta = structure.frac_coords[:, None, :] - reference.frac_coords[None, :, :]
+    delta -= np.round(delta)
+    distance = np.linalg.norm(delta @ structure.lattice.matrix, axis=-1)
+    same_species = np.array(
+        [[a.species == b.species for b in reference] for a in structure], dtype=bool
+    )
+    matches = (distance < tolerance) & same_species
+    order = matches.argmax(axis=1)
+    if not matches.any(axis=1).all() or len(set(order.tolist())) != len(order):
+        raise AnisoscreenError("other sites")
+    return order
 
 
 def born_charges(
@@ -70,9 +109,17 @@ def born_charges(
         from anisoscreen.settings import get_settings
 
         data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    born = dfpt_born_table(Path(data)).get(str(material_id))
-    if born is None:
+    found = dfpt_born_table(Path(data)).get(str(material_id))
+    if found is None:
         raise AnisoscreenError(f"no DFPT Born charges for {material_id}")
+    reference, born = found
     if born.shape != (len(structure), 3, 3):
         raise AnisoscreenError(f"DFPT Born charges of {material_id} do not match its structure")
+    if reference is not None:  # the charges follow the sites, in whatever order they come
+        try:
+            born = born[_site_order(reference, structure)]
+        except AnisoscreenError as exc:
+            raise AnisoscreenError(
+                f"DFPT Born charges of {material_id} belong to another structure ({exc})"
+            ) from None
     return impose_born_asr(born)
