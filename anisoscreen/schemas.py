@@ -685,7 +685,10 @@ class ForceConstantsDoc(_Document):
 
     Keyed by :func:`structure_hash` and the potential's name, so a refine stage or an
     evaluation that meets the structure again (another material id, model, Born source or
-    run) computes none of them again. ``version`` is that of the force-constant computation
+    run) computes none of them again. The hash does not depend on the order of the sites, the
+    force constants do: ``species`` and ``frac_coords`` give the order of their rows, and a
+    structure with its sites in another order gets them permuted to its own. ``version`` is
+    that of the force-constant computation
     (:data:`anisoscreen.ionic_physics.force_constant_cache.FORCE_CONSTANTS_VERSION`); another
     version recomputes.
     """
@@ -697,6 +700,12 @@ class ForceConstantsDoc(_Document):
     version: int
     phi: list[list[float]] = Field(description="(3N, 3N) force constants, eV/A^2.")
     residual_forces: list[list[float]] = Field(description="(N, 3) forces of the cell, eV/A.")
+    species: list[str] | None = Field(
+        None, description="The sites' species, in the order of phi's rows (None: unknown)."
+    )
+    frac_coords: list[list[float]] | None = Field(
+        None, description="The sites' fractional coordinates, in the order of phi's rows."
+    )
     raw_asymmetry: float
     n_displacements: int
     n_operations: int

@@ -26,7 +26,7 @@ def rock_salt(a: float = 5.64) -> Structure:
 class CountingPotential(HarmonicSpringPotential):
     """Springs that count their force evaluations (one per call, a batch of copies each)."""
 
-    def __init__(self, name: str = "counting-springs", spring: float = 1.7) -> None:
+    def __init__(self, name: str = "counting-springs", spring=1.7) -> None:
         super().__init__(spring, cutoff=3.0)
         self.name, self.calls = name, 0
 
@@ -48,6 +48,7 @@ def test_force_constants_are_computed_once_and_stored_at_once(results):
     # stored as soon as computed: one document, keyed by structure hash and potential
     (doc,) = results.query(ForceConstantsDoc)
     assert doc.structure_hash == structure_hash(structure) and doc.potential == potential.name
+    assert doc.species == ["Na", "Cl"] and len(doc.frac_coords) == 2
     assert doc.version == FORCE_CONSTANTS_VERSION and doc.n_displacements == first.n_displacements
     again, cached = cached_force_constants(structure, potential, results)
     assert cached and potential.calls == 1
@@ -58,14 +59,50 @@ def test_force_constants_are_computed_once_and_stored_at_once(results):
     np.testing.assert_allclose(first.phi[:3, :3], 2 * 1.7 * np.eye(3), atol=1e-8)
 
 
-def test_the_same_structure_elsewhere_is_found_and_another_is_not(results):
-    structure, potential = rock_salt(), CountingPotential()
+def perovskite() -> Structure:
+    """A distorted ABO3 cell: five sites, none equivalent by a pure permutation of rows."""
+    return Structure(
+        Lattice.tetragonal(3.9, 4.1),
+        ["Ba", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.52], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]],
+    )
+
+
+def species_springs(zi: int, zj: int, distance: float) -> float:
+    return 0.5 + 0.1 * (zi + zj) / 10 + 1.0 / distance
+
+
+def test_the_same_structure_in_another_site_order_gets_its_own_order(results):
+    structure = perovskite()
+    potential = CountingPotential(spring=species_springs)
+    potential.cutoff = 3.5
     cached_force_constants(structure, potential, results)
     # the same crystal with its sites in another order and one moved by a lattice vector
-    moved = Structure(structure.lattice, ["Cl", "Na"], [[1.5, 0.5, 0.5], [0, 0, 0]])
-    _, cached = cached_force_constants(moved, potential, results)
+    order = [3, 0, 4, 2, 1]
+    moved = Structure(
+        structure.lattice,
+        [structure[i].species for i in order],
+        [structure[i].frac_coords + (1.0 if i == 4 else 0.0) for i in order],
+    )
+    found, cached = cached_force_constants(moved, potential, results)
     assert cached and potential.calls == 1
+    direct = gamma_force_constants(moved, HarmonicSpringPotential(species_springs, cutoff=3.5))
+    assert np.abs(direct.phi).max() > 0.1
+    np.testing.assert_allclose(found.phi, direct.phi, atol=1e-8)
+    np.testing.assert_allclose(found.residual_forces, direct.residual_forces, atol=1e-8)
+    # another cell is another structure
     _, cached = cached_force_constants(rock_salt(5.70), potential, results)
+    assert not cached and potential.calls == 2
+
+
+def test_a_document_without_its_sites_is_not_used(results):
+    structure, potential = rock_salt(), CountingPotential()
+    cached_force_constants(structure, potential, results)
+    (record,) = list(results.records("force_constants"))
+    record.pop("_id", None)
+    record["species"] = None
+    results.upsert_records("force_constants", [record])
+    _, cached = cached_force_constants(structure, potential, results)
     assert not cached and potential.calls == 2
 
 

@@ -24,6 +24,7 @@ from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.ionic_physics.formula import impose_born_asr
+from anisoscreen.ionic_physics.sites import site_order
 
 __all__ = ["BORN_SOURCES", "born_charges", "dfpt_born_table", "nominal_born_charges"]
 
@@ -69,30 +70,6 @@ def dfpt_born_table(path: Path) -> dict[str, tuple[Structure | None, np.ndarray]
     return table
 
 
-def _site_order(reference: Structure, structure: Structure, tolerance: float = 0.01) -> np.ndarray:
-    """For each site of ``structure``, the index of the same site of ``reference``.
-
-    The two must share the lattice; each site matches the reference site of its species at the
-    same position (modulo lattice vectors, within ``tolerance`` A). Raises
-    :class:`~anisoscreen.errors.AnisoscreenError` when they are not one structure.
-    """
-    if len(reference) != len(structure) or not np.allclose(
-        reference.lattice.matrix, structure.lattice.matrix, atol=1e-3
-    ):
-        raise AnisoscreenError("another cell")
-    delta = structure.frac_coords[:, None, :] - reference.frac_coords[None, :, :]
-    delta -= np.round(delta)
-    distance = np.linalg.norm(delta @ structure.lattice.matrix, axis=-1)
-    same_species = np.array(
-        [[a.species == b.species for b in reference] for a in structure], dtype=bool
-    )
-    matches = (distance < tolerance) & same_species
-    order = matches.argmax(axis=1)
-    if not matches.any(axis=1).all() or len(set(order.tolist())) != len(order):
-        raise AnisoscreenError("other sites")
-    return order
-
-
 def born_charges(
     source: str, structure: Structure, material_id: str | None = None, data: Path | None = None
 ) -> np.ndarray:
@@ -117,7 +94,7 @@ def born_charges(
         raise AnisoscreenError(f"DFPT Born charges of {material_id} do not match its structure")
     if reference is not None:  # the charges follow the sites, in whatever order they come
         try:
-            born = born[_site_order(reference, structure)]
+            born = born[site_order(reference, structure)]
         except AnisoscreenError as exc:
             raise AnisoscreenError(
                 f"DFPT Born charges of {material_id} belong to another structure ({exc})"
