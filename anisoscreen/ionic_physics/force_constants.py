@@ -22,6 +22,7 @@ from anisoscreen.ionic_physics.formula import (
     impose_force_constant_asr,
     symmetrize_force_constants,
 )
+from anisoscreen.ionic_physics.sites import match_sites
 
 __all__ = [
     "ForceConstants",
@@ -100,13 +101,8 @@ def atom_permutations(
         if np.allclose(rotation, np.eye(3)) and np.allclose(op.translation_vector, 0):
             continue
         image = op.operate_multi(structure.cart_coords) @ inverse_lattice
-        delta = image[:, None, :] - frac[None, :, :]
-        delta -= np.round(delta)
-        distance = np.abs(delta).max(axis=2)
-        perm = distance.argmin(axis=1)
-        ok = distance[np.arange(len(frac)), perm] < 10 * symprec
-        bijective = ok.all() and len(set(perm.tolist())) == len(perm)
-        if bijective and all(species[i] == species[p] for i, p in enumerate(perm)):
+        perm = match_sites(image, species, frac, species, 10 * symprec)
+        if perm is not None:
             result.append((rotation, perm))
     return result
 

@@ -58,7 +58,6 @@ def refine_model_set(
         (rows per method), ``n_refined``, ``n_flagged`` and ``refine_seconds`` (their wall time,
         cached force constants taking none).
     """
-    from anisoscreen.model.training.evaluate import crystal_systems
     from anisoscreen.screening.jobs import _results
 
     chosen = [cleaned[i] for i in results["total"]["indices"]]
@@ -105,7 +104,7 @@ def refine_model_set(
         if row.eps_ionic is not None:
             refined[row.rank] = np.asarray(row.eps_ionic)
     methods = Counter(per_row)
-    systems = crystal_systems([e.structure for e in chosen])
+    systems = results["total"]["crystal_systems"]
     what = (
         f"{results['ionic']['model']} refined ({refine.born_source} Born charges, "
         f"{refine.potential} force constants; physics weight {refine.physics_weight}, direct "

@@ -381,7 +381,7 @@ def evaluate_model_set(
     dict
         ``{"electronic": ..., "ionic": ..., "total": ...}`` results of :func:`evaluate_model`
         shape (the total's ``model`` names both; its ``indices`` are the split's entries in
-        ``cleaned``, in the order of the predictions).
+        ``cleaned``, in the order of the predictions, and ``crystal_systems`` theirs).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
@@ -412,13 +412,15 @@ def evaluate_model_set(
         chosen_all = random_split(n_entries, seed)[subset]
     chosen = [entries[i] for i in chosen_all]
     reference = np.stack([e.tensor("total") for e in chosen])
+    systems = crystal_systems([e.structure for e in chosen])
     results["total"] = {
         "model": f"{results['electronic']['model']} + {results['ionic']['model']}",
         "target": "total",
         "subset": subset,
         "split_seed": seed,
-        "metrics": metrics(predicted, reference, crystal_systems([e.structure for e in chosen])),
+        "metrics": metrics(predicted, reference, systems),
         "indices": [int(i) for i in chosen_all],
+        "crystal_systems": systems,
         "predicted": predicted,
         "reference": reference,
     }
