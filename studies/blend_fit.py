@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _blend import best_weights, blend
 from _study_io import save_study
 
 from anisoscreen.model.training.dataset import clean_entries, load_entries
@@ -56,13 +57,8 @@ def _split(subset: str, cleaned: list[Any], data: Path, potential: str) -> dict[
     }
 
 
-def _blend(part: dict[str, np.ndarray], physics_weight: float, direct_weight: float) -> np.ndarray:
-    mixed = direct_weight * part["direct"] + physics_weight * part["physics"]
-    return np.where(part["used"][:, None, None], mixed, part["direct"])
-
-
 def _scores(part: dict[str, np.ndarray], weights: tuple[float, float]) -> dict[str, float]:
-    ionic = _blend(part, *weights)
+    ionic = blend(part["direct"], part["physics"], part["used"], *weights)
     return {
         "physics_weight": weights[0],
         "direct_weight": weights[1],
@@ -79,10 +75,7 @@ def main() -> int:
     data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
     cleaned = clean_entries(load_entries(data))[0]
     parts = {s: _split(s, cleaned, data, args.potential) for s in ("validation", "test")}
-    grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
-    pairs = [(float(p), float(d)) for p in grid for d in grid]
-    validation_mae = [_scores(parts["validation"], w)["ionic_mae_ten"] for w in pairs]
-    chosen = pairs[int(np.argmin(validation_mae))]
+    chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
     in_use = PREDICTED_BLEND_WEIGHTS[args.potential]
     study = {
         "what": "w_d direct + w_p physics on the unflagged cells under 40 sites (predicted "

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _blend import WEIGHT_GRID, best_weights, blend
 from _study_io import save_study
 
 from anisoscreen.ionic_physics.route import physics_ionic
@@ -435,23 +436,21 @@ def hybrid(args: argparse.Namespace) -> int:
     )
     rows["test_split"] = _whole_split(test_entries, rows["test_all"], args.direct)
 
-    def blend(part: dict[str, Any], alpha: float, direct_weight: float | None = None) -> np.ndarray:
+    def blended(
+        part: dict[str, Any], alpha: float, direct_weight: float | None = None
+    ) -> np.ndarray:
         """``direct + alpha (physics - direct)``, or ``direct_weight direct + alpha physics``."""
-        kept = 1.0 - alpha if direct_weight is None else direct_weight
-        mixed = kept * part["direct"] + alpha * part["physics"]
-        return np.where(part["flagged"][:, None, None], part["direct"], mixed)
+        return blend(part["direct"], part["physics"], ~part["flagged"], alpha, direct_weight)
 
     def validation_mae(alpha: float, direct_weight: float | None = None) -> float:
         part = rows["validation"]
-        return float(tensor_mae(blend(part, alpha, direct_weight), part["reference_ionic"]))
+        return float(tensor_mae(blended(part, alpha, direct_weight), part["reference_ionic"]))
 
-    grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
-    mae_by_alpha = [validation_mae(a) for a in grid]
-    alpha = float(grid[int(np.argmin(mae_by_alpha))])
+    mae_by_alpha = [validation_mae(a) for a in WEIGHT_GRID]
+    alpha = float(WEIGHT_GRID[int(np.argmin(mae_by_alpha))])
     # two weights: a physics value scaled down (the potential's softened modes raise eps0)
     # next to a direct one; both chosen on validation
-    pairs = [(float(a), float(d)) for a in grid for d in grid]
-    two_weights = pairs[int(np.argmin([validation_mae(a, d) for a, d in pairs]))]
+    two_weights = best_weights(validation_mae)
     scored: dict[str, dict[str, Any]] = {}
     for part in ("test", "test_all", "test_split"):
         test = rows[part]
@@ -463,7 +462,7 @@ def hybrid(args: argparse.Namespace) -> int:
             ("two_weight_blend", *two_weights),
         )
         for name, value, direct_weight in variants:
-            ionic = blend(test, value, direct_weight)
+            ionic = blended(test, value, direct_weight)
             scored[part][name] = {
                 "alpha": value,
                 "direct_weight": 1.0 - value if direct_weight is None else direct_weight,
@@ -498,7 +497,7 @@ def hybrid(args: argparse.Namespace) -> int:
         "flagged_share": {
             k: float(v["flagged"].mean()) for k, v in rows.items() if k != "test_split"
         },
-        "validation_mae_by_alpha": dict(zip(grid.tolist(), mae_by_alpha, strict=True)),
+        "validation_mae_by_alpha": dict(zip(WEIGHT_GRID.tolist(), mae_by_alpha, strict=True)),
         "alpha": alpha,
         "two_weights": {
             "what": "ionic eps0 = direct_weight direct + alpha physics on unflagged structures "

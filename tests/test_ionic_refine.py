@@ -12,7 +12,12 @@ from jobflow import run_locally
 from anisoscreen.errors import AnisoscreenError
 from anisoscreen.schemas import CandidateDoc, PredictionDoc
 from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
-from anisoscreen.screening.ionic_refine import IonicRefineMaker, IonicRefineOutput, refine_ionic
+from anisoscreen.screening.ionic_refine import (
+    IonicRefineMaker,
+    IonicRefineOutput,
+    RefineMethod,
+    refine_ionic,
+)
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 
@@ -20,6 +25,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from model_sets import write_pool  # noqa: E402
 from screening_helpers import local_maker  # noqa: E402
+
+SPRINGS = RefineMethod(potential="harmonic-springs")
+"""The closed-form stand-in potential with nominal charges (the stage's default source)."""
+
+
+def predicted_method(born_model: str) -> RefineMethod:
+    """The springs with a Born model's charges, trusted as the physics value."""
+    return SPRINGS.model_copy(
+        update={
+            "born_source": "predicted",
+            "physics_sources": ("predicted",),
+            "born_model": born_model,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +154,7 @@ def test_refine_charges_pick_the_measured_use_of_each_born_source():
 def test_by_default_nominal_charges_keep_the_direct_values(refined):
     """Only DFPT charges beat the direct model: with nominal ones the direct eps0 is kept."""
     _, physics_output, ranking, predictions, _, store = refined
-    output = refine_ionic.original(ranking, 0, 2, "harmonic-springs", "nominal", 1.0, store)
+    output = refine_ionic.original(ranking, 0, 2, SPRINGS, store)
     assert output.n_physics == 0
     for row, physics_row in zip(output.refinements, physics_output.refinements, strict=False):
         assert row.ionic_method == "direct"
@@ -157,9 +176,8 @@ def test_predicted_charges_come_from_the_born_model(refined, tmp_path):
 
     _, _, ranking, _, structures, store = refined
     born_model = str(born_model_file(tmp_path / "born.pt", elements=()))
-    output = refine_ionic.original(
-        ranking, 0, 2, "harmonic-springs", "predicted", 1.0, store, ["predicted"], born_model
-    )
+    method = predicted_method(born_model)
+    output = refine_ionic.original(ranking, 0, 2, method, store)
     assert output.born_source == "predicted"
     potential = HarmonicSpringPotential(spring=1.0, cutoff=3.2)
     for row in output.refinements:
@@ -176,10 +194,14 @@ def test_predicted_charges_blend_the_physics_value_with_the_direct_one(refined, 
 
     _, _, ranking, predictions, _, store = refined
     born_model = str(born_model_file(tmp_path / "born.pt", elements=()))
-    args = (ranking, 0, 2, "harmonic-springs", "predicted", 1.0, store, ["predicted"], born_model)
-    alone = refine_ionic.original(*args)
-    blended = refine_ionic.original(*args, 0.4)
-    weighted = refine_ionic.original(*args, 0.8, 0.1)  # a physics value scaled down, as fitted
+    method = predicted_method(born_model)
+    alone = refine_ionic.original(ranking, 0, 2, method, store)
+    blended = refine_ionic.original(
+        ranking, 0, 2, method.model_copy(update={"physics_weight": 0.4}), store
+    )
+    # a physics value scaled down, as fitted
+    scaled = method.model_copy(update={"physics_weight": 0.8, "direct_weight": 0.1})
+    weighted = refine_ionic.original(ranking, 0, 2, scaled, store)
     assert blended.n_physics == alone.n_physics == weighted.n_physics
     assert any(row.ionic_method == "physics" for row in alone.refinements)
     for row, two, physics_row in zip(
@@ -260,7 +282,7 @@ def test_refine_progress_counts_up_to_the_last_shards_end(refined):
     jobs.set_progress_reporter(lambda stage, advance, total: calls.append((advance, total)))
     try:
         for start, stop in ((0, 2), (2, 3)):
-            refine_ionic.original(ranking, start, stop, "harmonic-springs", "nominal", 1.0, store)
+            refine_ionic.original(ranking, start, stop, SPRINGS, store)
     finally:
         jobs.set_progress_reporter(None)
     assert calls == [(1, 2), (1, 2), (1, 3)]

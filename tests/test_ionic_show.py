@@ -29,7 +29,7 @@ from anisoscreen.cli import app
 from anisoscreen.query import CandidateQuery, find_candidates
 from anisoscreen.schemas import PredictionDoc, RefinementDoc
 from anisoscreen.screening.flows import ScreeningMaker, screening_outputs
-from anisoscreen.screening.ionic_refine import IonicRefineMaker, refine_ionic
+from anisoscreen.screening.ionic_refine import IonicRefineMaker, RefineMethod, refine_ionic
 from anisoscreen.settings import get_settings
 from anisoscreen.store import ResultsStore, build_job_store
 from anisoscreen.web import create_app
@@ -127,9 +127,8 @@ def test_a_row_that_kept_the_direct_value_says_direct(screened, tmp_path):
     copy = tmp_path / "d"
     shutil.copytree(data_dir, copy)
     first, second = (row.material_id for row in ranking.ranking[:TOP])
-    output = refine_ionic.original(
-        ranking, 0, 1, "harmonic-springs", "nominal", 1.0, {"data_dir": str(copy)}
-    )
+    springs = RefineMethod(potential="harmonic-springs")
+    output = refine_ionic.original(ranking, 0, 1, springs, {"data_dir": str(copy)})
     assert [r.ionic_method for r in output.refinements] == ["direct"]
     records = {r["material_id"]: r for r in json.loads(_invoke(copy, "query", "-f", "json"))}
     assert records[first]["ionic_method"] == "direct"

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 from jobflow import Flow, Maker, job
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
 from anisoscreen.errors import AnisoscreenError
@@ -66,6 +66,7 @@ __all__ = [
     "IonicRefineOutput",
     "IonicRefinement",
     "RefineInput",
+    "RefineMethod",
     "merge_refinements",
     "refine_ionic",
     "refine_structures",
@@ -98,6 +99,24 @@ class IonicRefineOutput(BaseModel):
     n_physics: int = Field(description="Rows whose totals use the physics eps0 (or blend).")
     n_flagged: int = Field(description="Rows with a soft/imaginary mode or large forces.")
     seconds: float = Field(description="Wall time (sum over shards after merging).")
+
+
+class RefineMethod(BaseModel):
+    """How the refine stage computes a row's eps0 (:class:`IonicRefineMaker`'s fields say it).
+
+    One object for the maker, its jobs and :func:`refine_structures`, so a job or ``anisoscreen
+    evaluate --refine-charges`` cannot drift from the maker's settings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    potential: str = "sevennet-0"
+    born_source: str = "nominal"
+    min_frequency_thz: float = 1.0
+    physics_sources: tuple[str, ...] = PHYSICS_SOURCES
+    born_model: str = DEFAULT_BORN_MODEL
+    physics_weight: float = 1.0
+    direct_weight: float | None = None
 
 
 def _charges_source(born_source: str, born_model: str) -> Callable[[Structure, str], np.ndarray]:
@@ -155,13 +174,9 @@ class RefineInput:
 
 def _refine_one(
     item: RefineInput,
+    method: RefineMethod,
     potential: Any,
-    born_source: str,
-    min_frequency_thz: float,
-    physics_sources: list[str],
     charges_of: Callable[[Structure, str], np.ndarray],
-    physics_weight: float,
-    direct_weight: float | None,
     results: ResultsStore | None,
 ) -> IonicRefinement:
     from anisoscreen.ionic_physics.force_constant_cache import cached_force_constants
@@ -174,7 +189,7 @@ def _refine_one(
         "formula": item.formula,
         "rank": item.rank,
         "potential": potential.name,
-        "born_source": born_source,
+        "born_source": method.born_source,
         "direct_eps_ionic": direct.tolist() if direct is not None else None,
         "direct_figure_of_merit": item.direct_figure_of_merit,
     }
@@ -189,7 +204,7 @@ def _refine_one(
         except AnisoscreenError as exc:
             row["error"] = str(exc)
     if fc is not None and charges is not None:
-        result = physics_ionic(structure, charges, fc, min_frequency_thz)
+        result = physics_ionic(structure, charges, fc, method.min_frequency_thz)
         modes, flags = result.modes, result.flags
         row["physics_eps_ionic"] = result.eps_ionic.tolist()
         assert modes.mode_charges is not None
@@ -207,7 +222,8 @@ def _refine_one(
         ]
         row["flags"] = flags
         row["max_residual_force"] = result.max_residual_force
-        physics = None if flags or born_source not in physics_sources else result.eps_ionic
+        trusted = method.born_source in method.physics_sources
+        physics = result.eps_ionic if trusted and not flags else None
     elif fc is not None:  # no charges: the modes alone
         from anisoscreen.ionic_physics.formula import gamma_modes
 
@@ -225,8 +241,9 @@ def _refine_one(
         physics = None
     else:
         physics = None
-    chosen, method = blend_ionic(direct, physics, physics_weight, direct_weight)
-    row["ionic_method"] = method
+    chosen, row["ionic_method"] = blend_ionic(
+        direct, physics, method.physics_weight, method.direct_weight
+    )
     if chosen is not None:
         total = item.eps_inf + chosen
         row["eps_ionic"] = chosen.tolist()
@@ -240,40 +257,22 @@ def _refine_one(
 
 def refine_structures(
     items: Iterable[RefineInput],
-    potential: str = "sevennet-0",
-    born_source: str = "nominal",
-    min_frequency_thz: float = 1.0,
-    physics_sources: Iterable[str] = PHYSICS_SOURCES,
-    born_model: str = DEFAULT_BORN_MODEL,
-    physics_weight: float = 1.0,
-    direct_weight: float | None = None,
+    method: RefineMethod | None = None,
     results: ResultsStore | None = None,
     on_row: Callable[[IonicRefinement], None] | None = None,
 ) -> list[IonicRefinement]:
-    """The refinement of each item (the parameters are :class:`IonicRefineMaker`'s).
+    """The refinement of each item by ``method`` (default: :class:`RefineMethod`'s).
 
     The potential and the Born model load once. Force constants are read from and written
     to ``results`` (:mod:`anisoscreen.ionic_physics.force_constant_cache`; ``None``: none
     cached); ``on_row`` is called after each row.
     """
-    model = _load_potential(potential)
-    charges_of = _charges_source(born_source, born_model)
-    sources = list(physics_sources)
+    method = method or RefineMethod()
+    potential = _load_potential(method.potential)
+    charges_of = _charges_source(method.born_source, method.born_model)
     rows = []
     for item in items:
-        rows.append(
-            _refine_one(
-                item,
-                model,
-                born_source,
-                min_frequency_thz,
-                sources,
-                charges_of,
-                physics_weight,
-                direct_weight,
-                results,
-            )
-        )
+        rows.append(_refine_one(item, method, potential, charges_of, results))
         if on_row is not None:
             on_row(rows[-1])
     return rows
@@ -284,20 +283,15 @@ def refine_ionic(
     ranking: RankingStageOutput | dict[str, Any],
     start: int,
     stop: int,
-    potential: str = "sevennet-0",
-    born_source: str = "nominal",
-    min_frequency_thz: float = 1.0,
+    method: RefineMethod | dict[str, Any],
     store: dict[str, Any] | None = None,
-    physics_sources: list[str] | None = None,
-    born_model: str = DEFAULT_BORN_MODEL,
-    physics_weight: float = 1.0,
-    direct_weight: float | None = None,
 ) -> IonicRefineOutput:
-    """Refine rows ``start:stop`` of ``ranking`` by the physics route (see the module doc)."""
+    """Refine rows ``start:stop`` of ``ranking`` by ``method`` (see the module doc)."""
     from anisoscreen.screening.jobs import _report, _results
 
     begin = time.perf_counter()
     ranking = RankingStageOutput.model_validate(ranking)
+    method = RefineMethod.model_validate(method)
     rows = ranking.ranking[start:stop]
     ids = [r.material_id for r in rows]
     wanted = {"$in": ids}
@@ -315,13 +309,7 @@ def refine_ionic(
         ]
         refinements = refine_structures(
             items,
-            potential,
-            born_source,
-            min_frequency_thz,
-            physics_sources if physics_sources is not None else PHYSICS_SOURCES,
-            born_model,
-            physics_weight,
-            direct_weight,
+            method,
             results,
             # one progress bar for all shards: run in order (locally) they count up to the
             # last shard's end, so the total shown is this shard's end, not its own length
@@ -331,8 +319,8 @@ def refine_ionic(
         results.upsert(RefinementDoc.of(r, predictions[r.material_id]) for r in refinements)
     return IonicRefineOutput(
         model=ranking.model,
-        potential=potential,
-        born_source=born_source,
+        potential=method.potential,
+        born_source=method.born_source,
         refinements=refinements,
         n_physics=sum(r.ionic_method in ("physics", "blend") for r in refinements),
         n_flagged=sum(bool(r.flags) for r in refinements),
@@ -458,23 +446,24 @@ class IonicRefineMaker(Maker):
                 recipe.update(physics_weight=physics_weight, direct_weight=direct_weight)
         return cls(born_source=born_source, **{**recipe, **fields})
 
+    @property
+    def method(self) -> RefineMethod:
+        """How each row's eps0 is computed: the fields below minus the sharding and store."""
+        return RefineMethod(
+            potential=self.potential,
+            born_source=self.born_source,
+            min_frequency_thz=self.min_frequency_thz,
+            physics_sources=self.physics_sources,
+            born_model=self.born_model,
+            physics_weight=self.physics_weight,
+            direct_weight=self.direct_weight,
+        )
+
     def make(self, ranking: Any) -> Flow:
         """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
         shards = []
         for start, stop in shard_bounds(self.top_k, max(1, self.shard_size)):
-            shard = refine_ionic(
-                ranking,
-                start,
-                stop,
-                self.potential,
-                self.born_source,
-                self.min_frequency_thz,
-                self.store,
-                list(self.physics_sources),
-                self.born_model,
-                self.physics_weight,
-                self.direct_weight,
-            )
+            shard = refine_ionic(ranking, start, stop, self.method, self.store)
             shard.name = f"{self.name} {start}-{stop}"
             shards.append(shard)
         merge = merge_refinements([s.output for s in shards])

@@ -84,18 +84,7 @@ def refine_model_set(
             progress(done, len(items))
 
     with _results(refine.store) as store:
-        rows = refine_structures(
-            items,
-            refine.potential,
-            refine.born_source,
-            refine.min_frequency_thz,
-            refine.physics_sources,
-            refine.born_model,
-            refine.physics_weight,
-            refine.direct_weight,
-            results=store,
-            on_row=counted,
-        )
+        rows = refine_structures(items, refine.method, results=store, on_row=counted)
     results = dict(results)
     refined = direct.copy()
     per_row = ["direct"] * len(chosen)

@@ -210,6 +210,7 @@ def evaluate_model(
     posthoc_laminate: bool = False,
     progress: Report | PredictionCount | None = None,
     cleaned: Sequence[DielectricEntry] | None = None,
+    systems: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a dielectric data set.
 
@@ -237,14 +238,16 @@ def evaluate_model(
     :class:`PredictionCount` to count on across evaluations.
 
     ``cleaned`` are ``data_path``'s cleaned entries (``clean_entries(load_entries(data_path))``)
-    where the caller has read them already; by default they are read here.
+    where the caller has read them already; by default they are read here. ``systems`` are
+    the subset's crystal systems where the caller has them (another model of the same split);
+    by default they are found here.
 
     Returns
     -------
     dict
-        ``model``, ``target``, ``members``, ``subset``, ``split_seed``, ``metrics`` and
-        ``slices`` (JSON-ready) and the arrays ``predicted`` and ``reference`` (n, 3, 3) for
-        plots (the CLI draws them).
+        ``model``, ``target``, ``members``, ``subset``, ``split_seed``, ``metrics``,
+        ``slices`` and ``crystal_systems`` (JSON-ready) and the arrays ``predicted`` and
+        ``reference`` (n, 3, 3) for plots (the CLI draws them).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
@@ -304,14 +307,17 @@ def evaluate_model(
         slices["exfoliated"] = _exfoliated_slice(
             loaded, member_tensors, entries, split[subset].tolist(), scales, feature_cache
         )
+    if systems is None or len(systems) != len(structures):
+        systems = crystal_systems(structures)
     result = {
         "model": f"{loaded.name} {loaded.version}",
         "target": loaded.config.target,
         "members": list(members) if members is not None else list(range(len(networks))),
         "subset": subset,
         "split_seed": seed,
-        "metrics": metrics(predicted, reference, crystal_systems(structures)),
+        "metrics": metrics(predicted, reference, systems),
         "slices": slices,
+        "crystal_systems": list(systems),
         "predicted": predicted,
         "reference": reference,
     }
@@ -389,12 +395,20 @@ def evaluate_model_set(
     count = PredictionCount(progress)
     # read once: both evaluations and the total's reference tensors use the same entries
     entries = list(cleaned) if cleaned is not None else clean_entries(load_entries(data_path))[0]
-    results = {
-        name: evaluate_model(
-            path, data_path, data_dir, subset, device=device, progress=count, cleaned=entries
+    results: dict[str, dict[str, Any]] = {}
+    systems = None  # found once: both models are evaluated on the same split
+    for name, path in (("electronic", electronic), ("ionic", ionic)):
+        results[name] = evaluate_model(
+            path,
+            data_path,
+            data_dir,
+            subset,
+            device=device,
+            progress=count,
+            cleaned=entries,
+            systems=systems,
         )
-        for name, path in (("electronic", electronic), ("ionic", ionic))
-    }
+        systems = results[name]["crystal_systems"]
     if results["electronic"]["target"] != "electronic" or results["ionic"]["target"] != "ionic":
         raise AnisoscreenError("a model set needs an electronic and an ionic model")
     if results["electronic"]["reference"].shape != results["ionic"]["reference"].shape or (
@@ -412,7 +426,7 @@ def evaluate_model_set(
         chosen_all = random_split(n_entries, seed)[subset]
     chosen = [entries[i] for i in chosen_all]
     reference = np.stack([e.tensor("total") for e in chosen])
-    systems = crystal_systems([e.structure for e in chosen])
+    systems = results["electronic"]["crystal_systems"]  # the chosen structures', as checked
     results["total"] = {
         "model": f"{results['electronic']['model']} + {results['ionic']['model']}",
         "target": "total",
