@@ -17,7 +17,8 @@ cached in the results store (run it first on both splits, with the same data dir
         --output studies/results/ionic-physics-blend-fit-all-validation.json
 
 Both weights on a grid of 0.05 in [0, 1], chosen by the validation ionic MAE_ten; the test
-split is scored with them and with the weights in use, for comparison.
+split is scored with them and with the weights in use, for comparison. ``--born-model`` scores
+another Born model (a name or a ``model.pt``) on the same force constants.
 """
 
 from __future__ import annotations
@@ -35,16 +36,27 @@ from anisoscreen.model.training.error_slices import tensor_mae
 from anisoscreen.model.training.evaluate import evaluate_model_set
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, IonicRefineMaker
 from anisoscreen.screening.refined_evaluation import refine_model_set
-from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL, get_settings
+from anisoscreen.settings import (
+    DEFAULT_BORN_MODEL,
+    DEFAULT_IONIC_MODEL,
+    DEFAULT_MODEL,
+    get_settings,
+)
 
 
-def _split(subset: str, cleaned: list[Any], data: Path, potential: str) -> dict[str, np.ndarray]:
+def _split(
+    subset: str, cleaned: list[Any], data: Path, potential: str, born_model: str
+) -> dict[str, np.ndarray]:
     """Direct, physics (where used), eps_inf and reference tensors of one split."""
     results = evaluate_model_set(
         DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
     )
     physics_alone = IonicRefineMaker.for_charges(
-        "predicted", potential=potential, physics_weight=1.0, direct_weight=0.0
+        "predicted",
+        potential=potential,
+        physics_weight=1.0,
+        direct_weight=0.0,
+        born_model=born_model,
     )
     refined = refine_model_set(results, physics_alone, cleaned)["ionic_refined"]
     return {
@@ -70,11 +82,14 @@ def _scores(part: dict[str, np.ndarray], weights: tuple[float, float]) -> dict[s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--potential", default="sevennet-l3i5")
+    parser.add_argument("--born-model", default=DEFAULT_BORN_MODEL, help="name or model.pt")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
     cleaned = clean_entries(load_entries(data))[0]
-    parts = {s: _split(s, cleaned, data, args.potential) for s in ("validation", "test")}
+    parts = {
+        s: _split(s, cleaned, data, args.potential, args.born_model) for s in ("validation", "test")
+    }
     chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
     in_use = PREDICTED_BLEND_WEIGHTS[args.potential]
     study = {
@@ -82,6 +97,7 @@ def main() -> int:
         f"charges, {args.potential} force constants), both weights chosen on every validation "
         "cell under 40 sites by the ionic MAE_ten; scored on the whole test split",
         "potential": args.potential,
+        "born_model": args.born_model,
         "n": {s: int(len(p["direct"])) for s, p in parts.items()},
         "n_physics": {s: int(p["used"].sum()) for s, p in parts.items()},
         "chosen": {s: _scores(p, chosen) for s, p in parts.items()},
