@@ -17,7 +17,9 @@ cached in the results store (run it first on both splits, with the same data dir
         --output studies/results/ionic-physics-blend-fit-all-validation.json
 
 Both weights on a grid of 0.05 in [0, 1], chosen by the validation ionic MAE_ten; the test
-split is scored with them and with the weights in use, for comparison. ``--born-model`` scores
+split is scored with them and with the weights in use, for comparison. So is a blend of the
+two tensors' matrix logarithms (``_blend.log_blend``), its weight and scale also chosen on
+validation. ``--born-model`` scores
 another Born model (a name or a ``model.pt``) on the same force constants.
 """
 
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _blend import best_weights, blend
+from _blend import SCALE_GRID, WEIGHT_GRID, best_weights, blend, log_blend
 from _study_io import save_study
 
 from anisoscreen.model.training.dataset import clean_entries, load_entries
@@ -69,11 +71,15 @@ def _split(
     }
 
 
-def _scores(part: dict[str, np.ndarray], weights: tuple[float, float]) -> dict[str, float]:
-    ionic = blend(part["direct"], part["physics"], part["used"], *weights)
+def _scores(
+    part: dict[str, np.ndarray], weights: tuple[float, float], log_space: bool = False
+) -> dict[str, float]:
+    mix = log_blend if log_space else blend
+    ionic = mix(part["direct"], part["physics"], part["used"], *weights)
+    names = ("physics_weight", "scale") if log_space else ("physics_weight", "direct_weight")
     return {
-        "physics_weight": weights[0],
-        "direct_weight": weights[1],
+        names[0]: weights[0],
+        names[1]: weights[1],
         "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
         "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
     }
@@ -92,6 +98,10 @@ def main() -> int:
     }
     chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
     in_use = PREDICTED_BLEND_WEIGHTS[args.potential]
+    # tried beside it: the geometric mean of I + eps0, weight and scale chosen on validation
+    pairs = [(float(w), float(s)) for w in WEIGHT_GRID for s in SCALE_GRID]
+    errors = [_scores(parts["validation"], pair, log_space=True)["ionic_mae_ten"] for pair in pairs]
+    log_chosen = pairs[int(np.argmin(errors))]
     study = {
         "what": "w_d direct + w_p physics on the unflagged cells under 40 sites (predicted "
         f"charges, {args.potential} force constants), both weights chosen on every validation "
@@ -103,8 +113,9 @@ def main() -> int:
         "chosen": {s: _scores(p, chosen) for s, p in parts.items()},
         "in_use": {s: _scores(p, in_use) for s, p in parts.items()},
         "direct": {s: _scores(p, (0.0, 1.0)) for s, p in parts.items()},
+        "log_space_chosen": {s: _scores(p, log_chosen, log_space=True) for s, p in parts.items()},
     }
-    for name in ("direct", "in_use", "chosen"):
+    for name in ("direct", "in_use", "chosen", "log_space_chosen"):
         print(name, {s: round(v["ionic_mae_ten"], 4) for s, v in study[name].items()})
     save_study(study, args.output, f"chosen {chosen}; ")
     return 0
