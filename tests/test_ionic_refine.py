@@ -286,3 +286,13 @@ def test_refine_progress_counts_up_to_the_last_shards_end(refined):
     finally:
         jobs.set_progress_reporter(None)
     assert calls == [(1, 2), (1, 2), (1, 3)]
+
+
+def test_the_makers_method_carries_every_refine_setting():
+    """The jobs get the maker's settings as one RefineMethod, intact after a JSON round trip."""
+    maker = IonicRefineMaker.for_charges("predicted", min_frequency_thz=0.5, top_k=3)
+    method = maker.method
+    for name in RefineMethod.model_fields:
+        assert getattr(method, name) == getattr(maker, name)
+    assert (method.min_frequency_thz, method.physics_weight) == (0.5, maker.physics_weight)
+    assert RefineMethod.model_validate_json(method.model_dump_json()) == method

@@ -448,16 +448,8 @@ class IonicRefineMaker(Maker):
 
     @property
     def method(self) -> RefineMethod:
-        """How each row's eps0 is computed: the fields below minus the sharding and store."""
-        return RefineMethod(
-            potential=self.potential,
-            born_source=self.born_source,
-            min_frequency_thz=self.min_frequency_thz,
-            physics_sources=self.physics_sources,
-            born_model=self.born_model,
-            physics_weight=self.physics_weight,
-            direct_weight=self.direct_weight,
-        )
+        """How each row's eps0 is computed: this maker's fields less the sharding and store."""
+        return RefineMethod(**{name: getattr(self, name) for name in RefineMethod.model_fields})
 
     def make(self, ranking: Any) -> Flow:
         """Shard jobs over the ranking's first ``top_k`` rows and a merging job."""
