@@ -1,0 +1,172 @@
+"""Issue 28: the blend weighted per cell by the two routes' ensemble spreads.
+
+The refine stage's blend (``PREDICTED_BLEND_WEIGHTS``) gives every unflagged cell the same two
+weights. Two estimates with known variances combine best by inverse variance, so this study
+weighs each cell's physics value by ``w = s_d^2 / (s_d^2 + c s_p^2)``: ``s_d`` the direct
+ionic model's member spread and ``s_p`` that of the physics eps0 over the Born model's members
+(each member's charges with the same force constants), both as the RMS over the six unique
+components. The physics value is also scaled by ``a`` (a potential's softened modes inflate
+it), so a cell's eps0 is ``w a physics + (1 - w) direct``. ``c`` and ``a`` are chosen on every
+validation cell under 40 sites by the ionic MAE_ten; the rule, fixed before either split was
+scored: keep it only if validation beats the constant blend by at least 1 %.
+
+It reads the force constants that ``anisoscreen evaluate --refine-charges predicted`` cached
+(the same data dir as ``blend_fit.py``)::
+
+    ANISOSCREEN_DATA_DIR=runs/ionic-eval python studies/blend_spread.py \\
+        --output studies/results/ionic-physics-blend-spread.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _blend import best_weights, blend
+from _study_io import save_study
+
+from anisoscreen.ionic_physics.force_constant_cache import lookup
+from anisoscreen.ionic_physics.route import physics_ionic
+from anisoscreen.model.born_charges import predict_born_charges
+from anisoscreen.model.checkpoint import load_model
+from anisoscreen.model.training.dataset import clean_entries, load_entries
+from anisoscreen.model.training.error_slices import tensor_mae
+from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
+from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, PREDICTED_POTENTIAL
+from anisoscreen.screening.jobs import _results
+from anisoscreen.settings import (
+    DEFAULT_BORN_MODEL,
+    DEFAULT_IONIC_MODEL,
+    DEFAULT_MODEL,
+    get_settings,
+)
+
+UPPER = np.triu_indices(3)
+RATIO_GRID = np.geomspace(0.01, 100.0, 41)
+"""Candidates of ``c``, the physics variance's weight against the direct one."""
+SCALE_GRID = np.round(np.arange(0.6, 1.2001, 0.025), 3)
+
+
+def _spread(members: np.ndarray) -> np.ndarray:
+    """RMS over the six unique components of the members' standard deviation, per cell."""
+    return np.sqrt((members.std(axis=0)[:, UPPER[0], UPPER[1]] ** 2).mean(axis=1))
+
+
+def _split(subset: str, cleaned: list[Any], data: Path, max_sites: int = 40) -> dict[str, Any]:
+    """Direct and physics values, with each route's member spread, of one split."""
+    results = evaluate_model_set(
+        DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
+    )
+    n_direct = len(results["ionic"]["members"])
+    direct_members = np.stack(
+        [
+            evaluate_model(DEFAULT_IONIC_MODEL, data, subset=subset, members=[k], cleaned=cleaned)[
+                "predicted"
+            ]
+            for k in range(n_direct)
+        ]
+    )
+    born = load_model(DEFAULT_BORN_MODEL)
+    members = [dataclasses.replace(born, networks=[net]) for net in born.networks]
+    chosen = [cleaned[i] for i in results["total"]["indices"]]
+    n = len(chosen)
+    physics = np.zeros((n, 3, 3))  # the stage's value: the formula on the members' mean charges
+    per_member = np.zeros((len(members), n, 3, 3))
+    used = np.zeros(n, dtype=bool)
+    with _results(None) as store:
+        for row, entry in enumerate(chosen):
+            structure = entry.structure
+            if len(structure) >= max_sites:
+                continue
+            fc = lookup(store, structure, PREDICTED_POTENTIAL)
+            if fc is None:
+                raise SystemExit(f"no cached force constants for {entry.material_id}: run evaluate")
+            value = physics_ionic(structure, predict_born_charges(born, [structure])[0], fc)
+            if value.flags:
+                continue
+            physics[row], used[row] = value.eps_ionic, True
+            for k, member in enumerate(members):
+                charges = predict_born_charges(member, [structure])[0]
+                per_member[k, row] = physics_ionic(structure, charges, fc).eps_ionic
+    return {
+        "direct": results["ionic"]["predicted"],
+        "direct_spread": _spread(direct_members),
+        "physics": physics,
+        "physics_spread": _spread(per_member),
+        "used": used,
+        "electronic": results["electronic"]["predicted"],
+        "reference_ionic": results["ionic"]["reference"],
+        "reference_total": results["total"]["reference"],
+    }
+
+
+def _weights(part: dict[str, Any], ratio: float) -> np.ndarray:
+    """Each cell's physics weight ``w = s_d^2 / (s_d^2 + ratio s_p^2)``."""
+    direct_var = part["direct_spread"] ** 2
+    return direct_var / np.maximum(direct_var + ratio * part["physics_spread"] ** 2, 1e-12)
+
+
+def _spread_blend(part: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
+    """``w scale physics + (1 - w) direct`` where the physics value is used (:func:`_weights`)."""
+    weight = _weights(part, ratio)
+    mixed = weight[:, None, None] * scale * part["physics"]
+    mixed = mixed + (1.0 - weight[:, None, None]) * part["direct"]
+    return np.where(part["used"][:, None, None], mixed, part["direct"])
+
+
+def _scores(part: dict[str, Any], ionic: np.ndarray) -> dict[str, float]:
+    return {
+        "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
+        "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    cleaned = clean_entries(load_entries(data))[0]
+    parts = {s: _split(s, cleaned, data) for s in ("validation", "test")}
+    validation = parts["validation"]
+
+    def constant(part: dict[str, Any], weights: tuple[float, float]) -> np.ndarray:
+        return blend(part["direct"], part["physics"], part["used"], *weights)
+
+    weights = best_weights(
+        lambda p, d: _scores(validation, constant(validation, (p, d)))["ionic_mae_ten"]
+    )
+    pairs = [(float(c), float(a)) for c in RATIO_GRID for a in SCALE_GRID]
+    errors = [
+        _scores(validation, _spread_blend(validation, *pair))["ionic_mae_ten"] for pair in pairs
+    ]
+    ratio, scale = pairs[int(np.argmin(errors))]
+    study = {
+        "what": "per-cell inverse-variance blend w scale physics + (1 - w) direct, w = s_d^2 / "
+        "(s_d^2 + ratio s_p^2) from the two ensembles' spreads, against the constant blend; "
+        "both fitted on every validation cell under 40 sites",
+        "in_use": PREDICTED_BLEND_WEIGHTS[PREDICTED_POTENTIAL],
+        "constant": {
+            "weights": weights,
+            **{s: _scores(p, constant(p, weights)) for s, p in parts.items()},
+        },
+        "spread_weighted": {
+            "ratio": ratio,
+            "scale": scale,
+            **{s: _scores(p, _spread_blend(p, ratio, scale)) for s, p in parts.items()},
+        },
+        "median_weight": {
+            s: float(np.median(_weights(p, ratio)[p["used"]])) for s, p in parts.items()
+        },
+    }
+    for name in ("constant", "spread_weighted"):
+        print(name, {s: round(study[name][s]["ionic_mae_ten"], 4) for s in parts})
+    save_study(study, args.output, f"ratio {ratio:.3g}, scale {scale}; ")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
