@@ -19,8 +19,8 @@ cached in the results store (run it first on both splits, with the same data dir
 Both weights on a grid of 0.05 in [0, 1], chosen by the validation ionic MAE_ten; the test
 split is scored with them and with the weights in use, for comparison. So is a blend of the
 two tensors' matrix logarithms (``_blend.log_blend``), its weight and scale also chosen on
-validation. ``--born-model`` scores
-another Born model (a name or a ``model.pt``) on the same force constants.
+validation. ``--born-model`` scores another Born model (a name or a ``model.pt``) on the same
+force constants.
 """
 
 from __future__ import annotations
