@@ -1,17 +1,65 @@
-"""The refine stage's blend of two eps0 values, and its weights fitted on a grid.
+"""The refine stage's blend of two eps0 values: its inputs, its weights on a grid, its scores.
 
-Not a script: the studies that fit ``PREDICTED_BLEND_WEIGHTS`` import it (``blend_fit.py``
-and ``ionic_physics_study.py hybrid``), so both search the same grid the same way.
+Not a script: the studies of the blend import it (``blend_fit.py``, ``blend_spread.py`` and
+``ionic_physics_study.py hybrid``), so they read the same values through the package's path
+and search the same grid the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from anisoscreen.model.training.error_slices import tensor_mae
+from anisoscreen.model.training.evaluate import evaluate_model_set
+from anisoscreen.screening.ionic_refine import IonicRefineMaker
+from anisoscreen.screening.refined_evaluation import refine_model_set
+from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL
+
 WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 """Each weight's candidates: 0 to 1 in steps of 0.05."""
+
+
+def blend_inputs(
+    subset: str, cleaned: list[Any], data: Path, potential: str, born_model: str
+) -> dict[str, Any]:
+    """Direct, physics (where used), eps_inf and reference tensors of one split.
+
+    The direct values are the default model set's (``evaluate_model_set``), the physics ones
+    the refine stage's with predicted charges at weight 1 (``refine_model_set``, force
+    constants from the results store's cache). ``structures`` are the split's, in that order.
+    """
+    results = evaluate_model_set(
+        DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
+    )
+    physics_alone = IonicRefineMaker.for_charges(
+        "predicted",
+        potential=potential,
+        physics_weight=1.0,
+        direct_weight=0.0,
+        born_model=born_model,
+    )
+    refined = refine_model_set(results, physics_alone, cleaned)["ionic_refined"]
+    return {
+        "direct": results["ionic"]["predicted"],
+        "physics": refined["predicted"],
+        "used": np.array([m == "physics" for m in refined["ionic_method"]]),
+        "electronic": results["electronic"]["predicted"],
+        "reference_ionic": results["ionic"]["reference"],
+        "reference_total": results["total"]["reference"],
+        "structures": [cleaned[i].structure for i in results["total"]["indices"]],
+    }
+
+
+def scores(part: dict[str, Any], ionic: np.ndarray) -> dict[str, float]:
+    """Ionic and total MAE_ten of ``ionic`` (eps0 of ``part``'s cells, with its eps_inf)."""
+    return {
+        "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
+        "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
+    }
 
 
 def blend(

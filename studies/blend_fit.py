@@ -30,63 +30,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _blend import SCALE_GRID, WEIGHT_GRID, best_weights, blend, log_blend
+from _blend import (
+    SCALE_GRID,
+    WEIGHT_GRID,
+    best_weights,
+    blend,
+    blend_inputs,
+    log_blend,
+    scores,
+)
 from _study_io import save_study
 
 from anisoscreen.model.training.dataset import clean_entries, load_entries
-from anisoscreen.model.training.error_slices import tensor_mae
-from anisoscreen.model.training.evaluate import evaluate_model_set
-from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, IonicRefineMaker
-from anisoscreen.screening.refined_evaluation import refine_model_set
-from anisoscreen.settings import (
-    DEFAULT_BORN_MODEL,
-    DEFAULT_IONIC_MODEL,
-    DEFAULT_MODEL,
-    get_settings,
-)
-
-
-def _split(
-    subset: str, cleaned: list[Any], data: Path, potential: str, born_model: str
-) -> dict[str, np.ndarray]:
-    """Direct, physics (where used), eps_inf and reference tensors of one split."""
-    results = evaluate_model_set(
-        DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
-    )
-    physics_alone = IonicRefineMaker.for_charges(
-        "predicted",
-        potential=potential,
-        physics_weight=1.0,
-        direct_weight=0.0,
-        born_model=born_model,
-    )
-    refined = refine_model_set(results, physics_alone, cleaned)["ionic_refined"]
-    return {
-        "direct": results["ionic"]["predicted"],
-        "physics": refined["predicted"],
-        "used": np.array([m == "physics" for m in refined["ionic_method"]]),
-        "electronic": results["electronic"]["predicted"],
-        "reference_ionic": results["ionic"]["reference"],
-        "reference_total": results["total"]["reference"],
-    }
+from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS
+from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
 
 
 def _scores(
-    part: dict[str, np.ndarray], weights: tuple[float, float], log_space: bool = False
+    part: dict[str, Any], weights: tuple[float, float], log_space: bool = False
 ) -> dict[str, float]:
     mix = log_blend if log_space else blend
     ionic = mix(part["direct"], part["physics"], part["used"], *weights)
     names = ("physics_weight", "scale") if log_space else ("physics_weight", "direct_weight")
-    return {
-        names[0]: weights[0],
-        names[1]: weights[1],
-        "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
-        "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
-    }
+    return {names[0]: weights[0], names[1]: weights[1], **scores(part, ionic)}
 
 
 def _interval(
-    part: dict[str, np.ndarray], weights: tuple[float, float], resamples: int = 2000
+    part: dict[str, Any], weights: tuple[float, float], resamples: int = 2000
 ) -> dict[str, list[float]]:
     """95 % bootstrap intervals of the ionic and total MAE_ten (cells resampled, seed 0)."""
     ionic = blend(part["direct"], part["physics"], part["used"], *weights)
@@ -115,7 +85,8 @@ def main() -> int:
     data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
     cleaned = clean_entries(load_entries(data))[0]
     parts = {
-        s: _split(s, cleaned, data, args.potential, args.born_model) for s in ("validation", "test")
+        s: blend_inputs(s, cleaned, data, args.potential, args.born_model)
+        for s in ("validation", "test")
     }
     chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
     in_use = PREDICTED_BLEND_WEIGHTS[args.potential]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _blend import best_weights, blend
+from _blend import SCALE_GRID, best_weights, blend, blend_inputs, scores
 from _study_io import save_study
 
 from anisoscreen.ionic_physics.force_constant_cache import lookup
@@ -33,21 +33,14 @@ from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.training.dataset import clean_entries, load_entries
-from anisoscreen.model.training.error_slices import tensor_mae
-from anisoscreen.model.training.evaluate import evaluate_model, evaluate_model_set
+from anisoscreen.model.training.evaluate import evaluate_model
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, PREDICTED_POTENTIAL
 from anisoscreen.screening.jobs import _results
-from anisoscreen.settings import (
-    DEFAULT_BORN_MODEL,
-    DEFAULT_IONIC_MODEL,
-    DEFAULT_MODEL,
-    get_settings,
-)
+from anisoscreen.settings import DEFAULT_BORN_MODEL, DEFAULT_IONIC_MODEL, get_settings
 
 UPPER = np.triu_indices(3)
 RATIO_GRID = np.geomspace(0.01, 100.0, 41)
 """Candidates of ``c``, the physics variance's weight against the direct one."""
-SCALE_GRID = np.round(np.arange(0.6, 1.2001, 0.025), 3)
 
 
 def _spread(members: np.ndarray) -> np.ndarray:
@@ -55,12 +48,10 @@ def _spread(members: np.ndarray) -> np.ndarray:
     return np.sqrt((members.std(axis=0)[:, UPPER[0], UPPER[1]] ** 2).mean(axis=1))
 
 
-def _split(subset: str, cleaned: list[Any], data: Path, max_sites: int = 40) -> dict[str, Any]:
-    """Direct and physics values, with each route's member spread, of one split."""
-    results = evaluate_model_set(
-        DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
-    )
-    n_direct = len(results["ionic"]["members"])
+def _split(subset: str, cleaned: list[Any], data: Path) -> dict[str, Any]:
+    """The blend's inputs of one split, with each route's member spread."""
+    part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, DEFAULT_BORN_MODEL)
+    n_direct = len(load_model(DEFAULT_IONIC_MODEL).networks)
     direct_members = np.stack(
         [
             evaluate_model(DEFAULT_IONIC_MODEL, data, subset=subset, members=[k], cleaned=cleaned)[
@@ -71,36 +62,17 @@ def _split(subset: str, cleaned: list[Any], data: Path, max_sites: int = 40) -> 
     )
     born = load_model(DEFAULT_BORN_MODEL)
     members = [dataclasses.replace(born, networks=[net]) for net in born.networks]
-    chosen = [cleaned[i] for i in results["total"]["indices"]]
-    n = len(chosen)
-    physics = np.zeros((n, 3, 3))  # the stage's value: the formula on the members' mean charges
-    per_member = np.zeros((len(members), n, 3, 3))
-    used = np.zeros(n, dtype=bool)
+    # the physics eps0 of each member's charges, on the cells whose physics value is used
+    per_member = np.zeros((len(members), len(part["direct"]), 3, 3))
     with _results(None) as store:
-        for row, entry in enumerate(chosen):
-            structure = entry.structure
-            if len(structure) >= max_sites:
-                continue
+        for row in np.flatnonzero(part["used"]):
+            structure = part["structures"][row]
             fc = lookup(store, structure, PREDICTED_POTENTIAL)
-            if fc is None:
-                raise SystemExit(f"no cached force constants for {entry.material_id}: run evaluate")
-            value = physics_ionic(structure, predict_born_charges(born, [structure])[0], fc)
-            if value.flags:
-                continue
-            physics[row], used[row] = value.eps_ionic, True
+            assert fc is not None  # blend_inputs found (or computed) and stored them
             for k, member in enumerate(members):
                 charges = predict_born_charges(member, [structure])[0]
                 per_member[k, row] = physics_ionic(structure, charges, fc).eps_ionic
-    return {
-        "direct": results["ionic"]["predicted"],
-        "direct_spread": _spread(direct_members),
-        "physics": physics,
-        "physics_spread": _spread(per_member),
-        "used": used,
-        "electronic": results["electronic"]["predicted"],
-        "reference_ionic": results["ionic"]["reference"],
-        "reference_total": results["total"]["reference"],
-    }
+    return {**part, "direct_spread": _spread(direct_members), "physics_spread": _spread(per_member)}
 
 
 def _weights(part: dict[str, Any], ratio: float) -> np.ndarray:
@@ -117,13 +89,6 @@ def _spread_blend(part: dict[str, Any], ratio: float, scale: float) -> np.ndarra
     return np.where(part["used"][:, None, None], mixed, part["direct"])
 
 
-def _scores(part: dict[str, Any], ionic: np.ndarray) -> dict[str, float]:
-    return {
-        "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
-        "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
@@ -137,11 +102,11 @@ def main() -> int:
         return blend(part["direct"], part["physics"], part["used"], *weights)
 
     weights = best_weights(
-        lambda p, d: _scores(validation, constant(validation, (p, d)))["ionic_mae_ten"]
+        lambda p, d: scores(validation, constant(validation, (p, d)))["ionic_mae_ten"]
     )
     pairs = [(float(c), float(a)) for c in RATIO_GRID for a in SCALE_GRID]
     errors = [
-        _scores(validation, _spread_blend(validation, *pair))["ionic_mae_ten"] for pair in pairs
+        scores(validation, _spread_blend(validation, *pair))["ionic_mae_ten"] for pair in pairs
     ]
     ratio, scale = pairs[int(np.argmin(errors))]
     study = {
@@ -151,12 +116,12 @@ def main() -> int:
         "in_use": PREDICTED_BLEND_WEIGHTS[PREDICTED_POTENTIAL],
         "constant": {
             "weights": weights,
-            **{s: _scores(p, constant(p, weights)) for s, p in parts.items()},
+            **{s: scores(p, constant(p, weights)) for s, p in parts.items()},
         },
         "spread_weighted": {
             "ratio": ratio,
             "scale": scale,
-            **{s: _scores(p, _spread_blend(p, ratio, scale)) for s, p in parts.items()},
+            **{s: scores(p, _spread_blend(p, ratio, scale)) for s, p in parts.items()},
         },
         "median_weight": {
             s: float(np.median(_weights(p, ratio)[p["used"]])) for s, p in parts.items()
