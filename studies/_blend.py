@@ -30,7 +30,8 @@ def blend_inputs(
 
     The direct values are the default model set's (``evaluate_model_set``), the physics ones
     the refine stage's with predicted charges at weight 1 (``refine_model_set``, force
-    constants from the results store's cache). ``structures`` are the split's, in that order.
+    constants from the results store's cache); ``direct_members`` the direct model's members'.
+    ``structures`` are the split's, in that order.
     """
     results = evaluate_model_set(
         DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
@@ -45,6 +46,7 @@ def blend_inputs(
     refined = refine_model_set(results, physics_alone, cleaned)["ionic_refined"]
     return {
         "direct": results["ionic"]["predicted"],
+        "direct_members": results["ionic"]["member_predicted"],
         "physics": refined["predicted"],
         "used": np.array([m == "physics" for m in refined["ionic_method"]]),
         "electronic": results["electronic"]["predicted"],

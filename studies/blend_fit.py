@@ -42,6 +42,7 @@ from _blend import (
 from _study_io import save_study
 
 from anisoscreen.model.training.dataset import clean_entries, load_entries
+from anisoscreen.model.training.error_slices import tensor_errors
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS
 from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
 
@@ -60,14 +61,9 @@ def _interval(
 ) -> dict[str, list[float]]:
     """95 % bootstrap intervals of the ionic and total MAE_ten (cells resampled, seed 0)."""
     ionic = blend(part["direct"], part["physics"], part["used"], *weights)
-    upper = np.triu_indices(3)
-
-    def per_cell(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        return np.abs(predicted - reference)[:, upper[0], upper[1]].mean(axis=1)
-
     errors = {
-        "ionic_mae_ten": per_cell(ionic, part["reference_ionic"]),
-        "total_mae_ten": per_cell(ionic + part["electronic"], part["reference_total"]),
+        "ionic_mae_ten": tensor_errors(ionic, part["reference_ionic"]),
+        "total_mae_ten": tensor_errors(ionic + part["electronic"], part["reference_total"]),
     }
     draws = np.random.default_rng(0).integers(0, len(ionic), (resamples, len(ionic)))
     return {

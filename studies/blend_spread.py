@@ -33,10 +33,9 @@ from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.model.training.dataset import clean_entries, load_entries
-from anisoscreen.model.training.evaluate import evaluate_model
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, PREDICTED_POTENTIAL
 from anisoscreen.screening.jobs import _results
-from anisoscreen.settings import DEFAULT_BORN_MODEL, DEFAULT_IONIC_MODEL, get_settings
+from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
 
 UPPER = np.triu_indices(3)
 RATIO_GRID = np.geomspace(0.01, 100.0, 41)
@@ -51,15 +50,6 @@ def _spread(members: np.ndarray) -> np.ndarray:
 def _split(subset: str, cleaned: list[Any], data: Path) -> dict[str, Any]:
     """The blend's inputs of one split, with each route's member spread."""
     part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, DEFAULT_BORN_MODEL)
-    n_direct = len(load_model(DEFAULT_IONIC_MODEL).networks)
-    direct_members = np.stack(
-        [
-            evaluate_model(DEFAULT_IONIC_MODEL, data, subset=subset, members=[k], cleaned=cleaned)[
-                "predicted"
-            ]
-            for k in range(n_direct)
-        ]
-    )
     born = load_model(DEFAULT_BORN_MODEL)
     members = [dataclasses.replace(born, networks=[net]) for net in born.networks]
     # the physics eps0 of each member's charges, on the cells whose physics value is used
@@ -72,7 +62,11 @@ def _split(subset: str, cleaned: list[Any], data: Path) -> dict[str, Any]:
             for k, member in enumerate(members):
                 charges = predict_born_charges(member, [structure])[0]
                 per_member[k, row] = physics_ionic(structure, charges, fc).eps_ionic
-    return {**part, "direct_spread": _spread(direct_members), "physics_spread": _spread(per_member)}
+    return {
+        **part,
+        "direct_spread": _spread(part["direct_members"]),
+        "physics_spread": _spread(per_member),
+    }
 
 
 def _weights(part: dict[str, Any], ratio: float) -> np.ndarray:

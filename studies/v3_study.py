@@ -43,7 +43,7 @@ import torch
 from anisoscreen.model.checkpoint import MODEL_FILENAME, load_model, save_model
 from anisoscreen.model.nn.graph import structure_to_graph
 from anisoscreen.model.training.comparison import LAMINATE_LAYERS
-from anisoscreen.model.training.evaluate import evaluate_model, predict_irreps
+from anisoscreen.model.training.evaluate import evaluate_model, predict_irreps, summary
 from anisoscreen.model.training.model_card import write_model_card
 from anisoscreen.screening.descriptors import dimensionality
 from anisoscreen.settings import get_settings
@@ -85,11 +85,6 @@ def laminate_test(model: str) -> dict[str, Any]:
             and out[name]["normal_spread_20_60"] <= LAMINATE_TOLERANCE
         )
     return out
-
-
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation result without its arrays."""
-    return {k: v for k, v in result.items() if k not in ("predicted", "reference")}
 
 
 def evaluate_all(model: str, data: Path, posthoc: bool = False) -> dict[str, Any]:

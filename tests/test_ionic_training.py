@@ -16,8 +16,8 @@ from anisoscreen.model.training.dataset import (
     random_split,
     target_cleaning,
 )
-from anisoscreen.model.training.error_slices import tensor_mae
-from anisoscreen.model.training.evaluate import evaluate_model, metrics
+from anisoscreen.model.training.error_slices import tensor_errors, tensor_mae
+from anisoscreen.model.training.evaluate import ARRAY_KEYS, evaluate_model, metrics, summary
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,8 @@ def test_tensor_mae_is_the_mean_over_six_unique_components():
     reference = np.zeros((1, 3, 3))
     predicted = np.array([[[1.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]])
     assert tensor_mae(predicted, reference) == pytest.approx((1 + 2 + 3) / 6)
+    pair = np.concatenate([predicted, reference])  # per cell: then 0 for the exact one
+    np.testing.assert_allclose(tensor_errors(pair, np.zeros((2, 3, 3))), [1.0, 0.0])
     assert metrics(predicted, reference)["component_mae"] == pytest.approx((1 + 4 + 3) / 9)
 
 
@@ -92,6 +94,10 @@ def test_evaluate_compares_with_the_ionic_reference_and_draws_log_parity(ionic_m
     expected = np.stack([e.tensor("ionic") for e in test_entries])
     np.testing.assert_allclose(result["reference"], expected)
     assert np.linalg.eigvalsh(result["predicted"]).min() >= -1e-6  # PSD by construction
+    members = result["member_predicted"]  # each member's tensors, from the same pass
+    assert members.shape == (len(result["members"]), *result["predicted"].shape)
+    np.testing.assert_allclose(members.mean(axis=0), result["predicted"], rtol=1e-6)
+    assert not set(ARRAY_KEYS) & set(summary(result)) and json.dumps(summary(result))
     plot = tmp_path / "parity.png"
     out = CliRunner().invoke(
         app, ["evaluate", "--model", str(folder), "--device", "cpu", "--parity-plot", str(plot)]

@@ -528,10 +528,9 @@ def evaluate(
         which = f", members {result['members']}" if member else ""
         _print_metrics(console, result, f"{which} on the {subset} split")
     if json_output is not None:
-        summary = {
-            key: {k: v for k, v in result.items() if k not in ("predicted", "reference")}
-            for key, result in results.items()
-        }
+        from anisoscreen.model.training.evaluate import summary as without_arrays
+
+        summary = {key: without_arrays(result) for key, result in results.items()}
         json_output.write_text(
             json.dumps(summary["model"] if not ionic_model else summary, indent=1)
         )

@@ -50,11 +50,16 @@ def _ratio(eigenvalues: np.ndarray) -> np.ndarray:
     return tmath.eigenvalue_ratio(eigenvalues, floor=RATIO_FLOOR)
 
 
-def tensor_mae(predicted: np.ndarray, reference: np.ndarray) -> float:
-    """DTNet's MAE_ten: mean absolute error over the 6 unique components of (n, 3, 3) tensors."""
+def tensor_errors(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each tensor's mean absolute error over its 6 unique components, for (n, 3, 3) tensors."""
     difference = np.abs(tmath.symmetrize(predicted) - tmath.symmetrize(reference))
     upper = np.triu_indices(3)
-    return float(difference[:, upper[0], upper[1]].mean())
+    return difference[:, upper[0], upper[1]].mean(axis=1)
+
+
+def tensor_mae(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """DTNet's MAE_ten: mean absolute error over the 6 unique components of (n, 3, 3) tensors."""
+    return float(tensor_errors(predicted, reference).mean())
 
 
 def error_block(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:

@@ -247,7 +247,9 @@ def evaluate_model(
     dict
         ``model``, ``target``, ``members``, ``subset``, ``split_seed``, ``metrics``,
         ``slices`` and ``crystal_systems`` (JSON-ready) and the arrays ``predicted`` and
-        ``reference`` (n, 3, 3) for plots (the CLI draws them).
+        ``reference`` (n, 3, 3) for plots (the CLI draws them) and ``member_predicted``
+        (members, n, 3, 3), each member's tensors (:data:`ARRAY_KEYS`; :func:`summary` drops
+        them).
     """
     from anisoscreen.errors import AnisoscreenError
     from anisoscreen.model.atom_features import data_set_cache
@@ -320,8 +322,18 @@ def evaluate_model(
         "crystal_systems": list(systems),
         "predicted": predicted,
         "reference": reference,
+        "member_predicted": per_member,
     }
     return result
+
+
+ARRAY_KEYS = ("predicted", "reference", "member_predicted")
+"""The keys of an :func:`evaluate_model` result that hold arrays, not JSON."""
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """An :func:`evaluate_model` result without its arrays (:data:`ARRAY_KEYS`): JSON-ready."""
+    return {k: v for k, v in result.items() if k not in ARRAY_KEYS}
 
 
 def _exfoliated_slice(
