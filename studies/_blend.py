@@ -24,18 +24,22 @@ WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 
 
 def blend_inputs(
-    subset: str, cleaned: list[Any], data: Path, potential: str, born_model: str
+    subset: str,
+    cleaned: list[Any],
+    data: Path,
+    potential: str,
+    born_model: str,
+    ionic_model: str = DEFAULT_IONIC_MODEL,
 ) -> dict[str, Any]:
     """Direct, physics (where used), eps_inf and reference tensors of one split.
 
-    The direct values are the default model set's (``evaluate_model_set``), the physics ones
+    The direct values are the model set's (``evaluate_model_set``: the default electronic
+    model and ``ionic_model``, a name or a ``model.pt``), the physics ones
     the refine stage's with predicted charges at weight 1 (``refine_model_set``, force
     constants from the results store's cache); ``direct_members`` the direct model's members'.
     ``structures`` are the split's, in that order.
     """
-    results = evaluate_model_set(
-        DEFAULT_MODEL, DEFAULT_IONIC_MODEL, data, subset=subset, cleaned=cleaned
-    )
+    results = evaluate_model_set(DEFAULT_MODEL, ionic_model, data, subset=subset, cleaned=cleaned)
     physics_alone = IonicRefineMaker.for_charges(
         "predicted",
         potential=potential,
