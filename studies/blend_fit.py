@@ -20,7 +20,7 @@ Both weights on a grid of 0.05 in [0, 1], chosen by the validation ionic MAE_ten
 split is scored with them and with the weights in use, for comparison. So is a blend of the
 two tensors' matrix logarithms (``_blend.log_blend``), its weight and scale also chosen on
 validation. ``--born-model`` scores another Born model (a name or a ``model.pt``) on the same
-force constants.
+force constants; its charges are scored too, on each split's cells with DFPT charges.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from _blend import (
     best_weights,
     blend,
     blend_inputs,
+    born_mae,
     log_blend,
     scores,
 )
@@ -96,6 +97,7 @@ def main() -> int:
         "cell under 40 sites by the ionic MAE_ten; scored on the whole test split",
         "potential": args.potential,
         "born_model": args.born_model,
+        "born_charges": {s: born_mae(s, cleaned, args.born_model) for s in parts},
         "n": {s: int(len(p["direct"])) for s, p in parts.items()},
         "n_physics": {s: int(p["used"].sum()) for s, p in parts.items()},
         "chosen": {s: _scores(p, chosen) for s, p in parts.items()},
@@ -104,6 +106,7 @@ def main() -> int:
         "chosen_95_interval": {s: _interval(p, chosen) for s, p in parts.items()},
         "log_space_chosen": {s: _scores(p, log_chosen, log_space=True) for s, p in parts.items()},
     }
+    print("born charges", {s: round(v["born_mae"], 4) for s, v in study["born_charges"].items()})
     for name in ("direct", "in_use", "chosen", "log_space_chosen"):
         print(name, {s: round(v["ionic_mae_ten"], 4) for s, v in study[name].items()})
     save_study(study, args.output, f"chosen {chosen}; ")

@@ -237,8 +237,8 @@ def test_each_born_source_gets_its_measured_recipe():
     assert predicted.physics_sources == ("predicted",)
     assert (predicted.potential, predicted.physics_weight, predicted.direct_weight) == (
         "sevennet-l3i5",
-        0.9,
-        0.05,
+        0.85,
+        0.1,
     )
     assert predicted.born_model == "anisonet-mp-born"
     older = IonicRefineMaker.for_charges("predicted", potential="sevennet-0")

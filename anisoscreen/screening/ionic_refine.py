@@ -78,15 +78,14 @@ PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 PREDICTED_POTENTIAL = "sevennet-l3i5"
 """The potential of the refine stage with predicted charges: the better one on validation."""
 PREDICTED_BLEND_WEIGHTS: dict[str, tuple[float, float]] = {
-    "sevennet-l3i5": (0.9, 0.05),
+    "sevennet-l3i5": (0.85, 0.1),
     "sevennet-0": (0.7, 0.15),
 }
 """``(physics_weight, direct_weight)`` of the eps0 with predicted charges, per potential: the
 blend ``direct_weight direct + physics_weight physics``, both weights fitted on validation.
-SevenNet-l3i5's with ``anisonet-mp-born`` 1.3.0 on every validation cell under 40 sites
-through this stage's code (``studies/blend_fit.py``; test ionic MAE_ten 1.719), SevenNet-0's
-with 1.2.0 on the 120 with DFPT charges (``studies/ionic_physics_study.py hybrid``; 1.984);
-the direct model gives 2.242."""
+SevenNet-l3i5's with ``anisonet-mp-born`` 1.4.0 on every validation cell under 40 sites
+through this stage's code (``studies/blend_fit.py``; test ionic MAE_ten 1.750), SevenNet-0's
+the same way (``--potential sevennet-0``; 1.924); the direct model gives 2.242."""
 
 
 class IonicRefineOutput(BaseModel):
