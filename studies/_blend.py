@@ -1,18 +1,22 @@
 """The refine stage's blend of two eps0 values: its inputs, its weights on a grid, its scores.
 
-Not a script: the studies of the blend import it (``blend_fit.py``, ``blend_spread.py`` and
-``ionic_physics_study.py hybrid``), so they read the same values through the package's path
-and search the same grid the same way.
+Not a script: the studies of the blend import it (``blend_fit.py``, ``blend_spread.py``,
+``blend_potentials.py``, ``blend_mode_shift.py``, ``ionic_direct_variants.py`` and
+``ionic_physics_study.py hybrid``), so they read the same values through the package's path,
+the cached force constants through one loop (:func:`cached_cells`), and search the same grid
+the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pymatgen.core import Structure
 
+from anisoscreen.ionic_physics.force_constants import ForceConstants
 from anisoscreen.model.training.error_slices import tensor_mae
 from anisoscreen.model.training.evaluate import evaluate_model_set
 from anisoscreen.screening.ionic_refine import IonicRefineMaker
@@ -77,6 +81,42 @@ def born_mae(subset: str, cleaned: list[Any], born_model: str) -> dict[str, floa
     charges = predict_born_charges(born_model, [e.structure for e in entries])
     errors = [np.abs(z - impose_born_asr(e.born)) for z, e in zip(charges, entries, strict=True)]
     return {"n": len(entries), "born_mae": float(np.concatenate(errors).mean())}
+
+
+def both_splits(
+    split_of: Callable[[str, list[Any], Path], dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """``split_of(subset, cleaned, data)`` of the validation and test splits of the shared data.
+
+    The shared data set is read and cleaned once, for both.
+    """
+    from anisoscreen.model.training.dataset import clean_entries, load_entries
+    from anisoscreen.settings import get_settings
+
+    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
+    cleaned = clean_entries(load_entries(data))[0]
+    return {s: split_of(s, cleaned, data) for s in ("validation", "test")}
+
+
+def cached_cells(
+    part: dict[str, Any], rows: Iterable[int], potentials: Sequence[str]
+) -> Iterator[tuple[int, Structure, list[ForceConstants]]]:
+    """``(row, structure, force constants of each potential)`` of ``part``'s ``rows``.
+
+    The force constants are the results store's (``blend_inputs`` found or computed them for
+    every cell under 40 sites, for its potential; run it with each of ``potentials`` first).
+    """
+    from anisoscreen.ionic_physics.force_constant_cache import lookup
+    from anisoscreen.screening.jobs import _results
+
+    with _results(None) as store:
+        for row in rows:
+            structure = part["structures"][row]
+            found = [lookup(store, structure, potential) for potential in potentials]
+            missing = [p for p, fc in zip(potentials, found, strict=True) if fc is None]
+            if missing:
+                raise RuntimeError(f"no cached {missing} force constants for row {row}")
+            yield int(row), structure, [fc for fc in found if fc is not None]
 
 
 def scores(part: dict[str, Any], ionic: np.ndarray) -> dict[str, float]:

@@ -23,18 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _blend import best_weights, blend, blend_inputs, scores
+from _blend import best_weights, blend, blend_inputs, both_splits, cached_cells, scores
 from _study_io import save_study
 
-from anisoscreen.ionic_physics.force_constant_cache import lookup
 from anisoscreen.ionic_physics.formula import EPS0_PREFACTOR, EV_A2_AMU_TO_THZ
 from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.training.dataset import clean_entries, load_entries
 from anisoscreen.screening.ionic_refine import PREDICTED_POTENTIAL
-from anisoscreen.screening.jobs import _results
-from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
+from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 SHIFTS_THZ2 = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """Candidates of ``delta``, in THz^2 (a mode at 1 THz with ``delta`` 1 moves to 1.41 THz)."""
@@ -45,17 +42,14 @@ def _split(subset: str, cleaned: list[Any], data: Path) -> dict[str, Any]:
     part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, DEFAULT_BORN_MODEL)
     born = load_model(DEFAULT_BORN_MODEL)
     modes = {}
-    with _results(None) as store:
-        for row in np.flatnonzero(part["used"]):
-            structure = part["structures"][row]
-            fc = lookup(store, structure, PREDICTED_POTENTIAL)
-            assert fc is not None  # blend_inputs found (or computed) and stored them
-            charges = predict_born_charges(born, [structure])[0]
-            result = physics_ionic(structure, charges, fc)
-            kept = result.included
-            assert result.modes.oscillator_strengths is not None
-            strengths = result.modes.oscillator_strengths[kept]
-            modes[row] = (result.modes.omega2[kept], strengths, structure.volume)
+    for row, structure, (fc,) in cached_cells(
+        part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL]
+    ):
+        result = physics_ionic(structure, predict_born_charges(born, [structure])[0], fc)
+        kept = result.included
+        assert result.modes.oscillator_strengths is not None
+        strengths = result.modes.oscillator_strengths[kept]
+        modes[row] = (result.modes.omega2[kept], strengths, structure.volume)
     return {**part, "modes": modes}
 
 
@@ -74,9 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    cleaned = clean_entries(load_entries(data))[0]
-    parts = {s: _split(s, cleaned, data) for s in ("validation", "test")}
+    parts = both_splits(_split)
     validation = parts["validation"]
     rows = []
     for delta in SHIFTS_THZ2:

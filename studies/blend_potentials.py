@@ -35,17 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _blend import WEIGHT_GRID, best_weights, blend, blend_inputs, scores
+from _blend import WEIGHT_GRID, best_weights, blend, blend_inputs, both_splits, cached_cells, scores
 from _study_io import save_study
 
-from anisoscreen.ionic_physics.force_constant_cache import lookup
 from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.training.dataset import clean_entries, load_entries
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, PREDICTED_POTENTIAL
-from anisoscreen.screening.jobs import _results
-from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
+from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 SECOND_POTENTIAL = "sevennet-0"
 
@@ -55,21 +52,15 @@ def _phi_mean(part: dict[str, Any], rows: np.ndarray) -> tuple[np.ndarray, np.nd
     born = load_model(DEFAULT_BORN_MODEL)
     physics = np.zeros_like(part["direct"])
     used = np.zeros(len(physics), dtype=bool)
-    with _results(None) as store:
-        for row in rows:
-            structure = part["structures"][row]
-            first = lookup(store, structure, PREDICTED_POTENTIAL)
-            second = lookup(store, structure, SECOND_POTENTIAL)
-            assert first is not None  # blend_inputs cached both
-            assert second is not None
-            mean = dataclasses.replace(
-                first,
-                phi=(first.phi + second.phi) / 2,
-                residual_forces=(first.residual_forces + second.residual_forces) / 2,
-            )
-            charges = predict_born_charges(born, [structure])[0]
-            result = physics_ionic(structure, charges, mean)
-            physics[row], used[row] = result.eps_ionic, not result.flags
+    potentials = [PREDICTED_POTENTIAL, SECOND_POTENTIAL]
+    for row, structure, (first, second) in cached_cells(part, rows, potentials):
+        mean = dataclasses.replace(
+            first,
+            phi=(first.phi + second.phi) / 2,
+            residual_forces=(first.residual_forces + second.residual_forces) / 2,
+        )
+        result = physics_ionic(structure, predict_born_charges(born, [structure])[0], mean)
+        physics[row], used[row] = result.eps_ionic, not result.flags
     return physics, used
 
 
@@ -108,9 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    cleaned = clean_entries(load_entries(data))[0]
-    parts = {s: _split(s, cleaned, data) for s in ("validation", "test")}
+    parts = both_splits(_split)
     validation = parts["validation"]
 
     def fitted(physics_of: Any) -> dict[str, Any]:

@@ -25,17 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _blend import SCALE_GRID, best_weights, blend, blend_inputs, scores
+from _blend import SCALE_GRID, best_weights, blend, blend_inputs, both_splits, cached_cells, scores
 from _study_io import save_study
 
-from anisoscreen.ionic_physics.force_constant_cache import lookup
 from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.model.training.dataset import clean_entries, load_entries
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, PREDICTED_POTENTIAL
-from anisoscreen.screening.jobs import _results
-from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
+from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 UPPER = np.triu_indices(3)
 RATIO_GRID = np.geomspace(0.01, 100.0, 41)
@@ -54,14 +51,12 @@ def _split(subset: str, cleaned: list[Any], data: Path) -> dict[str, Any]:
     members = [dataclasses.replace(born, networks=[net]) for net in born.networks]
     # the physics eps0 of each member's charges, on the cells whose physics value is used
     per_member = np.zeros((len(members), len(part["direct"]), 3, 3))
-    with _results(None) as store:
-        for row in np.flatnonzero(part["used"]):
-            structure = part["structures"][row]
-            fc = lookup(store, structure, PREDICTED_POTENTIAL)
-            assert fc is not None  # blend_inputs found (or computed) and stored them
-            for k, member in enumerate(members):
-                charges = predict_born_charges(member, [structure])[0]
-                per_member[k, row] = physics_ionic(structure, charges, fc).eps_ionic
+    for row, structure, (fc,) in cached_cells(
+        part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL]
+    ):
+        for k, member in enumerate(members):
+            charges = predict_born_charges(member, [structure])[0]
+            per_member[k, row] = physics_ionic(structure, charges, fc).eps_ionic
     return {
         **part,
         "direct_spread": _spread(part["direct_members"]),
@@ -87,9 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    cleaned = clean_entries(load_entries(data))[0]
-    parts = {s: _split(s, cleaned, data) for s in ("validation", "test")}
+    parts = both_splits(_split)
     validation = parts["validation"]
 
     def constant(part: dict[str, Any], weights: tuple[float, float]) -> np.ndarray:
