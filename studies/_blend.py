@@ -75,10 +75,11 @@ def born_mae(subset: str, cleaned: list[Any], born_model: str) -> dict[str, floa
     from anisoscreen.model.checkpoint import load_model
     from anisoscreen.model.training.dataset import random_split
 
-    split = random_split(len(cleaned), load_model(born_model).metadata.get("split_seed", 42))
+    loaded = load_model(born_model)
+    split = random_split(len(cleaned), loaded.metadata.get("split_seed", 42))
     entries = [cleaned[i] for i in split[subset]]
     entries = [e for e in entries if e.born is not None and len(e.born) == len(e.structure)]
-    charges = predict_born_charges(born_model, [e.structure for e in entries])
+    charges = predict_born_charges(loaded, [e.structure for e in entries])
     errors = [np.abs(z - impose_born_asr(e.born)) for z, e in zip(charges, entries, strict=True)]
     return {"n": len(entries), "born_mae": float(np.concatenate(errors).mean())}
 

@@ -37,15 +37,15 @@ from _blend import (
     blend,
     blend_inputs,
     born_mae,
+    both_splits,
     log_blend,
     scores,
 )
 from _study_io import save_study
 
-from anisoscreen.model.training.dataset import clean_entries, load_entries
 from anisoscreen.model.training.error_slices import tensor_errors
 from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS
-from anisoscreen.settings import DEFAULT_BORN_MODEL, get_settings
+from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 
 def _scores(
@@ -79,12 +79,12 @@ def main() -> int:
     parser.add_argument("--born-model", default=DEFAULT_BORN_MODEL, help="name or model.pt")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    cleaned = clean_entries(load_entries(data))[0]
-    parts = {
-        s: blend_inputs(s, cleaned, data, args.potential, args.born_model)
-        for s in ("validation", "test")
-    }
+    parts = both_splits(
+        lambda s, cleaned, data: (
+            blend_inputs(s, cleaned, data, args.potential, args.born_model)
+            | {"born_charges": born_mae(s, cleaned, args.born_model)}
+        )
+    )
     chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
     in_use = PREDICTED_BLEND_WEIGHTS[args.potential]
     # tried beside it: the geometric mean of I + eps0, weight and scale chosen on validation
@@ -97,7 +97,7 @@ def main() -> int:
         "cell under 40 sites by the ionic MAE_ten; scored on the whole test split",
         "potential": args.potential,
         "born_model": args.born_model,
-        "born_charges": {s: born_mae(s, cleaned, args.born_model) for s in parts},
+        "born_charges": {s: p["born_charges"] for s, p in parts.items()},
         "n": {s: int(len(p["direct"])) for s, p in parts.items()},
         "n_physics": {s: int(p["used"].sum()) for s, p in parts.items()},
         "chosen": {s: _scores(p, chosen) for s, p in parts.items()},
