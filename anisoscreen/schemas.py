@@ -462,6 +462,14 @@ class IonicRefinement(BaseModel):
     eps_total_poly: float | None = None
     figure_of_merit: float | None = Field(None, description="band_gap x eps_total_poly.")
     physics_eps_ionic: Matrix3 | None = Field(None, description="eps0 by the formula.")
+    physics_spread: float | None = Field(
+        None,
+        description="RMS over the six unique components of the physics eps0's spread over "
+        "the Born model's members (predicted charges).",
+    )
+    physics_share: float | None = Field(
+        None, description="The physics value's share in a spread-weighted blend."
+    )
     direct_eps_ionic: Matrix3 | None = Field(None, description="eps0 of the direct model.")
     direct_figure_of_merit: float | None = None
     modes: list[GammaModeDoc] = Field(default_factory=list)

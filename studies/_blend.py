@@ -17,7 +17,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from anisoscreen.ionic_physics.force_constants import ForceConstants
-from anisoscreen.model.training.error_slices import tensor_mae
+from anisoscreen.model.training.error_slices import tensor_errors, tensor_mae
 from anisoscreen.model.training.evaluate import evaluate_model_set
 from anisoscreen.screening.ionic_refine import IonicRefineMaker
 from anisoscreen.screening.refined_evaluation import refine_model_set
@@ -125,6 +125,21 @@ def scores(part: dict[str, Any], ionic: np.ndarray) -> dict[str, float]:
     return {
         "ionic_mae_ten": float(tensor_mae(ionic, part["reference_ionic"])),
         "total_mae_ten": float(tensor_mae(ionic + part["electronic"], part["reference_total"])),
+    }
+
+
+def bootstrap_interval(
+    part: dict[str, Any], ionic: np.ndarray, resamples: int = 2000
+) -> dict[str, list[float]]:
+    """95 % bootstrap intervals of ``ionic``'s ionic and total MAE_ten (cells resampled, seed 0)."""
+    errors = {
+        "ionic_mae_ten": tensor_errors(ionic, part["reference_ionic"]),
+        "total_mae_ten": tensor_errors(ionic + part["electronic"], part["reference_total"]),
+    }
+    draws = np.random.default_rng(0).integers(0, len(ionic), (resamples, len(ionic)))
+    return {
+        name: np.percentile(error[draws].mean(axis=1), [2.5, 97.5]).round(4).tolist()
+        for name, error in errors.items()
     }
 
 

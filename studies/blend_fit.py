@@ -1,6 +1,6 @@
 """Issue 28: the predicted-charge blend's weights fitted on every validation cell.
 
-The refine stage's blend ``w_d direct + w_p physics`` (``PREDICTED_BLEND_WEIGHTS``) was fitted
+The refine stage's blend ``w_d direct + w_p physics`` (``PREDICTED_BLENDS``) was fitted
 by ``ionic_physics_study.py hybrid`` on 120 validation cells: those with DFPT Born charges.
 The blend serves new candidates, which have none, and the test split is scored on every cell
 under 40 sites. This fits the two weights on every validation cell under 40 sites instead,
@@ -36,6 +36,7 @@ from _blend import (
     best_weights,
     blend,
     blend_inputs,
+    bootstrap_interval,
     born_mae,
     both_splits,
     log_blend,
@@ -43,8 +44,7 @@ from _blend import (
 )
 from _study_io import save_study
 
-from anisoscreen.model.training.error_slices import tensor_errors
-from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS
+from anisoscreen.screening.ionic_refine import PREDICTED_BLENDS
 from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 
@@ -55,22 +55,6 @@ def _scores(
     ionic = mix(part["direct"], part["physics"], part["used"], *weights)
     names = ("physics_weight", "scale") if log_space else ("physics_weight", "direct_weight")
     return {names[0]: weights[0], names[1]: weights[1], **scores(part, ionic)}
-
-
-def _interval(
-    part: dict[str, Any], weights: tuple[float, float], resamples: int = 2000
-) -> dict[str, list[float]]:
-    """95 % bootstrap intervals of the ionic and total MAE_ten (cells resampled, seed 0)."""
-    ionic = blend(part["direct"], part["physics"], part["used"], *weights)
-    errors = {
-        "ionic_mae_ten": tensor_errors(ionic, part["reference_ionic"]),
-        "total_mae_ten": tensor_errors(ionic + part["electronic"], part["reference_total"]),
-    }
-    draws = np.random.default_rng(0).integers(0, len(ionic), (resamples, len(ionic)))
-    return {
-        name: np.percentile(error[draws].mean(axis=1), [2.5, 97.5]).round(4).tolist()
-        for name, error in errors.items()
-    }
 
 
 def main() -> int:
@@ -86,7 +70,7 @@ def main() -> int:
         )
     )
     chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
-    in_use = PREDICTED_BLEND_WEIGHTS[args.potential]
+    in_use = PREDICTED_BLENDS[args.potential]
     # tried beside it: the geometric mean of I + eps0, weight and scale chosen on validation
     pairs = [(float(w), float(s)) for w in WEIGHT_GRID for s in SCALE_GRID]
     errors = [_scores(parts["validation"], pair, log_space=True)["ionic_mae_ten"] for pair in pairs]
@@ -101,13 +85,21 @@ def main() -> int:
         "n": {s: int(len(p["direct"])) for s, p in parts.items()},
         "n_physics": {s: int(p["used"].sum()) for s, p in parts.items()},
         "chosen": {s: _scores(p, chosen) for s, p in parts.items()},
-        "in_use": {s: _scores(p, in_use) for s, p in parts.items()},
+        # a spread-weighted blend in use is blend_spread.py's to score
+        "in_use": {
+            s: _scores(p, (in_use.physics_weight, in_use.direct_weight))
+            for s, p in parts.items()
+            if in_use.spread_ratio is None
+        },
         "direct": {s: _scores(p, (0.0, 1.0)) for s, p in parts.items()},
-        "chosen_95_interval": {s: _interval(p, chosen) for s, p in parts.items()},
+        "chosen_95_interval": {
+            s: bootstrap_interval(p, blend(p["direct"], p["physics"], p["used"], *chosen))
+            for s, p in parts.items()
+        },
         "log_space_chosen": {s: _scores(p, log_chosen, log_space=True) for s, p in parts.items()},
     }
     print("born charges", {s: round(v["born_mae"], 4) for s, v in study["born_charges"].items()})
-    for name in ("direct", "in_use", "chosen", "log_space_chosen"):
+    for name in ("direct", "in_use", "chosen", "log_space_chosen"):  # in_use: maybe empty
         print(name, {s: round(v["ionic_mae_ten"], 4) for s, v in study[name].items()})
     save_study(study, args.output, f"chosen {chosen}; ")
     return 0

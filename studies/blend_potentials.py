@@ -41,7 +41,7 @@ from _study_io import save_study
 from anisoscreen.ionic_physics.route import physics_ionic
 from anisoscreen.model.born_charges import predict_born_charges
 from anisoscreen.model.checkpoint import load_model
-from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS, PREDICTED_POTENTIAL
+from anisoscreen.screening.ionic_refine import PREDICTED_BLENDS, PREDICTED_POTENTIAL
 from anisoscreen.settings import DEFAULT_BORN_MODEL
 
 SECOND_POTENTIAL = "sevennet-0"
@@ -123,7 +123,7 @@ def main() -> int:
         f"{PREDICTED_POTENTIAL} alone, {SECOND_POTENTIAL} alone, their eps0 mixed (share u of "
         f"{PREDICTED_POTENTIAL}) and the route on their mean force constants; predicted charges "
         f"({DEFAULT_BORN_MODEL}), every weight chosen on every validation cell under 40 sites",
-        "in_use": PREDICTED_BLEND_WEIGHTS[PREDICTED_POTENTIAL],
+        "in_use": dataclasses.asdict(PREDICTED_BLENDS[PREDICTED_POTENTIAL]),
         "n": {s: int(len(p["direct"])) for s, p in parts.items()},
         PREDICTED_POTENTIAL: one,
         SECOND_POTENTIAL: second,

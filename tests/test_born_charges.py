@@ -11,7 +11,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.born_charges import predict_born_charges
+from anisoscreen.model.born_charges import predict_born_charge_members, predict_born_charges
 from anisoscreen.model.checkpoint import load_model, save_model
 from anisoscreen.model.nn.network import AnisoNet
 
@@ -65,6 +65,10 @@ def test_charges_obey_the_sum_rule_follow_the_sites_and_average_the_members(pero
         singles.append(predict_born_charges(loaded_one, [perovskite])[0])
     np.testing.assert_allclose(charges, np.mean(singles, axis=0), atol=1e-6)
     assert not np.allclose(singles[0], singles[1], atol=1e-4)
+    # each member's charges, in the members' order (the refine stage's spread)
+    [members] = predict_born_charge_members(path, [perovskite])
+    assert members.shape == (2, 5, 3, 3)
+    np.testing.assert_allclose(members, np.stack(singles), atol=1e-6)
     batched = predict_born_charges(loaded, [shuffled, perovskite], batch_size=2)
     np.testing.assert_allclose(batched[1], charges, atol=1e-5)
     np.testing.assert_allclose(batched[0], moved, atol=1e-5)

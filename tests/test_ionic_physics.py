@@ -21,7 +21,13 @@ from anisoscreen.ionic_physics.formula import (
     impose_force_constant_asr,
 )
 from anisoscreen.ionic_physics.potentials import HarmonicSpringPotential
-from anisoscreen.ionic_physics.route import physics_ionic
+from anisoscreen.ionic_physics.route import (
+    blend_ionic,
+    ensemble_spread,
+    physics_ionic,
+    physics_spread,
+    spread_share,
+)
 
 
 def rock_salt(a: float = 5.64, species: tuple[str, str] = ("Na", "Cl")) -> Structure:
@@ -81,6 +87,41 @@ def test_rock_salt_springs_match_the_closed_form():
     np.testing.assert_allclose(result.modes.frequencies_thz, [nu] * 3, rtol=1e-10)
     assert result.flags == []
     assert result.contributions.sum() == pytest.approx(expected, rel=1e-10)
+
+
+def test_the_physics_spread_over_charge_members_follows_z_squared():
+    """Members' charges Z (1 +- d): eps0 goes as Z^2, so its two values differ by 4 d eps0."""
+    k, z, d = 1.7, 1.1, 0.05
+    structure = rock_salt()
+    fc = gamma_force_constants(structure, HarmonicSpringPotential(k, cutoff=3.0))
+    born = np.stack([z * np.eye(3), -z * np.eye(3)])
+    eps0 = 4 * math.pi * E2_EV_ANGSTROM * z**2 / (structure.volume * 2 * k)
+    members = np.stack([(1 + d) * born, (1 - d) * born])
+    # std (ddof 1) of two values is their difference over sqrt 2; RMS over xx, yy, zz and
+    # three zero off-diagonals is that times sqrt(1/2)
+    expected = 4 * d * eps0 / math.sqrt(2) * math.sqrt(0.5)
+    assert physics_spread(structure, members, fc) == pytest.approx(expected, rel=1e-10)
+    assert physics_spread(structure, np.stack([born, born]), fc) == pytest.approx(0, abs=1e-12)
+
+
+def test_spread_weighted_blend_is_inverse_variance():
+    std = np.diag([1.0, 2.0, 2.0])
+    assert ensemble_spread(std) == pytest.approx(math.sqrt(9 / 6))
+    shear = np.zeros((3, 3))
+    shear[0, 1] = shear[1, 0] = 3.0  # a symmetric component counts once of six
+    assert ensemble_spread(shear) == pytest.approx(math.sqrt(9 / 6))
+    np.testing.assert_allclose(ensemble_spread(np.stack([std, shear])), [1.5**0.5] * 2)
+    # share s_d^2 / (s_d^2 + c s_p^2); a certain direct value keeps the direct value
+    assert spread_share(2.0, 1.0, 4.0) == pytest.approx(0.5)
+    assert spread_share(2.0, 0.0, 4.0) == pytest.approx(1.0)
+    assert spread_share(0.0, 0.0, 4.0) == 0.0
+    np.testing.assert_allclose(spread_share(np.array([1.0, 3.0]), 1.0, 1.0), [0.5, 0.9])
+    direct, physics = np.eye(3) * 4.0, np.eye(3) * 10.0
+    value, method = blend_ionic(direct, physics, 0.9, None, 0.25)
+    np.testing.assert_allclose(value, 0.25 * 0.9 * physics + 0.75 * direct)
+    assert method == "blend"
+    # without a physics value the share does not matter
+    assert blend_ionic(direct, None, 0.9, None, 0.25)[1] == "direct"
 
 
 def perovskite_distorted() -> Structure:

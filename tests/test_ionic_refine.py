@@ -221,9 +221,53 @@ def test_predicted_charges_blend_the_physics_value_with_the_direct_one(refined, 
             np.testing.assert_allclose(two.eps_ionic, direct)
 
 
+def test_the_spread_weighted_blend_weighs_each_row_by_both_ensembles(refined, tmp_path):
+    """``spread_ratio`` c: share w = s_d^2 / (s_d^2 + c s_p^2), eps0 = w a physics + (1 - w) d."""
+    from test_born_charges import born_model_file
+
+    from anisoscreen.ionic_physics.force_constants import gamma_force_constants
+    from anisoscreen.ionic_physics.potentials import HarmonicSpringPotential
+    from anisoscreen.ionic_physics.route import physics_ionic
+    from anisoscreen.model.born_charges import predict_born_charge_members
+
+    _, _, ranking, predictions, structures, store = refined
+    born_model = str(born_model_file(tmp_path / "born.pt", elements=()))
+    method = predicted_method(born_model)
+    ratio, scale = 0.5, 0.9
+    spread = method.model_copy(update={"spread_ratio": ratio, "physics_weight": scale})
+    alone = refine_ionic.original(ranking, 0, 2, method, store)
+    weighted = refine_ionic.original(ranking, 0, 2, spread, store)
+    potential = HarmonicSpringPotential(spring=1.0, cutoff=3.2)
+    assert any(row.ionic_method == "physics" for row in alone.refinements)
+    for row, physics_row in zip(weighted.refinements, alone.refinements, strict=True):
+        prediction = predictions[row.material_id]
+        direct = np.asarray(prediction.eps_ionic.tensor)
+        # each member's physics eps0 on the same force constants, by hand
+        structure = structures[row.material_id]
+        fc = gamma_force_constants(structure, potential)
+        [members] = predict_born_charge_members(born_model, [structure])
+        values = np.stack([physics_ionic(structure, z, fc).eps_ionic for z in members])
+        upper = np.triu_indices(3)
+        s_p = np.sqrt((values.std(axis=0, ddof=1)[upper] ** 2).mean())
+        s_d = np.sqrt((np.asarray(prediction.eps_ionic.tensor_std)[upper] ** 2).mean())
+        assert row.physics_spread == pytest.approx(s_p, rel=1e-8)
+        if physics_row.ionic_method == "physics":
+            share = s_d**2 / (s_d**2 + ratio * s_p**2)
+            assert row.ionic_method == "blend"
+            assert row.physics_share == pytest.approx(share, rel=1e-8)
+            assert 0.0 < row.physics_share < 1.0
+            physics = np.asarray(row.physics_eps_ionic)
+            np.testing.assert_allclose(
+                row.eps_ionic, share * scale * physics + (1 - share) * direct, atol=1e-10
+            )
+        else:  # flagged: the direct value, no share
+            assert (row.ionic_method, row.physics_share) == ("direct", None)
+            np.testing.assert_allclose(row.eps_ionic, direct)
+
+
 def test_each_born_source_gets_its_measured_recipe():
     from anisoscreen.errors import AnisoscreenError
-    from anisoscreen.screening.ionic_refine import PREDICTED_BLEND_WEIGHTS
+    from anisoscreen.screening.ionic_refine import PREDICTED_BLENDS
 
     dfpt = IonicRefineMaker.for_charges("dfpt", top_k=5)
     assert (dfpt.born_source, dfpt.physics_sources, dfpt.physics_weight, dfpt.top_k) == (
@@ -235,17 +279,19 @@ def test_each_born_source_gets_its_measured_recipe():
     # predicted charges: SevenNet-l3i5 force constants, both blend weights fitted on validation
     predicted = IonicRefineMaker.for_charges("predicted")
     assert predicted.physics_sources == ("predicted",)
-    assert (predicted.potential, predicted.physics_weight, predicted.direct_weight) == (
-        "sevennet-l3i5",
-        0.85,
-        0.1,
-    )
+    # SevenNet-l3i5: weighted per row by the spreads, the physics value scaled
+    assert (
+        predicted.potential,
+        predicted.physics_weight,
+        predicted.direct_weight,
+        predicted.spread_ratio,
+    ) == ("sevennet-l3i5", PREDICTED_BLENDS["sevennet-l3i5"].physics_weight, None, 0.0501)
     assert predicted.born_model == "anisonet-mp-born"
     older = IonicRefineMaker.for_charges("predicted", potential="sevennet-0")
-    assert (older.physics_weight, older.direct_weight) == PREDICTED_BLEND_WEIGHTS["sevennet-0"]
-    # weights given by the caller replace the table's, both of them
-    mine = IonicRefineMaker.for_charges("predicted", potential="harmonic-springs", physics_weight=1)
-    assert (mine.physics_weight, mine.direct_weight) == (1, None)
+    assert (older.physics_weight, older.direct_weight, older.spread_ratio) == (0.7, 0.15, None)
+    # a weight given by the caller replaces the table's whole blend
+    mine = IonicRefineMaker.for_charges("predicted", physics_weight=1)
+    assert (mine.physics_weight, mine.direct_weight, mine.spread_ratio) == (1, None, None)
     with pytest.raises(AnisoscreenError, match="no blend of predicted charges is measured"):
         IonicRefineMaker.for_charges("predicted", potential="harmonic-springs")
     # nominal charges never replace the direct value: the same as the default stage
@@ -256,6 +302,10 @@ def test_each_born_source_gets_its_measured_recipe():
         IonicRefineMaker(physics_weight=0.0)
     with pytest.raises(AnisoscreenError, match="direct_weight must be in"):
         IonicRefineMaker(direct_weight=-0.1)
+    with pytest.raises(AnisoscreenError, match="spread_ratio must be positive"):
+        IonicRefineMaker(spread_ratio=0.0)
+    with pytest.raises(AnisoscreenError, match="direct_weight or spread_ratio, not both"):
+        IonicRefineMaker(direct_weight=0.1, spread_ratio=0.04)
 
 
 def test_run_screen_refuses_an_unknown_born_source_in_one_line(tmp_path):

@@ -31,7 +31,15 @@ from anisoscreen.ionic_physics.formula import (
     impose_born_asr,
 )
 
-__all__ = ["IMAGINARY_TOL_THZ", "PhysicsIonic", "blend_ionic", "physics_ionic"]
+__all__ = [
+    "IMAGINARY_TOL_THZ",
+    "PhysicsIonic",
+    "blend_ionic",
+    "ensemble_spread",
+    "physics_ionic",
+    "physics_spread",
+    "spread_share",
+]
 
 IMAGINARY_TOL_THZ = 0.1
 """Imaginary frequencies smaller than this (THz) are taken as numerical noise, not instability."""
@@ -117,11 +125,52 @@ def physics_ionic(
     )
 
 
+def physics_spread(
+    structure: Structure,
+    member_charges: np.ndarray,
+    force_constants: ForceConstants,
+    min_frequency_thz: float = 1.0,
+) -> float:
+    """:func:`ensemble_spread` of the physics eps0 over a Born model's members' charges.
+
+    ``member_charges`` is (M, N, 3, 3), M > 1: each member's charges with the same force
+    constants and modes, so the spread is that of the charges alone.
+    """
+    tensors = np.stack(
+        [
+            physics_ionic(structure, charges, force_constants, min_frequency_thz).eps_ionic
+            for charges in member_charges
+        ]
+    )
+    return float(ensemble_spread(tensors.std(axis=0, ddof=1)))
+
+
+def ensemble_spread(tensor_std: np.ndarray) -> np.ndarray:
+    """RMS over the six unique components of (..., 3, 3) ensemble standard deviations."""
+    upper = np.triu_indices(3)
+    return np.sqrt((np.asarray(tensor_std)[..., upper[0], upper[1]] ** 2).mean(axis=-1))
+
+
+def spread_share(
+    direct_spread: np.ndarray | float, physics_spread: np.ndarray | float, ratio: float
+) -> np.ndarray:
+    """The physics value's share ``s_d^2 / (s_d^2 + ratio s_p^2)`` by inverse variance.
+
+    Two estimates with independent errors combine best in inverse proportion to their
+    variances; ``ratio`` is the physics variance's weight against the direct one (fitted: the
+    charges' spread is only part of the physics route's error). Zero spreads give share 0.
+    """
+    direct_var = np.asarray(direct_spread, dtype=float) ** 2
+    physics_var = ratio * np.asarray(physics_spread, dtype=float) ** 2
+    return np.where(direct_var > 0, direct_var / np.maximum(direct_var + physics_var, 1e-300), 0)
+
+
 def blend_ionic(
     direct: np.ndarray | None,
     physics: np.ndarray | None,
     physics_weight: float = 1.0,
     direct_weight: float | None = None,
+    physics_share: float | None = None,
 ) -> tuple[np.ndarray | None, str]:
     """``(eps0, method)``: the value a refinement reports from its two routes.
 
@@ -129,7 +178,13 @@ def blend_ionic(
     Born source is not trusted). With both, ``direct_weight direct + physics_weight physics``
     (``direct_weight=None``: ``1 - physics_weight``) is the ``blend``, or the physics value
     alone (``physics``) at weight 1 with no direct weight; otherwise the ``direct`` value.
+    With a ``physics_share`` w (:func:`spread_share`), the blend is ``w physics_weight physics
+    + (1 - w) direct`` instead: ``physics_weight`` scales the physics value, and
+    ``direct_weight`` is not used.
     """
+    if physics is not None and direct is not None and physics_share is not None:
+        share = float(physics_share)
+        return share * physics_weight * physics + (1.0 - share) * direct, "blend"
     kept = 1.0 - physics_weight if direct_weight is None else direct_weight
     if physics is not None and direct is not None and (physics_weight < 1.0 or kept > 0.0):
         return kept * direct + physics_weight * physics, "blend"

@@ -20,7 +20,7 @@ from anisoscreen.errors import AnisoscreenError
 from anisoscreen.model.checkpoint import LoadedModel, load_model
 from anisoscreen.model.nn.graph import GraphError, collate, structure_to_graph
 
-__all__ = ["predict_born_charges"]
+__all__ = ["predict_born_charge_members", "predict_born_charges"]
 
 
 def _loaded(model: str | Path | LoadedModel) -> LoadedModel:
@@ -30,11 +30,22 @@ def _loaded(model: str | Path | LoadedModel) -> LoadedModel:
     return loaded
 
 
-@torch.inference_mode()
 def predict_born_charges(
     model: str | Path | LoadedModel, structures: Sequence[Structure], batch_size: int = 32
 ) -> list[np.ndarray]:
     """The ensemble-mean Born charges (N_k, 3, 3) of each structure, in e, in site order.
+
+    The mean of :func:`predict_born_charge_members` (same parameters and errors).
+    """
+    members = predict_born_charge_members(model, structures, batch_size)
+    return [charges.mean(axis=0) for charges in members]
+
+
+@torch.inference_mode()
+def predict_born_charge_members(
+    model: str | Path | LoadedModel, structures: Sequence[Structure], batch_size: int = 32
+) -> list[np.ndarray]:
+    """Each member's Born charges (M, N_k, 3, 3) of each structure, in e, in site order.
 
     Parameters
     ----------
@@ -71,7 +82,7 @@ def predict_born_charges(
         chunk = graphs[start : start + batch_size]
         batch = collate(chunk).to(device)
         members = [net.eval().forward_with_born(batch)[1] for net in loaded.networks]
-        mean = torch.stack(members).mean(dim=0).double().cpu().numpy()
+        stacked = torch.stack(members).double().cpu().numpy()
         offsets = np.cumsum([0, *(g.num_nodes for g in chunk)])
-        charges += [mean[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        charges += [stacked[:, a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
     return charges

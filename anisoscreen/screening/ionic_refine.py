@@ -10,11 +10,12 @@ oscillator strengths, so a user sees which phonons make it high-kappa.
 ``ionic_method`` says which value a row reports: ``physics`` when the route ran without a
 flag (no polar imaginary or soft optical mode, small residual forces) with Born charges
 from one of ``physics_sources``, ``blend`` when that value is mixed with the direct one
-(``physics_weight`` < 1 or a ``direct_weight``), ``direct`` otherwise (the direct model's
+(``physics_weight`` < 1, a ``direct_weight``, or a ``spread_ratio``: each row's share by the
+two ensembles' spreads, stored as ``physics_share``), ``direct`` otherwise (the direct model's
 value is kept; the physics value, the modes and the flags are still stored). By default only
 DFPT charges qualify: on the test split the route beats the direct model with DFPT charges,
 loses to it with nominal ones, and with the charges of ``anisonet-mp-born`` and SevenNet-l3i5
-force constants, blended, beats it by 25 % (:meth:`IonicRefineMaker.for_charges`,
+force constants, blended, beats it by 24 % (:meth:`IonicRefineMaker.for_charges`,
 ``docs/ionic-physics.md``). That Born model's weights are rebuilt from its recipe (they are
 not in the wheel), so for new candidates the direct model stays the default and the stage
 adds the Gamma-mode analysis; ``predicted`` charges are one option away.
@@ -36,7 +37,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -59,12 +60,13 @@ from anisoscreen.store import ResultsStore
 
 __all__ = [
     "PHYSICS_SOURCES",
-    "PREDICTED_BLEND_WEIGHTS",
+    "PREDICTED_BLENDS",
     "PREDICTED_POTENTIAL",
     "GammaModeDoc",
     "IonicRefineMaker",
     "IonicRefineOutput",
     "IonicRefinement",
+    "PredictedBlend",
     "RefineInput",
     "RefineMethod",
     "merge_refinements",
@@ -77,15 +79,31 @@ PHYSICS_SOURCES: tuple[str, ...] = ("dfpt",)
 """Born sources whose physics eps0 beat the direct model on the test split."""
 PREDICTED_POTENTIAL = "sevennet-l3i5"
 """The potential of the refine stage with predicted charges: the better one on validation."""
-PREDICTED_BLEND_WEIGHTS: dict[str, tuple[float, float]] = {
-    "sevennet-l3i5": (0.85, 0.1),
-    "sevennet-0": (0.7, 0.15),
+
+
+@dataclass(frozen=True)
+class PredictedBlend:
+    """How the refine stage blends the physics eps0 of predicted charges with the direct one.
+
+    The :class:`RefineMethod` fields of the same names: with ``spread_ratio`` each row's
+    physics share comes from the two ensembles' spreads and ``physics_weight`` scales the
+    physics value; without it, ``direct_weight direct + physics_weight physics``.
+    """
+
+    physics_weight: float
+    direct_weight: float | None = None
+    spread_ratio: float | None = None
+
+
+PREDICTED_BLENDS: dict[str, PredictedBlend] = {
+    "sevennet-l3i5": PredictedBlend(physics_weight=0.95, spread_ratio=0.0501),
+    "sevennet-0": PredictedBlend(physics_weight=0.7, direct_weight=0.15),
 }
-"""``(physics_weight, direct_weight)`` of the eps0 with predicted charges, per potential: the
-blend ``direct_weight direct + physics_weight physics``, both weights fitted on validation.
-SevenNet-l3i5's with ``anisonet-mp-born`` 1.4.0 on every validation cell under 40 sites
-through this stage's code (``studies/blend_fit.py``; test ionic MAE_ten 1.750), SevenNet-0's
-the same way (``--potential sevennet-0``; 1.924); the direct model gives 2.242."""
+"""The blend of the eps0 with predicted charges (``anisonet-mp-born`` 1.4.0), per potential,
+fitted on every validation cell under 40 sites through this stage's code. SevenNet-l3i5's is
+weighted per row by the spreads (``studies/blend_spread.py``; test ionic MAE_ten 1.708, the
+constant blend 0.85 / 0.1 1.750); SevenNet-0's is constant (``studies/blend_fit.py
+--potential sevennet-0``; 1.924). The direct model gives 2.242."""
 
 
 class IonicRefineOutput(BaseModel):
@@ -116,19 +134,24 @@ class RefineMethod(BaseModel):
     born_model: str = DEFAULT_BORN_MODEL
     physics_weight: float = 1.0
     direct_weight: float | None = None
+    spread_ratio: float | None = None
 
 
 def _charges_source(born_source: str, born_model: str) -> Callable[[Structure, str], np.ndarray]:
-    """``(structure, material_id) -> Born charges`` of a named source (the model loaded once)."""
+    """``(structure, material_id) -> Born charges (M, N, 3, 3)`` of a named source.
+
+    M is the Born model's members for ``predicted`` charges (the model loaded once), 1 for
+    the others.
+    """
     if born_source == "predicted":
-        from anisoscreen.model.born_charges import predict_born_charges
+        from anisoscreen.model.born_charges import predict_born_charge_members
         from anisoscreen.model.checkpoint import load_model
 
         loaded = load_model(born_model)
-        return lambda structure, _: predict_born_charges(loaded, [structure])[0]
+        return lambda structure, _: predict_born_charge_members(loaded, [structure])[0]
     from anisoscreen.ionic_physics.born import born_charges
 
-    return lambda structure, material_id: born_charges(born_source, structure, material_id)
+    return lambda structure, material_id: born_charges(born_source, structure, material_id)[None]
 
 
 def _load_potential(name: str) -> Any:
@@ -155,6 +178,8 @@ class RefineInput:
         (3, 3) electronic tensor the totals add to eps0.
     direct
         (3, 3) direct eps0, or ``None`` where no ionic model predicted one.
+    direct_std
+        (3, 3) spread (standard deviation) of the direct model's members, ``None`` for one.
     gap
         Band gap in eV for the FOM (``None``: no FOM).
     direct_figure_of_merit
@@ -167,6 +192,7 @@ class RefineInput:
     structure: Structure
     eps_inf: np.ndarray
     direct: np.ndarray | None
+    direct_std: np.ndarray | None = None
     gap: float | None = None
     direct_figure_of_merit: float | None = None
 
@@ -179,7 +205,13 @@ def _refine_one(
     results: ResultsStore | None,
 ) -> IonicRefinement:
     from anisoscreen.ionic_physics.force_constant_cache import cached_force_constants
-    from anisoscreen.ionic_physics.route import blend_ionic, physics_ionic
+    from anisoscreen.ionic_physics.route import (
+        blend_ionic,
+        ensemble_spread,
+        physics_ionic,
+        physics_spread,
+        spread_share,
+    )
 
     start = time.perf_counter()
     direct, gap, structure = item.direct, item.gap, item.structure
@@ -196,14 +228,15 @@ def _refine_one(
         fc, _ = cached_force_constants(structure, potential, results)
     except AnisoscreenError as exc:
         fc, row["error"] = None, str(exc)
-    charges = None
+    members = None
     if fc is not None:
         try:
-            charges = charges_of(structure, item.material_id)
+            members = charges_of(structure, item.material_id)
         except AnisoscreenError as exc:
             row["error"] = str(exc)
-    if fc is not None and charges is not None:
-        result = physics_ionic(structure, charges, fc, method.min_frequency_thz)
+    share = None
+    if fc is not None and members is not None:
+        result = physics_ionic(structure, members.mean(axis=0), fc, method.min_frequency_thz)
         modes, flags = result.modes, result.flags
         row["physics_eps_ionic"] = result.eps_ionic.tolist()
         assert modes.mode_charges is not None
@@ -223,6 +256,12 @@ def _refine_one(
         row["max_residual_force"] = result.max_residual_force
         trusted = method.born_source in method.physics_sources
         physics = result.eps_ionic if trusted and not flags else None
+        if len(members) > 1:
+            spread = physics_spread(structure, members, fc, method.min_frequency_thz)
+            row["physics_spread"] = spread
+            if method.spread_ratio is not None and item.direct_std is not None:
+                direct_spread = ensemble_spread(item.direct_std)
+                share = float(spread_share(direct_spread, spread, method.spread_ratio))
     elif fc is not None:  # no charges: the modes alone
         from anisoscreen.ionic_physics.formula import gamma_modes
 
@@ -241,8 +280,10 @@ def _refine_one(
     else:
         physics = None
     chosen, row["ionic_method"] = blend_ionic(
-        direct, physics, method.physics_weight, method.direct_weight
+        direct, physics, method.physics_weight, method.direct_weight, share
     )
+    if row["ionic_method"] == "blend":
+        row["physics_share"] = share
     if chosen is not None:
         total = item.eps_inf + chosen
         row["eps_ionic"] = chosen.tolist()
@@ -337,6 +378,11 @@ def _refine_input(rank: int, prediction: PredictionDoc, candidate: CandidateDoc)
         structure=candidate.structure,
         eps_inf=np.asarray(prediction.dielectric_tensor, dtype=float),
         direct=np.asarray(prediction.eps_ionic.tensor) if prediction.eps_ionic else None,
+        direct_std=(
+            np.asarray(prediction.eps_ionic.tensor_std)
+            if prediction.eps_ionic and prediction.eps_ionic.tensor_std is not None
+            else None
+        ),
         gap=gap,
         direct_figure_of_merit=prediction.figure_of_merit,
     )
@@ -385,6 +431,13 @@ class IonicRefineMaker(Maker):
         weights of each Born source.
     direct_weight
         The direct value's weight in that blend; ``None``: ``1 - physics_weight``.
+    spread_ratio
+        Weigh each row's blend by the two ensembles' spreads instead (inverse variance,
+        :func:`~anisoscreen.ionic_physics.route.spread_share`; ``physics_weight`` then scales
+        the physics value and ``direct_weight`` must be ``None``): the physics value's share
+        is ``s_d^2 / (s_d^2 + spread_ratio s_p^2)``, ``s_d`` the direct model's member spread
+        and ``s_p`` that of the physics eps0 over the Born model's members. Rows without both
+        spreads (one member) keep the constant blend.
     shard_size
         Rows per job.
     store
@@ -402,6 +455,7 @@ class IonicRefineMaker(Maker):
     born_model: str = DEFAULT_BORN_MODEL
     physics_weight: float = 1.0
     direct_weight: float | None = None
+    spread_ratio: float | None = None
 
     def __post_init__(self) -> None:
         self.physics_sources = tuple(self.physics_sources)  # a list after a JSON round trip
@@ -409,6 +463,10 @@ class IonicRefineMaker(Maker):
             raise AnisoscreenError("physics_weight must be in (0, 1]")
         if self.direct_weight is not None and not 0.0 <= self.direct_weight <= 1.0:
             raise AnisoscreenError("direct_weight must be in [0, 1]")
+        if self.spread_ratio is not None and not self.spread_ratio > 0.0:
+            raise AnisoscreenError("spread_ratio must be positive")
+        if self.spread_ratio is not None and self.direct_weight is not None:
+            raise AnisoscreenError("give direct_weight or spread_ratio, not both")
 
     @classmethod
     def for_charges(cls, born_source: str, **fields: Any) -> IonicRefineMaker:
@@ -416,10 +474,11 @@ class IonicRefineMaker(Maker):
 
         On the test split (``docs/ionic-physics.md``): ``dfpt`` charges beat the direct model
         with the physics value alone; ``predicted`` ones (``anisonet-mp-born``) help most as a
-        blend with SevenNet-l3i5 force constants (:data:`PREDICTED_POTENTIAL`), its weights
-        fitted on validation (:data:`PREDICTED_BLEND_WEIGHTS`, also for SevenNet-0 when
-        ``potential`` names it); with ``nominal`` ones the direct value is kept (the stage
-        adds the Gamma-mode analysis).
+        blend with SevenNet-l3i5 force constants (:data:`PREDICTED_POTENTIAL`), weighted per
+        row by the spreads, fitted on validation (:data:`PREDICTED_BLENDS`, also for
+        SevenNet-0 when ``potential`` names it); with ``nominal`` ones the direct value is
+        kept (the stage adds the Gamma-mode analysis). A ``physics_weight`` given replaces
+        the whole of the table's blend.
         """
         recipes: dict[str, dict[str, Any]] = {
             "dfpt": {"physics_sources": ("dfpt",)},
@@ -434,15 +493,14 @@ class IonicRefineMaker(Maker):
         if born_source == "predicted":
             potential = fields.get("potential", PREDICTED_POTENTIAL)
             recipe = {**recipe, "potential": potential}
-            if "physics_weight" not in fields:  # the weights measured for this potential
-                if potential not in PREDICTED_BLEND_WEIGHTS:
+            if "physics_weight" not in fields:  # the blend measured for this potential
+                if potential not in PREDICTED_BLENDS:
                     raise AnisoscreenError(
                         f"no blend of predicted charges is measured for potential "
-                        f"{potential!r}; use one of {', '.join(PREDICTED_BLEND_WEIGHTS)} or "
+                        f"{potential!r}; use one of {', '.join(PREDICTED_BLENDS)} or "
                         "give physics_weight"
                     )
-                physics_weight, direct_weight = PREDICTED_BLEND_WEIGHTS[potential]
-                recipe.update(physics_weight=physics_weight, direct_weight=direct_weight)
+                recipe.update(asdict(PREDICTED_BLENDS[potential]))
         return cls(born_source=born_source, **{**recipe, **fields})
 
     @property

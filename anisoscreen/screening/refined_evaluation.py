@@ -63,6 +63,9 @@ def refine_model_set(
     chosen = [cleaned[i] for i in results["total"]["indices"]]
     eps_inf = results["electronic"]["predicted"]
     direct = results["ionic"]["predicted"]
+    members = results["ionic"]["member_predicted"]
+    # the spread a prediction document holds (TensorPrediction.from_members)
+    direct_std = members.std(axis=0, ddof=1) if len(members) > 1 else None
     items = [
         RefineInput(
             rank=row,
@@ -71,6 +74,7 @@ def refine_model_set(
             structure=entry.structure,
             eps_inf=eps_inf[row],
             direct=direct[row],
+            direct_std=direct_std[row] if direct_std is not None else None,
         )
         for row, entry in enumerate(chosen)
         if len(entry.structure) < max_sites
@@ -94,10 +98,14 @@ def refine_model_set(
             refined[row.rank] = np.asarray(row.eps_ionic)
     methods = Counter(per_row)
     systems = results["total"]["crystal_systems"]
+    blend = (
+        f"spread ratio {refine.spread_ratio}, physics scale {refine.physics_weight}"
+        if refine.spread_ratio is not None
+        else f"physics weight {refine.physics_weight}, direct weight {refine.direct_weight}"
+    )
     what = (
         f"{results['ionic']['model']} refined ({refine.born_source} Born charges, "
-        f"{refine.potential} force constants; physics weight {refine.physics_weight}, direct "
-        f"weight {refine.direct_weight})"
+        f"{refine.potential} force constants; {blend})"
     )
     summary = {
         "subset": results["total"]["subset"],
