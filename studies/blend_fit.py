@@ -70,7 +70,7 @@ def main() -> int:
         )
     )
     chosen = best_weights(lambda p, d: _scores(parts["validation"], (p, d))["ionic_mae_ten"])
-    in_use = PREDICTED_BLENDS[args.potential]
+    in_use = PREDICTED_BLENDS.get(args.potential)  # None: no blend measured for it yet
     # tried beside it: the geometric mean of I + eps0, weight and scale chosen on validation
     pairs = [(float(w), float(s)) for w in WEIGHT_GRID for s in SCALE_GRID]
     errors = [_scores(parts["validation"], pair, log_space=True)["ionic_mae_ten"] for pair in pairs]
@@ -89,7 +89,7 @@ def main() -> int:
         "in_use": {
             s: _scores(p, (in_use.physics_weight, in_use.direct_weight))
             for s, p in parts.items()
-            if in_use.spread_ratio is None
+            if in_use is not None and in_use.spread_ratio is None
         },
         "direct": {s: _scores(p, (0.0, 1.0)) for s, p in parts.items()},
         "chosen_95_interval": {

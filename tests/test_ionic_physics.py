@@ -253,6 +253,35 @@ def test_sevennet_rock_salt_force_constants():
     assert 1.0 < eps[0, 0] < 5.0  # DFPT (PBE) for NaCl: about 3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("potential", "fidelity"),
+    [("sevennet-0", None), ("sevennet-l3i5", None), ("sevennet-mf-0", "PBE")],
+)
+def test_sevennet_forces_are_the_checkpoints_own(potential, fidelity):
+    """Batched displaced copies give the forces of sevenn's own calculator (MF-0: at PBE)."""
+    import contextlib
+    import io
+
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from sevenn.calculator import SevenNetCalculator
+
+    from anisoscreen.ionic_physics.potentials import SEVENNET_CHECKPOINTS, SevenNetPotential
+
+    structure = perovskite_distorted()
+    copies = structure.cart_coords + 0.02 * np.random.default_rng(0).standard_normal((3, 5, 3))
+    forces = SevenNetPotential(potential, batch_size=2).forces(structure, copies)
+    with contextlib.redirect_stdout(io.StringIO()):
+        calculator = SevenNetCalculator(SEVENNET_CHECKPOINTS[potential], modal=fidelity)
+    for copy, ours in zip(copies, forces, strict=True):
+        moved = Structure(structure.lattice, structure.species, copy, coords_are_cartesian=True)
+        atoms = AseAtomsAdaptor.get_atoms(moved)
+        atoms.calc = calculator
+        reference = atoms.get_forces()
+        assert np.abs(reference).max() > 0.05  # displaced: not trivially zero
+        np.testing.assert_allclose(ours, reference, atol=2e-5)
+
+
 def test_born_sources(tmp_path):
     import gzip
     import json

@@ -442,8 +442,8 @@ def evaluate(
         str | None,
         typer.Option(
             "--refine-potential",
-            help="Potential of --refine-charges (sevennet-0, sevennet-l3i5; default: the "
-            "refine stage's for those charges).",
+            help="Potential of --refine-charges (sevennet-0, sevennet-l3i5, sevennet-mf-0; "
+            "default: the refine stage's for those charges).",
         ),
     ] = None,
 ) -> None:

@@ -5,8 +5,9 @@ list fixed at the undisplaced cell (the displacements are 0.01 A), and the force
 its gradient with respect to the positions.
 
 * :class:`SevenNetPotential`: a SevenNet checkpoint from the installed ``sevenn`` wheel
-  (``7net-0``, as the package's pretrained features; ``7net-l3i5`` too), float32 like the
-  checkpoint, all copies of a batch in one graph.
+  (``7net-0``, as the package's pretrained features; ``7net-l3i5``; the multi-fidelity
+  ``7net-mf-0`` at its PBE fidelity, the functional of the Materials Project's DFPT), float32
+  like the checkpoint, all copies of a batch in one graph.
 * :class:`HarmonicSpringPotential`: ``E = sum_pairs k/2 (r0_hat . (dr - dr0))^2`` over the
   pairs within a cutoff, the harmonic limit of central springs at rest in the given cell:
   exactly quadratic, so its force constants are known in closed form (the tests' stand-in).
@@ -28,8 +29,14 @@ from anisoscreen.third_party import module_children, sevenn_keys
 
 __all__ = ["SEVENNET_CHECKPOINTS", "HarmonicSpringPotential", "SevenNetPotential"]
 
-SEVENNET_CHECKPOINTS: dict[str, str] = {"sevennet-0": "7net-0", "sevennet-l3i5": "7net-l3i5"}
-"""Potential names and the ``sevenn`` checkpoint each loads (both single-fidelity)."""
+SEVENNET_CHECKPOINTS: dict[str, str] = {
+    "sevennet-0": "7net-0",
+    "sevennet-l3i5": "7net-l3i5",
+    "sevennet-mf-0": "7net-mf-0",
+}
+"""Potential names and the ``sevenn`` checkpoint each loads."""
+FIDELITY = "PBE"
+"""The fidelity (``sevenn``'s modality) a multi-fidelity checkpoint is evaluated at."""
 
 
 def _edges(structure: Structure, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,6 +145,8 @@ class SevenNetPotential:
                 parameter.requires_grad_(False)
         assert model.type_map is not None
         self._type_map = {int(z): int(index) for z, index in model.type_map.items()}
+        modal_map = getattr(model, "modal_map", None)
+        self._fidelity = int(modal_map[FIDELITY]) if modal_map else None
 
     def forces(self, structure: Structure, positions: np.ndarray) -> np.ndarray:
         """Forces (B, N, 3) in eV/A of the copies ``positions`` (B, N, 3)."""
@@ -166,6 +175,8 @@ class SevenNetPotential:
                 key.BATCH: torch.arange(b, device=self.device).repeat_interleave(n),
                 key.NUM_ATOMS: torch.full((b,), n, device=self.device),
             }
+            if self._fidelity is not None:  # one fidelity index per copy
+                data[key.MODAL_TYPE] = torch.full((b,), self._fidelity, device=self.device)
             for module in self._modules:
                 data = module(data)
             return data[key.PRED_TOTAL_ENERGY].sum()

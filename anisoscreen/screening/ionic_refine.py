@@ -98,12 +98,13 @@ class PredictedBlend:
 PREDICTED_BLENDS: dict[str, PredictedBlend] = {
     "sevennet-l3i5": PredictedBlend(physics_weight=0.95, spread_ratio=0.0501),
     "sevennet-0": PredictedBlend(physics_weight=0.7, direct_weight=0.15),
+    "sevennet-mf-0": PredictedBlend(physics_weight=0.65, direct_weight=0.2),
 }
 """The blend of the eps0 with predicted charges (``anisonet-mp-born`` 1.4.0), per potential,
 fitted on every validation cell under 40 sites through this stage's code. SevenNet-l3i5's is
-weighted per row by the spreads (``studies/blend_spread.py``; test ionic MAE_ten 1.708, the
-constant blend 0.85 / 0.1 1.750); SevenNet-0's is constant (``studies/blend_fit.py
---potential sevennet-0``; 1.924). The direct model gives 2.242."""
+weighted per row by the spreads (``studies/blend_spread.py``; test ionic MAE_ten 1.706, the
+constant blend 0.85 / 0.1 1.750); SevenNet-0's and SevenNet-MF-0's are constant
+(``studies/blend_fit.py --potential P``; 1.924 and 1.982). The direct model gives 2.242."""
 
 
 class IonicRefineOutput(BaseModel):
@@ -413,7 +414,7 @@ class IonicRefineMaker(Maker):
     top_k
         Rows of the ranking refined.
     potential
-        Potential of the force constants (``sevennet-0``, ``sevennet-l3i5``;
+        Potential of the force constants (``sevennet-0``, ``sevennet-l3i5``, ``sevennet-mf-0``;
         ``harmonic-springs`` is the tests' closed-form stand-in).
     born_source
         Born charges: ``nominal`` (formal charges), ``dfpt`` (the data set's, where held) or
