@@ -158,7 +158,7 @@ def spread_share(
 
     Two estimates with independent errors combine best in inverse proportion to their
     variances; ``ratio`` is the physics variance's weight against the direct one (fitted: the
-    charges' spread is only part of the physics route's error). Zero spreads give share 0.
+    charges' spread is only part of the physics route's error). A zero direct spread gives 0.
     """
     direct_var = np.asarray(direct_spread, dtype=float) ** 2
     physics_var = ratio * np.asarray(physics_spread, dtype=float) ** 2
