@@ -14,6 +14,13 @@ validation beats the constant blend by at least 1 %. It was kept: the refine sta
 ``spread_ratio`` and ``physics_weight`` for SevenNet-l3i5 (``PREDICTED_BLENDS``) are ``c`` and
 ``a`` from here.
 
+The charges' spread leaves out the potential's error. ``--potential-spread P ...`` adds a
+measure of it, tried beside the kept blend: ``s_f``, the spread (ddof 1) of the physics eps0
+over SevenNet-l3i5 and the potentials ``P`` (each with the mean charges), so that ``w = s_d^2
+/ (s_d^2 + c s_p^2 + k s_f^2)``, with ``k`` chosen on validation too and the same rule
+against the kept blend. Their force constants must be cached as well (``blend_fit.py
+--potential P``).
+
 It reads the force constants that ``anisoscreen evaluate --refine-charges predicted`` cached
 (the same data dir as ``blend_fit.py``)::
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +49,12 @@ from _blend import (
 )
 from _study_io import save_study
 
-from anisoscreen.ionic_physics.route import ensemble_spread, physics_spread, spread_share
+from anisoscreen.ionic_physics.route import (
+    ensemble_spread,
+    physics_ionic,
+    physics_spread,
+    spread_share,
+)
 from anisoscreen.model.born_charges import predict_born_charge_members
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.screening.ionic_refine import PREDICTED_BLENDS, PREDICTED_POTENTIAL
@@ -51,33 +64,50 @@ RATIO_GRID = np.geomspace(0.01, 100.0, 41)
 """Candidates of ``c``, the physics variance's weight against the direct one."""
 
 
-def _split(subset: str, cleaned: list[Any], data: Path) -> dict[str, Any]:
-    """The blend's inputs of one split, with each route's member spread (as the stage's)."""
+def _split(
+    subset: str, cleaned: list[Any], data: Path, others: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The blend's inputs of one split, with each route's member spread (as the stage's).
+
+    ``potential_spread``: the spread of the physics eps0 over SevenNet-l3i5 and ``others``.
+    """
     part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, DEFAULT_BORN_MODEL)
     born = load_model(DEFAULT_BORN_MODEL)
     # the spread of the physics eps0 over the members' charges, where the physics value is used
     physics = np.zeros(len(part["direct"]))
-    for row, structure, (fc,) in cached_cells(
-        part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL]
+    potentials = np.zeros(len(part["direct"]))
+    for row, structure, (fc, *other_fcs) in cached_cells(
+        part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL, *others]
     ):
-        physics[row] = physics_spread(
-            structure, predict_born_charge_members(born, [structure])[0], fc
-        )
+        members = predict_born_charge_members(born, [structure])[0]
+        physics[row] = physics_spread(structure, members, fc)
+        if other_fcs:
+            values = [
+                physics_ionic(structure, members.mean(axis=0), f).eps_ionic for f in other_fcs
+            ]
+            values.append(part["physics"][row])
+            potentials[row] = ensemble_spread(np.std(values, axis=0, ddof=1))
     return {
         **part,
         "direct_spread": ensemble_spread(part["direct_members"].std(axis=0, ddof=1)),
         "physics_spread": physics,
+        "potential_spread": potentials,
     }
 
 
-def _weights(part: dict[str, Any], ratio: float) -> np.ndarray:
-    """Each cell's physics share ``w = s_d^2 / (s_d^2 + ratio s_p^2)``."""
-    return spread_share(part["direct_spread"], part["physics_spread"], ratio)
+def _weights(part: dict[str, Any], ratio: float, potential_ratio: float = 0.0) -> np.ndarray:
+    """Each cell's physics share ``w = s_d^2 / (s_d^2 + ratio s_p^2 + potential_ratio s_f^2)``."""
+    spread = np.sqrt(
+        part["physics_spread"] ** 2 + potential_ratio / ratio * part["potential_spread"] ** 2
+    )
+    return spread_share(part["direct_spread"], spread, ratio)
 
 
-def _spread_blend(part: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
+def _spread_blend(
+    part: dict[str, Any], ratio: float, scale: float, potential_ratio: float = 0.0
+) -> np.ndarray:
     """``w scale physics + (1 - w) direct`` where the physics value is used (:func:`_weights`)."""
-    weight = _weights(part, ratio)
+    weight = _weights(part, ratio, potential_ratio)
     mixed = weight[:, None, None] * scale * part["physics"]
     mixed = mixed + (1.0 - weight[:, None, None]) * part["direct"]
     return np.where(part["used"][:, None, None], mixed, part["direct"])
@@ -86,8 +116,9 @@ def _spread_blend(part: dict[str, Any], ratio: float, scale: float) -> np.ndarra
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--potential-spread", nargs="*", default=[], metavar="P")
     args = parser.parse_args()
-    parts = both_splits(_split)
+    parts = both_splits(lambda s, c, d: _split(s, c, d, args.potential_spread))
     validation = parts["validation"]
 
     def constant(part: dict[str, Any], weights: tuple[float, float]) -> np.ndarray:
@@ -122,8 +153,27 @@ def main() -> int:
             s: float(np.median(_weights(p, ratio)[p["used"]])) for s, p in parts.items()
         },
     }
-    for name in ("constant", "spread_weighted"):
-        print(name, {s: round(study[name][s]["ionic_mae_ten"], 4) for s in parts})
+    if args.potential_spread:  # tried beside it: the potentials' disagreement as a variance
+        triples = [
+            (ratio_, float(k), a)
+            for ratio_, a in pairs
+            for k in np.concatenate([[0.0], np.geomspace(0.001, 10.0, 21)])
+        ]
+        errors = [
+            scores(validation, _spread_blend(validation, c, a, k))["ionic_mae_ten"]
+            for c, k, a in triples
+        ]
+        c, k, a = triples[int(np.argmin(errors))]
+        study["with_potential_spread"] = {
+            "potentials": [PREDICTED_POTENTIAL, *args.potential_spread],
+            "ratio": c,
+            "potential_ratio": k,
+            "scale": a,
+            **{s: scores(p, _spread_blend(p, c, a, k)) for s, p in parts.items()},
+        }
+    for name in ("constant", "spread_weighted", "with_potential_spread"):
+        if name in study:
+            print(name, {s: round(study[name][s]["ionic_mae_ten"], 4) for s in parts})
     save_study(study, args.output, f"ratio {ratio:.3g}, scale {scale}; ")
     return 0
 
