@@ -80,7 +80,9 @@ def _split(
         part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL, *others]
     ):
         members = predict_born_charge_members(born, [structure])[0]
-        physics[row] = physics_spread(structure, members, fc)
+        physics[row] = physics_spread(
+            structure, physics_ionic(structure, members.mean(axis=0), fc), members
+        )
         if other_fcs:
             values = [
                 physics_ionic(structure, members.mean(axis=0), f).eps_ionic for f in other_fcs

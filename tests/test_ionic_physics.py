@@ -100,8 +100,10 @@ def test_the_physics_spread_over_charge_members_follows_z_squared():
     # std (ddof 1) of two values is their difference over sqrt 2; RMS over xx, yy, zz and
     # three zero off-diagonals is that times sqrt(1/2)
     expected = 4 * d * eps0 / math.sqrt(2) * math.sqrt(0.5)
-    assert physics_spread(structure, members, fc) == pytest.approx(expected, rel=1e-10)
-    assert physics_spread(structure, np.stack([born, born]), fc) == pytest.approx(0, abs=1e-12)
+    physics = physics_ionic(structure, born, fc)
+    assert physics_spread(structure, physics, members) == pytest.approx(expected, rel=1e-10)
+    same = np.stack([born, born])
+    assert physics_spread(structure, physics, same) == pytest.approx(0, abs=1e-12)
 
 
 def test_spread_weighted_blend_is_inverse_variance():

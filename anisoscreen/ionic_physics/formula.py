@@ -34,7 +34,7 @@ masses ``m1, m2`` and one spring ``k`` between the sublattices along each axis h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,6 +53,7 @@ __all__ = [
     "gamma_modes",
     "impose_born_asr",
     "impose_force_constant_asr",
+    "modes_with_charges",
     "optical_pseudo_inverse",
     "symmetrize_force_constants",
     "translation_projector",
@@ -210,12 +211,22 @@ def gamma_modes(phi: np.ndarray, masses: np.ndarray, born: np.ndarray | None = N
     keep = keep[np.argsort(values[keep])]
     values, vectors = values[keep], vectors[:, keep]
     frequencies = np.sign(values) * np.sqrt(np.abs(values)) * EV_A2_AMU_TO_THZ
-    mode_charges = strengths = None
-    if born is not None:
-        charges = np.asarray(born, dtype=float).transpose(0, 2, 1).reshape(3 * n, 3)
-        mode_charges = (vectors * inv_sqrt[:, None]).T @ charges
-        strengths = np.einsum("ma,mb->mab", mode_charges, mode_charges)
-    return GammaModes(values, vectors, frequencies, mode_charges, strengths)
+    modes = GammaModes(values, vectors, frequencies, None, None)
+    return modes if born is None else modes_with_charges(modes, masses, born)
+
+
+def modes_with_charges(modes: GammaModes, masses: np.ndarray, born: np.ndarray) -> GammaModes:
+    """``modes`` with the mode effective charges and oscillator strengths of ``born`` (N, 3, 3).
+
+    The eigenvectors do not depend on the charges, so other charges on the same force
+    constants need no new diagonalisation.
+    """
+    masses = np.asarray(masses, dtype=float)
+    inv_sqrt = np.repeat(1.0 / np.sqrt(masses), 3)
+    charges = np.asarray(born, dtype=float).transpose(0, 2, 1).reshape(3 * len(masses), 3)
+    mode_charges = (modes.vectors * inv_sqrt[:, None]).T @ charges
+    strengths = np.einsum("ma,mb->mab", mode_charges, mode_charges)
+    return replace(modes, mode_charges=mode_charges, oscillator_strengths=strengths)
 
 
 def eps_ionic_from_modes(

@@ -29,6 +29,7 @@ from anisoscreen.ionic_physics.formula import (
     eps_ionic_from_modes,
     gamma_modes,
     impose_born_asr,
+    modes_with_charges,
 )
 
 __all__ = [
@@ -126,22 +127,22 @@ def physics_ionic(
 
 
 def physics_spread(
-    structure: Structure,
-    member_charges: np.ndarray,
-    force_constants: ForceConstants,
-    min_frequency_thz: float = 1.0,
+    structure: Structure, physics: PhysicsIonic, member_charges: np.ndarray
 ) -> float:
     """:func:`ensemble_spread` of the physics eps0 over a Born model's members' charges.
 
-    ``member_charges`` is (M, N, 3, 3), M > 1: each member's charges with the same force
-    constants and modes, so the spread is that of the charges alone.
+    ``physics`` is :func:`physics_ionic`'s result for ``structure`` (its modes and the modes
+    it kept); ``member_charges`` is (M, N, 3, 3), M > 1: each member's charges on the same
+    modes, so the spread is that of the charges alone.
     """
-    tensors = np.stack(
-        [
-            physics_ionic(structure, charges, force_constants, min_frequency_thz).eps_ionic
-            for charges in member_charges
-        ]
-    )
+    masses = np.array([site.specie.atomic_mass for site in structure], dtype=float)
+    volume = float(structure.volume)
+    included = physics.included
+    tensors = np.zeros((len(member_charges), 3, 3))
+    if included.any():
+        for k, charges in enumerate(member_charges):
+            modes = modes_with_charges(physics.modes, masses, impose_born_asr(charges))
+            tensors[k] = eps_ionic_from_modes(modes, volume, included)
     return float(ensemble_spread(tensors.std(axis=0, ddof=1)))
 
 

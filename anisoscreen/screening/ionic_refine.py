@@ -258,7 +258,7 @@ def _refine_one(
         trusted = method.born_source in method.physics_sources
         physics = result.eps_ionic if trusted and not flags else None
         if len(members) > 1:
-            spread = physics_spread(structure, members, fc, method.min_frequency_thz)
+            spread = physics_spread(structure, result, members)
             row["physics_spread"] = spread
             if method.spread_ratio is not None and item.direct_std is not None:
                 direct_spread = ensemble_spread(item.direct_std)
