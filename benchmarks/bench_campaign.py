@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--replay", type=int, default=200)
     parser.add_argument("--label-repeats", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="fine-tuning rate")
     parser.add_argument("--readout-only", action="store_true")
     parser.add_argument("--max-per-group", type=int, default=3)
     parser.add_argument("--evaluate-final", action="store_true")
@@ -257,6 +258,7 @@ def main() -> None:
         replay=args.replay,
         label_repeats=args.label_repeats,
         readout_only=args.readout_only,
+        lr=args.lr,
     )
     reports: dict[str, list[dict[str, Any]]] = {}
     for learner in learners:

@@ -94,6 +94,25 @@ def test_models_load_by_name_from_the_models_folders(tmp_path, monkeypatch):
     assert checkpoint.model_search_paths(data) == [data / "models", first, second, shipped]
 
 
+def test_a_model_folder_with_only_its_recipe_says_how_to_train_it(tmp_path, monkeypatch):
+    shipped = _models_folder(tmp_path / "wheel", *DEFAULT_MODELS)
+    monkeypatch.setattr(checkpoint, "shipped_models", lambda: shipped)
+    checkout = tmp_path / "checkout"
+    (checkout / "anisonet-mp-born").mkdir(parents=True)
+    recipe = checkout / "anisonet-mp-born" / "recipe.yaml"
+    recipe.write_text("name: anisonet-mp-born\n")
+    monkeypatch.setenv(MODELS_ENV, str(checkout))
+    with pytest.raises(AnisoscreenError) as info:
+        resolve_model_path("anisonet-mp-born", data_dir=tmp_path / "data")
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"anisoscreen train --config {recipe}" in message, message
+    # weights trained into the data folder are found before the recipe-only folder
+    _models_folder(tmp_path / "data" / "models", "anisonet-mp-born")
+    found = resolve_model_path("anisonet-mp-born", data_dir=tmp_path / "data")
+    assert found == tmp_path / "data" / "models" / "anisonet-mp-born" / "model.pt"
+
+
 def test_a_missing_path_is_named_as_a_path(tmp_path):
     with pytest.raises(AnisoscreenError, match="no such file") as info:
         resolve_model_path(tmp_path / "elsewhere" / "model.pt")

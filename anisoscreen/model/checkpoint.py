@@ -55,6 +55,8 @@ MODELS_ENV = "ANISOSCREEN_MODELS"
 """Environment variable: extra folders of named models (``os.pathsep``-separated)."""
 MODELS_SOURCE = "the models/ folder of the anisoscreen source repository (or its release assets)"
 """Where the models that do not ship with the package are published."""
+RECIPE_FILENAME = "recipe.yaml"
+"""A model folder's training recipe (``anisoscreen train --config``)."""
 
 
 def shipped_models() -> Path:
@@ -112,6 +114,14 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
         raise AnisoscreenError(
             f"model {name_or_path!r} not found: no such file, nor a folder with {MODEL_FILENAME}"
         )
+    for folder in model_search_paths(data_dir):
+        recipe = folder / str(name_or_path) / RECIPE_FILENAME
+        if recipe.is_file():  # a recipe-only folder: the weights are rebuilt, not committed
+            raise AnisoscreenError(
+                f"model {name_or_path!r} has no weights in {recipe.parent}, only its recipe: "
+                f"train them with `anisoscreen train --config {recipe}` (written to "
+                f"<data dir>/models/{name_or_path}/, which is searched first)"
+            )
     searched = ", ".join(str(p) for p in model_search_paths(data_dir))
     raise AnisoscreenError(
         f"model {name_or_path!r} not found: the package ships only {', '.join(DEFAULT_MODELS)}; "

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from anisoscreen.errors import AnisoscreenError
-from anisoscreen.model.checkpoint import DEFAULT_MODELS, shipped_models
+from anisoscreen.model.checkpoint import DEFAULT_MODELS, RECIPE_FILENAME, shipped_models
 from anisoscreen.model.nn.network import ModelConfig
 from anisoscreen.model.training.train import TrainConfig
 
@@ -44,7 +44,6 @@ __all__ = [
     "load_recipe",
 ]
 
-RECIPE_FILENAME = "recipe.yaml"
 DATA_FIELDS = frozenset(
     {
         "elements",
