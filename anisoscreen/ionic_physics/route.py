@@ -39,6 +39,7 @@ __all__ = [
     "ensemble_spread",
     "physics_ionic",
     "physics_spread",
+    "site_masses",
     "spread_share",
 ]
 
@@ -77,6 +78,11 @@ class PhysicsIonic:
     n_dropped: int = 0
 
 
+def site_masses(structure: Structure) -> np.ndarray:
+    """(N,) atomic masses in amu of the sites of ``structure``, in its order."""
+    return np.array([site.specie.atomic_mass for site in structure], dtype=float)
+
+
 def physics_ionic(
     structure: Structure,
     born: np.ndarray,
@@ -91,7 +97,7 @@ def physics_ionic(
     (imaginary ones included) are left out, and flagged when polar beyond ``max_dropped``
     (see the module docstring).
     """
-    masses = np.array([site.specie.atomic_mass for site in structure], dtype=float)
+    masses = site_masses(structure)
     charges = impose_born_asr(born)
     modes = gamma_modes(force_constants.phi, masses, charges)
     frequencies = modes.frequencies_thz
@@ -135,7 +141,7 @@ def physics_spread(
     it kept); ``member_charges`` is (M, N, 3, 3), M > 1: each member's charges on the same
     modes, so the spread is that of the charges alone.
     """
-    masses = np.array([site.specie.atomic_mass for site in structure], dtype=float)
+    masses = site_masses(structure)
     volume = float(structure.volume)
     included = physics.included
     tensors = np.zeros((len(member_charges), 3, 3))

@@ -106,7 +106,8 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
         return candidate
     if candidate.is_dir() and (candidate / MODEL_FILENAME).is_file():
         return candidate / MODEL_FILENAME
-    for folder in model_search_paths(data_dir):
+    folders = model_search_paths(data_dir)
+    for folder in folders:
         path = folder / str(name_or_path) / MODEL_FILENAME
         if path.is_file():
             return path
@@ -114,7 +115,7 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
         raise AnisoscreenError(
             f"model {name_or_path!r} not found: no such file, nor a folder with {MODEL_FILENAME}"
         )
-    for folder in model_search_paths(data_dir):
+    for folder in folders:
         recipe = folder / str(name_or_path) / RECIPE_FILENAME
         if recipe.is_file():  # a recipe-only folder: the weights are rebuilt, not committed
             raise AnisoscreenError(
@@ -122,7 +123,7 @@ def resolve_model_path(name_or_path: str | Path, data_dir: Path | None = None) -
                 f"train them with `anisoscreen train --config {recipe}` (written to "
                 f"<data dir>/models/{name_or_path}/, which is searched first)"
             )
-    searched = ", ".join(str(p) for p in model_search_paths(data_dir))
+    searched = ", ".join(str(p) for p in folders)
     raise AnisoscreenError(
         f"model {name_or_path!r} not found: the package ships only {', '.join(DEFAULT_MODELS)}; "
         f"get models/{candidate.name}/ from {MODELS_SOURCE} into a folder named in "

@@ -211,6 +211,7 @@ def _refine_one(
         ensemble_spread,
         physics_ionic,
         physics_spread,
+        site_masses,
         spread_share,
     )
 
@@ -266,8 +267,7 @@ def _refine_one(
     elif fc is not None:  # no charges: the modes alone
         from anisoscreen.ionic_physics.formula import gamma_modes
 
-        masses = np.array([s.specie.atomic_mass for s in structure], dtype=float)
-        modes = gamma_modes(fc.phi, masses)
+        modes = gamma_modes(fc.phi, site_masses(structure))
         row["modes"] = [
             GammaModeDoc(
                 frequency_thz=float(modes.frequencies_thz[m]),
