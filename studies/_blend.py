@@ -40,7 +40,9 @@ def blend_inputs(
     The direct values are the model set's (``evaluate_model_set``: the default electronic
     model and ``ionic_model``, a name or a ``model.pt``), the physics ones
     the refine stage's with predicted charges at weight 1 (``refine_model_set``, force
-    constants from the results store's cache); ``direct_members`` the direct model's members'.
+    constants from the results store's cache), with ``physics_spread``, the stage's spread
+    of each physics value over the Born members (``nan`` where it has none);
+    ``direct_members`` the direct model's members'.
     ``structures`` are the split's, in that order.
     """
     results = evaluate_model_set(DEFAULT_MODEL, ionic_model, data, subset=subset, cleaned=cleaned)
@@ -57,6 +59,9 @@ def blend_inputs(
         "direct_members": results["ionic"]["member_predicted"],
         "physics": refined["predicted"],
         "used": np.array([m == "physics" for m in refined["ionic_method"]]),
+        "physics_spread": np.array(
+            [np.nan if s is None else s for s in refined["physics_spread"]], dtype=float
+        ),
         "electronic": results["electronic"]["predicted"],
         "reference_ionic": results["ionic"]["reference"],
         "reference_total": results["total"]["reference"],

@@ -49,12 +49,7 @@ from _blend import (
 )
 from _study_io import save_study
 
-from anisoscreen.ionic_physics.route import (
-    ensemble_spread,
-    physics_ionic,
-    physics_spread,
-    spread_share,
-)
+from anisoscreen.ionic_physics.route import ensemble_spread, physics_ionic, spread_share
 from anisoscreen.model.born_charges import predict_born_charge_members
 from anisoscreen.model.checkpoint import load_model
 from anisoscreen.screening.ionic_refine import PREDICTED_BLENDS, PREDICTED_POTENTIAL
@@ -67,32 +62,26 @@ RATIO_GRID = np.geomspace(0.01, 100.0, 41)
 def _split(
     subset: str, cleaned: list[Any], data: Path, others: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The blend's inputs of one split, with each route's member spread (as the stage's).
+    """The blend's inputs of one split, with each route's member spread (the stage's own).
 
     ``potential_spread``: the spread of the physics eps0 over SevenNet-l3i5 and ``others``.
     """
     part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, DEFAULT_BORN_MODEL)
-    born = load_model(DEFAULT_BORN_MODEL)
-    # the spread of the physics eps0 over the members' charges, where the physics value is used
-    physics = np.zeros(len(part["direct"]))
+    # the spread of the physics eps0 over the potentials, where the physics value is used
     potentials = np.zeros(len(part["direct"]))
-    for row, structure, (fc, *other_fcs) in cached_cells(
-        part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL, *others]
-    ):
-        members = predict_born_charge_members(born, [structure])[0]
-        physics[row] = physics_spread(
-            structure, physics_ionic(structure, members.mean(axis=0), fc), members
-        )
-        if other_fcs:
-            values = [
-                physics_ionic(structure, members.mean(axis=0), f).eps_ionic for f in other_fcs
-            ]
+    if others:
+        born = load_model(DEFAULT_BORN_MODEL)
+        for row, structure, (_, *other_fcs) in cached_cells(
+            part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL, *others]
+        ):
+            charges = predict_born_charge_members(born, [structure])[0].mean(axis=0)
+            values = [physics_ionic(structure, charges, f).eps_ionic for f in other_fcs]
             values.append(part["physics"][row])
             potentials[row] = ensemble_spread(np.std(values, axis=0, ddof=1))
     return {
         **part,
         "direct_spread": ensemble_spread(part["direct_members"].std(axis=0, ddof=1)),
-        "physics_spread": physics,
+        "physics_spread": np.nan_to_num(part["physics_spread"]),
         "potential_spread": potentials,
     }
 

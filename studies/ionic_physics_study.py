@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from _blend import WEIGHT_GRID, best_weights, blend
+from _splits import split_entries
 from _study_io import save_study
 
 from anisoscreen.ionic_physics.route import physics_ionic
@@ -46,19 +47,6 @@ from anisoscreen.settings import DEFAULT_IONIC_MODEL, DEFAULT_MODEL, get_setting
 
 DEFAULT_CACHE = Path("runs/ionic-physics/phi-sevennet-0.jsonl")
 DEFAULT_DIRECT = Path("runs/ionic-physics/direct.npz")
-
-
-def _test_entries(ionic_model: str, split_name: str = "test") -> list[Any]:
-    """The ionic model's test (or validation) entries, as :func:`evaluate_model` rebuilds them."""
-    from anisoscreen.model.checkpoint import load_model
-    from anisoscreen.model.training.dataset import clean_entries, load_entries, random_split
-
-    data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
-    metadata = load_model(ionic_model).metadata
-    entries, _ = clean_entries(load_entries(data))
-    entries = entries[: metadata.get("n_entries") or len(entries)]
-    split = random_split(len(entries), metadata.get("split_seed", 42))
-    return [entries[i] for i in split[split_name]]
 
 
 def phi(args: argparse.Namespace) -> int:
@@ -69,7 +57,7 @@ def phi(args: argparse.Namespace) -> int:
     from anisoscreen.ionic_physics.potentials import SevenNetPotential
 
     torch.set_num_threads(1)
-    entries = _test_entries(args.ionic_model, args.split)
+    entries = split_entries(args.ionic_model, args.split)
     order = np.random.default_rng(0).permutation(len(entries))
     # route (b) is scored with the DFPT Born charges: only entries that carry them, unless
     # the predicted charges are to be scored on every entry (--all-entries)
@@ -147,7 +135,7 @@ def direct(args: argparse.Namespace) -> int:
         (meta[0].get("split_seed"), meta[0].get("n_entries"))
     }:
         raise SystemExit("the electronic and ionic models were not trained on the same split")
-    entries = _test_entries(args.ionic_model, args.split)
+    entries = split_entries(args.ionic_model, args.split)
     ionic, ionic_name = _direct_tensors(args.ionic_model, entries)
     electronic, electronic_name = _direct_tensors(args.electronic_model, entries)
     args.direct.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +266,7 @@ def priors(args: argparse.Namespace) -> int:
         ("validation", args.validation_caches),
         ("test", args.test_caches),
     ):
-        entries = _test_entries(args.ionic_model, split_name)
+        entries = split_entries(args.ionic_model, split_name)
         records = _phi_records(caches)
         index = sorted(records)
         structures = [entries[i].structure for i in index]
@@ -415,10 +403,10 @@ def hybrid(args: argparse.Namespace) -> int:
     """
     from anisoscreen.model.training.error_slices import tensor_mae
 
-    test_entries = _test_entries(args.ionic_model)
+    test_entries = split_entries(args.ionic_model)
     rows = {
         "validation": _predicted_route(
-            _test_entries(args.ionic_model, "validation"),
+            split_entries(args.ionic_model, "validation"),
             args.validation_cache,
             args.validation_direct,
             args.born_model,
@@ -580,13 +568,13 @@ def gate(args: argparse.Namespace) -> int:
 
     rows = {
         "validation": _gate_rows(
-            _test_entries(args.ionic_model, "validation"),
+            split_entries(args.ionic_model, "validation"),
             args.validation_caches,
             args.validation_direct,
             args.born_model,
         ),
         "test": _gate_rows(
-            _test_entries(args.ionic_model), args.test_caches, args.direct, args.born_model
+            split_entries(args.ionic_model), args.test_caches, args.direct, args.born_model
         ),
     }
     val = rows["validation"]
@@ -693,7 +681,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from anisoscreen.model.training.error_slices import tensor_mae
     from anisoscreen.model.training.evaluate import crystal_systems
 
-    entries = _test_entries(args.ionic_model)
+    entries = split_entries(args.ionic_model)
     direct = np.load(args.direct)
     records = [
         r

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _splits import split_entries
 from _study_io import save_study
-from ionic_physics_study import _test_entries
 
 from anisoscreen.model.training.error_slices import tensor_errors
 from anisoscreen.settings import DEFAULT_IONIC_MODEL
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from anisoscreen.ionic_physics.route import physics_ionic
 
     torch.set_num_threads(1)
-    entries = _test_entries(DEFAULT_IONIC_MODEL, args.split)
+    entries = split_entries(DEFAULT_IONIC_MODEL, args.split)
     order = np.random.default_rng(0).permutation(len(entries))
     order = [i for i in order if entries[i].born is not None and len(entries[i].structure) < 40]
     shard, shards = (int(k) for k in args.shard.split("/"))

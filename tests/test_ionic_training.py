@@ -221,6 +221,8 @@ def test_refined_evaluation_scores_the_refine_stage_on_the_split(
         else "blend"
         for i, e in enumerate(chosen)
     ]  # fmt: skip
+    # nominal charges are one set, not members: no row has a physics spread
+    assert refined["ionic_refined"]["physics_spread"] == [None] * len(chosen)
 
     # again: every force constant comes from the store, none is computed
     def fail(*_args, **_kwargs):

@@ -54,9 +54,10 @@ def refine_model_set(
     -------
     dict
         ``results`` with ``ionic_refined`` and ``total_refined`` in the same shape, each
-        with ``ionic_method`` (each row's; ``direct`` for the larger structures), ``methods``
-        (rows per method), ``n_refined``, ``n_flagged`` and ``refine_seconds`` (their wall time,
-        cached force constants taking none).
+        with ``ionic_method`` (each row's; ``direct`` for the larger structures),
+        ``physics_spread`` (each row's spread of the physics eps0 over the Born members, or
+        ``None``), ``methods`` (rows per method), ``n_refined``, ``n_flagged`` and
+        ``refine_seconds`` (their wall time, cached force constants taking none).
     """
     from anisoscreen.screening.jobs import _results
 
@@ -92,8 +93,10 @@ def refine_model_set(
     results = dict(results)
     refined = direct.copy()
     per_row = ["direct"] * len(chosen)
+    spreads: list[float | None] = [None] * len(chosen)
     for row in rows:
         per_row[row.rank] = row.ionic_method
+        spreads[row.rank] = row.physics_spread
         if row.eps_ionic is not None:
             refined[row.rank] = np.asarray(row.eps_ionic)
     methods = Counter(per_row)
@@ -113,6 +116,7 @@ def refine_model_set(
         "max_sites": max_sites,
         "methods": dict(methods),
         "ionic_method": per_row,
+        "physics_spread": spreads,
         "n_refined": len(rows),
         "n_flagged": sum(bool(row.flags) for row in rows),
         "errors": {row.material_id: row.error for row in rows if row.error},
