@@ -26,6 +26,8 @@ It reads the force constants that ``anisoscreen evaluate --refine-charges predic
 
     ANISOSCREEN_DATA_DIR=runs/ionic-eval python studies/blend_spread.py \\
         --output studies/results/ionic-physics-blend-spread.json
+
+``--born-model`` scores another Born model (a ``model.pt``) than the shipped one.
 """
 
 from __future__ import annotations
@@ -60,17 +62,21 @@ RATIO_GRID = np.geomspace(0.01, 100.0, 41)
 
 
 def _split(
-    subset: str, cleaned: list[Any], data: Path, others: Sequence[str] = ()
+    subset: str,
+    cleaned: list[Any],
+    data: Path,
+    others: Sequence[str] = (),
+    born_model: str = DEFAULT_BORN_MODEL,
 ) -> dict[str, Any]:
     """The blend's inputs of one split, with each route's member spread (the stage's own).
 
     ``potential_spread``: the spread of the physics eps0 over SevenNet-l3i5 and ``others``.
     """
-    part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, DEFAULT_BORN_MODEL)
+    part = blend_inputs(subset, cleaned, data, PREDICTED_POTENTIAL, born_model)
     # the spread of the physics eps0 over the potentials, where the physics value is used
     potentials = np.zeros(len(part["direct"]))
     if others:
-        born = load_model(DEFAULT_BORN_MODEL)
+        born = load_model(born_model)
         for row, structure, (_, *other_fcs) in cached_cells(
             part, np.flatnonzero(part["used"]), [PREDICTED_POTENTIAL, *others]
         ):
@@ -108,8 +114,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--potential-spread", nargs="*", default=[], metavar="P")
+    parser.add_argument("--born-model", default=DEFAULT_BORN_MODEL, help="name or model.pt")
     args = parser.parse_args()
-    parts = both_splits(lambda s, c, d: _split(s, c, d, args.potential_spread))
+    parts = both_splits(lambda s, c, d: _split(s, c, d, args.potential_spread, args.born_model))
     validation = parts["validation"]
 
     def constant(part: dict[str, Any], weights: tuple[float, float]) -> np.ndarray:
@@ -127,6 +134,7 @@ def main() -> int:
         "what": "per-cell inverse-variance blend w scale physics + (1 - w) direct, w = s_d^2 / "
         "(s_d^2 + ratio s_p^2) from the two ensembles' spreads, against the constant blend; "
         "both fitted on every validation cell under 40 sites",
+        "born_model": args.born_model,
         "in_use": dataclasses.asdict(PREDICTED_BLENDS[PREDICTED_POTENTIAL]),
         "constant": {
             "weights": weights,

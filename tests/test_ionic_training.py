@@ -74,6 +74,19 @@ def test_tensor_mae_is_the_mean_over_six_unique_components():
     assert metrics(predicted, reference)["component_mae"] == pytest.approx((1 + 4 + 3) / 9)
 
 
+def test_eps0_has_no_anisotropy_ratio_error():
+    # a reference eps0 with a zero eigenvalue: lambda_max / lambda_min is undefined
+    reference = np.array([np.diag([4.0, 2.0, 0.0]), np.diag([3.0, 3.0, 3.0])])
+    predicted = np.array([np.diag([4.0, 2.0, 0.1]), np.diag([3.0, 3.0, 2.0])])
+    systems = ["orthorhombic", "cubic"]
+    ionic = metrics(predicted, reference, systems, target="ionic")
+    assert ionic["anisotropy_ratio_mae"] is None
+    assert all(m["anisotropy_ratio_mae"] is None for m in ionic["per_crystal_system"].values())
+    assert ionic["eps_poly_mae"] == pytest.approx((0.1 / 3 + 1 / 3) / 2)
+    total = metrics(predicted + np.eye(3), reference + np.eye(3), systems, target="total")
+    assert total["anisotropy_ratio_mae"] == pytest.approx((abs(5 / 1.1 - 5) + abs(4 / 3 - 1)) / 2)
+
+
 def test_cli_trains_an_ionic_model_that_records_its_target(ionic_model):
     folder, output = ionic_model
     loaded = load_model(folder / "model.pt")
@@ -82,7 +95,10 @@ def test_cli_trains_an_ionic_model_that_records_its_target(ionic_model):
     assert info["target"] == "ionic" and info["train_config"]["loss"] == "huber_log1p_eig"
     test = info["metrics"]["test"]
     assert test["n"] == 10 and 0 < test["tensor_mae"] < 100
-    assert "MAE_ten" in output and "ionic" in (folder / "MODEL_CARD.md").read_text()
+    assert test["anisotropy_ratio_mae"] is None
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "MAE_ten" in output and "ionic" in card
+    assert "- a_r MAE: not defined for eps0 alone" in card
 
 
 def test_evaluate_compares_with_the_ionic_reference_and_draws_log_parity(ionic_model, tmp_path):
@@ -104,6 +120,7 @@ def test_evaluate_compares_with_the_ionic_reference_and_draws_log_parity(ionic_m
     )
     assert out.exit_code == 0, out.output
     assert "MAE_ten" in out.output and "(ionic)" in out.output
+    assert result["metrics"]["anisotropy_ratio_mae"] is None  # eps0 alone has no a_r
     assert plot.stat().st_size > 10_000
 
 

@@ -281,6 +281,10 @@ def test_ensemble_improves_needs_both_metrics_no_worse_and_one_better():
     assert ensemble_improves(old, {"eps_poly_mae": 0.40, "anisotropy_ratio_mae": 0.09})
     assert not ensemble_improves(old, dict(old))
     assert not ensemble_improves(old, {"eps_poly_mae": 0.30, "anisotropy_ratio_mae": 0.11})
+    # eps0 has no a_r: MAE_ten stands in
+    ionic = {"eps_poly_mae": 3.0, "anisotropy_ratio_mae": None, "tensor_mae": 2.0}
+    assert ensemble_improves(ionic, {**ionic, "tensor_mae": 1.9})
+    assert not ensemble_improves(ionic, {**ionic, "eps_poly_mae": 2.0, "tensor_mae": 2.1})
 
 
 def test_extend_ensemble_trains_new_seeds_and_keeps_them_only_if_validation_improves(

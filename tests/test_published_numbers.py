@@ -30,6 +30,9 @@ def test_default_model_reproduces_its_published_test_metrics(name, shared_dir):
         exfoliated="test_exfoliated" in published,
     )
     for key in ("eps_poly_mae", "anisotropy_ratio_mae", "tensor_mae"):
+        if result["metrics"][key] is None:  # a_r of eps0, undefined since the card was written
+            assert key == "anisotropy_ratio_mae" and result["target"] == "ionic"
+            continue
         assert result["metrics"][key] == pytest.approx(published["test"][key], abs=TOLERANCE), key
     if "test_exfoliated" in published:
         exfoliated = result["slices"]["exfoliated"]

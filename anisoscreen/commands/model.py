@@ -380,7 +380,7 @@ def train(
     test = result["test"]
     console.print(
         f"test ({recipe.model.target}): eps_poly MAE {test['eps_poly_mae']:.3f}, "
-        f"a_r MAE {test['anisotropy_ratio_mae']:.3f}, "
+        f"a_r MAE {_mae(test['anisotropy_ratio_mae'])}, "
         f"component MAE {test['component_mae']:.3f}, MAE_ten {test['tensor_mae']:.3f} -> {folder}"
     )
 
@@ -592,6 +592,11 @@ def _evaluate_experimental(
         json_output.write_text(json.dumps(result, indent=1, ensure_ascii=False))
 
 
+def _mae(value: float | None) -> str:
+    """An MAE to three decimals; ``-`` where the quantity is undefined (a_r of eps0)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_metrics(console: Console, result: dict[str, Any], where: str) -> None:
     """One evaluation result as a table: all, per crystal system, then the error slices."""
     from rich.table import Table
@@ -622,7 +627,7 @@ def _print_metrics(console: Console, result: dict[str, Any], where: str) -> None
             label,
             str(m["n"]),
             f"{m['eps_poly_mae']:.3f}",
-            f"{m['anisotropy_ratio_mae']:.3f}",
+            _mae(m["anisotropy_ratio_mae"]),
             f"{m['component_mae']:.3f}",
             f"{m['tensor_mae']:.3f}",
         )

@@ -130,7 +130,7 @@ def refine_model_set(
             "model": what if target == "ionic" else f"{results['electronic']['model']} + {what}",
             "target": target,
             **summary,
-            "metrics": metrics(predicted, reference, systems),
+            "metrics": metrics(predicted, reference, systems, target),
             "predicted": predicted,
             "reference": reference,
         }

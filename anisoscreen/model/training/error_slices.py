@@ -28,6 +28,7 @@ __all__ = [
     "calibration",
     "error_block",
     "error_slices",
+    "has_anisotropy_ratio",
 ]
 
 LAYER_GAP = 6.0
@@ -50,6 +51,11 @@ def _ratio(eigenvalues: np.ndarray) -> np.ndarray:
     return tmath.eigenvalue_ratio(eigenvalues, floor=RATIO_FLOOR)
 
 
+def has_anisotropy_ratio(target: str) -> bool:
+    """Whether a target's tensors have an anisotropy ratio (not eps0 alone: see error_block)."""
+    return target != "ionic"
+
+
 def tensor_errors(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Each tensor's mean absolute error over its 6 unique components, for (n, 3, 3) tensors."""
     difference = np.abs(tmath.symmetrize(predicted) - tmath.symmetrize(reference))
@@ -62,20 +68,27 @@ def tensor_mae(predicted: np.ndarray, reference: np.ndarray) -> float:
     return float(tensor_errors(predicted, reference).mean())
 
 
-def error_block(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+def error_block(
+    predicted: np.ndarray, reference: np.ndarray, anisotropy: bool = True
+) -> dict[str, float | None]:
     """MAEs of eps_poly, a_r and the tensor, for tensors of shape (n, 3, 3).
 
     ``component_mae`` averages all nine Cartesian components; ``tensor_mae`` is DTNet's
-    MAE_ten, the mean over the six unique components (xx, yy, zz, yz, xz, xy).
+    MAE_ten, the mean over the six unique components (xx, yy, zz, yz, xz, xy). a_r =
+    lambda_max / lambda_min is a property of eps_inf and the total tensor, whose eigenvalues
+    are at least 1; eps0 alone can have a zero eigenvalue, where the ratio is undefined, so
+    ``anisotropy=False`` (:func:`has_anisotropy_ratio`) reports ``anisotropy_ratio_mae`` as
+    ``None``.
     """
     if len(predicted) == 0:
         return {"n": 0}
     eig_p, eig_r = tmath.eigenvalues(predicted), tmath.eigenvalues(reference)
     difference = np.abs(tmath.symmetrize(predicted) - tmath.symmetrize(reference))
+    ratio = float(np.mean(np.abs(_ratio(eig_p) - _ratio(eig_r)))) if anisotropy else None
     return {
         "n": int(len(predicted)),
         "eps_poly_mae": float(np.mean(np.abs(eig_p.mean(1) - eig_r.mean(1)))),
-        "anisotropy_ratio_mae": float(np.mean(np.abs(_ratio(eig_p) - _ratio(eig_r)))),
+        "anisotropy_ratio_mae": ratio,
         "component_mae": float(difference.mean()),
         "tensor_mae": tensor_mae(predicted, reference),
     }
@@ -132,16 +145,19 @@ def calibration(
 
 
 def by_band_gap(
-    predicted: np.ndarray, reference: np.ndarray, band_gaps: Sequence[float | None]
-) -> dict[str, dict[str, float]]:
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    band_gaps: Sequence[float | None],
+    anisotropy: bool = True,
+) -> dict[str, dict[str, float | None]]:
     """Error blocks per PBE band-gap bin (:data:`GAP_BINS`), and for unknown gaps."""
     gaps = np.array([np.nan if g is None else float(g) for g in band_gaps])
     out = {}
     for label, low, high in GAP_BINS:
         mask = (gaps >= low) & (gaps < high)
-        out[label] = error_block(predicted[mask], reference[mask])
+        out[label] = error_block(predicted[mask], reference[mask], anisotropy)
     unknown = ~np.isfinite(gaps)
-    out["gap unknown"] = error_block(predicted[unknown], reference[unknown])
+    out["gap unknown"] = error_block(predicted[unknown], reference[unknown], anisotropy)
     return out
 
 
@@ -152,6 +168,7 @@ def error_slices(
     dimensionalities: Sequence[int | None] | None = None,
     scales: dict[str, dict[str, Any]] | None = None,
     vacuum: np.ndarray | None = None,
+    anisotropy: bool = True,
 ) -> dict[str, Any]:
     """Error slices of an ensemble's mean prediction.
 
@@ -167,6 +184,8 @@ def error_slices(
         Larsen dimensionality (0-3, ``None`` unknown) of each structure, if known.
     scales, vacuum
         The model's spread calibration and which cells hold vacuum (see :func:`calibration`).
+    anisotropy
+        Whether the tensors have an a_r (:func:`error_block`).
 
     Returns
     -------
@@ -182,11 +201,11 @@ def error_slices(
     layered = gaps > LAYER_GAP
     result: dict[str, Any] = {
         "layered_gap": {
-            **error_block(predicted[layered], reference[layered]),
+            **error_block(predicted[layered], reference[layered], anisotropy),
             "threshold_angstrom": LAYER_GAP,
         },
         "eps_poly_tail": {
-            **error_block(predicted[tail], reference[tail]),
+            **error_block(predicted[tail], reference[tail], anisotropy),
             "threshold": TAIL_EPS_POLY,
         },
         "calibration": calibration(members, reference, scales, vacuum),
@@ -196,7 +215,7 @@ def error_slices(
             [f"{d}D" if d is not None else "unknown" for d in dimensionalities], dtype=object
         )
         result["by_dimensionality"] = {
-            label: error_block(predicted[labels == label], reference[labels == label])
+            label: error_block(predicted[labels == label], reference[labels == label], anisotropy)
             for label in sorted(set(labels))
         }
     return result

@@ -22,6 +22,7 @@ from anisoscreen.model.training.error_slices import (
     calibration,
     error_block,
     error_slices,
+    has_anisotropy_ratio,
     tensor_mae,
 )
 
@@ -133,23 +134,26 @@ def crystal_systems(structures: Sequence[Any], symprec: float = 0.1) -> list[str
 
 
 def metrics(
-    predicted: np.ndarray, reference: np.ndarray, systems: Sequence[str] | None = None
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    systems: Sequence[str] | None = None,
+    target: str = "electronic",
 ) -> dict[str, Any]:
-    """MAEs between predicted and reference 3x3 tensors (shape (n, 3, 3)).
+    """MAEs between predicted and reference 3x3 tensors (shape (n, 3, 3)) of ``target``.
 
-    Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae``, ``component_mae``,
-    ``tensor_mae`` (see :func:`~anisoscreen.model.training.error_slices.error_block`; a_r
-    divides by the smallest eigenvalue floored at 1e-6, as ionic tensors can have a zero
-    eigenvalue) and, when ``systems`` is given, the same per crystal system under
-    ``per_crystal_system``.
+    Returns overall ``eps_poly_mae``, ``anisotropy_ratio_mae`` (``None`` for the ionic
+    target, whose tensors can have a zero eigenvalue), ``component_mae``, ``tensor_mae``
+    (see :func:`~anisoscreen.model.training.error_slices.error_block`) and, when ``systems``
+    is given, the same per crystal system under ``per_crystal_system``.
     """
-    result: dict[str, Any] = error_block(predicted, reference)
+    anisotropy = has_anisotropy_ratio(target)
+    result: dict[str, Any] = error_block(predicted, reference, anisotropy)
     if systems is not None:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, system in enumerate(systems):
             groups[system].append(i)
         result["per_crystal_system"] = {
-            system: error_block(predicted[idx], reference[idx])
+            system: error_block(predicted[idx], reference[idx], anisotropy)
             for system, idx in sorted(groups.items())
         }
     return result
@@ -298,9 +302,12 @@ def evaluate_model(
     dimensionalities = [dimensionality(s) for s in structures] if dimensionality else None
     scales = loaded.metadata.get("spread_calibration")
     vacuum = np.array([g.has_vacuum for g in graphs])
-    slices = error_slices(per_member, reference, structures, dimensionalities, scales, vacuum)
+    anisotropy = has_anisotropy_ratio(loaded.config.target)
+    slices = error_slices(
+        per_member, reference, structures, dimensionalities, scales, vacuum, anisotropy
+    )
     gaps = [e.band_gap for e in chosen]
-    slices["by_band_gap"] = by_band_gap(predicted, reference, gaps)
+    slices["by_band_gap"] = by_band_gap(predicted, reference, gaps, anisotropy)
     if loaded.config.gap_input:
         gap_free = member_tensors(_without_gaps(graphs), structures)
         slices["without_gap"] = error_block(gap_free.mean(axis=0), reference)
@@ -317,7 +324,7 @@ def evaluate_model(
         "members": list(members) if members is not None else list(range(len(networks))),
         "subset": subset,
         "split_seed": seed,
-        "metrics": metrics(predicted, reference, systems),
+        "metrics": metrics(predicted, reference, systems, loaded.config.target),
         "slices": slices,
         "crystal_systems": list(systems),
         "predicted": predicted,
@@ -444,7 +451,7 @@ def evaluate_model_set(
         "target": "total",
         "subset": subset,
         "split_seed": seed,
-        "metrics": metrics(predicted, reference, systems),
+        "metrics": metrics(predicted, reference, systems, "total"),
         "indices": [int(i) for i in chosen_all],
         "crystal_systems": systems,
         "predicted": predicted,

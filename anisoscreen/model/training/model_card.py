@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from anisoscreen.model.nn.network import ModelConfig
+from anisoscreen.model.training.error_slices import has_anisotropy_ratio
 
 __all__ = ["LAMINATE_DERIVATION", "write_model_card"]
 
@@ -21,8 +22,12 @@ __all__ = ["LAMINATE_DERIVATION", "write_model_card"]
 def write_model_card(
     path: Path, name: str, version: str, config: ModelConfig, metadata: dict[str, Any]
 ) -> None:
-    """A human-readable model card (Markdown) next to the weights."""
-    test = metadata["metrics"]["test"]
+    """A human-readable model card (Markdown) next to the weights.
+
+    An eps0 model's card gives no a_r MAE, also where its metrics (written before a_r of
+    eps0 was left undefined) hold one.
+    """
+    test = _without_ratio(metadata["metrics"]["test"], has_anisotropy_ratio(config.target))
     per_system = _markdown_table(
         ["crystal system", "n", "eps_poly MAE", "a_r MAE", "component MAE", "MAE_ten"],
         (
@@ -30,7 +35,7 @@ def write_model_card(
                 system,
                 str(m["n"]),
                 f"{m['eps_poly_mae']:.3f}",
-                f"{m['anisotropy_ratio_mae']:.3f}",
+                _fmt(m["anisotropy_ratio_mae"]),
                 f"{m['component_mae']:.3f}",
                 f"{m.get('tensor_mae', float('nan')):.3f}",
             ]
@@ -91,7 +96,7 @@ AnisoNet-style equivariant graph network (anisoscreen implementation) predicting
 
 ## Test-set metrics (structures never seen in training or model selection)
 - eps_poly MAE: **{test["eps_poly_mae"]:.3f}**
-- a_r MAE: **{test["anisotropy_ratio_mae"]:.3f}**
+- a_r MAE: {_ratio_line(test["anisotropy_ratio_mae"])}
 - mean component MAE: **{test["component_mae"]:.3f}**
 - MAE_ten (DTNet eq. 3, 6 unique components): **{test.get("tensor_mae", float("nan")):.3f}**
 - n = {test["n"]}
@@ -386,6 +391,25 @@ measured). Reproduce: `{experimental.get("command", "anisoscreen evaluate --expe
 
 {table}
 """
+
+
+def _without_ratio(block: dict[str, Any], anisotropy: bool) -> dict[str, Any]:
+    """``block`` (and its per-system blocks) with a_r set to ``None`` unless ``anisotropy``."""
+    if anisotropy:
+        return block
+    systems = block.get("per_crystal_system", {})
+    return {
+        **block,
+        "anisotropy_ratio_mae": None,
+        "per_crystal_system": {s: _without_ratio(m, False) for s, m in systems.items()},
+    }
+
+
+def _ratio_line(value: float | None) -> str:
+    """The card's a_r MAE, or why eps0 has none."""
+    if value is None:
+        return "not defined for eps0 alone (its smallest eigenvalue can be 0)"
+    return f"**{value:.3f}**"
 
 
 def _fmt(value: float | None) -> str:

@@ -190,7 +190,10 @@ def train_model(
     result = {
         "finished": True,
         "test": metrics(
-            tmath.irreps_to_tensor(predicted), tmath.irreps_to_tensor(test_targets), systems
+            tmath.irreps_to_tensor(predicted),
+            tmath.irreps_to_tensor(test_targets),
+            systems,
+            target,
         ),
         "members": [
             {
@@ -225,7 +228,7 @@ def train_model(
     if len(networks) > 1:
         single = predict_irreps(networks[:1], test_graphs, dev)[0]
         result["test_single_member"] = metrics(
-            tmath.irreps_to_tensor(single), tmath.irreps_to_tensor(test_targets)
+            tmath.irreps_to_tensor(single), tmath.irreps_to_tensor(test_targets), target=target
         )
     metadata = {
         "data_file": Path(data_path).name,
@@ -373,8 +376,12 @@ def _born_columns(rec: dict[str, float]) -> str:
 
 
 def ensemble_improves(current: dict[str, Any], extended: dict[str, Any]) -> bool:
-    """Whether ``extended``'s eps_poly and a_r MAEs are both no worse and one is better."""
-    keys = ("eps_poly_mae", "anisotropy_ratio_mae")
+    """Whether ``extended``'s eps_poly and a_r MAEs are both no worse and one is better.
+
+    For eps0, which has no a_r (``anisotropy_ratio_mae`` is ``None``), MAE_ten stands in.
+    """
+    second = "anisotropy_ratio_mae" if current.get("anisotropy_ratio_mae") is not None else None
+    keys = ("eps_poly_mae", second or "tensor_mae")
     old, new = [current[k] for k in keys], [extended[k] for k in keys]
     return all(n <= o for n, o in zip(new, old, strict=True)) and new != old
 
