@@ -91,17 +91,19 @@ def born_mae(subset: str, cleaned: list[Any], born_model: str) -> dict[str, floa
 
 def both_splits(
     split_of: Callable[[str, list[Any], Path], dict[str, Any]],
+    subsets: Sequence[str] = ("validation", "test"),
 ) -> dict[str, dict[str, Any]]:
     """``split_of(subset, cleaned, data)`` of the validation and test splits of the shared data.
 
-    The shared data set is read and cleaned once, for both.
+    The shared data set is read and cleaned once, for both (or for ``subsets`` alone: a
+    choice made on validation can be made before the test split's force constants exist).
     """
     from anisoscreen.model.training.dataset import clean_entries, load_entries
     from anisoscreen.settings import get_settings
 
     data = get_settings().shared / "data" / "mp_dielectric_tensors.json.gz"
     cleaned = clean_entries(load_entries(data))[0]
-    return {s: split_of(s, cleaned, data) for s in ("validation", "test")}
+    return {s: split_of(s, cleaned, data) for s in subsets}
 
 
 def cached_cells(

@@ -27,7 +27,8 @@ It reads the force constants that ``anisoscreen evaluate --refine-charges predic
     ANISOSCREEN_DATA_DIR=runs/ionic-eval python studies/blend_spread.py \\
         --output studies/results/ionic-physics-blend-spread.json
 
-``--born-model`` scores another Born model (a ``model.pt``) than the shipped one.
+``--born-model`` scores another Born model (a ``model.pt``) than the shipped one;
+``--validation-only`` leaves the test split out (a choice made before it is scored).
 """
 
 from __future__ import annotations
@@ -115,8 +116,12 @@ def main() -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--potential-spread", nargs="*", default=[], metavar="P")
     parser.add_argument("--born-model", default=DEFAULT_BORN_MODEL, help="name or model.pt")
+    parser.add_argument("--validation-only", action="store_true", help="leave the test split")
     args = parser.parse_args()
-    parts = both_splits(lambda s, c, d: _split(s, c, d, args.potential_spread, args.born_model))
+    parts = both_splits(
+        lambda s, c, d: _split(s, c, d, args.potential_spread, args.born_model),
+        ("validation",) if args.validation_only else ("validation", "test"),
+    )
     validation = parts["validation"]
 
     def constant(part: dict[str, Any], weights: tuple[float, float]) -> np.ndarray:
