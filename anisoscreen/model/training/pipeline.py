@@ -380,8 +380,8 @@ def ensemble_improves(current: dict[str, Any], extended: dict[str, Any]) -> bool
 
     For eps0, which has no a_r (``anisotropy_ratio_mae`` is ``None``), MAE_ten stands in.
     """
-    second = "anisotropy_ratio_mae" if current.get("anisotropy_ratio_mae") is not None else None
-    keys = ("eps_poly_mae", second or "tensor_mae")
+    has_ratio = current.get("anisotropy_ratio_mae") is not None
+    keys = ("eps_poly_mae", "anisotropy_ratio_mae" if has_ratio else "tensor_mae")
     old, new = [current[k] for k in keys], [extended[k] for k in keys]
     return all(n <= o for n, o in zip(new, old, strict=True)) and new != old
 
